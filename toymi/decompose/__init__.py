@@ -1,0 +1,1 @@
+"""Decomposition methods (SAEs, transcoders, baselines) and the recovery benchmark against known ground truths."""

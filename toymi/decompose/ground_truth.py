@@ -1,0 +1,37 @@
+"""`GroundTruth`: what a decomposition method is scored against — activations to decompose and the true features.
+
+Every entry of the recovery benchmark (a synthetic dictionary, TMS, compressed computation, the AND-gate model,
+modular addition, induction) is one `GroundTruth`, so methods and metrics never special-case a task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+@dataclasses.dataclass(frozen=True)
+class GroundTruth:
+    """Activations to decompose and the directions a good decomposition should find.
+
+    - `name`: row label in the benchmark table (e.g. `"synthetic 512→256"`, `"tms 40→10"`).
+    - `sample(key, n)`: `n` activation vectors `[n, d]`, drawn on device (jit-able; static `n`). For a model-based
+      truth this runs the model on fresh task inputs and captures a site, so nothing is stored on disk.
+    - `features`: true directions as unit rows `[n_true, d]`, or None where the truth is not a direction set (then
+      `score` says how to score it).
+    - `published`: metric name → published number to beat (e.g. `{"mmcs": 0.997}`), empty where none exists.
+    - `score`: optional extra scorer `(decoder_directions [n_latents, d]) -> {metric: value}` for truths that are
+      not direction sets (e.g. the fraction of each latent's norm in modular addition's key frequencies).
+    - `splice`: optional `(decomposition) -> {metric: value}` measuring the model's loss with the decomposition
+      spliced in at the site (loss recovered); None for truths without a model.
+    """
+
+    name: str
+    sample: Callable[[PRNGKeyArray, int], Float[Array, "n d"]]
+    d: int
+    features: Float[Array, "n_true d"] | None = None
+    published: dict[str, float] = dataclasses.field(default_factory=dict)
+    score: Callable[[Array], dict[str, float]] | None = None
+    splice: Callable[[object], dict[str, float]] | None = None
