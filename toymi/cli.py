@@ -1,4 +1,4 @@
-"""`toymi train SPEC` and `toymi plot RUN`."""
+"""`toymi train SPEC`, `toymi sweep SPEC --grid ...`, `toymi plot RUN` and `toymi phase SWEEP`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,73 @@ def _plot_run(run_dir: Path) -> Path:
 
 def _plot(args) -> int:
     _plot_run(Path(args.run))
+    if (Path(args.run) / "sweep.toml").exists():
+        _plot_phase(Path(args.run), None, None, None, 0.1)
+    return 0
+
+
+def _sweep(args) -> int:
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize()  # JAX's own multi-host runtime: every process runs this same command
+    from toymi.sweep import Sweep
+    from toymi.train.ensemble_loop import train_sweep
+    from toymi.train.sharding import ensemble_mesh
+
+    sweep = Sweep.from_args(args.spec, args.grid, seeds=args.seeds, overrides=args.set)
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.spec).stem}_sweep"
+    n_members, n_devices = len(sweep.members), jax.device_count()
+    mesh = None
+    if n_devices > 1 and n_members % (n_devices // args.batch_shards) == 0:
+        mesh = ensemble_mesh(args.batch_shards)
+        print(f"{n_members} members over a {dict(mesh.shape)} mesh of {n_devices} {jax.devices()[0].platform} devices")
+    elif n_devices > 1:
+        print(f"{n_members} members on one device: not a multiple of the {n_devices // args.batch_shards} device "
+              "groups")
+    state = train_sweep(sweep, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
+    print(f"trained {n_members} members to step {int(state.step[0])}; sweep directory: {out}")
+    if not args.no_plot and jax.process_index() == 0:
+        _plot_run(out)
+        _plot_phase(out, None, None, None, 0.1)
+    return 0
+
+
+def _plot_phase(run_dir: Path, x: str | None, y: str | None, metric: str | None, below: float) -> Path | None:
+    """Steps until `metric` first drops below `below`, averaged over seeds, on the grid of `x` × `y`."""
+    import numpy as np
+
+    from toymi.dissect.sweeps import first_step_below, grid_of
+    from toymi.plot import save_figure
+    from toymi.plot.phase import phase_diagram
+    from toymi.run import load_run
+
+    run = load_run(run_dir)
+    varied = [k for k in run.sweep.grid if k != "train.seed"]
+    if x is None:
+        if not varied:
+            print("no grid settings besides seeds: no phase diagram")
+            return None
+        x, y = varied[0], (varied[1] if len(varied) > 1 else None)
+    metrics = run.metrics
+    metric = metric or ("test_loss" if "test_loss" in metrics else next(k for k in metrics if k.endswith("_loss")))
+    if metric not in metrics:
+        raise KeyError(f"no metric {metric!r} in {run_dir}; have {sorted(k for k in metrics if k != 'step')}")
+    steps_to = first_step_below(metrics["step"], metrics[metric], below)
+    xs, ys, grid, counts = grid_of(run.members, steps_to, x, y)
+    fig = phase_diagram(xs, ys, grid, counts, xlabel=x, ylabel=y or "", value_label=f"first step with {metric} < "
+                        f"{below:g}", title=f"{run_dir.name}: steps until {metric} < {below:g} (— never)")
+    path = run_dir / "figures" / f"phase_{metric}_below_{below:g}.png"
+    save_figure(fig, path)
+    rows = [f"{y}={yv}: " + ", ".join(f"{x}={xv} → {np.round(v, 1)}" for xv, v in zip(xs, row))
+            for yv, row in zip(ys, grid)]
+    print("\n".join(rows))
+    print(f"wrote {path}")
+    return path
+
+
+def _phase(args) -> int:
+    _plot_phase(Path(args.run), args.x, args.y, args.metric, args.below)
     return 0
 
 
@@ -58,6 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw a run's training curves into RUN/figures/")
     plot.add_argument("run", help="a run directory")
     plot.set_defaults(func=_plot)
+
+    sweep = commands.add_parser("sweep", help="train a grid of settings × seeds as one vmapped program")
+    sweep.add_argument("spec", help="the base spec, e.g. tasks/grokking.toml")
+    sweep.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2,...",
+                       help="values of one setting, e.g. --grid train.weight_decay=0,0.3,1 (repeatable: a product)")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point (base seed + 0..N-1)")
+    sweep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a base spec value (repeatable)")
+    sweep.add_argument("--out", help="sweep directory (default: runs/<spec name>_sweep)")
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its last checkpoint")
+    sweep.add_argument("--batch-shards", type=int, default=1,
+                       help="devices each member's batch is split over (the rest split the members)")
+    sweep.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host: run the same command on every host)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
+    sweep.set_defaults(func=_sweep)
+
+    phase = commands.add_parser("phase", help="draw a sweep's phase diagram: steps until a metric drops below a value")
+    phase.add_argument("run", help="a sweep directory")
+    phase.add_argument("--x", help="grid setting along x (default: the sweep's first)")
+    phase.add_argument("--y", help="grid setting along y (default: the sweep's second)")
+    phase.add_argument("--metric", help="a logged metric (default: test_loss)")
+    phase.add_argument("--below", type=float, default=0.1, help="threshold (default 0.1: Nanda et al.'s grokked)")
+    phase.set_defaults(func=_phase)
     return parser
 
 

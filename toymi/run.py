@@ -12,9 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymi.spec import Spec
+from toymi.sweep import Sweep
 from toymi.tasks import Task
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
+from toymi.train.ensemble import stack_tasks, unstack
+from toymi.train.ensemble_loop import abstract_ensemble_state
 from toymi.train.loop import abstract_state
 from toymi.train.state import TrainState
 
@@ -72,6 +75,49 @@ class Run:
         self._checkpoints.close()
 
 
+class SweepRun(Run):
+    """A sweep directory (`toymi sweep`): everything `Run` has, with a leading member axis.
+
+    - `run.members`: each member's settings that differ from the base spec (`[{"train.weight_decay": 1.0, ...}]`)
+    - `run.metrics`: each metric `[eval, member]`; `run.model` / `run.checkpoint(step)`: models stacked over members
+      (`jax.vmap(f)(run.model)` applies any dissection function to every member; `run.member(i)` gives one)
+    - `run.checkpoint_series()`: `[step, member, ...]`
+    - `run.task`: the members' tasks stacked (`Task.stack`); `run.member_task(i)` gives one
+    """
+
+    def __init__(self, directory: str | Path):
+        super().__init__(directory)
+        self.sweep = Sweep.load(self.directory / "sweep.toml")
+        self.members = self.sweep.members
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    @functools.cached_property
+    def member_specs(self) -> list[Spec]:
+        return self.sweep.member_specs()
+
+    @functools.cached_property
+    def task(self) -> Task:
+        return stack_tasks(self.member_specs)
+
+    def member_task(self, i: int) -> Task:
+        return self.member_specs[i].build_task()
+
+    def member(self, i: int, step: int | None = None) -> eqx.Module:
+        """Member `i`'s model at `step` (default: the last checkpoint)."""
+        if not 0 <= i < self.n_members:
+            raise IndexError(f"member {i} out of range: this sweep has {self.n_members} members")
+        return unstack(self.model if step is None else self.checkpoint(step), i)
+
+    @functools.cached_property
+    def _abstract_state(self) -> TrainState:
+        return abstract_ensemble_state(self.sweep)
+
+
 def load_run(directory: str | Path) -> Run:
-    """Open a run directory written by `toymi train`."""
+    """Open a run directory written by `toymi train`, or a sweep directory written by `toymi sweep`."""
+    if (Path(directory) / "sweep.toml").exists():
+        return SweepRun(directory)
     return Run(directory)

@@ -27,12 +27,12 @@ def training_curves(metrics: dict[str, np.ndarray], title: str = "") -> Figure:
     ax_loss = axes[0, 0]
     shown = steps > 0  # log axes cannot show step 0
     for name in sets:
-        ax_loss.plot(steps[shown], metrics[f"{name}_loss"][shown], label=name)
+        _plot_metric(ax_loss, steps[shown], metrics[f"{name}_loss"][shown], name)
     ax_loss.set(xscale="log", yscale="log", xlabel="step", ylabel="loss", title="loss")
     if with_accuracy:
         ax_acc = axes[0, 1]
         for name in with_accuracy:
-            ax_acc.plot(steps[shown], metrics[f"{name}_accuracy"][shown], label=name)
+            _plot_metric(ax_acc, steps[shown], metrics[f"{name}_accuracy"][shown], name)
         ax_acc.set(xscale="log", xlabel="step", ylabel="accuracy", title="accuracy", ylim=(-0.02, 1.02))
     for ax in axes[0]:
         ax.grid(True, which="major", alpha=0.3)
@@ -40,6 +40,15 @@ def training_curves(metrics: dict[str, np.ndarray], title: str = "") -> Figure:
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _plot_metric(ax, steps: np.ndarray, values: np.ndarray, name: str) -> None:
+    """One curve; for a sweep (`[eval, member]`) every member thin and the median bold, in one colour."""
+    if values.ndim == 1:
+        ax.plot(steps, values, label=name)
+        return
+    (line,) = ax.plot(steps, np.nanmedian(values, axis=1), label=f"{name} (median of {values.shape[1]})", lw=2)
+    ax.plot(steps, values, color=line.get_color(), lw=0.6, alpha=0.35)
 
 
 def save_figure(fig: Figure, path) -> None:

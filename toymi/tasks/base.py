@@ -14,12 +14,15 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `model_dims()`: what the model must have (`d_vocab`, `d_vocab_out`, `n_ctx` for a transformer; the spec fills
   them in and rejects a conflicting value; `n_ctx` may be larger);
 - `model_kinds`: the model kinds (`toymi.model.registry`) the task trains, the first being the default;
-- `ground_truth()`: what dissection and decomposition are scored against.
+- `ground_truth()`: what dissection and decomposition are scored against;
+- `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+from collections.abc import Sequence
 from typing import ClassVar
 
 import equinox as eqx
@@ -87,6 +90,24 @@ class Task(eqx.Module):
 
     @abc.abstractmethod
     def ground_truth(self): ...
+
+    @classmethod
+    def stack(cls, tasks: Sequence["Task"]) -> "Task":
+        """One task whose every array has a leading member axis, for training an ensemble as one vmapped program.
+
+        Members may differ in whatever lives in arrays (test data drawn from another `data_seed`, a density held as
+        an array); settings that fix shapes or code paths are static fields and must agree. A task whose members can
+        differ in more (modular arithmetic's train fraction, as masks) overrides this.
+        """
+        differing = [f.name for f in dataclasses.fields(tasks[0]) if f.metadata.get("static")
+                     and any(getattr(t, f.name) != getattr(tasks[0], f.name) for t in tasks[1:])]
+        if differing:
+            raise ValueError(f"ensemble members of task {type(tasks[0]).__name__} differ in {differing}, which fix the "
+                             "task's shapes or code; only settings held in arrays can vary across one vmapped run")
+        shapes = {tuple(jnp.shape(x) for x in jax.tree.leaves(t)) for t in tasks}
+        if len(shapes) > 1:
+            raise ValueError(f"ensemble members of task {type(tasks[0]).__name__} hold arrays of different shapes")
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *tasks)
 
     def loss_positions(self) -> tuple[int, ...] | None:
         """Positions that ever carry loss, if the same for every sequence (lets the model skip the rest)."""

@@ -7,8 +7,10 @@ The split follows Nanda et al.'s code: every pair, shuffled with Python's `rando
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -90,6 +92,32 @@ class ModularArithmetic(Task):
         loss_mask = np.zeros((n, 3), np.float32)
         loss_mask[:, -1] = 1.0
         return Batch(jnp.asarray(tokens, jnp.int32), jnp.asarray(targets), jnp.asarray(loss_mask))
+
+    @classmethod
+    def stack(cls, tasks: Sequence["ModularArithmetic"]) -> "ModularArithmetic":
+        """Members that differ in `frac_train` or `data_seed`, as masks over one list of pairs per member.
+
+        Member i's pairs in its shuffled order are split at its own `n_i`. The stacked train set holds each member's
+        first `max n` pairs with the loss mask off past `n_i`; the test set holds its pairs from `min n` on, with
+        the mask off before `n_i`. Shapes agree, so the ensemble is one program; each member trains and is scored
+        on exactly its own split (members with smaller train sets compute, masked, on a few more pairs).
+        """
+        if len({(t.p, t.op) for t in tasks}) > 1:
+            raise ValueError("ensemble members of modular_arithmetic must share p and op")
+        if len({(t.frac_train, t.data_seed) for t in tasks}) == 1:
+            return super().stack(tasks)
+        sizes = [len(t.train) for t in tasks]
+        widest, narrowest = max(sizes), min(sizes)
+        members = []
+        for t, n in zip(tasks, sizes):
+            every = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), t.train, t.test)  # pairs in shuffled order
+            index = jnp.arange(len(every))[:, None]
+            train = jax.tree.map(lambda x: x[:widest], every)
+            train = Batch(train.tokens, train.targets, train.loss_mask * (index[:widest] < n))
+            test = jax.tree.map(lambda x: x[narrowest:], every)
+            test = Batch(test.tokens, test.targets, test.loss_mask * (index[narrowest:] >= n))
+            members.append(eqx.tree_at(lambda m: (m.train, m.test), tasks[0], (train, test)))
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
 
     def train_batch(self, key: PRNGKeyArray) -> Batch:
         del key  # full-batch training

@@ -95,7 +95,7 @@ class ToyModelsOfSuperposition(Task):
     model_kinds: ClassVar[tuple[str, ...]] = ("tms",)
 
     n_features: int = eqx.field(static=True)
-    feature_probability: float = eqx.field(static=True)
+    feature_probability: Float[Array, ""]  # an array, so an ensemble's members can sweep the density
     n_correlated_pairs: int = eqx.field(static=True)
     n_anticorrelated_pairs: int = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
@@ -142,7 +142,8 @@ class ToyModelsOfSuperposition(Task):
             problems.append(f"data_seed must be an integer >= 0, got {data_seed!r}")
         if problems:
             raise ConfigError("invalid tms task:\n  - " + "\n  - ".join(problems))
-        self.n_features, self.feature_probability = n_features, float(feature_probability)
+        self.n_features = n_features
+        self.feature_probability = jnp.asarray(feature_probability, jnp.float32)
         self.n_correlated_pairs, self.n_anticorrelated_pairs = n_correlated_pairs, n_anticorrelated_pairs
         self.batch_size = batch_size
         weights = importance_weights(n_features, importance_decay, importance_last, importance)

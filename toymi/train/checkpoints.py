@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from toymi.train.state import TrainState
@@ -34,7 +35,8 @@ class Checkpoints:
         return steps[-1] if steps else None
 
     def save(self, state: TrainState) -> None:
-        self._manager.save(int(state.step), args=ocp.args.StandardSave(state))
+        step = np.asarray(state.step).reshape(-1)[0]  # an ensemble's members step together
+        self._manager.save(int(step), args=ocp.args.StandardSave(state))
 
     def restore(self, step: int, like: TrainState) -> TrainState:
         """Load `step` into the structure of `like` (a state built from the same spec, or its eval_shape)."""

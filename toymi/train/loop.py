@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import equinox as eqx
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged
-from toymi.spec import Spec
+from toymi.spec import Spec, TrainConfig
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.optimizer import make_optimizer
@@ -36,20 +37,28 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     - `progress`: draw a progress bar.
     """
     run_dir = Path(run_dir)
-    spec_path = run_dir / "spec.toml"
-    log_path = run_dir / "metrics.jsonl"
+    check_run_dir(run_dir, resume)
     if resume:
-        _check_resumable(spec, spec_path)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
+        _check_resumable(spec, run_dir / "spec.toml")
+    optimizer = make_optimizer(spec.train)
+    state = init_state(spec.model, optimizer, spec.train.seed)
+    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
+                     make_train_chunk(optimizer, spec.train.eval_every), evaluate, spec.train, resume=resume,
+                     progress=progress, on_nonfinite=_stop)
+
+
+def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Callable, evaluate_fn: Callable,
+              cfg: TrainConfig, *, resume: bool, progress: bool, on_nonfinite: Callable) -> TrainState:
+    """Chunks of compiled steps; between them, log metrics, check the losses, checkpoint, draw progress.
+
+    Shared by single runs and ensembles (whose state, task, metrics and losses carry a leading member axis).
+    `files` (name → text) are written into `run_dir` once the run starts; `on_nonfinite(losses, step, run_dir,
+    checkpoints)` decides what a NaN or inf loss does (a single run stops; an ensemble notes the member and goes on).
+    """
+    log_path = run_dir / "metrics.jsonl"
+    check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
-
-    cfg = spec.train
-    task = spec.build_task()
-    optimizer = make_optimizer(cfg)
-    state = init_state(spec.model, optimizer, cfg.seed)
-    train_chunk = make_train_chunk(optimizer, cfg.eval_every)
 
     with Checkpoints(run_dir / "checkpoints") as checkpoints:
         if resume:
@@ -60,9 +69,10 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
             metrics_log.truncate_after(log_path, start)
         else:
             start = 0
-            _log(log_path, state, task, elapsed=0.0)
+            _log(log_path, state, task, evaluate_fn, elapsed=0.0)
             checkpoints.save(state)
-        spec_path.write_text(spec.to_toml())
+        for name, text in files.items():
+            (run_dir / name).write_text(text)
 
         bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
         began = time.perf_counter()
@@ -71,27 +81,46 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
             new_state, losses = train_chunk(state, task)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                bad = int(np.argmin(np.isfinite(losses)))
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {losses[bad]} at step {step + bad} (the update from step {step + bad} to "
-                    f"{step + bad + 1}); the last good checkpoint is step {checkpoints.latest()} in {run_dir}"
-                )
+                try:
+                    on_nonfinite(losses, step, run_dir, checkpoints)
+                except BaseException:
+                    bar.close()
+                    raise
             state, step = new_state, step + cfg.eval_every
-            row = _log(log_path, state, task, elapsed=time.perf_counter() - began)
+            row = _log(log_path, state, task, evaluate_fn, elapsed=time.perf_counter() - began)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoints.save(state)
             bar.update(cfg.eval_every)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k.endswith("_loss")})
+            bar.set_postfix({k: _short(v) for k, v in row.items() if k.endswith("_loss")})
         bar.close()
     return state
 
 
-def _log(path: Path, state: TrainState, task, elapsed: float) -> dict:
-    values = jax.device_get(evaluate(state.model, task))
-    row = {"step": int(state.step), **{k: float(v) for k, v in values.items()}, "elapsed_s": round(elapsed, 3)}
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """A new run never writes into a directory that holds something (checked before any expensive work)."""
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
+
+
+def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints) -> None:
+    bad = int(np.argmin(np.isfinite(losses)))
+    raise TrainingDiverged(
+        f"loss became {losses[bad]} at step {step + bad} (the update from step {step + bad} to "
+        f"{step + bad + 1}); the last good checkpoint is step {checkpoints.latest()} in {run_dir}"
+    )
+
+
+def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: float) -> dict:
+    values = jax.device_get(evaluate_fn(state.model, task))
+    step = np.asarray(state.step).reshape(-1)[0]  # an ensemble's members step together
+    row = {"step": int(step), **{k: np.asarray(v).tolist() for k, v in values.items()},
+           "elapsed_s": round(elapsed, 3)}
     metrics_log.append(path, row)
     return row
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else f"{np.nanmedian(value):.3g} (median)"
 
 
 def _check_resumable(spec: Spec, spec_path: Path) -> None:

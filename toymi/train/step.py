@@ -22,19 +22,34 @@ Loss = Callable[[eqx.Module, Task, object], Float[Array, ""]]
 
 
 def train_step(
-    state: TrainState, task: Task, optimizer: optax.GradientTransformation, loss: Loss = loss_fn
+    state: TrainState, task: Task, optimizer: optax.GradientTransformation, loss: Loss = loss_fn,
+    place_batch: Callable | None = None,
 ) -> tuple[TrainState, Array]:
     """One optimiser step on `task.train_batch`; returns the new state and the loss before the update.
 
     `loss(model, task, batch)` defaults to the task's own objective (`task.loss`); any other (e.g. with a penalty on
-    activations captured by `model.run`) works the same way.
+    activations captured by `model.run`) works the same way. `place_batch`, if given, maps the batch before use (a
+    sharding constraint that spreads its examples over devices: `toymi.train.sharding`).
     """
     key, batch_key = jax.random.split(state.key)
-    loss, grads = eqx.filter_value_and_grad(loss)(state.model, task, task.train_batch(batch_key))
+    batch = task.train_batch(batch_key)
+    if place_batch is not None:
+        batch = place_batch(batch)
+    loss, grads = eqx.filter_value_and_grad(loss)(state.model, task, batch)
     params = eqx.filter(state.model, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, state.opt_state, params)
     model = eqx.apply_updates(state.model, updates)
     return TrainState(step=state.step + 1, model=model, opt_state=opt_state, key=key), loss
+
+
+def run_steps(state: TrainState, task: Task, optimizer: optax.GradientTransformation, n_steps: int,
+              loss: Loss = loss_fn, place_batch: Callable | None = None) -> tuple[TrainState, Float[Array, " n"]]:
+    """`n_steps` steps in one `lax.scan` (not compiled by itself: `make_train_chunk` and ensembles wrap it)."""
+
+    def body(carry, _):
+        return train_step(carry, task, optimizer, loss, place_batch)
+
+    return jax.lax.scan(body, state, length=n_steps)
 
 
 def make_train_chunk(optimizer: optax.GradientTransformation, n_steps: int, loss: Loss = loss_fn) -> Callable:
@@ -42,10 +57,7 @@ def make_train_chunk(optimizer: optax.GradientTransformation, n_steps: int, loss
 
     @eqx.filter_jit
     def train_chunk(state: TrainState, task: Task) -> tuple[TrainState, Float[Array, " n_steps"]]:
-        def body(carry, _):
-            return train_step(carry, task, optimizer, loss)
-
-        return jax.lax.scan(body, state, length=n_steps)
+        return run_steps(state, task, optimizer, n_steps, loss)
 
     return train_chunk
 
