@@ -1,0 +1,96 @@
+"""Cross-check toymi.dissect's residual and circuit tools against TransformerLens on the same random weights.
+
+    .venv/bin/python benchmarks/dissect_residual_vs_transformer_lens.py
+
+Needs the `bench` extra (torch, transformer-lens 3.9). Loads one random LayerNorm transformer with an MLP into a
+`HookedTransformer` and prints the largest absolute difference of: logits; the logit lens with the cached final
+scale (`cache.apply_ln_to_stack(cache.accumulated_resid())`) and with each entry normalised by its own statistics
+(`cache.accumulated_resid(apply_ln=True)`, `recompute_norm=True` here); per-head direct logit attribution (`cache.stack_head_results`, with the
+cached final scale); and Q/K/V composition scores (`all_composition_scores`). TransformerLens's `apply_ln_to_stack`
+only centres and divides (it assumes the final LayerNorm's weight and bias are folded into `W_U`), so the final norm
+here has weight 1 and bias 0; toymi applies the weight and bias, which the tests check separately.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+import toymi
+from toymi.dissect.circuits import composition_scores
+from toymi.dissect.logit_lens import direct_logit_attribution, logit_lens
+from toymi.dissect.residual import ACCUMULATED_SITES, decompose_resid, decomposition_sites
+
+
+def random_model(config: toymi.ModelConfig, seed: int) -> toymi.Transformer:
+    """Random weights and biases everywhere except the final norm (weight 1, bias 0: see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    shapes = eqx.filter_eval_shape(toymi.Transformer, config, jax.random.PRNGKey(0))
+    model = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape) / np.sqrt(config.d_model), jnp.float32)
+                         if isinstance(s, jax.ShapeDtypeStruct) else s, shapes)
+    return eqx.tree_at(lambda m: (m.ln_final.w, m.ln_final.b), model,
+                       (jnp.ones(config.d_model), jnp.zeros(config.d_model)))
+
+
+def to_transformer_lens(model: toymi.Transformer) -> HookedTransformer:
+    c = model.config
+    cfg = HookedTransformerConfig(
+        n_layers=c.n_layers, d_model=c.d_model, n_ctx=c.n_ctx, d_head=c.d_head, n_heads=c.n_heads, d_mlp=c.d_mlp,
+        d_vocab=c.d_vocab, d_vocab_out=c.d_vocab_out, act_fn=c.act_fn, normalization_type="LN", eps=c.norm_eps,
+        positional_embedding_type="standard", device="cpu",
+    )
+    tl = HookedTransformer(cfg)
+    t = lambda x: torch.tensor(np.asarray(x))  # noqa: E731
+    state = {"embed.W_E": t(model.W_E), "pos_embed.W_pos": t(model.W_pos), "unembed.W_U": t(model.W_U),
+             "unembed.b_U": t(model.b_U), "ln_final.w": t(model.ln_final.w), "ln_final.b": t(model.ln_final.b)}
+    b = model.blocks
+    for layer in range(c.n_layers):
+        for name, value in {
+            "ln1.w": b.ln1.w, "ln1.b": b.ln1.b, "ln2.w": b.ln2.w, "ln2.b": b.ln2.b,
+            "attn.W_Q": b.attn.W_Q, "attn.W_K": b.attn.W_K, "attn.W_V": b.attn.W_V, "attn.W_O": b.attn.W_O,
+            "attn.b_Q": b.attn.b_Q, "attn.b_K": b.attn.b_K, "attn.b_V": b.attn.b_V, "attn.b_O": b.attn.b_O,
+            "mlp.W_in": b.mlp.W_in, "mlp.b_in": b.mlp.b_in, "mlp.W_out": b.mlp.W_out, "mlp.b_out": b.mlp.b_out,
+        }.items():
+            state[f"blocks.{layer}.{name}"] = t(value[layer])
+    missing = tl.load_state_dict(state, strict=False).missing_keys
+    unexpected = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
+    assert not unexpected, unexpected
+    return tl
+
+
+def main() -> None:
+    config = toymi.ModelConfig(d_vocab=13, n_ctx=10, n_layers=3, d_model=24, n_heads=3, d_mlp=48,
+                               normalization="layernorm")
+    model = random_model(config, 0)
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 13, (4, 10)))
+    logits, acts = model.run(tokens, capture={*decomposition_sites(config), *ACCUMULATED_SITES})
+    tl = to_transformer_lens(model)
+    with torch.no_grad():
+        tl_logits, cache = tl.run_with_cache(torch.tensor(np.asarray(tokens)))
+        accumulated = cache.accumulated_resid()  # [layer + 1, batch, pos, d_model]
+        recomputed_tl = cache.accumulated_resid(apply_ln=True) @ tl.W_U + tl.b_U  # each entry's own LN statistics
+        cached_tl = cache.apply_ln_to_stack(accumulated) @ tl.W_U + tl.b_U  # the final scale of the real pass
+        heads_tl = cache.stack_head_results(apply_ln=True) @ tl.W_U  # [layer * head, batch, pos, vocab]
+        comp_tl = {kind: tl.all_composition_scores(kind).numpy() for kind in "QKV"}
+    report = {"logits": np.abs(np.asarray(logits) - tl_logits.numpy()).max()}
+    for name, ours, theirs in (("logit lens, cached scale", logit_lens(model, acts), cached_tl),
+                               ("logit lens, recomputed", logit_lens(model, acts, recompute_norm=True), recomputed_tl)):
+        report[name] = np.abs(np.moveaxis(np.asarray(ours), 1, 0) - theirs.numpy()).max()
+    stack, labels = decompose_resid(model, acts)
+    heads = [i for i, name in enumerate(labels) if "H" in name]
+    dla = np.moveaxis(np.asarray(direct_logit_attribution(model, stack, acts))[:, heads], 1, 0)
+    report["per-head DLA"] = np.abs(dla - heads_tl.numpy()).max()
+    for kind in "QKV":
+        ours = np.nan_to_num(np.asarray(composition_scores(model, kind)), nan=0.0)
+        report[f"{kind}-composition"] = np.abs(ours - comp_tl[kind]).max()
+    for name, diff in report.items():
+        print(f"max |toymi - TransformerLens| {name}: {diff:.2e}")
+    assert all(diff < 1e-4 for diff in report.values()), report
+
+
+if __name__ == "__main__":
+    main()
