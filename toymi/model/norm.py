@@ -21,8 +21,20 @@ class Norm(eqx.Module):
         self.eps = config.norm_eps
 
     def __call__(self, x: Float[Array, "pos d_model"]) -> tuple[Float[Array, "pos d_model"], Float[Array, " pos"]]:
+        centred, scale = self.centre_and_scale(x)
+        return self.apply(centred, scale), scale
+
+    def centre_and_scale(
+        self, x: Float[Array, "pos d_model"]
+    ) -> tuple[Float[Array, "pos d_model"], Float[Array, " pos"]]:
+        """The input centred (LayerNorm; RMSNorm leaves it) and its per-position scale, kept apart so that the scale
+        site can be patched before it divides (LayerNorm removal fixes it to a constant, as TransformerLens's
+        `hook_scale` allows)."""
         if self.b is not None:  # LayerNorm centres; RMSNorm does not
             x = x - x.mean(-1, keepdims=True)
-        scale = jnp.sqrt((x * x).mean(-1) + self.eps)  # [pos]
-        out = x / scale[:, None] * self.w
-        return (out + self.b if self.b is not None else out), scale
+        return x, jnp.sqrt((x * x).mean(-1) + self.eps)  # [pos]
+
+    def apply(self, centred: Float[Array, "pos d_model"], scale: Float[Array, " pos"]) -> Float[Array, "pos d_model"]:
+        """`centred / scale * w + b`."""
+        out = centred / scale[:, None] * self.w
+        return out + self.b if self.b is not None else out

@@ -68,9 +68,9 @@ class Block(eqx.Module):
 def _normed(norm: Norm | None, x: Array, hooks: Hooks, scale_site: str, layer: int | None) -> Array:
     if norm is None:
         return x
-    out, scale = norm(x)
-    hooks(scale_site, layer, scale)
-    return out
+    # The scale goes through its site before dividing, so an intervention there (a fixed scale) flows downstream.
+    centred, scale = norm.centre_and_scale(x)
+    return norm.apply(centred, hooks(scale_site, layer, scale))
 
 
 class Transformer(HookedModel):

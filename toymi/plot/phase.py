@@ -16,8 +16,7 @@ def phase_diagram(xs, ys, grid: np.ndarray, counts: np.ndarray | None = None, *,
     fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.5, 0.8 * len(ys) + 2), constrained_layout=True)
     finite = grid[np.isfinite(grid)]
     norm = LogNorm(finite.min(), finite.max()) if log and finite.size and finite.min() > 0 else None
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
     image = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, norm=norm)
     for (i, j), v in np.ndenumerate(grid):
         text = "—" if not np.isfinite(v) else f"{v:.3g}"
