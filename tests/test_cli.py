@@ -31,3 +31,21 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("toymi: error: invalid ModelConfig") and "act_fn must be one of" in err
     assert not (tmp_path / "r").exists()  # rejected before anything was written
     assert main(["plot", str(tmp_path / "missing")]) == 2
+
+
+def test_sweep_then_phase(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(ROOT / "tasks" / "grokking_quick.toml"), "--grid", "task.frac_train=0.3,0.6",
+                 "--grid", "train.weight_decay=0,1", "--out", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "trained 4 members to step 20" in printed
+    assert json.loads((out / "members.json").read_text())[3] == {"task.frac_train": 0.6, "train.weight_decay": 1,
+                                                                  "train.seed": 0}
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows[-1]["test_loss"]) == 4
+    assert (out / "figures" / "phase_test_loss_below_0.1.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["phase", str(out), "--metric", "train_loss", "--below", "100"]) == 0  # every member at step 0
+    assert "train.weight_decay=0: task.frac_train=0.3 → 0.0" in capsys.readouterr().out
+    assert main(["sweep", str(ROOT / "tasks" / "grokking_quick.toml"), "--grid", "model.d_model=8,16",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "model.d_model cannot vary" in capsys.readouterr().err
