@@ -108,6 +108,14 @@ def _phase(args) -> int:
     return 0
 
 
+def _dissect(args) -> int:
+    from toymi.dissect.recipes import dissect_run
+
+    path = dissect_run(args.run, args.out, smoke=args.smoke)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toymi", description="Train toy models on synthetic tasks and dissect them.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
     sweep.set_defaults(func=_sweep)
 
+    dissect = commands.add_parser("dissect", help="run the task's default dissection into RUN/dissect/report.md")
+    dissect.add_argument("run", help="a run directory")
+    dissect.add_argument("--out", help="report directory (default: RUN/dissect)")
+    dissect.add_argument("--smoke", action="store_true", help="smallest settings (seconds): for tests")
+    dissect.set_defaults(func=_dissect)
+
     phase = commands.add_parser("phase", help="draw a sweep's phase diagram: steps until a metric drops below a value")
     phase.add_argument("run", help="a sweep directory")
     phase.add_argument("--x", help="grid setting along x (default: the sweep's first)")
@@ -150,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     phase.add_argument("--metric", help="a logged metric (default: test_loss)")
     phase.add_argument("--below", type=float, default=0.1, help="threshold (default 0.1: Nanda et al.'s grokked)")
     phase.set_defaults(func=_phase)
+
+    from toymi.decompose import cli as decompose_cli
+
+    decompose = commands.add_parser("decompose", help="the recovery benchmark: SAEs and baselines × ground truths")
+    decompose_cli.add_arguments(decompose)
+    decompose.set_defaults(func=decompose_cli.main)
     return parser
 
 

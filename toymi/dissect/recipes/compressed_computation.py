@@ -1,0 +1,33 @@
+"""Compressed computation: which neurons serve which feature, from weights and from single-neuron ablations."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from toymi.tasks.compressed_computation_circuits import neuron_ablation_effects, neuron_feature_weights, neurons_used
+
+
+def compressed_computation_recipe(run, report, smoke: bool) -> None:
+    model = run.model
+    weights = {k: np.asarray(v) for k, v in neuron_feature_weights(model).items()}
+    effects = np.asarray(neuron_ablation_effects(model))  # [feature, layer, d_mlp]
+    used = np.asarray(neurons_used(effects))
+    report.section("Neurons per feature", "Direct input weights W_E·W_in (feature × neuron), and the effect on each "
+                   "feature's output of ablating each neuron with only that feature on. A neuron 'serves' a feature "
+                   "when its effect is at least 10% of that feature's largest.")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), constrained_layout=True)
+    for ax, values, title in ((axes[0], weights["input"][0], "input weights, layer 0"),
+                              (axes[1], effects[:, 0], "single-neuron ablation effect, layer 0")):
+        limit = np.abs(values).max()
+        image = ax.imshow(values, aspect="auto", cmap="RdBu" if values.min() < 0 else "viridis",
+                          vmin=-limit if values.min() < 0 else 0, vmax=limit)
+        ax.set(xlabel="neuron", ylabel="feature", title=title)
+        fig.colorbar(image, ax=ax)
+    report.figure("neurons", fig, "feature × neuron weights and ablation effects")
+    per_feature = used.sum(axis=(1, 2))
+    per_neuron = used.sum(axis=0).ravel()
+    report.numbers("neurons", {"neurons per feature (mean)": float(per_feature.mean()),
+                               "features with no neuron": int((per_feature == 0).sum()),
+                               "features per neuron (mean over used neurons)": float(per_neuron[per_neuron > 0].mean())
+                               if (per_neuron > 0).any() else 0.0})

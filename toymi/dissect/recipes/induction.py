@@ -1,0 +1,44 @@
+"""Induction: which heads attend like previous-token and induction heads, how they compose, and whether they copy."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from toymi.dissect.attention import head_scores, repeated_random_tokens
+from toymi.dissect.circuits import composition_scores, ov_copying_scores
+from toymi.plot.attention import attention_patterns, composition_heatmaps, head_score_heatmaps
+
+
+def induction_recipe(run, report, smoke: bool) -> None:
+    model, config = run.model, run.model.config
+    half = min(16 if not smoke else 6, (config.n_ctx - 1) // 2, config.d_vocab)
+    tokens = repeated_random_tokens(jax.random.PRNGKey(0), 8 if smoke else 128, half, config.d_vocab)
+    scores = {k: np.asarray(v) for k, v in head_scores(model, tokens).items()}
+    report.section("Head scores", f"Attention on {tokens.shape[0]} sequences of {half} distinct random tokens "
+                   "repeated twice: previous-token (to position − 1), duplicate-token (to the earlier copy of the "
+                   "same token) and induction (to the token after the earlier copy). Heads above ~0.4 count.")
+    report.figure("head_scores", head_score_heatmaps(scores), "head scores per layer and head")
+    best = {name: np.unravel_index(np.argmax(s), s.shape) for name, s in scores.items()}
+    report.numbers("head_scores", {f"top {name} head": f"L{l}H{h}" for name, (l, h) in best.items()}
+                   | {f"top {name} score": float(scores[name][best[name]]) for name in scores}
+                   | {"induction heads (score > 0.4)": [f"L{l}H{h}" for l, h in zip(*np.nonzero(scores["induction"] > 0.4))]})
+    _, acts = model.run(tokens[:1], capture=["pattern"])
+    report.figure("patterns", attention_patterns(np.asarray(acts["pattern"][0])), "every head's pattern on one "
+                  "repeated sequence (induction heads: a stripe one off the diagonal in the second half)")
+    if config.n_layers > 1:
+        comp = {kind: np.asarray(composition_scores(model, kind)) for kind in ("Q", "K", "V")}
+        report.section("Composition", "How much each later head's query/key/value reads what an earlier head "
+                       f"writes (Elhage et al.); random matrices give about 1/√d_model = {config.d_model ** -0.5:.2f}.")
+        report.figure("composition", composition_heatmaps(comp, baseline=config.d_model ** -0.5), "Q/K/V composition")
+        k = np.nan_to_num(comp["K"], nan=-1)
+        la, ha, lb, hb = np.unravel_index(np.argmax(k), k.shape)
+        report.numbers("composition", {"strongest K-composition": f"L{la}H{ha} → L{lb}H{hb}",
+                                       "its score": float(k[la, ha, lb, hb])})
+    if config.d_vocab == config.d_vocab_out:
+        copying = np.asarray(ov_copying_scores(model))
+        report.section("OV copying", "Eigenvalue copying score of each head's OV circuit: 1 copies its input token "
+                       "to the output, −1 suppresses it.")
+        report.table(["layer"] + [f"H{h}" for h in range(config.n_heads)],
+                     [[layer, *copying[layer]] for layer in range(config.n_layers)])
+        report.metrics["ov_copying"] = copying.tolist()
