@@ -1,0 +1,45 @@
+"""`toymi dissect RUN` on tiny runs of every task with a recipe: the report, its figures and numbers are written."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toymi.cli import main
+
+ROOT = Path(__file__).parents[2]
+FEW = ["--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.checkpoint_every=20",
+       "--no-progress", "--no-plot"]
+TINY = {
+    "induction_quick": ["--set", "task.eval_size=16", "--set", "task.batch_size=8", "--set", "model.d_model=16",
+                        "--set", "model.d_head=4"],
+    "addition_quick": ["--set", "task.n_digits=2", "--set", "task.eval_size=32", "--set", "task.batch_size=8",
+                       "--set", "model.d_model=16", "--set", "model.d_mlp=32", "--set", "model.d_head=4",
+                       "--set", "train.warmup_steps=0"],
+    "tms_quick": ["--set", "task.eval_size=64", "--set", "task.batch_size=32"],
+    "and_gates_quick": ["--set", "task.n_features=4", "--set", "task.n_eval=64", "--set", "task.batch_size=32",
+                        "--set", "model.d_model=8", "--set", "model.d_mlp=8"],
+    "compressed_computation_quick": ["--set", "task.n_features=8", "--set", "task.n_eval=64",
+                                     "--set", "task.batch_size=32", "--set", "model.d_model=16",
+                                     "--set", "model.d_mlp=4", "--set", "task.feature_probability=0.2"],
+}
+
+
+@pytest.mark.parametrize("spec", sorted(TINY))
+def test_dissect_writes_a_report(spec, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(ROOT / "tasks" / f"{spec}.toml"), "--out", str(run), *FEW, *TINY[spec]]) == 0
+    assert main(["dissect", str(run), "--smoke"]) == 0
+    report = run / "dissect" / "report.md"
+    text = report.read_text()
+    figures = sorted((run / "dissect" / "figures").glob("*.png"))
+    assert figures and all(f.read_bytes()[:4] == b"\x89PNG" for f in figures)
+    for figure in figures:
+        assert f"figures/{figure.name}" in text  # every figure is shown in the report
+    metrics = json.loads((run / "dissect" / "metrics.json").read_text())
+    assert metrics, "the report records its numbers"
+
+
+def test_dissect_refuses_what_it_cannot_read(tmp_path, capsys):
+    assert main(["dissect", str(tmp_path / "nothing")]) == 2
+    assert "not a toymi run directory" in capsys.readouterr().err
