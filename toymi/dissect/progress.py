@@ -1,0 +1,196 @@
+"""Grokking progress measures (Nanda et al. 2023) over a checkpoint series, as one vmapped, compiled call.
+
+Train and test loss alone show a sudden jump; these measures show the circuit forming smoothly before it:
+
+- **restricted loss**: train loss of the logits kept only along the key frequencies' `cos/sin(w_k (a+b))`
+  directions over the (a, b) grid (plus each output's mean). Falls as the Fourier circuit forms;
+- **excluded loss**: train loss with those directions removed. Rises during circuit formation, when the network's
+  train performance comes to depend on the generalising circuit rather than on memorisation;
+- **Gini** of the Fourier components of `W_E` and of the neuron-logit map `W_out @ W_U`: sparsity in frequency;
+- **fraction of neurons explained** by one frequency (> `threshold` of their variance over the grid);
+- **total weight norm** (sum of squared parameters): falls in the cleanup phase, under weight decay.
+
+`progress_measures(series, task, key_freqs)` maps one per-checkpoint function over the stacked series
+(`Run.checkpoint_series()`) with `vmap` (or `lax.map` in chunks, to bound memory): one program, compiled once.
+Key frequencies come from the final model (`key_frequencies(model, task)`), as in the paper.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from toymi.dissect.fourier import (component_norms, frequency_mask, frequency_norms, gini,
+                                   key_frequencies_from_neurons, n_frequencies, neuron_frequency_fractions)
+from toymi.tasks.modular import ModularArithmetic, fourier_basis
+
+
+# ---- the (a, b) grid ------------------------------------------------------------------------------------------------
+
+def grid_tokens(p: int) -> Int[Array, "pair 3"]:
+    """Every input `a b =` over Z_p, row `a * p + b`."""
+    a, b = np.divmod(np.arange(p * p), p)
+    return jnp.asarray(np.stack([a, b, np.full(p * p, p)], 1), jnp.int32)
+
+
+def train_mask(task: ModularArithmetic) -> Bool[Array, "a b"]:
+    """Which (a, b) pairs are in the task's training set."""
+    tokens = np.asarray(task.train.tokens)
+    mask = np.zeros((task.p, task.p), bool)
+    mask[tokens[:, 0], tokens[:, 1]] = True
+    return jnp.asarray(mask)
+
+
+def grid_outputs(model: eqx.Module, p: int) -> tuple[Float[Array, "a b c"], Float[Array, "a b neuron"]]:
+    """Logits and the last layer's MLP neurons, at the `=` position, for every (a, b) (no input checks: traceable)."""
+    if getattr(model.config, "attn_only", True):
+        raise ValueError("grokking progress measures need a transformer with an MLP (its neurons)")
+    capture = frozenset({"mlp_post"})
+    logits, acts = jax.vmap(lambda t: model.forward(t, capture))(grid_tokens(p))
+    neurons = acts["mlp_post", -1][:, -1]  # [pair, neuron]
+    return logits[:, -1].reshape(p, p, -1), neurons.reshape(p, p, -1)
+
+
+# ---- restricted and excluded loss -------------------------------------------------------------------------------
+
+def sum_directions(p: int) -> Float[Array, "freq 2 a b"]:
+    """Unit vectors `cos(w_k (a+b))`, `sin(w_k (a+b))` over the (a, b) grid, w_k = 2πk/p, k = 1..K. Orthonormal."""
+    K = n_frequencies(p)
+    s = (np.arange(p)[:, None] + np.arange(p)[None, :]) % p
+    angle = 2 * np.pi * np.arange(1, K + 1)[:, None, None] * s / p
+    dirs = np.stack([np.cos(angle), np.sin(angle)], 1)
+    return jnp.asarray(dirs / np.sqrt(p * p / 2), jnp.float32)
+
+
+def key_projection(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"]) -> Float[Array, "a b c"]:
+    """Each output's logits over the grid projected onto the key frequencies' `cos/sin(w_k (a+b))` directions."""
+    dirs = sum_directions(logits.shape[0])
+    coefficients = jnp.einsum("kxab,abc->kxc", dirs, logits) * key_mask[:, None, None]
+    return jnp.einsum("kxab,kxc->abc", dirs, coefficients)
+
+
+def restricted_logits(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"]) -> Float[Array, "a b c"]:
+    """Only the key directions, plus each output's mean over the grid (the directions have mean zero)."""
+    return key_projection(logits, key_mask) + logits.mean((0, 1))
+
+
+def excluded_logits(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"]) -> Float[Array, "a b c"]:
+    """The logits with the key directions removed."""
+    return logits - key_projection(logits, key_mask)
+
+
+def grid_loss(logits: Float[Array, "a b c"], mask: Bool[Array, "a b"]) -> Float[Array, ""]:
+    """Cross-entropy of `(a + b) mod p` over the pairs in `mask`."""
+    p = logits.shape[0]
+    target = (jnp.arange(p)[:, None] + jnp.arange(p)[None, :]) % p
+    logp = jax.nn.log_softmax(logits, -1)
+    nll = -jnp.take_along_axis(logp, target[..., None], -1)[..., 0]
+    return (nll * mask).sum() / mask.sum()
+
+
+def restricted_loss(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"],
+                    mask: Bool[Array, "a b"]) -> Float[Array, ""]:
+    return grid_loss(restricted_logits(logits, key_mask), mask)
+
+
+def excluded_loss(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"],
+                  mask: Bool[Array, "a b"]) -> Float[Array, ""]:
+    return grid_loss(excluded_logits(logits, key_mask), mask)
+
+
+# ---- one checkpoint, and the series -------------------------------------------------------------------------------
+
+def weight_norm(model: eqx.Module) -> Float[Array, ""]:
+    """Sum of squared parameters (every floating-point array leaf)."""
+    return sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
+
+
+def checkpoint_measures(
+    model: eqx.Module, train: Bool[Array, "a b"], key_mask: Bool[Array, " freq"], threshold: float = 0.85,
+) -> dict[str, Array]:
+    """Every progress measure of one model (see the module docstring); `progress_measures` vmaps it."""
+    p = train.shape[0]
+    basis = fourier_basis(p)[0]
+    logits, neurons = grid_outputs(model, p)
+    embed = component_norms(model.W_E[:p], basis)  # [p]
+    neuron_logit = model.W_out[-1] @ model.W_U  # [neuron, p]
+    logit_components = component_norms(neuron_logit, basis, axis=1)
+    fractions = neuron_frequency_fractions(neurons, basis)  # [K, neuron]
+    return {
+        "train_loss": grid_loss(logits, train),
+        "test_loss": grid_loss(logits, ~train),
+        "restricted_loss": restricted_loss(logits, key_mask, train),
+        "excluded_loss": excluded_loss(logits, key_mask, train),
+        "gini_embed": gini(embed),
+        "gini_neuron_logit": gini(logit_components),
+        "embed_spectrum": frequency_norms(embed),  # [K + 1]
+        "neuron_logit_spectrum": frequency_norms(logit_components),  # [K + 1]
+        "frac_neurons_explained": (fractions.max(0) > threshold).mean(),
+        "key_frac_neurons_explained": ((fractions * key_mask[:, None]).max(0) > threshold).mean(),
+        "weight_norm": weight_norm(model),
+    }
+
+
+@eqx.filter_jit
+def _series_measures(series, train, key_mask, threshold, chunk_size):
+    params, static = eqx.partition(series, eqx.is_array)
+
+    def one(leaves):
+        return checkpoint_measures(eqx.combine(leaves, static), train, key_mask, threshold)
+
+    if chunk_size is None:
+        return jax.vmap(one)(params)
+    return jax.lax.map(one, params, batch_size=chunk_size)
+
+
+def progress_measures(
+    series: eqx.Module, task: ModularArithmetic, key_freqs, threshold: float = 0.85, chunk_size: int | None = None,
+) -> dict[str, Array]:
+    """Progress measures at every checkpoint of a stacked series, as one compiled call.
+
+    **Arguments:**
+
+    - `series`: models stacked on a leading checkpoint axis (`Run.checkpoint_series()`).
+    - `task`: the `ModularArithmetic` task (`op="+"`) they were trained on; its train split scores the losses.
+    - `key_freqs`: frequencies 1..(p-1)/2 to restrict to or exclude (`key_frequencies(final_model, task)`).
+    - `threshold`: fraction of variance above which a neuron counts as explained by one frequency.
+    - `chunk_size`: None maps with `vmap` (all checkpoints at once); an int maps in chunks of that many
+      (`lax.map`), still one program, to bound memory for long series or large p.
+
+    **Returns:** a dict of arrays with the checkpoint axis first: scalars `train_loss`, `test_loss`,
+    `restricted_loss`, `excluded_loss`, `gini_embed`, `gini_neuron_logit`, `frac_neurons_explained`,
+    `key_frac_neurons_explained` (by a key frequency), `weight_norm`, and spectra `embed_spectrum`,
+    `neuron_logit_spectrum` `[checkpoint, K + 1]` (index 0 the constant, k frequency k).
+    """
+    _check_task(task)
+    W_E = getattr(series, "W_E", None)
+    if W_E is None or W_E.ndim != 3:
+        raise ValueError("series must be transformers stacked on a leading checkpoint axis (Run.checkpoint_series()); "
+                         f"got W_E of shape {None if W_E is None else W_E.shape}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return _series_measures(series, train_mask(task), frequency_mask(key_freqs, task.p), float(threshold),
+                            chunk_size)
+
+
+def key_frequencies(model: eqx.Module, task: ModularArithmetic, threshold: float = 0.85,
+                    min_share: float = 0.05) -> np.ndarray:
+    """Key frequencies of one (final) model by neuron clustering (`fourier.key_frequencies_from_neurons`)."""
+    _check_task(task)
+    _, neurons = eqx.filter_jit(grid_outputs)(model, task.p)
+    fractions = neuron_frequency_fractions(neurons, fourier_basis(task.p)[0])
+    return key_frequencies_from_neurons(fractions, threshold, min_share)
+
+
+def _check_task(task) -> None:
+    if not isinstance(task, ModularArithmetic) or task.op != "+":
+        raise ValueError("grokking progress measures are defined for modular addition (ModularArithmetic, op='+'): "
+                         "the restricted/excluded directions are cos/sin(w_k (a+b))")
+
+
+__all__ = ["checkpoint_measures", "excluded_logits", "excluded_loss", "grid_loss", "grid_outputs", "grid_tokens",
+           "key_frequencies", "key_projection", "progress_measures", "restricted_logits", "restricted_loss",
+           "sum_directions", "train_mask", "weight_norm"]
