@@ -16,6 +16,11 @@ TINY = {
     "addition_quick": ["--set", "task.n_digits=2", "--set", "task.eval_size=32", "--set", "task.batch_size=8",
                        "--set", "model.d_model=16", "--set", "model.d_mlp=32", "--set", "model.d_head=4",
                        "--set", "train.warmup_steps=0"],
+    "grokking_quick": ["--set", "task.p=7", "--set", "model.d_model=16", "--set", "model.d_mlp=32",
+                       "--set", "model.n_heads=2", "--set", "model.d_head=8", "--set", "train.checkpoint_every=10"],
+    "chess_quick": ["--set", "task.n_games=40", "--set", "task.n_test_games=10", "--set", "task.max_plies=8",
+                    "--set", "task.batch_size=8", "--set", "model.d_model=16", "--set", "model.d_mlp=32",
+                    "--set", "model.d_head=4"],
     "tms_quick": ["--set", "task.eval_size=64", "--set", "task.batch_size=32"],
     "and_gates_quick": ["--set", "task.n_features=4", "--set", "task.n_eval=64", "--set", "task.batch_size=32",
                         "--set", "model.d_model=8", "--set", "model.d_mlp=8"],
@@ -28,7 +33,8 @@ TINY = {
 @pytest.mark.parametrize("spec", sorted(TINY))
 def test_dissect_writes_a_report(spec, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", str(ROOT / "tasks" / f"{spec}.toml"), "--out", str(run), *FEW, *TINY[spec]]) == 0
+    cache = ["--set", f"task.cache_dir={tmp_path / 'games'}"] if spec.startswith("chess") else []
+    assert main(["train", str(ROOT / "tasks" / f"{spec}.toml"), "--out", str(run), *FEW, *TINY[spec], *cache]) == 0
     assert main(["dissect", str(run), "--smoke"]) == 0
     report = run / "dissect" / "report.md"
     text = report.read_text()

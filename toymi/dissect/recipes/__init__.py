@@ -12,11 +12,15 @@ from pathlib import Path
 from toymi.dissect.report import Report
 from toymi.dissect.recipes.addition import addition_recipe
 from toymi.dissect.recipes.and_gates import and_gates_recipe
+from toymi.dissect.recipes.chess import chess_recipe
 from toymi.dissect.recipes.compressed_computation import compressed_computation_recipe
 from toymi.dissect.recipes.induction import induction_recipe
+from toymi.dissect.recipes.modular import modular_recipe
 from toymi.dissect.recipes.tms import tms_recipe
 
 RECIPES = {
+    "modular_arithmetic": modular_recipe,
+    "chess": chess_recipe,
     "induction": induction_recipe,
     "addition": addition_recipe,
     "tms": tms_recipe,
