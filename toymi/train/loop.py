@@ -71,8 +71,9 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
             start = 0
             _log(log_path, state, task, evaluate_fn, elapsed=0.0)
             checkpoints.save(state)
-        for name, text in files.items():
-            (run_dir / name).write_text(text)
+        if jax.process_index() == 0:  # multi-host: one writer (orbax coordinates checkpoints itself)
+            for name, text in files.items():
+                (run_dir / name).write_text(text)
 
         bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
         began = time.perf_counter()
@@ -115,7 +116,8 @@ def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: fl
     step = np.asarray(state.step).reshape(-1)[0]  # an ensemble's members step together
     row = {"step": int(step), **{k: np.asarray(v).tolist() for k, v in values.items()},
            "elapsed_s": round(elapsed, 3)}
-    metrics_log.append(path, row)
+    if jax.process_index() == 0:
+        metrics_log.append(path, row)
     return row
 
 
