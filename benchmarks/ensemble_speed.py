@@ -1,9 +1,10 @@
 """Ensemble throughput on this machine: N members trained as one vmapped program against N runs one after another.
 
-    python benchmarks/ensemble_speed.py [--sizes 1 4 16 64] [--chunk-steps 10] [--rounds 3]
+    python benchmarks/ensemble_speed.py [--spec tasks/grokking_quick.toml] [--sizes 1 4 16 64] [--chunk-steps 10]
 
-Task: the demo's grokking setup, (a + b) mod 59 at train fraction 0.5 (1,740 pairs, full batch), 1 layer,
-d_model 128, 4 heads, d_mlp 512; members differ by seed. Per round, one member trained alone (`make_train_chunk`)
+Default task: the demo's grokking setup, (a + b) mod 59 at train fraction 0.5 (1,740 pairs, full batch), 1 layer,
+d_model 128, 4 heads, d_mlp 512; `--spec tasks/tms_quick.toml` is the other extreme (a 5→2 model, batch 1024), where
+a step is mostly fixed overhead. Members differ by seed. Per round, one member trained alone (`make_train_chunk`)
 and each ensemble size (`make_ensemble_chunk`) are timed, interleaved; "sequential" is N times the lone member's
 time in the same round. Compile time is the first call's time less a steady call's, per size: a 64-member program
 should compile in about the time of one member.
@@ -14,6 +15,7 @@ Prints a table and writes benchmarks/results/ensemble_speed.json.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import _bench
 
@@ -23,6 +25,7 @@ def main(argv=None) -> dict:
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--chunk-steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--spec", default="tasks/grokking_quick.toml")
     args = p.parse_args(argv)
     machine = _bench.machine()
 
@@ -33,7 +36,7 @@ def main(argv=None) -> dict:
     from toymi.train import init_state, make_optimizer, make_train_chunk
     from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
 
-    spec_path = _bench.REPO_ROOT / "tasks" / "grokking_quick.toml"
+    spec_path = _bench.REPO_ROOT / args.spec
     spec = Spec.load(spec_path)
     optimizer = make_optimizer(spec.train)
     alone = init_state(spec.model, optimizer, 0)
@@ -82,7 +85,7 @@ def main(argv=None) -> dict:
     payload = {"machine": machine, "versions": _bench.versions(), "args": vars(args), "rows": rows,
                "alone_s_per_step": _bench.median(times["alone"]) / args.chunk_steps,
                "alone_compile_s": compile_s["1 alone"], "foreign_load_cores": loads}
-    print(f"wrote {_bench.write_json('ensemble_speed', payload)}")
+    print(f"wrote {_bench.write_json('ensemble_speed_' + Path(args.spec).stem, payload)}")
     return payload
 
 

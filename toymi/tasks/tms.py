@@ -42,16 +42,24 @@ def sample_features(
 
     **Returns:** `[n_batch, n_features]`, each entry 0 or U[0, 1).
     """
-    k_value, k_single, k_corr, k_anti, k_which = jax.random.split(key, 5)
     n_single = n_features - 2 * (n_correlated_pairs + n_anticorrelated_pairs)
-    values = jax.random.uniform(k_value, (n_batch, n_features))
+    # Independent features take one uniform draw u each: active when u < p, value u / p. Given u < p, u / p is
+    # U[0, 1), so this is the same distribution as separate "active?" and "value" draws at half the random bits
+    # (drawing random numbers is most of a small TMS model's step).
+    k_single, k_pairs = jax.random.split(key)
+    u = jax.random.uniform(k_single, (n_batch, n_single))
+    single = jnp.where(u < p, u / p, 0.0)
+    if n_correlated_pairs + n_anticorrelated_pairs == 0:
+        return single
+    k_value, k_corr, k_anti, k_which = jax.random.split(k_pairs, 4)
+    n_paired = 2 * (n_correlated_pairs + n_anticorrelated_pairs)
+    values = jax.random.uniform(k_value, (n_batch, n_paired))
     corr = jax.random.uniform(k_corr, (n_batch, n_correlated_pairs)) < p
     anti_on = jax.random.uniform(k_anti, (n_batch, n_anticorrelated_pairs)) < 2 * p
     first = jax.random.uniform(k_which, (n_batch, n_anticorrelated_pairs)) < 0.5
     anti = jnp.stack([anti_on & first, anti_on & ~first], axis=-1).reshape(n_batch, 2 * n_anticorrelated_pairs)
-    single = jax.random.uniform(k_single, (n_batch, n_single)) < p
-    active = jnp.concatenate([jnp.repeat(corr, 2, axis=1), anti, single], axis=1)
-    return jnp.where(active, values, 0.0)
+    paired = jnp.where(jnp.concatenate([jnp.repeat(corr, 2, axis=1), anti], axis=1), values, 0.0)
+    return jnp.concatenate([paired, single], axis=1)
 
 
 def importance_weights(n_features: int, decay: float | None = None, last: float | None = None,
