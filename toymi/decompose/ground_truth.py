@@ -26,6 +26,11 @@ class GroundTruth:
       not direction sets (e.g. the fraction of each latent's norm in modular addition's key frequencies).
     - `splice`: optional `(decomposition) -> {metric: value}` measuring the model's loss with the decomposition
       spliced in at the site (loss recovered); None for truths without a model.
+    - `feature_scales`: optional `[n_true]`, each true feature's typical norm in the activations when it is active
+      (mean |coefficient| × its unnormalised length). ML2R (learned component norm / true norm, as in APD/SPD) needs
+      it, since `features` are unit rows; None skips ML2R.
+    - `neurons`: optional `[n_neurons, d]`, the model's own neuron directions in activation space (e.g. the identity
+      for an MLP's hidden layer), scored as the "neuron basis" baseline; None where the site has no neuron basis.
     """
 
     name: str
@@ -35,3 +40,5 @@ class GroundTruth:
     published: dict[str, float] = dataclasses.field(default_factory=dict)
     score: Callable[[Array], dict[str, float]] | None = None
     splice: Callable[[object], dict[str, float]] | None = None
+    feature_scales: Float[Array, " n_true"] | None = None
+    neurons: Float[Array, "n_neurons d"] | None = None

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+
+from toymi.cli import main
+from toymi.decompose import baselines as B
+from toymi.decompose import metrics as M
+
+
+def _sparse_mixture(rng, parts, n=3000, p=0.2, nonneg=True):
+    codes = rng.uniform(0.2, 1.0, (n, len(parts))) * (rng.uniform(size=(n, len(parts))) < p)
+    if not nonneg:
+        codes *= rng.choice([-1.0, 1.0], codes.shape)
+    return codes @ parts
+
+
+def test_pca_spans_the_data_and_explains_all_of_it():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(6, 2)))[0].T  # a 2-D subspace of R^6
+    x = rng.normal(size=(500, 2)) @ basis + 3.0
+    d = B.pca(x, 2)
+    assert M.variance_explained(x, d.decode(d.encode(x))) == pytest.approx(1.0)
+    np.testing.assert_allclose(np.linalg.svd(d.directions @ basis.T)[1], 1.0, atol=1e-6)  # same subspace
+
+
+def test_fast_ica_unmixes_independent_sources():
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(3, 3))
+    x = rng.laplace(size=(4000, 3)) @ mixing
+    assert M.mmcs(mixing, B.fast_ica(x, 3).directions) > 0.98
+
+
+def test_spherical_kmeans_finds_one_hot_directions_and_codes_one_latent():
+    rng = np.random.default_rng(2)
+    parts = np.linalg.qr(rng.normal(size=(8, 4)))[0].T
+    x = parts[rng.integers(0, 4, 800)] * rng.uniform(0.5, 2.0, (800, 1))
+    d = B.spherical_kmeans(x, 4)
+    assert M.mmcs(parts, d.directions) > 0.999
+    codes = d.encode(x)
+    assert M.l0(codes) == 1.0
+    assert M.variance_explained(x, d.decode(codes)) == pytest.approx(1.0)
+
+
+def test_nmf_recovers_non_negative_parts_and_random_directions_do_not():
+    rng = np.random.default_rng(3)
+    parts = rng.uniform(size=(4, 10)) ** 4  # non-negative, nearly disjoint supports
+    x = _sparse_mixture(rng, parts)
+    assert M.mmcs(parts, B.nmf(x, 4).directions) > 0.95
+    random = B.random_directions(x, 4)
+    assert M.mmcs(parts, random.directions) < 0.9
+    assert M.variance_explained(x, random.decode(random.encode(x))) < 1.0  # 4 random rows cannot span the data
+
+
+def test_neuron_basis_scores_one_when_features_are_the_neurons():
+    rng = np.random.default_rng(4)
+    x = _sparse_mixture(rng, np.eye(5), nonneg=False)
+    d = B.neuron_basis(x, np.eye(5))
+    assert M.mmcs(np.eye(5), d.directions) == 1.0
+    assert M.variance_explained(x, d.decode(d.encode(x))) == pytest.approx(1.0)
+
+
+def test_bad_baseline_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="n_components"):
+        B.pca(np.ones((10, 3)), 4)
+    with pytest.raises(ValueError, match=r"\[n >= 2, d\]"):
+        B.spherical_kmeans(np.ones(3), 2)
+
+
+def test_the_decompose_command_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["decompose", "--quick", "--truths", "synthetic", "--methods", "L1 SAE,PCA", "--seeds", "2",
+                 "--out", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    assert "| L1 SAE | synthetic 24→12 |" in table and "| PCA | synthetic 24→12 |" in table
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in results["rows"]}
+    assert len(rows["L1 SAE"]["per_seed"]) == 2
+    # the SAE beats PCA (12 components for 24 features) at recovering the features
+    assert rows["L1 SAE"]["summary"]["mmcs"][0] > rows["PCA"]["summary"]["mmcs"][0] + 0.1
+    assert main(["decompose", "--quick", "--methods", "Gated SAE", "--out", str(out)]) == 2
+    assert "unknown methods" in capsys.readouterr().err
