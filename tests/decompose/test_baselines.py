@@ -80,3 +80,15 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     assert rows["L1 SAE"]["summary"]["mmcs"][0] > rows["PCA"]["summary"]["mmcs"][0] + 0.1
     assert main(["decompose", "--quick", "--methods", "Gated SAE", "--out", str(out)]) == 2
     assert "unknown methods" in capsys.readouterr().err
+
+
+def test_the_decompose_command_scores_a_trained_model(tmp_path):
+    """The compressed-computation truth trains its model inside the command, and methods are scored against it
+    (a feature's pattern spreads over several neurons, so no one-hot neuron matches it exactly)."""
+    out = tmp_path / "bench"
+    assert main(["decompose", "--quick", "--truths", "compressed", "--methods", "neuron basis,random",
+                 "--seeds", "1", "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    neuron, random = rows["neuron basis"]["summary"]["mmcs"][0], rows["random"]["summary"]["mmcs"][0]
+    assert "compressed computation" in rows["neuron basis"]["truth"]
+    assert 0 < neuron < 1 and 0 < random < 1
