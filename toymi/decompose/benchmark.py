@@ -231,29 +231,47 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
     return Setting(truth, n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
 
 
+def _trained(spec_name: str, steps: int | None):
+    """Train `tasks/<spec_name>.toml` (optionally for `steps` only) in a temporary directory: `(model, task)`."""
+    from toymi.spec import Spec
+    from toymi.train import train
+
+    overrides = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"] if steps else []
+    spec = Spec.load(Path(__file__).parents[2] / "tasks" / f"{spec_name}.toml", overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        state = train(spec, run_dir, progress=False)
+    return state.model, spec.build_task()
+
+
 def compressed_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
     """The compressed-computation model of `tasks/compressed_computation_quick.toml` trained here, its MLP's neuron
     activations (`mlp_post`) as the truth (`compressed_computation_truth`: one direction per feature and sign), with
     a 2× dictionary. The SAE knobs are the TMS ones, not tuned for this truth."""
     from toymi.decompose.model_truths import compressed_computation_truth
-    from toymi.spec import Spec
-    from toymi.train import train
 
-    overrides = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"] if steps else []
-    spec = Spec.load(Path(__file__).parents[2] / "tasks" / "compressed_computation_quick.toml", overrides)
-    with tempfile.TemporaryDirectory() as run_dir:
-        state = train(spec, run_dir, progress=False)
-    truth = compressed_computation_truth(state.model, spec.build_task())
+    truth = compressed_computation_truth(*_trained("compressed_computation_quick", steps))
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512)
 
 
+def and_gates_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
+    """The AND-gate residual MLP of `tasks/and_gates_quick.toml` trained here; truth: its neurons' response to each
+    input and each sparse gate's interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and
+    their gates are on per example at feature probability 0.3)."""
+    from toymi.decompose.model_truths import and_gates_truth
+
+    truth = and_gates_truth(*_trained("and_gates_quick", steps))
+    return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
+                   batch_size=512)
+
+
 def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
-    """The benchmark's truths by name: `"synthetic"`, `"tms"` and `"compressed"` (quick: tiny versions)."""
+    """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"`, `"and_gates"` (quick: tiny versions)."""
     builders = {
         "synthetic": lambda: synthetic_setting(quick),
         "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200) if quick else tms_setting(),
         "compressed": lambda: compressed_setting(steps=50, sae_steps=100) if quick else compressed_setting(),
+        "and_gates": lambda: and_gates_setting(steps=100, sae_steps=100) if quick else and_gates_setting(),
     }
     unknown = [t for t in truths if t not in builders]
     if unknown:
