@@ -83,12 +83,14 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
 
 
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
-    """The compressed-computation truth trains its model inside the command, and methods are scored against it
-    (a feature's pattern spreads over several neurons, so no one-hot neuron matches it exactly)."""
+    """The compressed-computation and AND-gate truths train their models inside the command, and methods are scored
+    against them (a feature's pattern spreads over several neurons, so no one-hot neuron matches it exactly)."""
     out = tmp_path / "bench"
-    assert main(["decompose", "--quick", "--truths", "compressed", "--methods", "neuron basis,random",
+    assert main(["decompose", "--quick", "--truths", "compressed,and_gates", "--methods", "neuron basis,random",
                  "--seeds", "1", "--out", str(out)]) == 0
-    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
-    neuron, random = rows["neuron basis"]["summary"]["mmcs"][0], rows["random"]["summary"]["mmcs"][0]
-    assert "compressed computation" in rows["neuron basis"]["truth"]
-    assert 0 < neuron < 1 and 0 < random < 1
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert sorted({r["truth"].split(" ")[0] for r in rows}) == ["and", "compressed"]
+    for row in rows:
+        assert 0 < row["summary"]["mmcs"][0] < 1, row["truth"]
+    and_gates = [r for r in rows if r["truth"].startswith("and gates")]
+    assert all("monosemantic_fraction" in r["summary"] for r in and_gates)  # the truth's own scorer ran
