@@ -265,13 +265,37 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000) -> Settin
                    batch_size=512)
 
 
+def modular_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
+    """The grokking model of `tasks/grokking_quick.toml` trained here; its MLP neurons at `=` scored by the fraction
+    of each latent's Fourier power in the key frequencies (`modular_truth`), against random directions. 2× dictionary
+    over the neurons, k = 16; not tuned."""
+    from toymi.decompose.model_truths import modular_truth
+
+    model, task = _trained("grokking_quick", steps)
+    truth = modular_truth(model, task)
+    return Setting(truth, n_latents=2 * truth.d, k=16, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+
+
+def induction_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
+    """The induction model of `tasks/induction_quick.toml` trained here; layer 1's attention output scored on whether
+    latents separate repeated-token positions from first occurrences (`induction_truth`), against random
+    directions. 2× dictionary, k = 4; not tuned."""
+    from toymi.decompose.model_truths import induction_truth
+
+    truth = induction_truth(*_trained("induction_quick", steps))
+    return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+
+
 def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
-    """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"`, `"and_gates"` (quick: tiny versions)."""
+    """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"`, `"and_gates"`, `"modular"`,
+    `"induction"` (quick: tiny versions)."""
     builders = {
         "synthetic": lambda: synthetic_setting(quick),
         "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200) if quick else tms_setting(),
         "compressed": lambda: compressed_setting(steps=50, sae_steps=100) if quick else compressed_setting(),
         "and_gates": lambda: and_gates_setting(steps=100, sae_steps=100) if quick else and_gates_setting(),
+        "modular": lambda: modular_setting(steps=50, sae_steps=100) if quick else modular_setting(),
+        "induction": lambda: induction_setting(steps=100, sae_steps=100) if quick else induction_setting(),
     }
     unknown = [t for t in truths if t not in builders]
     if unknown:
