@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import equinox as eqx
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from toymi.spec import Spec
@@ -16,10 +14,11 @@ from toymi.sweep import Sweep
 from toymi.tasks import Task
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
-from toymi.train.ensemble import stack_tasks, unstack
+from toymi.train.ensemble import stack_tasks
 from toymi.train.ensemble_loop import abstract_ensemble_state
 from toymi.train.loop import abstract_state
 from toymi.train.state import TrainState
+from toymi.trees import stack, unstack
 
 
 class Run:
@@ -68,8 +67,7 @@ class Run:
 
     def checkpoint_series(self, steps: Sequence[int] | None = None) -> eqx.Module:
         """Models at `steps` (default: all) stacked on a leading axis: `jax.vmap(f)(series)` maps over training."""
-        models = [self.checkpoint(s) for s in (self.steps if steps is None else steps)]
-        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *models)
+        return stack([self.checkpoint(s) for s in (self.steps if steps is None else steps)])
 
     def close(self) -> None:
         self._checkpoints.close()

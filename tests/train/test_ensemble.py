@@ -14,9 +14,10 @@ from toymi.spec import Spec, apply_overrides
 from toymi.sweep import Sweep
 from toymi.tasks import make_task
 from toymi.train import init_state, make_optimizer, make_train_chunk
-from toymi.train.ensemble import init_ensemble, make_ensemble_chunk, unstack
+from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
 from toymi.train.ensemble_loop import train_sweep
 from toymi.train.optimizer import hyperparams
+from toymi.trees import unstack
 
 BASE = {
     "task": {"name": "modular_arithmetic", "p": 11, "frac_train": 0.6, "data_seed": 0},

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.errors import ConfigError
+from toymi.trees import stack
 
 KINDS = ("relu", "topk", "batchtopk", "jumprelu")
 
@@ -63,7 +64,7 @@ def hyper(sparsity: float = 0.0, k: int = 1, aux_coef: float = 0.0, dead_after: 
 
 def stack_hypers(hypers: list[Hyper]) -> Hyper:
     """Stack scalar `Hyper`s into one with a leading member axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *hypers)
+    return stack(hypers)
 
 
 class SAE(eqx.Module):

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from toymi.trees import stack
+
 
 class Batch(eqx.Module):
     """Sequences, next-token targets and which positions carry loss."""
@@ -107,7 +109,7 @@ class Task(eqx.Module):
         shapes = {tuple(jnp.shape(x) for x in jax.tree.leaves(t)) for t in tasks}
         if len(shapes) > 1:
             raise ValueError(f"ensemble members of task {type(tasks[0]).__name__} hold arrays of different shapes")
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *tasks)
+        return stack(tasks)
 
     def loss_positions(self) -> tuple[int, ...] | None:
         """Positions that ever carry loss, if the same for every sequence (lets the model skip the rest)."""

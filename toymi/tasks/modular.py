@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task
+from toymi.trees import stack
 
 OPS = ("+", "-", "*", "/")
 
@@ -117,7 +118,7 @@ class ModularArithmetic(Task):
             test = jax.tree.map(lambda x: x[narrowest:], every)
             test = Batch(test.tokens, test.targets, test.loss_mask * (index[narrowest:] >= n))
             members.append(eqx.tree_at(lambda m: (m.train, m.test), tasks[0], (train, test)))
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *members)
+        return stack(members)
 
     def train_batch(self, key: PRNGKeyArray) -> Batch:
         del key  # full-batch training

@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
-from toymi.train.state import TrainState
+from toymi.train.state import TrainState, step_of
 
 # orbax logs every save at INFO through absl; a training run should only show its progress bar.
 logging.getLogger("absl").setLevel(logging.WARNING)
@@ -35,8 +34,7 @@ class Checkpoints:
         return steps[-1] if steps else None
 
     def save(self, state: TrainState) -> None:
-        step = np.asarray(state.step).reshape(-1)[0]  # an ensemble's members step together
-        self._manager.save(int(step), args=ocp.args.StandardSave(state))
+        self._manager.save(step_of(state), args=ocp.args.StandardSave(state))
 
     def restore(self, step: int, like: TrainState) -> TrainState:
         """Load `step` into the structure of `like` (a state built from the same spec, or its eval_shape)."""

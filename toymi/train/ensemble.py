@@ -21,16 +21,7 @@ from toymi.tasks import Task
 from toymi.train.optimizer import STATE_HYPERPARAMS, make_optimizer, with_hyperparams
 from toymi.train.state import TrainState, init_state
 from toymi.train.step import Loss, evaluate, loss_fn, run_steps
-
-
-def stack(trees: Sequence) -> object:
-    """Pytrees of one structure stacked on a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
-def unstack(tree, i: int) -> object:
-    """Member `i` of a stacked pytree."""
-    return jax.tree.map(lambda x: x[i], tree)
+from toymi.trees import stack, unstack
 
 
 def init_ensemble(specs: Sequence[Spec]) -> tuple[TrainState, Task, optax.GradientTransformation]:

@@ -22,7 +22,7 @@ from toymi.spec import Spec, TrainConfig
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.optimizer import make_optimizer
-from toymi.train.state import TrainState, init_state
+from toymi.train.state import TrainState, init_state, step_of
 from toymi.train.step import evaluate, make_train_chunk
 
 
@@ -113,8 +113,7 @@ def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints
 
 def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: float) -> dict:
     values = jax.device_get(evaluate_fn(state.model, task))
-    step = np.asarray(state.step).reshape(-1)[0]  # an ensemble's members step together
-    row = {"step": int(step), **{k: np.asarray(v).tolist() for k, v in values.items()},
+    row = {"step": step_of(state), **{k: np.asarray(v).tolist() for k, v in values.items()},
            "elapsed_s": round(elapsed, 3)}
     if jax.process_index() == 0:
         metrics_log.append(path, row)

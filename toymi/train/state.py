@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import numpy as np
 import optax
 from jaxtyping import Array, Int, PRNGKeyArray
 
@@ -15,6 +16,11 @@ class TrainState(eqx.Module):
     model: eqx.Module  # a Transformer, or another registered model kind
     opt_state: optax.OptState
     key: PRNGKeyArray  # raw uint32 key: drives on-device sampling; split once per step
+
+
+def step_of(state: TrainState) -> int:
+    """The step a state (or a stacked ensemble of states, whose members step together) is at."""
+    return int(np.asarray(state.step).reshape(-1)[0])
 
 
 def init_state(config, optimizer: optax.GradientTransformation, seed: int) -> TrainState:

@@ -1,0 +1,19 @@
+"""Stacking pytrees of one structure on a new leading axis (members of an ensemble, checkpoints of a run, tasks,
+hyperparameters) and taking one entry back out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+
+def stack(trees: Sequence) -> object:
+    """Pytrees of one structure stacked on a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, i: int) -> object:
+    """Entry `i` of a stacked pytree."""
+    return jax.tree.map(lambda x: x[i], tree)
