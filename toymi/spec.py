@@ -130,15 +130,7 @@ class Spec:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "Spec":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no spec file at {path}")
-        with path.open("rb") as f:
-            try:
-                raw = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{path} is not valid TOML: {e}") from None
-        return cls.from_dict(apply_overrides(raw, overrides))
+        return cls.from_dict(apply_overrides(read_toml(path), overrides))
 
     def to_dict(self) -> dict:
         return {"task": dict(self.task), "model": {"kind": kind_of(self.model), **_drop_none(self.model.to_dict())},
@@ -155,17 +147,39 @@ def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}  # TOML has no null
 
 
+def read_toml(path: str | Path) -> dict:
+    """A TOML file as a dict, or a clear error for a missing file or invalid TOML."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no spec file at {path}")
+    with path.open("rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path} is not valid TOML: {e}") from None
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply `section.key=value` strings to a raw spec dict (a new dict; `raw` is untouched)."""
-    out = {section: dict(values) for section, values in raw.items()}
+    values = {}
     for item in overrides:
         target, sep, text = item.partition("=")
-        section, dot, key = target.strip().partition(".")
-        if not sep or not dot or not key:
+        if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
+        values[target.strip()] = _parse_value(text.strip())
+    return set_values(raw, values)
+
+
+def set_values(raw: dict, values: dict[str, object]) -> dict:
+    """`raw` (a raw spec dict, untouched) with `{"section.key": value}` set: a new dict."""
+    out = {section: dict(entries) for section, entries in raw.items()}
+    for target, value in values.items():
+        section, dot, key = target.partition(".")
+        if not dot or not key:
+            raise ConfigError(f"override {target!r} must look like section.key=value")
         if section not in SECTIONS:
-            raise ConfigError(f"override {item!r}: unknown section {section!r}; sections are {list(SECTIONS)}")
-        out.setdefault(section, {})[key] = _parse_value(text.strip())
+            raise ConfigError(f"override {target!r}: unknown section {section!r}; sections are {list(SECTIONS)}")
+        out.setdefault(section, {})[key] = value
     return out
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import tomllib
 from pathlib import Path
 
 import tomli_w
 
 from toymi.errors import ConfigError
-from toymi.spec import SECTIONS, Spec, _parse_value, apply_overrides
+from toymi.spec import SECTIONS, Spec, _parse_value, apply_overrides, read_toml, set_values
 from toymi.train.optimizer import STATE_HYPERPARAMS
 
 # What may vary across members, besides task settings (which the task's `stack` checks).
@@ -56,11 +55,7 @@ class Sweep:
     @classmethod
     def from_args(cls, spec_path: str | Path, grid: list[str], seeds: int = 1, overrides: list[str] = ()) -> "Sweep":
         """From `--grid section.key=v1,v2,...` strings (each value parsed as TOML) and `--set` overrides."""
-        path = Path(spec_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no spec file at {path}")
-        with path.open("rb") as f:
-            base = apply_overrides(tomllib.load(f), list(overrides))
+        base = apply_overrides(read_toml(spec_path), list(overrides))
         parsed = {}
         for item in grid:
             key, sep, text = item.partition("=")
@@ -85,8 +80,7 @@ class Sweep:
 
     def member_specs(self) -> list[Spec]:
         """Every member's full spec, each validated like a spec of its own."""
-        return [Spec.from_dict(apply_overrides(self.base, [f"{k}={_toml(v)}" for k, v in m.items()]))
-                for m in self.members]
+        return [Spec.from_dict(set_values(self.base, member)) for member in self.members]
 
     def base_spec(self) -> Spec:
         return Spec.from_dict(self.base)
@@ -96,11 +90,6 @@ class Sweep:
 
     @classmethod
     def load(cls, path: str | Path) -> "Sweep":
-        with Path(path).open("rb") as f:
-            raw = tomllib.load(f)
+        raw = read_toml(path)
         sweep = raw.pop("sweep")
         return cls(base=raw, grid=sweep["grid"], seeds=sweep["seeds"])
-
-
-def _toml(value) -> str:
-    return tomli_w.dumps({"v": value})[4:].strip()
