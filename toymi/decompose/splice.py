@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float
 
-from toymi.model.hooked import HookedModel
+from toymi.model.hooked import HookedModel, WrappedModel
 from toymi.model.interventions import AnyIntervention, apply_function, mean_ablate, zero_ablate
 from toymi.model.residual_mlp import ResidualMLP
 from toymi.model.transformer import Transformer
@@ -41,18 +41,10 @@ from toymi.tasks.and_gates import AndGates, encode_tokens, gate_loss
 # ---- wrappers: a model with something spliced in, still a HookedModel, so `task.loss` runs it unchanged -----------
 
 
-class Intervened(HookedModel):
+class Intervened(WrappedModel):
     """`model` with fixed `interventions` applied on every call (e.g. a zero- or mean-ablation reference)."""
 
-    model: HookedModel
     interventions: tuple[AnyIntervention, ...]
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def check_inputs(self, x) -> Array:
-        return self.model.check_inputs(x)
 
     def forward(self, x: Array, capture: frozenset[str] = frozenset(), interventions: Sequence[AnyIntervention] = (),
                 output_positions: tuple[int, ...] | None = None) -> tuple[Array, eqx.Module]:
@@ -62,7 +54,7 @@ class Intervened(HookedModel):
         return _select(out, output_positions), acts
 
 
-class Spliced(HookedModel):
+class Spliced(WrappedModel):
     """`model` with `decomposition` in place of `site` (built by `splice_sae` or `splice_transcoder`).
 
     - `source = "site"`: the decomposition reads the site it replaces (an SAE).
@@ -70,19 +62,11 @@ class Spliced(HookedModel):
     - `exact`: add the stop-gradient error term (module docstring).
     """
 
-    model: HookedModel
     decomposition: eqx.Module
     site: str = eqx.field(static=True)
     layer: int | None = eqx.field(static=True)
     source: str = eqx.field(static=True)
     exact: bool = eqx.field(static=True)
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def check_inputs(self, x) -> Array:
-        return self.model.check_inputs(x)
 
     def forward(self, x: Array, capture: frozenset[str] = frozenset(), interventions: Sequence[AnyIntervention] = (),
                 output_positions: tuple[int, ...] | None = None) -> tuple[Array, eqx.Module]:

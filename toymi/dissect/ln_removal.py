@@ -26,7 +26,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.dissect.layernorm import center_writing_weights, fold_ln
 from toymi.model.activations import Activations
-from toymi.model.hooked import HookedModel
+from toymi.model.hooked import WrappedModel
 from toymi.model.interventions import AnyIntervention, patch
 from toymi.model.positions import take_positions
 from toymi.model.transformer import Transformer
@@ -53,23 +53,15 @@ def default_order(config) -> tuple[NormSite, ...]:
             ("ln_final_scale", None))
 
 
-class FixedNorms(HookedModel):
+class FixedNorms(WrappedModel):
     """A `Transformer` whose `removed` norms divide by the constant in `scales` instead of the token's own scale.
 
     **Fields:** `model` (the transformer; its parameters are what fine-tuning changes), `scales` and `removed`,
     `[norm]` in `norm_sites(model.config)` order.
     """
 
-    model: Transformer
     scales: Float[Array, " norm"]
     removed: Bool[Array, " norm"]
-
-    @property
-    def config(self):
-        return self.model.config
-
-    def check_inputs(self, x) -> Array:
-        return self.model.check_inputs(x)
 
     def forward(
         self, tokens: Int[Array, " pos"], capture: frozenset[str] = frozenset(),

@@ -60,3 +60,17 @@ class HookedModel(eqx.Module):
         if x.ndim == 2:
             return jax.vmap(lambda one: self.forward(one, names, interventions))(x)
         return self.forward(x, names, interventions)
+
+
+class WrappedModel(HookedModel):
+    """A model around another (`model`) that changes only its `forward` (a splice, fixed interventions, fixed norm
+    scales): same config, same sites, same input checks, so tasks and dissection use it like the model itself."""
+
+    model: HookedModel
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def check_inputs(self, x) -> Array:
+        return self.model.check_inputs(x)
