@@ -215,32 +215,33 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
     as a `GroundTruth` (`tms_truth`), with a 2× dictionary."""
     from toymi.decompose.model_truths import tms_truth
     from toymi.spec import Spec
-    from toymi.train import train
 
-    spec = Spec.from_dict({
+    truth = tms_truth(*_trained(Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
                  "eval_size": 2048, "data_seed": seed},
         "model": {"kind": "tms", "d_hidden": d_hidden},
         "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
                   "checkpoint_every": steps},
-    })
-    with tempfile.TemporaryDirectory() as run_dir:
-        state = train(spec, run_dir, progress=False)
-    truth = tms_truth(state.model, spec.build_task())
+    })))
     n_active = max(1, round(0.05 * n_features))
     return Setting(truth, n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
 
 
-def _trained(spec_name: str, steps: int | None):
-    """Train `tasks/<spec_name>.toml` (optionally for `steps` only) in a temporary directory: `(model, task)`."""
-    from toymi.spec import Spec
+def _trained(spec) -> tuple:
+    """Train `spec` in a temporary directory: `(model, task)`."""
     from toymi.train import train
 
-    overrides = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"] if steps else []
-    spec = Spec.load(Path(__file__).parents[2] / "tasks" / f"{spec_name}.toml", overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         state = train(spec, run_dir, progress=False)
     return state.model, spec.build_task()
+
+
+def _shipped(spec_name: str, steps: int | None):
+    """`tasks/<spec_name>.toml`, optionally cut to `steps` steps (evaluated and checkpointed once)."""
+    from toymi.spec import Spec
+
+    overrides = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"] if steps else []
+    return Spec.load(Path(__file__).parents[2] / "tasks" / f"{spec_name}.toml", overrides)
 
 
 def compressed_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
@@ -249,7 +250,7 @@ def compressed_setting(steps: int | None = None, sae_steps: int = 2000) -> Setti
     a 2× dictionary. The SAE knobs are the TMS ones, not tuned for this truth."""
     from toymi.decompose.model_truths import compressed_computation_truth
 
-    truth = compressed_computation_truth(*_trained("compressed_computation_quick", steps))
+    truth = compressed_computation_truth(*_trained(_shipped("compressed_computation_quick", steps)))
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512)
 
@@ -260,7 +261,7 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000) -> Settin
     their gates are on per example at feature probability 0.3)."""
     from toymi.decompose.model_truths import and_gates_truth
 
-    truth = and_gates_truth(*_trained("and_gates_quick", steps))
+    truth = and_gates_truth(*_trained(_shipped("and_gates_quick", steps)))
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512)
 
@@ -271,8 +272,7 @@ def modular_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
     over the neurons, k = 16; not tuned."""
     from toymi.decompose.model_truths import modular_truth
 
-    model, task = _trained("grokking_quick", steps)
-    truth = modular_truth(model, task)
+    truth = modular_truth(*_trained(_shipped("grokking_quick", steps)))
     return Setting(truth, n_latents=2 * truth.d, k=16, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
 
 
@@ -282,7 +282,7 @@ def induction_setting(steps: int | None = None, sae_steps: int = 2000) -> Settin
     directions. 2× dictionary, k = 4; not tuned."""
     from toymi.decompose.model_truths import induction_truth
 
-    truth = induction_truth(*_trained("induction_quick", steps))
+    truth = induction_truth(*_trained(_shipped("induction_quick", steps)))
     return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
 
 
