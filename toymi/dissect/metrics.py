@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from toymi.tasks.base import token_nll
+
 
 def _at_positions(logits: Float[Array, "*batch pos vocab"],
                   position: Int[Array, "*batch"]) -> Float[Array, "*batch vocab"]:
@@ -92,8 +94,7 @@ class CrossEntropy(eqx.Module):
         if logits.shape[:-1] != self.targets.shape:
             raise ValueError(f"CrossEntropy built for targets of shape {self.targets.shape} got logits of shape "
                              f"{logits.shape}")
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        nll = -jnp.take_along_axis(logp, self.targets[..., None], axis=-1)[..., 0]
+        nll = token_nll(logits, self.targets)
         return jnp.sum(jnp.where(self.mask, nll, 0.0)) / jnp.sum(self.mask)
 
 

@@ -25,6 +25,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from toymi.dissect.fourier import (component_norms, frequency_mask, frequency_norms, gini,
                                    key_frequencies_from_neurons, n_frequencies, neuron_frequency_fractions)
+from toymi.tasks.base import token_nll
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
 
 
@@ -86,9 +87,7 @@ def grid_loss(logits: Float[Array, "a b c"], mask: Bool[Array, "a b"]) -> Float[
     """Cross-entropy of `(a + b) mod p` over the pairs in `mask`."""
     p = logits.shape[0]
     target = (jnp.arange(p)[:, None] + jnp.arange(p)[None, :]) % p
-    logp = jax.nn.log_softmax(logits, -1)
-    nll = -jnp.take_along_axis(logp, target[..., None], -1)[..., 0]
-    return (nll * mask).sum() / mask.sum()
+    return (token_nll(logits, target) * mask).sum() / mask.sum()
 
 
 def restricted_loss(logits: Float[Array, "a b c"], key_mask: Bool[Array, " freq"],

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
+from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
 
 PLUS, EQUALS = 10, 11
 SUBTASKS = ("BA", "MC", "MS", "UC", "US")
@@ -204,8 +204,7 @@ class Addition(Task):
 
     def metrics(self, logits: Float[Array, "batch n+1 vocab"], batch: Batch) -> dict[str, Array]:
         """Loss and digit accuracy, whole-answer accuracy, and loss and accuracy of every answer digit."""
-        logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        nll = -jnp.take_along_axis(logprobs, batch.targets[..., None], axis=-1)[..., 0]  # [batch, n+1]
+        nll = token_nll(logits.astype(jnp.float32), batch.targets)  # [batch, n+1]
         correct = logits.argmax(-1) == batch.targets
         out = {"loss": masked_cross_entropy(logits, batch), "accuracy": masked_accuracy(logits, batch),
                "answer_accuracy": correct.all(axis=1).mean()}

@@ -52,10 +52,15 @@ class Batch(eqx.Module):
         return Batch(self.tokens, self.targets[:, idx], self.loss_mask[:, idx])
 
 
+def token_nll(logits: Float[Array, "*batch vocab"], targets: Int[Array, "*batch"]) -> Float[Array, "*batch"]:
+    """Cross-entropy of each target under its logits (in the logits' own dtype)."""
+    logprobs = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
+
+
 def masked_cross_entropy(logits: Float[Array, "batch pos vocab"], batch: Batch) -> Float[Array, ""]:
     """Mean cross-entropy over the positions `batch.loss_mask` selects."""
-    logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logprobs, batch.targets[..., None], axis=-1)[..., 0]
+    nll = token_nll(logits.astype(jnp.float32), batch.targets)
     return (nll * batch.loss_mask).sum() / batch.loss_mask.sum()
 
 

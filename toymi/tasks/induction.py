@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
+from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
 
 MODES = ("repeat", "random_offsets")
 LOSS_ON = ("all", "repeated")
@@ -198,8 +198,7 @@ class Induction(Task):
     def metrics(self, logits: Float[Array, "batch pos vocab"], batch: Batch) -> dict[str, Array]:
         """The trained loss and accuracy, loss and accuracy on repeated and first-occurrence tokens, ICL score."""
         scored = logits.shape[1]  # seq_len - 1: the loss positions
-        logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        nll = -jnp.take_along_axis(logprobs, batch.targets[..., None], axis=-1)[..., 0]  # [batch, pos]
+        nll = token_nll(logits.astype(jnp.float32), batch.targets)  # [batch, pos]
         correct = (logits.argmax(-1) == batch.targets).astype(jnp.float32)
         repeated = repeated_positions(batch.tokens)[:, :scored].astype(jnp.float32)
         first = first_occurrence_positions(batch.tokens)[:, :scored].astype(jnp.float32)

@@ -8,13 +8,13 @@ import numpy as np
 
 from toymi.plot.attention import attention_patterns
 from toymi.tasks.addition import question_digits, subtask_labels
+from toymi.tasks.base import token_nll
 
 
 def per_token_loss(task, model, batch) -> jax.Array:
     """Cross-entropy at each answer digit: `[batch, n_digits + 1]`."""
     logits, scored = task.scored_logits(model, batch)
-    logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(logprobs, scored.targets[..., None], axis=-1)[..., 0]
+    return token_nll(logits.astype(jnp.float32), scored.targets)
 
 
 def subtask_loss(loss, labels: dict) -> dict[str, np.ndarray]:
