@@ -220,3 +220,21 @@ def test_shipped_specs_are_what_they_say():
     assert (pentagon.train.lr, pentagon.task["batch_size"]) == (1e-3, 1024)
     np.testing.assert_allclose(pentagon.build_task().feature_importance, 0.9 ** np.arange(5), rtol=1e-6)
     assert math.isclose(Spec.load(root / "tms_quick.toml").task["feature_probability"], 0.05)
+
+
+def test_a_sweep_varies_importance_and_density_together():
+    # The phase diagram's sweep (tasks/tms_phase.toml): importance_decay = r gives importances [1, r], and the
+    # importances, like the density, are arrays of the task, so both vary across the members of one vmapped run.
+    from toymi.sweep import Sweep
+    from toymi.train.ensemble import stack_tasks
+
+    root = Path(__file__).parents[2] / "tasks"
+    grid = ["task.importance_decay=0.1,10", "task.feature_probability=1,0.01"]
+    sweep = Sweep.from_args(root / "tms_phase.toml", grid, overrides=["task.eval_size=20"])
+    task = stack_tasks(sweep.member_specs())
+    np.testing.assert_allclose(task.feature_importance, [[1, 0.1], [1, 0.1], [1, 10], [1, 10]], rtol=1e-6)
+    np.testing.assert_allclose(task.feature_probability, [1, 0.01, 1, 0.01], rtol=1e-6)
+    phase = Spec.load(root / "tms_phase.toml")
+    assert (phase.model.n_features, phase.model.d_hidden, phase.train.steps) == (2, 1, 10_000)
+    densities = Spec.load(root / "tms_5_2_densities.toml")
+    assert (densities.model.n_features, densities.model.d_hidden, densities.train.lr) == (5, 2, 1e-3)
