@@ -184,6 +184,40 @@ def key_frequencies(model: eqx.Module, task: ModularArithmetic, threshold: float
     return key_frequencies_from_neurons(fractions, threshold, min_share)
 
 
+def grokking_phases(steps, measures: dict, rate_fraction: float = 0.5) -> dict[str, int | None]:
+    """Nanda et al.'s three phases, located on a checkpoint series's progress measures.
+
+    - `memorisation_end`: the checkpoint with the lowest excluded loss. Until then train and excluded loss fall
+      together: the memorising solution does not use the key frequencies. Afterwards the generalising circuit
+      forms and removing the key frequencies hurts more and more (circuit formation).
+    - `cleanup_start`, `cleanup_end`: after `memorisation_end`, the first and last checkpoint interval over which
+      the total weight norm falls at least `rate_fraction` as fast (per step) as where it falls fastest: weight
+      decay removing the memorising weights once the circuit has made them unnecessary.
+
+    A series that stops before a phase ends (the excluded loss still falling at the last checkpoint, or no fall of
+    the weight norm after it) gives None for the boundaries it has not reached.
+
+    **Arguments:** `steps` `[checkpoint]`; `measures` from `progress_measures` (`excluded_loss`, `weight_norm`).
+    **Returns:** `{"memorisation_end", "cleanup_start", "cleanup_end"}`: steps, or None.
+    """
+    steps = np.asarray(steps, float)
+    if steps.ndim != 1 or len(steps) < 2 or np.any(np.diff(steps) <= 0):
+        raise ValueError(f"need at least 2 increasing checkpoint steps, got {steps}")
+    excluded, norm = np.asarray(measures["excluded_loss"], float), np.asarray(measures["weight_norm"], float)
+    if excluded.shape != steps.shape or norm.shape != steps.shape:
+        raise ValueError(f"measures must have one value per step ({steps.shape}); got excluded_loss "
+                         f"{excluded.shape}, weight_norm {norm.shape}")
+    phases = dict.fromkeys(("memorisation_end", "cleanup_start", "cleanup_end"))
+    start = int(np.argmin(excluded))
+    if start == len(steps) - 1:
+        return phases
+    phases["memorisation_end"] = int(steps[start])
+    fall = -np.diff(norm)[start:] / np.diff(steps)[start:]  # interval i runs from checkpoint start + i to + 1
+    if fall.max() > 0:
+        fast = start + np.flatnonzero(fall >= rate_fraction * fall.max())
+        phases["cleanup_start"], phases["cleanup_end"] = int(steps[fast[0]]), int(steps[fast[-1] + 1])
+    return phases
+
 def _check_task(task) -> None:
     if not isinstance(task, ModularArithmetic) or task.op != "+":
         raise ValueError("grokking progress measures are defined for modular addition (ModularArithmetic, op='+'): "
@@ -191,5 +225,5 @@ def _check_task(task) -> None:
 
 
 __all__ = ["checkpoint_measures", "excluded_logits", "excluded_loss", "grid_loss", "grid_outputs", "grid_tokens",
-           "key_frequencies", "key_projection", "progress_measures", "restricted_logits", "restricted_loss",
-           "sum_directions", "train_mask", "weight_norm"]
+           "grokking_phases", "key_frequencies", "key_projection", "progress_measures", "restricted_logits",
+           "restricted_loss", "sum_directions", "train_mask", "weight_norm"]
