@@ -135,23 +135,25 @@ def test_progress_figure_draws_every_measure_against_sorted_steps():
     assert x.tolist() == [0, 100, 200] and y.tolist() == [2.0, 1.0, 1e-9]  # sorted by step; 0 at the log floor
 
 
-def test_grokking_phases_read_off_excluded_loss_and_weight_norm():
+def test_grokking_phases_read_off_excluded_loss_test_loss_and_gini():
     steps = np.arange(0, 1100, 100)
     # excluded loss falls with the train loss until step 300, then rises as the circuit forms
     excluded = np.array([4.7, 2.0, 0.5, 0.1, 0.3, 0.8, 1.5, 2.5, 3.5, 4.0, 4.2])
-    # weight norm: slow decay, a fast fall over 600 -> 800 (cleanup), then flat
-    norm = np.array([100, 98, 96, 94, 92, 90, 88, 70, 55, 54, 54.0])
-    phases = progress.grokking_phases(steps, {"excluded_loss": excluded, "weight_norm": norm})
-    assert phases == {"memorisation_end": 300, "cleanup_start": 600, "cleanup_end": 800}
+    test = np.array([4.7, 9, 12, 12, 11, 10, 4.0, 1.0, 0.01, 0.001, 0.001])  # below chance (4.7) from step 600
+    gini = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.58, 0.6])  # 95% of 0.6 at step 900
+    phases = progress.grokking_phases(steps, {"excluded_loss": excluded, "test_loss": test, "gini_embed": gini},
+                                      chance_loss=4.7)
+    assert phases == {"memorisation_end": 300, "cleanup_start": 600, "cleanup_end": 900}
 
 
 def test_grokking_phases_not_reached_are_none():
     steps = np.arange(4) * 10
-    still_memorising = {"excluded_loss": np.array([3.0, 2, 1, 0.5]), "weight_norm": np.array([4.0, 3, 2, 1])}
-    assert progress.grokking_phases(steps, still_memorising) == dict.fromkeys(
+    gini = np.zeros(4)
+    still_memorising = {"excluded_loss": np.array([3.0, 2, 1, 0.5]), "test_loss": np.full(4, 9.0), "gini_embed": gini}
+    assert progress.grokking_phases(steps, still_memorising, 4.7) == dict.fromkeys(
         ("memorisation_end", "cleanup_start", "cleanup_end"))
-    no_cleanup = {"excluded_loss": np.array([3.0, 2, 1, 2]), "weight_norm": np.arange(4.0)}
-    assert progress.grokking_phases(steps, no_cleanup) == {"memorisation_end": 20, "cleanup_start": None,
-                                                           "cleanup_end": None}
+    not_generalising = {**still_memorising, "excluded_loss": np.array([3.0, 2, 1, 2])}
+    assert progress.grokking_phases(steps, not_generalising, 4.7) == {"memorisation_end": 20, "cleanup_start": None,
+                                                                      "cleanup_end": None}
     with pytest.raises(ValueError, match="increasing"):
-        progress.grokking_phases(steps[::-1], no_cleanup)
+        progress.grokking_phases(steps[::-1], not_generalising, 4.7)

@@ -184,38 +184,45 @@ def key_frequencies(model: eqx.Module, task: ModularArithmetic, threshold: float
     return key_frequencies_from_neurons(fractions, threshold, min_share)
 
 
-def grokking_phases(steps, measures: dict, rate_fraction: float = 0.5) -> dict[str, int | None]:
+def grokking_phases(steps, measures: dict, chance_loss: float, settled: float = 0.95) -> dict[str, int | None]:
     """Nanda et al.'s three phases, located on a checkpoint series's progress measures.
 
     - `memorisation_end`: the checkpoint with the lowest excluded loss. Until then train and excluded loss fall
       together: the memorising solution does not use the key frequencies. Afterwards the generalising circuit
       forms and removing the key frequencies hurts more and more (circuit formation).
-    - `cleanup_start`, `cleanup_end`: after `memorisation_end`, the first and last checkpoint interval over which
-      the total weight norm falls at least `rate_fraction` as fast (per step) as where it falls fastest: weight
-      decay removing the memorising weights once the circuit has made them unnecessary.
+    - `cleanup_start`: the first later checkpoint whose test loss is below chance (`chance_loss`, log p): the
+      circuit now outweighs the memorised answers on unseen pairs, and weight decay is removing the latter.
+    - `cleanup_end`: the first checkpoint from `cleanup_start` on at which the Gini coefficient of W_E's Fourier
+      components has reached `settled` of its maximum over the series: the embedding has become sparse in the
+      Fourier basis, i.e. the memorising components are gone.
 
-    A series that stops before a phase ends (the excluded loss still falling at the last checkpoint, or no fall of
-    the weight norm after it) gives None for the boundaries it has not reached.
+    Boundaries a series does not reach (the excluded loss still falling at its last checkpoint, or the test loss
+    never below chance) are None.
 
-    **Arguments:** `steps` `[checkpoint]`; `measures` from `progress_measures` (`excluded_loss`, `weight_norm`).
+    **Arguments:** `steps` `[checkpoint]`; `measures` from `progress_measures` (`excluded_loss`, `test_loss`,
+    `gini_embed`); `chance_loss`: the loss of a uniform guess, log p; `settled`: the fraction for `cleanup_end`.
     **Returns:** `{"memorisation_end", "cleanup_start", "cleanup_end"}`: steps, or None.
     """
     steps = np.asarray(steps, float)
     if steps.ndim != 1 or len(steps) < 2 or np.any(np.diff(steps) <= 0):
         raise ValueError(f"need at least 2 increasing checkpoint steps, got {steps}")
-    excluded, norm = np.asarray(measures["excluded_loss"], float), np.asarray(measures["weight_norm"], float)
-    if excluded.shape != steps.shape or norm.shape != steps.shape:
-        raise ValueError(f"measures must have one value per step ({steps.shape}); got excluded_loss "
-                         f"{excluded.shape}, weight_norm {norm.shape}")
+    series = {k: np.asarray(measures[k], float) for k in ("excluded_loss", "test_loss", "gini_embed")}
+    wrong = {k: v.shape for k, v in series.items() if v.shape != steps.shape}
+    if wrong:
+        raise ValueError(f"measures must have one value per step ({steps.shape}); got {wrong}")
     phases = dict.fromkeys(("memorisation_end", "cleanup_start", "cleanup_end"))
-    start = int(np.argmin(excluded))
-    if start == len(steps) - 1:
+    end = int(np.argmin(series["excluded_loss"]))
+    if end == len(steps) - 1:
         return phases
-    phases["memorisation_end"] = int(steps[start])
-    fall = -np.diff(norm)[start:] / np.diff(steps)[start:]  # interval i runs from checkpoint start + i to + 1
-    if fall.max() > 0:
-        fast = start + np.flatnonzero(fall >= rate_fraction * fall.max())
-        phases["cleanup_start"], phases["cleanup_end"] = int(steps[fast[0]]), int(steps[fast[-1] + 1])
+    phases["memorisation_end"] = int(steps[end])
+    below = np.flatnonzero(series["test_loss"][end:] < chance_loss)
+    if not below.size:
+        return phases
+    start = end + int(below[0])
+    phases["cleanup_start"] = int(steps[start])
+    gini = series["gini_embed"]
+    done = start + int(np.argmax(gini[start:] >= settled * gini.max()))
+    phases["cleanup_end"] = int(steps[done])
     return phases
 
 def _check_task(task) -> None:
