@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _FLOOR = 1e-9  # float32 cross-entropy underflows to exactly 0; a log axis shows it at this floor
 
@@ -58,6 +59,7 @@ def progress_figure(steps, measures: dict, key_freqs=(), p: int | None = None, t
             ax.annotate(str(k), (steps[-1], k), xytext=(4, 0), textcoords="offset points", va="center",
                         fontsize=7, color="C3", annotation_clip=False)
         ax.set(xlabel="step", ylabel="frequency k", title=f"{label}: norm per frequency (key marked)")
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # long runs' step labels would overlap
         fig.colorbar(image, ax=ax, shrink=0.8)
     for ax in axes.flat[:4]:
         ax.grid(True, alpha=0.3)
