@@ -31,6 +31,15 @@ def test_fast_ica_unmixes_independent_sources():
     assert M.mmcs(mixing, B.fast_ica(x, 3).directions) > 0.98
 
 
+def test_fast_ica_on_rank_deficient_data_keeps_to_the_rank():
+    # two sources in four coordinates, one of them constant (a dead neuron): asking for 4 components must not NaN
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.laplace(size=(2000, 2)) @ rng.normal(size=(2, 3)), np.ones((2000, 1))], axis=1)
+    d = B.fast_ica(x, 4)
+    assert d.directions.shape == (2, 4) and np.isfinite(d.directions).all()
+    assert M.variance_explained(x, d.decode(d.encode(x))) == pytest.approx(1.0, abs=1e-6)
+
+
 def test_spherical_kmeans_finds_one_hot_directions_and_codes_one_latent():
     rng = np.random.default_rng(2)
     parts = np.linalg.qr(rng.normal(size=(8, 4)))[0].T

@@ -5,7 +5,8 @@ baselines and SAEs with the same code (`encode`, `decode`, `directions`). Fittin
 encoding and decoding are numpy.
 
 - `pca`: principal components (at most d).
-- `fast_ica`: independent components; directions are the mixing matrix's columns (at most d).
+- `fast_ica`: independent components; directions are the mixing matrix's columns (at most d, and at most the
+  data's rank).
 - `nmf`: non-negative matrix factorisation of the data shifted to be non-negative; codes by non-negative least
   squares (scikit-learn's `transform`). May be overcomplete.
 - `spherical_kmeans`: k-means on unit-normalised data; directions are the centroids, and a sample's code is its
@@ -65,8 +66,12 @@ def pca(x, n_components: int, seed: int = 0) -> LinearDictionary:
 
 
 def fast_ica(x, n_components: int, seed: int = 0) -> LinearDictionary:
+    """At most as many components as the data's rank: whitening a rank-deficient direction (e.g. a dead neuron's
+    constant activation) divides by a zero variance and leaves every component NaN."""
     x = _check(x, n_components, True, "fast_ica")
-    with warnings.catch_warnings():
+    n_components = min(n_components, int(np.linalg.matrix_rank(x - x.mean(axis=0))))
+    # scikit-learn's whitening divides by rank-deficient data's zero singular values; the rows kept are finite
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = FastICA(n_components, random_state=seed, max_iter=400, tol=1e-3, whiten="unit-variance").fit(x)
     return LinearDictionary("FastICA", model.mixing_.T, model.mean_, model.transform)
