@@ -19,7 +19,9 @@ from toymi.tasks.tms_geometry import (
     geometry,
     superposition,
 )
+from toymi.sweep import Sweep
 from toymi.train import init_state, make_optimizer, make_train_chunk, train
+from toymi.train.ensemble import stack_tasks
 
 N = 100_000  # samples for the statistics below: a rate p has standard error sqrt(p(1-p)/N) <= 0.0016
 
@@ -225,9 +227,6 @@ def test_shipped_specs_are_what_they_say():
 def test_a_sweep_varies_importance_and_density_together():
     # The phase diagram's sweep (tasks/tms_phase.toml): importance_decay = r gives importances [1, r], and the
     # importances, like the density, are arrays of the task, so both vary across the members of one vmapped run.
-    from toymi.sweep import Sweep
-    from toymi.train.ensemble import stack_tasks
-
     root = Path(__file__).parents[2] / "tasks"
     grid = ["task.importance_decay=0.1,10", "task.feature_probability=1,0.01"]
     sweep = Sweep.from_args(root / "tms_phase.toml", grid, overrides=["task.eval_size=20"])

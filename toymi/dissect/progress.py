@@ -225,6 +225,7 @@ def grokking_phases(steps, measures: dict, chance_loss: float, settled: float = 
     phases["cleanup_end"] = int(steps[done])
     return phases
 
+
 def _check_task(task) -> None:
     if not isinstance(task, ModularArithmetic) or task.op != "+":
         raise ValueError("grokking progress measures are defined for modular addition (ModularArithmetic, op='+'): "
