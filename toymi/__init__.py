@@ -6,7 +6,7 @@ The public surface: the model (`Transformer`, `ModelConfig`, `Activations`, inte
 
 from toymi.model import *  # noqa: F401,F403
 from toymi.model import __all__ as _model_all
-from toymi.run import Run, load_run
+from toymi.run import Run, load_run, train_or_load
 from toymi.spec import Spec, TrainConfig
 
-__all__ = [*_model_all, "Run", "Spec", "TrainConfig", "load_run"]
+__all__ = [*_model_all, "Run", "Spec", "TrainConfig", "load_run", "train_or_load"]

@@ -110,6 +110,17 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
 
 
+def test_train_or_load_trains_once_then_reuses_the_same_experiment_only(tmp_path):
+    spec = tiny_spec(steps=10, eval_every=10, checkpoint_every=10)
+    first = toymi.train_or_load(spec, tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = toymi.train_or_load(spec, tmp_path / "run")  # loaded, not retrained
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+    assert leaves_equal(first.model, again.model) and again.steps == [0, 10]
+    with pytest.raises(RunDirectoryError, match="spec differs"):
+        toymi.train_or_load(tiny_spec(steps=10, eval_every=10, checkpoint_every=10, lr=1e-2), tmp_path / "run")
+
+
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr warms up from 0, so the first updates are tiny; a huge peak lr then blows the weights up.
     spec = tiny_spec(lr=1e30, warmup_steps=1000, steps=200, eval_every=1, checkpoint_every=1)

@@ -38,7 +38,7 @@ def train_sweep(sweep: Sweep, run_dir: str | Path, *, resume: bool = False, prog
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
     if resume:
-        _check_resumable(sweep, run_dir / "sweep.toml")
+        check_same_sweep(sweep, run_dir / "sweep.toml")
     specs = sweep.member_specs()
     state, task, optimizer = init_ensemble(specs)
     place, axis = None, None
@@ -62,15 +62,16 @@ def train_sweep(sweep: Sweep, run_dir: str | Path, *, resume: bool = False, prog
                      progress=progress, on_nonfinite=note_diverged)
 
 
-def _check_resumable(sweep: Sweep, path: Path) -> None:
+def check_same_sweep(sweep: Sweep, path: Path) -> None:
+    """Refuse a sweep directory whose sweep differs from `sweep` in anything but `train.steps`."""
     if not path.exists():
-        raise RunDirectoryError(f"cannot resume: {path} does not exist")
+        raise RunDirectoryError(f"{path} does not exist")
     saved = Sweep.load(path)
     steps = sweep.base.get("train", {}).get("steps")
     saved_base = {**saved.base, "train": {**saved.base.get("train", {}), "steps": steps}}
     if (saved_base, saved.grid, saved.seeds) != (sweep.base, sweep.grid, sweep.seeds):
-        raise RunDirectoryError(f"cannot resume: the sweep differs from the one in {path} (only train.steps may "
-                                "change on resume)")
+        raise RunDirectoryError(f"the sweep differs from the one in {path} (only train.steps may differ, to resume "
+                                "or extend it)")
 
 
 def abstract_ensemble_state(sweep: Sweep) -> TrainState:

@@ -39,7 +39,7 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
     if resume:
-        _check_resumable(spec, run_dir / "spec.toml")
+        check_same_spec(spec, run_dir / "spec.toml")
     optimizer = make_optimizer(spec.train)
     state = init_state(spec.model, optimizer, spec.train.seed)
     return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
@@ -124,15 +124,16 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else f"{np.nanmedian(value):.3g} (median)"
 
 
-def _check_resumable(spec: Spec, spec_path: Path) -> None:
+def check_same_spec(spec: Spec, spec_path: Path) -> None:
+    """Refuse a run directory whose spec differs from `spec` in anything but `train.steps` (resume or reuse it)."""
     if not spec_path.exists():
-        raise RunDirectoryError(f"cannot resume: {spec_path} does not exist")
+        raise RunDirectoryError(f"{spec_path} does not exist")
     saved = Spec.load(spec_path)
     if dataclasses.replace(saved.train, steps=spec.train.steps) != spec.train or (saved.task, saved.model) != (
         spec.task, spec.model
     ):
         raise RunDirectoryError(
-            f"cannot resume: the spec differs from the run's {spec_path} (only train.steps may change on resume)"
+            f"the spec differs from the run's {spec_path} (only train.steps may differ, to resume or extend it)"
         )
 
 
