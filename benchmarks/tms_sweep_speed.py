@@ -8,7 +8,9 @@ probability p_i = 20^-linspace(0, 1, 20) per instance; importance 100^-linspace(
 importance-weighted squared error, mean over batch and features, summed over instances; AdamW lr 1e-3, wd 0.01.
 The PyTorch side is ARENA's TMS model (one einsum per layer over an instance axis, batches drawn on the fly) run
 eagerly with torch's default threads. Each round times `--steps` steps of each, interleaved; the speedup is the
-median of per-round ratios. Prints a report and writes benchmarks/results/tms_sweep_speed.json.
+median of per-round ratios. It also times toymi's batch drawing alone (the same members' batches, drawn
+the same way, summed so that nothing is skipped), to split toymi's step into sampling and everything else. Prints
+a report and writes benchmarks/results/tms_sweep_speed.json.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     machine = _bench.machine()
 
+    import equinox as eqx
     import jax
     import numpy as np
     import torch
@@ -67,6 +70,17 @@ def main(argv=None) -> dict:
     compile_s = _bench.timed(lambda: jax.block_until_ready(chunk(state, task)))
     compile_s -= _bench.timed(lambda: jax.block_until_ready(chunk(state, task)))
 
+    @eqx.filter_jit
+    def draw_only(state, task):
+        # What the training step draws, without the model: one batch per member per step, keys split the same way.
+        def member(key, task):
+            def body(key, _):
+                key, batch_key = jax.random.split(key)
+                return key, task.train_batch(batch_key).x.sum()
+            return jax.lax.scan(body, key, length=args.steps)[1].sum()
+        return jax.vmap(member)(state.key, task)
+
+    jax.block_until_ready(draw_only(state, task))
     importance = np.asarray(task.feature_importance[0])
     torch_step = torch_tms(n_instances, 100, 20, probabilities, importance, 1024)
     for _ in range(5):
@@ -77,22 +91,27 @@ def main(argv=None) -> dict:
             loss = torch_step()
         float(loss)
 
-    toymi_s, torch_s, loads = [], [], []
+    toymi_s, torch_s, draw_s, loads = [], [], [], []
     for r in range(args.rounds):
         with _bench.ForeignLoad() as load:
             pair = [("toymi", lambda: jax.block_until_ready(chunk(state, task))), ("torch", run_torch)]
             for name, fn in (pair if r % 2 == 0 else pair[::-1]):
                 (toymi_s if name == "toymi" else torch_s).append(_bench.timed(fn))
+            draw_s.append(_bench.timed(lambda: jax.block_until_ready(draw_only(state, task))))
         loads.append(load.cores)
     ratios = [b / a for a, b in zip(toymi_s, torch_s)]
     result = {
         "toymi_steps_per_s": args.steps / _bench.median(toymi_s), "torch_steps_per_s": args.steps / _bench.median(torch_s),
         "speedup": _bench.median(ratios), "speedup_range": _bench.spread(ratios), "toymi_compile_s": compile_s,
+        "toymi_step_ms": 1e3 * _bench.median(toymi_s) / args.steps,
+        "toymi_sampling_ms": 1e3 * _bench.median(draw_s) / args.steps,
         "torch_threads": torch.get_num_threads(), "foreign_load_cores": loads,
     }
     print(f"toymi {result['toymi_steps_per_s']:.1f} steps/s (compile {compile_s:.2f} s) vs ARENA-style PyTorch "
           f"{result['torch_steps_per_s']:.1f} steps/s on {result['torch_threads']} threads: "
           f"{result['speedup']:.2f}× (per-round {result['speedup_range']}); foreign load {loads}")
+    print(f"toymi's step {result['toymi_step_ms']:.1f} ms, of which drawing the batches alone "
+          f"{result['toymi_sampling_ms']:.1f} ms")
     payload = {"machine": machine, "versions": _bench.versions(), "args": vars(args), **result}
     print(f"wrote {_bench.write_json('tms_sweep_speed', payload)}")
     return payload
