@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from toymi.decompose.baselines import LinearDictionary
 from toymi.decompose.model_truths import (
-    all_modular_pairs, and_gates_truth, compressed_computation_truth, draw_batch, induction_truth,
+    SPLICE_SEED, all_modular_pairs, and_gates_truth, compressed_computation_truth, draw_batch, induction_truth,
     key_frequency_fractions, mlp_io_sampler, modular_truth, neuron_basis, tms_truth,
 )
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
@@ -16,8 +17,16 @@ from toymi.model.tms_config import TMSConfig
 from toymi.tasks.and_gates import AndGates
 from toymi.tasks.compressed_computation import CompressedComputation
 from toymi.tasks.compressed_computation_circuits import neuron_feature_weights
+from toymi.tasks.induction import first_occurrence_positions, repeated_positions
 from toymi.tasks.modular import ModularArithmetic
 from toymi.tasks.tms import ToyModelsOfSuperposition
+
+
+def _given(directions, encoder=None) -> LinearDictionary:
+    """A decomposition with these rows (codes by least squares unless `encoder` is given): what scorers read."""
+    directions = np.asarray(directions, np.float64)
+    return LinearDictionary("given", directions, np.zeros(directions.shape[1]),
+                            encoder or (lambda x: x @ np.linalg.pinv(directions)))
 
 
 @functools.cache  # immutable; built once per session (eager initialisation is slow)
@@ -88,10 +97,10 @@ def test_and_gates_truth_finds_one_gate_per_neuron_and_scores_monosemantic_laten
     # one input alone never fires a neuron (no input directions); gate k is neuron k
     np.testing.assert_allclose(truth.features, np.eye(3), atol=1e-5)
     assert truth.name == "and gates (3/3 sparse gates)"
-    scores = truth.score(jnp.eye(3))
+    scores = truth.score(_given(np.eye(3)))
     assert (scores["monosemantic_fraction"], scores["gate_latent_fraction"], scores["gates_found"]) == (1.0, 1.0, 1.0)
     assert np.isnan(scores["inputs_found"])  # there are no input directions to find
-    rotated = truth.score(jnp.asarray([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))
+    rotated = truth.score(_given([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]))
     assert rotated["monosemantic_fraction"] == 0.0 and rotated["gates_found"] == 0.0
 
 
@@ -123,7 +132,7 @@ def test_modular_truth_samples_the_answer_position_and_all_pairs_are_right():
     batch = draw_batch(task, jax.random.PRNGKey(0), 20)
     _, acts = eqx.filter_jit(lambda m, t: m.run(t, capture=["mlp_post"]))(model, batch.tokens)
     np.testing.assert_allclose(x, acts["mlp_post", 0][:, 2], rtol=1e-5, atol=1e-6)
-    scores = truth.score(jnp.eye(16))
+    scores = truth.score(_given(np.eye(16)))
     assert 0 <= scores["single_frequency_fraction"] <= scores["key_fraction"] <= 1 and "random_key_fraction" in scores
 
 
@@ -145,10 +154,19 @@ def test_induction_truth_samples_attention_output_after_bos_and_scores_fractions
     batch = draw_batch(task, jax.random.PRNGKey(0), 5)
     _, acts = eqx.filter_jit(lambda m, t: m.run(t, capture=["attn_out"]))(model, batch.tokens)
     np.testing.assert_allclose(x, acts["attn_out", 0][:, 1:].reshape(30, 12), rtol=1e-5, atol=1e-6)
-    scores = truth.score(jax.random.normal(jax.random.PRNGKey(1), (20, 12)))
+    # The scorer reads the decomposition's codes, one row per (sequence, position after BOS), in that order. Codes
+    # that fire exactly on repeated tokens, exactly on first occurrences, everywhere, and never:
+    scored = draw_batch(task, jax.random.PRNGKey(SPLICE_SEED), 16).tokens
+    rep = np.asarray(repeated_positions(scored))[:, 1:].reshape(-1)
+    first = np.asarray(first_occurrence_positions(scored))[:, 1:].reshape(-1)
+    assert rep.any() and first.any()
+    codes = np.stack([rep, -2.0 * first, np.ones(len(rep)), np.zeros(len(rep))], axis=-1)  # signed codes count
+    scores = truth.score(_given(np.eye(4, 12), encoder=lambda x: codes[:len(x)]))
     assert set(scores) == {f"{p}{k}" for p in ("", "random_") for k in
                            ("induction_fraction", "first_occurrence_fraction", "separated_fraction")}
-    assert scores["separated_fraction"] == pytest.approx(scores["induction_fraction"] +
-                                                         scores["first_occurrence_fraction"])
+    # of the three latents that fire, one is on repeated tokens only, one on first occurrences only
+    assert (scores["induction_fraction"], scores["first_occurrence_fraction"], scores["separated_fraction"]) == (
+        pytest.approx(1 / 3), pytest.approx(1 / 3), pytest.approx(2 / 3))
+    assert 0 <= scores["random_separated_fraction"] <= 1
     with pytest.raises(ValueError, match="no alive latents"):
-        truth.score(jnp.zeros((3, 12)))
+        truth.score(_given(np.eye(3, 12), encoder=lambda x: np.zeros((len(x), 3))))

@@ -100,7 +100,7 @@ def evaluate(decomposition, truth: GroundTruth, x: np.ndarray) -> dict[str, floa
             components = directions * M.mean_active(codes)[:, None]
             out["ml2r"] = M.ml2r(components, features * scales[:, None])
     if truth.score is not None:
-        out |= {k: float(v) for k, v in truth.score(jnp.asarray(directions, jnp.float32)).items()}
+        out |= {k: float(v) for k, v in truth.score(decomposition).items()}
     if truth.splice is not None and isinstance(decomposition, eqx.Module):
         report = truth.splice(decomposition)
         out |= {k: float(report[k]) for k in ("loss_recovered", "loss_recovered_mean") if k in report}

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 from jaxtyping import Array, Float, PRNGKeyArray
+
+
+class Decomposition(Protocol):
+    """What a scorer may read from a decomposition (an SAE, a transcoder, a baseline's `LinearDictionary`): its
+    dictionary rows and its codes."""
+
+    @property
+    def directions(self) -> Float[Array, "n_latents d"]: ...
+
+    def encode(self, x: Float[Array, "*batch d"]) -> Float[Array, "*batch n_latents"]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +33,9 @@ class GroundTruth:
     - `features`: true directions as unit rows `[n_true, d]`, or None where the truth is not a direction set (then
       `score` says how to score it).
     - `published`: metric name → published number to beat (e.g. `{"mmcs": 0.997}`), empty where none exists.
-    - `score`: optional extra scorer `(decoder_directions [n_latents, d]) -> {metric: value}` for truths that are
-      not direction sets (e.g. the fraction of each latent's norm in modular addition's key frequencies).
+    - `score`: optional extra scorer `(decomposition) -> {metric: value}` for truths that are not direction sets
+      (e.g. the fraction of each latent's norm in modular addition's key frequencies, from its `directions`; or
+      where induction latents fire, from its codes `encode(x)`).
     - `splice`: optional `(decomposition) -> {metric: value}` measuring the model's loss with the decomposition
       spliced in at the site (loss recovered); None for truths without a model.
     - `feature_scales`: optional `[n_true]`, each true feature's typical norm in the activations when it is active
@@ -38,7 +50,7 @@ class GroundTruth:
     d: int
     features: Float[Array, "n_true d"] | None = None
     published: dict[str, float] = dataclasses.field(default_factory=dict)
-    score: Callable[[Array], dict[str, float]] | None = None
+    score: Callable[[Decomposition], dict[str, float]] | None = None
     splice: Callable[[object], dict[str, float]] | None = None
     feature_scales: Float[Array, " n_true"] | None = None
     neurons: Float[Array, "n_neurons d"] | None = None

@@ -284,7 +284,7 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     (Newgas 2025) has no single interaction direction and is left out (the name says how many remain). Directions
     shorter than `floor` are dropped.
 
-    `score(directions)` (with `threshold`, default 0.9, on |cos|):
+    `score(decomposition)`, on its `directions` (with `threshold`, default 0.9, on |cos|):
 
     - `monosemantic_fraction`: latents whose best |cos| with one input or gate direction is ≥ threshold;
     - `gate_latent_fraction`: latents whose best match (≥ threshold) is a gate direction;
@@ -312,8 +312,8 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     scales = jnp.concatenate([jnp.linalg.norm(inputs[in_keep], axis=-1), jnp.linalg.norm(gates[gate_keep], axis=-1)])
     n_in = truth_in.shape[0]
 
-    def score(directions: Float[Array, "n_latents d"]) -> dict[str, float]:
-        latents = _alive(directions)
+    def score(decomposition) -> dict[str, float]:
+        latents = _alive(decomposition.directions)
         cos = jnp.abs(_unit(latents) @ features.T)  # [latent, truth]
         best = cos.max(1)
         mono = best >= threshold
@@ -333,7 +333,7 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
 
 def _alive(directions: Float[Array, "n d"]) -> Float[Array, "k d"]:
     """The rows that are not all zero (a dead latent's decoder row can be zeroed; it has no direction)."""
-    directions = jnp.asarray(directions)
+    directions = jnp.asarray(directions, jnp.float32)
     keep = np.asarray(jnp.linalg.norm(directions, axis=-1) > 0)
     if not keep.any():
         raise ValueError("every direction is zero: there are no alive latents to score")
@@ -413,8 +413,8 @@ def modular_truth(model: Transformer, task: ModularArithmetic, layer: int = 0,
     random_dirs = jax.random.normal(jax.random.PRNGKey(SPLICE_SEED), (n_random, table.shape[-1]))
     random = {name: float(v.mean()) for name, v in key_frequency_fractions(table, random_dirs, key).items()}
 
-    def score(directions: Float[Array, "n_latents d"]) -> dict[str, float]:
-        fractions = key_frequency_fractions(table, _alive(directions), key)
+    def score(decomposition) -> dict[str, float]:
+        fractions = key_frequency_fractions(table, _alive(decomposition.directions), key)
         return {**{name: float(v.mean()) for name, v in fractions.items()},
                 **{f"random_{name}": v for name, v in random.items()}}
 
@@ -433,38 +433,42 @@ def induction_truth(model: Transformer, task: Induction, layer: int = 1, thresho
     """Induction: layer `layer`'s attention output (`attn_out`, where the induction head writes), scored on whether
     latents separate repeated-token positions (the induction head copies) from first occurrences (nothing to copy).
 
-    The score sees decoder directions only, so a latent's activation is read as `ReLU((x - x̄) · v̂)` for the
-    activations `x` at each position (`x̄`: their mean over the positions scored; an SAE latent's activation is this
-    up to its encoder). Its concentration is `A_rep / (A_rep + A_first)`, the mean activation on repeated-token
-    positions (`tasks.induction.repeated_positions`) over the sum with that on first-occurrence positions
-    (`first_occurrence_positions`); per-position means, so the classes' sizes do not matter. `score` gives
-    `induction_fraction` (concentration > `threshold`), `first_occurrence_fraction` (< 1 − `threshold`),
-    `separated_fraction` (either), over alive latents, and the same for `n_random` random directions (`random_*`).
-    Positions after BOS are sampled (BOS itself is one fixed vector).
+    The score reads each latent's activation from the decomposition's own codes, `|encode(x)|` on the activations
+    `x` at every position scored (magnitudes, since PCA's or ICA's codes are signed). A latent's concentration is
+    `A_rep / (A_rep + A_first)`: its mean activation on repeated-token positions (`tasks.induction.repeated_positions`)
+    over the sum with that on first-occurrence positions (`first_occurrence_positions`); per-position means, so the
+    classes' sizes do not matter. `score` gives `induction_fraction` (concentration > `threshold`),
+    `first_occurrence_fraction` (< 1 − `threshold`) and `separated_fraction` (either), over the latents that fire on
+    any scored position; and the same for `n_random` random directions read as projections `|(x − x̄) · v̂|`
+    (`random_*`, the bar to clear). Positions after BOS are sampled (BOS itself is one fixed vector).
     """
     if not isinstance(model, Transformer) or not isinstance(task, Induction):
         raise TypeError("induction_truth needs a Transformer and its Induction task")
     _check_where(model, "attn_out", layer)
     positions = tuple(range(1 if task.bos else 0, task.seq_len))
     batch = draw_batch(task, jax.random.PRNGKey(SPLICE_SEED), n_score)
-    x = _captured_rows(model, batch.tokens, "attn_out", layer, positions).reshape(n_score, len(positions), -1)
-    rep = repeated_positions(batch.tokens)[:, np.asarray(positions)]
-    first = first_occurrence_positions(batch.tokens)[:, np.asarray(positions)]
-    centred = x - x[rep | first].mean(0)
+    x = _captured_rows(model, batch.tokens, "attn_out", layer, positions)  # [n_score · position, d]
+    rep = np.asarray(repeated_positions(batch.tokens)[:, np.asarray(positions)]).reshape(-1)
+    first = np.asarray(first_occurrence_positions(batch.tokens)[:, np.asarray(positions)]).reshape(-1)
 
-    def fractions(directions):
-        act = jax.nn.relu(jnp.einsum("bpd,nd->bpn", centred, _unit(directions)))
-        a_rep = (act * rep[..., None]).sum((0, 1)) / jnp.maximum(rep.sum(), 1)
-        a_first = (act * first[..., None]).sum((0, 1)) / jnp.maximum(first.sum(), 1)
-        conc = a_rep / jnp.maximum(a_rep + a_first, 1e-30)
+    def fractions(activations: Float[np.ndarray, "rows n"]) -> dict[str, float]:
+        a_rep = activations[rep].sum(0) / max(rep.sum(), 1)
+        a_first = activations[first].sum(0) / max(first.sum(), 1)
+        fires = a_rep + a_first > 0
+        if not fires.any():
+            raise ValueError("no latent fires on any scored position: there are no alive latents to score")
+        conc = a_rep[fires] / (a_rep + a_first)[fires]
         return {"induction_fraction": float((conc > threshold).mean()),
                 "first_occurrence_fraction": float((conc < 1 - threshold).mean()),
                 "separated_fraction": float(((conc > threshold) | (conc < 1 - threshold)).mean())}
 
-    random = fractions(jax.random.normal(jax.random.PRNGKey(SPLICE_SEED), (n_random, x.shape[-1])))
+    centred = np.asarray(x - x[rep | first].mean(0), np.float64)
+    random_dirs = np.asarray(_unit(jax.random.normal(jax.random.PRNGKey(SPLICE_SEED), (n_random, x.shape[-1]))))
+    random = fractions(np.abs(centred @ random_dirs.T))
 
-    def score(directions: Float[Array, "n_latents d"]) -> dict[str, float]:
-        return {**fractions(_alive(directions)), **{f"random_{k}": v for k, v in random.items()}}
+    def score(decomposition) -> dict[str, float]:
+        codes = np.abs(np.asarray(decomposition.encode(np.asarray(x)), np.float64))
+        return {**fractions(codes), **{f"random_{k}": v for k, v in random.items()}}
 
     return GroundTruth(
         name=f"induction layer {layer} attn_out", d=model.config.d_model, score=score,
