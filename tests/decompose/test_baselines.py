@@ -78,10 +78,11 @@ def test_bad_baseline_input_is_a_clear_error():
 
 def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["decompose", "--quick", "--truths", "synthetic", "--methods", "L1 SAE,PCA", "--seeds", "2",
+    assert main(["decompose", "--quick", "--truths", "synthetic", "--methods", "L1 SAE,PCA,transcoder", "--seeds", "2",
                  "--out", str(out)]) == 0
     table = (out / "table.md").read_text()
     assert "| L1 SAE | synthetic 24→12 |" in table and "| PCA | synthetic 24→12 |" in table
+    assert "transcoder" not in table  # no MLP here: the method does not apply, so it has no row
     results = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in results["rows"]}
     assert len(rows["L1 SAE"]["per_seed"]) == 2
@@ -94,12 +95,16 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
     """A model-based truth trains its model inside the command, and methods are scored against it, with the truth's
     own scorer (each truth's construction and scoring: tests/decompose/test_model_truths.py; the AND-gate model is
-    the quickest to train)."""
+    the quickest to train). At the MLP's output transcoders run too, spliced in place of the whole MLP."""
     out = tmp_path / "bench"
-    assert main(["decompose", "--quick", "--truths", "and_gates", "--methods", "neuron basis,random", "--seeds", "1",
-                 "--out", str(out)]) == 0
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    assert rows and all(r["truth"].startswith("and gates") for r in rows)
-    for row in rows:
-        assert 0 < row["summary"]["mmcs"][0] < 1, row["truth"]
-    assert all("monosemantic_fraction" in r["summary"] for r in rows)  # the truth's own scorer ran
+    assert main(["decompose", "--quick", "--truths", "and_gates_out", "--methods", "skip transcoder,neuron basis",
+                 "--seeds", "1", "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(rows) == {"skip transcoder", "neuron basis"}
+    for row in rows.values():
+        assert row["truth"].startswith("and gates mlp_out")
+        assert 0 < row["summary"]["mmcs"][0] < 1, row["method"]
+        assert "monosemantic_fraction" in row["summary"]  # the truth's own scorer ran
+    # the transcoder, trained 100 steps, predicts the MLP's output and stands in for it
+    assert rows["skip transcoder"]["summary"]["variance_explained"][0] > 0.5
+    assert rows["skip transcoder"]["summary"]["loss_recovered"][0] > 0.5

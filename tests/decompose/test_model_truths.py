@@ -62,6 +62,25 @@ def test_compressed_computation_truth_is_the_signed_read_in_weights_of_each_feat
     resid = compressed_computation_truth(model, task, site="resid_pre", n_splice=64)
     np.testing.assert_allclose(resid.features, model.W_E)
     np.testing.assert_allclose(resid.neurons, (model.W_in[0] / jnp.linalg.norm(model.W_in[0], axis=0)).T, rtol=1e-6)
+    assert truth.io_sample is None and resid.io_sample is None  # transcoders only where the truth is the MLP's output
+
+
+def test_compressed_computation_truth_at_the_mlp_output_writes_each_pattern_through_W_out():
+    """At `mlp_out` (no biases) feature i at ±1 writes ReLU(±W_E[i] W_in) W_out; the truth carries the MLP's input
+    and output stream for transcoders, and the exact transcoder of the MLP splices in losslessly."""
+    from toymi.decompose.transcoder import mlp_transcoder
+
+    model, task = _cc()
+    truth = compressed_computation_truth(model, task, site="mlp_out", n_splice=64)
+    w = np.asarray(model.W_E @ model.W_in[0])  # [feature, d_mlp]
+    patterns = np.concatenate([np.maximum(w, 0), np.maximum(-w, 0)]) @ np.asarray(model.W_out[0])
+    patterns = patterns[np.linalg.norm(patterns, axis=1) > 1e-6]
+    np.testing.assert_allclose(truth.features, patterns / np.linalg.norm(patterns, axis=1, keepdims=True), atol=1e-5)
+    assert truth.name == "compressed computation mlp_out" and truth.d == 24
+    x_in, y = truth.io_sample(jax.random.PRNGKey(0), 16)
+    np.testing.assert_allclose(y, truth.sample(jax.random.PRNGKey(0), 16), rtol=1e-6)  # the same examples
+    exact = mlp_transcoder(model.W_in[0], None, model.W_out[0], None)
+    assert truth.transcoder_splice(exact)["loss_recovered"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_mlp_io_sampler_gives_inputs_and_outputs_of_the_mlp():
@@ -141,7 +160,7 @@ def test_truths_reject_the_wrong_model_or_task():
     with pytest.raises(TypeError, match="TMS model"):
         tms_truth(model, task)
     with pytest.raises(ValueError, match="site must be"):
-        compressed_computation_truth(model, task, site="mlp_out")
+        compressed_computation_truth(model, task, site="mlp_pre")
 
 
 def test_induction_truth_samples_attention_output_after_bos_and_scores_fractions():

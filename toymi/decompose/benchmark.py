@@ -30,10 +30,13 @@ from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import Hyper, hyper, stack_hypers
 from toymi.decompose.synthetic import PUBLISHED_MMCS, sparse_dictionary
 from toymi.decompose.train import SAEConfig, train_saes
+from toymi.decompose.transcoder import Transcoder, train_transcoder
 
 SAE_METHODS = ("L1 SAE", "TopK + AuxK", "TopK (no aux)", "BatchTopK", "JumpReLU")
+TRANSCODER_METHODS = ("transcoder", "skip transcoder")  # only on truths at an MLP's output (`GroundTruth.io_sample`)
 BASELINE_METHODS = (*BASELINES, "neuron basis")
-METHODS = (*SAE_METHODS, *BASELINE_METHODS)
+METHODS = (*SAE_METHODS, *TRANSCODER_METHODS, *BASELINE_METHODS)
+EVAL_SEED = 123_456  # every method of a truth is scored on the same held-out sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Setting:
     - `steps`, `batch_size`, `lr`, `schedule`: the SAE optimiser (AdamW, cosine decay to 0 by default: the final
       low learning rate is what aligns latents to within a few degrees of the truth); `dead_after`: AuxK's
       dead-latent window, in examples.
+    - `transcoder_l1`: the transcoders' sparsity coefficient (their loss is scale-free: `transcoder_loss`).
     - `n_fit`, `n_eval`: samples for fitting baselines and for scoring.
     """
 
@@ -60,6 +64,7 @@ class Setting:
     schedule: str = "cosine"
     bandwidth: float = 0.05
     dead_after: int = 50_000
+    transcoder_l1: float = 0.1
     n_fit: int = 8192
     n_eval: int = 8192
 
@@ -86,8 +91,28 @@ def evaluate(decomposition, truth: GroundTruth, x: np.ndarray) -> dict[str, floa
     codes = np.asarray(decomposition.encode(x), np.float64)
     x_hat = np.asarray(decomposition.decode(codes.astype(np.float32) if isinstance(decomposition, eqx.Module)
                                             else codes))
+    out = _scores(decomposition, truth, codes, x, x_hat)
+    if truth.splice is not None and isinstance(decomposition, eqx.Module):
+        report = truth.splice(decomposition)
+        out |= {k: float(report[k]) for k in ("loss_recovered", "loss_recovered_mean") if k in report}
+    return out
+
+
+def evaluate_transcoder(transcoder: Transcoder, truth: GroundTruth, x_in: np.ndarray, y: np.ndarray
+                        ) -> dict[str, float]:
+    """`evaluate` for a transcoder on held-out MLP inputs `x_in` and outputs `y`: codes from the input, variance
+    explained of the output, decoder rows against the truth, and the loss with it in place of the MLP."""
+    codes = np.asarray(transcoder.encode(x_in), np.float64)
+    out = _scores(transcoder, truth, codes, y, np.asarray(transcoder.predict(x_in)))
+    report = truth.transcoder_splice(transcoder)
+    return out | {k: float(report[k]) for k in ("loss_recovered", "loss_recovered_mean") if k in report}
+
+
+def _scores(decomposition, truth: GroundTruth, codes: np.ndarray, target: np.ndarray, prediction: np.ndarray
+            ) -> dict[str, float]:
+    """The metrics shared by every method: reconstruction, sparsity, and the directions against the truth."""
     directions = np.asarray(decomposition.directions, np.float64)
-    out = {"variance_explained": M.variance_explained(x, x_hat), "l0": M.l0(codes),
+    out = {"variance_explained": M.variance_explained(target, prediction), "l0": M.l0(codes),
            "dead_fraction": M.dead_fraction(codes)}
     if truth.features is not None:
         features = np.asarray(truth.features, np.float64)
@@ -101,19 +126,22 @@ def evaluate(decomposition, truth: GroundTruth, x: np.ndarray) -> dict[str, floa
             out["ml2r"] = M.ml2r(components, features * scales[:, None])
     if truth.score is not None:
         out |= {k: float(v) for k, v in truth.score(decomposition).items()}
-    if truth.splice is not None and isinstance(decomposition, eqx.Module):
-        report = truth.splice(decomposition)
-        out |= {k: float(report[k]) for k in ("loss_recovered", "loss_recovered_mean") if k in report}
     return out
 
 
 def run_method(method: str, s: Setting, seeds: Sequence[int], x_eval: np.ndarray) -> list[dict[str, float]]:
-    """Per-seed metrics of `method` on setting `s` (SAEs: all seeds in one vmapped run)."""
+    """Per-seed metrics of `method` on setting `s` (SAEs: all seeds in one vmapped run); [] where the method does
+    not apply to the truth (transcoders away from an MLP's output, the neuron basis where there are no neurons)."""
     truth = s.truth
     if method in SAE_METHODS:
         cfg, h = sae_method(method, s)
         run = train_saes(truth, cfg, stack_hypers([h] * len(seeds)), jnp.asarray(seeds))
         return [evaluate(run.member(i), truth, x_eval) for i in range(len(seeds))]
+    if method in TRANSCODER_METHODS:
+        if truth.io_sample is None:
+            return []
+        x_in, y = (np.asarray(v) for v in truth.io_sample(jax.random.PRNGKey(EVAL_SEED), s.n_eval))
+        return [evaluate_transcoder(_train_transcoder(method, s, seed), truth, x_in, y) for seed in seeds]
     if method == "neuron basis":
         if truth.neurons is None:
             return []
@@ -125,6 +153,16 @@ def run_method(method: str, s: Setting, seeds: Sequence[int], x_eval: np.ndarray
         n = min(s.n_latents, truth.d) if method in ("PCA", "FastICA") else s.n_latents
         out.append(evaluate(fit(x_fit, n, seed=seed), truth, x_eval))
     return out
+
+
+def _train_transcoder(method: str, s: Setting, seed: int) -> Transcoder:
+    """A ReLU transcoder (with a linear skip for `"skip transcoder"`) trained on the truth's MLP stream."""
+    x_in, _ = s.truth.io_sample(jax.random.PRNGKey(seed), 1)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
+    transcoder = Transcoder(x_in.shape[-1], s.truth.d, s.n_latents, init_key, skip=method == "skip transcoder")
+    trained, _ = train_transcoder(s.truth.io_sample, transcoder, data_key, steps=s.steps, batch_size=s.batch_size,
+                                  lr=s.lr, l1=s.transcoder_l1, log_every=s.steps)
+    return trained
 
 
 def summarise(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
@@ -152,7 +190,7 @@ def run_benchmark(settings: Sequence[Setting], methods: Sequence[str] = METHODS,
         raise ValueError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     rows = []
     for s in settings:
-        x_eval = np.asarray(s.truth.sample(jax.random.PRNGKey(123_456), s.n_eval), np.float64)
+        x_eval = np.asarray(s.truth.sample(jax.random.PRNGKey(EVAL_SEED), s.n_eval), np.float64)
         for method in methods:
             t0 = time.perf_counter()
             per_seed = run_method(method, s, list(seeds), x_eval)
@@ -244,24 +282,26 @@ def _shipped(spec_name: str, steps: int | None):
     return Spec.load(Path(__file__).parents[2] / "tasks" / f"{spec_name}.toml", overrides)
 
 
-def compressed_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
+def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post") -> Setting:
     """The compressed-computation model of `tasks/compressed_computation_quick.toml` trained here, its MLP's neuron
-    activations (`mlp_post`) as the truth (`compressed_computation_truth`: one direction per feature and sign), with
-    a 2× dictionary. The SAE knobs are the TMS ones, not tuned for this truth."""
+    activations (`mlp_post`) or output (`mlp_out`, where transcoders are scored too) as the truth
+    (`compressed_computation_truth`: one direction per feature and sign), with a 2× dictionary. The SAE knobs are
+    the TMS ones, not tuned for this truth."""
     from toymi.decompose.model_truths import compressed_computation_truth
 
-    truth = compressed_computation_truth(*_trained(_shipped("compressed_computation_quick", steps)))
+    truth = compressed_computation_truth(*_trained(_shipped("compressed_computation_quick", steps)), site=site)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512)
 
 
-def and_gates_setting(steps: int | None = None, sae_steps: int = 2000) -> Setting:
-    """The AND-gate residual MLP of `tasks/and_gates_quick.toml` trained here; truth: its neurons' response to each
-    input and each sparse gate's interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and
-    their gates are on per example at feature probability 0.3)."""
+def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post") -> Setting:
+    """The AND-gate residual MLP of `tasks/and_gates_quick.toml` trained here; truth: its neurons' (`mlp_post`) or
+    its MLP output's (`mlp_out`, where transcoders are scored too) response to each input and each sparse gate's
+    interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and their gates are on per
+    example at feature probability 0.3)."""
     from toymi.decompose.model_truths import and_gates_truth
 
-    truth = and_gates_truth(*_trained(_shipped("and_gates_quick", steps)))
+    truth = and_gates_truth(*_trained(_shipped("and_gates_quick", steps)), site=site)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512)
 
@@ -286,17 +326,26 @@ def induction_setting(steps: int | None = None, sae_steps: int = 2000) -> Settin
     return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
 
 
+TRUTHS = ("synthetic", "tms", "compressed", "compressed_out", "and_gates", "and_gates_out", "modular", "induction")
+
+
 def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
-    """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"`, `"and_gates"`, `"modular"`,
+    """The benchmark's truths by name (`TRUTHS`): `"synthetic"`, `"tms"`, `"compressed"` / `"compressed_out"` (the
+    MLP's neurons / its output, where transcoders run too), `"and_gates"` / `"and_gates_out"`, `"modular"`,
     `"induction"` (quick: tiny versions)."""
     builders = {
         "synthetic": lambda: synthetic_setting(quick),
         "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200) if quick else tms_setting(),
         "compressed": lambda: compressed_setting(steps=50, sae_steps=100) if quick else compressed_setting(),
+        "compressed_out": lambda: (compressed_setting(steps=50, sae_steps=100, site="mlp_out") if quick
+                                   else compressed_setting(site="mlp_out")),
         "and_gates": lambda: and_gates_setting(steps=100, sae_steps=100) if quick else and_gates_setting(),
+        "and_gates_out": lambda: (and_gates_setting(steps=100, sae_steps=100, site="mlp_out") if quick
+                                  else and_gates_setting(site="mlp_out")),
         "modular": lambda: modular_setting(steps=50, sae_steps=100) if quick else modular_setting(),
         "induction": lambda: induction_setting(steps=100, sae_steps=100) if quick else induction_setting(),
     }
+    assert tuple(builders) == TRUTHS
     unknown = [t for t in truths if t not in builders]
     if unknown:
         raise ValueError(f"unknown truths {unknown}; expected some of {list(builders)}")

@@ -15,10 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke version: tiny truths, few steps, 2 seeds (under a minute on a CPU)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 2 with --quick)")
-    parser.add_argument("--truths", default="synthetic,tms", help="comma-separated: synthetic, tms, compressed, and_gates, modular, induction")
+    parser.add_argument("--truths", default="synthetic,tms",
+                        help="comma-separated: synthetic, tms, compressed, compressed_out, and_gates, and_gates_out, "
+                             "modular, induction (the _out truths are the MLP's output, where transcoders run too)")
     parser.add_argument("--methods", default="all",
-                        help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, PCA, "
-                             "FastICA, NMF, spherical k-means, random, neuron basis (default: all)")
+                        help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
+                             "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron basis "
+                             "(default: all)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -43,6 +43,11 @@ class GroundTruth:
       it, since `features` are unit rows; None skips ML2R.
     - `neurons`: optional `[n_neurons, d]`, the model's own neuron directions in activation space (e.g. the identity
       for an MLP's hidden layer), scored as the "neuron basis" baseline; None where the site has no neuron basis.
+    - `io_sample`: for a truth at an MLP's output (`mlp_out`), `(key, n) -> (x_in [n, d_in], y [n, d])`: the MLP's
+      input and output on the same fresh examples, a transcoder's training stream; None elsewhere. Transcoders are
+      scored like SAEs: their decoder rows against `features`, their prediction of `y` for variance explained.
+    - `transcoder_splice`: with `io_sample`, `(transcoder) -> {metric: value}`: the loss with the transcoder in
+      place of the whole MLP.
     """
 
     name: str
@@ -54,3 +59,5 @@ class GroundTruth:
     splice: Callable[[object], dict[str, float]] | None = None
     feature_scales: Float[Array, " n_true"] | None = None
     neurons: Float[Array, "n_neurons d"] | None = None
+    io_sample: Callable[[PRNGKeyArray, int], tuple[Float[Array, "n d_in"], Float[Array, "n d"]]] | None = None
+    transcoder_splice: Callable[[object], dict[str, float]] | None = None

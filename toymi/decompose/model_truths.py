@@ -7,10 +7,13 @@ whose `splice(decomposition)` measures the loss recovered with the decomposition
 | builder | site | truth |
 |---|---|---|
 | `tms_truth` | `hidden` = W x | `features`: the columns of W, normalised (the directions the model stores) |
-| `compressed_computation_truth` | `mlp_post` (or its input `resid_pre`) | one direction per (feature, sign) |
-| `and_gates_truth` | `mlp_post` | input and AND-gate directions; `score`: monosemantic latents |
+| `compressed_computation_truth` | `mlp_post`, `mlp_out` or `resid_pre` | one direction per (feature, sign) |
+| `and_gates_truth` | `mlp_post` or `mlp_out` | input and AND-gate directions; `score`: monosemantic latents |
 | `modular_truth` | `mlp_post` at `=` | `score`: latents' Fourier power in the key frequencies |
 | `induction_truth` | layer 1 `attn_out` | `score`: latents concentrated on repeated vs first-occurrence tokens |
+
+At `mlp_out` a truth also carries the MLP's input→output stream (`io_sample`) and a transcoder splice, so
+transcoders are scored on it like SAEs (their decoder rows against the output-space truth).
 
 `neurons` (D1's "neuron basis" baseline, `neuron_basis`) is the model's own neuron directions in the site's space
 wherever the site is an MLP's (identity on `mlp_post`, `W_in` columns on its input, `W_out` rows on its output).
@@ -226,30 +229,42 @@ def tms_truth(model: TMS, task: ToyModelsOfSuperposition, n_splice: int = 10_000
 
 
 @eqx.filter_jit
-def _single_input_patterns(model: ResidualMLP, inputs: Float[Array, "k n_features"], layer: int
-                           ) -> Float[Array, "k d_mlp"]:
-    """`mlp_post(x) - mlp_post(0)` at `layer` for each row `x` of `inputs`."""
-    _, acts = model.run(jnp.concatenate([inputs, jnp.zeros((1, inputs.shape[1]))]), capture=["mlp_post"])
-    post = acts["mlp_post", layer]
-    return post[:-1] - post[-1]
+def _single_input_patterns(model: ResidualMLP, inputs: Float[Array, "k n_features"], layer: int,
+                           site: str = "mlp_post") -> Float[Array, "k d"]:
+    """`site(x) - site(0)` at `layer` for each row `x` of `inputs` (`site`: `mlp_post` or `mlp_out`)."""
+    _, acts = model.run(jnp.concatenate([inputs, jnp.zeros((1, inputs.shape[1]))]), capture=[site])
+    value = acts[site, layer]
+    return value[:-1] - value[-1]
+
+
+def _mlp_out_fields(model: ResidualMLP, task, site: str, layer: int, batch) -> dict:
+    """A transcoder's training stream and splice, for a truth at the MLP's output; nothing for other sites."""
+    if site != "mlp_out":
+        return {}
+    return {"io_sample": mlp_io_sampler(model, task, layer), "transcoder_splice": transcoder_splice(model, task, layer,
+                                                                                                    batch)}
 
 
 def compressed_computation_truth(model: ResidualMLP, task: CompressedComputation, layer: int = 0,
                                  site: str = "mlp_post", n_splice: int = 10_000, floor: float = 1e-6) -> GroundTruth:
-    """Compressed computation: the MLP's neurons (`mlp_post`) or its input (`resid_pre`), with per-feature truths.
+    """Compressed computation: the MLP's neurons (`mlp_post`), its output (`mlp_out`) or its input (`resid_pre`),
+    with per-feature truths.
 
     - `site="mlp_post"`: feature i at value ±1 alone makes the pattern `mlp_post(±e_i) - mlp_post(0)`; without
       biases in one layer that is `ReLU(±W_E[i] · W_in)`, the positive (negative) part of feature i's read-in
       weights (`neuron_feature_weights`). A feature's activations lie along it, scaled by |x_i| (mean 0.5), so
       each (feature, sign) with a pattern longer than `floor` is one true direction (2 per feature at most).
+    - `site="mlp_out"`: the same patterns as the MLP writes them (`mlp_out(±e_i) - mlp_out(0)`). This truth also
+      carries the MLP's input→output stream (`io_sample`), so transcoders are scored on it: a latent per (feature,
+      sign) is the circuit.
     - `site="resid_pre"`: the MLP's input, where feature i is `W_E[i]` (exact: the embedding writes it there).
 
     `neurons` is the model's neuron basis in that space.
     """
     if not isinstance(model, ResidualMLP) or not isinstance(task, CompressedComputation):
         raise TypeError("compressed_computation_truth needs a ResidualMLP and its CompressedComputation task")
-    if site not in ("mlp_post", "resid_pre"):
-        raise ValueError(f"site must be 'mlp_post' or 'resid_pre', got {site!r}")
+    if site not in ("mlp_post", "mlp_out", "resid_pre"):
+        raise ValueError(f"site must be 'mlp_post', 'mlp_out' or 'resid_pre', got {site!r}")
     _check_where(model, site, layer)
     if site == "resid_pre":
         if layer != 0:
@@ -257,7 +272,7 @@ def compressed_computation_truth(model: ResidualMLP, task: CompressedComputation
         features, scales = model.W_E, jnp.full(model.config.n_features, 0.5)
     else:
         eye = jnp.eye(model.config.n_features)
-        patterns = _single_input_patterns(model, jnp.concatenate([eye, -eye]), layer)
+        patterns = _single_input_patterns(model, jnp.concatenate([eye, -eye]), layer, site)
         norms = jnp.linalg.norm(patterns, axis=-1)
         keep = np.asarray(norms > floor)
         features, scales = _unit(patterns[keep]), 0.5 * norms[keep]
@@ -265,19 +280,23 @@ def compressed_computation_truth(model: ResidualMLP, task: CompressedComputation
     return GroundTruth(
         name=f"compressed computation {site}", sample=activation_sampler(model, task, site, layer),
         d=int(features.shape[1]), features=features, splice=model_splice(model, task, site, layer, batch),
-        feature_scales=scales, neurons=neuron_basis(model, site, layer))
+        feature_scales=scales, neurons=neuron_basis(model, site, layer),
+        **_mlp_out_fields(model, task, site, layer, batch))
 
 
 # ---- AND gates ---------------------------------------------------------------------------------------------------
 
 
 def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshold: float = 0.9,
-                    sparse_gate: float = 0.9, floor: float = 1e-4) -> GroundTruth:
-    """The AND-gate model's neurons (`mlp_post`), with one direction per input and one per sparse gate.
+                    sparse_gate: float = 0.9, floor: float = 1e-4, site: str = "mlp_post") -> GroundTruth:
+    """The AND-gate model's neurons (`mlp_post`) or its MLP's output (`mlp_out`), with one direction per input and
+    one per sparse gate.
 
     - input j: `u_j = mlp_post(e_j) - mlp_post(0)`, what input j alone does to the neurons;
     - gate k = (a, b): `g_k = mlp_post(e_a + e_b) - mlp_post(e_a) - mlp_post(e_b) + mlp_post(0)`, the part of the
       neurons' response to both inputs that neither gives alone — the nonlinearity that computes the AND.
+    - `site="mlp_out"`: the same differences of `mlp_out`, what the MLP writes; the truth then also carries the
+      MLP's input→output stream (`io_sample`), so transcoders are scored on it.
 
     A gate counts only if the model computes it from its two inputs: `and_gates_circuits.input_ablation_effects`
     on the task's eval set must put at least `sparse_gate` of the gate's ablation effect on (a, b); a dense gate
@@ -293,7 +312,9 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     if not isinstance(model, ResidualMLP) or not isinstance(task, AndGates):
         raise TypeError("and_gates_truth needs a ResidualMLP and its AndGates task (a transformer's gates are not "
                         "supported here)")
-    _check_where(model, "mlp_post", layer)
+    if site not in ("mlp_post", "mlp_out"):
+        raise ValueError(f"site must be 'mlp_post' or 'mlp_out', got {site!r}")
+    _check_where(model, site, layer)
     n = task.n_features
     eye = jnp.eye(n)
     pairs = np.asarray(task.pairs)
@@ -302,9 +323,9 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     sparse = on_pair >= sparse_gate * np.maximum(effects.sum(1), 1e-12)
     pairs = pairs[sparse]
     both = eye[pairs[:, 0]] + eye[pairs[:, 1]]
-    singles = _single_input_patterns(model, eye, layer)
+    singles = _single_input_patterns(model, eye, layer, site)
     inputs = singles
-    gates = _single_input_patterns(model, both, layer) - singles[pairs[:, 0]] - singles[pairs[:, 1]]
+    gates = _single_input_patterns(model, both, layer, site) - singles[pairs[:, 0]] - singles[pairs[:, 1]]
     in_keep = np.asarray(jnp.linalg.norm(inputs, axis=-1) > floor)
     gate_keep = np.asarray(jnp.linalg.norm(gates, axis=-1) > floor)
     truth_in, truth_gate = _unit(inputs[in_keep]), _unit(gates[gate_keep])
@@ -324,11 +345,12 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
                                 else float("nan"))}
 
     batch = draw_batch(task, jax.random.PRNGKey(SPLICE_SEED), 4096)
+    where = "" if site == "mlp_post" else f" {site}"
     return GroundTruth(
-        name=f"and gates ({int(gate_keep.sum())}/{task.n_gates} sparse gates)",
-        sample=activation_sampler(model, task, "mlp_post", layer), d=int(features.shape[1]), features=features,
-        score=score, splice=model_splice(model, task, "mlp_post", layer, batch), feature_scales=scales,
-        neurons=neuron_basis(model, "mlp_post", layer))
+        name=f"and gates{where} ({int(gate_keep.sum())}/{task.n_gates} sparse gates)",
+        sample=activation_sampler(model, task, site, layer), d=int(features.shape[1]), features=features,
+        score=score, splice=model_splice(model, task, site, layer, batch), feature_scales=scales,
+        neurons=neuron_basis(model, site, layer), **_mlp_out_fields(model, task, site, layer, batch))
 
 
 def _alive(directions: Float[Array, "n d"]) -> Float[Array, "k d"]:
