@@ -105,6 +105,9 @@ def test_the_decompose_command_scores_a_trained_model(tmp_path):
         assert row["truth"].startswith("and gates mlp_out")
         assert 0 < row["summary"]["mmcs"][0] < 1, row["method"]
         assert "monosemantic_fraction" in row["summary"]  # the truth's own scorer ran
+    # the truth's own scores get a table of their own under the main one
+    own = (out / "table.md").read_text().split("the truth's own scores")[1]
+    assert "monosemantic_fraction" in own.splitlines()[2] and "| skip transcoder |" in own
     # the transcoder, trained 100 steps, predicts the MLP's output and stands in for it
     assert rows["skip transcoder"]["summary"]["variance_explained"][0] > 0.5
     assert rows["skip transcoder"]["summary"]["loss_recovered"][0] > 0.5

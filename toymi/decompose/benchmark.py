@@ -222,7 +222,9 @@ def _cell(summary: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per (method, truth): mean ± std over seeds of every metric, and the published number."""
+    """One line per (method, truth): mean ± std over seeds of every metric, and the published number. A truth with
+    its own scorer (`GroundTruth.score`: AND gates, modular addition, induction) gets a second table of those
+    numbers below."""
     head = ["method", "ground truth", *[title for _, title in COLUMNS], "seeds", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -230,6 +232,21 @@ def markdown_table(rows: list[dict]) -> str:
         cells = [r["method"], r["truth"], *[_cell(r["summary"], key) for key, _ in COLUMNS], str(len(r["per_seed"])),
                  published]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + "".join(_scorer_table(truth, [r for r in rows if r["truth"] == truth])
+                                             for truth in dict.fromkeys(r["truth"] for r in rows))
+
+
+_NOT_SCORER = {key for key, _ in COLUMNS} | {"mmcs_learned", "frac_0.9", "loss_recovered_mean"}
+
+
+def _scorer_table(truth: str, rows: list[dict]) -> str:
+    """The truth's own scores (the keys no other truth has), one line per method; "" when it has none."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["summary"] if k not in _NOT_SCORER))
+    if not keys:
+        return ""
+    lines = [f"\n**{truth}**: the truth's own scores\n", "| method | " + " | ".join(keys) + " |",
+             "|" + "---|" * (len(keys) + 1)]
+    lines += ["| " + " | ".join([r["method"], *[_cell(r["summary"], k) for k in keys]]) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
