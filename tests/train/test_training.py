@@ -70,10 +70,10 @@ def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, mo
 
     import toymi.train.loop as loop
 
-    real = loop.make_train_chunk
+    real = loop.train_chunk_for
 
-    def interrupted_after_three_chunks(optimizer, n_steps):
-        chunk, calls = real(optimizer, n_steps), []
+    def interrupted_after_three_chunks(cfg):
+        chunk, calls = real(cfg), []
 
         def wrapped(state, task):
             calls.append(1)
@@ -83,10 +83,10 @@ def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, mo
 
         return wrapped
 
-    monkeypatch.setattr(loop, "make_train_chunk", interrupted_after_three_chunks)
+    monkeypatch.setattr(loop, "train_chunk_for", interrupted_after_three_chunks)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_spec(), tmp_path / "b", progress=False)
-    monkeypatch.setattr(loop, "make_train_chunk", real)
+    monkeypatch.setattr(loop, "train_chunk_for", real)
     assert Checkpoints(tmp_path / "b" / "checkpoints").steps() == [0, 20]
     resumed = train(tiny_spec(), tmp_path / "b", resume=True, progress=False)
     assert leaves_equal(resumed, uninterrupted)
@@ -158,3 +158,23 @@ def test_capture_inside_the_compiled_training_step():
     # step 0's loss is the plain loss plus the penalty at initialisation
     np.testing.assert_allclose(pen_losses[0], plain_losses[0] + 10.0 * resid_norm(state.model, task.train), rtol=1e-5)
     assert resid_norm(pen_state.model, task.train) < 0.5 * resid_norm(plain_state.model, task.train)
+
+
+def test_runs_that_differ_in_seed_or_adamw_numbers_share_one_compiled_chunk(tmp_path):
+    """The chunk reads AdamW's numbers from the optimiser state it is given, so one compiled program serves both
+    runs, and each still trains exactly as a chunk built from its own optimiser does."""
+    from toymi.train.loop import train_chunk_for
+    from toymi.train.optimizer import make_optimizer
+    from toymi.train.state import init_state
+    from toymi.train.step import make_train_chunk
+
+    a, b = tiny_spec(), tiny_spec(seed=3, lr=1e-2, weight_decay=0.5, beta2=0.98)
+    assert train_chunk_for(a.train) is train_chunk_for(b.train)
+    assert train_chunk_for(a.train) is not train_chunk_for(tiny_spec(warmup_steps=0).train)  # another schedule
+    trained = train(b, tmp_path / "b", progress=False)
+    optimizer = make_optimizer(b.train)
+    state, task = init_state(b.model, optimizer, b.train.seed), b.build_task()
+    own_chunk = make_train_chunk(optimizer, b.train.eval_every)
+    for _ in range(b.train.steps // b.train.eval_every):
+        state, _ = own_chunk(state, task)
+    assert leaves_equal(trained, state)

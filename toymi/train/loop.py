@@ -8,6 +8,7 @@ uninterrupted run's bit for bit on the same backend.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from toymi.errors import RunDirectoryError, TrainingDiverged
 from toymi.spec import Spec, TrainConfig
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
-from toymi.train.optimizer import make_optimizer
+from toymi.train.optimizer import make_optimizer, program_config
 from toymi.train.state import TrainState, init_state, step_of
 from toymi.train.step import evaluate, make_train_chunk
 
@@ -40,11 +41,22 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     check_run_dir(run_dir, resume)
     if resume:
         check_same_spec(spec, run_dir / "spec.toml")
-    optimizer = make_optimizer(spec.train)
-    state = init_state(spec.model, optimizer, spec.train.seed)
+    state = init_state(spec.model, make_optimizer(spec.train), spec.train.seed)
     return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
-                     make_train_chunk(optimizer, spec.train.eval_every), evaluate, spec.train, resume=resume,
-                     progress=progress, on_nonfinite=_stop)
+                     train_chunk_for(spec.train), evaluate, spec.train, resume=resume, progress=progress,
+                     on_nonfinite=_stop)
+
+
+def train_chunk_for(cfg: TrainConfig) -> Callable:
+    """The compiled chunk of `cfg.eval_every` steps that `train` runs, shared by every config with the same
+    `program_config`: a second run that differs in seed or AdamW's numbers (which live in the state it is given)
+    reuses the first one's compiled program instead of compiling it again."""
+    return _train_chunk(program_config(cfg))
+
+
+@functools.lru_cache(maxsize=16)
+def _train_chunk(program: TrainConfig) -> Callable:
+    return make_train_chunk(make_optimizer(program), program.eval_every)
 
 
 def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Callable, evaluate_fn: Callable,

@@ -7,6 +7,7 @@ member of an ensemble, each with its own learning rate and weight decay, and a c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import jax
@@ -53,6 +54,14 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     if cfg.grad_clip > 0:
         parts.insert(0, optax.clip_by_global_norm(cfg.grad_clip))
     return optax.chain(*parts)
+
+
+def program_config(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with what does not change the compiled training step reset to the defaults: the AdamW numbers (they
+    live in the optimiser state) and the seed (it lives in the train state). Two configs with the same
+    `program_config` train with one compiled program."""
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+    return dataclasses.replace(cfg, seed=defaults["seed"], **{name: defaults[name] for name in STATE_HYPERPARAMS})
 
 
 def hyperparams(opt_state) -> dict[str, jax.Array]:
