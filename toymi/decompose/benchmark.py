@@ -245,6 +245,7 @@ _NOT_SCORER = {key for key, _ in COLUMNS} | {"mmcs_learned", "frac_0.9", "loss_r
 def _scorer_table(truth: str, rows: list[dict]) -> str:
     """The truth's own scores (the keys no other truth has), one line per method; "" when it has none."""
     keys = list(dict.fromkeys(k for r in rows for k in r["summary"] if k not in _NOT_SCORER))
+    keys.sort(key=lambda k: k.startswith("random_"))  # the method's own scores first, the random reference after
     if not keys:
         return ""
     lines = [f"\n**{truth}**: the truth's own scores\n", "| method | " + " | ".join(keys) + " |",
