@@ -160,9 +160,9 @@ def run_method(method: str, s: Setting, seeds: Sequence[int], x_eval: np.ndarray
 
 def _train_transcoder(method: str, s: Setting, seed: int) -> Transcoder:
     """A ReLU transcoder (with a linear skip for `"skip transcoder"`) trained on the truth's MLP stream."""
-    x_in, _ = s.truth.io_sample(jax.random.PRNGKey(seed), 1)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    transcoder = Transcoder(x_in.shape[-1], s.truth.d, s.n_latents, init_key, skip=method == "skip transcoder")
+    d_in = jax.eval_shape(lambda key: s.truth.io_sample(key, 1), data_key)[0].shape[-1]  # shapes only, no model run
+    transcoder = Transcoder(d_in, s.truth.d, s.n_latents, init_key, skip=method == "skip transcoder")
     trained, _ = train_transcoder(s.truth.io_sample, transcoder, data_key, steps=s.steps, batch_size=s.batch_size,
                                   lr=s.lr, l1=s.transcoder_l1, log_every=s.steps)
     return trained
