@@ -241,8 +241,8 @@ def _mlp_out_fields(model: ResidualMLP, task, site: str, layer: int, batch) -> d
     """A transcoder's training stream and splice, for a truth at the MLP's output; nothing for other sites."""
     if site != "mlp_out":
         return {}
-    return {"io_sample": mlp_io_sampler(model, task, layer), "transcoder_splice": transcoder_splice(model, task, layer,
-                                                                                                    batch)}
+    return {"io_sample": mlp_io_sampler(model, task, layer),
+            "transcoder_splice": transcoder_splice(model, task, layer, batch)}
 
 
 def compressed_computation_truth(model: ResidualMLP, task: CompressedComputation, layer: int = 0,
