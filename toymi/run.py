@@ -135,4 +135,3 @@ def train_or_load(experiment: Spec | Sweep, directory: str | Path, *, progress: 
     else:
         check_same_spec(experiment, directory / "spec.toml")
     return load_run(directory)
-
