@@ -58,9 +58,25 @@ def token_nll(logits: Float[Array, "*batch vocab"], targets: Int[Array, "*batch"
     return -jnp.take_along_axis(logprobs, targets[..., None], axis=-1)[..., 0]
 
 
-def masked_cross_entropy(logits: Float[Array, "batch pos vocab"], batch: Batch) -> Float[Array, ""]:
-    """Mean cross-entropy over the positions `batch.loss_mask` selects."""
-    nll = token_nll(logits.astype(jnp.float32), batch.targets)
+def exact_token_nll(logits: Float[Array, "*batch vocab"], targets: Int[Array, "*batch"]) -> Float[Array, "*batch"]:
+    """Cross-entropy of each target, exact in float32 however confident the prediction.
+
+    `log_softmax` computes the loss as `logsumexp(l) - l_y`, a difference of two numbers near each other when the
+    prediction is confident, so float32 can only return multiples of ~1.2e-7 (Nanda et al.'s code casts to float64
+    for this). Written as `softplus(logsumexp_{j != y}(l_j - l_y))` = `log1p(sum_{j != y} exp(l_j - l_y))`, the
+    loss keeps its relative precision down to float32's smallest numbers, and is stable for any logits.
+    """
+    logits = logits.astype(jnp.float32)
+    margins = logits - jnp.take_along_axis(logits, targets[..., None], axis=-1)  # l_j - l_y
+    is_target = jnp.arange(logits.shape[-1]) == targets[..., None]
+    wrong = jax.nn.logsumexp(jnp.where(is_target, -jnp.inf, margins), axis=-1)
+    return jax.nn.softplus(wrong)
+
+
+def masked_cross_entropy(logits: Float[Array, "batch pos vocab"], batch: Batch, exact: bool = False
+                         ) -> Float[Array, ""]:
+    """Mean cross-entropy over the positions `batch.loss_mask` selects (`exact`: see `exact_token_nll`)."""
+    nll = (exact_token_nll if exact else token_nll)(logits.astype(jnp.float32), batch.targets)
     return (nll * batch.loss_mask).sum() / batch.loss_mask.sum()
 
 

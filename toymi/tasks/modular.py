@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from toymi.tasks.base import Batch, Task
+from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
 from toymi.trees import stack
 
 OPS = ("+", "-", "*", "/")
+LOSSES = ("standard", "exact")
 
 
 def _is_prime(n: int) -> bool:
@@ -55,16 +56,21 @@ class ModularArithmetic(Task):
     - `op`: one of `"+"`, `"-"`, `"*"`, `"/"` (division leaves out b = 0).
     - `frac_train`: fraction of all pairs used for training, in (0, 1).
     - `data_seed`: seed of the shuffle that splits pairs into train and test.
+    - `loss`: `"standard"` (float32 `log_softmax`) or `"exact"` (`exact_token_nll`: exact for tiny losses, where
+      float32 `log_softmax` can only return multiples of ~1.2e-7; Nanda et al. compute in float64 for this). Used for
+      training and for the logged losses.
     """
 
     p: int = eqx.field(static=True)
     op: str = eqx.field(static=True)
     frac_train: float = eqx.field(static=True)
     data_seed: int = eqx.field(static=True)
+    loss_kind: str = eqx.field(static=True)
     train: Batch
     test: Batch
 
-    def __init__(self, p: int = 113, op: str = "+", frac_train: float = 0.3, data_seed: int = 0):
+    def __init__(self, p: int = 113, op: str = "+", frac_train: float = 0.3, data_seed: int = 0,
+                 loss: str = "standard"):
         problems = []
         if not isinstance(p, int) or not _is_prime(p):
             problems.append(f"p must be a prime, got {p!r}")
@@ -72,9 +78,12 @@ class ModularArithmetic(Task):
             problems.append(f"op must be one of {OPS}, got {op!r}")
         if not isinstance(frac_train, (int, float)) or not 0 < frac_train < 1:
             problems.append(f"frac_train must be in (0, 1), got {frac_train!r}")
+        if loss not in LOSSES:
+            problems.append(f"loss must be one of {LOSSES}, got {loss!r}")
         if problems:
             raise ValueError("invalid modular_arithmetic task: " + "; ".join(problems))
         self.p, self.op, self.frac_train, self.data_seed = p, op, float(frac_train), int(data_seed)
+        self.loss_kind = loss
         pairs = [(a, b) for a in range(p) for b in range(1 if op == "/" else 0, p)]
         random.Random(data_seed).shuffle(pairs)
         n_train = int(frac_train * len(pairs))
@@ -126,6 +135,13 @@ class ModularArithmetic(Task):
 
     def eval_batches(self) -> dict[str, Batch]:
         return {"train": self.train, "test": self.test}
+
+    def loss(self, model, batch: Batch) -> Float[Array, ""]:
+        return masked_cross_entropy(*self.scored_logits(model, batch), exact=self.loss_kind == "exact")
+
+    def metrics(self, logits: Float[Array, "batch pos vocab"], batch: Batch) -> dict[str, Array]:
+        return {"loss": masked_cross_entropy(logits, batch, exact=self.loss_kind == "exact"),
+                "accuracy": masked_accuracy(logits, batch)}
 
     def loss_positions(self) -> tuple[int, ...]:
         return (2,)  # only the answer after `=` is scored
