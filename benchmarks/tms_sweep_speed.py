@@ -20,19 +20,20 @@ import argparse
 import _bench
 
 
-def torch_tms(n_instances: int, n_features: int, d_hidden: int, probabilities, importance, batch: int):
+def torch_tms(n_instances: int, n_features: int, d_hidden: int, probabilities, importance, batch: int,
+              device: str = "cpu"):
     import torch
 
     torch.manual_seed(0)
-    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(n_instances, d_hidden, n_features)))
-    b = torch.nn.Parameter(torch.zeros(n_instances, n_features))
-    p = torch.tensor(probabilities, dtype=torch.float32)[:, None]
-    imp = torch.tensor(importance, dtype=torch.float32)
+    W = torch.nn.Parameter(torch.nn.init.xavier_normal_(torch.empty(n_instances, d_hidden, n_features, device=device)))
+    b = torch.nn.Parameter(torch.zeros(n_instances, n_features, device=device))
+    p = torch.tensor(probabilities, dtype=torch.float32, device=device)[:, None]
+    imp = torch.tensor(importance, dtype=torch.float32, device=device)
     opt = torch.optim.AdamW([W, b], lr=1e-3, weight_decay=0.01)
 
     def step():
-        feat = torch.rand(batch, n_instances, n_features)
-        x = torch.where(torch.rand(batch, n_instances, n_features) <= p, feat, 0.0)
+        feat = torch.rand(batch, n_instances, n_features, device=device)
+        x = torch.where(torch.rand(batch, n_instances, n_features, device=device) <= p, feat, 0.0)
         hidden = torch.einsum("bif,ihf->bih", x, W)
         out = torch.relu(torch.einsum("bih,ihf->bif", hidden, W) + b)
         loss = (imp * (x - out) ** 2).mean(dim=(0, 2)).sum()
@@ -48,6 +49,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=50, help="steps timed per side per round")
+    ap.add_argument("--device", default="cpu", help="torch's device: cpu, cuda, or auto (cuda when available)")
+    ap.add_argument("--results-dir", default=str(_bench.RESULTS_DIR))
     args = ap.parse_args(argv)
     machine = _bench.machine()
 
@@ -82,14 +85,15 @@ def main(argv=None) -> dict:
 
     jax.block_until_ready(draw_only(state, task))
     importance = np.asarray(task.feature_importance[0])
-    torch_step = torch_tms(n_instances, 100, 20, probabilities, importance, 1024)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    torch_step = torch_tms(n_instances, 100, 20, probabilities, importance, 1024, device)
     for _ in range(5):
         torch_step()
 
     def run_torch():
         for _ in range(args.steps):
             loss = torch_step()
-        float(loss)
+        float(loss.detach())
 
     toymi_s, torch_s, draw_s, loads = [], [], [], []
     for r in range(args.rounds):
@@ -105,7 +109,7 @@ def main(argv=None) -> dict:
         "speedup": _bench.median(ratios), "speedup_range": _bench.spread(ratios), "toymi_compile_s": compile_s,
         "toymi_step_ms": 1e3 * _bench.median(toymi_s) / args.steps,
         "toymi_sampling_ms": 1e3 * _bench.median(draw_s) / args.steps,
-        "torch_threads": torch.get_num_threads(), "foreign_load_cores": loads,
+        "torch_threads": torch.get_num_threads(), "torch_device": device, "foreign_load_cores": loads,
     }
     print(f"toymi {result['toymi_steps_per_s']:.1f} steps/s (compile {compile_s:.2f} s) vs ARENA-style PyTorch "
           f"{result['torch_steps_per_s']:.1f} steps/s on {result['torch_threads']} threads: "
@@ -113,7 +117,7 @@ def main(argv=None) -> dict:
     print(f"toymi's step {result['toymi_step_ms']:.1f} ms, of which drawing the batches alone "
           f"{result['toymi_sampling_ms']:.1f} ms")
     payload = {"machine": machine, "versions": _bench.versions(), "args": vars(args), **result}
-    print(f"wrote {_bench.write_json('tms_sweep_speed', payload)}")
+    print(f"wrote {_bench.write_json('tms_sweep_speed', payload, args.results_dir)}")
     return payload
 
 

@@ -1,0 +1,30 @@
+"""`benchmarks/accelerator.py --smoke`: every section of the accelerator check runs tiny on the CPU, so the script
+that is run on a lent GPU cannot rot between the sessions that have one."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_accelerator_check_smoke(tmp_path):
+    pytest.importorskip("torch")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "error"}
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator.py"), "--smoke", "--out",
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "accelerator.json").read_text())
+    for section in ("grokking", "sweep", "tms", "sae", "chess"):
+        assert "error" not in report[section], (section, report[section])
+    assert report["grokking"]["exact"]["epochs"] == 20
+    assert len(report["grokking"]["exact"]["test_loss_curve"]) == 3  # steps 0, 10, 20
+    assert report["sweep"]["members"] == 2 and report["sweep"]["speedup"] > 0
+    assert report["chess"]["step_ms"] > 0
+    table = (tmp_path / "accelerator.md").read_text()
+    assert "grokking.toml, 20 epochs, exact loss" in table and "failed" not in table
