@@ -47,17 +47,45 @@ def first_step_below(metrics: list[dict], key: str, threshold: float) -> int | N
     return next((m["step"] for m in metrics if m.get(key, float("inf")) < threshold), None)
 
 
-def slingshots(metrics: list[dict], after: int | None, factor: float = 10.0) -> list[int]:
-    """Steps (after `after`) where the test loss jumped to `factor`× the lowest test loss seen before them."""
+def slingshots(metrics: list[dict], after: int | None, factor: float = 10.0) -> list[tuple[int, int, float]]:
+    """Test-loss spikes after step `after`: each a run of evals whose test loss is above `factor`× the lowest test
+    loss seen before the run began, as (first step, last step, peak loss)."""
     if after is None:
         return []
     spikes, best = [], float("inf")
     for m in metrics:
         loss = m["test_loss"]
         if m["step"] > after and loss > factor * best:
-            spikes.append(m["step"])
-        best = min(best, loss)
+            if spikes and spikes[-1][1] == previous:
+                spikes[-1] = (spikes[-1][0], m["step"], max(spikes[-1][2], loss))
+            else:
+                spikes.append((m["step"], m["step"], loss))
+        else:
+            best = min(best, loss)
+        previous = m["step"]
     return spikes
+
+
+def grokking_progress(run_dir: Path, out: Path, name: str) -> dict:
+    """Key frequencies, neurons explained and Nanda et al.'s three phases over the run's checkpoints (and their
+    figure, `out/progress_<name>.png`)."""
+    import numpy as np
+
+    from toymi.dissect.progress import grokking_phases, key_frequencies, progress_measures
+    from toymi.plot.curves import save_figure
+    from toymi.plot.progress import progress_figure
+    from toymi.run import load_run
+
+    run = load_run(run_dir)
+    keys = key_frequencies(run.model, run.task)
+    measures = {k: np.asarray(v) for k, v in
+                progress_measures(run.checkpoint_series(), run.task, keys, chunk_size=8).items()}
+    steps = np.asarray(run.steps)
+    phases = grokking_phases(steps, measures, chance_loss=float(np.log(run.task.p)))
+    save_figure(progress_figure(steps, measures, keys, p=run.task.p, title=f"progress measures ({name} loss)"),
+                out / f"progress_{name}.png")
+    return {"key_frequencies": [int(k) for k in keys], "phases": phases,
+            "frac_neurons_explained": float(measures["frac_neurons_explained"][-1])}
 
 
 def grokking(args, out: Path) -> dict:
@@ -81,6 +109,8 @@ def grokking(args, out: Path) -> dict:
         rows[loss] = {"epochs": spec.train.steps, "wall_s": wall, "final": final, "test_loss_below_0.1": grokked,
                       "slingshots": slingshots(metrics, grokked),
                       "test_loss_curve": [(m["step"], m["test_loss"]) for m in metrics]}
+        if args.grokking_progress:
+            rows[loss]["progress"] = grokking_progress(run_dir, out, loss)
         (out / f"grokking_{loss}_metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
         _say(f"grokking ({loss} loss): {spec.train.steps} epochs in {wall:.1f} s; final test loss "
              f"{final['test_loss']:.3g}, test accuracy {final['test_accuracy']:.4f}; test loss < 0.1 at {grokked}; "
@@ -198,7 +228,12 @@ def table(report: dict) -> str:
             lines.append(f"| grokking.toml, {row['epochs']} epochs, {loss} loss | {row['wall_s']:.1f} s with compile; "
                          f"final test loss {f['test_loss']:.3g} (train {f['train_loss']:.3g}), test accuracy "
                          f"{f['test_accuracy']:.2%}; test loss < 0.1 at epoch {row['test_loss_below_0.1']}; "
-                         f"{len(row['slingshots'])} slingshots |")
+                         f"{len(row['slingshots'])} test-loss spikes > 10× its best after grokking |")
+            if "progress" in row:
+                pr = row["progress"]
+                lines.append(f"| … its progress measures | key frequencies {pr['key_frequencies']}; "
+                             f"{pr['frac_neurons_explained']:.0%} of neurons > 85% explained by one frequency; "
+                             f"phases {pr['phases']} |")
     s = report.get("sweep") or {}
     if "speedup" in s:
         lines.append(f"| {s['members']}-member sweep vs {s['members']} sequential runs ({s['epochs']} epochs) | "
@@ -236,6 +271,8 @@ def parse(argv):
     p.add_argument("--smoke", action="store_true", help="every section tiny, seconds on a CPU")
     p.add_argument("--grokking-losses", default="exact")
     p.add_argument("--grokking-epochs", type=int, default=None, help="default: the spec's 40k")
+    p.add_argument("--grokking-progress", action="store_true",
+                   help="also compute progress measures and phases over the run's checkpoints (and their figure)")
     p.add_argument("--sweep-spec", default="grokking.toml")
     p.add_argument("--sweep-members", type=int, default=64)
     p.add_argument("--sweep-epochs", type=int, default=1000)
@@ -249,6 +286,7 @@ def parse(argv):
     if unknown:
         p.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     if args.smoke:
+        args.grokking_progress = True
         args.grokking_epochs, args.sweep_spec, args.sweep_members, args.sweep_epochs = 20, "grokking_quick.toml", 2, 5
         args.tms_rounds, args.tms_steps, args.sae_steps, args.chess_games, args.chess_steps = 1, 2, 5, 16, 2
     return args

@@ -24,6 +24,9 @@ def test_accelerator_check_smoke(tmp_path):
         assert "error" not in report[section], (section, report[section])
     assert report["grokking"]["exact"]["epochs"] == 20
     assert len(report["grokking"]["exact"]["test_loss_curve"]) == 3  # steps 0, 10, 20
+    assert set(report["grokking"]["exact"]["progress"]["phases"]) == {"memorisation_end", "cleanup_start",
+                                                                      "cleanup_end"}
+    assert (tmp_path / "progress_exact.png").stat().st_size > 10_000
     assert report["sweep"]["members"] == 2 and report["sweep"]["speedup"] > 0
     assert report["chess"]["step_ms"] > 0
     table = (tmp_path / "accelerator.md").read_text()
