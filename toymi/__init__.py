@@ -6,7 +6,8 @@ The public surface: the model (`Transformer`, `ModelConfig`, `Activations`, inte
 
 from toymi.model import *  # noqa: F401,F403
 from toymi.model import __all__ as _model_all
+from toymi.jit import jit
 from toymi.run import Run, load_run, train_or_load
 from toymi.spec import Spec, TrainConfig
 
-__all__ = [*_model_all, "Run", "Spec", "TrainConfig", "load_run", "train_or_load"]
+__all__ = [*_model_all, "Run", "Spec", "TrainConfig", "jit", "load_run", "train_or_load"]

@@ -15,6 +15,14 @@ class RunDirectoryError(ToymiError):
     """The run directory would lose data (it exists and is not being resumed) or cannot be resumed."""
 
 
+class CheckFailed(ToymiError):
+    """An on-device check inside compiled code failed (an index or token id out of range under `jit`/`vmap`)."""
+
+
+# On-device check messages start with this, so that `toymi.jit` can find them inside JAX's runtime error.
+CHECK_PREFIX = "toymi check failed: "
+
+
 class TrainingDiverged(ToymiError):
     """The loss became NaN or infinite; the run stopped and its checkpoints end at the last good one."""
 

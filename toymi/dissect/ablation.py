@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from toymi.jit import jit
 from toymi.dissect.patching import Metric, check_grid, check_model, check_tokens, grid_from_values
 from toymi.model.transformer import Transformer
 
 METHODS = ("zero", "mean", "resample")
 
 
-@eqx.filter_jit
+@jit
 def _ablation(model, tokens, metric, site, over, method, reference, key):
     if method == "zero":
         return grid_from_values(model, tokens, metric, site, over, "zero", jnp.zeros(()), False)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from toymi.jit import jit
 from toymi.dissect.patching import Metric, _scalar, check_grid, check_model, check_tokens, patching_grid
 from toymi.model.interventions import steer
 from toymi.model.sites import check_site
@@ -37,7 +37,7 @@ def _reduce(contrib: Array, axes: tuple[str, ...], over: tuple[str, ...]) -> Arr
     return jnp.transpose(summed, (0, *[1 + kept_sorted.index(k) for k in keep]))
 
 
-@eqx.filter_jit
+@jit
 def _attribution(model, clean, corrupted, metric, site, over):
     n_layers = model.config.n_layers
     a_clean = model.run(clean, capture=[site])[1][site]  # [*batch, layer, *site]

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from toymi.jit import jit
 from toymi.model.interventions import Intervention, apply_function, mean_ablate, patch, resample_ablate, zero_ablate
 from toymi.model.sites import check_site
 from toymi.model.transformer import Transformer
@@ -184,7 +184,7 @@ def grid_from_values(
 
 # ---- activation patching ---------------------------------------------------------------------------------------------
 
-@eqx.filter_jit
+@jit
 def _patching(model, clean, corrupted, metric, site, over, reuse_clean):
     source = model.run(corrupted, capture=[site])[1][site]  # [*batch, layer, *site]
     return grid_from_values(model, clean, metric, site, over, "patch", source, True, reuse_clean)
@@ -238,7 +238,7 @@ def patch_neurons(model, clean, corrupted, metric, site: str = "mlp_post") -> Fl
     return patching_grid(model, clean, corrupted, metric, site, ("layer", "neuron"))
 
 
-@eqx.filter_jit
+@jit
 def _metric_of(model, tokens, metric):
     return _scalar(metric, model.run(tokens)[0])
 
@@ -252,7 +252,7 @@ def run_metric(model: Transformer, tokens: Int[Array, "*batch pos"], metric: Met
 
 # ---- path patching -------------------------------------------------------------------------------------------------
 
-@eqx.filter_jit
+@jit
 def _path_patching(model, clean, corrupted, metric, receivers, receiver_input):
     n_layers, n_heads = model.config.n_layers, model.config.n_heads
     z_clean = model.run(clean, capture=["z"])[1]["z"]  # [*batch, layer, pos, head, d_head]

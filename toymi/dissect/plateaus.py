@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from toymi.jit import jit
 from toymi.model.interventions import steer
 from toymi.model.sites import check_site
 
@@ -54,7 +54,7 @@ def steering_vector(model, tokens_a: Int[Array, "a pos"], tokens_b: Int[Array, "
             - site_activation(model, tokens_b, site, layer, position).mean(0))
 
 
-@eqx.filter_jit
+@jit
 def perturbation_kl(model, tokens: Int[Array, " pos"], site: str, layer: int | None, position: int,
                     displacements: Float[Array, "direction ..."], ts: Float[Array, " step"],
                     kl_positions: tuple[int, ...] | None = None) -> Float[Array, "direction step"]:
@@ -139,7 +139,7 @@ def plateau_sweep(
                     np.asarray(norm), np.asarray(stacked).swapaxes(0, 1))
 
 
-@eqx.filter_jit
+@jit
 def _sweep(model, tokens, displacements, ts, site, layer, position, kl_positions):
     return jax.vmap(lambda t, d: perturbation_kl(model, t, site, layer, position, d, ts, kl_positions))(
         tokens, displacements)

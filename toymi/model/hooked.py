@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array
 
-from toymi.model.interventions import AnyIntervention
+from toymi.model.interventions import AnyIntervention, FunctionIntervention, Intervention
 from toymi.model.sites import Site, check_site, resolve_capture, site_table
 
 
@@ -55,11 +55,22 @@ class HookedModel(eqx.Module):
         """
         x = self.check_inputs(x)
         names = resolve_capture(capture, self.config)
-        for intervention in interventions:
-            check_site(intervention.site, self.config)
+        check_interventions(interventions, self.config)
         if x.ndim == 2:
             return jax.vmap(lambda one: self.forward(one, names, interventions))(x)
         return self.forward(x, names, interventions)
+
+
+def check_interventions(interventions, config) -> None:
+    """A list of interventions (from `patch`, `zero_ablate`, ...), each at a site of `config`'s model."""
+    if isinstance(interventions, (Intervention, FunctionIntervention, str)):
+        raise TypeError(f"interventions must be a list, e.g. interventions=[zero_ablate(...)]; got one "
+                        f"{type(interventions).__name__}")
+    for intervention in interventions:
+        if not isinstance(intervention, (Intervention, FunctionIntervention)):
+            raise TypeError(f"interventions must be built with patch, zero_ablate, mean_ablate, resample_ablate, "
+                            f"steer or apply_function; got {type(intervention).__name__} {intervention!r:.40}")
+        check_site(intervention.site, config)
 
 
 class WrappedModel(HookedModel):

@@ -15,8 +15,10 @@ from toymi.model.sites import Site
 
 
 class Hooks:
-    def __init__(self, capture: frozenset[str], interventions: Sequence[AnyIntervention], sites: dict[str, Site]):
+    def __init__(self, capture: frozenset[str], interventions: Sequence[AnyIntervention], sites: dict[str, Site],
+                 n_layers: int = 0):
         self.sites = sites  # the running model's site table
+        self.n_layers = n_layers  # what an intervention's layer index is checked against
         self.capture = capture
         self.interventions = tuple(interventions)
         self.targets = frozenset(i.site for i in self.interventions)
@@ -28,7 +30,7 @@ class Hooks:
 
     def __call__(self, site: str, layer: int | None, x: Array) -> Array:
         if site in self.targets:
-            x = apply_all(self.interventions, site, layer, x, self.sites[site].axes)
+            x = apply_all(self.interventions, site, layer, x, self.sites[site].axes, self.n_layers)
         if site in self.capture:
             self.records.setdefault(site, []).append(x)
         return x

@@ -110,7 +110,7 @@ class ResidualMLP(HookedModel):
         interventions: Sequence[AnyIntervention] = (),
     ) -> tuple[Float[Array, " n_outputs"], ResidualMLPActivations]:
         """`run` for one example without input checks (the training step's path)."""
-        hooks = Hooks(capture, interventions, self.sites)
+        hooks = Hooks(capture, interventions, self.sites, self.config.n_layers)
         resid = hooks("embed", None, x @ self.W_E)
         for layer in range(self.config.n_layers):
             resid = hooks("resid_pre", layer, resid)

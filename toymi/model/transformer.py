@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from toymi.errors import CHECK_PREFIX
 from toymi.model.activations import Activations
 from toymi.model.attention import Attention
 from toymi.model.config import ModelConfig
@@ -123,7 +124,7 @@ class Transformer(HookedModel):
         """
         if output_positions is not None and (capture or interventions):
             raise ValueError("output_positions cannot be combined with capture or interventions")
-        hooks = Hooks(capture, interventions, self.sites)
+        hooks = Hooks(capture, interventions, self.sites, self.config.n_layers)
         embed = hooks("embed", None, self.W_E[tokens])
         resid = embed
         if self.W_pos is not None:
@@ -144,17 +145,31 @@ class Transformer(HookedModel):
 
     def check_inputs(self, tokens) -> Array:
         """Reject what JAX would silently accept: wrong rank or dtype, too long, out-of-range ids."""
+        if isinstance(tokens, str) or not hasattr(tokens, "shape") and not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"tokens must be an integer array of token ids, got {type(tokens).__name__} "
+                            f"{tokens!r:.40}; a task's tokens come from its batches (task.eval_batches())")
+        if not isinstance(tokens, (jax.Array, jax.core.Tracer)):
+            host = np.asarray(tokens)  # checked before JAX casts it: int64 ids >= 2**31 would wrap to other ids
+            if not np.issubdtype(host.dtype, np.integer):
+                raise TypeError(f"tokens must be integers, got dtype {host.dtype}")
+            if host.size and (host.min() < 0 or host.max() >= self.config.d_vocab):
+                bad = (host < 0) | (host >= self.config.d_vocab)
+                where = tuple(int(i[0]) for i in np.nonzero(bad))
+                raise ValueError(f"token id {int(host[where])} at index {where} is out of range "
+                                 f"[0, {self.config.d_vocab})")
         tokens = jnp.asarray(tokens)
         if tokens.ndim not in (1, 2):
             raise ValueError(f"tokens must be [pos] or [batch, pos], got shape {tokens.shape}")
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise TypeError(f"tokens must be integers, got dtype {tokens.dtype}")
+        if tokens.shape[-1] == 0:
+            raise ValueError(f"tokens must hold at least one position, got shape {tokens.shape}")
         if tokens.shape[-1] > self.config.n_ctx:
             raise ValueError(f"sequence of length {tokens.shape[-1]} is longer than n_ctx={self.config.n_ctx}")
         if isinstance(tokens, jax.core.Tracer):
             # JAX's gather clamps out-of-range indices; under jit the check has to run on device.
             bad = (tokens < 0) | (tokens >= self.config.d_vocab)
-            return eqx.error_if(tokens, bad.any(), f"token id out of range [0, {self.config.d_vocab})")
+            return eqx.error_if(tokens, bad.any(), f"{CHECK_PREFIX}token id out of range [0, {self.config.d_vocab})")
         concrete = np.asarray(tokens)
         bad = (concrete < 0) | (concrete >= self.config.d_vocab)
         if bad.any():
