@@ -10,8 +10,12 @@ separately by `logit_offset`. Then
 
 exactly when `stack` is `decompose_resid`'s, and the last entry of `logit_lens` is the model's logits.
 
-A `direction` (a `[d_model]` vector, or one per example and position) replaces the full vocabulary with one
-read-out, e.g. `logit_diff_directions(model, correct, incorrect)` for the logit difference between two answers.
+A `direction` replaces the full vocabulary with one read-out, e.g. `logit_diff_directions(model, correct,
+incorrect)` for the logit difference between two answers. Its shape says what it varies over, and must say it
+exactly: `[d_model]` for one direction everywhere; `[*batch, pos, d_model]` for one per example and position, with
+the stack's batch and position sizes; `[*batch, 1, d_model]` for one per example, the same at every position
+(`per_example(directions)`). A `[batch, d_model]` direction is refused rather than read as `[pos, d_model]`, which
+gives silently wrong attributions whenever the batch size equals the number of positions.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from toymi.dissect.residual import _captured, accumulated_resid
 
-Direction = Float[Array, " d_model"] | Float[Array, "*batch pos d_model"] | None
+Direction = Float[Array, " d_model"] | Float[Array, "*batch pos_or_1 d_model"] | None
 
 
 def final_scale(model, acts) -> Float[Array, "*batch pos"] | None:
@@ -60,6 +64,25 @@ def logit_offset(model) -> Float[Array, " d_vocab_out"]:
     return offset
 
 
+def per_example(directions: Float[Array, "*batch d_model"]) -> Float[Array, "*batch 1 d_model"]:
+    """One direction per example (e.g. `logit_diff_directions` of `[batch]` answers), shared by every position."""
+    return jnp.asarray(directions)[..., None, :]
+
+
+def checked_direction(direction, batch_shape: tuple[int, ...], n_pos: int, d_model: int) -> Array:
+    """`direction` if its shape is `[d_model]`, `[*batch, pos, d_model]` or `[*batch, 1, d_model]` for these sizes;
+    anything else (notably `[batch, d_model]`, which would be read as one direction per position) is a ValueError."""
+    direction = jnp.asarray(direction)
+    if direction.shape[-1:] != (d_model,):
+        raise ValueError(f"direction must end in d_model={d_model}, got shape {direction.shape}")
+    if direction.ndim == 1 or direction.shape[:-1] in (batch_shape + (n_pos,), batch_shape + (1,)):
+        return direction
+    raise ValueError(
+        f"direction of shape {direction.shape} is ambiguous for activations of batch shape {batch_shape} and "
+        f"{n_pos} positions: pass [d_model], [*batch, pos, d_model] = {batch_shape + (n_pos, d_model)}, or one per "
+        f"example as [*batch, 1, d_model] (per_example(directions) turns [batch, d_model] into that)")
+
+
 def read_out(
     model, stack: Float[Array, "*batch component pos d_model"], scale: Float[Array, "*batch pos"] | None,
     direction: Direction = None, normalised: bool = False,
@@ -69,12 +92,10 @@ def read_out(
     normed = stack if normalised else apply_final_norm(model, stack, scale)
     if direction is None:
         return normed @ model.W_U
-    direction = jnp.asarray(direction)
-    if direction.shape[-1] != model.config.d_model:
-        raise ValueError(f"direction must end in d_model={model.config.d_model}, got shape {direction.shape}")
+    direction = checked_direction(direction, stack.shape[:-3], stack.shape[-2], model.config.d_model)
     if direction.ndim == 1:
         return normed @ direction
-    return (normed * direction[..., None, :, :]).sum(-1)  # direction [*batch, pos, d_model]
+    return (normed * direction[..., None, :, :]).sum(-1)  # direction [*batch, pos or 1, d_model]
 
 
 def direct_logit_attribution(model, stack: Float[Array, "*batch component pos d_model"], acts,
@@ -86,8 +107,9 @@ def direct_logit_attribution(model, stack: Float[Array, "*batch component pos d_
     - `model`: the `Transformer` that produced `acts`.
     - `stack`: `[*batch, component, pos, d_model]`, e.g. `decompose_resid(model, acts)[0]`.
     - `acts`: activations with `ln_final_scale` captured (for models with normalisation).
-    - `direction`: None for every logit; a `[d_model]` vector or `[*batch, pos, d_model]` vectors (e.g.
-      `logit_diff_directions`) for one read-out per position.
+    - `direction`: None for every logit; a `[d_model]` vector, `[*batch, pos, d_model]` vectors (e.g.
+      `logit_diff_directions` of `[batch, pos]` answers) or `[*batch, 1, d_model]` ones (`per_example(...)`) for one
+      read-out per position (see the module docstring: other shapes are refused as ambiguous).
 
     **Returns:** `[*batch, component, pos, d_vocab_out]`, or `[*batch, component, pos]` with a direction. Summed
     over components and added to `logit_offset(model)` (read along the direction) it gives the logits.
@@ -160,9 +182,7 @@ def neuron_direct_logit_attribution(
     if direction is None:
         per_neuron = w_out @ model.W_U  # [layer, d_mlp, d_vocab_out]
         return (post * inv_scale)[..., None] * per_neuron[:, None, :, :]
-    direction = jnp.asarray(direction)
-    if direction.shape[-1] != model.config.d_model:
-        raise ValueError(f"direction must end in d_model={model.config.d_model}, got shape {direction.shape}")
+    direction = checked_direction(direction, post.shape[:-3], post.shape[-2], model.config.d_model)
     if direction.ndim == 1:
         per_neuron = (w_out @ direction)[:, None, :]  # [layer, 1, d_mlp]
     else:  # [*batch, pos, d_model] -> [*batch, layer, pos, d_mlp]
@@ -177,7 +197,9 @@ def unembed_directions(model, tokens: ArrayLike) -> Float[Array, "*shape d_model
 
 def logit_diff_directions(model, correct: ArrayLike, incorrect: ArrayLike) -> Float[Array, "*shape d_model"]:
     """`W_U[:, correct] - W_U[:, incorrect]`: reading the residual along it gives the logit difference between the
-    correct and the incorrect answer (shapes broadcast, e.g. `[batch, pos]` answers per example and position)."""
+    correct and the incorrect answer. The result has the answers' shape plus `d_model`: `[batch, pos]` answers give
+    per-example, per-position directions; `[batch]` answers (as `LogitDiff` takes) give `[batch, d_model]`, which
+    DLA and the logit lens take only through `per_example(...)`."""
     return _columns(model, correct, "correct") - _columns(model, incorrect, "incorrect")
 
 
