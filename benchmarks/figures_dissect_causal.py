@@ -87,9 +87,9 @@ def main(argv=None) -> None:
         return 1.0 - np.asarray(normalised(grid, m_clean, m_corrupt))
 
     # ---- activation patching -------------------------------------------------------------------------------------
-    resid = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"))
-    attn = patching_grid(model, clean, corrupted, metric, "attn_out", ("layer", "pos"))
-    heads = patching_grid(model, clean, corrupted, metric, "z", ("layer", "head", "pos"))
+    resid = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"), direction="noising")
+    attn = patching_grid(model, clean, corrupted, metric, "attn_out", ("layer", "pos"), direction="noising")
+    heads = patching_grid(model, clean, corrupted, metric, "z", ("layer", "head", "pos"), direction="noising")
     rows, row_labels = head_position_rows(effect(heads))
     labels = position_labels(clean.shape[1])
     fig = patching_heatmaps(
@@ -104,7 +104,7 @@ def main(argv=None) -> None:
     save_stacked([fig, fig2], out / "dissect_activation_patching.png")
 
     # ---- path patching -------------------------------------------------------------------------------------------
-    by_head = np.asarray(effect(patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"))))
+    by_head = np.asarray(effect(patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"), direction="noising")))
     induction = int(np.argmax(by_head[-1]))
     print(f"layer {n_layers - 1} head with the largest patching effect: {n_layers - 1}.{induction}")
     paths = {"sender -> logits": effect(path_patching(model, clean, corrupted, metric))}

@@ -164,7 +164,8 @@ def main(argv=None) -> dict:
     results_grids = {}
     for name, g in grids.items():
         def toymi_call(g=g, reuse=True):
-            return patching_grid(model, corrupted, clean, metric, g["site"], g["over"], reuse).block_until_ready()
+            return patching_grid(model, clean, corrupted, metric, g["site"], g["over"], reuse,
+                                 direction="denoising").block_until_ready()
 
         t0 = time.perf_counter()
         ours = toymi_call()
@@ -190,8 +191,9 @@ def main(argv=None) -> dict:
 
     # ---- interleaved rounds --------------------------------------------------------------------------------------
     def toymi_median(g, reuse):
-        return _bench.median([_bench.timed(lambda: patching_grid(model, corrupted, clean, metric, g["site"],
-                                                                 g["over"], reuse).block_until_ready())
+        return _bench.median([_bench.timed(lambda: patching_grid(model, clean, corrupted, metric, g["site"],
+                                                                 g["over"], reuse, direction="denoising"
+                                                                 ).block_until_ready())
                               for _ in range(args.toymi_reps)])
 
     default_threads = torch.get_num_threads()

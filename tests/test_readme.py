@@ -11,3 +11,15 @@ def test_readme_python_example_runs():
     exec(compile(block, str(README), "exec"), namespace)
     assert namespace["grid"].shape == (4, 2, 3, 113)
     assert namespace["acts"]["resid_pre"].shape == (2, 1, 3, 128)
+
+
+def test_readme_dissection_example_runs():
+    """The dissection block (the one that patches) runs as written and its comments' shapes hold."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    block = next(b for b in blocks if "patching_grid" in b)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["lens"].shape == (8, 3, 6, 20)
+    assert namespace["dla"].shape == (8, len(namespace["labels"]), 6)
+    assert namespace["heads"].shape == (2, 4, 6)
+    assert set(namespace["scores"]) >= {"previous_token", "induction"}

@@ -83,7 +83,7 @@ def test_mean_ablation_uses_the_batch_mean(model, tokens, metric):
 def test_resampling_from_one_input_is_patching_from_it(model, tokens, metric):
     """With every reference row the same sequence, each draw (and the mean) is that sequence's activation."""
     donor = jnp.tile(jax.random.randint(jax.random.PRNGKey(7), (1, 8), 0, 11), (4, 1))
-    patched = patching_grid(model, tokens, donor, metric, "z", ("layer", "head"))
+    patched = patching_grid(model, tokens, donor, metric, "z", ("layer", "head"), direction="noising")
     resampled = ablation_sweep(model, tokens, metric, "z", ("layer", "head"), "resample", reference=donor,
                                key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(resampled, patched, atol=1e-5)

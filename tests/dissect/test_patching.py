@@ -63,14 +63,14 @@ def test_patching_a_run_with_itself_is_a_no_op(model, pair, metric):
     clean, _ = pair
     base = float(run_metric(model, clean, metric))
     for site, over in (("resid_pre", ("layer", "pos")), ("z", ("layer", "head", "pos"))):
-        grid = patching_grid(model, clean, clean, metric, site, over)
+        grid = patching_grid(model, clean, clean, metric, site, over, direction="noising")
         np.testing.assert_allclose(grid, base, atol=1e-5, err_msg=site)
 
 
 def test_patching_the_whole_residual_recovers_the_corrupted_run(model, pair, metric):
     clean, corrupted = pair
     corrupt_value = float(run_metric(model, corrupted, metric))
-    grid = patching_grid(model, clean, corrupted, metric, "resid_post", ("layer",))
+    grid = patching_grid(model, clean, corrupted, metric, "resid_post", ("layer",), direction="noising")
     np.testing.assert_allclose(grid[-1], corrupt_value, atol=1e-5)  # the last layer's output: all of it
     np.testing.assert_allclose(grid[0], corrupt_value, atol=1e-5)  # layer 0's output: everything after follows
     assert abs(corrupt_value - float(run_metric(model, clean, metric))) > 1e-2  # so this was not trivially true
@@ -78,8 +78,8 @@ def test_patching_the_whole_residual_recovers_the_corrupted_run(model, pair, met
 
 def test_residual_grid_cells_are_single_patched_runs(model, pair, metric):
     clean, corrupted = pair
-    grid = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"))
-    recomputed = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"), reuse_clean=False)
+    grid = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"), direction="noising")
+    recomputed = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"), reuse_clean=False, direction="noising")
     assert grid.shape == (2, 8)
     np.testing.assert_allclose(grid, recomputed, atol=1e-5)
     _, corrupt = model.run(corrupted, capture=["resid_pre"])
@@ -97,8 +97,8 @@ def test_head_grids_select_one_head(model, pair, metric):
     clean, corrupted = pair
     cut = eqx.tree_at(lambda m: m.blocks.attn.W_O, model, model.blocks.attn.W_O.at[1, 0].set(0.0))
     base = float(run_metric(cut, clean, metric))
-    by_head = patching_grid(cut, clean, corrupted, metric, "z", ("layer", "head"))
-    by_pos = patching_grid(cut, clean, corrupted, metric, "z", ("layer", "head", "pos"))
+    by_head = patching_grid(cut, clean, corrupted, metric, "z", ("layer", "head"), direction="noising")
+    by_pos = patching_grid(cut, clean, corrupted, metric, "z", ("layer", "head", "pos"), direction="noising")
     assert by_head.shape == (2, 2) and by_pos.shape == (2, 2, 8)
     np.testing.assert_allclose(by_head[1, 0], base, atol=1e-6)
     np.testing.assert_allclose(by_pos[1, 0], base, atol=1e-6)
@@ -116,7 +116,7 @@ def test_neuron_grid_selects_one_neuron(pair, metric):
     clean, corrupted = pair
     model = toymi.Transformer(toymi.ModelConfig(**CONFIG, d_mlp=32), jax.random.PRNGKey(0))
     cut = eqx.tree_at(lambda m: m.blocks.mlp.W_out, model, model.blocks.mlp.W_out.at[0, 3].set(0.0))
-    grid = patching_grid(cut, clean, corrupted, metric, "mlp_post", ("layer", "neuron"))
+    grid = patching_grid(cut, clean, corrupted, metric, "mlp_post", ("layer", "neuron"), direction="noising")
     assert grid.shape == (2, 32)
     np.testing.assert_allclose(grid[0, 3], float(run_metric(cut, clean, metric)), atol=1e-6)
     _, clean_acts = cut.run(clean, capture=["mlp_post"])
@@ -130,11 +130,11 @@ def test_neuron_grid_selects_one_neuron(pair, metric):
 def test_a_grid_compiles_once(model, pair, metric):
     """Other tokens, other weights and other answers reuse the compiled grid."""
     clean, corrupted = pair
-    first = patching_grid(model, clean, corrupted, metric)
+    first = patching_grid(model, clean, corrupted, metric, direction="noising")
     n = len(traces)
     assert n > 0
     other_model = jax.tree.map(lambda w: w * 1.1 if eqx.is_inexact_array(w) else w, model)
-    second = patching_grid(other_model, corrupted, clean, Counting(jnp.array([0, 0, 1]), jnp.array([2, 3, 4])))
+    second = patching_grid(other_model, corrupted, clean, Counting(jnp.array([0, 0, 1]), jnp.array([2, 3, 4])), direction="noising")
     assert len(traces) == n
     assert float(jnp.abs(first - second).max()) > 1e-3  # it did compute something new
 
@@ -146,7 +146,7 @@ def test_path_to_the_logits_is_the_direct_path_when_later_heads_are_frozen(model
     grid = path_patching(model, clean, corrupted, metric)
     assert grid.shape == (2, 2)
     # last layer: nothing downstream, so the path is the head itself
-    heads = patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"))
+    heads = patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"), direction="noising")
     np.testing.assert_allclose(grid[1], heads[1], atol=1e-5)
     # layer 0: layer 1 frozen, no MLP -> only the sender's own output reaches the final residual
     _, zc = model.run(clean, capture=["z"])
@@ -200,7 +200,7 @@ def test_attribution_error_shrinks_quadratically(model, pair, metric):
     for eps in (0.05, 0.025, 0.0125):
         W_E = model.W_E.at[10].set(model.W_E[clean[0, 2]] + eps * (model.W_E[10] - model.W_E[clean[0, 2]]))
         near = eqx.tree_at(lambda m: m.W_E, model, W_E)
-        patched = patching_grid(near, same, corrupted, metric, "resid_pre", ("layer", "pos"))[0, 2]
+        patched = patching_grid(near, same, corrupted, metric, "resid_pre", ("layer", "pos"), direction="noising")[0, 2]
         attributed = attribution_grid(near, same, corrupted, metric, "resid_pre", ("layer", "pos"))[0, 2]
         effects.append(abs(float(patched - run_metric(near, same, metric))))
         errors.append(abs(float(attributed - patched)))
@@ -232,14 +232,32 @@ def test_metrics_known_values():
 def test_bad_grids_are_rejected(model, pair, metric):
     clean, corrupted = pair
     with pytest.raises(ValueError, match="cannot be patched"):
-        patching_grid(model, clean, corrupted, metric, "embed")
+        patching_grid(model, clean, corrupted, metric, "embed", direction="noising")
     with pytest.raises(ValueError, match="has no 'head' axis"):
-        patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "head"))
+        patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "head"), direction="noising")
     with pytest.raises(ValueError, match="is not a grid"):
-        patching_grid(model, clean, corrupted, metric, "resid_pre", ("pos", "layer"))
+        patching_grid(model, clean, corrupted, metric, "resid_pre", ("pos", "layer"), direction="noising")
     with pytest.raises(ValueError, match="one shape"):
-        patching_grid(model, clean, corrupted[:2], metric)
+        patching_grid(model, clean, corrupted[:2], metric, direction="noising")
     with pytest.raises(KeyError, match="unknown site"):
-        patching_grid(model, clean, corrupted, metric, "resid")
+        patching_grid(model, clean, corrupted, metric, "resid", direction="noising")
     with pytest.raises(ValueError, match="must return a scalar"):
-        patching_grid(model, clean, corrupted, lambda logits: logits[:, -1, 0], "resid_post", ("layer",))
+        patching_grid(model, clean, corrupted, lambda logits: logits[:, -1, 0], "resid_post", ("layer",), direction="noising")
+
+
+def test_patching_direction_is_explicit_and_means_what_it_says(model, pair, metric):
+    clean, corrupted = pair
+    clean_metric, corrupted_metric = run_metric(model, clean, metric), run_metric(model, corrupted, metric)
+    assert abs(float(clean_metric - corrupted_metric)) > 1e-3
+    # the whole residual stream before layer 0 carries the whole input: patching it moves the run to the source
+    denoised = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer",), direction="denoising")
+    noised = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer",), direction="noising")
+    np.testing.assert_allclose(denoised[0], clean_metric, rtol=1e-5)  # ran corrupted, clean values restored it
+    np.testing.assert_allclose(noised[0], corrupted_metric, rtol=1e-5)  # ran clean, corrupted values broke it
+    swapped = patching_grid(model, corrupted, clean, metric, "z", ("layer", "head"), direction="noising")
+    np.testing.assert_array_equal(
+        patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"), direction="denoising"), swapped)
+    with pytest.raises(ValueError, match="direction must be 'denoising'"):
+        patching_grid(model, clean, corrupted, metric, direction="clean")
+    with pytest.raises(TypeError, match="direction"):
+        patching_grid(model, clean, corrupted, metric)  # no default: the two are easy to read backwards

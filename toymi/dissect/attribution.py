@@ -84,7 +84,7 @@ class AttributionComparison(NamedTuple):
 def compare_attribution(model, clean, corrupted, metric, site: str = "resid_pre",
                         over: Sequence[str] = ("layer", "pos")) -> AttributionComparison:
     """Real activation patching and attribution patching on the same grid, and how far apart they are."""
-    patched = patching_grid(model, clean, corrupted, metric, site, over)
+    patched = patching_grid(model, clean, corrupted, metric, site, over, direction="noising")
     attributed = attribution_grid(model, clean, corrupted, metric, site, over)
     correlation = jnp.corrcoef(patched.ravel(), attributed.ravel())[0, 1]
     return AttributionComparison(patched, attributed, correlation, jnp.abs(attributed - patched).max())

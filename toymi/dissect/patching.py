@@ -190,16 +190,25 @@ def _patching(model, clean, corrupted, metric, site, over, reuse_clean):
     return grid_from_values(model, clean, metric, site, over, "patch", source, True, reuse_clean)
 
 
+DIRECTIONS = ("denoising", "noising")
+
+
 def patching_grid(
     model: Transformer, clean: Int[Array, "*batch pos"], corrupted: Int[Array, "*batch pos"], metric: Metric,
-    site: str = "resid_pre", over: Sequence[str] = ("layer", "pos"), reuse_clean: bool = True,
+    site: str = "resid_pre", over: Sequence[str] = ("layer", "pos"), reuse_clean: bool = True, *, direction: str,
 ) -> Float[Array, "layer *cells"]:
-    """Activation patching: the metric of the clean run with each cell of `site` taken from the corrupted run.
+    """Activation patching, one compiled call for the whole grid, in the `direction` you name.
+
+    - `direction="denoising"` (TransformerLens's `get_act_patch_*`): run the **corrupted** input and patch each cell
+      of `site` in from the **clean** run; a cell matters if it restores the clean metric.
+    - `direction="noising"`: run the **clean** input and patch each cell in from the **corrupted** run; a cell matters
+      if it destroys the clean metric.
 
     **Arguments:**
 
     - `model`: a `Transformer`.
     - `clean`, `corrupted`: tokens of one shape, `[pos]` or `[batch, pos]` (example `b` patched from example `b`).
+    - `direction`: `"denoising"` or `"noising"` (required: the two are easy to read backwards).
     - `metric`: logits (`[batch, pos, d_vocab_out]`, or `[pos, d_vocab_out]`) -> scalar, e.g.
       `toymi.dissect.metrics.LogitDiff`. Pass the same object again to reuse the compiled grid.
     - `site`: one of `PATCHABLE_SITES`: the residual stream (`resid_pre`, `resid_mid`, `resid_post`), a block's
@@ -210,32 +219,40 @@ def patching_grid(
     - `reuse_clean`: start each patched run from the clean run's cached activations at the patched layer (faster,
       same numbers up to float rounding).
 
-    **Returns:** the metric per cell, `[layer, ...]` in the order of `over`.
+    **Returns:** the metric per cell, `[layer, ...]` in the order of `over`: a head grid is `[layer, head]` or
+    `[layer, head, pos]` (TransformerLens's `get_act_patch_attn_head_out_by_pos` is `[layer, pos, head]`: swap the
+    last two axes to compare).
     """
     check_model(model)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'denoising' (run corrupted, patch in clean values; TransformerLens's "
+                         f"get_act_patch_*) or 'noising' (run clean, patch in corrupted values), got {direction!r}")
     clean, corrupted = check_tokens(model, clean, corrupted)
     over = check_grid(model, site, over)
-    return _patching(model, clean, corrupted, metric, site, over, reuse_clean)
+    run_on, values_from = (corrupted, clean) if direction == "denoising" else (clean, corrupted)
+    return _patching(model, run_on, values_from, metric, site, over, reuse_clean)
 
 
-def patch_residual(model, clean, corrupted, metric, site: str = "resid_pre") -> Float[Array, "layer pos"]:
+def patch_residual(model, clean, corrupted, metric, site: str = "resid_pre", *,
+                   direction: str) -> Float[Array, "layer pos"]:
     """Residual stream patching by layer and position (`site`: `resid_pre`, `resid_mid` or `resid_post`)."""
     if not site.startswith("resid_"):
         raise ValueError(f"patch_residual patches the residual stream (resid_pre/mid/post), not {site!r}")
-    return patching_grid(model, clean, corrupted, metric, site, ("layer", "pos"))
+    return patching_grid(model, clean, corrupted, metric, site, ("layer", "pos"), direction=direction)
 
 
-def patch_heads(model, clean, corrupted, metric, site: str = "z",
-                by_position: bool = False) -> Float[Array, "layer head *pos"]:
+def patch_heads(model, clean, corrupted, metric, site: str = "z", by_position: bool = False, *,
+                direction: str) -> Float[Array, "layer head *pos"]:
     """Head patching, `[layer, head]` (every position) or `[layer, head, pos]`; `site` `z` (TransformerLens's
     attn_head_out) or `result`, or a head's `q`, `k`, `v`, `pattern`."""
     return patching_grid(model, clean, corrupted, metric, site,
-                         ("layer", "head", "pos") if by_position else ("layer", "head"))
+                         ("layer", "head", "pos") if by_position else ("layer", "head"), direction=direction)
 
 
-def patch_neurons(model, clean, corrupted, metric, site: str = "mlp_post") -> Float[Array, "layer neuron"]:
+def patch_neurons(model, clean, corrupted, metric, site: str = "mlp_post", *,
+                  direction: str) -> Float[Array, "layer neuron"]:
     """MLP neuron patching, `[layer, d_mlp]`: each neuron at every position."""
-    return patching_grid(model, clean, corrupted, metric, site, ("layer", "neuron"))
+    return patching_grid(model, clean, corrupted, metric, site, ("layer", "neuron"), direction=direction)
 
 
 @jit

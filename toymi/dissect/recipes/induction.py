@@ -60,7 +60,7 @@ def _patching(model, tokens, half: int, report) -> None:
     second_copy[:, half:] = True
     metric = CrossEntropy.next_token(tokens, second_copy)
     clean, broken = float(run_metric(model, tokens, metric)), float(run_metric(model, corrupted, metric))
-    grid = np.asarray(patching_grid(model, tokens, corrupted, metric, "z", ("layer", "head")))
+    grid = np.asarray(patching_grid(model, tokens, corrupted, metric, "z", ("layer", "head"), direction="noising"))
     report.section("Head patching", "Loss on the second copy when one head's output (`z`) comes from a run whose "
                    "first copy was replaced by other tokens (noising; one compiled call for the whole grid).")
     report.figure("head_patching", patching_heatmaps({"z, every position": grid}, center=clean,
