@@ -188,3 +188,19 @@ def _parse_value(text: str):
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def spec_differences(saved: dict, new: dict, ignore: frozenset[str] = frozenset({"train.steps"})) -> list[str]:
+    """Each dotted key whose value differs between two nested spec dicts (a run's and the one given), with both
+    values, e.g. `train.lr: the run has 0.001, this spec has 0.003`; keys in `ignore` are skipped."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in d.items():
+            name = f"{prefix}{key}"
+            out.update(flat(value, name + ".") if isinstance(value, dict) else {name: value})
+        return out
+    a, b = flat(saved), flat(new)
+    missing = "(not set)"
+    return [f"{key}: the run has {a.get(key, missing)!r}, this spec has {b.get(key, missing)!r}"
+            for key in sorted(set(a) | set(b)) if key not in ignore and a.get(key, missing) != b.get(key, missing)]
+

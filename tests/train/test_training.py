@@ -100,6 +100,11 @@ def test_resume_can_extend_steps_but_not_change_the_spec(tmp_path):
     assert int(extended.step) == 40
     with pytest.raises(RunDirectoryError, match="spec differs"):
         train(tiny_spec(steps=60, lr=1e-2), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(RunDirectoryError, match="spec differs") as refused:
+        train(tiny_spec(steps=60, lr=1e-2), tmp_path / "run", resume=True, progress=False)
+    saved_lr = toymi.Spec.load(tmp_path / "run" / "spec.toml").train.lr
+    assert f"train.lr: the run has {saved_lr!r}, this spec has 0.01" in str(refused.value)  # names the key, both values
+    assert "train.steps:" not in str(refused.value)  # steps may differ, so it is not listed
 
 
 def test_existing_run_is_never_overwritten(tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from toymi.errors import RunDirectoryError
+from toymi.spec import spec_differences
 from toymi.sweep import Sweep
 from toymi.train.ensemble import evaluate_ensemble, init_ensemble, make_ensemble_chunk
 from toymi.train.loop import check_run_dir, host_loop
@@ -70,8 +71,10 @@ def check_same_sweep(sweep: Sweep, path: Path) -> None:
     steps = sweep.base.get("train", {}).get("steps")
     saved_base = {**saved.base, "train": {**saved.base.get("train", {}), "steps": steps}}
     if (saved_base, saved.grid, saved.seeds) != (sweep.base, sweep.grid, sweep.seeds):
+        differences = spec_differences({"base": saved_base, "grid": saved.grid, "seeds": saved.seeds},
+                                       {"base": sweep.base, "grid": sweep.grid, "seeds": sweep.seeds}, frozenset())
         raise RunDirectoryError(f"the sweep differs from the one in {path} (only train.steps may differ, to resume "
-                                "or extend it)")
+                                "or extend it): " + "; ".join(differences))
 
 
 def abstract_ensemble_state(sweep: Sweep) -> TrainState:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged
-from toymi.spec import Spec, TrainConfig
+from toymi.spec import Spec, TrainConfig, spec_differences
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.optimizer import make_optimizer, program_config
@@ -144,8 +144,11 @@ def check_same_spec(spec: Spec, spec_path: Path) -> None:
     if dataclasses.replace(saved.train, steps=spec.train.steps) != spec.train or (saved.task, saved.model) != (
         spec.task, spec.model
     ):
+        differences = spec_differences(saved.to_dict(), spec.to_dict()) or ["(values equal as written, unequal as "
+                                                                              "parsed)"]
         raise RunDirectoryError(
-            f"the spec differs from the run's {spec_path} (only train.steps may differ, to resume or extend it)"
+            f"the spec differs from the run's {spec_path} (only train.steps may differ, to resume or extend it): "
+            + "; ".join(differences) + ". Pass the same --set options as the run, or another --out"
         )
 
 
