@@ -40,13 +40,15 @@ class Attention(eqx.Module):
         self.b_O = jnp.zeros(d)
 
     def project(
-        self, x: Float[Array, "pos d_model"], query_positions: tuple[int, ...] | None = None
+        self, x: Float[Array, "pos d_model"], query_positions: tuple[int, ...] | None = None, with_bias: bool = True,
     ) -> tuple[Float[Array, "query head d_head"], Float[Array, "pos head d_head"], Float[Array, "pos head d_head"]]:
         """Queries (at `query_positions`, default all), keys and values of the residual stream `x`."""
-        q = jnp.einsum("pd,hde->phe", take_positions(x, query_positions), self.W_Q) + self.b_Q
-        k = jnp.einsum("pd,hde->phe", x, self.W_K) + self.b_K
-        v = jnp.einsum("pd,hde->phe", x, self.W_V) + self.b_V
-        return q, k, v
+        q = jnp.einsum("pd,hde->phe", take_positions(x, query_positions), self.W_Q)
+        k = jnp.einsum("pd,hde->phe", x, self.W_K)
+        v = jnp.einsum("pd,hde->phe", x, self.W_V)
+        if not with_bias:
+            return q, k, v
+        return q + self.b_Q, k + self.b_K, v + self.b_V
 
     def __call__(
         self, x: Float[Array, "pos d_model"], hooks: Hooks, layer: int, query_positions: tuple[int, ...] | None = None,

@@ -23,13 +23,25 @@ MAX_TABLE_ROWS = 4096
 UPSTREAM_SITES = frozenset({"embed", "pos_embed", "resid_pre"})
 
 
+def tables_possible(config: ModelConfig) -> bool:
+    """Whether layer 0 can read q, k, v from tables at all: no norm before it and a toy vocabulary."""
+    return not config.has_norm and config.d_vocab + config.n_ctx <= MAX_TABLE_ROWS
+
+
 def tables_apply(config: ModelConfig, intervened_sites: frozenset[str]) -> bool:
-    """Whether layer 0 may read q, k, v from tables: no norm before it, a toy vocabulary, an untouched input."""
-    return (
-        not config.has_norm
-        and config.d_vocab + config.n_ctx <= MAX_TABLE_ROWS
-        and not (intervened_sites & UPSTREAM_SITES)
-    )
+    """Whether the tables alone give layer 0's q, k, v: possible, and nothing changed the input they assume. When
+    something did, the forward pass adds the projection of the change (`correct_qkv`) instead of dropping them."""
+    return tables_possible(config) and not (intervened_sites & UPSTREAM_SITES)
+
+
+def correct_qkv(attn: Attention, qkv: tuple[Array, Array, Array], change: Float[Array, "pos d_model"],
+                query_positions: tuple[int, ...] | None) -> tuple[Array, Array, Array]:
+    """The tables' q, k, v plus the projection (without biases) of `change`, the difference between layer 0's
+    actual input and the `embed + pos_embed` the tables assume. A patch that puts back the clean value makes the
+    change exactly 0, so its output is bit-identical to the clean run's (a direct projection would differ by
+    rounding: the sum is split differently)."""
+    dq, dk, dv = attn.project(change, query_positions, with_bias=False)
+    return qkv[0] + dq, qkv[1] + dk, qkv[2] + dv
 
 
 def layer0_qkv(

@@ -26,7 +26,7 @@ from toymi.errors import CHECK_PREFIX
 from toymi.model.activations import Activations
 from toymi.model.attention import Attention
 from toymi.model.config import ModelConfig
-from toymi.model.embedding_tables import layer0_qkv, tables_apply
+from toymi.model.embedding_tables import UPSTREAM_SITES, correct_qkv, layer0_qkv, tables_possible
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.mlp import MLP
@@ -52,12 +52,15 @@ class Block(eqx.Module):
 
     def __call__(
         self, resid: Float[Array, "pos d_model"], hooks: Hooks, layer: int, query_positions: tuple[int, ...] | None = None,
-        qkv: tuple[Array, Array, Array] | None = None,
+        qkv: tuple[Array, Array, Array] | None = None, qkv_input: Array | None = None,
     ) -> Float[Array, "pos d_model"]:
         """With `query_positions`, the block's output (and everything after attention) covers only those positions;
-        `qkv` gives the attention's projections precomputed (layer 0's from embedding tables)."""
+        `qkv` gives the attention's projections precomputed (layer 0's from embedding tables) for the input
+        `qkv_input` when that is given (else for whatever arrives), corrected for any difference."""
         resid = hooks("resid_pre", layer, resid)
         attn_in = _normed(self.ln1, resid, hooks, "ln1_scale", layer)
+        if qkv is not None and qkv_input is not None:
+            qkv = correct_qkv(self.attn, qkv, attn_in - qkv_input, query_positions)
         attn_out = self.attn(attn_in, hooks, layer, query_positions, qkv)
         resid = take_positions(resid, query_positions) + attn_out
         if self.mlp is not None:
@@ -127,16 +130,20 @@ class Transformer(HookedModel):
         hooks = Hooks(capture, interventions, self.sites, self.config.n_layers)
         embed = hooks("embed", None, self.W_E[tokens])
         resid = embed
+        table_input = self.W_E[tokens]  # what layer 0's tables assume its input is, computed the same way
         if self.W_pos is not None:
             resid = resid + hooks("pos_embed", None, self.W_pos[: tokens.shape[0]])
+            table_input = table_input + self.W_pos[: tokens.shape[0]]
         last = self.config.n_layers - 1
         for layer in range(self.config.n_layers):
             block = jax.tree.map(lambda w: w[layer], self.blocks)
             query_positions = output_positions if layer == last else None
-            qkv = None
-            if layer == 0 and tables_apply(self.config, hooks.targets):
+            qkv, qkv_input = None, None
+            if layer == 0 and tables_possible(self.config):
                 qkv = layer0_qkv(block.attn, self.W_E, self.W_pos, tokens, query_positions)
-            resid = block(resid, hooks, layer, query_positions, qkv)
+                if hooks.targets & UPSTREAM_SITES:  # the input may differ from the tables' embed + pos_embed
+                    qkv_input = table_input
+            resid = block(resid, hooks, layer, query_positions, qkv, qkv_input)
         resid = hooks("resid_final", None, _normed(self.ln_final, resid, hooks, "ln_final_scale", None))
         logits = hooks("logits", None, resid @ self.W_U + self.b_U)
         return logits, Activations(**hooks.collected())
