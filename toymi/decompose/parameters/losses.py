@@ -99,9 +99,8 @@ def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], 
     target_out, inputs = target_inputs(model, targets, x)
     target_out = jax.lax.stop_gradient(target_out)
     g_lower, g_upper = importance(params, [jax.lax.stop_gradient(a) for a in inputs])
-    masks = stochastic_masks(key, g_lower)
-    recon = stochastic_reconstruction(model, targets, params, x, target_out, masks)
-    # one matrix: masking it alone is masking all of them (the same number; not computed twice)
-    layerwise = recon if len(targets) == 1 else layerwise_reconstruction(model, targets, params, x, target_out, masks)
+    k_all, k_layer = jax.random.split(key)  # the two reconstructions draw their own masks (as the reference code)
+    recon = stochastic_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_all, g_lower))
+    layerwise = layerwise_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_layer, g_lower))
     return {"faithfulness": faithfulness(params, model, targets), "recon": recon, "recon_layerwise": layerwise,
             "importance": importance_minimality(g_upper, p)}
