@@ -14,7 +14,7 @@ from toymi.decompose.parameters.losses import (
     SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, stochastic_masks,
 )
 from toymi.decompose.parameters.spd import SPDConfig, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd
-from toymi.decompose.parameters.targets import model_targets, substitute
+from toymi.decompose.parameters.targets import masked_forward, model_targets, substitute
 from toymi.decompose.parameters.truths_tms import score_tms
 from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
@@ -63,10 +63,17 @@ def test_masks_at_importance_one_reproduce_the_model_exactly(name):
 def test_substitution_goes_into_the_models_own_parameters():
     tms = _models()["tms_id"]
     targets = model_targets(tms)
-    assert [t.name for t in targets] == ["W", "W_hidden"]
-    doubled = substitute(tms, targets, [None, 2 * jnp.eye(2)])  # the fixed identity becomes 2·I
+    assert [t.name for t in targets] == ["W_in", "W_hidden", "W_out"]
+    doubled = substitute(tms, targets, [None, 2 * jnp.eye(2), None])  # the fixed identity becomes 2·I
     x = jnp.asarray([0.5, 0.0, 0.3, 0.0, 1.0])
     np.testing.assert_allclose(doubled(x), jax.nn.relu(2 * tms.W.T @ tms.W @ x + tms.b), rtol=1e-5)
+    # the two uses of the tied W are substituted separately: W_in in W x, W_out in Wᵀ h
+    A, B, H = (jax.random.normal(k, s) for k, s in zip(jax.random.split(jax.random.PRNGKey(4), 3),
+                                                        [(2, 5), (5, 2), (2, 2)]))
+    np.testing.assert_allclose(masked_forward(tms, targets, [A, H, B], x), jax.nn.relu(B @ H @ A @ x + tms.b),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(masked_forward(tms, targets, [None, None, B], x),
+                               jax.nn.relu(B @ tms.W @ x + tms.b), rtol=1e-5, atol=1e-6)
     resid = _models()["resid"]
     names = [t.name for t in model_targets(resid)]
     assert names == ["W_in.0", "W_out.0", "W_in.1", "W_out.1"]

@@ -7,7 +7,7 @@
 - `importance_minimality`: Σ_matrices Σ_c mean_batch |g_c|^p, on the upper-leaky importance; `annealed_p` moves p
   linearly from `p_start` to `p_end` over the last part of training.
 
-The masked model is the target model with substituted parameters (`targets.substitute`), run per example under
+The masked model is the target model with substituted parameters (`targets.masked_forward`), run per example under
 vmap: each example has its own mask, so its own weights.
 """
 
@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.importance import ImportanceMLPs, causal_importance
-from toymi.decompose.parameters.targets import Target, substitute, target_inputs
+from toymi.decompose.parameters.targets import Target, masked_forward, target_inputs
 
 
 class SPDParams(eqx.Module):
@@ -46,7 +46,7 @@ def masked_output(model: eqx.Module, targets: Sequence[Target], params: SPDParam
 
     def one(xi, mi):
         weights = [None if m is None else c.weight(m) for c, m in zip(params.components, mi, strict=True)]
-        return substitute(model, targets, weights).forward(xi)[0]
+        return masked_forward(model, targets, weights, xi)
 
     return jax.vmap(one)(x, list(masks))
 

@@ -6,11 +6,17 @@ parameter, transposed or indexed into a stacked layer array as the model stores 
 model's own site that carries `a`, the matrix's input (what the causal-importance functions read, `V_cᵀ a`).
 
 Masked weights are therefore the model itself with substituted parameters: SPD runs the model's own `forward`,
-never a second copy of it.
+never a second copy of it (`masked_forward`).
+
+**Tied weights.** TMS uses its one `W` twice, as `W x` and as `Wᵀ h`. SPD decomposes the two uses separately (as
+Bushnaq et al. decompose `linear1` and `linear2`): the second use's causal importance must read `h`, because whether
+feature k's read-out matters depends on the interference other features put into `h`, which `x_k` alone cannot
+show. One substituted `W` cannot be two matrices, so `masked_forward` runs the model twice: with `W_in`'s matrix to
+get the bottleneck `h`, then with `W_out`'s (transposed into `W`) and `h` patched in at the `hidden` site.
 
 | model kind | targets |
 |---|---|
-| `tms` | `W` (tied: the same subcomponents serve `W x` and `Wᵀ h`; input `x`); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
+| `tms` | `W_in` (W in `W x`, input `x`), `W_out` (Wᵀ in `Wᵀ h`, input the bottleneck); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
 | `residual_mlp` | `W_in[l]` (input `resid_pre[l]`) and `W_out[l]` (input `mlp_post[l]`) per layer |
 """
 
@@ -23,6 +29,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float
 
+from toymi.model.interventions import patch
 from toymi.model.residual_mlp import ResidualMLP
 from toymi.model.tms import TMS
 
@@ -43,10 +50,13 @@ def _is_none(x) -> bool:
 
 
 def _tms_targets(model: TMS) -> list[Target]:
-    out = [Target("W", "input", None, lambda m: m.W, lambda m, M: eqx.tree_at(lambda t: t.W, m, M))]
-    if model.config.hidden_identity:
+    identity = model.config.hidden_identity
+    out = [Target("W_in", "input", None, lambda m: m.W, lambda m, M: eqx.tree_at(lambda t: t.W, m, M))]
+    if identity:
         out.append(Target("W_hidden", "hidden", None, lambda m: m.W_hidden,
                           lambda m, M: eqx.tree_at(lambda t: t.W_hidden_trained, m, M, is_leaf=_is_none)))
+    out.append(Target("W_out", "hidden_identity_out" if identity else "hidden", None, lambda m: m.W.T,
+                      lambda m, M: eqx.tree_at(lambda t: t.W, m, M.T)))
     return out
 
 
@@ -83,6 +93,20 @@ def substitute(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[
         if M is not None:
             model = t.put(model, M)
     return model
+
+
+def masked_forward(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[Array | None],
+                   x: Array) -> Array:
+    """The model's output on one example `x` with each target's matrix substituted (None: the model's own)."""
+    if not isinstance(model, TMS):
+        return substitute(model, targets, matrices).forward(x)[0]
+    by_name = {t.name: M for t, M in zip(targets, matrices, strict=True)}
+    rest = [(t, M) for t, M in zip(targets, matrices) if t.name not in ("W_in", "W_out")]
+    base = substitute(model, [t for t, _ in rest], [M for _, M in rest])
+    first = base if by_name.get("W_in") is None else eqx.tree_at(lambda m: m.W, base, by_name["W_in"])
+    h = first.forward(x, capture=frozenset({"hidden"}))[1]["hidden"]
+    second = base if by_name.get("W_out") is None else eqx.tree_at(lambda m: m.W, base, by_name["W_out"].T)
+    return second.forward(x, interventions=[patch("hidden", h)])[0]
 
 
 def target_inputs(model: eqx.Module, targets: Sequence[Target], x: Array) -> tuple[Array, list[Array]]:

@@ -1,8 +1,9 @@
 """TMS (5-2, 40-10, with or without the hidden identity) as a truth for SPD: W's columns are the mechanisms.
 
-`score_tms` gives MMCS and ML2R of the `W` subcomponents against W's columns (`scoring.column_mmcs_ml2r`), the
-number of `W` subcomponents alive by norm and by causal importance, the same counts for `W_hidden` in the identity
-variant, and the success flag of the issue's bar: MMCS ≥ 0.999 and ML2R in [0.98, 1.03].
+`score_tms` gives MMCS and ML2R of the `W_in` subcomponents (W in `W x`) against W's columns
+(`scoring.column_mmcs_ml2r`; `mmcs_out`, `ml2r_out`: the `W_out` subcomponents, Wᵀ in `Wᵀ h`, against the same
+columns), the number of subcomponents alive by norm and by causal importance per matrix (`W_hidden` too in the
+identity variant), and the success flag of the issue's bar on `W_in`: MMCS ≥ 0.999 and ML2R in [0.98, 1.03].
 
 Published (Bushnaq et al. 2025): MMCS 1.000 everywhere; ML2R 0.993 (5-2), 1.010 (40-10), 0.992 (5-2 + identity),
 1.031 (40-10 + identity); 5 of C = 20 subcomponents alive for 5-2 (5 + 2 with the identity).
@@ -38,10 +39,14 @@ def score_tms(model: TMS, params: SPDParams, sample, key: PRNGKeyArray, n: int =
         raise ValueError(f"the decomposition has {len(params.components)} matrices; this model decomposes {names}")
     x = sample(key, n)
     ci = causal_importances(params, model, targets, x)
-    w = params.components[names.index("W")]
-    mmcs, ml2r = column_mmcs_ml2r(model.W, w.matrices())
-    out = {"mmcs": mmcs, "ml2r": ml2r, "alive_norm": float(alive_by_norm(w.norms())),
-           "alive_importance": float(alive_by_importance(ci[0]))}
+    w_in, w_out = (params.components[names.index(n)] for n in ("W_in", "W_out"))
+    mmcs, ml2r = column_mmcs_ml2r(model.W, w_in.matrices())
+    # W_out is Wᵀ: feature j's mechanism is its row j, i.e. column j of each subcomponent's transpose
+    mmcs_out, ml2r_out = column_mmcs_ml2r(model.W, w_out.matrices().transpose(0, 2, 1))
+    out = {"mmcs": mmcs, "ml2r": ml2r, "mmcs_out": mmcs_out, "ml2r_out": ml2r_out,
+           "alive_norm": float(alive_by_norm(w_in.norms())), "alive_importance": float(alive_by_importance(ci[0])),
+           "alive_norm_out": float(alive_by_norm(w_out.norms())),
+           "alive_importance_out": float(alive_by_importance(ci[names.index("W_out")]))}
     if "W_hidden" in names:
         i = names.index("W_hidden")
         out |= {"alive_norm_hidden": float(alive_by_norm(params.components[i].norms())),
