@@ -1,0 +1,144 @@
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymi.decompose.parameters.components import Subcomponents
+from toymi.decompose.parameters.importance import (
+    ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
+)
+from toymi.decompose.parameters.losses import (
+    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, stochastic_masks,
+)
+from toymi.decompose.parameters.spd import SPDConfig, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd
+from toymi.decompose.parameters.targets import masked_forward, model_targets, substitute
+from toymi.decompose.parameters.truths_tms import score_tms
+from toymi.errors import ConfigError
+from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+from toymi.model.tms import TMS
+from toymi.model.tms_config import TMSConfig
+from toymi.tasks.tms import ToyModelsOfSuperposition
+
+
+def _exact(model, C_extra: int = 0) -> SPDParams:
+    """Each target matrix split into its SVD's rank-1 terms (plus `C_extra` zero subcomponents)."""
+    comps = []
+    for t in model_targets(model):
+        u, s, vt = np.linalg.svd(np.asarray(t.get(model), np.float64), full_matrices=False)
+        U = np.concatenate([u * s, np.zeros((u.shape[0], C_extra))], axis=1)
+        V = np.concatenate([vt.T, np.zeros((vt.shape[1], C_extra))], axis=1)
+        comps.append(Subcomponents(jnp.asarray(U, jnp.float32), jnp.asarray(V, jnp.float32)))
+    keys = jax.random.split(jax.random.PRNGKey(0), len(comps))
+    return SPDParams(tuple(comps), tuple(init_importance(c.C, k) for c, k in zip(comps, keys)))
+
+
+@functools.cache
+def _models():
+    tms_id = eqx.tree_at(lambda m: m.b, TMS(TMSConfig(5, 2, hidden_identity=True), jax.random.PRNGKey(0)),
+                         -0.1 * jnp.ones(5))
+    resid = ResidualMLP(ResidualMLPConfig(n_features=6, d_model=12, d_mlp=4, n_layers=2, in_bias=True),
+                        jax.random.PRNGKey(1))
+    return {"tms_id": tms_id, "resid": resid}
+
+
+@pytest.mark.parametrize("name", ["tms_id", "resid"])
+def test_masks_at_importance_one_reproduce_the_model_exactly(name):
+    model = _models()[name]
+    targets = model_targets(model)
+    params = _exact(model, C_extra=2)
+    x = jax.random.uniform(jax.random.PRNGKey(2), (16, model.config.n_features))
+    want = jax.vmap(model)(x)
+    g_one = [jnp.ones((16, c.C)) for c in params.components]
+    masks = stochastic_masks(jax.random.PRNGKey(3), g_one)  # g = 1: the random part drops out
+    np.testing.assert_allclose(masked_output(model, targets, params, x, masks), want, atol=2e-5)
+    assert float(faithfulness(params, model, targets)) < 1e-10
+    # and the masks matter: dropping every subcomponent of one matrix changes the output
+    zero = [jnp.zeros((16, c.C)) if i == 0 else None for i, c in enumerate(params.components)]
+    assert not np.allclose(masked_output(model, targets, params, x, zero), want, atol=1e-3)
+
+
+def test_substitution_goes_into_the_models_own_parameters():
+    tms = _models()["tms_id"]
+    targets = model_targets(tms)
+    assert [t.name for t in targets] == ["W_in", "W_hidden", "W_out"]
+    doubled = substitute(tms, targets, [None, 2 * jnp.eye(2), None])  # the fixed identity becomes 2·I
+    x = jnp.asarray([0.5, 0.0, 0.3, 0.0, 1.0])
+    np.testing.assert_allclose(doubled(x), jax.nn.relu(2 * tms.W.T @ tms.W @ x + tms.b), rtol=1e-5)
+    # the two uses of the tied W are substituted separately: W_in in W x, W_out in Wᵀ h
+    A, B, H = (jax.random.normal(k, s) for k, s in zip(jax.random.split(jax.random.PRNGKey(4), 3),
+                                                        [(2, 5), (5, 2), (2, 2)]))
+    np.testing.assert_allclose(masked_forward(tms, targets, [A, H, B], x), jax.nn.relu(B @ H @ A @ x + tms.b),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(masked_forward(tms, targets, [None, None, B], x),
+                               jax.nn.relu(B @ tms.W @ x + tms.b), rtol=1e-5, atol=1e-6)
+    resid = _models()["resid"]
+    names = [t.name for t in model_targets(resid)]
+    assert names == ["W_in.0", "W_out.0", "W_in.1", "W_out.1"]
+    t = model_targets(resid, ["W_in.1"])[0]
+    new = t.put(resid, jnp.zeros_like(t.get(resid)))
+    np.testing.assert_array_equal(new.W_in[1], 0.0)
+    np.testing.assert_array_equal(new.W_in[0], resid.W_in[0])
+    with pytest.raises(ValueError, match="unknown SPD targets"):
+        model_targets(resid, ["W_in.7"])
+
+
+def test_leaky_hard_sigmoids_values_and_gradients():
+    x = jnp.asarray([-2.0, 0.5, 3.0])
+    np.testing.assert_allclose(lower_leaky_hard_sigmoid(x), [0.0, 0.5, 1.0])
+    grad = jax.vmap(jax.grad(lower_leaky_hard_sigmoid))(x)
+    np.testing.assert_allclose(grad, [ALPHA, 1.0, 0.0])
+    np.testing.assert_allclose(upper_leaky_hard_sigmoid(x), [0.0, 0.5, 1 + ALPHA * 2.0], rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(upper_leaky_hard_sigmoid))(x), [0.0, 1.0, ALPHA])
+    gamma = init_importance(3, jax.random.PRNGKey(0))
+    lo, up = causal_importance(gamma, jnp.ones((4, 3)))
+    assert lo.shape == (4, 3) and bool(jnp.all((lo >= 0) & (lo <= 1))) and bool(jnp.all(up >= lo))
+
+
+def test_importance_minimality_and_p_annealing_numbers():
+    g = [jnp.asarray([[1.0, 0.5], [0.0, 0.5]]), jnp.asarray([[0.25], [0.25]])]
+    assert float(importance_minimality(g, jnp.asarray(1.0))) == pytest.approx(0.5 + 0.5 + 0.25)
+    assert float(importance_minimality(g, jnp.asarray(2.0))) == pytest.approx(0.5 + 0.25 + 0.0625)
+    assert float(annealed_p(0.2, 2.0, 0.5, 0.5)) == 2.0
+    assert float(annealed_p(0.75, 2.0, 0.5, 0.5)) == pytest.approx(1.25)
+    assert float(annealed_p(1.0, 2.0, 0.5, 0.5)) == pytest.approx(0.5)
+
+
+def _tiny_tms():
+    task = ToyModelsOfSuperposition(n_features=4, feature_probability=0.1, eval_size=8)
+    return TMS(TMSConfig(4, 2), jax.random.PRNGKey(3)), task
+
+
+@pytest.mark.slow  # two compiles, ~12 s on 2 cores
+def test_a_vmapped_member_equals_the_same_member_trained_alone():
+    model, task = _tiny_tms()
+    cfg = SPDConfig(C=5, steps=12, batch_size=32, lr=1e-2, faithfulness_warmup_steps=3)
+    hs = [spd_hyper(1e-2, 1.0), spd_hyper(3e-2, 2.0, p_end=1.0)]
+    both = train_spd(model, task.sample, cfg, stack_spd_hypers(hs), jnp.array([0, 1]))
+    single, _ = make_spd_trainer(model, task.sample, cfg)
+    for i, (h, seed) in enumerate(zip(hs, (0, 1))):
+        params, terms = single(jnp.array([seed]), stack_spd_hypers([h]))
+        np.testing.assert_allclose(both.losses["total"][i], terms["total"][0], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(both.member(i).components[0].U, params.components[0].U[0], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(both.losses["total"][0], both.losses["total"][1])  # the members differ
+    with pytest.raises(ConfigError, match="seeds must be"):
+        train_spd(model, task.sample, cfg, stack_spd_hypers(hs), jnp.array([0, 1, 2]))
+
+
+@pytest.mark.slow  # 1500 steps, ~6 s
+def test_spd_recovers_the_rank_one_mechanisms_of_a_hand_built_model():
+    """3 features stored in 3 orthogonal (rotated) directions of different norms: each column of W is one rank-1
+    mechanism, W = Σ_i W[:, i] e_iᵀ. With C = 5 > rank, SPD should find those three and leave the rest empty."""
+    task = ToyModelsOfSuperposition(n_features=3, feature_probability=0.1, eval_size=8)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))
+    W = q * np.asarray([1.0, 0.8, 1.2])  # orthogonal columns
+    model = eqx.tree_at(lambda m: (m.W, m.b), TMS(TMSConfig(3, 3), jax.random.PRNGKey(0)),
+                        (jnp.asarray(W, jnp.float32), jnp.zeros(3)))
+    cfg = SPDConfig(C=5, steps=1500, batch_size=256, lr=1e-2, faithfulness_warmup_steps=100)
+    run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(3e-3, 1.0)]), jnp.array([0]))
+    scores = score_tms(model, run.member(0), task.sample, jax.random.PRNGKey(1))
+    assert scores["mmcs"] > 0.99, scores
+    assert 0.9 < scores["ml2r"] < 1.1, scores
+    assert scores["alive_norm"] == 3, scores

@@ -1,0 +1,67 @@
+"""Causal importance: `g_c(x) = σ(Γ_c(V_cᵀ a))`, one tiny MLP `Γ_c: R → R` per subcomponent (hidden 16, GELU)
+on its own inner activation, through leaky hard sigmoids (Bushnaq et al. 2025).
+
+Two sigmoids of the same pre-activation:
+
+- `lower_leaky_hard_sigmoid`: `clip(x, 0, 1)` forward; below 0 its gradient is `alpha` rather than 0, so a
+  subcomponent whose importance has collapsed to 0 still gets a signal from the reconstruction losses (the masks).
+- `upper_leaky_hard_sigmoid`: `clip(x, 0, 1)` below 1 and `1 + alpha (x − 1)` above, so importance-minimality
+  keeps pushing pre-activations above 1 back down (the minimality loss).
+"""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+ALPHA = 0.01
+
+
+@jax.custom_jvp
+def lower_leaky_hard_sigmoid(x: Array) -> Array:
+    """`clip(x, 0, 1)`, with gradient `ALPHA` below 0 (1 inside, 0 above 1)."""
+    return jnp.clip(x, 0.0, 1.0)
+
+
+@lower_leaky_hard_sigmoid.defjvp
+def _lower_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    slope = jnp.where(x < 0, ALPHA, jnp.where(x <= 1, 1.0, 0.0))
+    return jnp.clip(x, 0.0, 1.0), slope * dx
+
+
+def upper_leaky_hard_sigmoid(x: Array) -> Array:
+    """`clip(x, 0, 1)` up to 1, then `1 + ALPHA (x − 1)`."""
+    return jnp.where(x > 1, 1 + ALPHA * (x - 1), jnp.clip(x, 0.0, 1.0))
+
+
+class ImportanceMLPs(eqx.Module):
+    """C independent scalar MLPs `Γ_c(s) = w2_c · gelu(w1_c s + b1_c) + b2_c` (parameters stacked over c)."""
+
+    w1: Float[Array, "C hidden"]
+    b1: Float[Array, "C hidden"]
+    w2: Float[Array, "C hidden"]
+    b2: Float[Array, " C"]
+
+    def __call__(self, inner: Float[Array, "*batch C"]) -> Float[Array, "*batch C"]:
+        """Pre-sigmoid importance of each subcomponent from its own inner activation."""
+        h = jax.nn.gelu(inner[..., None] * self.w1 + self.b1)
+        return jnp.sum(h * self.w2, axis=-1) + self.b2
+
+
+def init_importance(C: int, key: PRNGKeyArray, hidden: int = 16) -> ImportanceMLPs:
+    """He-normal weights (fan-in 1, then `hidden`), zero biases."""
+    k1, k2 = jax.random.split(key)
+    return ImportanceMLPs(w1=math.sqrt(2.0) * jax.random.normal(k1, (C, hidden)), b1=jnp.zeros((C, hidden)),
+                          w2=jax.random.normal(k2, (C, hidden)) / math.sqrt(hidden), b2=jnp.zeros(C))
+
+
+def causal_importance(gamma: ImportanceMLPs, inner: Float[Array, "*batch C"]
+                      ) -> tuple[Float[Array, "*batch C"], Float[Array, "*batch C"]]:
+    """`(g_lower, g_upper)`: the masks' importance and the minimality loss's, from one pre-activation."""
+    pre = gamma(inner)
+    return lower_leaky_hard_sigmoid(pre), upper_leaky_hard_sigmoid(pre)

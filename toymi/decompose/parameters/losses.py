@@ -1,0 +1,106 @@
+"""SPD's losses (Bushnaq et al. 2025), for one batch of one member.
+
+- `faithfulness`: ‖W − Σ_c U_c V_cᵀ‖² summed over decomposed matrices, over their total number of entries.
+- `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
+  `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE).
+- `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
+- `importance_minimality`: Σ_matrices Σ_c mean_batch |g_c|^p, on the upper-leaky importance; `annealed_p` moves p
+  linearly from `p_start` to `p_end` over the last part of training.
+
+The masked model is the target model with substituted parameters (`targets.masked_forward`), run per example under
+vmap: each example has its own mask, so its own weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from toymi.decompose.parameters.components import Subcomponents
+from toymi.decompose.parameters.importance import ImportanceMLPs, causal_importance
+from toymi.decompose.parameters.targets import Target, masked_forward, target_inputs
+
+
+class SPDParams(eqx.Module):
+    """What SPD trains: per decomposed matrix, its subcomponents and their causal-importance MLPs."""
+
+    components: tuple[Subcomponents, ...]
+    importance: tuple[ImportanceMLPs, ...]
+
+
+def faithfulness(params: SPDParams, model: eqx.Module, targets: Sequence[Target]) -> Float[Array, ""]:
+    """Mean squared difference between each target matrix and its subcomponents' sum, over all their entries."""
+    sq = [jnp.sum((t.get(model) - c.weight()) ** 2) for t, c in zip(targets, params.components, strict=True)]
+    n = sum(t.get(model).size for t in targets)
+    return sum(sq) / n
+
+
+def masked_output(model: eqx.Module, targets: Sequence[Target], params: SPDParams, x: Float[Array, "batch d"],
+                  masks: Sequence[Float[Array, "batch C"] | None]) -> Array:
+    """The model's output on `x` with each target's matrix replaced by `U diag(mask) Vᵀ` (None: unchanged), one
+    mask per example."""
+
+    def one(xi, mi):
+        weights = [None if m is None else c.weight(m) for c, m in zip(params.components, mi, strict=True)]
+        return masked_forward(model, targets, weights, xi)
+
+    return jax.vmap(one)(x, list(masks))
+
+
+def importance(params: SPDParams, inputs: Sequence[Array]) -> tuple[list[Array], list[Array]]:
+    """`(g_lower, g_upper)` per target, each `[batch, C]`, from the targets' input activations."""
+    pairs = [causal_importance(gamma, c.inner(a))
+             for c, gamma, a in zip(params.components, params.importance, inputs, strict=True)]
+    return [lo for lo, _ in pairs], [up for _, up in pairs]
+
+
+def stochastic_masks(key: PRNGKeyArray, g: Sequence[Array]) -> list[Array]:
+    """`m = g + (1 − g) r`, `r ~ U(0, 1)` independently per example, subcomponent and matrix."""
+    keys = jax.random.split(key, len(g))
+    return [gi + (1 - gi) * jax.random.uniform(k, gi.shape) for gi, k in zip(g, keys)]
+
+
+def mse(a: Array, b: Array) -> Float[Array, ""]:
+    return jnp.mean((a - b) ** 2)
+
+
+def stochastic_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
+    """All matrices masked at once, against the target output."""
+    return mse(masked_output(model, targets, params, x, masks), target_out)
+
+
+def layerwise_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
+    """One matrix masked at a time (the rest the target's), mean over matrices."""
+    losses = []
+    for i in range(len(targets)):
+        only = [m if j == i else None for j, m in enumerate(masks)]
+        losses.append(mse(masked_output(model, targets, params, x, only), target_out))
+    return sum(losses) / len(losses)
+
+
+def importance_minimality(g_upper: Sequence[Array], p: Float[Array, ""]) -> Float[Array, ""]:
+    """Σ_matrices Σ_c mean_batch g^p (a tiny offset keeps the gradient of g^p finite at 0 for p < 1)."""
+    return sum(jnp.sum(jnp.mean((g + 1e-12) ** p, axis=0)) for g in g_upper)
+
+
+def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Array, ""]:
+    """p at training fraction `frac`: `p_start` until `anneal_start`, then linear to `p_end` at 1."""
+    t = jnp.clip((frac - anneal_start) / jnp.maximum(1.0 - anneal_start, 1e-9), 0.0, 1.0)
+    return p_start + (p_end - p_start) * t
+
+
+def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], x: Array, key: PRNGKeyArray,
+               p: Float[Array, ""]) -> dict[str, Array]:
+    """Every SPD loss term on the batch `x` (unweighted)."""
+    target_out, inputs = target_inputs(model, targets, x)
+    target_out = jax.lax.stop_gradient(target_out)
+    g_lower, g_upper = importance(params, [jax.lax.stop_gradient(a) for a in inputs])
+    k_all, k_layer = jax.random.split(key)  # the two reconstructions draw their own masks (as the reference code)
+    recon = stochastic_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_all, g_lower))
+    layerwise = layerwise_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_layer, g_lower))
+    return {"faithfulness": faithfulness(params, model, targets), "recon": recon, "recon_layerwise": layerwise,
+            "importance": importance_minimality(g_upper, p)}

@@ -1,0 +1,181 @@
+"""Train SPD for many members (seeds × hyperparameter settings) of one target model as ONE compiled program: each
+member's whole run is a `lax.scan`, and the members are an `eqx.filter_vmap` of it (as the SAEs' `train_saes`).
+
+A member's seed picks its initialisation, its data stream and its masks; its `SPDHyper` row its importance
+coefficient and p schedule. Everything else (shapes, step count, the other coefficients, the optimiser: Adam from
+`toymi.train.optimizer.make_optimizer` without weight decay, cosine by default) is the shared `SPDConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from toymi.decompose.parameters.components import init_subcomponents
+from toymi.decompose.parameters.importance import init_importance
+from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
+from toymi.decompose.parameters.targets import Target, model_targets
+from toymi.errors import ConfigError
+from toymi.spec import TrainConfig
+from toymi.train.optimizer import make_optimizer
+
+LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
+
+
+@dataclasses.dataclass(frozen=True)
+class SPDConfig:
+    """What every member shares.
+
+    - `C`: subcomponents per decomposed matrix.
+    - `steps`, `batch_size`, `lr`, `schedule`, `warmup_steps`: Adam (no weight decay) with this schedule.
+    - `targets`: names of the matrices to decompose (`targets.model_targets`; None: all).
+    - `faithfulness_coef`, `recon_coef`, `layerwise_coef`: the other losses' weights.
+    - `p_anneal_start`: training fraction where p starts moving from a member's `p_start` to its `p_end`.
+    - `faithfulness_warmup_steps`, `faithfulness_warmup_lr`: Adam on faithfulness alone before training, so the
+      subcomponents start as a decomposition of the weights (the reference code's warmup; 0 turns it off).
+    - `hidden`: width of each causal-importance MLP.
+    """
+
+    C: int
+    steps: int = 1000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    targets: tuple[str, ...] | None = None
+    faithfulness_coef: float = 1.0
+    recon_coef: float = 1.0
+    layerwise_coef: float = 1.0
+    p_anneal_start: float = 1.0
+    faithfulness_warmup_steps: int = 0
+    faithfulness_warmup_lr: float = 1e-2
+    hidden: int = 16
+
+    def __post_init__(self):
+        problems = [f"{n} must be a positive integer, got {getattr(self, n)!r}" for n in ("C", "steps", "batch_size",
+                    "hidden") if isinstance(getattr(self, n), bool) or not isinstance(getattr(self, n), int)
+                    or getattr(self, n) < 1]
+        if not 0.0 <= self.p_anneal_start <= 1.0:
+            problems.append(f"p_anneal_start must be in [0, 1], got {self.p_anneal_start!r}")
+        if self.faithfulness_warmup_steps < 0:
+            problems.append(f"faithfulness_warmup_steps must be >= 0, got {self.faithfulness_warmup_steps!r}")
+        if problems:
+            raise ConfigError("invalid SPD config:\n  - " + "\n  - ".join(problems))
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return make_optimizer(TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
+                                          schedule=self.schedule, eval_every=self.steps,
+                                          checkpoint_every=self.steps))
+
+
+class SPDHyper(eqx.Module):
+    """Per-member settings (leaves get a leading member axis: `stack_spd_hypers`)."""
+
+    importance_coef: Float[Array, ""]
+    p_start: Float[Array, ""]
+    p_end: Float[Array, ""]
+
+
+def spd_hyper(importance_coef: float, p: float = 1.0, p_end: float | None = None) -> SPDHyper:
+    """One member's settings; p constant unless `p_end` is given (annealed from `SPDConfig.p_anneal_start`)."""
+    return SPDHyper(jnp.asarray(importance_coef, jnp.float32), jnp.asarray(p, jnp.float32),
+                    jnp.asarray(p if p_end is None else p_end, jnp.float32))
+
+
+def stack_spd_hypers(hypers: Sequence[SPDHyper]) -> SPDHyper:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *hypers)
+
+
+class TrainedSPD(eqx.Module):
+    """The result of one vmapped run: every member's `SPDParams` (leading member axis) and loss curves."""
+
+    params: SPDParams
+    losses: dict[str, Float[Array, "member step"]]
+    target_names: tuple[str, ...] = eqx.field(static=True)
+
+    @property
+    def n_members(self) -> int:
+        return self.losses["total"].shape[0]
+
+    def member(self, i: int) -> SPDParams:
+        """Member `i`'s parameters, unstacked."""
+        return jax.tree.map(lambda leaf: leaf[i], self.params)
+
+
+def init_params(model: eqx.Module, targets: Sequence[Target], cfg: SPDConfig, key: PRNGKeyArray) -> SPDParams:
+    keys = jax.random.split(key, 2 * len(targets))
+    comps = tuple(init_subcomponents(*t.get(model).shape, cfg.C, k) for t, k in zip(targets, keys[::2]))
+    return SPDParams(comps, tuple(init_importance(cfg.C, k, cfg.hidden) for k in keys[1::2]))
+
+
+def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> SPDParams:
+    if not cfg.faithfulness_warmup_steps:
+        return params
+    opt = optax.adam(cfg.faithfulness_warmup_lr)
+
+    def body(carry, _):
+        p, s = carry
+        grads = jax.grad(lambda q: faithfulness(q, model, targets))(p)
+        updates, s = opt.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), None
+
+    (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), length=cfg.faithfulness_warmup_steps)
+    return params
+
+
+def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig):
+    """The compiled program: `(seeds [member], hypers) -> (params, losses)`. `sample(key, n)` gives `[n, d]` model
+    inputs. The same trainer called again with as many members reuses its compiled program."""
+    targets = model_targets(model, cfg.targets)
+    optimizer = cfg.optimizer()
+
+    def total(params, x, key, h, p):
+        terms = spd_losses(params, model, targets, x, key, p)
+        loss = (cfg.faithfulness_coef * terms["faithfulness"] + cfg.recon_coef * terms["recon"]
+                + cfg.layerwise_coef * terms["recon_layerwise"] + h.importance_coef * terms["importance"])
+        return loss, terms | {"total": loss}
+
+    def one(seed, h):
+        init_key, key = jax.random.split(jax.random.PRNGKey(seed))
+        params = _faithfulness_warmup(init_params(model, targets, cfg, init_key), model, targets, cfg)
+
+        def body(carry, step):
+            params, opt_state, key = carry
+            key, k_data, k_mask = jax.random.split(key, 3)
+            p = annealed_p(step / cfg.steps, h.p_start, h.p_end, cfg.p_anneal_start)
+            (_, terms), grads = jax.value_and_grad(total, has_aux=True)(params, sample(k_data, cfg.batch_size),
+                                                                          k_mask, h, p)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state, key), terms
+
+        (params, _, _), terms = jax.lax.scan(body, (params, optimizer.init(params), key), jnp.arange(cfg.steps))
+        return params, terms
+
+    return eqx.filter_jit(eqx.filter_vmap(one)), targets
+
+
+def train_spd(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig, hypers: SPDHyper,
+              seeds: Int[Array, " member"]) -> TrainedSPD:
+    """SPD on `model` for every member (`seeds[i]`, `hypers` row i) as one vmapped, compiled run.
+
+    **Arguments:**
+
+    - `model`: the trained target model (TMS or residual MLP); it stays fixed.
+    - `sample`: `sample(key, n) -> [n, d_input]`, fresh inputs from the model's data distribution.
+    - `cfg`: what the members share; `hypers`: per-member settings (`stack_spd_hypers`); `seeds`: `[member]`.
+
+    **Returns:** `TrainedSPD`.
+    """
+    seeds = jnp.asarray(seeds, jnp.int32)
+    if seeds.ndim != 1 or any(leaf.shape[:1] != seeds.shape for leaf in jax.tree.leaves(hypers)):
+        raise ConfigError(f"seeds must be [member] and every SPDHyper leaf [member]; got seeds {seeds.shape} and "
+                          f"{[leaf.shape for leaf in jax.tree.leaves(hypers)]}")
+    trainer, targets = make_spd_trainer(model, sample, cfg)
+    params, terms = trainer(seeds, hypers)
+    return TrainedSPD(params, terms, tuple(t.name for t in targets))

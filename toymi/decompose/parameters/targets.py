@@ -1,0 +1,116 @@
+"""Which weight matrices of a model SPD decomposes, what each one reads, and how to put a new matrix in its place.
+
+A `Target` is one weight matrix seen as `out = M @ a` with `M` `[d_out, d_in]`: `get(model)` reads it in that
+orientation, `put(model, M)` returns the model with `M` substituted (an `eqx.tree_at` on the model's own
+parameter, transposed or indexed into a stacked layer array as the model stores it), and `site` / `layer` name the
+model's own site that carries `a`, the matrix's input (what the causal-importance functions read, `V_cᵀ a`).
+
+Masked weights are therefore the model itself with substituted parameters: SPD runs the model's own `forward`,
+never a second copy of it (`masked_forward`).
+
+**Tied weights.** TMS uses its one `W` twice, as `W x` and as `Wᵀ h`. SPD decomposes the two uses separately (as
+Bushnaq et al. decompose `linear1` and `linear2`): the second use's causal importance must read `h`, because whether
+feature k's read-out matters depends on the interference other features put into `h`, which `x_k` alone cannot
+show. One substituted `W` cannot be two matrices, so `masked_forward` runs the model twice: with `W_in`'s matrix to
+get the bottleneck `h`, then with `W_out`'s (transposed into `W`) and `h` patched in at the `hidden` site.
+
+| model kind | targets |
+|---|---|
+| `tms` | `W_in` (W in `W x`, input `x`), `W_out` (Wᵀ in `Wᵀ h`, input the bottleneck); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
+| `residual_mlp` | `W_in[l]` (input `resid_pre[l]`) and `W_out[l]` (input `mlp_post[l]`) per layer |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, Float
+
+from toymi.model.interventions import patch
+from toymi.model.residual_mlp import ResidualMLP
+from toymi.model.tms import TMS
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One decomposed weight matrix (see the module docstring)."""
+
+    name: str
+    site: str
+    layer: int | None
+    get: Callable[[eqx.Module], Float[Array, "d_out d_in"]]
+    put: Callable[[eqx.Module, Float[Array, "d_out d_in"]], eqx.Module]
+
+
+def _is_none(x) -> bool:
+    return x is None
+
+
+def _tms_targets(model: TMS) -> list[Target]:
+    identity = model.config.hidden_identity
+    out = [Target("W_in", "input", None, lambda m: m.W, lambda m, M: eqx.tree_at(lambda t: t.W, m, M))]
+    if identity:
+        out.append(Target("W_hidden", "hidden", None, lambda m: m.W_hidden,
+                          lambda m, M: eqx.tree_at(lambda t: t.W_hidden_trained, m, M, is_leaf=_is_none)))
+    out.append(Target("W_out", "hidden_identity_out" if identity else "hidden", None, lambda m: m.W.T,
+                      lambda m, M: eqx.tree_at(lambda t: t.W, m, M.T)))
+    return out
+
+
+def _residual_targets(model: ResidualMLP) -> list[Target]:
+    out = []
+    for l in range(model.config.n_layers):
+        out.append(Target(f"W_in.{l}", "resid_pre", l, lambda m, l=l: m.W_in[l].T,
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_in, m, m.W_in.at[l].set(M.T))))
+        out.append(Target(f"W_out.{l}", "mlp_post", l, lambda m, l=l: m.W_out[l].T,
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_out, m, m.W_out.at[l].set(M.T))))
+    return out
+
+
+def model_targets(model: eqx.Module, names: Sequence[str] | None = None) -> list[Target]:
+    """The decomposable matrices of `model` (all, or those named in `names`, in the model's order)."""
+    if isinstance(model, TMS):
+        targets = _tms_targets(model)
+    elif isinstance(model, ResidualMLP):
+        targets = _residual_targets(model)
+    else:
+        raise TypeError(f"SPD has no targets for {type(model).__name__} yet (supported: TMS, ResidualMLP)")
+    if names is None:
+        return targets
+    known = [t.name for t in targets]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown SPD targets {unknown}; this model has {known}")
+    return [t for t in targets if t.name in names]
+
+
+def substitute(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[Array | None]) -> eqx.Module:
+    """`model` with each target's matrix replaced (a None entry keeps the model's own)."""
+    for t, M in zip(targets, matrices, strict=True):
+        if M is not None:
+            model = t.put(model, M)
+    return model
+
+
+def masked_forward(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[Array | None],
+                   x: Array) -> Array:
+    """The model's output on one example `x` with each target's matrix substituted (None: the model's own)."""
+    if not isinstance(model, TMS):
+        return substitute(model, targets, matrices).forward(x)[0]
+    by_name = {t.name: M for t, M in zip(targets, matrices, strict=True)}
+    rest = [(t, M) for t, M in zip(targets, matrices) if t.name not in ("W_in", "W_out")]
+    base = substitute(model, [t for t, _ in rest], [M for _, M in rest])
+    first = base if by_name.get("W_in") is None else eqx.tree_at(lambda m: m.W, base, by_name["W_in"])
+    h = first.forward(x, capture=frozenset({"hidden"}))[1]["hidden"]
+    second = base if by_name.get("W_out") is None else eqx.tree_at(lambda m: m.W, base, by_name["W_out"].T)
+    return second.forward(x, interventions=[patch("hidden", h)])[0]
+
+
+def target_inputs(model: eqx.Module, targets: Sequence[Target], x: Array) -> tuple[Array, list[Array]]:
+    """The model's output on the batch `x` and each target's input activations `[batch, d_in]` (one run)."""
+    capture = sorted({t.site for t in targets})
+    out, acts = jax.vmap(lambda xi: model.forward(xi, capture=frozenset(capture)))(x)
+    return out, [acts[t.site] if t.layer is None else acts[t.site, t.layer] for t in targets]
