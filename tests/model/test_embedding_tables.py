@@ -42,7 +42,7 @@ def test_tables_are_not_used_with_normalisation_or_big_vocabularies():
 
 @pytest.mark.parametrize("site", ["embed", "pos_embed", "resid_pre"])
 def test_a_patch_that_puts_back_the_clean_value_is_bit_identical(site, tokens):
-    """Upstream of layer 0's tables: the tables stay on and only the change is projected, so a no-op is exact."""
+    """Upstream of layer 0's tables: the tables are used when the input is unchanged bit for bit, so a no-op is exact."""
     config = toymi.ModelConfig(d_vocab=11, n_ctx=8, n_layers=2, d_model=16, n_heads=2, d_mlp=32)
     model = toymi.Transformer(config, jax.random.PRNGKey(3))
     clean, acts = model.run(tokens[0], capture=[site])
@@ -51,3 +51,21 @@ def test_a_patch_that_puts_back_the_clean_value_is_bit_identical(site, tokens):
     assert (patched == clean).all()
     moved = model.run(tokens[0], interventions=[patch(site, value + 1.0, layer=0 if site == "resid_pre" else None)])[0]
     assert not np.allclose(moved, clean, atol=1e-3)  # a real change still reaches the output
+
+
+def test_gradients_through_an_upstream_intervention_match_the_direct_projection(tokens, monkeypatch):
+    """Attribution patching differentiates at the clean point, where the tables are in use: the gradient with
+    respect to layer 0's input must still be the direct projection's, not zero."""
+    config = toymi.ModelConfig(d_vocab=11, n_ctx=8, n_layers=1, d_model=16, n_heads=2, d_mlp=32)
+    model = toymi.Transformer(config, jax.random.PRNGKey(3))
+
+    def grad_at_zero():
+        def out(delta):
+            return model.run(tokens[0], interventions=[steer("resid_pre", delta, layer=0)])[0][-1, 0]
+        return jax.grad(out)(jnp.zeros((8, 16)))
+
+    tabled = grad_at_zero()
+    monkeypatch.setattr(embedding_tables, "MAX_TABLE_ROWS", 0)
+    direct = grad_at_zero()
+    assert float(jnp.abs(direct[:-1]).max()) > 1e-3  # earlier positions matter through attention's keys and values
+    np.testing.assert_allclose(tabled, direct, atol=1e-5)

@@ -42,7 +42,8 @@ class Attention(eqx.Module):
     def project(
         self, x: Float[Array, "pos d_model"], query_positions: tuple[int, ...] | None = None, with_bias: bool = True,
     ) -> tuple[Float[Array, "query head d_head"], Float[Array, "pos head d_head"], Float[Array, "pos head d_head"]]:
-        """Queries (at `query_positions`, default all), keys and values of the residual stream `x`."""
+        """Queries (at `query_positions`, default all), keys and values of the residual stream `x` (with biases, or
+        the linear part alone)."""
         q = jnp.einsum("pd,hde->phe", take_positions(x, query_positions), self.W_Q)
         k = jnp.einsum("pd,hde->phe", x, self.W_K)
         v = jnp.einsum("pd,hde->phe", x, self.W_V)

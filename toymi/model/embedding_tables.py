@@ -30,18 +30,25 @@ def tables_possible(config: ModelConfig) -> bool:
 
 def tables_apply(config: ModelConfig, intervened_sites: frozenset[str]) -> bool:
     """Whether the tables alone give layer 0's q, k, v: possible, and nothing changed the input they assume. When
-    something did, the forward pass adds the projection of the change (`correct_qkv`) instead of dropping them."""
+    something may have, the forward pass checks (`tables_if_unchanged`) instead of dropping them."""
     return tables_possible(config) and not (intervened_sites & UPSTREAM_SITES)
 
 
-def correct_qkv(attn: Attention, qkv: tuple[Array, Array, Array], change: Float[Array, "pos d_model"],
-                query_positions: tuple[int, ...] | None) -> tuple[Array, Array, Array]:
-    """The tables' q, k, v plus the projection (without biases) of `change`, the difference between layer 0's
-    actual input and the `embed + pos_embed` the tables assume. A patch that puts back the clean value makes the
-    change exactly 0, so its output is bit-identical to the clean run's (a direct projection would differ by
-    rounding: the sum is split differently)."""
-    dq, dk, dv = attn.project(change, query_positions, with_bias=False)
-    return qkv[0] + dq, qkv[1] + dk, qkv[2] + dv
+def tables_if_unchanged(attn: Attention, qkv: tuple[Array, Array, Array], attn_in: Float[Array, "pos d_model"],
+                        table_input: Float[Array, "pos d_model"], query_positions: tuple[int, ...] | None,
+                        ) -> tuple[Array, Array, Array]:
+    """Layer 0's q, k, v when an intervention upstream may have changed its input from the `embed + pos_embed`
+    (`table_input`) the tables were built for.
+
+    If `attn_in` is that input bit for bit, the tables plus the projection of the change (exactly 0): the output is
+    bit-identical to the clean run's, and gradients with respect to the input still flow (attribution patching
+    takes them here). Otherwise the direct projection of `attn_in`, the same numbers as a model without tables.
+    """
+    unchanged = jnp.all(attn_in == table_input)
+    change = attn.project(attn_in - table_input, query_positions, with_bias=False)
+    direct = attn.project(attn_in, query_positions)
+    return tuple(jnp.where(unchanged, table + delta, projected)
+                 for table, delta, projected in zip(qkv, change, direct))
 
 
 def layer0_qkv(

@@ -26,7 +26,7 @@ from toymi.errors import CHECK_PREFIX
 from toymi.model.activations import Activations
 from toymi.model.attention import Attention
 from toymi.model.config import ModelConfig
-from toymi.model.embedding_tables import UPSTREAM_SITES, correct_qkv, layer0_qkv, tables_possible
+from toymi.model.embedding_tables import UPSTREAM_SITES, layer0_qkv, tables_if_unchanged, tables_possible
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.mlp import MLP
@@ -56,11 +56,11 @@ class Block(eqx.Module):
     ) -> Float[Array, "pos d_model"]:
         """With `query_positions`, the block's output (and everything after attention) covers only those positions;
         `qkv` gives the attention's projections precomputed (layer 0's from embedding tables) for the input
-        `qkv_input` when that is given (else for whatever arrives), corrected for any difference."""
+        `qkv_input` when that is given (else for whatever arrives); they are used only if the input is that one."""
         resid = hooks("resid_pre", layer, resid)
         attn_in = _normed(self.ln1, resid, hooks, "ln1_scale", layer)
         if qkv is not None and qkv_input is not None:
-            qkv = correct_qkv(self.attn, qkv, attn_in - qkv_input, query_positions)
+            qkv = tables_if_unchanged(self.attn, qkv, attn_in, qkv_input, query_positions)
         attn_out = self.attn(attn_in, hooks, layer, query_positions, qkv)
         resid = take_positions(resid, query_positions) + attn_out
         if self.mlp is not None:
