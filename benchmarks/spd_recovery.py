@@ -1,5 +1,8 @@
 """SPD on the TMS truths: MMCS / ML2R / alive subcomponents per seed and the success rate (MMCS ≥ 0.999 and ML2R in
-[0.98, 1.03]), all seeds of one truth as one vmapped, compiled run.
+[0.98, 1.03]), all seeds of one truth as one vmapped, compiled run. Also `compressed_1l`: the residual MLP of
+`tasks/compressed_computation.toml` (100 features, 50 neurons), scored by the fraction of features with a `W_in`
+subcomponent of their own (success: all of them); paper settings batch 2048, lr 2e-3, coefficient 1e-5, p = 2,
+C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`).
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10).
@@ -55,10 +58,42 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
     return state.model, spec.build_task()
 
 
+def run_compressed(args) -> dict:
+    """SPD on the 1-layer compressed-computation model (trained here from `tasks/compressed_computation.toml`)."""
+    from toymi.decompose.benchmark import _shipped, _trained
+    from toymi.decompose.parameters.truths_compressed import score_compressed
+
+    t0 = time.perf_counter()
+    model, task = _trained(_shipped("compressed_computation", 50 if args.smoke else args.model_steps))
+    model_seconds = time.perf_counter() - t0
+    # per-example substituted weights are [batch, 50, 1000] per matrix: on a CPU the smoke run keeps batch and steps tiny
+    steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
+    cfg = SPDConfig(C=100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
+                    faithfulness_warmup_steps=args.warmup)
+    t0 = time.perf_counter()
+    run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
+                    stack_spd_hypers([spd_hyper(1e-5, 2.0)] * args.seeds), jnp.arange(args.seeds))
+    jax.block_until_ready(run.losses["total"])
+    spd_seconds = time.perf_counter() - t0
+    per_seed = [score_compressed(model, run.member(i)) for i in range(args.seeds)]
+    for s in per_seed:
+        s["success"] = float(s["own_fraction"] == 1.0)
+    for i, s in enumerate(per_seed):
+        print(f"compressed_1l seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
+    success = float(np.mean([s["success"] for s in per_seed]))
+    print(f"compressed_1l: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s", flush=True)
+    final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
+    return {"truth": "compressed_1l", "C": 100, "importance_coef": 1e-5, "p": 2.0, "per_seed": per_seed,
+            "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
+            "final_losses": final, "published": {"own_fraction": 1.0}}
+
+
 def run_truth(name: str, args) -> dict:
+    if name == "compressed_1l":
+        return run_compressed(args)
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
-    model, task = train_target(n, d, identity, args.model_steps)
+    model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup)
@@ -82,22 +117,24 @@ def run_truth(name: str, args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--truths", default="tms_5_2", help=f"comma-separated, from {', '.join(TRUTHS)}")
+    ap.add_argument("--truths", default="tms_5_2",
+                    help=f"comma-separated, from {', '.join(TRUTHS)}, compressed_1l")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200, help="faithfulness-only warmup steps (lr 1e-2)")
-    ap.add_argument("--model-steps", type=int, default=10_000, help="steps to train each target TMS model")
+    ap.add_argument("--model-steps", type=int, default=None,
+                    help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in TRUTHS]
+    unknown = [t for t in truths if t not in TRUTHS and t != "compressed_1l"]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {list(TRUTHS)}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, 'compressed_1l']}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,
