@@ -34,3 +34,15 @@ def config_from_dict(cls, values: dict, what: str):
     if missing:
         raise ConfigError(f"the {what} needs {missing}")
     return cls(**values)
+
+
+class CheckpointDamaged(ToymiError):
+    """A checkpoint's files do not match the checksums written when it was saved (or are missing)."""
+
+
+class TrainingInterrupted(ToymiError):
+    """SIGINT or SIGTERM stopped training at a safe point; the run resumes from its last checkpoint."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
