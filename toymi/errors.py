@@ -11,6 +11,16 @@ class ConfigError(ToymiError, ValueError):
     """A configuration or spec that cannot work, with a message saying what to change."""
 
 
+class SpecFileMissing(ToymiError, FileNotFoundError):
+    """The spec file given does not exist."""
+
+
+class UnknownName(ConfigError, KeyError):
+    """A task, setting or key that does not exist (a KeyError too, for code that catches one)."""
+
+    __str__ = Exception.__str__
+
+
 class RunDirectoryError(ToymiError):
     """The run directory would lose data (it exists and is not being resumed) or cannot be resumed."""
 
