@@ -28,7 +28,10 @@ OWN_FILES = frozenset({LOCK, UNFINISHED, "spec.toml", "sweep.toml", "members.jso
 
 
 def is_unfinished(run_dir: Path) -> bool:
-    return (run_dir / UNFINISHED).exists()
+    """Marked unfinished, or holding only a lock file (a start killed before it could write its marker)."""
+    if (run_dir / UNFINISHED).exists():
+        return True
+    return run_dir.is_dir() and (run_dir / LOCK).exists() and {p.name for p in run_dir.iterdir()} <= {LOCK}
 
 
 def holds_work(run_dir: Path) -> bool:
