@@ -180,8 +180,8 @@ def read_toml(path: str | Path) -> dict:
 
 
 def in_file(error: ConfigError, path: str | Path) -> ConfigError:
-    """`error` with the spec file's name in front (once)."""
-    message = str(error)
+    """`error` on one line with the spec file's name in front (once)."""
+    message = " ".join(line.strip() for line in str(error).splitlines())  # one line: lists of problems too
     return type(error)(message if message.startswith(str(path)) else f"{path}: {message}")
 
 

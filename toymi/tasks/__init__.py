@@ -29,7 +29,7 @@ TASKS: dict[str, type[Task]] = {
 def task_class(name: str, settings: dict) -> type[Task]:
     """The task class registered as `name`, after rejecting settings it does not accept, by name."""
     if name not in TASKS:
-        raise UnknownName(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UnknownName(f"[task] name: unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     cls = TASKS[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(settings) - accepted)
