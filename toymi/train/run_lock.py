@@ -28,10 +28,11 @@ OWN_FILES = frozenset({LOCK, UNFINISHED, "spec.toml", "sweep.toml", "members.jso
 
 
 def is_unfinished(run_dir: Path) -> bool:
-    """Marked unfinished, or holding only a lock file (a start killed before it could write its marker)."""
+    """Marked unfinished, or holding at most a lock file, or not made yet (a start killed before it could write its
+    marker): a `--resume` of it starts the run."""
     if (run_dir / UNFINISHED).exists():
         return True
-    return run_dir.is_dir() and (run_dir / LOCK).exists() and {p.name for p in run_dir.iterdir()} <= {LOCK}
+    return not run_dir.exists() or (run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK})
 
 
 def holds_work(run_dir: Path) -> bool:
