@@ -152,3 +152,23 @@ def test_sigterm_stops_at_a_safe_point_and_resumes_bit_exactly(tmp_path, finishe
     state = train(spec, tmp_path / "run", resume=True, progress=False)
     assert leaves_equal(state, finished[1])
     assert [r["step"] for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl")] == list(range(41))
+
+
+def test_divergence_after_several_checkpoints_names_a_finite_one(tmp_path, monkeypatch):
+    import toymi.train.loop as loop
+
+    real = loop.train_chunk_for
+
+    def nan_from_step_30(cfg):
+        chunk = real(cfg)
+
+        def wrapped(state, task):
+            new_state, losses = chunk(state, task)
+            return new_state, losses * (float("nan") if int(state.step) >= 30 else 1.0)
+
+        return wrapped
+
+    monkeypatch.setattr(loop, "train_chunk_for", nan_from_step_30)
+    with pytest.raises(toymi.train.TrainingDiverged, match="at step 30 .*last good checkpoint is step 20 in"):
+        train(tiny_spec(), tmp_path / "run", progress=False)
+    assert toymi.load_run(tmp_path / "run").steps == [0, 20]
