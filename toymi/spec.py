@@ -77,10 +77,10 @@ class TrainConfig:
             problems.append(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         for name in ("lr", "eps"):
             if not _finite_number(getattr(self, name)) or not getattr(self, name) > 0:
-                problems.append(f"{name} must be a finite positive number, got {getattr(self, name)!r}")
+                problems.append(f"{name} must be a positive number (and finite), got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "final_lr_frac"):
             if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
-                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+                problems.append(f"{name} must be a number >= 0 (and finite), got {getattr(self, name)!r}")
         for name in ("beta1", "beta2"):
             if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
@@ -180,9 +180,9 @@ def read_toml(path: str | Path) -> dict:
 
 
 def in_file(error: ConfigError, path: str | Path) -> ConfigError:
-    """`error` on one line with the spec file's name in front (once)."""
+    """`error` on one line, naming the spec file (once)."""
     message = " ".join(line.strip() for line in str(error).splitlines())  # one line: lists of problems too
-    return type(error)(message if message.startswith(str(path)) else f"{path}: {message}")
+    return type(error)(message if str(path) in message else f"{message} (in {path})")
 
 
 def _finite_number(value) -> bool:

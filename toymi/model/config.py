@@ -110,5 +110,5 @@ def _problems(config: ModelConfig) -> list[str]:
     for name in ("init_scale", "norm_eps"):
         value = getattr(config, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
-            problems.append(f"{name} must be a finite positive number, got {value!r}")
+            problems.append(f"{name} must be a positive number (and finite), got {value!r}")
     return problems

@@ -60,7 +60,7 @@ class TMSConfig:
             problems.append("hidden_identity_trainable = true needs hidden_identity = true")
         if not isinstance(self.init_scale, (int, float)) or isinstance(self.init_scale, bool) or \
                 not 0 < self.init_scale < float("inf"):
-            problems.append(f"init_scale must be a finite positive number, got {self.init_scale!r}")
+            problems.append(f"init_scale must be a positive number (and finite), got {self.init_scale!r}")
         if problems:
             raise ConfigError("invalid TMSConfig:\n  - " + "\n  - ".join(problems))
 
