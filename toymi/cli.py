@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import traceback
 from pathlib import Path
 
-from toymi.errors import ToymiError
+from toymi.errors import ConfigError, RunDirectoryError, ToymiError, TrainingInterrupted
 
 
 def _train(args) -> int:
@@ -15,7 +17,13 @@ def _train(args) -> int:
 
     spec = Spec.load(args.spec, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    state = train(spec, out, resume=args.resume, progress=not args.no_progress)
+    try:
+        state = train(spec, out, resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as e:
+        command = ["toymi", "train", args.spec, "--out", str(out), *[a for s in args.set for a in ("--set", s)],
+                   "--resume"]
+        print(f"toymi: {e}; resume with: {shlex.join(command)}", file=sys.stderr)
+        return 128 + e.signal_number
     print(f"trained to step {int(state.step)}; run directory: {out}")
     if not args.no_plot:
         _plot_run(out)
@@ -28,7 +36,7 @@ def _plot_run(run_dir: Path) -> Path:
 
     metrics = metrics_log.as_arrays(metrics_log.read(run_dir / "metrics.jsonl"))
     if not metrics:
-        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl to plot")
+        raise RunDirectoryError(f"{run_dir} has no metrics.jsonl to plot")
     (run_dir / "figures").mkdir(exist_ok=True)
     path = run_dir / "figures" / "training_curves.png"
     save_figure(training_curves(metrics, title=run_dir.name), path)
@@ -62,7 +70,13 @@ def _sweep(args) -> int:
     elif n_devices > 1:
         print(f"{n_members} members on one device: not a multiple of the {n_devices // args.batch_shards} device "
               "groups")
-    state = train_sweep(sweep, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
+    try:
+        state = train_sweep(sweep, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
+    except TrainingInterrupted as e:
+        command = ["toymi", "sweep", args.spec, *[a for g in args.grid for a in ("--grid", g)], "--seeds",
+                   str(args.seeds), *[a for s in args.set for a in ("--set", s)], "--out", str(out), "--resume"]
+        print(f"toymi: {e}; resume with: {shlex.join(command)}", file=sys.stderr)
+        return 128 + e.signal_number
     print(f"trained {n_members} members to step {int(state.step[0])}; sweep directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
@@ -89,7 +103,7 @@ def _plot_phase(run_dir: Path, x: str | None, y: str | None, metric: str | None,
     metrics = run.metrics
     metric = metric or ("test_loss" if "test_loss" in metrics else next(k for k in metrics if k.endswith("_loss")))
     if metric not in metrics:
-        raise KeyError(f"no metric {metric!r} in {run_dir}; have {sorted(k for k in metrics if k != 'step')}")
+        raise ConfigError(f"no metric {metric!r} in {run_dir}; have {sorted(k for k in metrics if k != 'step')}")
     steps_to = first_step_below(metrics["step"], metrics[metric], below)
     xs, ys, grid, counts = grid_of(run.members, steps_to, x, y)
     fig = phase_diagram(xs, ys, grid, counts, xlabel=x, ylabel=y or "", value_label=f"first step with {metric} < "
@@ -118,6 +132,7 @@ def _dissect(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toymi", description="Train toy models on synthetic tasks and dissect them.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors in your input too")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a spec into a run directory")
@@ -125,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/<spec name>)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a spec value, e.g. --set train.steps=1000 (repeatable)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last intact checkpoint (or start it, if an interruption "
+                       "left nothing to continue)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
     train.set_defaults(func=_train)
@@ -177,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ToymiError, KeyError, FileNotFoundError, ValueError) as e:
-        # Expected user errors: one clear line, no traceback.
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"toymi: error: {message}", file=sys.stderr)
+    except ToymiError as e:
+        # Errors in the user's input or files: one clear line (the traceback only with --debug). Anything else is a
+        # bug in toymi and keeps its traceback.
+        if args.debug:
+            traceback.print_exc()
+        print(f"toymi: error: {e}", file=sys.stderr)
         return 2
 
 

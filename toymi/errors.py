@@ -11,6 +11,16 @@ class ConfigError(ToymiError, ValueError):
     """A configuration or spec that cannot work, with a message saying what to change."""
 
 
+class SpecFileMissing(ToymiError, FileNotFoundError):
+    """The spec file given does not exist."""
+
+
+class UnknownName(ConfigError, KeyError):
+    """A task, setting or key that does not exist (a KeyError too, for code that catches one)."""
+
+    __str__ = Exception.__str__
+
+
 class RunDirectoryError(ToymiError):
     """The run directory would lose data (it exists and is not being resumed) or cannot be resumed."""
 
@@ -42,3 +52,15 @@ def config_from_dict(cls, values: dict, what: str):
     if missing:
         raise ConfigError(f"the {what} needs {missing}")
     return cls(**values)
+
+
+class CheckpointDamaged(ToymiError):
+    """A checkpoint's files do not match the checksums written when it was saved (or are missing)."""
+
+
+class TrainingInterrupted(ToymiError):
+    """SIGINT or SIGTERM stopped training at a safe point; the run resumes from its last checkpoint."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number

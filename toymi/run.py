@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import equinox as eqx
 import numpy as np
 
+from toymi.errors import RunDirectoryError
 from toymi.spec import Spec
 from toymi.sweep import Sweep
 from toymi.tasks import Task
@@ -19,6 +21,10 @@ from toymi.train.ensemble_loop import abstract_ensemble_state, check_same_sweep,
 from toymi.train.loop import abstract_state, check_same_spec, train
 from toymi.train.state import TrainState
 from toymi.trees import stack, unstack
+
+
+class StaleModel(UserWarning):
+    """`run.model` is older than the last step in the run's metrics."""
 
 
 class Run:
@@ -33,9 +39,9 @@ class Run:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         if not (self.directory / "spec.toml").exists():
-            raise FileNotFoundError(f"{self.directory} is not a toymi run directory (no spec.toml)")
+            raise RunDirectoryError(f"{self.directory} is not a toymi run directory (no spec.toml)")
         self.spec = Spec.load(self.directory / "spec.toml")
-        self._checkpoints = Checkpoints(self.directory / "checkpoints")
+        self._checkpoints = Checkpoints(self.directory / "checkpoints", write=False)  # never creates anything
 
     @functools.cached_property
     def task(self) -> Task:
@@ -43,7 +49,7 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, np.ndarray]:
-        return metrics_log.as_arrays(metrics_log.read(self.directory / "metrics.jsonl"))
+        return metrics_log.as_arrays(metrics_log.read(self.directory / "metrics.jsonl", missing_ok=False))
 
     @property
     def steps(self) -> list[int]:
@@ -60,10 +66,22 @@ class Run:
         return self.state(step).model
 
     @property
-    def model(self) -> eqx.Module:
+    def model_step(self) -> int:
+        """The step `run.model` comes from: the newest checkpoint."""
         if not self.steps:
             raise FileNotFoundError(f"{self.directory} has no checkpoints yet")
-        return self.checkpoint(self.steps[-1])
+        return self.steps[-1]
+
+    @property
+    def model(self) -> eqx.Module:
+        """The newest checkpoint's model (verified against its checksums); warns when the metrics run past it."""
+        step = self.model_step
+        logged = self.metrics.get("step")
+        if logged is not None and len(logged) and int(logged[-1]) != step:
+            warnings.warn(f"{self.directory}: run.model is step {step}, but metrics.jsonl ends at step "
+                          f"{int(logged[-1])} (later checkpoints are missing or the run was interrupted)",
+                          StaleModel, stacklevel=2)
+        return self.checkpoint(step)
 
     def checkpoint_series(self, steps: Sequence[int] | None = None) -> eqx.Module:
         """Models at `steps` (default: all) stacked on a leading axis: `jax.vmap(f)(series)` maps over training."""

@@ -15,13 +15,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 from typing import Literal
 
 import tomli_w
 
-from toymi.errors import ConfigError, config_from_dict
+from toymi.errors import ConfigError, SpecFileMissing, config_from_dict
+from toymi.spec_memory import check_data_memory, check_memory
 from toymi.model.registry import config_class, kind_of
 from toymi.tasks import Task, make_task, task_class
 
@@ -71,23 +73,23 @@ class TrainConfig:
                 problems.append(
                     f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval_every ({self.eval_every})"
                 )
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
             problems.append(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         for name in ("lr", "eps"):
-            if not isinstance(getattr(self, name), (int, float)) or not getattr(self, name) > 0:
-                problems.append(f"{name} must be a positive number, got {getattr(self, name)!r}")
+            if not _finite_number(getattr(self, name)) or not getattr(self, name) > 0:
+                problems.append(f"{name} must be a positive number (and finite), got {getattr(self, name)!r}")
         for name in ("weight_decay", "grad_clip", "final_lr_frac"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
-                problems.append(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+            if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
+                problems.append(f"{name} must be a number >= 0 (and finite), got {getattr(self, name)!r}")
         for name in ("beta1", "beta2"):
-            if not isinstance(getattr(self, name), (int, float)) or not 0 <= getattr(self, name) < 1:
+            if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not isinstance(self.seed, int):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             problems.append(f"seed must be an integer, got {self.seed!r}")
         if problems:
-            raise ConfigError("invalid [train] section:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("invalid [train] section: " + "; ".join(problems))
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -107,11 +109,24 @@ class Spec:
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown spec sections {unknown}; a spec has {list(SECTIONS)}")
+        for section in SECTIONS:
+            if not isinstance(raw.get(section, {}), dict):
+                raise ConfigError(f"{section} must be a [{section}] table (section), got {raw[section]!r}")
         task_section = dict(raw.get("task", {}))
         if "name" not in task_section:
             raise ConfigError("[task] needs `name`")
         settings = {k: v for k, v in task_section.items() if k != "name"}
         task = task_class(task_section["name"], settings)
+        check_data_memory(task_section)  # before the task's own check, which may build its data
+        try:
+            spec = cls._checked(raw, task, task_section, settings)
+        except ValueError as e:  # a task's or config's own check: user input, said in one line
+            raise e if isinstance(e, ConfigError) else ConfigError(f"[task] {e}") from None
+        check_memory(spec)
+        return spec
+
+    @classmethod
+    def _checked(cls, raw: dict, task, task_section: dict, settings: dict) -> "Spec":
         model_section = dict(raw.get("model", {}))
         kind = model_section.pop("kind", task.model_kinds[0])
         if kind not in task.model_kinds:
@@ -130,7 +145,10 @@ class Spec:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "Spec":
-        return cls.from_dict(apply_overrides(read_toml(path), overrides))
+        try:
+            return cls.from_dict(apply_overrides(read_toml(path), overrides))
+        except ConfigError as e:
+            raise in_file(e, path) from None
 
     def to_dict(self) -> dict:
         return {"task": dict(self.task), "model": {"kind": kind_of(self.model), **_drop_none(self.model.to_dict())},
@@ -151,12 +169,24 @@ def read_toml(path: str | Path) -> dict:
     """A TOML file as a dict, or a clear error for a missing file or invalid TOML."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no spec file at {path}")
+        raise SpecFileMissing(f"no spec file at {path}")
     with path.open("rb") as f:
         try:
             return tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text (UTF-8 TOML) file") from None
+
+
+def in_file(error: ConfigError, path: str | Path) -> ConfigError:
+    """`error` on one line, naming the spec file (once)."""
+    message = " ".join(line.strip() for line in str(error).splitlines())  # one line: lists of problems too
+    return type(error)(message if str(path) in message else f"{message} (in {path})")
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -172,14 +202,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def set_values(raw: dict, values: dict[str, object]) -> dict:
     """`raw` (a raw spec dict, untouched) with `{"section.key": value}` set: a new dict."""
-    out = {section: dict(entries) for section, entries in raw.items()}
+    out = {section: dict(entries) if isinstance(entries, dict) else entries for section, entries in raw.items()}
     for target, value in values.items():
         section, dot, key = target.partition(".")
         if not dot or not key:
             raise ConfigError(f"override {target!r} must look like section.key=value")
         if section not in SECTIONS:
             raise ConfigError(f"override {target!r}: unknown section {section!r}; sections are {list(SECTIONS)}")
-        out.setdefault(section, {})[key] = value
+        if not isinstance(out.setdefault(section, {}), dict):
+            raise ConfigError(f"{section} must be a [{section}] table (section), got {out[section]!r}")
+        out[section][key] = value
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import tomli_w
 
 from toymi.errors import ConfigError
-from toymi.spec import SECTIONS, Spec, _parse_value, apply_overrides, read_toml, set_values
+from toymi.spec import SECTIONS, Spec, TrainConfig, _parse_value, apply_overrides, read_toml, set_values
 from toymi.train.optimizer import STATE_HYPERPARAMS
 
 # What may vary across members, besides task settings (which the task's `stack` checks).
@@ -40,6 +40,8 @@ class Sweep:
             section, _, name = key.partition(".")
             if section not in SECTIONS or not name:
                 problems.append(f"grid key {key!r} must look like section.key with a section in {list(SECTIONS)}")
+            elif section == "train" and name not in {f.name for f in dataclasses.fields(TrainConfig)}:
+                problems.append(f"grid key {key!r}: no such key in [train]")
             elif section in VARYING and name not in VARYING[section]:
                 problems.append(f"{key} cannot vary inside one vmapped run (it changes shapes or the compiled "
                                 f"program); members may differ in {sorted(f'{section}.{k}' for k in VARYING[section])}"
@@ -49,7 +51,7 @@ class Sweep:
         if "train.seed" in self.grid and self.seeds != 1:
             problems.append("give either a train.seed grid or seeds > 1, not both")
         if problems:
-            raise ConfigError("invalid sweep:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("invalid sweep: " + "; ".join(problems))
         Spec.from_dict(self.base)  # the base spec itself must be valid
 
     @classmethod

@@ -12,6 +12,8 @@ optimiser budget); `default_settings` builds the benchmark's truths: Sharkey et 
 
 from __future__ import annotations
 
+from toymi.errors import ConfigError
+
 import dataclasses
 import math
 import tempfile
@@ -86,7 +88,7 @@ def sae_method(name: str, s: Setting) -> tuple[SAEConfig, Hyper]:
         return SAEConfig("batchtopk", k_max=s.k, **common), hyper(k=s.k)
     if name == "JumpReLU":
         return SAEConfig("jumprelu", init_threshold=0.1, **common), hyper(sparsity=s.l0, bandwidth=s.bandwidth)
-    raise ValueError(f"unknown SAE method {name!r}; expected one of {SAE_METHODS}")
+    raise ConfigError(f"unknown SAE method {name!r}; expected one of {SAE_METHODS}")
 
 
 def evaluate(decomposition, truth: GroundTruth, x: np.ndarray) -> dict[str, float]:
@@ -193,7 +195,7 @@ def run_benchmark(settings: Sequence[Setting], methods: Sequence[str] = METHODS,
     `on_row(rows so far)` runs after each row (the command saves partial results with it)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
+        raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     rows = []
     for s in settings:
         x_eval = np.asarray(s.truth.sample(jax.random.PRNGKey(EVAL_SEED), s.n_eval), np.float64)
@@ -374,5 +376,5 @@ def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", 
     }
     unknown = [t for t in truths if t not in builders]
     if unknown:
-        raise ValueError(f"unknown truths {unknown}; expected some of {list(builders)}")
+        raise ConfigError(f"unknown truths {unknown}; expected some of {list(builders)}")
     return [builders[t]() for t in truths]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from toymi.errors import ConfigError
+
 import argparse
 import json
 import os
@@ -29,12 +31,12 @@ def main(args: argparse.Namespace) -> int:
 
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:  # before any truth is built (building TMS trains a model)
-        raise ValueError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
+        raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, load = time.perf_counter(), os.getloadavg()

@@ -107,8 +107,8 @@ def _problems(config: ModelConfig) -> list[str]:
         problems.append(
             f"positional_embedding must be one of {POSITIONAL_EMBEDDINGS}, got {config.positional_embedding!r}"
         )
-    if not isinstance(config.init_scale, (int, float)) or not config.init_scale > 0:
-        problems.append(f"init_scale must be a positive number, got {config.init_scale!r}")
-    if not isinstance(config.norm_eps, (int, float)) or not config.norm_eps > 0:
-        problems.append(f"norm_eps must be a positive number, got {config.norm_eps!r}")
+    for name in ("init_scale", "norm_eps"):
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+            problems.append(f"{name} must be a positive number (and finite), got {value!r}")
     return problems

@@ -59,8 +59,8 @@ class ResidualMLPConfig:
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.embed_seed, int) or isinstance(self.embed_seed, bool) or self.embed_seed < 0:
             problems.append(f"embed_seed must be an integer >= 0, got {self.embed_seed!r}")
-        if not isinstance(self.init_scale, (int, float)) or not self.init_scale > 0:
-            problems.append(f"init_scale must be a positive number, got {self.init_scale!r}")
+        if not isinstance(self.init_scale, (int, float)) or not 0 < self.init_scale < float("inf") or isinstance(self.init_scale, bool):
+            problems.append(f"init_scale must be a positive number (and finite), got {self.init_scale!r}")
         if problems:
             raise ConfigError("invalid residual_mlp config:\n  - " + "\n  - ".join(problems))
 

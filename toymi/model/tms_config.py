@@ -59,8 +59,8 @@ class TMSConfig:
         if self.hidden_identity_trainable is True and self.hidden_identity is False:
             problems.append("hidden_identity_trainable = true needs hidden_identity = true")
         if not isinstance(self.init_scale, (int, float)) or isinstance(self.init_scale, bool) or \
-                not self.init_scale > 0:
-            problems.append(f"init_scale must be a positive number, got {self.init_scale!r}")
+                not 0 < self.init_scale < float("inf"):
+            problems.append(f"init_scale must be a positive number (and finite), got {self.init_scale!r}")
         if problems:
             raise ConfigError("invalid TMSConfig:\n  - " + "\n  - ".join(problems))
 

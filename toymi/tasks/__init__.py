@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+from toymi.errors import UnknownName
+
 from toymi.tasks.addition import Addition
 from toymi.tasks.and_gates import AndGates
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
@@ -27,12 +29,12 @@ TASKS: dict[str, type[Task]] = {
 def task_class(name: str, settings: dict) -> type[Task]:
     """The task class registered as `name`, after rejecting settings it does not accept, by name."""
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise UnknownName(f"[task] name: unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     cls = TASKS[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(settings) - accepted)
     if unknown:
-        raise KeyError(f"unknown settings {unknown} for task {name!r}; it accepts {sorted(accepted)}")
+        raise UnknownName(f"unknown settings {unknown} for task {name!r}; it accepts {sorted(accepted)}")
     return cls
 
 

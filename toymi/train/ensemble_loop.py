@@ -19,6 +19,7 @@ from toymi.errors import RunDirectoryError
 from toymi.spec import spec_differences
 from toymi.sweep import Sweep
 from toymi.train.ensemble import evaluate_ensemble, init_ensemble, make_ensemble_chunk
+from toymi.train import run_lock
 from toymi.train.loop import check_run_dir, host_loop
 from toymi.train.sharding import MEMBERS, batch_placement, shard_members
 from toymi.train.state import TrainState
@@ -38,7 +39,7 @@ def train_sweep(sweep: Sweep, run_dir: str | Path, *, resume: bool = False, prog
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
-    if resume:
+    if resume and not run_lock.is_unfinished(run_dir):
         check_same_sweep(sweep, run_dir / "sweep.toml")
     specs = sweep.member_specs()
     state, task, optimizer = init_ensemble(specs)

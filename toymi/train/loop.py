@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +20,15 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from toymi.errors import RunDirectoryError, TrainingDiverged
+from toymi.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
 from toymi.spec import Spec, TrainConfig, spec_differences
-from toymi.train import metrics_log
+from toymi.train import metrics_log, run_lock
 from toymi.train.checkpoints import Checkpoints
+from toymi.train.integrity import write_atomically
 from toymi.train.optimizer import make_optimizer, program_config
 from toymi.train.state import TrainState, init_state, step_of
 from toymi.train.step import evaluate, make_train_chunk
+from toymi.train.stop_signals import StopOnSignal
 
 
 def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainState:
@@ -34,12 +38,14 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
 
     - `spec`: the experiment.
     - `run_dir`: where the run lives. Must be new or empty unless `resume`.
-    - `resume`: continue from the latest checkpoint in `run_dir` (its spec must match, except `train.steps`).
-    - `progress`: draw a progress bar.
+    - `resume`: continue from the newest intact checkpoint in `run_dir` (its spec must match, except `train.steps`,
+      which may only grow). An unfinished start (interrupted before its first checkpoint) starts again.
+
+    Raises `TrainingInterrupted` when SIGINT or SIGTERM stopped it (at a safe point, resumable).
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
-    if resume:
+    if resume and not run_lock.is_unfinished(run_dir):
         check_same_spec(spec, run_dir / "spec.toml")
     state = init_state(spec.model, make_optimizer(spec.train), spec.train.seed)
     return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
@@ -66,61 +72,103 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
     Shared by single runs and ensembles (whose state, task, metrics and losses carry a leading member axis).
     `files` (name → text) are written into `run_dir` once the run starts; `on_nonfinite(losses, step, run_dir,
     checkpoints)` decides what a NaN or inf loss does (a single run stops; an ensemble notes the member and goes on).
+    The directory is locked for the whole run, and marked unfinished until its files and checkpoint 0 exist.
     """
     log_path = run_dir / "metrics.jsonl"
-    check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "figures").mkdir(exist_ok=True)
+    with run_lock.locked(run_dir), StopOnSignal() as stop:
+        if run_lock.is_unfinished(run_dir):
+            run_lock.clear_unfinished(run_dir)  # an interrupted start: nothing there to keep
+            resume = False
+        check_run_dir(run_dir, resume)
+        if not resume:
+            run_lock.begin(run_dir)
+        (run_dir / "figures").mkdir(exist_ok=True)
+        with Checkpoints(run_dir / "checkpoints") as checkpoints:
+            if resume:
+                start, state = _resume(run_dir, checkpoints, state, cfg, log_path)
+            else:
+                start = 0
+                row = _log(log_path, state, task, evaluate_fn, elapsed=0.0)
+                checkpoints.save(state)
+                checkpoints.last_finite = 0 if _finite(row) else None
+            _write_files(run_dir, files)
+            checkpoints.flush()
+            run_lock.finish_start(run_dir)
+            state, step = _chunks(state, start, task, train_chunk, evaluate_fn, cfg, log_path, checkpoints,
+                                  run_dir, progress, on_nonfinite, stop)
+        if stop.signal is not None and step < cfg.steps:
+            name = signal.Signals(stop.signal).name
+            raise TrainingInterrupted(f"stopped by {name} at step {step}; the last checkpoint is step "
+                                      f"{checkpoints.latest()} in {run_dir}", stop.signal)
+    return state
 
-    with Checkpoints(run_dir / "checkpoints") as checkpoints:
-        if resume:
-            start = checkpoints.latest()
-            if start is None:
-                raise RunDirectoryError(f"{run_dir} has no checkpoint to resume from")
-            state = checkpoints.restore(start, like=state)
-            metrics_log.truncate_after(log_path, start)
-        else:
-            start = 0
-            _log(log_path, state, task, evaluate_fn, elapsed=0.0)
-            checkpoints.save(state)
-        if jax.process_index() == 0:  # multi-host: one writer (orbax coordinates checkpoints itself)
-            for name, text in files.items():
-                (run_dir / name).write_text(text)
 
-        bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
-        began = time.perf_counter()
-        step = start
-        while step < cfg.steps:
+def _chunks(state, start, task, train_chunk, evaluate_fn, cfg, log_path, checkpoints, run_dir, progress,
+            on_nonfinite, stop):
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", dynamic_ncols=True)
+    began = time.perf_counter()
+    step = start
+    try:
+        while step < cfg.steps and stop.signal is None:
             new_state, losses = train_chunk(state, task)
             losses = np.asarray(losses)
             if not np.isfinite(losses).all():
-                try:
-                    on_nonfinite(losses, step, run_dir, checkpoints)
-                except BaseException:
-                    bar.close()
-                    raise
+                on_nonfinite(losses, step, run_dir, checkpoints)
             state, step = new_state, step + cfg.eval_every
             row = _log(log_path, state, task, evaluate_fn, elapsed=time.perf_counter() - began)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoints.save(state)
+                if _finite(row):
+                    checkpoints.last_finite = step
             bar.update(cfg.eval_every)
             bar.set_postfix({k: _short(v) for k, v in row.items() if k.endswith("_loss")})
+    finally:
         bar.close()
-    return state
+    return state, step
+
+
+def _resume(run_dir: Path, checkpoints: Checkpoints, state, cfg: TrainConfig, log_path: Path):
+    start = checkpoints.newest_intact(report=lambda line: print(f"toymi: {line}", file=sys.stderr))
+    if start is None:
+        raise RunDirectoryError(f"{run_dir} has no intact checkpoint to resume from")
+    if start > cfg.steps:
+        raise RunDirectoryError(f"{run_dir} is already at step {start}, past train.steps={cfg.steps}; a run cannot "
+                                "be shortened (load an earlier checkpoint with load_run instead)")
+    state = checkpoints.restore(start, like=state)
+    rows = metrics_log.truncate_after(log_path, start)
+    checkpoints.last_finite = start if rows and rows[-1]["step"] == start and _finite(rows[-1]) else None
+    return start, state
+
+
+def _write_files(run_dir: Path, files: dict[str, str]) -> None:
+    """Write the run's spec files, atomically and only where they changed (a resume that extends `train.steps`)."""
+    if jax.process_index() == 0:  # multi-host: one writer (orbax coordinates checkpoints itself)
+        for name, text in files.items():
+            path = run_dir / name
+            if not path.exists() or path.read_text() != text:
+                write_atomically(path, text)
+
+
+def _finite(row: dict) -> bool:
+    return all(np.isfinite(np.asarray(v, dtype=float)).all() for k, v in row.items() if k.endswith("_loss"))
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """A new run never writes into a directory that holds something (checked before any expensive work)."""
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+    """A new run never writes into a directory that holds something (checked before any expensive work); a
+    directory left by an interrupted start (`run_lock.UNFINISHED`) holds nothing and is reused."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir} is a file, not a run directory; pass --out a directory")
+    if not resume and run_lock.holds_work(run_dir):
         raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
 
 
 def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints) -> None:
     bad = int(np.argmin(np.isfinite(losses)))
-    raise TrainingDiverged(
-        f"loss became {losses[bad]} at step {step + bad} (the update from step {step + bad} to "
-        f"{step + bad + 1}); the last good checkpoint is step {checkpoints.latest()} in {run_dir}"
-    )
+    good = checkpoints.last_finite
+    where = (f"the last good checkpoint is step {good} in {run_dir} (its metrics are finite)" if good is not None else
+             f"no checkpoint in {run_dir} has finite metrics (the initialisation is already non-finite)")
+    raise TrainingDiverged(f"loss became {losses[bad]} at step {step + bad} (the update from step {step + bad} to "
+                           f"{step + bad + 1}); {where}")
 
 
 def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: float) -> dict:
@@ -137,7 +185,8 @@ def _short(value) -> str:
 
 
 def check_same_spec(spec: Spec, spec_path: Path) -> None:
-    """Refuse a run directory whose spec differs from `spec` in anything but `train.steps` (resume or reuse it)."""
+    """Refuse a run directory whose spec differs from `spec` in anything but `train.steps` (resume or reuse it),
+    naming every differing key with both values."""
     if not spec_path.exists():
         raise RunDirectoryError(f"{spec_path} does not exist")
     saved = Spec.load(spec_path)
