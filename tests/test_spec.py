@@ -16,7 +16,8 @@ def test_every_shipped_spec_loads_and_round_trips(path, tmp_path):
 
 def test_grokking_spec_is_nandas_configuration():
     spec = Spec.load(ROOT / "tasks" / "grokking.toml")
-    assert spec.task == {"name": "modular_arithmetic", "p": 113, "op": "+", "frac_train": 0.3, "data_seed": 0}
+    assert spec.task == {"name": "modular_arithmetic", "p": 113, "op": "+", "frac_train": 0.3, "data_seed": 0,
+                         "loss": "exact"}  # their code computes the loss in float64; toymi's exact float32 form
     m = spec.model
     assert (m.n_layers, m.d_model, m.n_heads, m.d_head, m.d_mlp, m.act_fn, m.normalization) == (
         1, 128, 4, 32, 512, "relu", "none")
