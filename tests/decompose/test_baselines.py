@@ -92,6 +92,7 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     assert "unknown methods" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
     """A model-based truth trains its model inside the command, and methods are scored against it, with the truth's
     own scorer (each truth's construction and scoring: tests/decompose/test_model_truths.py; the AND-gate model is
