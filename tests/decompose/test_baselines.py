@@ -76,6 +76,7 @@ def test_bad_baseline_input_is_a_clear_error():
         B.spherical_kmeans(np.ones(3), 2)
 
 
+@pytest.mark.slow
 def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["decompose", "--quick", "--truths", "synthetic", "--methods", "L1 SAE,PCA,transcoder", "--seeds", "2",

@@ -97,6 +97,7 @@ def test_jumprelu_pseudo_derivatives_give_the_threshold_a_gradient():
     assert jnp.all(grad.log_threshold <= 0) and jnp.any(grad.log_threshold < 0)
 
 
+@pytest.mark.slow
 def test_auxk_moves_only_dead_latents_and_nothing_when_none_is_dead():
     h = hyper(k=1)
     sae = init_sae("topk", d=5, n_latents=6, key=jax.random.PRNGKey(0), h=h, k_max=1, k_aux=2)

@@ -34,6 +34,7 @@ def test_a_relu_transcoder_without_skip_recovers_a_linear_mlp_from_paired_latent
     assert float(fraction_variance_unexplained(tc.predict, x, y)) < 0.01
 
 
+@pytest.mark.slow
 def test_topk_keeps_exactly_k_latents_and_the_mlp_transcoder_is_the_mlp():
     tc = Transcoder(5, 3, 10, jax.random.PRNGKey(0), k=3)
     x = jax.random.normal(jax.random.PRNGKey(1), (50, 5))
