@@ -1,6 +1,6 @@
 """Cost of capturing activations: a jitted forward that captures sites vs a plain jitted forward.
 
-    python benchmarks/capture_overhead.py [--rounds 9] [--reps 5] [--grok-batch train]
+    python benchmarks/capture_overhead.py [--rounds 9] [--reps 5] [--grok-batch train] [--smoke] [--out DIR]
 
 For each model (a 2-layer LayerNorm model on a 64 x 64 batch of random tokens, and the grokking model on the
 modular-addition pairs), times with `eqx.filter_jit`:
@@ -16,7 +16,8 @@ HookedTransformer (both under `torch.no_grad()`). Every output pytree is materia
 Each round times every variant (median of `--reps` calls, after warm-up), the order reversed every other round;
 the ratios reported are medians over rounds of the per-round ratio to the same framework's plain forward.
 
-Prints a report and writes the same numbers to benchmarks/results/capture_overhead.json.
+Prints a report and writes the same numbers to benchmarks/results/capture_overhead.json (or `--out DIR`).
+`--smoke` runs every variant once on tiny batches (seconds; for the test that keeps this script running).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def parse_args(argv=None):
     p.add_argument("--settle", type=float, default=0.1,
                    help="seconds slept (untimed) before each variant's calls, so the other framework's spinning "
                         "worker threads go idle first")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true", help="1 round, 1 rep, tiny batches: checks the script runs")
+    p.add_argument("--out", default=None, help="directory of the JSON results (default benchmarks/results)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.reps, args.warmup, args.batch, args.grok_batch, args.settle = 1, 1, 0, 2, "4", 0.0
+        args.no_tl_1thread = True
+    return args
 
 
 def main(argv=None) -> dict:
@@ -61,6 +68,7 @@ def main(argv=None) -> dict:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     import toymi
+    from toymi.model.sites import resolve_capture
     from toymi.spec import Spec
 
     # ---- the two cases -----------------------------------------------------------------------------------------
@@ -94,7 +102,7 @@ def main(argv=None) -> dict:
     cap_one = eqx.filter_jit(lambda m, t: m.run(t, capture=["resid_post"]))
 
     def make_cap_all_but_result(model):
-        names = sorted(model.resolve_capture("all") - {"result"})
+        names = sorted(resolve_capture("all", model.config) - {"result"})
         return eqx.filter_jit(lambda m, t: m.run(t, capture=names)), names
 
     default_threads = torch.get_num_threads()
@@ -225,8 +233,8 @@ def main(argv=None) -> dict:
     results["machine"]["loadavg_1min_at_end"] = _bench.machine()["loadavg_1min_at_start"]
     results["total_runtime_s"] = time.perf_counter() - t_start
     report(results)
-    path = _bench.write_json("capture_overhead", results)
-    print(f"\nwrote {path.relative_to(_bench.REPO_ROOT)}")
+    path = _bench.write_json("capture_overhead", results, **({"directory": args.out} if args.out else {}))
+    print(f"\nwrote {path}")
     return results
 
 

@@ -36,3 +36,35 @@ def tiny_model(tiny_config):
 @pytest.fixture
 def tokens():
     return jax.random.randint(jax.random.PRNGKey(1), (3, 8), 0, 11)
+
+
+# ---- `--cpu-durations N`: the N tests that used the most CPU seconds of their process -----------------------------
+# pytest's `--durations` reports wall time, which on a shared machine measures the neighbours as much as the test.
+# CPU seconds of the test's process (setup + call + teardown, compile threads included) are the steadier number
+# when deciding which tests to mark `slow`. Run with `-n 0`: with xdist each worker prints its own list.
+
+_CPU_SECONDS: dict[str, float] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="list the N tests that used the most CPU seconds (0: all)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import time
+
+    start = time.process_time()
+    yield
+    _CPU_SECONDS[item.nodeid] = time.process_time() - start
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = config.getoption("--cpu-durations")
+    if n is None or not _CPU_SECONDS:
+        return
+    ranked = sorted(_CPU_SECONDS.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", f"CPU seconds per test (total {sum(_CPU_SECONDS.values()):.1f})")
+    for nodeid, seconds in ranked[: n or None]:
+        terminalreporter.write_line(f"{seconds:8.2f}  {nodeid}")

@@ -1,6 +1,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from toymi.cli import main
 
 ROOT = Path(__file__).parents[1]
@@ -9,6 +11,7 @@ SMALL = ["--set", "task.p=7", "--set", "model.d_model=16", "--set", "model.d_mlp
          "--set", "train.checkpoint_every=10", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_train_then_plot(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(ROOT / "tasks" / "grokking_quick.toml"), "--out", str(out), *SMALL]) == 0
@@ -33,6 +36,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.slow
 def test_sweep_then_phase(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", str(ROOT / "tasks" / "grokking_quick.toml"), "--grid", "task.frac_train=0.3,0.6",

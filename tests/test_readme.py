@@ -1,9 +1,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs():
     """The first Python block of the README is executed as written, so it cannot rot."""
     block = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S).group(1)
@@ -13,6 +16,7 @@ def test_readme_python_example_runs():
     assert namespace["acts"]["resid_pre"].shape == (2, 1, 3, 128)
 
 
+@pytest.mark.slow
 def test_readme_dissection_example_runs():
     """The dissection block (the one that patches) runs as written and its comments' shapes hold."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)

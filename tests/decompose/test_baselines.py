@@ -76,6 +76,7 @@ def test_bad_baseline_input_is_a_clear_error():
         B.spherical_kmeans(np.ones(3), 2)
 
 
+@pytest.mark.slow
 def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["decompose", "--quick", "--truths", "synthetic", "--methods", "L1 SAE,PCA,transcoder", "--seeds", "2",
@@ -92,6 +93,7 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
     assert "unknown methods" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
     """A model-based truth trains its model inside the command, and methods are scored against it, with the truth's
     own scorer (each truth's construction and scoring: tests/decompose/test_model_truths.py; the AND-gate model is

@@ -50,6 +50,7 @@ def test_tms_truth_is_the_normalised_columns_of_W_and_samples_h_equal_W_x():
     assert not np.allclose(h, truth.sample(jax.random.PRNGKey(6), 100))  # fresh inputs per key
 
 
+@pytest.mark.slow
 def test_compressed_computation_truth_is_the_signed_read_in_weights_of_each_feature():
     model, task = _cc()
     truth = compressed_computation_truth(model, task, n_splice=64)
@@ -136,6 +137,7 @@ def test_key_frequency_fractions_on_known_fourier_neurons():
     np.testing.assert_allclose(mixed["single_frequency_fraction"], [0.5], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_modular_truth_samples_the_answer_position_and_all_pairs_are_right():
     from tests.decompose.test_splice import _transformer  # reused (untrained; vocab 13 ≥ p + 1): no second build
 
@@ -163,6 +165,7 @@ def test_truths_reject_the_wrong_model_or_task():
         compressed_computation_truth(model, task, site="mlp_pre")
 
 
+@pytest.mark.slow
 def test_induction_truth_samples_attention_output_after_bos_and_scores_fractions():
     from tests.decompose.test_splice import _transformer  # the same tiny model and task, built once
 

@@ -13,6 +13,7 @@ from toymi.decompose.train import SAEConfig, make_trainer, train_saes
 from toymi.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_an_l1_sae_recovers_a_tiny_synthetic_dictionary():
     truth = sparse_dictionary(n_features=12, d=8, n_active=1.5, decay=0.99, seed=0)
     cfg = SAEConfig("relu", n_latents=24, steps=500, batch_size=256, lr=1e-2, normalise_decoder=True)
@@ -23,6 +24,7 @@ def test_an_l1_sae_recovers_a_tiny_synthetic_dictionary():
     assert metrics.variance_explained(x, sae(x)) > 0.8  # below 1: L1 shrinks the codes
 
 
+@pytest.mark.slow
 def test_vmapped_training_of_two_configs_equals_training_each_alone():
     truth = sparse_dictionary(n_features=8, d=6, n_active=2.0, seed=1)
     cfg = SAEConfig("topk", n_latents=10, steps=15, batch_size=32, lr=1e-2, k_max=3, k_aux=4)
@@ -36,6 +38,7 @@ def test_vmapped_training_of_two_configs_equals_training_each_alone():
         np.testing.assert_array_equal(both.since_fired[i], since[0])
 
 
+@pytest.mark.slow
 def test_a_shared_data_stream_trains_each_member_as_it_would_alone():
     truth = sparse_dictionary(n_features=8, d=6, n_active=2.0, seed=2)
     cfg = SAEConfig("relu", n_latents=10, steps=10, batch_size=32, lr=1e-2)
@@ -94,6 +97,7 @@ def test_jumprelu_pseudo_derivatives_give_the_threshold_a_gradient():
     assert jnp.all(grad.log_threshold <= 0) and jnp.any(grad.log_threshold < 0)
 
 
+@pytest.mark.slow
 def test_auxk_moves_only_dead_latents_and_nothing_when_none_is_dead():
     h = hyper(k=1)
     sae = init_sae("topk", d=5, n_latents=6, key=jax.random.PRNGKey(0), h=h, k_max=1, k_aux=2)

@@ -13,6 +13,7 @@ def linear_mlp(key, n):
     return x, x @ A
 
 
+@pytest.mark.slow
 def test_a_skip_transcoder_puts_a_linear_mlp_in_its_skip_and_leaves_the_latents_quiet():
     tc, history = train_transcoder(linear_mlp, Transcoder(6, 4, 8, jax.random.PRNGKey(0), skip=True),
                                    jax.random.PRNGKey(1), steps=600, batch_size=128, lr=1e-2, l1=1.0, log_every=100)
@@ -24,6 +25,7 @@ def test_a_skip_transcoder_puts_a_linear_mlp_in_its_skip_and_leaves_the_latents_
     assert history["loss"].shape == (6,) and history["fvu"][-1] < history["fvu"][0]
 
 
+@pytest.mark.slow
 def test_a_relu_transcoder_without_skip_recovers_a_linear_mlp_from_paired_latents():
     # y = x A is exactly sum_i ReLU(x_i) A_i - ReLU(-x_i) A_i: 12 latents suffice
     tc, _ = train_transcoder(linear_mlp, Transcoder(6, 4, 12, jax.random.PRNGKey(0)), jax.random.PRNGKey(1),
@@ -32,6 +34,7 @@ def test_a_relu_transcoder_without_skip_recovers_a_linear_mlp_from_paired_latent
     assert float(fraction_variance_unexplained(tc.predict, x, y)) < 0.01
 
 
+@pytest.mark.slow
 def test_topk_keeps_exactly_k_latents_and_the_mlp_transcoder_is_the_mlp():
     tc = Transcoder(5, 3, 10, jax.random.PRNGKey(0), k=3)
     x = jax.random.normal(jax.random.PRNGKey(1), (50, 5))

@@ -22,6 +22,7 @@ def setup():
     return model, tokens, logits, acts
 
 
+@pytest.mark.slow
 def test_batch_directions_are_refused_as_ambiguous(setup):
     model, tokens, _, acts = setup
     stack, _ = decompose_resid(model, acts)

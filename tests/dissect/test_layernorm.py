@@ -144,6 +144,7 @@ def test_fixed_norms_are_constant_and_fold_into_a_model_without_normalisation():
     np.testing.assert_allclose(logits_from(model, 2 * r), logits_from(model, r), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_layernorm_removal_on_a_trained_model_keeps_the_loss():
     """One-digit addition (1 layer, LayerNorm) trained briefly, then every norm removed with fine-tuning between:
     the result has no normalisation and its loss stays close to the trained model's. Training reuses the control

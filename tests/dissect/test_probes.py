@@ -39,6 +39,7 @@ def test_separable_labels_are_decoded_and_random_labels_are_not():
     assert float(good.train_loss[0, -1]) < float(good.train_loss[0, 0]) / 5
 
 
+@pytest.mark.slow
 def test_vmapped_layers_equal_each_layer_fit_alone_and_minibatches():
     x, labels = _separable(seed=3)
     acts = jnp.stack([x, 2.0 * x[:, ::-1] + 1.0, np.random.default_rng(4).normal(size=(N, D)).astype(np.float32)])

@@ -87,6 +87,7 @@ def _tiny(key):
     return toymi.Transformer(config, key)
 
 
+@pytest.mark.slow
 def test_series_of_two_equals_each_computed_separately():
     task = ModularArithmetic(p=P, frac_train=0.5)
     models = [_tiny(jax.random.PRNGKey(i)) for i in range(2)]

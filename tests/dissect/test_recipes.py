@@ -30,6 +30,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", sorted(TINY))
 def test_dissect_writes_a_report(spec, tmp_path, capsys):
     run = tmp_path / "run"

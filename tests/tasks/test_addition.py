@@ -157,6 +157,7 @@ def test_bad_settings_are_named():
         digits_of(100, 2)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_addition(tmp_path):
     spec = Spec.from_dict({
         "task": {"name": "addition", "n_digits": 2, "batch_size": 128, "eval_size": 256},

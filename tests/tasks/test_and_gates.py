@@ -91,6 +91,7 @@ def test_ablation_detects_a_dense_circuit():
     np.testing.assert_allclose(agreement["per_gate"][1:], 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_small_model_learns_the_gates_and_reloads(tmp_path):
     spec = Spec.from_dict(SMALL)
     state = train(spec, tmp_path / "run", progress=False)
@@ -139,6 +140,7 @@ def test_a_transformer_spec_round_trips_and_gets_the_task_dims(tmp_path):
         Spec.from_dict({**TRANSFORMER, "model": {**TRANSFORMER["model"], "d_vocab_out": 4}})
 
 
+@pytest.mark.slow
 def test_a_small_transformer_learns_the_gates(tmp_path):
     state = train(Spec.from_dict(TRANSFORMER), tmp_path / "run", progress=False)
     metrics = metrics_log.as_arrays(metrics_log.read(tmp_path / "run" / "metrics.jsonl"))

@@ -246,6 +246,7 @@ def test_in_jit_legal_start_rate_matches_the_host_check_and_an_oracle_is_always_
     assert task.evaluate(oracle, task.test)["legal_start_rate"] == 1.0
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_the_rules_beyond_chance(tmp_path):
     spec = Spec.from_dict({
         "task": {"name": "chess", "n_games": 400, "n_test_games": 50, "max_plies": 10, "batch_size": 32,

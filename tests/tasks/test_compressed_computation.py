@@ -75,6 +75,7 @@ def test_circuit_measures_on_a_hand_built_model():
     np.testing.assert_array_equal(used[:, 0], np.eye(6, 4, dtype=bool))
 
 
+@pytest.mark.slow
 def test_a_small_model_beats_the_naive_solution_and_reloads(tmp_path):
     spec = Spec.from_dict(SMALL)
     assert Spec.from_dict(spec.to_dict()) == spec

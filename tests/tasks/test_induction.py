@@ -121,6 +121,7 @@ def test_bad_settings_are_named():
         Induction(bos=1)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_to_copy(tmp_path):
     spec = Spec.from_dict({
         "task": {"name": "induction", "vocab": 16, "subseq_len": 6, "n_repeats": 2, "batch_size": 64,

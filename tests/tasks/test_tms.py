@@ -149,6 +149,7 @@ def test_a_tiny_model_learns_superposition_within_seconds():
     assert (g["feature_norms"] > 0.8).all() and float(g["feature_dimensionality"].max()) < 0.6
 
 
+@pytest.mark.slow
 def test_spec_round_trips_trains_and_load_run_restores(tmp_path):
     spec = Spec.from_dict(TINY)
     assert isinstance(spec.model, TMSConfig) and spec.model.n_features == 5  # filled in from the task
@@ -167,6 +168,7 @@ def test_spec_round_trips_trains_and_load_run_restores(tmp_path):
     run.close()
 
 
+@pytest.mark.slow
 def test_hidden_identity_variant_trains_through_a_spec(tmp_path):
     fixed = Spec.from_dict({**TINY, "model": {**TINY["model"], "hidden_identity": True}})
     trained = Spec.from_dict({**TINY, "model": {**TINY["model"], "hidden_identity": True,

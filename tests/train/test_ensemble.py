@@ -35,6 +35,7 @@ def close(a, b, tol=2e-5) -> bool:
                if "b_K" not in jax.tree_util.keystr(path))
 
 
+@pytest.mark.slow
 def test_each_member_trains_as_its_own_run():
     members = [{"train.lr": 1e-3, "train.weight_decay": 0.0, "train.seed": 0},
                {"train.lr": 1e-2, "train.weight_decay": 1.0, "train.seed": 5, "model.init_scale": 0.5}]
@@ -90,6 +91,7 @@ def test_sweep_rejects_settings_that_change_the_program():
     assert len(members) == 6 and [m["train.seed"] for m in members] == [0, 1, 2, 0, 1, 2]
 
 
+@pytest.mark.slow
 def test_sweep_directory_load_run_and_a_diverging_member(tmp_path):
     sweep = Sweep(BASE, {"train.lr": [3e-3, 1e6]})  # the second member blows up
     with warnings.catch_warnings(record=True) as caught:

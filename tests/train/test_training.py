@@ -26,6 +26,7 @@ def leaves_equal(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns(tmp_path):
     state = train(tiny_spec(steps=300, eval_every=50, checkpoint_every=300), tmp_path / "run", progress=False)
     metrics = metrics_log.as_arrays(metrics_log.read(tmp_path / "run" / "metrics.jsonl"))
@@ -54,6 +55,7 @@ def test_run_directory_layout_and_load_run(tmp_path):
     run.close()
 
 
+@pytest.mark.slow
 def test_same_spec_same_numbers(tmp_path):
     a = train(tiny_spec(), tmp_path / "a", progress=False)
     b = train(tiny_spec(), tmp_path / "b", progress=False)
@@ -65,6 +67,7 @@ def test_same_spec_same_numbers(tmp_path):
     assert not leaves_equal(a.model, c.model)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch):
     uninterrupted = train(tiny_spec(), tmp_path / "a", progress=False)
 
@@ -115,6 +118,7 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
 
 
+@pytest.mark.slow
 def test_train_or_load_trains_once_then_reuses_the_same_experiment_only(tmp_path):
     spec = tiny_spec(steps=10, eval_every=10, checkpoint_every=10)
     first = toymi.train_or_load(spec, tmp_path / "run")
@@ -167,6 +171,7 @@ def test_capture_inside_the_compiled_training_step():
     assert resid_norm(pen_state.model, task.train) < 0.5 * resid_norm(plain_state.model, task.train)
 
 
+@pytest.mark.slow
 def test_runs_that_differ_in_seed_or_adamw_numbers_share_one_compiled_chunk(tmp_path):
     """The chunk reads AdamW's numbers from the optimiser state it is given, so one compiled program serves both
     runs, and each still trains exactly as a chunk built from its own optimiser does."""

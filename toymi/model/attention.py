@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model import init
 from toymi.model.config import ModelConfig
 from toymi.model.hooks import Hooks
 from toymi.model.positions import position_ids, take_positions
@@ -30,14 +31,14 @@ class Attention(eqx.Module):
         kq, kk, kv, ko = jax.random.split(key, 4)
         s_in = config.init_scale / math.sqrt(d)
         s_out = config.init_scale / math.sqrt(h * e)
-        self.W_Q = s_in * jax.random.normal(kq, (h, d, e))
-        self.W_K = s_in * jax.random.normal(kk, (h, d, e))
-        self.W_V = s_in * jax.random.normal(kv, (h, d, e))
-        self.W_O = s_out * jax.random.normal(ko, (h, e, d))
-        self.b_Q = jnp.zeros((h, e))
-        self.b_K = jnp.zeros((h, e))
-        self.b_V = jnp.zeros((h, e))
-        self.b_O = jnp.zeros(d)
+        self.W_Q = init.normal(kq, (h, d, e), s_in)
+        self.W_K = init.normal(kk, (h, d, e), s_in)
+        self.W_V = init.normal(kv, (h, d, e), s_in)
+        self.W_O = init.normal(ko, (h, e, d), s_out)
+        self.b_Q = init.zeros((h, e))
+        self.b_K = init.zeros((h, e))
+        self.b_V = init.zeros((h, e))
+        self.b_O = init.zeros(d)
 
     def project(
         self, x: Float[Array, "pos d_model"], query_positions: tuple[int, ...] | None = None, with_bias: bool = True,

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model import init
 from toymi.model.config import ModelConfig
 from toymi.model.hooks import Hooks
 
@@ -31,10 +32,10 @@ class MLP(eqx.Module):
     def __init__(self, config: ModelConfig, key: PRNGKeyArray):
         k_in, k_out = jax.random.split(key)
         d, m = config.d_model, config.d_mlp
-        self.W_in = config.init_scale / math.sqrt(d) * jax.random.normal(k_in, (d, m))
-        self.W_out = config.init_scale / math.sqrt(m) * jax.random.normal(k_out, (m, d))
-        self.b_in = jnp.zeros(m)
-        self.b_out = jnp.zeros(d)
+        self.W_in = init.normal(k_in, (d, m), config.init_scale / math.sqrt(d))
+        self.W_out = init.normal(k_out, (m, d), config.init_scale / math.sqrt(m))
+        self.b_in = init.zeros(m)
+        self.b_out = init.zeros(d)
         self.act_fn = config.act_fn
 
     def __call__(self, x: Float[Array, "pos d_model"], hooks: Hooks, layer: int) -> Float[Array, "pos d_model"]:

@@ -7,6 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from toymi.model import init
 from toymi.model.config import ModelConfig
 
 
@@ -16,8 +17,8 @@ class Norm(eqx.Module):
     eps: float = eqx.field(static=True)
 
     def __init__(self, config: ModelConfig):
-        self.w = jnp.ones(config.d_model)
-        self.b = jnp.zeros(config.d_model) if config.normalization == "layernorm" else None
+        self.w = init.ones(config.d_model)
+        self.b = init.zeros(config.d_model) if config.normalization == "layernorm" else None
         self.eps = config.norm_eps
 
     def __call__(self, x: Float[Array, "pos d_model"]) -> tuple[Float[Array, "pos d_model"], Float[Array, " pos"]]:

@@ -4,7 +4,7 @@ Blocks are stored stacked: every block weight has a leading `layer` axis (`model
 `[layer, head, d_model, d_head]`), so weight analyses over layers are one einsum and ensembles are one vmap.
 The forward pass unrolls the layers in Python (toy models have few), slicing each block out of the stack.
 
-Initialisation (`toymi.model.init` in words): every weight matrix is drawn from N(0, (init_scale / sqrt(fan_in))²),
+Initialisation (drawn with `toymi.model.init`): every weight matrix is drawn from N(0, (init_scale / sqrt(fan_in))²),
 where fan_in is the width of what it reads: d_model for W_E, W_pos, W_Q, W_K, W_V, W_in and W_U (whose rows the
 residual stream is built from or read with), n_heads·d_head for W_O and d_mlp for W_out. Biases start at zero,
 normalisation weights at one. This keeps the residual stream at unit scale per coordinate at initialisation,
@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.errors import CHECK_PREFIX
+from toymi.model import init
 from toymi.model.activations import Activations
 from toymi.model.attention import Attention
 from toymi.model.config import ModelConfig
@@ -102,15 +103,15 @@ class Transformer(HookedModel):
         k_embed, k_pos, k_blocks, k_unembed = jax.random.split(key, 4)
         s = config.init_scale / math.sqrt(config.d_model)
         self.config = config
-        self.W_E = s * jax.random.normal(k_embed, (config.d_vocab, config.d_model))
+        self.W_E = init.normal(k_embed, (config.d_vocab, config.d_model), s)
         self.W_pos = (
-            s * jax.random.normal(k_pos, (config.n_ctx, config.d_model))
+            init.normal(k_pos, (config.n_ctx, config.d_model), s)
             if config.positional_embedding == "learned" else None
         )
-        self.blocks = eqx.filter_vmap(lambda k: Block(config, k))(jax.random.split(k_blocks, config.n_layers))
+        self.blocks = init.stacked(lambda k: Block(config, k), jax.random.split(k_blocks, config.n_layers))
         self.ln_final = Norm(config) if config.has_norm else None
-        self.W_U = s * jax.random.normal(k_unembed, (config.d_model, config.d_vocab_out))
-        self.b_U = jnp.zeros(config.d_vocab_out)
+        self.W_U = init.normal(k_unembed, (config.d_model, config.d_vocab_out), s)
+        self.b_U = init.zeros(config.d_vocab_out)
 
     # ---- forward ----------------------------------------------------------------------------------------------
 
