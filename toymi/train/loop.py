@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged
-from toymi.spec import Spec, TrainConfig, spec_differences
+from toymi.spec import Spec, TrainConfig, load_saved, spec_differences
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.optimizer import make_optimizer, program_config
@@ -140,7 +140,7 @@ def check_same_spec(spec: Spec, spec_path: Path) -> None:
     """Refuse a run directory whose spec differs from `spec` in anything but `train.steps` (resume or reuse it)."""
     if not spec_path.exists():
         raise RunDirectoryError(f"{spec_path} does not exist")
-    saved = Spec.load(spec_path)
+    saved = load_saved(spec_path)
     if dataclasses.replace(saved.train, steps=spec.train.steps) != spec.train or (saved.task, saved.model) != (
         spec.task, spec.model
     ):
