@@ -24,6 +24,7 @@ What maps, and what does not:
 from __future__ import annotations
 
 import math
+import warnings
 
 import equinox as eqx
 import jax
@@ -94,7 +95,9 @@ def to_transformer_lens(model: Transformer, *, device: str = "cpu"):
         positional_embedding_type="standard", device=device, dtype=dtype, use_attn_result=True,
         init_weights=False, default_prepend_bos=False,
     )
-    hooked = tl.HookedTransformer(cfg)
+    with warnings.catch_warnings():  # 3.9 deprecates HookedTransformer for 4.0's TransformerBridge; 3.9 is pinned
+        warnings.filterwarnings("ignore", "HookedTransformer is deprecated", DeprecationWarning)
+        hooked = tl.HookedTransformer(cfg)
     t = lambda x: torch.from_numpy(np.array(x)).to(device)  # noqa: E731
     W_pos = model.W_pos if model.W_pos is not None else jnp.zeros((c.n_ctx, c.d_model), model.W_E.dtype)
     state = {"embed.W_E": t(model.W_E), "pos_embed.W_pos": t(W_pos), "unembed.W_U": t(model.W_U),
