@@ -18,12 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 import toymi
 from toymi.dissect.circuits import composition_scores
 from toymi.dissect.logit_lens import direct_logit_attribution, logit_lens
 from toymi.dissect.residual import ACCUMULATED_SITES, decompose_resid, decomposition_sites
+from toymi.interop.transformer_lens import to_transformer_lens
 
 
 def random_model(config: toymi.ModelConfig, seed: int) -> toymi.Transformer:
@@ -34,32 +34,6 @@ def random_model(config: toymi.ModelConfig, seed: int) -> toymi.Transformer:
                          if isinstance(s, jax.ShapeDtypeStruct) else s, shapes)
     return eqx.tree_at(lambda m: (m.ln_final.w, m.ln_final.b), model,
                        (jnp.ones(config.d_model), jnp.zeros(config.d_model)))
-
-
-def to_transformer_lens(model: toymi.Transformer) -> HookedTransformer:
-    c = model.config
-    cfg = HookedTransformerConfig(
-        n_layers=c.n_layers, d_model=c.d_model, n_ctx=c.n_ctx, d_head=c.d_head, n_heads=c.n_heads, d_mlp=c.d_mlp,
-        d_vocab=c.d_vocab, d_vocab_out=c.d_vocab_out, act_fn=c.act_fn, normalization_type="LN", eps=c.norm_eps,
-        positional_embedding_type="standard", device="cpu",
-    )
-    tl = HookedTransformer(cfg)
-    t = lambda x: torch.tensor(np.asarray(x))  # noqa: E731
-    state = {"embed.W_E": t(model.W_E), "pos_embed.W_pos": t(model.W_pos), "unembed.W_U": t(model.W_U),
-             "unembed.b_U": t(model.b_U), "ln_final.w": t(model.ln_final.w), "ln_final.b": t(model.ln_final.b)}
-    b = model.blocks
-    for layer in range(c.n_layers):
-        for name, value in {
-            "ln1.w": b.ln1.w, "ln1.b": b.ln1.b, "ln2.w": b.ln2.w, "ln2.b": b.ln2.b,
-            "attn.W_Q": b.attn.W_Q, "attn.W_K": b.attn.W_K, "attn.W_V": b.attn.W_V, "attn.W_O": b.attn.W_O,
-            "attn.b_Q": b.attn.b_Q, "attn.b_K": b.attn.b_K, "attn.b_V": b.attn.b_V, "attn.b_O": b.attn.b_O,
-            "mlp.W_in": b.mlp.W_in, "mlp.b_in": b.mlp.b_in, "mlp.W_out": b.mlp.W_out, "mlp.b_out": b.mlp.b_out,
-        }.items():
-            state[f"blocks.{layer}.{name}"] = t(value[layer])
-    missing = tl.load_state_dict(state, strict=False).missing_keys
-    unexpected = [k for k in missing if not k.endswith(("IGNORE", "mask"))]
-    assert not unexpected, unexpected
-    return tl
 
 
 def main() -> None:

@@ -68,40 +68,6 @@ def induction_pairs(key, batch: int, vocab: int = 32):
     return clean, corrupted, clean[:, 11], clean[:, 12]  # answer B (after A), distractor C
 
 
-def to_transformer_lens(model):
-    """A HookedTransformer with toymi's weights (attention-only, no normalisation, learned positions)."""
-    import warnings
-
-    import numpy as np
-    import torch
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    c = model.config
-    if not c.attn_only or c.has_norm:
-        raise ValueError("this benchmark copies attention-only models without normalisation")
-    cfg = HookedTransformerConfig(
-        n_layers=c.n_layers, d_model=c.d_model, n_heads=c.n_heads, d_head=c.d_head, d_mlp=None, attn_only=True,
-        normalization_type=None, d_vocab=c.d_vocab, d_vocab_out=c.d_vocab_out, n_ctx=c.n_ctx, act_fn="relu",
-        positional_embedding_type="standard", device="cpu", seed=0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tl = HookedTransformer(cfg)
-    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-    state = {"embed.W_E": t(model.W_E), "pos_embed.W_pos": t(model.W_pos), "unembed.W_U": t(model.W_U),
-             "unembed.b_U": t(model.b_U)}
-    attn = model.blocks.attn
-    for layer in range(c.n_layers):
-        for name in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"):
-            state[f"blocks.{layer}.attn.{name}"] = t(getattr(attn, name)[layer])
-    missing = {k for k in state if k not in tl.state_dict()}
-    if missing:
-        raise KeyError(f"TransformerLens has no parameters {sorted(missing)}")
-    tl.load_state_dict(state, strict=False)
-    tl.eval()
-    return tl
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -125,6 +91,8 @@ def main(argv=None) -> dict:
         train(Spec.load(_bench.REPO_ROOT / "tasks" / "induction_quick.toml"), run_dir, progress=False)
         args.run = run_dir
     model = toymi.load_run(args.run).model
+    from toymi.interop.transformer_lens import to_transformer_lens
+
     tl = to_transformer_lens(model)
 
     clean, corrupted, answer, distractor = induction_pairs(jax.random.PRNGKey(0), args.batch)

@@ -11,7 +11,7 @@ import equinox as eqx
 import numpy as np
 
 from toymi.errors import RunDirectoryError
-from toymi.spec import Spec
+from toymi.spec import Spec, load_saved
 from toymi.sweep import Sweep
 from toymi.tasks import Task
 from toymi.train import metrics_log
@@ -40,7 +40,7 @@ class Run:
         self.directory = Path(directory)
         if not (self.directory / "spec.toml").exists():
             raise RunDirectoryError(f"{self.directory} is not a toymi run directory (no spec.toml)")
-        self.spec = Spec.load(self.directory / "spec.toml")
+        self.spec = load_saved(self.directory / "spec.toml")
         self._checkpoints = Checkpoints(self.directory / "checkpoints", write=False)  # never creates anything
 
     @functools.cached_property

@@ -29,6 +29,7 @@ from toymi.tasks import Task, make_task, task_class
 
 SCHEDULES = ("constant", "cosine", "linear")
 SECTIONS = ("task", "model", "train")
+SPEC_VERSION = 2  # 2: act_fn names mean what they mean in TransformerLens ("gelu" exact); see migrate_saved
 AT_LEAST = frozenset({"n_ctx"})  # task dims a model may exceed; every other one must match
 
 
@@ -106,6 +107,11 @@ class Spec:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "Spec":
+        raw = dict(raw)
+        version = raw.pop("spec_version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise ConfigError(f"spec_version {version!r}: this toymi reads {SPEC_VERSION}; a saved run's older spec is "
+                              "migrated by toymi.spec.load_saved")
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown spec sections {unknown}; a spec has {list(SECTIONS)}")
@@ -151,7 +157,7 @@ class Spec:
             raise in_file(e, path) from None
 
     def to_dict(self) -> dict:
-        return {"task": dict(self.task), "model": {"kind": kind_of(self.model), **_drop_none(self.model.to_dict())},
+        return {"spec_version": SPEC_VERSION, "task": dict(self.task), "model": {"kind": kind_of(self.model), **_drop_none(self.model.to_dict())},
                 "train": dataclasses.asdict(self.train)}
 
     def to_toml(self) -> str:
@@ -159,6 +165,33 @@ class Spec:
 
     def build_task(self) -> Task:
         return make_task(**self.task)
+
+
+def migrate_saved(raw: dict) -> dict:
+    """A spec (or sweep) dict that toymi wrote, brought to `SPEC_VERSION` (a new dict; `raw` is untouched).
+
+    Version 1 (no `spec_version` key) called the tanh-approximate GELU `"gelu"`; since version 2 names follow
+    TransformerLens (`"gelu"` exact, `"gelu_new"` tanh), so an old run's `"gelu"` becomes `"gelu_new"` and loads
+    with the numbers it was trained with. Only files toymi saved go through this: a spec you write yourself says
+    what it means in today's names.
+    """
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    version = raw.pop("spec_version", 1)
+    if version == 1:
+        if raw.get("model", {}).get("act_fn") == "gelu":
+            raw["model"]["act_fn"] = "gelu_new"
+        grid = raw.get("sweep", {}).get("grid", {})
+        if "model.act_fn" in grid:
+            raw["sweep"]["grid"] = {**grid, "model.act_fn": [
+                "gelu_new" if a == "gelu" else a for a in grid["model.act_fn"]]}
+    elif version != SPEC_VERSION:
+        raise ConfigError(f"spec_version {version!r} is newer than this toymi ({SPEC_VERSION}); upgrade toymi")
+    return {"spec_version": SPEC_VERSION, **raw}
+
+
+def load_saved(path: str | Path) -> "Spec":
+    """The spec a run directory saved (`spec.toml`), migrated from older versions by `migrate_saved`."""
+    return Spec.from_dict(migrate_saved(read_toml(path)))
 
 
 def _drop_none(d: dict) -> dict:

@@ -17,7 +17,8 @@ from pathlib import Path
 import tomli_w
 
 from toymi.errors import ConfigError
-from toymi.spec import SECTIONS, Spec, TrainConfig, _parse_value, apply_overrides, read_toml, set_values
+from toymi.spec import (SECTIONS, SPEC_VERSION, Spec, TrainConfig, _parse_value, apply_overrides, migrate_saved,
+                        read_toml, set_values)
 from toymi.train.optimizer import STATE_HYPERPARAMS
 
 # What may vary across members, besides task settings (which the task's `stack` checks).
@@ -88,10 +89,12 @@ class Sweep:
         return Spec.from_dict(self.base)
 
     def to_toml(self) -> str:
-        return tomli_w.dumps({"sweep": {"seeds": self.seeds, "grid": self.grid}, **self.base})
+        return tomli_w.dumps({"spec_version": SPEC_VERSION, "sweep": {"seeds": self.seeds, "grid": self.grid},
+                              **self.base})
 
     @classmethod
     def load(cls, path: str | Path) -> "Sweep":
-        raw = read_toml(path)
+        raw = migrate_saved(read_toml(path))  # a saved sweep.toml: older act_fn names are migrated
+        raw.pop("spec_version")
         sweep = raw.pop("sweep")
         return cls(base=raw, grid=sweep["grid"], seeds=sweep["seeds"])

@@ -15,7 +15,7 @@ def test_every_problem_is_reported_at_once():
         ModelConfig(d_vocab=0, n_ctx=4, act_fn="swish", normalization="batchnorm")
     message = str(info.value)
     assert "d_vocab must be > 0" in message
-    assert "act_fn must be one of ('relu', 'gelu', 'solu'), got 'swish'" in message
+    assert "act_fn must be one of ('relu', 'gelu', 'gelu_new', 'gelu_fast', 'solu'), got 'swish'" in message
     assert "normalization must be one of" in message
 
 

@@ -7,11 +7,11 @@ from typing import Literal
 
 from toymi.errors import ConfigError, config_from_dict
 
-ActFn = Literal["relu", "gelu", "solu"]
+ActFn = Literal["relu", "gelu", "gelu_new", "gelu_fast", "solu"]
 Normalization = Literal["none", "layernorm", "rmsnorm"]
 PositionalEmbedding = Literal["learned", "none"]
 
-ACT_FNS = ("relu", "gelu", "solu")
+ACT_FNS = ("relu", "gelu", "gelu_new", "gelu_fast", "solu")
 NORMALIZATIONS = ("none", "layernorm", "rmsnorm")
 POSITIONAL_EMBEDDINGS = ("learned", "none")
 
@@ -26,7 +26,10 @@ class ModelConfig:
     - `n_ctx`: longest sequence the model accepts (rows of `W_pos`).
     - `n_layers`, `d_model`, `n_heads`, `d_head`: the usual sizes. `d_head` defaults to `d_model // n_heads`.
     - `d_mlp`: hidden width of each MLP; `0` makes an attention-only model. Defaults to `4 * d_model`.
-    - `act_fn`: `"relu"`, `"gelu"` or `"solu"` (x * softmax(x), without the LayerNorm TransformerLens adds).
+    - `act_fn`: named as in TransformerLens: `"relu"`, `"gelu"` (exact, erf), `"gelu_new"` (GPT-2's tanh
+      approximation, `jax.nn.gelu`'s default), `"gelu_fast"` (the same tanh form written as TransformerLens's
+      `gelu_fast`) or `"solu"` (x * softmax(x); TransformerLens's `solu`, not `solu_ln`). Runs saved before
+      spec_version 2 said `"gelu"` for the tanh form; they load as `"gelu_new"` (`toymi.spec.migrate_saved`).
     - `normalization`: `"none"`, `"layernorm"` or `"rmsnorm"`, applied before attention, before the MLP and
       before the unembedding (pre-norm).
     - `positional_embedding`: `"learned"` (a `W_pos` table) or `"none"`.

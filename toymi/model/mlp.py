@@ -19,7 +19,21 @@ def solu(x: Array) -> Array:
     return x * jax.nn.softmax(x, axis=-1)
 
 
-ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "solu": solu}
+def gelu_fast(x: Array) -> Array:
+    """TransformerLens's `gelu_fast`: the tanh approximation with its constants written out (equal to `gelu_new` up
+    to rounding)."""
+    return 0.5 * x * (1.0 + jnp.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+# Names mean what they mean in TransformerLens: `gelu` is the exact erf form (torch's F.gelu), `gelu_new` GPT-2's
+# tanh approximation.
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_fast": gelu_fast,
+    "solu": solu,
+}
 
 
 class MLP(eqx.Module):

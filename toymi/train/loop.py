@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
-from toymi.spec import Spec, TrainConfig, spec_differences
+from toymi.spec import Spec, TrainConfig, load_saved, spec_differences
 from toymi.train import metrics_log, run_lock
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.integrity import write_atomically
@@ -189,7 +189,7 @@ def check_same_spec(spec: Spec, spec_path: Path) -> None:
     naming every differing key with both values."""
     if not spec_path.exists():
         raise RunDirectoryError(f"{spec_path} does not exist")
-    saved = Spec.load(spec_path)
+    saved = load_saved(spec_path)
     if dataclasses.replace(saved.train, steps=spec.train.steps) != spec.train or (saved.task, saved.model) != (
         spec.task, spec.model
     ):
