@@ -9,15 +9,33 @@ from pathlib import Path
 from toymi.errors import ToymiError
 
 
+def _start_distributed(args) -> None:
+    """JAX's own multi-process runtime, before anything touches a device. Every process runs the same command;
+    unset arguments come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or JAX_COORDINATOR_ADDRESS."""
+    import jax
+
+    if args.distributed:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _train(args) -> int:
+    import jax
+
+    _start_distributed(args)
     from toymi.spec import Spec
     from toymi.train import train
+    from toymi.train.sharding import ensemble_mesh
+    from toymi.train.state import step_of
 
     spec = Spec.load(args.spec, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
-    state = train(spec, out, resume=args.resume, progress=not args.no_progress)
-    print(f"trained to step {int(state.step)}; run directory: {out}")
-    if not args.no_plot:
+    mesh = ensemble_mesh(jax.device_count()) if args.distributed else None  # data-parallel over every device
+    if mesh is not None:
+        print(f"data-parallel over {jax.device_count()} {jax.devices()[0].platform} devices in "
+              f"{jax.process_count()} processes")
+    state = train(spec, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
+    print(f"trained to step {step_of(state)}; run directory: {out}")
+    if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
     return 0
 
@@ -46,11 +64,11 @@ def _plot(args) -> int:
 def _sweep(args) -> int:
     import jax
 
-    if args.distributed:
-        jax.distributed.initialize()  # JAX's own multi-host runtime: every process runs this same command
+    _start_distributed(args)
     from toymi.sweep import Sweep
     from toymi.train.ensemble_loop import train_sweep
     from toymi.train.sharding import ensemble_mesh
+    from toymi.train.state import step_of
 
     sweep = Sweep.from_args(args.spec, args.grid, seeds=args.seeds, overrides=args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.spec).stem}_sweep"
@@ -63,7 +81,7 @@ def _sweep(args) -> int:
         print(f"{n_members} members on one device: not a multiple of the {n_devices // args.batch_shards} device "
               "groups")
     state = train_sweep(sweep, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
-    print(f"trained {n_members} members to step {int(state.step[0])}; sweep directory: {out}")
+    print(f"trained {n_members} members to step {step_of(state)}; sweep directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
         _plot_phase(out, None, None, None, 0.1)
@@ -116,6 +134,16 @@ def _dissect(args) -> int:
     return 0
 
 
+def _distributed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first, "
+                        f"{what} (multi-host: run the same command in every process)")
+    parser.add_argument("--coordinator", help="with --distributed: process 0's host:port (default: from the cluster "
+                        "or JAX_COORDINATOR_ADDRESS)")
+    parser.add_argument("--num-processes", type=int, help="with --distributed: how many (default: from the cluster)")
+    parser.add_argument("--process-id", type=int, help="with --distributed: this one's index (default: from the "
+                        "cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toymi", description="Train toy models on synthetic tasks and dissect them.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
+    _distributed_arguments(train, "train data-parallel over every process's devices")
     train.set_defaults(func=_train)
 
     plot = commands.add_parser("plot", help="draw a run's training curves into RUN/figures/")
@@ -145,8 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its last checkpoint")
     sweep.add_argument("--batch-shards", type=int, default=1,
                        help="devices each member's batch is split over (the rest split the members)")
-    sweep.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host: run the same command on every host)")
+    _distributed_arguments(sweep, "the members spread over every process's devices")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
     sweep.set_defaults(func=_sweep)

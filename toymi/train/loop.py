@@ -16,6 +16,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged
@@ -23,11 +24,13 @@ from toymi.spec import Spec, TrainConfig, spec_differences
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.optimizer import make_optimizer, program_config
+from toymi.train.sharding import barrier, batch_placement, replicate, to_host
 from toymi.train.state import TrainState, init_state, step_of
 from toymi.train.step import evaluate, make_train_chunk
 
 
-def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainState:
+def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          mesh: Mesh | None = None) -> TrainState:
     """Train `spec` into `run_dir`; returns the final `TrainState`.
 
     **Arguments:**
@@ -36,15 +39,22 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     - `run_dir`: where the run lives. Must be new or empty unless `resume`.
     - `resume`: continue from the latest checkpoint in `run_dir` (its spec must match, except `train.steps`).
     - `progress`: draw a progress bar.
+    - `mesh`: train data-parallel: state and task on every device of this `(members, batch)` mesh
+      (`toymi.train.sharding.ensemble_mesh(jax.device_count())`, across processes after `jax.distributed.initialize`),
+      each batch's examples split over its `batch` axis.
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
     if resume:
         check_same_spec(spec, run_dir / "spec.toml")
-    state = init_state(spec.model, make_optimizer(spec.train), spec.train.seed)
-    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
-                     train_chunk_for(spec.train), evaluate, spec.train, resume=resume, progress=progress,
-                     on_nonfinite=_stop)
+    state, task = init_state(spec.model, make_optimizer(spec.train), spec.train.seed), spec.build_task()
+    chunk = train_chunk_for(spec.train)
+    if mesh is not None:
+        state, task = replicate((state, task), mesh)
+        chunk = make_train_chunk(make_optimizer(program_config(spec.train)), spec.train.eval_every,
+                                 place_batch=batch_placement(mesh))
+    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, task, chunk, evaluate, spec.train,
+                     resume=resume, progress=progress, on_nonfinite=_stop)
 
 
 def train_chunk_for(cfg: TrainConfig) -> Callable:
@@ -69,6 +79,7 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
     """
     log_path = run_dir / "metrics.jsonl"
     check_run_dir(run_dir, resume)
+    barrier("toymi: run directory checked")  # multi-process: no process creates it before every one has checked
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
 
@@ -78,7 +89,8 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
             if start is None:
                 raise RunDirectoryError(f"{run_dir} has no checkpoint to resume from")
             state = checkpoints.restore(start, like=state)
-            metrics_log.truncate_after(log_path, start)
+            if jax.process_index() == 0:
+                metrics_log.truncate_after(log_path, start)
         else:
             start = 0
             _log(log_path, state, task, evaluate_fn, elapsed=0.0)
@@ -92,7 +104,7 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
         step = start
         while step < cfg.steps:
             new_state, losses = train_chunk(state, task)
-            losses = np.asarray(losses)
+            losses = to_host(losses)
             if not np.isfinite(losses).all():
                 try:
                     on_nonfinite(losses, step, run_dir, checkpoints)
@@ -124,7 +136,7 @@ def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints
 
 
 def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: float) -> dict:
-    values = jax.device_get(evaluate_fn(state.model, task))
+    values = to_host(evaluate_fn(state.model, task))
     row = {"step": step_of(state), **{k: np.asarray(v).tolist() for k, v in values.items()},
            "elapsed_s": round(elapsed, 3)}
     if jax.process_index() == 0:
