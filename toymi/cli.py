@@ -14,6 +14,10 @@ def _start_distributed(args) -> None:
     unset arguments come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or JAX_COORDINATOR_ADDRESS."""
     import jax
 
+    given = [f"--{k.replace('_', '-')}" for k in ("coordinator", "num_processes", "process_id")
+             if getattr(args, k) is not None]
+    if given and not args.distributed:
+        raise ToymiError(f"{', '.join(given)} only apply with --distributed")
     if args.distributed:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 

@@ -108,3 +108,12 @@ def test_train_one_member_data_parallel_over_two_processes_equals_one_process(tm
     _assert_same_metrics(out / "metrics.jsonl", tmp_path / "one_process" / "metrics.jsonl", [0, 10, 20, 30])
     with Checkpoints(out / "checkpoints") as checkpoints:
         _assert_same_weights(checkpoints.restore(30, like=abstract_state(spec)), alone)
+
+
+def test_process_flags_without_distributed_are_refused(tmp_path, capsys):
+    from toymi.cli import main
+
+    assert main(["train", str(SPEC), "--out", str(tmp_path / "r"), "--coordinator", "localhost:1234",
+                 "--process-id", "1"]) == 2
+    assert "--coordinator, --process-id only apply with --distributed" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
