@@ -11,21 +11,43 @@ from pathlib import Path
 from toymi.errors import ConfigError, RunDirectoryError, ToymiError, TrainingInterrupted
 
 
+def _start_distributed(args) -> None:
+    """JAX's own multi-process runtime, before anything touches a device. Every process runs the same command;
+    unset arguments come from the cluster (SLURM, Open MPI, TPU pods, Kubernetes) or JAX_COORDINATOR_ADDRESS."""
+    import jax
+
+    given = [f"--{k.replace('_', '-')}" for k in ("coordinator", "num_processes", "process_id")
+             if getattr(args, k) is not None]
+    if given and not args.distributed:
+        raise ToymiError(f"{', '.join(given)} only apply with --distributed")
+    if args.distributed:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _train(args) -> int:
+    import jax
+
+    _start_distributed(args)
     from toymi.spec import Spec
     from toymi.train import train
+    from toymi.train.sharding import ensemble_mesh
+    from toymi.train.state import step_of
 
     spec = Spec.load(args.spec, args.set)
     out = Path(args.out) if args.out else Path("runs") / Path(args.spec).stem
+    mesh = ensemble_mesh(jax.device_count()) if args.distributed else None  # data-parallel over every device
+    if mesh is not None:
+        print(f"data-parallel over {jax.device_count()} {jax.devices()[0].platform} devices in "
+              f"{jax.process_count()} processes")
     try:
-        state = train(spec, out, resume=args.resume, progress=not args.no_progress)
+        state = train(spec, out, resume=args.resume, progress=not args.no_progress, mesh=mesh)
     except TrainingInterrupted as e:
         command = ["toymi", "train", args.spec, "--out", str(out), *[a for s in args.set for a in ("--set", s)],
                    "--resume"]
         print(f"toymi: {e}; resume with: {shlex.join(command)}", file=sys.stderr)
         return 128 + e.signal_number
-    print(f"trained to step {int(state.step)}; run directory: {out}")
-    if not args.no_plot:
+    print(f"trained to step {step_of(state)}; run directory: {out}")
+    if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
     return 0
 
@@ -54,11 +76,11 @@ def _plot(args) -> int:
 def _sweep(args) -> int:
     import jax
 
-    if args.distributed:
-        jax.distributed.initialize()  # JAX's own multi-host runtime: every process runs this same command
+    _start_distributed(args)
     from toymi.sweep import Sweep
     from toymi.train.ensemble_loop import train_sweep
     from toymi.train.sharding import ensemble_mesh
+    from toymi.train.state import step_of
 
     sweep = Sweep.from_args(args.spec, args.grid, seeds=args.seeds, overrides=args.set)
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.spec).stem}_sweep"
@@ -77,7 +99,7 @@ def _sweep(args) -> int:
                    str(args.seeds), *[a for s in args.set for a in ("--set", s)], "--out", str(out), "--resume"]
         print(f"toymi: {e}; resume with: {shlex.join(command)}", file=sys.stderr)
         return 128 + e.signal_number
-    print(f"trained {n_members} members to step {int(state.step[0])}; sweep directory: {out}")
+    print(f"trained {n_members} members to step {step_of(state)}; sweep directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
         _plot_phase(out, None, None, None, 0.1)
@@ -130,6 +152,16 @@ def _dissect(args) -> int:
     return 0
 
 
+def _distributed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first, "
+                        f"{what} (multi-host: run the same command in every process)")
+    parser.add_argument("--coordinator", help="with --distributed: process 0's host:port (default: from the cluster "
+                        "or JAX_COORDINATOR_ADDRESS)")
+    parser.add_argument("--num-processes", type=int, help="with --distributed: how many (default: from the cluster)")
+    parser.add_argument("--process-id", type=int, help="with --distributed: this one's index (default: from the "
+                        "cluster)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toymi", description="Train toy models on synthetic tasks and dissect them.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of errors in your input too")
@@ -144,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "left nothing to continue)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
+    _distributed_arguments(train, "train data-parallel over every process's devices")
     train.set_defaults(func=_train)
 
     plot = commands.add_parser("plot", help="draw a run's training curves into RUN/figures/")
@@ -161,8 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its last checkpoint")
     sweep.add_argument("--batch-shards", type=int, default=1,
                        help="devices each member's batch is split over (the rest split the members)")
-    sweep.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host: run the same command on every host)")
+    _distributed_arguments(sweep, "the members spread over every process's devices")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.add_argument("--no-plot", action="store_true", help="do not draw figures at the end")
     sweep.set_defaults(func=_sweep)

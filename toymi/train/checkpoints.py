@@ -78,7 +78,7 @@ class Checkpoints:
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; have {self.steps()}")
         if (why := self.problem(step)) is not None:
             raise CheckpointDamaged(f"checkpoint {step} is damaged: {why}")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        abstract = jax.tree.map(_restore_target, like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def newest_intact(self, report: Callable[[str], None]) -> int | None:
@@ -109,3 +109,14 @@ class Checkpoints:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _restore_target(leaf):
+    """A leaf's restore target. Without a sharding (an `eval_shape` target) it goes to this process's first device,
+    whatever devices wrote it: a checkpoint saved by a multi-process run (its arrays on other processes' devices)
+    loads in a single process."""
+    target = ocp.utils.to_shape_dtype_struct(leaf)
+    if isinstance(target, jax.ShapeDtypeStruct) and target.sharding is None:
+        target = jax.ShapeDtypeStruct(target.shape, target.dtype,
+                                      sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    return target

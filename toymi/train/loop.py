@@ -18,6 +18,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
@@ -26,12 +27,14 @@ from toymi.train import metrics_log, run_lock
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.integrity import write_atomically
 from toymi.train.optimizer import make_optimizer, program_config
+from toymi.train.sharding import barrier, batch_placement, replicate, to_host
 from toymi.train.state import TrainState, init_state, step_of
 from toymi.train.step import evaluate, make_train_chunk
 from toymi.train.stop_signals import StopOnSignal
 
 
-def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainState:
+def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          mesh: Mesh | None = None) -> TrainState:
     """Train `spec` into `run_dir`; returns the final `TrainState`.
 
     **Arguments:**
@@ -40,6 +43,10 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     - `run_dir`: where the run lives. Must be new or empty unless `resume`.
     - `resume`: continue from the newest intact checkpoint in `run_dir` (its spec must match, except `train.steps`,
       which may only grow). An unfinished start (interrupted before its first checkpoint) starts again.
+    - `progress`: draw a progress bar.
+    - `mesh`: train data-parallel: state and task on every device of this `(members, batch)` mesh
+      (`toymi.train.sharding.ensemble_mesh(jax.device_count())`, across processes after `jax.distributed.initialize`),
+      each batch's examples split over its `batch` axis.
 
     Raises `TrainingInterrupted` when SIGINT or SIGTERM stopped it (at a safe point, resumable).
     """
@@ -47,10 +54,14 @@ def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bo
     check_run_dir(run_dir, resume)
     if resume and not run_lock.is_unfinished(run_dir):
         check_same_spec(spec, run_dir / "spec.toml")
-    state = init_state(spec.model, make_optimizer(spec.train), spec.train.seed)
-    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, spec.build_task(),
-                     train_chunk_for(spec.train), evaluate, spec.train, resume=resume, progress=progress,
-                     on_nonfinite=_stop)
+    state, task = init_state(spec.model, make_optimizer(spec.train), spec.train.seed), spec.build_task()
+    chunk = train_chunk_for(spec.train)
+    if mesh is not None:
+        state, task = replicate((state, task), mesh)
+        chunk = make_train_chunk(make_optimizer(program_config(spec.train)), spec.train.eval_every,
+                                 place_batch=batch_placement(mesh))
+    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, task, chunk, evaluate, spec.train,
+                     resume=resume, progress=progress, on_nonfinite=_stop)
 
 
 def train_chunk_for(cfg: TrainConfig) -> Callable:
@@ -75,11 +86,14 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
     The directory is locked for the whole run, and marked unfinished until its files and checkpoint 0 exist.
     """
     log_path = run_dir / "metrics.jsonl"
+    check_run_dir(run_dir, resume)
+    unfinished = run_lock.is_unfinished(run_dir)  # decided by every process before any of them writes
+    barrier("toymi: run directory checked")  # multi-process: no process creates it before every one has checked
     with run_lock.locked(run_dir), StopOnSignal() as stop:
-        if run_lock.is_unfinished(run_dir):
-            run_lock.clear_unfinished(run_dir)  # an interrupted start: nothing there to keep
+        if unfinished:
+            if jax.process_index() == 0:
+                run_lock.clear_unfinished(run_dir)  # an interrupted start: nothing there to keep
             resume = False
-        check_run_dir(run_dir, resume)
         if not resume:
             run_lock.begin(run_dir)
         (run_dir / "figures").mkdir(exist_ok=True)
@@ -111,7 +125,7 @@ def _chunks(state, start, task, train_chunk, evaluate_fn, cfg, log_path, checkpo
     try:
         while step < cfg.steps and stop.signal is None:
             new_state, losses = train_chunk(state, task)
-            losses = np.asarray(losses)
+            losses = to_host(losses)
             if not np.isfinite(losses).all():
                 on_nonfinite(losses, step, run_dir, checkpoints)
             state, step = new_state, step + cfg.eval_every
@@ -135,6 +149,9 @@ def _resume(run_dir: Path, checkpoints: Checkpoints, state, cfg: TrainConfig, lo
         raise RunDirectoryError(f"{run_dir} is already at step {start}, past train.steps={cfg.steps}; a run cannot "
                                 "be shortened (load an earlier checkpoint with load_run instead)")
     state = checkpoints.restore(start, like=state)
+    if jax.process_index() != 0:  # multi-process: process 0 alone owns metrics.jsonl
+        checkpoints.last_finite = start
+        return start, state
     rows = metrics_log.truncate_after(log_path, start)
     checkpoints.last_finite = start if rows and rows[-1]["step"] == start and _finite(rows[-1]) else None
     return start, state
@@ -172,7 +189,7 @@ def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints
 
 
 def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: float) -> dict:
-    values = jax.device_get(evaluate_fn(state.model, task))
+    values = to_host(evaluate_fn(state.model, task))
     row = {"step": step_of(state), **{k: np.asarray(v).tolist() for k, v in values.items()},
            "elapsed_s": round(elapsed, 3)}
     if jax.process_index() == 0:

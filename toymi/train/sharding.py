@@ -6,7 +6,8 @@ the same vmapped one; only where its arrays live changes, so results equal the u
 floating-point sums.
 
 Multi-host (TPU pods, several GPU hosts): call `jax.distributed.initialize()` first in every process (`toymi sweep
---distributed` does), then the mesh spans every process's devices; JAX's own runtime does the rest.
+--distributed` and `toymi train --distributed` do), then the mesh spans every process's devices; JAX's own runtime
+does the rest. The host loop reads losses and metrics back with `to_host`, which gathers a multi-process array.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MEMBERS, BATCH = "members", "batch"
@@ -37,6 +39,30 @@ def shard_members(tree, mesh: Mesh):
         raise ValueError(f"{n_members} members cannot be split evenly over {n_groups} device groups; use a multiple "
                          f"of {n_groups} members or fewer devices")
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(MEMBERS)))
+
+
+def replicate(tree, mesh: Mesh):
+    """Put every leaf on every device of `mesh` (a single run trained data-parallel: `batch_placement` then splits
+    each batch's examples over the `batch` axis)."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def to_host(tree):
+    """Every leaf as a numpy array in every process. An array spread over several processes' devices (a
+    multi-process run) is gathered from all of them first (a collective: every process must call this)."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
+
+
+def barrier(name: str) -> None:
+    """Wait until every process reaches `name` (no-op in a single-process run)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
 
 
 def batch_placement(mesh: Mesh) -> Callable:

@@ -20,7 +20,10 @@ class TrainState(eqx.Module):
 
 def step_of(state: TrainState) -> int:
     """The step a state (or a stacked ensemble of states, whose members step together) is at."""
-    return int(np.asarray(state.step).reshape(-1)[0])
+    step = state.step
+    if isinstance(step, jax.Array) and not step.is_fully_addressable:  # multi-process: this process's first shard
+        step = step.addressable_shards[0].data
+    return int(np.asarray(step).reshape(-1)[0])
 
 
 def init_state(config, optimizer: optax.GradientTransformation, seed: int) -> TrainState:

@@ -52,12 +52,14 @@ def run_steps(state: TrainState, task: Task, optimizer: optax.GradientTransforma
     return jax.lax.scan(body, state, length=n_steps)
 
 
-def make_train_chunk(optimizer: optax.GradientTransformation, n_steps: int, loss: Loss = loss_fn) -> Callable:
-    """A compiled `(state, task) -> (state, losses[n_steps])` running `n_steps` steps in one `lax.scan`."""
+def make_train_chunk(optimizer: optax.GradientTransformation, n_steps: int, loss: Loss = loss_fn,
+                     place_batch: Callable | None = None) -> Callable:
+    """A compiled `(state, task) -> (state, losses[n_steps])` running `n_steps` steps in one `lax.scan`
+    (`place_batch`: see `train_step`)."""
 
     @eqx.filter_jit
     def train_chunk(state: TrainState, task: Task) -> tuple[TrainState, Float[Array, " n_steps"]]:
-        return run_steps(state, task, optimizer, n_steps, loss)
+        return run_steps(state, task, optimizer, n_steps, loss, place_batch)
 
     return train_chunk
 
