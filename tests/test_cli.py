@@ -53,3 +53,17 @@ def test_sweep_then_phase(tmp_path, capsys):
     assert main(["sweep", str(ROOT / "tasks" / "grokking_quick.toml"), "--grid", "model.d_model=8,16",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "model.d_model cannot vary" in capsys.readouterr().err
+
+
+def test_sweep_summaries_follow_the_task(tmp_path, capsys):
+    out = tmp_path / "tms"
+    assert main(["sweep", str(ROOT / "tasks" / "tms_quick.toml"), "--grid", "task.feature_probability=0.05,0.5",
+                 "--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.checkpoint_every=10",
+                 "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "None=" not in printed and "no steps-until-threshold diagram" in printed
+    final = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["test_loss_fraction"]
+    assert f"task.feature_probability=0.05 → {final[0]:.4g}, task.feature_probability=0.5 → {final[1]:.4g}" in printed
+    assert (out / "figures" / "phase_final_test_loss_fraction.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["phase", str(out), "--below", "100"]) == 0  # a threshold on request: every member at step 0
+    assert "task.feature_probability=0.05 → 0.0, task.feature_probability=0.5 → 0.0" in capsys.readouterr().out

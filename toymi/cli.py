@@ -69,7 +69,7 @@ def _plot_run(run_dir: Path) -> Path:
 def _plot(args) -> int:
     _plot_run(Path(args.run))
     if (Path(args.run) / "sweep.toml").exists():
-        _plot_phase(Path(args.run), None, None, None, 0.1)
+        _plot_phase(Path(args.run), None, None, None, None)
     return 0
 
 
@@ -102,18 +102,18 @@ def _sweep(args) -> int:
     print(f"trained {n_members} members to step {step_of(state)}; sweep directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
         _plot_run(out)
-        _plot_phase(out, None, None, None, 0.1)
+        _plot_phase(out, None, None, None, None)
     return 0
 
 
-def _plot_phase(run_dir: Path, x: str | None, y: str | None, metric: str | None, below: float) -> Path | None:
-    """Steps until `metric` first drops below `below`, averaged over seeds, on the grid of `x` × `y`."""
+def _plot_phase(run_dir: Path, x: str | None, y: str | None, metric: str | None, below: float | None) -> Path | None:
+    """Steps until `metric` first drops below `below`, averaged over seeds, on the grid of `x` × `y`. `metric` and
+    `below` default to the task's `sweep_summary`; a task without a threshold gets the metric's final value."""
     import numpy as np
 
     from toymi.dissect.sweeps import first_step_below, grid_of
-    from toymi.plot import save_figure
-    from toymi.plot.phase import phase_diagram
     from toymi.run import load_run
+    from toymi.tasks import TASKS
 
     run = load_run(run_dir)
     varied = [k for k in run.sweep.grid if k != "train.seed"]
@@ -123,19 +123,38 @@ def _plot_phase(run_dir: Path, x: str | None, y: str | None, metric: str | None,
             return None
         x, y = varied[0], (varied[1] if len(varied) > 1 else None)
     metrics = run.metrics
-    metric = metric or ("test_loss" if "test_loss" in metrics else next(k for k in metrics if k.endswith("_loss")))
+    task_name = run.sweep.base_spec().task["name"]
+    task_metric, task_below = TASKS[task_name].sweep_summary
+    below = task_below if below is None else below
+    if metric is None:
+        metric = task_metric if task_metric in metrics else next(k for k in metrics if k.endswith("_loss"))
     if metric not in metrics:
         raise ConfigError(f"no metric {metric!r} in {run_dir}; have {sorted(k for k in metrics if k != 'step')}")
-    steps_to = first_step_below(metrics["step"], metrics[metric], below)
-    xs, ys, grid, counts = grid_of(run.members, steps_to, x, y)
-    fig = phase_diagram(xs, ys, grid, counts, xlabel=x, ylabel=y or "", value_label=f"first step with {metric} < "
-                        f"{below:g}", title=f"{run_dir.name}: steps until {metric} < {below:g} (— never)")
-    path = run_dir / "figures" / f"phase_{metric}_below_{below:g}.png"
-    save_figure(fig, path)
-    rows = [f"{y}={yv}: " + ", ".join(f"{x}={xv} → {np.round(v, 1)}" for xv, v in zip(xs, row))
+    if below is None:
+        print(f"task {task_name!r}: its loss scale changes with the swept settings, so no steps-until-threshold "
+              f"diagram unless asked (`toymi phase {run_dir} --below V`); the final {metric} instead:")
+        values, label, name = metrics[metric][-1], f"final {metric}", f"final_{metric}"
+    else:
+        values = first_step_below(metrics["step"], metrics[metric], below)
+        label, name = f"first step with {metric} < {below:g}", f"{metric}_below_{below:g}"
+    xs, ys, grid, counts = grid_of(run.members, values, x, y)
+    path = _save_phase(run_dir, name, xs, ys, grid, counts, x, y, label)
+    fmt = (lambda v: f"{v:.4g}") if below is None else (lambda v: f"{np.round(v, 1)}")  # noqa: E731
+    rows = [(f"{y}={yv}: " if y is not None else "") + ", ".join(f"{x}={xv} → {fmt(v)}" for xv, v in zip(xs, row))
             for yv, row in zip(ys, grid)]
     print("\n".join(rows))
     print(f"wrote {path}")
+    return path
+
+
+def _save_phase(run_dir: Path, name: str, xs, ys, grid, counts, x: str, y: str | None, label: str) -> Path:
+    from toymi.plot import save_figure
+    from toymi.plot.phase import phase_diagram
+
+    fig = phase_diagram(xs, ys, grid, counts, xlabel=x, ylabel=y or "", value_label=label,
+                        title=f"{run_dir.name}: {label}" + (" (— never)" if "<" in label else ""))
+    path = run_dir / "figures" / f"phase_{name}.png"
+    save_figure(fig, path)
     return path
 
 
@@ -210,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     phase.add_argument("--x", help="grid setting along x (default: the sweep's first)")
     phase.add_argument("--y", help="grid setting along y (default: the sweep's second)")
     phase.add_argument("--metric", help="a logged metric (default: test_loss)")
-    phase.add_argument("--below", type=float, default=0.1, help="threshold (default 0.1: Nanda et al.'s grokked)")
+    phase.add_argument("--below", type=float, help="threshold (default: the task's, 0.1 for cross-entropy tasks, "
+                       "Nanda et al.'s grokked; tasks without one, TMS and compressed computation, show final values)")
     phase.set_defaults(func=_phase)
 
     from toymi.decompose import cli as decompose_cli

@@ -14,6 +14,9 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `model_dims()`: what the model must have (`d_vocab`, `d_vocab_out`, `n_ctx` for a transformer; the spec fills
   them in and rejects a conflicting value; `n_ctx` may be larger);
 - `model_kinds`: the model kinds (`toymi.model.registry`) the task trains, the first being the default;
+- `sweep_summary`: what `toymi sweep` summarises and draws by default: `(metric, threshold)`, the steps until
+  `metric` is below `threshold` (a phase diagram; Nanda et al.'s "grokked" is test loss < 0.1), or `(metric, None)`,
+  its final value, for tasks whose loss scale the swept settings change (TMS, compressed computation);
 - `ground_truth()`: what dissection and decomposition are scored against;
 - `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis.
 """
@@ -90,6 +93,7 @@ class Task(eqx.Module):
     """Base class of every task; see the module docstring for the protocol."""
 
     model_kinds: ClassVar[tuple[str, ...]] = ("transformer",)
+    sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss", 0.1)
 
     @abc.abstractmethod
     def train_batch(self, key: PRNGKeyArray) -> Batch: ...

@@ -101,6 +101,8 @@ class ToyModelsOfSuperposition(Task):
     """
 
     model_kinds: ClassVar[tuple[str, ...]] = ("tms",)
+    # the loss scales with density and importance: a sweep reports the final fraction of the all-zero output's loss
+    sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss_fraction", None)
 
     n_features: int = eqx.field(static=True)
     feature_probability: Float[Array, ""]  # an array, so an ensemble's members can sweep the density

@@ -17,20 +17,23 @@ def induction_recipe(run, report, smoke: bool) -> None:
     model, config = run.model, run.model.config
     vocab = min(config.d_vocab, config.d_vocab_out)  # tokens that are also targets (not a BOS-only input token)
     half = min(16 if not smoke else 6, (config.n_ctx - 1) // 2, vocab)
-    tokens = repeated_random_tokens(jax.random.PRNGKey(0), 8 if smoke else 128, half, vocab)
+    bos = vocab if getattr(run.task, "bos", False) else None  # sequences as the model was trained on them
+    tokens = repeated_random_tokens(jax.random.PRNGKey(0), 8 if smoke else 128, half, vocab, bos=bos)
     scores = {k: np.asarray(v) for k, v in head_scores(model, tokens).items()}
     report.section("Head scores", f"Attention on {tokens.shape[0]} sequences of {half} distinct random tokens "
-                   "repeated twice: previous-token (to position − 1), duplicate-token (to the earlier copy of the "
-                   "same token) and induction (to the token after the earlier copy). Heads above ~0.4 count.")
+                   f"repeated twice{' after BOS' if bos is not None else ''}: previous-token (to position − 1), "
+                   "duplicate-token (to the earlier copy of the same token) and induction (to the token after the "
+                   "earlier copy). Heads above ~0.4 count.")
     report.figure("head_scores", head_score_heatmaps(scores), "head scores per layer and head")
     best = {name: np.unravel_index(np.argmax(s), s.shape) for name, s in scores.items()}
     report.numbers("head_scores", {f"top {name} head": f"L{l}H{h}" for name, (l, h) in best.items()}
                    | {f"top {name} score": float(scores[name][best[name]]) for name in scores}
-                   | {"induction heads (score > 0.4)": [f"L{l}H{h}" for l, h in zip(*np.nonzero(scores["induction"] > 0.4))]})
+                   | {"induction heads (score > 0.4)": [f"L{l}H{h} {scores['induction'][l, h]:.3f}"
+                                                        for l, h in zip(*np.nonzero(scores["induction"] > 0.4))]})
     _, acts = model.run(tokens[:1], capture=["pattern"])
     report.figure("patterns", attention_patterns(np.asarray(acts["pattern"][0])), "every head's pattern on one "
                   "repeated sequence (induction heads: a stripe one off the diagonal in the second half)")
-    _patching(model, tokens[: 8 if smoke else 32], half, report)
+    _patching(model, tokens[: 8 if smoke else 32], half, bos, report)
     if config.n_layers > 1:
         comp = {kind: np.asarray(composition_scores(model, kind)) for kind in ("Q", "K", "V")}
         report.section("Composition", "How much each later head's query/key/value reads what an earlier head "
@@ -49,15 +52,16 @@ def induction_recipe(run, report, smoke: bool) -> None:
         report.metrics["ov_copying"] = copying.tolist()
 
 
-def _patching(model, tokens, half: int, report) -> None:
+def _patching(model, tokens, half: int, bos: int | None, report) -> None:
     """Noising: the clean run on repeated sequences, each head's output taken from a run whose first copy was replaced
     by other random tokens (so nothing earlier predicts the second copy). A head whose patch raises the loss on the
     second copy carries the induction mechanism."""
     vocab = min(model.config.d_vocab, model.config.d_vocab_out)
-    other = repeated_random_tokens(jax.random.PRNGKey(1), tokens.shape[0], half, vocab)
-    corrupted = tokens.at[:, :half].set(other[:, :half])
+    other = repeated_random_tokens(jax.random.PRNGKey(1), tokens.shape[0], half, vocab, bos=bos)
+    first = 0 if bos is None else 1  # where the first copy starts (after BOS, which is kept)
+    corrupted = tokens.at[:, first:first + half].set(other[:, first:first + half])
     second_copy = np.zeros(tokens.shape, bool)
-    second_copy[:, half:] = True
+    second_copy[:, first + half:] = True
     metric = CrossEntropy.next_token(tokens, second_copy)
     clean, broken = float(run_metric(model, tokens, metric)), float(run_metric(model, corrupted, metric))
     grid = np.asarray(patching_grid(model, tokens, corrupted, metric, "z", ("layer", "head"), direction="noising"))

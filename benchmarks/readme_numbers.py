@@ -1,0 +1,184 @@
+"""Regenerate every quick-spec number in README's task-zoo table and check it against the text.
+
+    python benchmarks/readme_numbers.py              # every row: ~10 min on 2 quiet CPU cores (chess's games: +1 min)
+    python benchmarks/readme_numbers.py --only tms_quick addition_quick
+    python benchmarks/readme_numbers.py --smoke      # tms_quick alone (seconds): the parsing and the check
+
+Each row runs README's command, `toymi train tasks/<name>.toml --out DIR --no-progress --no-plot` (in this process:
+the function the CLI calls), and derives the row's numbers from the run directory (its metrics, checkpoints and the
+task's ground truth). The README text of the row is the task-zoo line naming the spec in backticks; each number is
+read from it by a pattern and compared at the precision README prints it (`99.71%` against the measured percentage rounded to 2 decimals; `7.5e-4` to 2
+significant digits). The exit status is 1 if any number differs or a pattern no longer finds its number.
+
+Runs are deterministic on a given machine and library version (fixed seeds; CPU XLA), so a difference means the
+code's behaviour changed: restate the README number from this script's output, with the command beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"([−\-]?[\d,]*\.?\d+(?:e[−\-]?\d+)?)"
+
+
+def _first_step(metrics, key: str, above: float) -> float:
+    """The first logged step at which `metrics[key]` exceeds `above`."""
+    hits = np.flatnonzero(np.asarray(metrics[key]) > above)
+    return float(metrics["step"][hits[0]]) if hits.size else float("nan")
+
+
+def _grokking(run) -> dict[str, float]:
+    m = run.metrics
+    return {"start": 100 * m["test_accuracy"][0], "end": 100 * m["test_accuracy"][-1],
+            "grok_step": _first_step(m, "test_accuracy", 0.99)}
+
+
+def _addition(run) -> dict[str, float]:
+    m = run.metrics
+    return {"start": 100 * m["test_answer_accuracy"][0], "end": 100 * m["test_answer_accuracy"][-1],
+            "cascade": 100 * m["cascade_answer_accuracy"][-1]}
+
+
+def _induction(run) -> dict[str, float]:
+    m = run.metrics
+    return {"start": m["test_repeated_loss"][0], "end": m["test_repeated_loss"][-1],
+            "accuracy": 100 * m["test_repeated_accuracy"][-1], "icl": m["test_icl_score"][-1]}
+
+
+def _chess(run) -> dict[str, float]:
+    from toymi.tasks.chess import legal_move_rate
+
+    m, task = run.metrics, run.task
+    n_games = min(200, task.n_test_games)  # as notebooks/05_chess.ipynb
+    init, final = (legal_move_rate(run.checkpoint(step), task, n_games=n_games) for step in (0, run.steps[-1]))
+    return {"start": m["test_loss"][0], "end": m["test_loss"][-1], "floor": m["test_uniform_legal_loss"][-1],
+            "legal_init": 100 * init["legal_move_rate"], "legal_end": 100 * final["legal_move_rate"],
+            "moves": final["n_moves"]}
+
+
+def _and_gates(run) -> dict[str, float]:
+    from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
+
+    m = run.metrics
+    effects = np.asarray(input_ablation_effects(run.task, run.model))
+    on_circuit = circuit_agreement(effects, np.asarray(run.task.ground_truth()["circuit"]))["on_circuit"]
+    return {"start": 100 * m["test_exact_match"][0], "end": 100 * m["test_exact_match"][-1],
+            "on_circuit": 100 * float(on_circuit)}
+
+
+def _tms(run) -> dict[str, float]:
+    from toymi.tasks.tms_geometry import feature_dimensionality
+
+    m = run.metrics
+    dims = np.asarray(feature_dimensionality(np.asarray(run.model.W)))
+    return {"start": m["test_loss_fraction"][0], "end": m["test_loss_fraction"][-1],
+            "dim_min": dims.min(), "dim_max": dims.max()}
+
+
+def _compressed(run) -> dict[str, float]:
+    m = run.metrics
+    return {"start": m["test_loss"][0], "end": m["test_loss"][-1],
+            "ratio": m["test_loss"][-1] / m["test_naive_loss"][-1], "naive": m["test_naive_loss"][-1]}
+
+
+# spec -> (what to measure, {quantity: pattern with one group, matched in the spec's README row})
+ROWS = {
+    "grokking_quick": (_grokking, {"start": rf"test accuracy {NUMBER}% →", "end": rf"→ {NUMBER}%, grokking",
+                                   "grok_step": rf"grokking at step {NUMBER}"}),
+    "addition_quick": (_addition, {"start": rf"whole-answer accuracy {NUMBER}% →", "end": rf"→ {NUMBER}% \(uniform",
+                                   "cascade": rf"{NUMBER}% on the carry-cascade set"}),
+    "induction_quick": (_induction, {"start": rf"repeated-token loss {NUMBER} →", "end": rf"→ {NUMBER} \(accuracy",
+                                     "accuracy": rf"\(accuracy {NUMBER}%\)", "icl": rf"learning score {NUMBER}"}),
+    "chess_quick": (_chess, {"start": rf"test loss {NUMBER} →", "end": rf"→ {NUMBER} \(floor",
+                             "floor": rf"random games: {NUMBER}\)", "legal_init": rf"legal {NUMBER}% \(random init\)",
+                             "legal_end": rf"init\) → {NUMBER}%", "moves": rf"\({NUMBER} test moves\)"}),
+    "and_gates_quick": (_and_gates, {"start": rf"all gates {NUMBER}% →", "end": rf"→ {NUMBER}%;",
+                                     "on_circuit": rf"; {NUMBER}% of the input-ablation effect"}),
+    "and_gates_transformer_quick": (_and_gates, {"start": rf"exact match {NUMBER}% →", "end": rf"→ {NUMBER}%;",
+                                                 "on_circuit": rf"; {NUMBER}% of the input-ablation effect"}),
+    "tms_quick": (_tms, {"start": rf"all-zero loss {NUMBER} →", "end": rf"→ {NUMBER};",
+                         "dim_min": rf"dimensionalities {NUMBER}–", "dim_max": rf"–{NUMBER} \(theory"}),
+    "compressed_computation_quick": (_compressed, {"start": rf"MSE {NUMBER} →", "end": rf"→ {NUMBER},",
+                                                   "ratio": rf", {NUMBER}× the naive",
+                                                   "naive": rf"naive solution's {NUMBER}"}),
+}
+
+
+def readme_row(readme: str, spec: str) -> str:
+    """The task-zoo table line that names `spec` in backticks, as its third column ("learned: start → end")."""
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 4 and cells[2].startswith(f"`{spec}`"):
+            return cells[3]
+    raise ValueError(f"README has no task-zoo row for `{spec}`")
+
+
+def parse(text: str) -> float:
+    return float(text.replace(",", "").replace("−", "-"))
+
+
+def agrees(printed: str, value: float) -> bool:
+    """Whether `value`, rounded as README printed `printed`, reads the same."""
+    printed = printed.replace(",", "").replace("−", "-")
+    if "e" in printed:
+        mantissa = printed.split("e")[0]
+        digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        return float(f"{value:.{digits}e}") == float(printed)
+    digits = len(printed.split(".")[1]) if "." in printed else 0
+    return round(float(value), digits) == float(printed)
+
+
+def check_row(spec: str, row: str, measured: dict[str, float]) -> list[str]:
+    """One line per quantity: README's number, the measured one, and whether they agree."""
+    lines = []
+    for name, pattern in ROWS[spec][1].items():
+        found = re.search(pattern, row)
+        if found is None:
+            lines.append(f"MISSING {spec}.{name}: pattern {pattern!r} not in README row")
+            continue
+        ok = agrees(found.group(1), measured[name])
+        verdict = "ok" if ok else "DIFFERS"
+        lines.append(f"{verdict} {spec}.{name}: README {found.group(1)}, measured {measured[name]:.6g}")
+    return lines
+
+
+def train_quick(spec: str, out: Path, overrides: tuple[str, ...] = ()) -> None:
+    """README's command for the row, `toymi train tasks/<spec>.toml --out OUT --no-progress --no-plot`, in this
+    process (what the CLI calls); `overrides`: `--set` values, for tests that stop a constant-schedule run early."""
+    from toymi.spec import Spec
+    from toymi.train import train
+
+    train(Spec.load(ROOT / "tasks" / f"{spec}.toml", list(overrides)), out, progress=False)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(ROWS), help="these rows only")
+    parser.add_argument("--smoke", action="store_true", help="tms_quick alone (seconds)")
+    parser.add_argument("--runs", help="directory for the runs (default: a temporary one); existing runs are reused")
+    args = parser.parse_args(argv)
+    from toymi.run import load_run
+
+    readme = (ROOT / "README.md").read_text()
+    specs = ["tms_quick"] if args.smoke else (args.only or list(ROWS))
+    with tempfile.TemporaryDirectory() as scratch:
+        runs = Path(args.runs or scratch)
+        lines = []
+        for spec in specs:
+            out = runs / spec
+            if not (out / "metrics.jsonl").exists():
+                train_quick(spec, out)
+            lines += check_row(spec, readme_row(readme, spec), ROWS[spec][0](load_run(out)))
+    print("\n".join(lines))
+    return int(any(not line.startswith("ok") for line in lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

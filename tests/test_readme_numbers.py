@@ -1,0 +1,50 @@
+"""README's task-zoo numbers against fresh runs, through `benchmarks/readme_numbers.py` (a few deterministic ones)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from toymi.run import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
+readme_numbers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_numbers)
+README = (ROOT / "README.md").read_text()
+
+
+def test_numbers_are_compared_at_the_precision_printed():
+    assert readme_numbers.agrees("99.22", 99.21875) and not readme_numbers.agrees("99.71", 99.21875)
+    assert readme_numbers.agrees("7.5e-4", 7.46e-4) and not readme_numbers.agrees("7.5e-4", 7.56e-4)
+    assert readme_numbers.agrees("−3.07", -3.0659) and readme_numbers.agrees("5,981", 5981)
+    assert readme_numbers.agrees("0.0995", 0.0994975) and not readme_numbers.agrees("0.117", 0.0994975)
+    every = [line for spec in readme_numbers.ROWS
+             for line in readme_numbers.check_row(spec, readme_numbers.readme_row(README, spec),
+                                                  dict.fromkeys(readme_numbers.ROWS[spec][1], 0.0))]
+    assert not [line for line in every if line.startswith("MISSING")]  # every pattern finds its README number
+
+
+def _check(spec: str, tmp_path, overrides: tuple[str, ...] = ()) -> dict[str, str]:
+    readme_numbers.train_quick(spec, tmp_path / spec, overrides)
+    lines = readme_numbers.check_row(spec, readme_numbers.readme_row(README, spec),
+                                     readme_numbers.ROWS[spec][0](load_run(tmp_path / spec)))
+    return {line.split()[1].split(".")[1]: line for line in lines}
+
+
+def test_tms_pentagon_and_loss_fraction(tmp_path):
+    lines = _check("tms_quick", tmp_path)
+    assert all(line.startswith("ok") for line in lines.values()), lines
+
+
+@pytest.mark.slow
+def test_demo_groks_at_the_readme_step(tmp_path):
+    # the demo's schedule is constant after warmup, so its first 800 steps are the full run's
+    lines = _check("grokking_quick", tmp_path, ("train.steps=800",))
+    assert lines["grok_step"].startswith("ok") and lines["start"].startswith("ok"), lines
+
+
+@pytest.mark.slow
+def test_addition_cascade_accuracy(tmp_path):
+    lines = _check("addition_quick", tmp_path)
+    assert all(line.startswith("ok") for line in lines.values()), lines
