@@ -69,7 +69,7 @@ def _and_gates(run) -> dict[str, float]:
     m = run.metrics
     effects = np.asarray(input_ablation_effects(run.task, run.model))
     on_circuit = circuit_agreement(effects, np.asarray(run.task.ground_truth()["circuit"]))["on_circuit"]
-    return {"start": 100 * m["test_exact_match"][0], "end": 100 * m["test_exact_match"][-1],
+    return {"start": 100 * m["eval_exact_match"][0], "end": 100 * m["eval_exact_match"][-1],
             "on_circuit": 100 * float(on_circuit)}
 
 
@@ -84,8 +84,8 @@ def _tms(run) -> dict[str, float]:
 
 def _compressed(run) -> dict[str, float]:
     m = run.metrics
-    return {"start": m["test_loss"][0], "end": m["test_loss"][-1],
-            "ratio": m["test_loss"][-1] / m["test_naive_loss"][-1], "naive": m["test_naive_loss"][-1]}
+    return {"start": m["eval_loss"][0], "end": m["eval_loss"][-1],
+            "ratio": m["eval_loss"][-1] / m["eval_naive_loss"][-1], "naive": m["eval_naive_loss"][-1]}
 
 
 # spec -> (what to measure, {quantity: pattern with one group, matched in the spec's README row})

@@ -47,7 +47,7 @@ class CompressedComputation(Task):
     """
 
     model_kinds = ("residual_mlp",)
-    sweep_summary = ("test_loss", None)  # an MSE whose scale the settings change: a sweep reports its final value
+    sweep_summary = ("eval_loss", None)  # an MSE whose scale the settings change: a sweep reports its final value
 
     n_features: int = eqx.field(static=True)
     feature_probability: float = eqx.field(static=True)
