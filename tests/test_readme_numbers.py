@@ -29,7 +29,7 @@ def _check(spec: str, tmp_path, overrides: tuple[str, ...] = ()) -> dict[str, st
     readme_numbers.train_quick(spec, tmp_path / spec, overrides)
     lines = readme_numbers.check_row(spec, readme_numbers.readme_row(README, spec),
                                      readme_numbers.ROWS[spec][0](load_run(tmp_path / spec)))
-    return {line.split()[1].split(".")[1]: line for line in lines}
+    return {line.split()[1].rstrip(":").split(".")[1]: line for line in lines}
 
 
 def test_tms_pentagon_and_loss_fraction(tmp_path):
