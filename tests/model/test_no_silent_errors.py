@@ -101,3 +101,12 @@ def test_out_of_range_token_under_toymi_jit_is_one_line(model):
 def test_interventions_must_be_a_list_of_interventions(model, interventions, match):
     with pytest.raises(TypeError, match=match):
         model.run(TOKENS, interventions=interventions)
+
+
+def test_forward_refuses_a_site_the_model_lacks():
+    """`forward` (the path grids and splices take) refuses an intervention at a site this model does not have,
+    instead of running without it."""
+    config = toymi.ModelConfig(d_vocab=11, n_ctx=4, n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=0)
+    model = toymi.Transformer(config, jax.random.PRNGKey(0))
+    with pytest.raises(KeyError, match="unknown sites \\['mlp_out'\\]"):
+        model.forward(jnp.array([1, 2, 3]), interventions=[zero_ablate("mlp_out", layer=0)])

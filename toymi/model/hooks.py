@@ -21,6 +21,9 @@ class Hooks:
         self.n_layers = n_layers  # what an intervention's layer index is checked against
         self.capture = capture
         self.interventions = tuple(interventions)
+        missing = sorted({i.site for i in self.interventions} - set(sites))
+        if missing:  # `run` checks this too; `forward` (grids, splices) comes here directly
+            raise KeyError(f"unknown sites {missing} for this model; valid sites are: {', '.join(sites)}")
         self.targets = frozenset(i.site for i in self.interventions)
         self.records: dict[str, list[Array]] = {}
 
