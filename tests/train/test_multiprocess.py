@@ -76,7 +76,10 @@ def test_sweep_over_two_processes_killed_and_resumed_equals_one_process(tmp_path
     procs = _launch(sweep_cmd + ["--set", "train.steps=100000"])
     try:
         while max(_committed_steps(out / "checkpoints"), default=0) < 10:
-            assert all(p.poll() is None for p in procs), "\n".join(p.communicate()[0][-3000:] for p in procs)
+            if any(p.poll() is not None for p in procs):  # one ended before the kill: show why
+                for q in procs:
+                    q.kill()
+                pytest.fail("a process ended early:\n" + "\n".join(q.communicate()[0][-3000:] for q in procs))
             time.sleep(0.05)
         procs[1].send_signal(signal.SIGKILL)
         assert procs[1].wait(timeout=60) == -signal.SIGKILL
