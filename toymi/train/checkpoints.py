@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 
 from toymi.errors import CheckpointDamaged, RunDirectoryError
 from toymi.train import integrity
+from toymi.train.sharding import barrier, from_process_0
 from toymi.train.state import TrainState, step_of
 
 # orbax logs every save at INFO through absl; a training run should only show its progress bar.
@@ -31,13 +32,15 @@ class Checkpoints:
         self.directory = Path(directory).absolute()
         if not write and not self.directory.is_dir():
             raise RunDirectoryError(f"{self.directory} does not exist: the run has no checkpoints")
-        fresh = not self.directory.exists() or not any(self.directory.iterdir())
         if write and jax.process_index() == 0:
+            fresh = not self.directory.exists() or not any(self.directory.iterdir())
             for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(tmp, ignore_errors=True)
             if fresh:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 (self.directory / integrity.MARKER).touch()
+        if write:  # multi-process: every process reads the directory only once process 0 has prepared it
+            barrier("toymi: checkpoints directory ready")
         self.verified = (self.directory / integrity.MARKER).exists()
         self._pending: list[int] = []
         self.last_finite: int | None = None  # newest step saved with finite metrics (set by the host loop)
@@ -83,7 +86,15 @@ class Checkpoints:
 
     def newest_intact(self, report: Callable[[str], None]) -> int | None:
         """The newest step that passes its checks; newer damaged ones are reported and moved to `../damaged/` (kept
-        for inspection, out of the series a resumed run writes again)."""
+        for inspection, out of the series a resumed run writes again). Multi-process: process 0 checks and moves,
+        and every process gets its answer."""
+        found = self._newest_intact(report) if jax.process_index() == 0 else None
+        step = from_process_0(-1 if found is None else found)
+        if jax.process_index() != 0:
+            self._manager.reload()  # process 0 may have moved damaged steps away
+        return None if step < 0 else step
+
+    def _newest_intact(self, report: Callable[[str], None]) -> int | None:
         for step in reversed(self.steps()):
             why = self.problem(step)
             if why is None:

@@ -90,13 +90,8 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
     unfinished = run_lock.is_unfinished(run_dir)  # decided by every process before any of them writes
     barrier("toymi: run directory checked")  # multi-process: no process creates it before every one has checked
     with run_lock.locked(run_dir), StopOnSignal() as stop:
-        if unfinished:
-            if jax.process_index() == 0:
-                run_lock.clear_unfinished(run_dir)  # an interrupted start: nothing there to keep
-            resume = False
-        if not resume:
-            run_lock.begin(run_dir)
-        (run_dir / "figures").mkdir(exist_ok=True)
+        resume = resume and not unfinished  # an interrupted start: nothing there to keep, start again
+        _prepare(run_dir, unfinished=unfinished, fresh=not resume)
         with Checkpoints(run_dir / "checkpoints") as checkpoints:
             if resume:
                 start, state = _resume(run_dir, checkpoints, state, cfg, log_path)
@@ -115,6 +110,18 @@ def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Ca
             raise TrainingInterrupted(f"stopped by {name} at step {step}; the last checkpoint is step "
                                       f"{checkpoints.latest()} in {run_dir}", stop.signal)
     return state
+
+
+def _prepare(run_dir: Path, *, unfinished: bool, fresh: bool) -> None:
+    """Make the run directory ready to write. Process 0 alone changes it (it holds the lock); the others wait at a
+    barrier until it is done, so none of them writes into a directory that is not there yet or is being cleared."""
+    if jax.process_index() == 0:
+        if unfinished:
+            run_lock.clear_unfinished(run_dir)
+        if fresh:
+            run_lock.begin(run_dir)
+        (run_dir / "figures").mkdir(exist_ok=True)
+    barrier("toymi: run directory prepared")
 
 
 def _chunks(state, start, task, train_chunk, evaluate_fn, cfg, log_path, checkpoints, run_dir, progress,

@@ -59,6 +59,14 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
+def from_process_0(value: int) -> int:
+    """Process 0's `value` in every process (`value` itself in a single-process run): one decision about shared
+    files (which checkpoint to resume from), taken by the one process that may change them (a collective)."""
+    if jax.process_count() == 1:
+        return value
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def barrier(name: str) -> None:
     """Wait until every process reaches `name` (no-op in a single-process run)."""
     if jax.process_count() > 1:
