@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,14 +76,23 @@ def main(argv=None) -> int:
         assert reference.returncode == 0, reference.stderr
         full = time.perf_counter() - began
         expected = snapshot(tmp / "reference")
-        results = {"stuck": 0, "mismatched": 0, "resumes": 0, "runs": 0}
+        results = {"stuck": 0, "mismatched": 0, "tracebacks": 0, "resumes": 0, "interruptions": 0,
+                   "at_start_up": 0, "late": 0}
         for i, (signum, _) in enumerate(kills):
             out = tmp / f"run{i}"
-            after = rng.uniform(0.2, full * 1.1)  # from start-up to past the end (mid-chunk, during saves)
-            first = run(out, kill=(signum, after))
+            for _attempt in range(5):  # a signal that came after the run had ended interrupted nothing: draw again
+                after = rng.uniform(0.2, full)  # from start-up to the end (mid-chunk, during saves)
+                first = run(out, kill=(signum, after))
+                if first.returncode != 0:
+                    break
+                results["late"] += 1
+                shutil.rmtree(out)
+            started = _checkpoints(out)
             second = run(out, resume=True)
-            results["runs"] += 1
+            results["interruptions"] += first.returncode != 0
+            results["at_start_up"] += first.returncode != 0 and started == 0
             results["resumes"] += 1
+            results["tracebacks"] += "Traceback" in first.stderr
             if second.returncode != 0:
                 results["stuck"] += 1
                 print(f"{signal.Signals(signum).name} at {after:.1f}s: resume failed: {second.stderr.strip()[-300:]}")
@@ -90,10 +100,16 @@ def main(argv=None) -> int:
             same = snapshot(out) == expected
             results["mismatched"] += not same
             last = (first.stderr.strip().splitlines() or [""])[-1]
-            print(f"{signal.Signals(signum).name:7} at {after:5.1f}s: rc {first.returncode:4}, resumed "
-                  f"{'bit-exact' if same else 'DIFFERENT'}; {last[:150]}")
+            print(f"{signal.Signals(signum).name:7} at {after:5.1f}s ({started} checkpoints on disk): rc "
+                  f"{first.returncode:4}, resumed {'bit-exact' if same else 'DIFFERENT'}; {last[:150]}", flush=True)
     print(json.dumps(results))
-    return 0 if results["stuck"] == 0 and results["mismatched"] == 0 else 1
+    return 0 if results["stuck"] == results["mismatched"] == 0 else 1
+
+
+def _checkpoints(out: Path) -> int:
+    """Finished checkpoints left by the interrupted run (0: it was stopped during start-up)."""
+    return len([p for p in (out / "checkpoints").glob("*") if p.name.isdigit()]) if (out / "checkpoints").exists() \
+        else 0
 
 
 if __name__ == "__main__":

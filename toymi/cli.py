@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -243,8 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # Training handles SIGINT/SIGTERM itself (it stops at a safe point and says how to resume); this is a signal
+        # before the training loop started or after it ended, where nothing is half-written.
+        print("toymi: stopped by a signal outside the training loop (nothing half-written); run the command again, "
+              "with --resume if a run directory was made", file=sys.stderr)
+        return 130
     except ToymiError as e:
         # Errors in the user's input or files: one clear line (the traceback only with --debug). Anything else is a
         # bug in toymi and keeps its traceback.
@@ -252,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"toymi: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

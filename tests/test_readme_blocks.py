@@ -1,0 +1,129 @@
+"""Every fenced Python and bash block in README.md runs, so that none can rot.
+
+Each block is preceded by an HTML comment (invisible on GitHub) saying how it is tested:
+
+- `<!-- readme-test: chain=NAME -->`: run exactly as written. Blocks of one chain run in README order, in one fresh
+  working directory (holding links to `tasks/` and `benchmarks/`), so a Python block can load the run a bash block
+  trained. Python blocks are executed; bash blocks run under `bash -euo pipefail` with this Python's scripts first on
+  PATH.
+- `<!-- readme-test: chain=NAME args=ARGS -->`: the same, with ARGS appended to every `toymi train` / `toymi sweep`
+  command (fewer steps: the commands' flags, files and order are what is tested, not a long training).
+- `<!-- readme-test: chain=NAME lines=N,M why=REASON -->`: only those lines of a bash block; REASON says why the
+  others cannot run here.
+- `<!-- readme-test: tested-by=tests/FILE.py::TEST -->`: a test elsewhere runs the block as written and checks
+  its output; that test must exist.
+- `<!-- readme-test: skip=REASON -->`: cannot run here (a cluster, a fresh virtualenv); the reason is shown.
+
+A block with no comment fails the test below, so a new block cannot go untested by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FENCE = re.compile(r"(?:<!-- readme-test: (?P<how>[^>]*?) -->\n)?```(?P<lang>python|bash)\n(?P<body>.*?)```", re.S)
+OPTION = re.compile(r"(\w[\w-]*)=((?:[^ ]| (?!\w[\w-]*=))+)")  # key=value, a value may hold spaces
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int  # where the fence opens in README.md
+    lang: str
+    body: str
+    how: dict[str, str]
+
+    def __str__(self) -> str:
+        return f"README.md:{self.line} ({self.lang})"
+
+
+def blocks() -> list[Block]:
+    text = README.read_text(encoding="utf-8")
+    found = []
+    for m in FENCE.finditer(text):
+        how = dict(OPTION.findall(m["how"])) if m["how"] else {}
+        found.append(Block(text.count("\n", 0, m.start("lang")) + 1, m["lang"], m["body"], how))
+    return found
+
+
+def chains() -> dict[str, list[Block]]:
+    out: dict[str, list[Block]] = {}
+    for b in blocks():
+        if "chain" in b.how:
+            out.setdefault(b.how["chain"], []).append(b)
+    return out
+
+
+def test_every_block_says_how_it_is_tested():
+    allowed = {"chain", "args", "lines", "why", "tested-by", "skip"}
+    for b in blocks():
+        assert b.how, f"{b} has no <!-- readme-test: ... --> comment above it"
+        assert set(b.how) <= allowed, f"{b}: unknown keys {set(b.how) - allowed}"
+        assert ("chain" in b.how) + ("tested-by" in b.how) + ("skip" in b.how) == 1, \
+            f"{b}: give exactly one of chain=, tested-by=, skip="
+        assert ("lines" in b.how) == ("why" in b.how), f"{b}: lines= needs why= (why the other lines do not run)"
+        if "tested-by" in b.how:
+            path, _, name = b.how["tested-by"].partition("::")
+            assert f"def {name}(" in (ROOT / path).read_text(), f"{b}: {b.how['tested-by']} does not exist"
+
+
+def _bash_lines(block: Block) -> list[str]:
+    """Logical lines (continuations joined), comments and blank lines dropped, `args=` appended to toymi runs."""
+    lines = [" ".join(part.strip() for part in raw.split("\\\n")) for raw in re.split(r"(?<!\\)\n", block.body)]
+    if "lines" in block.how:
+        keep = {int(n) for n in block.how["lines"].split(",")}
+        lines = [line for i, line in enumerate(lines, 1) if i in keep]
+    out = []
+    for line in lines:
+        code = line.split(" #", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not code:
+            continue
+        if "args" in block.how:
+            code = " && ".join(f"{seg.strip()} {block.how['args']}" if re.match(r"\s*toymi (train|sweep)\b", seg)
+                               else seg.strip() for seg in code.split("&&"))
+        out.append(code)
+    return out
+
+
+def _run_bash(block: Block, workdir: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    for code in _bash_lines(block):
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=workdir, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, f"{block}: `{code}` failed (rc {done.returncode}):\n{done.stderr[-3000:]}"
+
+
+def _run_python(block: Block, workdir: Path, monkeypatch) -> None:
+    monkeypatch.chdir(workdir)
+    exec(compile(block.body, f"{block}", "exec"), {"__name__": "__readme__"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(chains()))
+def test_readme_chain_runs_as_written(name, tmp_path, monkeypatch):
+    for link in ("tasks", "benchmarks"):
+        (tmp_path / link).symlink_to(ROOT / link)
+    for block in chains()[name]:
+        if block.lang == "bash":
+            _run_bash(block, tmp_path)
+        else:
+            _run_python(block, tmp_path, monkeypatch)
+
+
+def test_args_are_appended_to_toymi_runs_only():
+    block = Block(1, "bash", "toymi train a.toml && toymi dissect runs/a   # why\n# a comment\n\ntoymi sweep b \\\n"
+                  "    --grid x=1,2\npython x.py\n", {"chain": "c", "args": "--set train.steps=5"})
+    assert _bash_lines(block) == ["toymi train a.toml --set train.steps=5 && toymi dissect runs/a",
+                                  "toymi sweep b --grid x=1,2 --set train.steps=5", "python x.py"]
+    assert _bash_lines(Block(1, "bash", "a\nb\nc\n", {"chain": "c", "lines": "1,3"})) == ["a", "c"]
+    assert shlex.split(_bash_lines(block)[1])[-1] == "train.steps=5"
