@@ -216,8 +216,8 @@ def nnx_activations(intermediates: nnx.State) -> Activations:
         (value,) = var.get_value()  # sown once per call
         layers = [p for p in path[:-1] if isinstance(p, int)]
         if SITES[name].per_layer != bool(layers):
-            raise KeyError(f"{'/'.join(map(str, path))}: site {name!r} is "
-                           f"{'per layer, but its path has no layer index' if SITES[name].per_layer else 'not per layer'}")
+            why = "per layer, but its path has no layer index" if SITES[name].per_layer else "not per layer"
+            raise KeyError(f"{'/'.join(map(str, path))}: site {name!r} is {why}")
         if layers:
             per_layer.setdefault(name, {})[layers[0]] = value
         else:
@@ -229,7 +229,8 @@ def nnx_activations(intermediates: nnx.State) -> Activations:
     return Activations(**fields)
 
 
-def run_nnx(module: nnx.Module, tokens, capture: Iterable[str] | str = "all", **kwargs) -> tuple[jax.Array, Activations]:
+def run_nnx(module: nnx.Module, tokens, capture: Iterable[str] | str = "all", **kwargs
+            ) -> tuple[jax.Array, Activations]:
     """`module(tokens, capture=capture)` under `nnx.capture`: its output and the sites it sowed as `Activations`
     (toymi's `model.run(tokens, capture=...)`, for an NNX module)."""
     out, intermediates = nnx.capture(module, nnx.Intermediate)(tokens, capture=capture, **kwargs)
