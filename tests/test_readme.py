@@ -27,3 +27,17 @@ def test_readme_dissection_example_runs():
     assert namespace["dla"].shape == (8, len(namespace["labels"]), 6)
     assert namespace["heads"].shape == (2, 4, 6)
     assert set(namespace["scores"]) >= {"previous_token", "induction"}
+
+
+@pytest.mark.slow
+def test_readme_show_generate_flax_example_runs(capsys):
+    """The show / generate / to_nnx block runs as written; its comments' shapes and round trip hold."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    block = next(b for b in blocks if "to_nnx" in b)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    task, out = namespace["task"], namespace["out"]
+    assert out.shape == (9,) and task.to_string(out).startswith("12+34=")
+    assert [r.position for r in namespace["rows"]] == [5, 6, 7] and len(namespace["rows"][0].top) == 3
+    assert namespace["scores"].shape == (1, 2) and namespace["acts"]["resid_pre"].shape == (1, 1, 9, 32)
+    assert "input: 12+34=046" in capsys.readouterr().out

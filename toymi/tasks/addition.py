@@ -34,8 +34,10 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
+from toymi.tasks.render import as_tokens, one_sequence
 
 PLUS, EQUALS = 10, 11
+SYMBOLS = "0123456789+="  # token id -> character
 SUBTASKS = ("BA", "MC", "MS", "UC", "US")
 EVAL_STREAM = 0xADD
 
@@ -201,6 +203,34 @@ class Addition(Task):
 
     def model_dims(self) -> dict[str, int]:
         return {"d_vocab": 12, "d_vocab_out": 10, "n_ctx": 3 * self.n_digits + 3}
+
+    def render_tokens(self, tokens) -> list[str]:
+        """Digits, `+` and `=`, one character per token."""
+        return [SYMBOLS[t] for t in one_sequence(tokens, len(SYMBOLS), "addition")]
+
+    def to_string(self, tokens) -> str:
+        """`12345+67890=080235`: the question and as much of the answer as the tokens hold."""
+        return "".join(self.render_tokens(tokens))
+
+    def from_string(self, text: str) -> Array:
+        """Tokens of a prefix of `a+b=s` with `n_digits`-digit operands (spaces ignored), e.g. `12345+67890=`."""
+        n, chars = self.n_digits, text.replace(" ", "")
+        form = f"{'d' * n}+{'d' * n}={'d' * (n + 1)}"
+        if not chars or len(chars) > len(form):
+            raise ValueError(f"addition: {text!r} is not a prefix of {form!r} (n_digits={n})")
+        for i, (c, want) in enumerate(zip(chars, form)):
+            if (c not in "0123456789") if want == "d" else c != want:
+                what = "a digit" if want == "d" else repr(want)
+                raise ValueError(f"addition: expected {what} at character {i} of {text!r}, a prefix of {form!r}")
+        return as_tokens([SYMBOLS.index(c) for c in chars])
+
+    def generation_limit(self, prompt) -> int:
+        """The answer digits: the prompt must hold the whole question `a+b=`."""
+        prompt_len = prompt.shape[-1]
+        if prompt_len < 2 * self.n_digits + 2:
+            raise ValueError(f"addition: generate writes the answer, so the prompt must hold the question a+b= "
+                             f"({2 * self.n_digits + 2} tokens), got {prompt_len}")
+        return super().generation_limit(prompt)
 
     def metrics(self, logits: Float[Array, "batch n+1 vocab"], batch: Batch) -> dict[str, Array]:
         """Loss and digit accuracy, whole-answer accuracy, and loss and accuracy of every answer digit."""

@@ -38,6 +38,10 @@ from toymi.errors import ConfigError
 from toymi.model.transformer import Transformer
 from toymi.tasks.base import Task
 from toymi.tasks.features import FeatureBatch, positive_int_problem, probability_problem, sparse_boolean
+from toymi.tasks.render import features_from_string, features_to_string, one_sequence, render_features
+
+
+READOUT_TEXT = "<read>"
 
 
 def gate_pairs(n_features: int, gates, gate_seed: int = 0) -> tuple[tuple[int, int], ...]:
@@ -130,6 +134,7 @@ class AndGates(Task):
     """
 
     model_kinds = ("residual_mlp", "transformer")
+    predicts_next_token = False  # independent gate logits (sigmoid), not a next token, with either kind
 
     n_features: int = eqx.field(static=True)
     feature_probability: float = eqx.field(static=True)
@@ -195,6 +200,22 @@ class AndGates(Task):
 
     def evaluate(self, model, batch: FeatureBatch) -> dict[str, Array]:
         return gate_metrics(self.gate_logits(model, batch.x), batch.y)
+
+    def render_tokens(self, tokens) -> list[str]:
+        """One label per position: for the transformer's integer tokens (`encode_tokens`) `f3=1` / `f3=0` and the
+        readout token `<read>`; for a float feature vector `[n_features]`, `f3=1` / `f3=0` per feature."""
+        if not np.issubdtype(np.asarray(tokens).dtype, np.integer):
+            return render_features(tokens, self.n_features, "and_gates", boolean=True)
+        ids = one_sequence(tokens, 2 * self.n_features + 1, "and_gates")
+        return [READOUT_TEXT if t == 2 * self.n_features else f"f{t // 2}={t % 2}" for t in ids]
+
+    def to_string(self, x) -> str:
+        """The features that are on in one input `[n_features]`, `f0 f3`."""
+        return features_to_string(x, self.n_features, "and_gates", boolean=True)
+
+    def from_string(self, text: str) -> Array:
+        """The float32 `[n_features]` input of 0s and 1s `to_string` wrote (`encode_tokens` makes it tokens)."""
+        return features_from_string(text, self.n_features, "and_gates", boolean=True)
 
     def ground_truth(self) -> dict:
         """The theoretical sparse circuit: `pairs` `[n_gates, 2]` and `circuit` `[n_gates, n_features]` (True where

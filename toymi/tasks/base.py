@@ -18,7 +18,12 @@ arguments, not baked-in constants) and its settings are static fields. The train
   `metric` is below `threshold` (a phase diagram; Nanda et al.'s "grokked" is test loss < 0.1), or `(metric, None)`,
   its final value, for tasks whose loss scale the swept settings change (TMS, compressed computation);
 - `ground_truth()`: what dissection and decomposition are scored against;
-- `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis.
+- `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis;
+- `render_tokens(tokens)`: one readable string per token id (per feature, for a feature vector);
+  `to_string(tokens)` / `from_string(text)`: a whole input as text and back (a bad string is a one-line error);
+- `predicts_next_token`: whether the model's output is a next token (what `toymi.show` and `toymi.generate` read);
+  then `shown_positions(n)`, `generation_limit(n)` and `generation_step(...)`: where predictions are scored, and the
+  task's stopping rule for generation.
 """
 
 from __future__ import annotations
@@ -94,6 +99,8 @@ class Task(eqx.Module):
 
     model_kinds: ClassVar[tuple[str, ...]] = ("transformer",)
     sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss", 0.1)
+    # False for feature-vector tasks, whose models output values rather than a distribution over next tokens.
+    predicts_next_token: ClassVar[bool] = True
 
     @abc.abstractmethod
     def train_batch(self, key: PRNGKeyArray) -> Batch: ...
@@ -154,3 +161,51 @@ class Task(eqx.Module):
 
     def metrics(self, logits: Float[Array, "batch pos vocab"], batch: Batch) -> dict[str, Array]:
         return {"loss": masked_cross_entropy(logits, batch), "accuracy": masked_accuracy(logits, batch)}
+
+    # ---- readable tokens ------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def render_tokens(self, tokens) -> list[str]:
+        """One readable string per token id of one sequence (`[pos]`); feature-vector tasks: one per feature."""
+
+    @abc.abstractmethod
+    def to_string(self, tokens) -> str:
+        """One input (`[pos]` token ids, or a feature vector) as text that `from_string` reads back."""
+
+    @abc.abstractmethod
+    def from_string(self, text: str) -> Array:
+        """The input `text` describes (`[pos]` int32 token ids, or a float32 feature vector); a string that is not
+        one of this task's inputs is a one-line `ValueError`."""
+
+    # ---- predictions: what `toymi.show` and `toymi.generate` ask ------------------------------------------------
+
+    def full_length(self) -> int:
+        """Tokens in one complete sequence: one past the last scored position's target."""
+        positions = self.loss_positions()
+        if positions is None:
+            return self.model_dims()["n_ctx"]
+        return max(positions) + 2
+
+    def shown_positions(self, n_tokens: int) -> tuple[int, ...]:
+        """The positions of an `n_tokens`-long input whose next-token predictions are scored (all, if none are
+        fixed)."""
+        positions = self.loss_positions()
+        return tuple(range(n_tokens)) if positions is None else tuple(p for p in positions if p < n_tokens)
+
+    def generation_limit(self, prompt: Int[np.ndarray, "batch pos"]) -> int:
+        """How many tokens `generate` may add after `prompt` (host token ids): up to a complete sequence. Tasks whose
+        prompts must end somewhere particular (after `=`, after a whole move) refuse other prompts here."""
+        prompt_len = prompt.shape[-1]
+        limit = self.full_length() - prompt_len
+        if limit <= 0:
+            raise ValueError(f"{type(self).__name__}: a prompt of {prompt_len} tokens leaves nothing to generate "
+                             f"(a complete sequence has {self.full_length()})")
+        return limit
+
+    def generation_step(self, tokens: Int[Array, " buffer"], pos: Int[Array, ""], token: Int[Array, ""],
+                        step: Int[Array, ""]) -> tuple[Array, Array]:
+        """The stopping rule, traced: after choosing `token`, the `step`-th new token (from 0), for position `pos`
+        of `tokens` (the sequence so far), `(keep, stop)` says whether the token is part of the output and whether
+        to stop after it. Default: keep every token; `generation_limit` alone ends the sequence."""
+        del tokens, pos, token, step
+        return jnp.asarray(True), jnp.asarray(False)

@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from toymi.errors import ConfigError
 from toymi.tasks.base import Task
 from toymi.tasks.features import FeatureBatch, positive_int_problem, probability_problem, sparse_uniform
+from toymi.tasks.render import features_from_string, features_to_string, render_features
 
 
 def relu_plus_identity(x: Float[Array, "*batch n_features"]) -> Float[Array, "*batch n_features"]:
@@ -47,6 +48,7 @@ class CompressedComputation(Task):
     """
 
     model_kinds = ("residual_mlp",)
+    predicts_next_token = False  # the model outputs feature values
     sweep_summary = ("eval_loss", None)  # an MSE whose scale the settings change: a sweep reports its final value
 
     n_features: int = eqx.field(static=True)
@@ -89,6 +91,18 @@ class CompressedComputation(Task):
 
     def evaluate(self, model, batch: FeatureBatch) -> dict[str, Array]:
         return {"loss": self.loss(model, batch), "naive_loss": self.loss(naive_model(model), batch)}
+
+    def render_tokens(self, x) -> list[str]:
+        """One label per feature of one input `[n_features]`: `f3=0.71` (`f0=0` when off)."""
+        return render_features(x, self.n_features, 'compressed_computation')
+
+    def to_string(self, x) -> str:
+        """The active features of one input, `f3=0.71 f17=0.2`."""
+        return features_to_string(x, self.n_features, 'compressed_computation')
+
+    def from_string(self, text: str) -> Array:
+        """The float32 `[n_features]` input `to_string` wrote (unnamed features 0)."""
+        return features_from_string(text, self.n_features, 'compressed_computation')
 
     def ground_truth(self) -> dict:
         """What is known before training: the target, and the MSE each feature costs when its ReLU is ignored

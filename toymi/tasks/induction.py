@@ -30,7 +30,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
+from toymi.tasks.render import as_tokens, one_sequence
 
+BOS_TEXT = "<bos>"
 MODES = ("repeat", "random_offsets")
 LOSS_ON = ("all", "repeated")
 EVAL_STREAM = 0x1D
@@ -211,6 +213,32 @@ class Induction(Task):
             "first_loss": mean_over(nll, first),
             "icl_score": nll[:, -1].mean() - nll[:, (self.subseq_len - 1) // 2].mean(),
         }
+
+    def render_tokens(self, tokens) -> list[str]:
+        """Random tokens as their ids (`17`), the BOS token as `<bos>`."""
+        ids = one_sequence(tokens, self.vocab + self.bos, "induction")
+        return [BOS_TEXT if t == self.vocab else str(t) for t in ids]
+
+    def to_string(self, tokens) -> str:
+        """`<bos> 17 3 99 17 3 99`."""
+        return " ".join(self.render_tokens(tokens))
+
+    def from_string(self, text: str) -> Array:
+        """Tokens of `<bos> 17 3 ...` (the `<bos>` first when the task has one, and nowhere else)."""
+        words = text.split()
+        if not 0 < len(words) <= self.seq_len:
+            raise ValueError(f"induction: {text!r} has {len(words)} tokens; sequences have 1 to {self.seq_len}")
+        if self.bos and words[0] != BOS_TEXT:
+            raise ValueError(f"induction: this task's sequences start with {BOS_TEXT}, got {text!r}")
+        ids = []
+        for i, word in enumerate(words):
+            if self.bos and i == 0:
+                ids.append(self.vocab)
+            elif not word.isdigit() or int(word) >= self.vocab:
+                raise ValueError(f"induction: {word!r} (word {i} of {text!r}) is not a token in [0, {self.vocab})")
+            else:
+                ids.append(int(word))
+        return as_tokens(ids)
 
     def ground_truth(self) -> dict:
         """Where induction and previous-token heads should attend, for the eval sets and as functions.

@@ -16,6 +16,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
+from toymi.tasks.render import as_tokens, one_sequence
 from toymi.trees import stack
 
 OPS = ("+", "-", "*", "/")
@@ -148,6 +149,38 @@ class ModularArithmetic(Task):
 
     def model_dims(self) -> dict[str, int]:
         return {"d_vocab": self.p + 1, "d_vocab_out": self.p, "n_ctx": 3}
+
+    def render_tokens(self, tokens) -> list[str]:
+        """Numbers `0 .. p-1` and `=` (token `p`)."""
+        return ["=" if t == self.p else str(t) for t in one_sequence(tokens, self.p + 1, "modular_arithmetic")]
+
+    def to_string(self, tokens) -> str:
+        """`5 7 =`, or `5 7 = 12` with the answer."""
+        return " ".join(self.render_tokens(tokens))
+
+    def from_string(self, text: str) -> Array:
+        """Tokens of a prefix of `a b = c` (numbers in `[0, p)`), e.g. `5 7 =`."""
+        words, ids = text.split(), []
+        if not 0 < len(words) <= 4:
+            raise ValueError(f"modular_arithmetic: {text!r} is not a prefix of 'a b = c'")
+        for i, word in enumerate(words):
+            if i == 2:
+                if word != "=":
+                    raise ValueError(f"modular_arithmetic: expected '=' as the third word of {text!r} ('a b = c')")
+                ids.append(self.p)
+            elif not word.isdigit() or int(word) >= self.p:
+                raise ValueError(f"modular_arithmetic: {word!r} in {text!r} is not a number in [0, {self.p})")
+            else:
+                ids.append(int(word))
+        return as_tokens(ids)
+
+    def generation_limit(self, prompt) -> int:
+        """The answer: the prompt must be `a b =`."""
+        prompt_len = prompt.shape[-1]
+        if prompt_len != 3:
+            raise ValueError(f"modular_arithmetic: generate writes the answer after 'a b =' (3 tokens), got a "
+                             f"prompt of {prompt_len}")
+        return 1
 
     def ground_truth(self) -> dict:
         """The Fourier basis over Z_p (rows) and its names: the basis the grokking circuit computes in."""

@@ -25,6 +25,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from toymi.errors import ConfigError
 from toymi.tasks.base import Task
 from toymi.tasks.features import FeatureBatch
+from toymi.tasks.render import features_from_string, features_to_string, render_features
 
 
 def sample_features(
@@ -101,6 +102,7 @@ class ToyModelsOfSuperposition(Task):
     """
 
     model_kinds: ClassVar[tuple[str, ...]] = ("tms",)
+    predicts_next_token: ClassVar[bool] = False  # the model reconstructs features
     # the loss scales with density and importance: a sweep reports the final fraction of the all-zero output's loss
     sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss_fraction", None)
 
@@ -189,6 +191,18 @@ class ToyModelsOfSuperposition(Task):
         `*_loss`, which the training-curve plot would read as another eval set)."""
         loss = self.loss(model, batch)
         return {"loss": loss, "loss_fraction": loss / self.weighted_error(batch.y, jnp.zeros_like(batch.y))}
+
+    def render_tokens(self, x) -> list[str]:
+        """One label per feature of one input `[n_features]`: `f3=0.71` (`f0=0` when off)."""
+        return render_features(x, self.n_features, 'tms')
+
+    def to_string(self, x) -> str:
+        """The active features of one input, `f3=0.71 f17=0.2`."""
+        return features_to_string(x, self.n_features, 'tms')
+
+    def from_string(self, text: str) -> Array:
+        """The float32 `[n_features]` input `to_string` wrote (unnamed features 0)."""
+        return features_from_string(text, self.n_features, 'tms')
 
     def ground_truth(self) -> dict:
         """The true feature directions (the identity basis of feature space, one per row), importances, density and

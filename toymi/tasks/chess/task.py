@@ -32,7 +32,9 @@ from toymi.tasks.base import Batch, Task
 from toymi.tasks.chess.cache import load_or_generate
 from toymi.tasks.chess.generate import Players
 from toymi.tasks.chess.labels import NEXT_FROM, NEXT_TO, PIECE_CLASSES, next_move_facts, position_labels
-from toymi.tasks.chess.tokens import D_VOCAB, PAD, SQUARE0
+from toymi.tasks.chess.tokens import (BOS, D_VOCAB, PAD, PROMO0, ROLE_FROM, SQUARE0, game_text, parse_game,
+                                      token_roles, token_text)
+from toymi.tasks.render import as_tokens, one_sequence
 
 PLAYERS = ("random", "heuristic")
 
@@ -135,6 +137,42 @@ class ChessMoves(Task):
                 out[name] = (legal & where).sum() / jnp.maximum(where.sum(), 1)
             out["uniform_legal_loss"] = -(batch.uniform_legal_logp * batch.loss_mask).sum() / batch.loss_mask.sum()
         return out
+
+    def render_tokens(self, tokens) -> list[str]:
+        """`<bos>`, squares (`e2`), promotions (`=q`) and `<pad>`, one per token."""
+        return [token_text(int(t)) for t in one_sequence(tokens, D_VOCAB, "chess")]
+
+    def to_string(self, tokens, notation: str = "uci") -> str:
+        """The game's moves in UCI (`e2e4 e7e5`) or SAN (`notation="san"`: `1. e4 e5`, legal moves only)."""
+        return game_text(one_sequence(tokens, D_VOCAB, "chess"), notation)
+
+    def from_string(self, text: str, notation: str = "uci") -> Array:
+        """`BOS` and the tokens of the moves in `text` (UCI, or SAN with `notation="san"`)."""
+        return as_tokens(parse_game(text, notation))
+
+    def generation_limit(self, prompt) -> int:
+        """One move (2 tokens, 3 with a promotion) after a prompt of whole moves, within `n_ctx`."""
+        prompt_len = prompt.shape[-1]
+        if (prompt[:, 0] != BOS).any() or (token_roles(prompt)[0][:, -1] == ROLE_FROM).any():
+            raise ValueError("chess: generate writes one move after BOS and whole moves; this prompt ends inside a "
+                             "move or lacks BOS")
+        room = self.model_dims()["n_ctx"] + 1 - prompt_len  # the last prediction is read at position n_ctx - 1
+        if room < 2:
+            raise ValueError(f"chess: a prompt of {prompt_len} tokens leaves no room for a move (n_ctx = "
+                             f"{self.model_dims()['n_ctx']})")
+        return min(3, room)
+
+    def generation_step(self, tokens, pos, token, step):
+        """A move: a from-square, a to-square and, only when the to-square is on the first or last rank, one more
+        token, kept if it is a promotion. A token that is not a square ends the move (kept, so it can be seen)."""
+        del tokens, pos
+        square = token - SQUARE0
+        is_square = (square >= 0) & (square < 64)
+        last_rank = is_square & ((square // 8 == 0) | (square // 8 == 7))
+        is_promo = (token >= PROMO0 + 2) & (token < D_VOCAB)
+        keep = jnp.where(step < 2, True, is_promo)
+        stop = jnp.where(step == 0, ~is_square, jnp.where(step == 1, ~last_rank, True))
+        return keep, stop
 
     def ground_truth(self, split: str = "test") -> dict:
         """Board state at every token position of `split`'s games, for probes (see `labels.py`).

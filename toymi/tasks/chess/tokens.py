@@ -116,3 +116,79 @@ def token_roles(tokens: Int[np.ndarray, "game seq"]) -> tuple[np.ndarray, np.nda
     role = np.select([tokens == BOS, is_from, is_to, is_promo], [ROLE_BOS, ROLE_FROM, ROLE_TO, ROLE_PROMO], ROLE_PAD)
     ply = np.where(is_square | is_promo, square_ply, -1)  # a promotion token follows its move's to-square
     return role.astype(np.int32), ply.astype(np.int32), np.cumsum(completes, axis=1).astype(np.int32)
+
+
+# ---- text -------------------------------------------------------------------------------------------------------
+
+PROMO_TEXT = {PROMO0 + p: "=" + chess.piece_symbol(p) for p in range(chess.KNIGHT, chess.QUEEN + 1)}
+
+
+def token_text(token: int) -> str:
+    """One token as text: `<pad>`, `<bos>`, a square (`e2`), or a promotion (`=q`)."""
+    if token == PAD:
+        return "<pad>"
+    if token == BOS:
+        return "<bos>"
+    if _is_square(token):
+        return chess.square_name(token - SQUARE0)
+    return PROMO_TEXT[token]
+
+
+def game_text(tokens: Sequence[int] | np.ndarray, notation: str = "uci") -> str:
+    """The moves of one encoded game (`BOS` first, trailing `PAD`s dropped): UCI `e2e4 e7e5`, or SAN from the
+    starting position `1. e4 e5` (every move must then be legal). A move in progress at the end (only its
+    from-square) is written as that square, in UCI only."""
+    tokens = [int(t) for t in np.asarray(tokens).reshape(-1)]
+    while tokens and tokens[-1] == PAD:
+        tokens.pop()
+    if not tokens or tokens[0] != BOS:
+        raise ValueError("an encoded game starts with BOS")
+    roles = token_roles(np.asarray([tokens]))[0][0]
+    half = tokens[-1] if roles[-1] == ROLE_FROM else None
+    moves = decode(tokens[:-1] if half is not None else tokens)
+    if notation == "uci":
+        words = [m.uci() for m in moves] + ([chess.square_name(half - SQUARE0)] if half is not None else [])
+        return " ".join(words)
+    if notation != "san":
+        raise ValueError(f"notation must be 'uci' or 'san', got {notation!r}")
+    if half is not None:
+        raise ValueError("a move in progress (a lone from-square) has no SAN; use notation='uci'")
+    board = chess.Board()
+    for i, move in enumerate(moves):
+        if not board.is_legal(move):
+            raise ValueError(f"move {i} ({move.uci()}) is illegal in {board.fen()}: SAN needs legal moves")
+        board.push(move)
+    return chess.Board().variation_san(moves)
+
+
+def parse_game(text: str, notation: str = "uci") -> Int[np.ndarray, " seq"]:
+    """The tokens of `game_text`'s output: `BOS` and the moves (a lone trailing square, in UCI, is a move in
+    progress). A word that is not a move is a one-line `ValueError` naming it."""
+    words = text.split()
+    if notation == "san":
+        board, moves = chess.Board(), []
+        for word in words:
+            if word.rstrip(".").isdigit():  # move numbers "1." and "1..."
+                continue
+            try:
+                move = board.parse_san(word)
+            except ValueError:
+                raise ValueError(f"chess: {word!r} in {text!r} is not a legal move in SAN at {board.fen()}") from None
+            moves.append(move)
+            board.push(move)
+        return encode_game(moves)
+    if notation != "uci":
+        raise ValueError(f"notation must be 'uci' or 'san', got {notation!r}")
+    out = [BOS]
+    for i, word in enumerate(words):
+        if i == len(words) - 1 and word in chess.SQUARE_NAMES:
+            out.append(SQUARE0 + chess.parse_square(word))
+            continue
+        try:
+            move = chess.Move.from_uci(word)
+            if not move:  # the null move 0000
+                raise ValueError
+            out += move_tokens(move)
+        except ValueError:
+            raise ValueError(f"chess: {word!r} in {text!r} is not a UCI move (e2e4, e7e8q)") from None
+    return np.asarray(out, np.int32)
