@@ -42,7 +42,7 @@ def fourier_figure(steps, measures: dict[str, np.ndarray], key_freqs, p: int):
     fig.update_yaxes(type="log", row=1, col=2)
     fig.update_xaxes(title_text=f"frequency k (of Z_{p})", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
-    updates = [[{"y": [measures["embed_spectrum"][i], measures["neuron_logit_spectrum"][i]]},
+    updates = [[{"y": [measures["embed_spectrum"][i].tolist(), measures["neuron_logit_spectrum"][i].tolist()]},
                 {"shapes": _vline(s)}, [0, 1]] for i, s in enumerate(steps)]
     fig.update_layout(height=460, shapes=_vline(steps[last]), sliders=[_slider(steps, updates)],
                       margin=dict(t=60, b=40))
@@ -71,7 +71,7 @@ def head_score_figure(steps, scores: dict[str, np.ndarray]):
     axis = len(kinds) + 1
     vline = [dict(type="line", xref=f"x{axis}", yref=f"y{axis} domain", x0=s, x1=s, y0=0, y1=1,
                   line=dict(color="black", dash="dot")) for s in steps]
-    updates = [[{"z": [scores[k][i] for k in kinds]}, {"shapes": [vline[i]]}, list(range(len(kinds)))]
+    updates = [[{"z": [scores[k][i].tolist() for k in kinds]}, {"shapes": [vline[i]]}, list(range(len(kinds)))]
                for i in range(len(steps))]
     fig.update_layout(height=420, shapes=[vline[last]], sliders=[_slider(steps, updates)], margin=dict(t=60, b=40))
     return fig

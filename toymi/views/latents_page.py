@@ -139,3 +139,29 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
     data = {"latents": latents, "labels": labels,
             "positions": positions, "has_grid": grid is not None}
     return View("latents", title, parts, data, _SCRIPT)
+
+
+def latents_for_run(run, decomposition, site: str = "mlp_post", layer: int = -1, position: int = -1,
+                    features: Float[Array, "n_true d"] | None = None, n_inputs: int = 512, **kwargs) -> View:
+    """`latents_view` of a decomposition of `site` (at `layer`, read at `position`) in a run's newest model.
+
+    Inputs: for modular arithmetic every (a, b) in order, so the page has each latent's p × p map; otherwise the
+    first `n_inputs` of the task's first eval set. Other arguments go to `latents_view`.
+    """
+    from toymi.tasks.modular import ModularArithmetic
+    from toymi.views.tokens import token_labels
+
+    task, model = run.task, run.model
+    grid = None
+    if isinstance(task, ModularArithmetic):
+        from toymi.decompose.model_truths import all_modular_pairs
+
+        tokens = np.asarray(all_modular_pairs(task).tokens)
+        grid = (task.p, len(tokens) // task.p)  # p - 1 columns for division (b = 0 left out)
+    else:
+        tokens = np.asarray(next(iter(task.eval_batches().values())).tokens[:n_inputs])
+    _, acts = model.run(tokens, capture=[site])
+    activations = np.asarray(acts[site, layer] if model.sites[site].per_layer else acts[site])[:, position]
+    return latents_view(decomposition, tokens, activations, [token_labels(task, t) for t in tokens],
+                        positions=np.full(len(tokens), position), features=features, grid=grid,
+                        title=kwargs.pop("title", f"Latents: {site} of {run.directory.name}"), **kwargs)

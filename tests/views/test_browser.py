@@ -1,0 +1,97 @@
+"""Each page in headless Chromium: it loads without console errors, its plots are drawn, a click or the slider
+changes what is shown, and a screenshot of it is non-blank and of the expected size."""
+
+import numpy as np
+import pytest
+
+from toymi.decompose.baselines import nmf
+from toymi.run import load_run
+from toymi.views import latents_for_run, write_site
+from views.browser import VIEWPORT, Page, check_screenshot
+
+pytestmark = pytest.mark.slow
+
+FLAT = "v => (v !== null && typeof v === 'object' && 'length' in v) ? Array.from(v).flatMap(FLAT) : [v]"
+
+
+def values(page: Page, div: str, trace: int, key: str) -> np.ndarray:
+    """A drawn trace's data (Plotly's decoded copy, `_fullData`), flattened."""
+    return np.asarray(page.js(f"([d, t, k]) => {{ const FLAT = {FLAT}; "
+                              "return FLAT(document.getElementById(d)._fullData[t][k]); }", [div, trace, key]), float)
+
+
+def test_run_page(grokking_run, chromium, tmp_path):
+    write_site(grokking_run, tmp_path / "site", pages=["run"])
+    page = Page(chromium, tmp_path / "site" / "run.html")
+    assert page.plots() == ["curves", "checkpoints"]
+    n_metrics = len([k for k in load_run(grokking_run).metrics if k not in ("step", "elapsed_s")])
+    assert page.js("() => document.getElementById('curves').data.length") == n_metrics  # a curve per metric
+    assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "log"
+    page.page.get_by_text("y linear").click()
+    assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "linear"
+    # The slider starts at the last checkpoint; clicking the left end of its rail shows step 0's spectrum.
+    before = values(page, "checkpoints", 0, "y")
+    first = np.asarray(page.js("() => document.getElementById('checkpoints').layout.sliders[0].steps[0].args[0].y[0]"))
+    assert not np.allclose(before, first)  # W_E's spectrum moved during training
+    rail = page.page.locator("#checkpoints .slider-rail-rect")
+    rail.scroll_into_view_if_needed()
+    box = rail.bounding_box()
+    page.page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)
+    page.page.wait_for_function("() => document.getElementById('checkpoints').layout.sliders[0].active === 0")
+    page.page.wait_for_timeout(600)  # the slider's transition
+    np.testing.assert_allclose(values(page, "checkpoints", 0, "y"), first, rtol=1e-6)
+    page.page.evaluate("window.scrollTo(0, 0)")
+    check_screenshot(page.screenshot(tmp_path / "run.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def test_attention_page(induction_run, chromium, tmp_path):
+    write_site(induction_run, tmp_path / "site", pages=["attention"])
+    page = Page(chromium, tmp_path / "site" / "attention.html")
+    assert page.plots() == ["scores", "heads", "pattern"]
+    selected = page.js("() => document.getElementById('selected').textContent")
+    before = values(page, "pattern", 0, "z")
+    # Click the centre of the small multiple of a head other than the selected one: it becomes the large pattern.
+    n_heads = page.js("() => toymiData.n_heads")
+    other = next(f"L{l}H{h}" for l in range(2) for h in range(n_heads) if f"L{l}H{h} " not in selected)
+    index = int(other[1]) * n_heads + int(other[3])
+    axis = page.page.locator(f"#heads .xy{'' if index == 0 else index + 1} .nsewdrag").first
+    axis.click()
+    assert page.js("() => document.getElementById('selected').textContent").startswith(f"selected: {other} ")
+    after = values(page, "pattern", 0, "z")
+    assert not np.allclose(before, after)
+    expected = np.asarray(page.js("([l, h]) => toymiData.patterns[0][l][h]", [int(other[1]), int(other[3])]))
+    np.testing.assert_allclose(after, expected.reshape(-1))
+    page.page.select_option("#input", "1")  # another input: every plot and the tick labels follow
+    labels = page.js("() => document.getElementById('pattern').layout.xaxis.ticktext")
+    assert labels == page.js("() => toymiData.labels[1]")
+    check_screenshot(page.screenshot(tmp_path / "attention.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def test_latents_page(grokking_run, chromium, tmp_path):
+    run = load_run(grokking_run)
+    view = latents_for_run(run, nmf(_mlp_rows(run), 6))
+    path = view.save(tmp_path / "latents.html")
+    page = Page(chromium, path)
+    assert page.plots() == ["overview", "histogram", "grid"]
+    first_rows = page.js("() => document.getElementById('top').rows.length")
+    grid_before = values(page, "grid", 0, "z")
+    bars = page.page.locator("#overview .point")
+    assert bars.count() == page.js("() => toymiData.latents.length") > 1
+    box = bars.nth(1).bounding_box()  # Plotly's drag layer takes the clicks, and finds the bar under the mouse
+    page.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] - 2)
+    assert page.js("() => document.getElementById('latent').value") == "1"
+    grid_after = values(page, "grid", 0, "z")
+    np.testing.assert_allclose(grid_after, np.asarray(page.js("() => toymiData.latents[1].grid")).reshape(-1))
+    assert not np.allclose(grid_before, grid_after)
+    assert first_rows > 0 and page.js("() => document.getElementById('info').textContent").startswith("latent ")
+    check_screenshot(page.screenshot(tmp_path / "latents.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def _mlp_rows(run) -> np.ndarray:
+    from toymi.decompose.model_truths import all_modular_pairs
+
+    _, acts = run.model.run(all_modular_pairs(run.task).tokens, capture=["mlp_post"])
+    return np.asarray(acts["mlp_post", -1][:, -1])
