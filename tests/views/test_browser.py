@@ -95,3 +95,25 @@ def _mlp_rows(run) -> np.ndarray:
 
     _, acts = run.model.run(all_modular_pairs(run.task).tokens, capture=["mlp_post"])
     return np.asarray(acts["mlp_post", -1][:, -1])
+
+
+def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path, capsys):
+    import threading
+    import urllib.request
+
+    from toymi.cli import main
+    from toymi.views.site import make_server
+
+    out = tmp_path / "site"
+    assert main(["view", str(grokking_run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "plotly.min.js", "run.html"]
+    for page in ("run.html", "attention.html"):
+        text = (out / page).read_text()
+        assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuits"]) == 2
+    assert "unknown pages ['circuits']" in capsys.readouterr().err
+    with make_server(out, 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
+            assert response.read() == (out / "run.html").read_bytes()
+        server.shutdown()

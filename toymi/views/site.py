@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from toymi.errors import ConfigError
 from toymi.views.attention_page import attention_for_run
 from toymi.views.page import PLOTLY_FILE, View, plotly_js
 from toymi.views.run_page import run_view
@@ -49,7 +50,7 @@ def write_site(run_dir: str | Path, out: str | Path | None = None, pages: Sequen
     run = load_run(run_dir)
     unknown = sorted(set(pages or ()) - set(PAGES))
     if unknown:
-        raise KeyError(f"unknown pages {unknown}; have {sorted(PAGES)}")
+        raise ConfigError(f"unknown pages {unknown}; have {sorted(PAGES)}")
     builders = [PAGES[n] for n in (pages or PAGES) if n == "run" or not hasattr(run, "members")]
     views = [v for v in (b(run) for b in builders) if v is not None] + list(extra)
     names = [v.name for v in views]
@@ -67,10 +68,15 @@ def write_site(run_dir: str | Path, out: str | Path | None = None, pages: Sequen
     return out / "index.html"
 
 
-def serve(directory: str | Path, port: int = 8000) -> None:
-    """Serve `directory` on http://localhost:`port` until interrupted (localhost only)."""
+def make_server(directory: str | Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """An HTTP server of `directory` on 127.0.0.1 (only this machine can reach it); port 0 picks a free one."""
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+def serve(directory: str | Path, port: int = 8000) -> None:
+    """Serve `directory` on http://localhost:`port` until interrupted."""
+    with make_server(directory, port) as server:
         print(f"serving {directory} on http://localhost:{server.server_address[1]}/ (Ctrl-C stops)")
         try:
             server.serve_forever()
