@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import html
 
+import equinox as eqx
 import numpy as np
-from jaxtyping import Array, Int
+from jaxtyping import Array, Float, Int
 
 from toymi.views.page import View
 from toymi.views.tokens import token_labels
@@ -70,7 +71,7 @@ def _heads_figure(pattern: np.ndarray, scores: dict[str, np.ndarray]):
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False, autorange="reversed")
     fig.update_annotations(font_size=11)
-    fig.update_layout(height=170 * n_layers + 40, width=170 * n_heads + 40, margin=dict(t=30, b=10, l=10, r=10))
+    fig.update_layout(height=150 * n_layers + 40, width=145 * n_heads + 20, margin=dict(t=30, b=10, l=10, r=10))
     return fig
 
 
@@ -79,11 +80,27 @@ def _pattern_figure(n_pos: int):
 
     fig = go.Figure(go.Heatmap(z=np.zeros((n_pos, n_pos)), zmin=0, zmax=1, colorscale="Blues",
                                hovertemplate="%{text}: %{z:.3f}<extra></extra>"))
-    size = min(720, 160 + 18 * n_pos)
+    size = min(520, max(320, 160 + 14 * n_pos))
     fig.update_layout(height=size, width=size + 60, margin=dict(t=40, b=60, l=60, r=10),
                       xaxis=dict(title="key", tickmode="array", tickangle=0),
                       yaxis=dict(title="query", tickmode="array", autorange="reversed"))
     return fig
+
+
+@eqx.filter_jit
+def patterns_and_scores(model, tokens: Int[Array, "n pos"]) -> tuple[Float[Array, "n layer head q k"], dict]:
+    """Every head's pattern on `tokens` and its `head_scores`, from one forward pass compiled as one program (run
+    eagerly, the forward and the scores' einsums compile op by op: seconds)."""
+    from toymi.dissect.attention import duplicate_token_score, induction_score, previous_token_score
+
+    _, acts = model.run(tokens, capture=["pattern"])
+    pattern = acts["pattern"]
+    return pattern, {"previous_token": previous_token_score(pattern),
+                     "duplicate_token": duplicate_token_score(pattern, tokens), "induction": induction_score(pattern, tokens)}
+
+
+def _short(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def attention_view(model, tokens: Int[Array, "n pos"], labels: list[list[str]], title: str = "Attention") -> View:
@@ -98,23 +115,19 @@ def attention_view(model, tokens: Int[Array, "n pos"], labels: list[list[str]], 
 
     **Returns:** a `View` (shows itself in Jupyter; `.save(path)` writes it).
     """
-    from toymi.dissect.attention import duplicate_token_score, induction_score, previous_token_score
-
     tokens = np.asarray(tokens)
     if tokens.ndim != 2 or len(labels) != tokens.shape[0] or any(len(r) != tokens.shape[1] for r in labels):
         raise ValueError(f"tokens must be [n, pos] with one label per token; got tokens {tokens.shape} and labels "
                          f"of lengths {[len(r) for r in labels]}")
     if "pattern" not in model.sites:
         raise ValueError(f"{type(model).__name__} has no attention (no `pattern` site): no attention page")
-    _, acts = model.run(tokens, capture=["pattern"])
-    pattern = np.asarray(acts["pattern"])  # [n, layer, head, q, k]
-    scores = {"previous_token": previous_token_score(pattern), "duplicate_token": duplicate_token_score(pattern, tokens),
-              "induction": induction_score(pattern, tokens)}  # as `head_scores`, without a second forward pass
-    scores = {k: np.asarray(v) for k, v in scores.items()}
+    pattern, scores = patterns_and_scores(model, tokens)
+    pattern, scores = np.asarray(pattern), {k: np.asarray(v) for k, v in scores.items()}  # [n, layer, head, q, k]
     best = scores["induction"] if scores["induction"].max() > scores["previous_token"].max() else scores["previous_token"]
     start = [int(i) for i in np.unravel_index(np.argmax(best), best.shape)]
     text = [[[f"q{q} {r[q]} → k{k} {r[k]}" for k in range(len(r))] for q in range(len(r))] for r in labels]
-    options = "".join(f'<option value="{i}">{i}: {html.escape(" ".join(r))}</option>' for i, r in enumerate(labels))
+    options = "".join(f'<option value="{i}">{i}: {html.escape(_short(" ".join(r)))}</option>'
+                      for i, r in enumerate(labels))
     parts = [f'<p class="note">Scores are averaged over the {len(tokens)} inputs below. Click a head in the scores '
              "or in the small multiples to show it large; hover for values.</p>",
              f'<p>input: <select id="input">{options}</select> <b id="selected"></b></p>',

@@ -86,10 +86,10 @@ def _modular_measures(run, steps):
 
 
 def _head_score_measures(run, steps):
-    from toymi.dissect.attention import head_scores
+    from toymi.views.attention_page import patterns_and_scores
 
     tokens = next(iter(run.task.eval_batches().values())).tokens[:N_SCORE_INPUTS]
-    per_step = [head_scores(run.checkpoint(s), tokens) for s in steps]
+    per_step = [patterns_and_scores(run.checkpoint(s), tokens)[1] for s in steps]  # compiled once, for every step
     scores = {k: np.stack([np.asarray(d[k]) for d in per_step]) for k in per_step[0]}
     return head_score_figure(np.asarray(steps), scores)
 
