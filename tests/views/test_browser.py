@@ -117,3 +117,24 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
             assert response.read() == (out / "run.html").read_bytes()
         server.shutdown()
+
+
+def test_a_view_renders_inline_as_in_a_notebook(tiny_model, tokens, chromium, tmp_path):
+    """What Jupyter shows (`_repr_html_`, an iframe of the whole page) draws its plots and reacts to a click."""
+    from toymi.views import attention_view
+
+    view = attention_view(tiny_model, tokens, [[str(int(t)) for t in row] for row in tokens])
+    path = tmp_path / "notebook.html"
+    path.write_text(f"<html><body><p>a notebook cell</p>{view._repr_html_()}</body></html>")
+    page = chromium.new_page(viewport=VIEWPORT)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    frame = page.frame_locator("iframe")
+    frame.locator("#pattern .main-svg").first.wait_for()
+    assert frame.locator(".js-plotly-plot").count() == 3
+    frame.locator("#input").select_option("2")
+    assert "on input 2" in frame.locator("#pattern .gtitle").text_content()
+    page.close()
+    assert errors == []

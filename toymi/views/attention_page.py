@@ -122,7 +122,8 @@ def attention_view(model, tokens: Int[Array, "n pos"], labels: list[list[str]], 
     if "pattern" not in model.sites:
         raise ValueError(f"{type(model).__name__} has no attention (no `pattern` site): no attention page")
     pattern, scores = patterns_and_scores(model, tokens)
-    pattern, scores = np.asarray(pattern), {k: np.asarray(v) for k, v in scores.items()}  # [n, layer, head, q, k]
+    pattern = np.asarray(pattern)  # [n, layer, head, q, k]
+    scores = {k: np.asarray(scores[k]) for k in SCORE_NAMES}  # in SCORE_NAMES' order (jit returns dicts sorted)
     best = scores["induction"] if scores["induction"].max() > scores["previous_token"].max() else scores["previous_token"]
     start = [int(i) for i in np.unravel_index(np.argmax(best), best.shape)]
     text = [[[f"q{q} {r[q]} → k{k} {r[k]}" for k in range(len(r))] for q in range(len(r))] for r in labels]

@@ -55,15 +55,18 @@ def head_score_figure(steps, scores: dict[str, np.ndarray]):
     from plotly.subplots import make_subplots
 
     kinds = list(scores)
-    fig = make_subplots(rows=1, cols=len(kinds) + 1, subplot_titles=[k.replace("_", " ") for k in kinds]
+    fig = make_subplots(rows=1, cols=len(kinds) + 1, subplot_titles=[k.replace("_", "-") for k in kinds]
                         + ["induction score over training"], horizontal_spacing=0.06)
     last = len(steps) - 1
     for c, kind in enumerate(kinds):
         fig.add_heatmap(z=scores[kind][last], zmin=0, zmax=1, colorscale="Blues", showscale=c == 0,
+                        colorbar=dict(x=-0.05, xanchor="right", thickness=10),  # left: the legend is right
                         hovertemplate="L%{y}H%{x}: %{z:.3f}<extra></extra>", row=1, col=c + 1)
         fig.update_xaxes(title_text="head", dtick=1, row=1, col=c + 1)
-        fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed", row=1, col=c + 1)
     n_layers, n_heads = scores[kinds[0]].shape[1:]
+    fig.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{l}" for l in range(n_layers)],
+                     autorange="reversed")
+    fig.update_yaxes(autorange=True, tickvals=None, ticktext=None, row=1, col=len(kinds) + 1)
     for layer in range(n_layers):
         for head in range(n_heads):
             fig.add_scatter(x=steps, y=scores["induction"][:, layer, head], name=f"L{layer}H{head}",
@@ -86,11 +89,11 @@ def _modular_measures(run, steps):
 
 
 def _head_score_measures(run, steps):
-    from toymi.views.attention_page import patterns_and_scores
+    from toymi.views.attention_page import SCORE_NAMES, patterns_and_scores
 
     tokens = next(iter(run.task.eval_batches().values())).tokens[:N_SCORE_INPUTS]
     per_step = [patterns_and_scores(run.checkpoint(s), tokens)[1] for s in steps]  # compiled once, for every step
-    scores = {k: np.stack([np.asarray(d[k]) for d in per_step]) for k in per_step[0]}
+    scores = {k: np.stack([np.asarray(d[k]) for d in per_step]) for k in SCORE_NAMES}
     return head_score_figure(np.asarray(steps), scores)
 
 
