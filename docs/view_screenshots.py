@@ -10,7 +10,9 @@ nothing). Each screenshot is checked as the tests check theirs (expected size, n
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     from toymi.run import load_run
     from toymi.views import latents_for_run, write_site
 
-    out, sites = Path(args.out), Path(args.out) / "_sites"
+    out, sites = Path(args.out), Path(tempfile.mkdtemp(prefix="toymi-view-screenshots-"))  # the sites are not kept
     start = time.perf_counter()
     sae = modular_sae(load_run(args.grokking), args.sae_steps, n_latents=256, k=16)
     print(f"trained the SAE in {time.perf_counter() - start:.0f} s")
@@ -63,6 +65,7 @@ def main(argv=None) -> int:
             check_screenshot(image, VIEWPORT["width"], VIEWPORT["height"])
             assert page.errors == [], page.errors
             print(f"wrote {out / name}.png ({image.shape[1]}x{image.shape[0]})")
+    shutil.rmtree(sites)
     return 0
 
 

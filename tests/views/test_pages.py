@@ -68,6 +68,7 @@ def test_curves_group_losses_and_accuracies_and_show_every_member():
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "linear"
 
 
+@pytest.mark.slow  # 6 CPU seconds: the reference forward and head scores run eagerly
 def test_attention_view_embeds_the_patterns_and_the_head_scores(tiny_model, tokens):
     labels = [[f"t{int(t)}" for t in row] for row in tokens]
     data = _data(attention_view(tiny_model, tokens, labels))
@@ -108,6 +109,8 @@ def test_latents_view_shows_top_inputs_histograms_truth_and_maps():
     assert sum(l0["hist_y"]) == 3 and sum(l1["hist_y"]) == 1
     assert (l0["truth"], l0["cos"]) == (1, 0.6) and (l1["truth"], l1["cos"]) == (0, 1.0)
     assert l0["grid"] == [[0.5, 2.0], [0.0, 1.0]] and data["positions"] == [1, 1, 1, 1]
+    with pytest.raises(IndexError, match=r"positions must be in \[-2, 2\)"):
+        latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, positions=2)
     with pytest.raises(ValueError, match="grid"):
         latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, grid=(3, 3))
     with pytest.raises(ValueError, match="no latent fires"):

@@ -121,7 +121,12 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
                          f"activations {activations.shape}, {len(labels)} label rows")
     if grid is not None and grid[0] * grid[1] != n:
         raise ValueError(f"grid {grid} needs {grid[0] * grid[1]} inputs in order, got {n}")
-    positions = np.full(n, tokens.shape[1] - 1) if positions is None else np.asarray(positions) % tokens.shape[1]
+    n_pos = tokens.shape[1]
+    positions = np.broadcast_to(np.full(n, -1) if positions is None else np.asarray(positions), (n,))
+    if ((positions < -n_pos) | (positions >= n_pos)).any():
+        raise IndexError(f"positions must be in [-{n_pos}, {n_pos}) for inputs of {n_pos} tokens, got "
+                         f"{sorted(set(positions.tolist()))}")
+    positions = positions % n_pos
     codes = np.asarray(decomposition.encode(activations))
     directions = np.asarray(decomposition.directions)
     latents = latent_summaries(codes, directions, None if features is None else np.asarray(features), grid,
