@@ -20,26 +20,31 @@ def values(page: Page, div: str, trace: int, key: str) -> np.ndarray:
                               "return FLAT(document.getElementById(d)._fullData[t][k]); }", [div, trace, key]), float)
 
 
-def test_run_page(grokking_run, chromium, tmp_path):
-    write_site(grokking_run, tmp_path / "site", pages=["run"])
+@pytest.mark.parametrize("which, key", [("grokking_run", "y"), ("induction_run", "z")])
+def test_run_page(which, key, request, chromium, tmp_path):
+    """Grokking's slider swaps Fourier spectra (bars, `y`); induction's swaps head-score heatmaps (`z`)."""
+    run_dir = request.getfixturevalue(which)
+    write_site(run_dir, tmp_path / "site", pages=["run"])
     page = Page(chromium, tmp_path / "site" / "run.html")
     assert page.plots() == ["curves", "checkpoints"]
-    n_metrics = len([k for k in load_run(grokking_run).metrics if k not in ("step", "elapsed_s")])
+    n_metrics = len([k for k in load_run(run_dir).metrics if k not in ("step", "elapsed_s")])
     assert page.js("() => document.getElementById('curves').data.length") == n_metrics  # a curve per metric
     assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "log"
     page.page.get_by_text("y linear").click()
     assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "linear"
-    # The slider starts at the last checkpoint; clicking the left end of its rail shows step 0's spectrum.
-    before = values(page, "checkpoints", 0, "y")
-    first = np.asarray(page.js("() => document.getElementById('checkpoints').layout.sliders[0].steps[0].args[0].y[0]"))
-    assert not np.allclose(before, first)  # W_E's spectrum moved during training
+    slider = "document.getElementById('checkpoints').layout.sliders[0]"
+    assert page.js(f"() => {slider}.steps.map(s => +s.label)") == load_run(run_dir).steps
+    # The slider starts at the last checkpoint; clicking the left end of its rail shows step 0's.
+    before = values(page, "checkpoints", 0, key)
+    first = np.asarray(page.js(f"() => {slider}.steps[0].args[0].{key}[0]"), float).reshape(-1)
+    assert not np.allclose(before, first)  # the measure moved during training
     rail = page.page.locator("#checkpoints .slider-rail-rect")
     rail.scroll_into_view_if_needed()
     box = rail.bounding_box()
     page.page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)
-    page.page.wait_for_function("() => document.getElementById('checkpoints').layout.sliders[0].active === 0")
+    page.page.wait_for_function(f"() => {slider}.active === 0")
     page.page.wait_for_timeout(600)  # the slider's transition
-    np.testing.assert_allclose(values(page, "checkpoints", 0, "y"), first, rtol=1e-6)
+    np.testing.assert_allclose(values(page, "checkpoints", 0, key), first, rtol=1e-6)
     page.page.evaluate("window.scrollTo(0, 0)")
     check_screenshot(page.screenshot(tmp_path / "run.png"), VIEWPORT["width"], VIEWPORT["height"])
     assert page.errors == []
