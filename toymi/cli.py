@@ -1,4 +1,4 @@
-"""`toymi train SPEC`, `toymi sweep SPEC --grid ...`, `toymi plot RUN` and `toymi phase SWEEP`."""
+"""`toymi train SPEC`, `toymi sweep SPEC --grid ...`, `toymi plot RUN`, `toymi phase SWEEP` and `toymi view RUN`."""
 
 from __future__ import annotations
 
@@ -173,6 +173,16 @@ def _dissect(args) -> int:
     return 0
 
 
+def _view(args) -> int:
+    from toymi.views import serve, write_site
+
+    index = write_site(args.run, args.out, pages=args.pages.split(",") if args.pages else None)
+    print(f"wrote {index}")
+    if args.serve:
+        serve(index.parent, args.port)
+    return 0
+
+
 def _distributed_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize() first, "
                         f"{what} (multi-host: run the same command in every process)")
@@ -225,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     dissect.add_argument("--out", help="report directory (default: RUN/dissect)")
     dissect.add_argument("--smoke", action="store_true", help="smallest settings (seconds): for tests")
     dissect.set_defaults(func=_dissect)
+
+    view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
+    view.add_argument("run", help="a run directory")
+    view.add_argument("--out", help="site directory (default: RUN/view)")
+    view.add_argument("--pages", help="comma-separated pages (default: every one that applies: run, attention)")
+    view.add_argument("--serve", action="store_true", help="then serve the site on localhost")
+    view.add_argument("--port", type=int, default=8000, help="with --serve (default 8000; 0 picks a free one)")
+    view.set_defaults(func=_view)
 
     phase = commands.add_parser("phase", help="draw a sweep's phase diagram: steps until a metric drops below a value")
     phase.add_argument("run", help="a sweep directory")

@@ -20,7 +20,7 @@ from toymi.train.ensemble import stack_tasks
 from toymi.train.ensemble_loop import abstract_ensemble_state, check_same_sweep, train_sweep
 from toymi.train.loop import abstract_state, check_same_spec, train
 from toymi.train.state import TrainState
-from toymi.trees import stack, unstack
+from toymi.trees import stack_on_host, unstack
 
 
 class StaleModel(UserWarning):
@@ -85,7 +85,7 @@ class Run:
 
     def checkpoint_series(self, steps: Sequence[int] | None = None) -> eqx.Module:
         """Models at `steps` (default: all) stacked on a leading axis: `jax.vmap(f)(series)` maps over training."""
-        return stack([self.checkpoint(s) for s in (self.steps if steps is None else steps)])
+        return stack_on_host([self.checkpoint(s) for s in (self.steps if steps is None else steps)])
 
     def close(self) -> None:
         self._checkpoints.close()

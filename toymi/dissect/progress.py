@@ -179,9 +179,13 @@ def key_frequencies(model: eqx.Module, task: ModularArithmetic, threshold: float
                     min_share: float = 0.05) -> np.ndarray:
     """Key frequencies of one (final) model by neuron clustering (`fourier.key_frequencies_from_neurons`)."""
     _check_task(task)
-    _, neurons = eqx.filter_jit(grid_outputs)(model, task.p)
-    fractions = neuron_frequency_fractions(neurons, fourier_basis(task.p)[0])
-    return key_frequencies_from_neurons(fractions, threshold, min_share)
+    return key_frequencies_from_neurons(_neuron_fractions(model, task.p), threshold, min_share)
+
+
+@eqx.filter_jit
+def _neuron_fractions(model: eqx.Module, p: int) -> Float[Array, "freq neuron"]:
+    # One compiled call: run eagerly, the Fourier transform's few ops each compiled on their own (seconds in all).
+    return neuron_frequency_fractions(grid_outputs(model, p)[1], fourier_basis(p)[0])
 
 
 def grokking_phases(steps, measures: dict, chance_loss: float, settled: float = 0.95) -> dict[str, int | None]:

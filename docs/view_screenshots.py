@@ -1,0 +1,73 @@
+"""The README's screenshots of `toymi view`'s pages, taken in headless Chromium with the browser tests' helper.
+
+    python docs/view_screenshots.py --grokking runs/grokking_quick --induction runs/induction_quick
+
+writes docs/images/view_run.png (the grokking run's page), view_attention.png (the induction run's attention page)
+and view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at `=`; the view itself trains
+nothing). Each screenshot is checked as the tests check theirs (expected size, not blank).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from views.browser import VIEWPORT, Page, browser, check_screenshot, chromium_or_skip  # noqa: E402
+
+
+def modular_sae(run, steps: int, n_latents: int, k: int):
+    """A TopK SAE on the run's MLP neurons at `=` (toymi.decompose, as the recovery benchmark trains them)."""
+    import jax.numpy as jnp
+
+    from toymi.decompose.model_truths import modular_truth
+    from toymi.decompose.sae import hyper, stack_hypers
+    from toymi.decompose.train import SAEConfig, train_saes
+
+    truth = modular_truth(run.model, run.task)
+    cfg = SAEConfig("topk", n_latents=n_latents, steps=steps, batch_size=512, lr=1e-2, schedule="cosine",
+                    b_dec_init="mean", k_max=k, k_aux=truth.d // 2)
+    return train_saes(truth, cfg, stack_hypers([hyper(k=k, aux_coef=1 / 32)]), jnp.arange(1)).member(0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grokking", required=True, help="a grokking_quick run directory")
+    parser.add_argument("--induction", required=True, help="an induction_quick run directory")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
+    parser.add_argument("--sae-steps", type=int, default=2000)
+    args = parser.parse_args(argv)
+
+    from toymi.run import load_run
+    from toymi.views import latents_for_run, write_site
+
+    out, sites = Path(args.out), Path(tempfile.mkdtemp(prefix="toymi-view-screenshots-"))  # the sites are not kept
+    start = time.perf_counter()
+    sae = modular_sae(load_run(args.grokking), args.sae_steps, n_latents=256, k=16)
+    print(f"trained the SAE in {time.perf_counter() - start:.0f} s")
+    latents = latents_for_run(load_run(args.grokking), sae, title="Latents: a TopK SAE on grokking_quick's MLP "
+                              "neurons at '='")
+    write_site(args.grokking, sites / "grokking", extra=[latents])
+    write_site(args.induction, sites / "induction", pages=["attention"])
+    shots = {"view_run": (sites / "grokking" / "run.html", True), "view_latents": (sites / "grokking" / "latents.html",
+             True), "view_attention": (sites / "induction" / "attention.html", True)}
+    sync_playwright, path = chromium_or_skip()
+    with browser(sync_playwright, path) as b:
+        for name, (page_path, full) in shots.items():
+            page = Page(b, page_path)
+            image = page.screenshot(out / f"{name}.png", full_page=full)
+            check_screenshot(image, VIEWPORT["width"], VIEWPORT["height"])
+            assert page.errors == [], page.errors
+            print(f"wrote {out / name}.png ({image.shape[1]}x{image.shape[0]})")
+    shutil.rmtree(sites)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

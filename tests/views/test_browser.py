@@ -1,0 +1,145 @@
+"""Each page in headless Chromium: it loads without console errors, its plots are drawn, a click or the slider
+changes what is shown, and a screenshot of it is non-blank and of the expected size."""
+
+import numpy as np
+import pytest
+
+from toymi.decompose.baselines import nmf
+from toymi.run import load_run
+from toymi.views import latents_for_run, write_site
+from views.browser import VIEWPORT, Page, check_screenshot
+
+pytestmark = pytest.mark.slow
+
+FLAT = "v => (v !== null && typeof v === 'object' && 'length' in v) ? Array.from(v).flatMap(FLAT) : [v]"
+
+
+def values(page: Page, div: str, trace: int, key: str) -> np.ndarray:
+    """A drawn trace's data (Plotly's decoded copy, `_fullData`), flattened."""
+    return np.asarray(page.js(f"([d, t, k]) => {{ const FLAT = {FLAT}; "
+                              "return FLAT(document.getElementById(d)._fullData[t][k]); }", [div, trace, key]), float)
+
+
+@pytest.mark.parametrize("which, key", [("grokking_run", "y"), ("induction_run", "z")])
+def test_run_page(which, key, request, chromium, tmp_path):
+    """Grokking's slider swaps Fourier spectra (bars, `y`); induction's swaps head-score heatmaps (`z`)."""
+    run_dir = request.getfixturevalue(which)
+    write_site(run_dir, tmp_path / "site", pages=["run"])
+    page = Page(chromium, tmp_path / "site" / "run.html")
+    assert page.plots() == ["curves", "checkpoints"]
+    n_metrics = len([k for k in load_run(run_dir).metrics if k not in ("step", "elapsed_s")])
+    assert page.js("() => document.getElementById('curves').data.length") == n_metrics  # a curve per metric
+    assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "log"
+    page.page.get_by_text("y linear").click()
+    assert page.js("() => document.getElementById('curves').layout.yaxis.type") == "linear"
+    slider = "document.getElementById('checkpoints').layout.sliders[0]"
+    assert page.js(f"() => {slider}.steps.map(s => +s.label)") == load_run(run_dir).steps
+    # The slider starts at the last checkpoint; clicking the left end of its rail shows step 0's.
+    before = values(page, "checkpoints", 0, key)
+    first = np.asarray(page.js(f"() => {slider}.steps[0].args[0].{key}[0]"), float).reshape(-1)
+    assert not np.allclose(before, first)  # the measure moved during training
+    rail = page.page.locator("#checkpoints .slider-rail-rect")
+    rail.scroll_into_view_if_needed()
+    box = rail.bounding_box()
+    page.page.mouse.click(box["x"] + 2, box["y"] + box["height"] / 2)
+    page.page.wait_for_function(f"() => {slider}.active === 0")
+    page.page.wait_for_timeout(600)  # the slider's transition
+    np.testing.assert_allclose(values(page, "checkpoints", 0, key), first, rtol=1e-6)
+    page.page.evaluate("window.scrollTo(0, 0)")
+    check_screenshot(page.screenshot(tmp_path / "run.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def test_attention_page(induction_run, chromium, tmp_path):
+    write_site(induction_run, tmp_path / "site", pages=["attention"])
+    page = Page(chromium, tmp_path / "site" / "attention.html")
+    assert page.plots() == ["scores", "heads", "pattern"]
+    selected = page.js("() => document.getElementById('selected').textContent")
+    before = values(page, "pattern", 0, "z")
+    # Click the centre of the small multiple of a head other than the selected one: it becomes the large pattern.
+    n_heads = page.js("() => toymiData.n_heads")
+    other = next(f"L{l}H{h}" for l in range(2) for h in range(n_heads) if f"L{l}H{h} " not in selected)
+    index = int(other[1]) * n_heads + int(other[3])
+    axis = page.page.locator(f"#heads .xy{'' if index == 0 else index + 1} .nsewdrag").first
+    axis.click()
+    assert page.js("() => document.getElementById('selected').textContent").startswith(f"selected: {other} ")
+    after = values(page, "pattern", 0, "z")
+    assert not np.allclose(before, after)
+    expected = np.asarray(page.js("([l, h]) => toymiData.patterns[0][l][h]", [int(other[1]), int(other[3])]))
+    np.testing.assert_allclose(after, expected.reshape(-1))
+    page.page.select_option("#input", "1")  # another input: every plot and the tick labels follow
+    labels = page.js("() => document.getElementById('pattern').layout.xaxis.ticktext")
+    assert labels == page.js("() => toymiData.labels[1]")
+    check_screenshot(page.screenshot(tmp_path / "attention.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def test_latents_page(grokking_run, chromium, tmp_path):
+    run = load_run(grokking_run)
+    view = latents_for_run(run, nmf(_mlp_rows(run), 6))
+    path = view.save(tmp_path / "latents.html")
+    page = Page(chromium, path)
+    assert page.plots() == ["overview", "histogram", "grid"]
+    first_rows = page.js("() => document.getElementById('top').rows.length")
+    grid_before = values(page, "grid", 0, "z")
+    bars = page.page.locator("#overview .point")
+    assert bars.count() == page.js("() => toymiData.latents.length") > 1
+    box = bars.nth(1).bounding_box()  # Plotly's drag layer takes the clicks, and finds the bar under the mouse
+    page.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] - 2)
+    assert page.js("() => document.getElementById('latent').value") == "1"
+    grid_after = values(page, "grid", 0, "z")
+    np.testing.assert_allclose(grid_after, np.asarray(page.js("() => toymiData.latents[1].grid")).reshape(-1))
+    assert not np.allclose(grid_before, grid_after)
+    assert first_rows > 0 and page.js("() => document.getElementById('info').textContent").startswith("latent ")
+    check_screenshot(page.screenshot(tmp_path / "latents.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
+
+
+def _mlp_rows(run) -> np.ndarray:
+    from toymi.decompose.model_truths import all_modular_pairs
+
+    _, acts = run.model.run(all_modular_pairs(run.task).tokens, capture=["mlp_post"])
+    return np.asarray(acts["mlp_post", -1][:, -1])
+
+
+def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path, capsys):
+    import threading
+    import urllib.request
+
+    from toymi.cli import main
+    from toymi.views.site import make_server
+
+    out = tmp_path / "site"
+    assert main(["view", str(grokking_run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "plotly.min.js", "run.html"]
+    for page in ("run.html", "attention.html"):
+        text = (out / page).read_text()
+        assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuits"]) == 2
+    assert "unknown pages ['circuits']" in capsys.readouterr().err
+    with make_server(out, 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
+            assert response.read() == (out / "run.html").read_bytes()
+        server.shutdown()
+
+
+def test_a_view_renders_inline_as_in_a_notebook(tiny_model, tokens, chromium, tmp_path):
+    """What Jupyter shows (`_repr_html_`, an iframe of the whole page) draws its plots and reacts to a click."""
+    from toymi.views import attention_view
+
+    view = attention_view(tiny_model, tokens, [[str(int(t)) for t in row] for row in tokens])
+    path = tmp_path / "notebook.html"
+    path.write_text(f"<html><body><p>a notebook cell</p>{view._repr_html_()}</body></html>")
+    page = chromium.new_page(viewport=VIEWPORT)
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.as_uri())
+    frame = page.frame_locator("iframe")
+    frame.locator("#pattern .main-svg").first.wait_for()
+    assert frame.locator(".js-plotly-plot").count() == 3
+    frame.locator("#input").select_option("2")
+    assert "on input 2" in frame.locator("#pattern .gtitle").text_content()
+    page.close()
+    assert errors == []

@@ -1,0 +1,117 @@
+"""The views' Python side, without a browser: what each page embeds is what toymi's functions compute."""
+
+import html
+import json
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from toymi.dissect.attention import head_scores
+from toymi.model.registry import build_model
+from toymi.model.tms_config import TMSConfig
+from toymi.views import View, attention_view, latents_view, token_labels
+from toymi.views.curves import curves_figure, metric_groups
+from toymi.views.page import to_json
+
+
+def _data(view: View) -> dict:
+    text = view.body()
+    return json.loads(re.search(r"const toymiData = (.*?);\n", text, re.S).group(1).replace("<\\/", "</"))
+
+
+class Rendering:
+    def render_tokens(self, tokens):
+        return [f"<{int(t)}>" for t in tokens]
+
+
+class WrongLength:
+    def render_tokens(self, tokens):
+        return ["x"]
+
+
+def test_token_labels_use_the_task_rendering_when_it_exists():
+    assert token_labels(None, np.array([3, 10])) == ["3", "10"]
+    assert token_labels(Rendering(), np.array([3, 10])) == ["<3>", "<10>"]
+    with pytest.raises(ValueError, match="1 labels for 2 tokens"):
+        token_labels(WrongLength(), np.array([3, 10]))
+    with pytest.raises(ValueError, match="one sequence"):
+        token_labels(None, np.zeros((2, 2), int))
+
+
+def test_page_data_cannot_close_its_script_and_keeps_four_digits():
+    text = to_json({"label": "</script><script>alert(1)", "x": np.array([1.234567, np.nan, np.inf])})
+    assert "</script>" not in text
+    assert json.loads(text.replace("<\\/", "</")) == {"label": "</script><script>alert(1)", "x": [1.235, None, None]}
+
+
+def test_pages_load_nothing_from_the_network():
+    view = View("v", "a <title>", ["<p>hi</p>"])
+    page = view.html(plotlyjs="plotly.min.js")
+    assert '<script src="plotly.min.js">' in page and "a &lt;title&gt;" in page
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    inline = view.html()
+    assert len(inline) > 1_000_000 and not re.search(r"<script[^>]+src=", inline)  # the bundle itself, inlined
+    shown = view._repr_html_()
+    assert shown.startswith("<iframe srcdoc=") and html.unescape(shown.split('"')[1]) == inline
+
+
+def test_curves_group_losses_and_accuracies_and_show_every_member():
+    metrics = {"step": np.arange(3), "train_loss": np.ones(3), "test_loss": np.ones(3), "test_accuracy": np.ones(3),
+               "weight_norm": np.ones((3, 2)), "elapsed_s": np.ones(3)}
+    assert metric_groups(metrics) == {"loss": ["train_loss", "test_loss"], "accuracy": ["test_accuracy"],
+                                      "weight_norm": ["weight_norm"]}
+    fig = curves_figure(metrics)
+    assert [t.name for t in fig.data] == ["train_loss", "test_loss", "test_accuracy", "weight_norm [0]",
+                                          "weight_norm [1]"]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "linear"
+
+
+@pytest.mark.slow  # 6 CPU seconds: the reference forward and head scores run eagerly
+def test_attention_view_embeds_the_patterns_and_the_head_scores(tiny_model, tokens):
+    labels = [[f"t{int(t)}" for t in row] for row in tokens]
+    data = _data(attention_view(tiny_model, tokens, labels))
+    _, acts = tiny_model.run(tokens, capture=["pattern"])
+    np.testing.assert_allclose(data["patterns"], np.asarray(acts["pattern"]), rtol=1e-3, atol=1e-4)
+    for name, score in head_scores(tiny_model, tokens).items():
+        np.testing.assert_allclose(data["scores"][name], np.asarray(score), rtol=1e-3, atol=1e-4)
+    assert data["labels"] == labels and data["text"][0][2][1] == f"q2 {labels[0][2]} → k1 {labels[0][1]}"
+    with pytest.raises(ValueError, match="one label per token"):
+        attention_view(tiny_model, tokens, labels[:-1])
+
+
+def test_attention_view_refuses_a_model_without_attention():
+    tms = build_model(TMSConfig(n_features=5, d_hidden=2), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="no attention"):
+        attention_view(tms, np.zeros((1, 3), int), [["a", "b", "c"]])
+
+
+class Dictionary:
+    """Latent i reads coordinate i (ReLU): codes are known exactly."""
+
+    directions = np.eye(3, 4)
+
+    def encode(self, x):
+        return np.maximum(np.asarray(x)[:, :3], 0)
+
+
+def test_latents_view_shows_top_inputs_histograms_truth_and_maps():
+    x = np.zeros((4, 4))
+    x[:, 0] = [0.5, 2.0, 0.0, 1.0]  # latent 0 fires on inputs 1, 3, 0 in that order
+    x[2, 1] = 3.0  # latent 1 fires once; latent 2 never (dead: not shown)
+    features = np.array([[0.0, 1.0, 0.0, 0.0], [0.6, 0.0, 0.0, 0.8]])
+    tokens = np.arange(8).reshape(4, 2)
+    data = _data(latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, features=features, grid=(2, 2)))
+    l0, l1 = data["latents"]
+    assert [l0["id"], l1["id"]] == [0, 1] and l0["freq"] == 0.75 and l1["freq"] == 0.25
+    assert [i for i, _ in l0["top"]] == [1, 3, 0] and l0["max"] == 2.0
+    assert sum(l0["hist_y"]) == 3 and sum(l1["hist_y"]) == 1
+    assert (l0["truth"], l0["cos"]) == (1, 0.6) and (l1["truth"], l1["cos"]) == (0, 1.0)
+    assert l0["grid"] == [[0.5, 2.0], [0.0, 1.0]] and data["positions"] == [1, 1, 1, 1]
+    with pytest.raises(IndexError, match=r"positions must be in \[-2, 2\)"):
+        latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, positions=2)
+    with pytest.raises(ValueError, match="grid"):
+        latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, grid=(3, 3))
+    with pytest.raises(ValueError, match="no latent fires"):
+        latents_view(Dictionary(), tokens, -np.ones((4, 4)), [["a", "b"]] * 4)

@@ -1,0 +1,84 @@
+"""`toymi view RUN`: a run's pages as one offline site (Plotly shipped once as `plotly.min.js`), optionally served.
+
+A page is a function `run -> View | None` in `PAGES` (None: the page does not apply, e.g. attention for a model
+without attention). A new page — circuits, once circuit discovery exists — is one module with such a function and
+one line here. Views made in Python (e.g. `latents_view` of a decomposition trained in a notebook) join a site
+through `extra`.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from toymi.errors import ConfigError
+from toymi.views.attention_page import attention_for_run
+from toymi.views.page import PLOTLY_FILE, View, plotly_js
+from toymi.views.run_page import run_view
+
+PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run}
+
+
+def _nav(views: Sequence[View], here: str) -> str:
+    links = "".join(f'<a href="{v.name}.html"{" class=here" if v.name == here else ""}>{html.escape(v.name)}</a>'
+                    for v in views)
+    return f'<nav><a href="index.html">index</a>{links}</nav>'
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a page
+
+
+def write_site(run_dir: str | Path, out: str | Path | None = None, pages: Sequence[str] | None = None,
+               extra: Sequence[View] = ()) -> Path:
+    """Write the run's pages into `out` (default `RUN/view`), with `index.html`; returns the index's path.
+
+    **Arguments:**
+
+    - `run_dir`: a run directory (`toymi train`); a sweep gets its curves only.
+    - `pages`: names from `PAGES` (default: all that apply).
+    - `extra`: more `View`s to include (each page's `name` must be new).
+    """
+    from toymi.run import load_run
+
+    run = load_run(run_dir)
+    unknown = sorted(set(pages or ()) - set(PAGES))
+    if unknown:
+        raise ConfigError(f"unknown pages {unknown}; have {sorted(PAGES)}")
+    builders = [PAGES[n] for n in (pages or PAGES) if n == "run" or not hasattr(run, "members")]
+    views = [v for v in (b(run) for b in builders) if v is not None] + list(extra)
+    names = [v.name for v in views]
+    if len(set(names)) != len(names) or "index" in names:
+        raise ValueError(f"page names must be distinct and not 'index'; got {names}")
+    out = Path(out) if out is not None else Path(run_dir) / "view"
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / PLOTLY_FILE, plotly_js())
+    for v in views:
+        _write(out / f"{v.name}.html", v.html(plotlyjs=PLOTLY_FILE, nav=_nav(views, v.name)))
+    items = "".join(f'<li><a href="{v.name}.html">{html.escape(v.title)}</a></li>' for v in views)
+    _write(out / "index.html", f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(run.directory.name)}'
+           f"</title></head><body>{_nav(views, '')}<h1>{html.escape(str(run.directory))}</h1><ul>{items}</ul>"
+           "</body></html>\n")
+    return out / "index.html"
+
+
+def make_server(directory: str | Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """An HTTP server of `directory` on 127.0.0.1 (only this machine can reach it); port 0 picks a free one."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+def serve(directory: str | Path, port: int = 8000) -> None:
+    """Serve `directory` on http://localhost:`port` until interrupted."""
+    with make_server(directory, port) as server:
+        print(f"serving {directory} on http://localhost:{server.server_address[1]}/ (Ctrl-C stops)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass

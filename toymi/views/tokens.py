@@ -1,0 +1,28 @@
+"""Token labels for views: the task's own rendering where it has one, the integer otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+from jaxtyping import Array, Int
+
+
+def token_labels(task, tokens: Int[Array, " pos"]) -> list[str]:
+    """One sequence's tokens as strings: `task.render_tokens(tokens)` when the task has it, else `str(int(t))`.
+
+    **Arguments:**
+
+    - `task`: the run's task (or None: integers).
+    - `tokens`: `[pos]` token ids.
+
+    **Returns:** one label per position.
+    """
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 1:
+        raise ValueError(f"token_labels takes one sequence [pos], got shape {tokens.shape}")
+    render = getattr(task, "render_tokens", None)
+    if render is None:
+        return [str(int(t)) for t in tokens]
+    labels = [str(s) for s in render(tokens)]
+    if len(labels) != len(tokens):
+        raise ValueError(f"{type(task).__name__}.render_tokens gave {len(labels)} labels for {len(tokens)} tokens")
+    return labels
