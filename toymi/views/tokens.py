@@ -1,4 +1,4 @@
-"""Token labels for views: the task's own rendering where it has one, the integer otherwise."""
+"""Token labels for views: the task's own rendering (`Task.render_tokens`), checked for one label per token."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from jaxtyping import Array, Int
 
 
 def token_labels(task, tokens: Int[Array, " pos"]) -> list[str]:
-    """One sequence's tokens as strings: `task.render_tokens(tokens)` when the task has it, else `str(int(t))`.
+    """One sequence's tokens as strings: `task.render_tokens(tokens)` (every task has it), or integers without a task.
 
     **Arguments:**
 
@@ -19,10 +19,9 @@ def token_labels(task, tokens: Int[Array, " pos"]) -> list[str]:
     tokens = np.asarray(tokens)
     if tokens.ndim != 1:
         raise ValueError(f"token_labels takes one sequence [pos], got shape {tokens.shape}")
-    render = getattr(task, "render_tokens", None)
-    if render is None:
+    if task is None:
         return [str(int(t)) for t in tokens]
-    labels = [str(s) for s in render(tokens)]
+    labels = [str(s) for s in task.render_tokens(tokens)]
     if len(labels) != len(tokens):
         raise ValueError(f"{type(task).__name__}.render_tokens gave {len(labels)} labels for {len(tokens)} tokens")
     return labels
