@@ -1,9 +1,11 @@
 """A corpus of bad specs: each is refused before anything is built or compiled, with one line naming the file and
 the key, through the CLI with no traceback and nothing left on disk."""
 
+import contextlib
 import math
 
 import pytest
+from jax import monitoring
 import tomli_w
 
 from toymi.cli import main
@@ -48,9 +50,35 @@ def raw_with(section, key, value):
     return raw
 
 
+@contextlib.contextmanager
+def no_jax_work():
+    """Fails if JAX traces or compiles anything inside the block (validation must not build the model or data)."""
+    events: list[str] = []
+
+    def listen(name, secs, **kwargs):
+        if name in ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration"):
+            events.append(name)
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield
+    finally:
+        monitoring.unregister_event_duration_listener(listen)
+    assert not events, f"JAX traced or compiled before the error: {events}"
+
+
+def test_no_jax_work_notices_a_compile():
+    import jax
+    import jax.numpy as jnp
+
+    with pytest.raises(AssertionError, match="traced or compiled"), no_jax_work():
+        jax.jit(lambda x: x * 3 + 1)(jnp.arange(7.0))
+
+
 def check_refused(tmp_path, capsys, spec_path, key):
     out = tmp_path / "run"
-    assert main(["train", str(spec_path), "--out", str(out), "--no-progress", "--no-plot"]) == 2
+    with no_jax_work():
+        assert main(["train", str(spec_path), "--out", str(out), "--no-progress", "--no-plot"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err, err
     assert str(spec_path) in err and key in err, err

@@ -72,24 +72,12 @@ class ModularArithmetic(Task):
 
     def __init__(self, p: int = 113, op: str = "+", frac_train: float = 0.3, data_seed: int = 0,
                  loss: str = "standard"):
-        problems = []
-        if not isinstance(p, int) or not _is_prime(p):
-            problems.append(f"p must be a prime, got {p!r}")
-        if op not in OPS:
-            problems.append(f"op must be one of {OPS}, got {op!r}")
-        if not isinstance(frac_train, (int, float)) or not 0 < frac_train < 1:
-            problems.append(f"frac_train must be in (0, 1), got {frac_train!r}")
-        if loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {loss!r}")
-        if problems:
-            raise ValueError("invalid modular_arithmetic task: " + "; ".join(problems))
+        _check_settings(p, op, frac_train, loss)
         self.p, self.op, self.frac_train, self.data_seed = p, op, float(frac_train), int(data_seed)
         self.loss_kind = loss
         pairs = [(a, b) for a in range(p) for b in range(1 if op == "/" else 0, p)]
         random.Random(data_seed).shuffle(pairs)
         n_train = int(frac_train * len(pairs))
-        if not 0 < n_train < len(pairs):
-            raise ValueError(f"frac_train={frac_train} leaves an empty train or test set for p={p}")
         pairs = np.array(pairs)
         self.train = self._batch(pairs[:n_train])
         self.test = self._batch(pairs[n_train:])
@@ -150,6 +138,13 @@ class ModularArithmetic(Task):
     def model_dims(self) -> dict[str, int]:
         return {"d_vocab": self.p + 1, "d_vocab_out": self.p, "n_ctx": 3}
 
+    @classmethod
+    def dims_from_settings(cls, kind: str, *, p: int = 113, op: str = "+", frac_train: float = 0.3,
+                           data_seed: int = 0, loss: str = "standard") -> dict[str, int]:
+        """The settings checked and the dims returned without building the p² pairs (a spec's validation)."""
+        _check_settings(p, op, frac_train, loss)
+        return {"d_vocab": p + 1, "d_vocab_out": p, "n_ctx": 3}
+
     def render_tokens(self, tokens) -> list[str]:
         """Numbers `0 .. p-1` and `=` (token `p`)."""
         return ["=" if t == self.p else str(t) for t in one_sequence(tokens, self.p + 1, "modular_arithmetic")]
@@ -186,3 +181,21 @@ class ModularArithmetic(Task):
         """The Fourier basis over Z_p (rows) and its names: the basis the grokking circuit computes in."""
         basis, names = fourier_basis(self.p)
         return {"fourier_basis": basis, "fourier_names": names}
+
+
+def _check_settings(p, op, frac_train, loss) -> None:
+    """Every problem with a modular task's settings, in one ValueError (cheap: nothing is built)."""
+    problems = []
+    if not isinstance(p, int) or not _is_prime(p):
+        problems.append(f"p must be a prime, got {p!r}")
+    if op not in OPS:
+        problems.append(f"op must be one of {OPS}, got {op!r}")
+    if not isinstance(frac_train, (int, float)) or not 0 < frac_train < 1:
+        problems.append(f"frac_train must be in (0, 1), got {frac_train!r}")
+    if loss not in LOSSES:
+        problems.append(f"loss must be one of {LOSSES}, got {loss!r}")
+    if problems:
+        raise ValueError("invalid modular_arithmetic task: " + "; ".join(problems))
+    n_pairs = p * (p - 1 if op == "/" else p)
+    if not 0 < int(frac_train * n_pairs) < n_pairs:
+        raise ValueError(f"frac_train={frac_train} leaves an empty train or test set for p={p}")
