@@ -31,6 +31,7 @@ def _tokens(seed):
 METRIC = LogitDiff(jnp.array([1, 2]), jnp.array([4, 5]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_unmasked_graph_forward_is_the_model(name):
     model, tokens = _model(name), _tokens(1)
@@ -98,6 +99,7 @@ def test_each_edge_equals_a_hand_built_path_patch(name, ablation):
     np.testing.assert_allclose(effects.baseline, METRIC(model(clean)), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_denoising_runs_the_corrupted_input_and_patches_clean_values():
     model, clean, corrupted = _model("layernorm"), _tokens(1), _tokens(2)
     noising = edge_patching(model, corrupted, clean, METRIC, direction="noising")

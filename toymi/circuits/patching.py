@@ -85,3 +85,20 @@ def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ab
     chosen = graph.edges if edges is None else np.asarray(edges)
     patched, baseline = _all_edges(model, s.run, s.other, metric, jnp.asarray(chosen))
     return EdgeEffects(patched, baseline, graph)
+
+
+@jit
+def _with_ablated(model, run, other, ablated):
+    graph = graph_of(model.config)
+    matrix = jnp.zeros(graph.valid.shape).at[graph.edges[:, 0], graph.edges[:, 1]].set(ablated.astype(jnp.float32))
+    return batched_forward(model, run, other, matrix)
+
+
+def logits_with_edges(model, s: Setup, kept: np.ndarray) -> Float[Array, "batch pos d_vocab_out"]:
+    """Logits of `s.run` with every edge outside `kept` (a boolean `[n_edges]` mask) ablated at once: the circuit
+    `kept` alone. Removed edges compound (an ablated sender changes what its kept downstream edges carry)."""
+    kept = np.asarray(kept, bool)
+    n = graph_of(model.config).n_edges
+    if kept.shape != (n,):
+        raise ValueError(f"kept must be a boolean mask over the graph's {n} edges, got shape {kept.shape}")
+    return _with_ablated(model, s.run, s.other, jnp.asarray(~kept))
