@@ -64,6 +64,12 @@ class Graph:
         out[self.edges[:, 0], self.edges[:, 1]] = per_edge
         return out
 
+    def receiver_nodes(self) -> np.ndarray:
+        """`[n_receivers]`: the sender index of the node each receiver is an input of (a head's q, k and v are all
+        that head's); -1 for `logits`, which sends nothing."""
+        return np.array([self.senders.index(name.split("<")[0]) if name != "logits" else -1
+                         for name in self.receivers])
+
     # Indices used by the masked forward pass.
     def head_sender(self, layer: int, head: int) -> int:
         return 1 + layer * self._per_layer_senders + head
