@@ -100,6 +100,17 @@ def test_each_edge_equals_a_hand_built_path_patch(name, ablation):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.slow
+def test_reusing_the_clean_prefix_changes_nothing(name):
+    model, clean, corrupted = _model(name), _tokens(1), _tokens(2)
+    fast = edge_patching(model, clean, corrupted, METRIC, direction="noising")
+    reference = edge_patching(model, clean, corrupted, METRIC, direction="noising", reuse_clean=False)
+    np.testing.assert_allclose(fast.patched, reference.patched, atol=2e-5)
+    assert np.abs(np.asarray(fast.effect)).max() > 1e-3
+
+
+@pytest.mark.slow
 def test_denoising_runs_the_corrupted_input_and_patches_clean_values():
     model, clean, corrupted = _model("layernorm"), _tokens(1), _tokens(2)
     noising = edge_patching(model, corrupted, clean, METRIC, direction="noising")

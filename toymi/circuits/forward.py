@@ -57,24 +57,31 @@ def _attention(attn, x: Float[Array, "3 head pos d_model"]) -> Float[Array, "hea
 
 def graph_forward(
     model, tokens: Int[Array, " pos"], other: Float[Array, "sender pos d_model"],
-    ablate: Float[Array, "sender receiver"],
+    ablate: Float[Array, "sender receiver"], start: int = 0, prefix: Array | None = None,
 ) -> tuple[Float[Array, "pos d_vocab_out"], Float[Array, "sender pos d_model"]]:
     """One sequence through `model` with edge `(s, r)` moved by `ablate[s, r]` towards `other[s]`.
+
+    `start` (static) and `prefix` skip the layers before `start`: `prefix` holds the outputs of the senders before
+    it (`[graph.senders_before(start), pos, d_model]`) in a run where nothing before `start` was ablated. Exact when
+    `ablate` moves no edge into a receiver before `start`; it saves the work upstream of the earliest patch.
 
     **Returns:** `(logits, outputs)`: the logits and every sender's output in this run (`[sender, pos, d_model]`).
     """
     graph = graph_of(model.config)
     ablate = ablate * jnp.asarray(graph.valid, ablate.dtype)  # an edge that does not exist moves nothing
     n = tokens.shape[0]
-    first = model.W_E[tokens] + (model.W_pos[:n] if model.W_pos is not None else 0.0)
-    outs, resid = [first], first
+    if start == 0:
+        first = model.W_E[tokens] + (model.W_pos[:n] if model.W_pos is not None else 0.0)
+        outs, resid = [first], first
+    else:  # the residual stream is the sum of the senders' outputs and the attention biases b_O
+        outs, resid = list(prefix), prefix.sum(0) + model.blocks.attn.b_O[:start].sum(0)
 
     def inputs(receivers) -> Array:  # receivers: an int or an int array; returns [*receivers, pos, d_model]
         k = len(outs)
         delta = jnp.einsum("s...,spd->...pd", ablate[:k, receivers], other[:k] - jnp.stack(outs))
         return resid + delta
 
-    for layer in range(model.config.n_layers):
+    for layer in range(start, model.config.n_layers):
         block = jax.tree.map(lambda w: w[layer], model.blocks)
         result = _attention(block.attn, _normed(block.ln1, inputs(graph.qkv_receivers(layer))))
         outs.extend(result)

@@ -15,7 +15,7 @@ import numpy as np
 from toymi.circuits import attribution
 from toymi.circuits.acdc import acdc, acdc_sweep
 from toymi.circuits.forward import graph_of
-from toymi.circuits.patching import Setup, _all_edges
+from toymi.circuits.patching import Setup, _all_edges, as_static
 from toymi.circuits.pruning import edge_pruning
 from toymi.circuits.scoring import _metrics_of_circuits
 
@@ -43,7 +43,7 @@ def metric_gap(model, s: Setup, metric) -> float:
 def _scores(name, model, s: Setup, metric, threshold, sweep):
     graph = graph_of(model.config)
     if name == "exact":
-        patched, baseline = _all_edges(model, s.run, s.other, metric, jnp.asarray(graph.edges))
+        patched, baseline = _all_edges(model, s.run, s.other, metric, as_static(graph.edges))
         return np.asarray(patched - baseline), None
     if name == "eap":
         return attribution.eap(model, *s, metric), None

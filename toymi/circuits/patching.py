@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from toymi.circuits.forward import ablation_values, batched_forward, graph_of
+from toymi.circuits.forward import ablation_values, batched_forward, graph_forward, graph_of
 from toymi.circuits.graph import Graph
 from toymi.dissect.patching import DIRECTIONS, Metric, _scalar, check_model, check_tokens
 from toymi.jit import jit
@@ -57,33 +57,59 @@ def setup(model, clean, corrupted, *, direction: str, ablation: str = "patch", k
     return Setup(run, ablation_values(model, source, ablation, key))
 
 
+def as_static(edges) -> tuple:
+    """`[n, 2]` edges as a hashable tuple of pairs (a static argument of the compiled call)."""
+    return tuple(map(tuple, np.asarray(edges, int).tolist()))
+
+
 def one_hot_ablation(graph: Graph, edge: Int[Array, "2"]) -> Float[Array, "sender receiver"]:
     return jnp.zeros(graph.valid.shape).at[edge[0], edge[1]].set(1.0)
 
 
 @jit
-def _all_edges(model, run, other, metric, edges):
+def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True):
+    """Edges (a tuple of `(sender, receiver)` pairs, static): the metric with each patched alone, and the unpatched metric.
+
+    With `reuse_clean`, edges are grouped by their receiver's layer (static) and each group's runs start at that
+    layer from the unpatched run's sender outputs: upstream of its receiver an edge's run is the unpatched run.
+    """
     graph = graph_of(model.config)
+    edges = np.asarray(edges, int).reshape(-1, 2)  # static: a tuple of pairs
+    zeros = jnp.zeros(graph.valid.shape)
+    clean = jax.vmap(lambda t, o: graph_forward(model, t, o, zeros))(run, other)
+    baseline = _scalar(metric, clean[0])
+    if not reuse_clean:
+        def one(edge):
+            return _scalar(metric, batched_forward(model, run, other, one_hot_ablation(graph, edge)))
+        return jax.vmap(one)(jnp.asarray(edges)), baseline
+    out = jnp.zeros(len(edges))
+    layer_of = graph.receiver_layers()[edges[:, 1]]
+    for layer in np.unique(layer_of):
+        chosen = np.flatnonzero(layer_of == layer)
+        prefix = clean[1][:, : graph.senders_before(int(layer))]
 
-    def one(edge):
-        return _scalar(metric, batched_forward(model, run, other, one_hot_ablation(graph, edge)))
+        def one(edge, layer=int(layer), prefix=prefix):
+            ablate = one_hot_ablation(graph, edge)
+            logits = jax.vmap(lambda t, o, p: graph_forward(model, t, o, ablate, layer, p)[0])(run, other, prefix)
+            return _scalar(metric, logits)
 
-    baseline = _scalar(metric, batched_forward(model, run, other, jnp.zeros(graph.valid.shape)))
-    return jax.vmap(one)(edges), baseline
+        out = out.at[chosen].set(jax.vmap(one)(jnp.asarray(edges[chosen])))
+    return out, baseline
 
 
 def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ablation: str = "patch",
-                  key=None, edges=None) -> EdgeEffects:
+                  key=None, edges=None, reuse_clean: bool = True) -> EdgeEffects:
     """The metric with each edge patched alone (exact), all edges (or the `[n, 2]` `edges` given) in one call.
 
-    **Arguments:** as `setup`, plus `metric` (logits `[batch, pos, d_vocab_out]` -> scalar, as for `patching_grid`).
+    **Arguments:** as `setup`, plus `metric` (logits `[batch, pos, d_vocab_out]` -> scalar, as for `patching_grid`);
+    `reuse_clean=False` runs every edge's forward pass from the input (the reference; same numbers).
 
     **Returns:** `EdgeEffects`, over `graph.edges` (or `edges`).
     """
     s = setup(model, clean, corrupted, direction=direction, ablation=ablation, key=key)
     graph = graph_of(model.config)
     chosen = graph.edges if edges is None else np.asarray(edges)
-    patched, baseline = _all_edges(model, s.run, s.other, metric, jnp.asarray(chosen))
+    patched, baseline = _all_edges(model, s.run, s.other, metric, as_static(chosen), reuse_clean)
     return EdgeEffects(patched, baseline, graph)
 
 
