@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from toymi.circuits.exact import clean_cache, head_and_kind, receiver_group, receiver_logits
 from toymi.circuits.forward import ablation_values, batched_forward, graph_forward, graph_of
 from toymi.circuits.graph import Graph
 from toymi.dissect.patching import DIRECTIONS, Metric, _scalar, check_model, check_tokens
@@ -70,8 +71,8 @@ def one_hot_ablation(graph: Graph, edge: Int[Array, "2"]) -> Float[Array, "sende
 def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True):
     """Edges (a tuple of `(sender, receiver)` pairs, static): the metric with each patched alone, and the unpatched metric.
 
-    With `reuse_clean`, edges are grouped by their receiver's layer (static) and each group's runs start at that
-    layer from the unpatched run's sender outputs: upstream of its receiver an edge's run is the unpatched run.
+    With `reuse_clean`, edges are grouped by their receiver's kind and layer (static) and each edge's run recomputes
+    only its receiver and what is downstream of it, from the unpatched run's cache (`toymi.circuits.exact`).
     """
     graph = graph_of(model.config)
     edges = np.asarray(edges, int).reshape(-1, 2)  # static: a tuple of pairs
@@ -82,18 +83,20 @@ def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True
         def one(edge):
             return _scalar(metric, batched_forward(model, run, other, one_hot_ablation(graph, edge)))
         return jax.vmap(one)(jnp.asarray(edges)), baseline
+    cache = clean_cache(model, run)
+    delta = other - clean[1]  # [batch, sender, pos, d_model]: what patching each sender's edges adds
+    groups = [receiver_group(graph, r) for r in edges[:, 1]]
     out = jnp.zeros(len(edges))
-    layer_of = graph.receiver_layers()[edges[:, 1]]
-    for layer in np.unique(layer_of):
-        chosen = np.flatnonzero(layer_of == layer)
-        prefix = clean[1][:, : graph.senders_before(int(layer))]
+    for group in sorted(set(groups)):
+        chosen = np.array([i for i, g in enumerate(groups) if g == group])
+        head, kind = np.array([head_and_kind(graph, r) for r in edges[chosen, 1]]).T
 
-        def one(edge, layer=int(layer), prefix=prefix):
-            ablate = one_hot_ablation(graph, edge)
-            logits = jax.vmap(lambda t, o, p: graph_forward(model, t, o, ablate, layer, p)[0])(run, other, prefix)
-            return _scalar(metric, logits)
+        def one(d, h, k, group=group):  # d: [batch, pos, d_model], the sender's delta on each example
+            run_one = lambda t, c, x: receiver_logits(model, group, t, c, x, h, k)  # noqa: E731
+            return _scalar(metric, jax.vmap(run_one)(run, cache, d))
 
-        out = out.at[chosen].set(jax.vmap(one)(jnp.asarray(edges[chosen])))
+        values = jax.vmap(one)(jnp.swapaxes(delta[:, edges[chosen, 0]], 0, 1), jnp.asarray(head), jnp.asarray(kind))
+        out = out.at[chosen].set(values)
     return out, baseline
 
 
