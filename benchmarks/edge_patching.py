@@ -67,6 +67,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--small", action="store_true", help="d_model 32, 2 heads, d_mlp 64, 8 positions, batch 4")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
@@ -86,8 +87,11 @@ def main(argv=None) -> dict:
     from toymi.model.transformer import Transformer
 
     torch.set_num_threads(1)
-    sizes = dict(d_model=16, n_heads=2, d_mlp=32, n_ctx=6, batch=2) if args.smoke else dict(
-        d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)
+    sizes = dict(d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)
+    if args.small:
+        sizes = dict(d_model=32, n_heads=2, d_mlp=64, n_ctx=8, batch=4)
+    if args.smoke:
+        sizes = dict(d_model=16, n_heads=2, d_mlp=32, n_ctx=6, batch=2)
     rounds = 1 if args.smoke else args.rounds
     config = ModelConfig(d_vocab=32, n_ctx=sizes["n_ctx"], n_layers=2, d_model=sizes["d_model"],
                          n_heads=sizes["n_heads"], d_mlp=sizes["d_mlp"], normalization="layernorm")
