@@ -7,6 +7,7 @@ import pytest
 
 from toymi.circuits.forward import ablation_values, batched_forward, graph_of, node_outputs
 from toymi.circuits.patching import edge_patching
+from toymi.circuits.planted import copy_first
 from toymi.dissect.metrics import LogitDiff
 from toymi.jit import jit
 from toymi.model.config import ModelConfig
@@ -120,7 +121,8 @@ def test_denoising_runs_the_corrupted_input_and_patches_clean_values():
 
 
 def test_bad_arguments_are_clear_errors():
-    model, clean, corrupted = _model("layernorm"), _tokens(1), _tokens(2)
+    p = copy_first()  # built without initialising (fast)
+    model, clean, corrupted = p.model, p.clean, p.corrupted
     with pytest.raises(ValueError, match="direction"):
         edge_patching(model, clean, corrupted, METRIC, direction="forward")
     with pytest.raises(ValueError, match="ablation"):
@@ -128,7 +130,9 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="key"):
         edge_patching(model, clean, corrupted, METRIC, direction="noising", ablation="resample")
     with pytest.raises(KeyError, match="no edge"):
-        graph_of(model.config).edge_index("a1.h0->a0.h0<q>")
+        graph_of(model.config).edge_index("a0.h1->a0.h0<q>")
+    with pytest.raises(ValueError, match="one shape"):
+        edge_patching(model, clean, corrupted[:, :2], METRIC, direction="noising")
 
 
 def test_graph_edges_run_downstream_only():

@@ -118,13 +118,13 @@ def ablation_values(model, source: Int[Array, "batch pos"], ablation: str,
     `source`, drawn with `key`)."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    if ablation == "resample" and key is None:
+        raise ValueError("ablation='resample' needs a key (jax.random.key) to draw the examples")
     values = node_outputs(model, source)
     if ablation == "zero":
         return jnp.zeros_like(values)
     if ablation == "mean":
         return jnp.broadcast_to(values.mean(0), values.shape)
     if ablation == "resample":
-        if key is None:
-            raise ValueError("ablation='resample' needs a key (jax.random.key) to draw the examples")
         return values[jax.random.randint(key, (values.shape[0],), 0, values.shape[0])]
     return values
