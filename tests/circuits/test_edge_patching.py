@@ -131,6 +131,10 @@ def test_bad_arguments_are_clear_errors():
         edge_patching(model, clean, corrupted, METRIC, direction="noising", ablation="resample")
     with pytest.raises(KeyError, match="no edge"):
         graph_of(model.config).edge_index("a0.h1->a0.h0<q>")
+    with pytest.raises(ValueError, match="a0.h1->a0.h0<q> is not an edge"):
+        edge_patching(model, clean, corrupted, METRIC, direction="noising", edges=[[2, 0]])
+    with pytest.raises(ValueError, match=r"\(0, 99\) is not an edge"):
+        edge_patching(model, clean, corrupted, METRIC, direction="noising", edges=[[0, 99]])
     with pytest.raises(ValueError, match="one shape"):
         edge_patching(model, clean, corrupted[:, :2], METRIC, direction="noising")
 

@@ -69,7 +69,7 @@ def one_hot_ablation(graph: Graph, edge: Int[Array, "2"]) -> Float[Array, "sende
 
 @jit
 def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True):
-    """Edges (a tuple of `(sender, receiver)` pairs, static): the metric with each patched alone, and the unpatched metric.
+    """Edges (a tuple of `(sender, receiver)` pairs, static): the metric with each patched alone, and unpatched.
 
     With `reuse_clean`, edges are grouped by their receiver's kind and layer (static) and each edge's run recomputes
     only its receiver and what is downstream of it, from the unpatched run's cache (`toymi.circuits.exact`).
@@ -100,6 +100,21 @@ def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True
     return out, baseline
 
 
+def _checked_edges(graph: Graph, edges) -> np.ndarray:
+    """`edges` as `[n, 2]` (sender, receiver) indices, each an edge of `graph` (else a ValueError naming it)."""
+    edges = np.asarray(edges)
+    if edges.ndim != 2 or edges.shape[1] != 2 or not np.issubdtype(edges.dtype, np.integer):
+        raise ValueError(f"edges must be integer (sender, receiver) pairs, shape [n, 2]; got {edges.dtype} "
+                         f"{edges.shape} (graph.edges holds them all)")
+    n_s, n_r = graph.valid.shape
+    for s, r in edges:
+        if not (0 <= s < n_s and 0 <= r < n_r) or not graph.valid[s, r]:
+            what = (f"{graph.senders[s]}->{graph.receivers[r]}" if 0 <= s < n_s and 0 <= r < n_r
+                    else f"({s}, {r})")
+            raise ValueError(f"{what} is not an edge of this graph (a sender feeds only receivers downstream)")
+    return edges
+
+
 def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ablation: str = "patch",
                   key=None, edges=None, reuse_clean: bool = True) -> EdgeEffects:
     """The metric with each edge patched alone (exact), all edges (or the `[n, 2]` `edges` given) in one call.
@@ -109,9 +124,10 @@ def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ab
 
     **Returns:** `EdgeEffects`, over `graph.edges` (or `edges`).
     """
-    s = setup(model, clean, corrupted, direction=direction, ablation=ablation, key=key)
+    check_model(model)
     graph = graph_of(model.config)
-    chosen = graph.edges if edges is None else np.asarray(edges)
+    chosen = graph.edges if edges is None else _checked_edges(graph, edges)
+    s = setup(model, clean, corrupted, direction=direction, ablation=ablation, key=key)
     patched, baseline = _all_edges(model, s.run, s.other, metric, as_static(chosen), reuse_clean)
     return EdgeEffects(patched, baseline, graph)
 
