@@ -146,3 +146,15 @@ def test_graph_edges_run_downstream_only():
     assert "a0.h0->a0.h1<q>" not in names and "m0->m0" not in names and "m1->a1.h0<q>" not in names
     # Counted by hand: input -> 15 receivers, each layer-0 head -> 9, m0 -> 8, each layer-1 head -> 2, m1 -> 1.
     assert graph.n_edges == 15 + 2 * 9 + 8 + 2 * 2 + 1
+
+
+def test_ablation_values():
+    p = copy_first()
+    values = node_outputs(p.model, p.corrupted)
+    np.testing.assert_array_equal(ablation_values(p.model, p.corrupted, "zero"), 0.0)
+    np.testing.assert_allclose(ablation_values(p.model, p.corrupted, "mean")[3], values.mean(0), atol=1e-6)
+    drawn = ablation_values(p.model, p.corrupted, "resample", jax.random.key(0))
+    # every example's values are some example's values, and not all from the example itself
+    matches = [[bool(jnp.allclose(drawn[i], values[j])) for j in range(len(values))] for i in range(len(values))]
+    assert all(any(row) for row in matches)
+    assert not all(row[i] for i, row in enumerate(matches))
