@@ -83,3 +83,25 @@ def test_roc_auc_and_node_scores():
     assert dict(zip(graph.edge_names(), scores)) == {"input->a0.h0<q>": 2.0, "input->a0.h0<k>": 2.0,
                                                      "input->a0.h0<v>": 2.0, "input->logits": 5.0,
                                                      "a0.h0->logits": 2.0}
+
+
+@pytest.mark.slow
+def test_edge_pruning_learns_the_planted_circuit(planted):
+    p, s = planted
+    true = graph_of(p.model.config).edge_set(p.true_edges)
+    found = discover("edge_pruning", p.model, s, p.metric)
+    np.testing.assert_array_equal(found.circuit, true)
+    assert found.scores[true].min() > 0.9 and found.scores[~true].max() < 0.1
+
+
+def test_eap_ig_is_complete(planted):
+    """Integrated gradients sum to the effect of moving every edge at once (up to the Riemann sum's error)."""
+    from toymi.circuits.attribution import eap_ig
+
+    p, s = planted
+    graph = graph_of(p.model.config)
+    scores = eap_ig(p.model, *s, p.metric, steps=64)
+    everything = float(_metric_with(p.model, *s, p.metric, jnp.asarray(graph.valid, jnp.float32)))
+    nothing = float(_metric_with(p.model, *s, p.metric, jnp.zeros(graph.valid.shape)))
+    assert abs(nothing - everything) > 0.5
+    np.testing.assert_allclose(scores.sum(), everything - nothing, rtol=0.02)
