@@ -105,3 +105,29 @@ def test_eap_ig_is_complete(planted):
     nothing = float(_metric_with(p.model, *s, p.metric, jnp.zeros(graph.valid.shape)))
     assert abs(nothing - everything) > 0.5
     np.testing.assert_allclose(scores.sum(), everything - nothing, rtol=0.02)
+
+
+@pytest.mark.slow
+def test_acdc_bounds_the_metric_drift_and_drops_dead_nodes():
+    from toymi.circuits.acdc import acdc
+    from toymi.circuits.patching import logits_with_edges
+
+    config = ModelConfig(d_vocab=7, n_ctx=5, n_layers=2, d_model=16, n_heads=2, normalization="layernorm")
+    model = Transformer(config, jax.random.key(0))
+    clean = jax.random.randint(jax.random.key(1), (2, 5), 0, 7)
+    corrupted = jax.random.randint(jax.random.key(2), (2, 5), 0, 7)
+    metric = LogitDiff(jnp.array([1, 2]), jnp.array([4, 5]))
+    s = setup(model, clean, corrupted, direction="noising")
+    graph = graph_of(config)
+    full = float(metric(model(clean)))
+    for threshold in (0.01, 0.1):
+        kept = acdc(model, *s, metric, threshold)
+        assert 0 < kept.sum() < graph.n_edges
+        # each removal moved the metric away from the full model's by less than the threshold
+        drift = abs(float(metric(logits_with_edges(model, s, kept))) - full)
+        assert drift < threshold * (~kept).sum()
+        # a kept edge into a node means the node still sends something somewhere
+        kept_matrix = graph.edge_matrix(kept)
+        for r, node in enumerate(graph.receiver_nodes()):
+            if node >= 0 and kept_matrix[:, r].any():
+                assert kept_matrix[node].any(), graph.receivers[r]
