@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = {
     "capture_overhead": (("torch", "transformer_lens"), "capture_overhead.json"),
     "startup": ((), "startup.json"),
+    "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
 }
 
 

@@ -258,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     decompose = commands.add_parser("decompose", help="the recovery benchmark: SAEs and baselines × ground truths")
     decompose_cli.add_arguments(decompose)
     decompose.set_defaults(func=decompose_cli.main)
+
+    from toymi.circuits import cli as circuits_cli
+
+    circuits = commands.add_parser("circuits", help="circuit discovery on a planted circuit: AUC, CPR, CMD, drawings")
+    circuits_cli.add_arguments(circuits)
+    circuits.set_defaults(func=circuits_cli.main)
     return parser
 
 

@@ -1,0 +1,7 @@
+"""Circuit discovery scored against known circuits.
+
+The edge graph of a `Transformer` (`graph`), its forward pass with edges as data (`forward`), exact patching of every
+edge in one compiled call (`patching`, `exact`), discovery methods (`attribution`: EAP, EAP-IG, node baselines;
+`acdc`; `pruning`; `methods.discover`), scoring (`scoring`: ROC AUC, faithfulness, CPR / CMD), and models whose
+circuits are known (`planted`; `trained` for a trained induction model). `toymi circuits TARGET` runs it all.
+"""

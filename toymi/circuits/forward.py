@@ -1,0 +1,130 @@
+"""The forward pass of a `Transformer` over its graph, with any edges replaced by other values (edge masks as data).
+
+`graph_forward(model, tokens, other, ablate)` runs the model node by node. Each receiver's input is the residual
+stream it would see, with every upstream sender's contribution moved towards that sender's `other` value by the
+edge's weight:
+
+    input_r = resid_r + sum_s ablate[s, r] * (other_s - current_s)
+
+so `ablate` all zeros is the plain model, a one-hot `ablate` patches one edge (path patching of that edge), a 0/1
+matrix removes a set of edges at once (ACDC's and a circuit's runs: `current_s` is the sender's output in this very
+run, so removed edges compound), and fractional weights interpolate (EAP-IG, learned edge masks). Every receiver
+normalises its own input (a head's q, k and v each see their own LayerNorm), as TransformerLens does with
+`use_split_qkv_input`. The weights are traced: one compile serves every mask of one model shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from toymi.circuits.graph import Graph, build_graph
+from toymi.jit import jit
+from toymi.model.mlp import ACTIVATIONS
+
+ABLATIONS = ("patch", "zero", "mean", "resample")
+
+
+@functools.lru_cache(maxsize=32)
+def graph_of(config) -> Graph:
+    """The (cached) graph of a model config."""
+    return build_graph(config)
+
+
+def _normed(norm, x: Float[Array, "*lead pos d_model"]) -> Array:
+    if norm is None:
+        return x
+    flat = x.reshape((-1, *x.shape[-2:]))
+    return jax.vmap(lambda one: norm(one)[0])(flat).reshape(x.shape)
+
+
+def _attention(attn, x: Float[Array, "3 head pos d_model"]) -> Float[Array, "head pos d_model"]:
+    """Each head's output `z @ W_O` from its own q, k and v inputs (no `b_O`)."""
+    q = jnp.einsum("hpd,hde->phe", x[0], attn.W_Q) + attn.b_Q
+    k = jnp.einsum("hpd,hde->phe", x[1], attn.W_K) + attn.b_K
+    v = jnp.einsum("hpd,hde->phe", x[2], attn.W_V) + attn.b_V
+    n = x.shape[2]
+    causal = np.arange(n)[:, None] >= np.arange(n)[None, :]
+    scores = jnp.where(causal, jnp.einsum("qhe,khe->hqk", q, k) / math.sqrt(q.shape[-1]), -jnp.inf)
+    z = jnp.einsum("hqk,khe->qhe", jax.nn.softmax(scores, axis=-1), v)
+    return jnp.einsum("qhe,hed->hqd", z, attn.W_O)
+
+
+def graph_forward(
+    model, tokens: Int[Array, " pos"], other: Float[Array, "sender pos d_model"],
+    ablate: Float[Array, "sender receiver"], start: int = 0, prefix: Array | None = None,
+) -> tuple[Float[Array, "pos d_vocab_out"], Float[Array, "sender pos d_model"]]:
+    """One sequence through `model` with edge `(s, r)` moved by `ablate[s, r]` towards `other[s]`.
+
+    `start` (static) and `prefix` skip the layers before `start`: `prefix` holds the outputs of the senders before
+    it (`[graph.senders_before(start), pos, d_model]`) in a run where nothing before `start` was ablated. Exact when
+    `ablate` moves no edge into a receiver before `start`; it saves the work upstream of the earliest patch.
+
+    **Returns:** `(logits, outputs)`: the logits and every sender's output in this run (`[sender, pos, d_model]`).
+    """
+    graph = graph_of(model.config)
+    ablate = ablate * jnp.asarray(graph.valid, ablate.dtype)  # an edge that does not exist moves nothing
+    n = tokens.shape[0]
+    if start == 0:
+        first = model.W_E[tokens] + (model.W_pos[:n] if model.W_pos is not None else 0.0)
+        outs, resid = [first], first
+    else:  # the residual stream is the sum of the senders' outputs and the attention biases b_O
+        outs, resid = list(prefix), prefix.sum(0) + model.blocks.attn.b_O[:start].sum(0)
+
+    def inputs(receivers) -> Array:  # receivers: an int or an int array; returns [*receivers, pos, d_model]
+        k = len(outs)
+        delta = jnp.einsum("s...,spd->...pd", ablate[:k, receivers], other[:k] - jnp.stack(outs))
+        return resid + delta
+
+    for layer in range(start, model.config.n_layers):
+        block = jax.tree.map(lambda w: w[layer], model.blocks)
+        result = _attention(block.attn, _normed(block.ln1, inputs(graph.qkv_receivers(layer))))
+        outs.extend(result)
+        resid = resid + result.sum(0) + block.attn.b_O
+        if block.mlp is not None:
+            mlp = block.mlp
+            pre = _normed(block.ln2, inputs(graph.mlp_receiver(layer))) @ mlp.W_in + mlp.b_in
+            out = ACTIVATIONS[mlp.act_fn](pre) @ mlp.W_out + mlp.b_out
+            outs.append(out)
+            resid = resid + out
+    final = _normed(model.ln_final, inputs(graph.logits_receiver))
+    return final @ model.W_U + model.b_U, jnp.stack(outs)
+
+
+def batched_forward(model, tokens: Int[Array, "batch pos"], other: Float[Array, "batch sender pos d_model"],
+                    ablate: Float[Array, "sender receiver"]) -> Float[Array, "batch pos d_vocab_out"]:
+    """`graph_forward` over a batch (one `ablate` for every example, `other` per example)."""
+    return jax.vmap(lambda t, o: graph_forward(model, t, o, ablate)[0])(tokens, other)
+
+
+@jit
+def node_outputs(model, tokens: Int[Array, "batch pos"]) -> Float[Array, "batch sender pos d_model"]:
+    """Every sender's output on each example of `tokens` (an unpatched run)."""
+    graph = graph_of(model.config)
+    shape = (len(graph.senders), tokens.shape[-1], model.config.d_model)
+    zeros = jnp.zeros(graph.valid.shape)
+    return jax.vmap(lambda t: graph_forward(model, t, jnp.zeros(shape), zeros)[1])(tokens)
+
+
+def ablation_values(model, source: Int[Array, "batch pos"], ablation: str,
+                    key: Array | None = None) -> Float[Array, "batch sender pos d_model"]:
+    """What an ablated edge carries, per example: `patch` the sender's output on `source` (example b from example
+    b), `zero`, `mean` (its mean over the `source` batch), or `resample` (its output on a randomly drawn example of
+    `source`, drawn with `key`)."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
+    if ablation == "resample" and key is None:
+        raise ValueError("ablation='resample' needs a key (jax.random.key) to draw the examples")
+    values = node_outputs(model, source)
+    if ablation == "zero":
+        return jnp.zeros_like(values)
+    if ablation == "mean":
+        return jnp.broadcast_to(values.mean(0), values.shape)
+    if ablation == "resample":
+        return values[jax.random.randint(key, (values.shape[0],), 0, values.shape[0])]
+    return values

@@ -1,0 +1,137 @@
+"""The computational graph of a `Transformer` in ACDC / EAP vocabulary: nodes, and edges between them.
+
+Senders (node outputs) are `input` (embed + pos_embed), each head's output `a{layer}.h{head}` (its `result`,
+`z @ W_O`, without the shared bias `b_O`) and each MLP `m{layer}` (its `mlp_out`). Receivers (node inputs) are each
+head's query, key and value inputs `a{layer}.h{head}<q>` / `<k>` / `<v>`, each MLP's input `m{layer}`, and `logits`.
+An edge joins a sender to every receiver downstream of it: in the residual stream a receiver's input is the sum of
+every upstream sender's output (plus biases, which are the same in every run and belong to no edge). A head in
+layer l feeds the MLP of layer l, but not the heads of layer l.
+
+The graph is static (Python ints and names): one graph, one compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from toymi.model.config import ModelConfig
+
+QKV = ("q", "k", "v")
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """Nodes and edges of one model shape.
+
+    - `senders`, `receivers`: names, in topological order.
+    - `sender_layer[s]`: -1 for `input`, the layer for a head or MLP; `receiver_layer[r]`: the layer, n_layers for
+      `logits`.
+    - `edges`: `[n_edges, 2]` (sender index, receiver index), sender-major; `valid[s, r]`: whether s feeds r.
+    """
+
+    config: ModelConfig
+    senders: tuple[str, ...]
+    receivers: tuple[str, ...]
+    edges: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    def edge_names(self) -> list[str]:
+        return [f"{self.senders[s]}->{self.receivers[r]}" for s, r in self.edges]
+
+    def edge_index(self, name: str) -> int:
+        """The index of the edge called `sender->receiver` (e.g. `a0.h1->a1.h0<k>`)."""
+        names = self.edge_names()
+        if name not in names:
+            raise KeyError(f"no edge {name!r} in this graph; edges look like {names[0]!r} ({len(names)} edges)")
+        return names.index(name)
+
+    def edge_set(self, names) -> np.ndarray:
+        """A boolean `[n_edges]` mask, True at the named edges."""
+        mask = np.zeros(self.n_edges, bool)
+        for name in names:
+            mask[self.edge_index(name)] = True
+        return mask
+
+    def edge_matrix(self, per_edge) -> np.ndarray:
+        """`[n_senders, n_receivers]` with `per_edge` (an `[n_edges]` array) at each edge, zero elsewhere."""
+        out = np.zeros(self.valid.shape, np.asarray(per_edge).dtype)
+        out[self.edges[:, 0], self.edges[:, 1]] = per_edge
+        return out
+
+    def senders_before(self, layer: int) -> int:
+        """How many senders come before `layer` (all of them for `layer == n_layers`, the logits)."""
+        return 1 + layer * self._per_layer_senders
+
+    def receiver_layers(self) -> np.ndarray:
+        """`[n_receivers]`: each receiver's layer (n_layers for `logits`)."""
+        return np.array([self.config.n_layers if name == "logits" else int(name[1:].split(".")[0].split("<")[0])
+                         for name in self.receivers])
+
+    def receiver_nodes(self) -> np.ndarray:
+        """`[n_receivers]`: the sender index of the node each receiver is an input of (a head's q, k and v are all
+        that head's); -1 for `logits`, which sends nothing."""
+        return np.array([self.senders.index(name.split("<")[0]) if name != "logits" else -1
+                         for name in self.receivers])
+
+    # Indices used by the masked forward pass.
+    def head_sender(self, layer: int, head: int) -> int:
+        return 1 + layer * self._per_layer_senders + head
+
+    def mlp_sender(self, layer: int) -> int:
+        return 1 + layer * self._per_layer_senders + self.config.n_heads
+
+    def qkv_receivers(self, layer: int) -> np.ndarray:
+        """`[3, head]` receiver indices of the layer's q, k, v inputs."""
+        start = layer * self._per_layer_receivers
+        return start + np.arange(3 * self.config.n_heads).reshape(3, self.config.n_heads)
+
+    def mlp_receiver(self, layer: int) -> int:
+        return layer * self._per_layer_receivers + 3 * self.config.n_heads
+
+    @property
+    def logits_receiver(self) -> int:
+        return len(self.receivers) - 1
+
+    @property
+    def _per_layer_senders(self) -> int:
+        return self.config.n_heads + (0 if self.config.attn_only else 1)
+
+    @property
+    def _per_layer_receivers(self) -> int:
+        return 3 * self.config.n_heads + (0 if self.config.attn_only else 1)
+
+
+def build_graph(config: ModelConfig) -> Graph:
+    """The graph of a `Transformer` with this config (see the module docstring for the nodes)."""
+    senders, sender_layer = ["input"], [-1]
+    receivers, receiver_layer, receiver_is_mlp = [], [], []
+    for layer in range(config.n_layers):
+        for head in range(config.n_heads):
+            senders.append(f"a{layer}.h{head}")
+            sender_layer.append(layer)
+        for kind in QKV:
+            for head in range(config.n_heads):
+                receivers.append(f"a{layer}.h{head}<{kind}>")
+                receiver_layer.append(layer)
+                receiver_is_mlp.append(False)
+        if not config.attn_only:
+            senders.append(f"m{layer}")
+            sender_layer.append(layer)
+            receivers.append(f"m{layer}")
+            receiver_layer.append(layer)
+            receiver_is_mlp.append(True)
+    receivers.append("logits")
+    receiver_layer.append(config.n_layers)
+    receiver_is_mlp.append(True)  # everything in the last layer feeds it
+    s_layer, r_layer = np.array(sender_layer)[:, None], np.array(receiver_layer)[None, :]
+    s_is_mlp = np.array([name.startswith("m") for name in senders])[:, None]
+    # A head feeds receivers of later layers and its own layer's MLP; an MLP feeds only later layers.
+    valid = (s_layer < r_layer) | ((s_layer == r_layer) & ~s_is_mlp & np.array(receiver_is_mlp)[None, :])
+    edges = np.argwhere(valid)
+    return Graph(config, tuple(senders), tuple(receivers), edges, valid)
