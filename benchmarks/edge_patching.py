@@ -63,12 +63,44 @@ def tl_edge_patching(tl, graph, clean_t, corrupt_cache, clean_cache, tl_metric, 
     return results
 
 
+def _transformer_lens_baseline(model, graph, clean, corrupted, metric, ours):
+    """The TransformerLens edge-by-edge function, checked against toymi's effects (to 1e-4) before it is timed."""
+    import numpy as np
+    import torch
+
+    from toymi.interop.transformer_lens import to_transformer_lens
+
+    torch.set_num_threads(1)
+    tl = to_transformer_lens(model)
+    tl.set_use_split_qkv_input(True)
+    tl.set_use_attn_result(True)
+    tl.set_use_hook_mlp_in(True)
+    clean_t = torch.tensor(np.asarray(clean), dtype=torch.long)
+    with torch.no_grad():
+        _, clean_cache = tl.run_with_cache(clean_t)
+        _, corrupt_cache = tl.run_with_cache(torch.tensor(np.asarray(corrupted), dtype=torch.long))
+    rows = torch.arange(clean.shape[0])
+    ans, wrong = torch.tensor(np.asarray(metric.correct)), torch.tensor(np.asarray(metric.wrong))
+
+    def tl_metric(logits):
+        return (logits[rows, -1, ans] - logits[rows, -1, wrong]).mean()
+
+    def tl_all():
+        return np.array(tl_edge_patching(tl, graph, clean_t, corrupt_cache, clean_cache, tl_metric, torch))
+
+    tl_agree = float(np.abs(tl_all() - ours).max())
+    assert tl_agree < 1e-4, f"TransformerLens edge patching differs from toymi's by {tl_agree}"
+    return tl_all, tl_agree
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--small", action="store_true", help="d_model 32, 2 heads, d_mlp 64, 8 positions, batch 4")
     p.add_argument("--out", default=None, help="results directory (default benchmarks/results)")
+    p.add_argument("--no-transformer-lens", action="store_true",
+                   help="leave out the TransformerLens baseline (a machine without torch / transformer-lens)")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
     start_machine = _bench.machine()
@@ -76,17 +108,14 @@ def main(argv=None) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    import torch
 
     from toymi.circuits.acdc import _metric_with
     from toymi.circuits.forward import graph_of
     from toymi.circuits.patching import edge_patching, setup
     from toymi.dissect.metrics import LogitDiff
-    from toymi.interop.transformer_lens import to_transformer_lens
     from toymi.model.config import ModelConfig
     from toymi.model.transformer import Transformer
 
-    torch.set_num_threads(1)
     sizes = dict(d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)
     if args.small:
         sizes = dict(d_model=32, n_heads=2, d_mlp=64, n_ctx=8, batch=4)
@@ -122,30 +151,11 @@ def main(argv=None) -> dict:
     agree = float(np.abs(ours - reference).max())
     assert agree < 1e-4, f"all-edge and edge-by-edge patching differ by {agree}"
 
-    tl = to_transformer_lens(model)
-    tl.set_use_split_qkv_input(True)
-    tl.set_use_attn_result(True)
-    tl.set_use_hook_mlp_in(True)
-    clean_t = torch.tensor(np.asarray(clean), dtype=torch.long)
-    with torch.no_grad():
-        _, clean_cache = tl.run_with_cache(clean_t)
-        _, corrupt_cache = tl.run_with_cache(torch.tensor(np.asarray(corrupted), dtype=torch.long))
-    rows = torch.arange(shape[0])
-    ans, wrong = torch.tensor(np.asarray(metric.correct)), torch.tensor(np.asarray(metric.wrong))
-
-    def tl_metric(logits):
-        return (logits[rows, -1, ans] - logits[rows, -1, wrong]).mean()
-
-    def tl_all():
-        return np.array(tl_edge_patching(tl, graph, clean_t, corrupt_cache, clean_cache, tl_metric, torch))
-
-    tl_values = tl_all()
-    tl_agree = float(np.abs(tl_values - ours).max())
-    assert tl_agree < 1e-4, f"TransformerLens edge patching differs from toymi's by {tl_agree}"
-
+    tl_all, tl_agree = (None, None) if args.no_transformer_lens else _transformer_lens_baseline(
+        model, graph, clean, corrupted, metric, ours)
     per_round = []
     for i in range(rounds):
-        order = [("toymi", all_edges), ("edge_by_edge", edge_by_edge), ("transformer_lens", tl_all)]
+        order = [("toymi", all_edges), ("edge_by_edge", edge_by_edge)] + ([("transformer_lens", tl_all)] if tl_all else [])
         times = {}
         for name, fn in (order if i % 2 == 0 else order[::-1]):
             time.sleep(0.2)
@@ -153,20 +163,22 @@ def main(argv=None) -> dict:
                 times[name] = _bench.timed(fn)
             times[f"{name}_foreign_load"] = load.cores
         per_round.append(times)
-    med = {k: _bench.median([r[k] for r in per_round]) for k in ("toymi", "edge_by_edge", "transformer_lens")}
+    med = {k: _bench.median([r[k] for r in per_round]) for k in per_round[0] if not k.endswith("_foreign_load")}
     report = {
         "benchmark": "edge_patching", "smoke": args.smoke, "sizes": sizes, "n_edges": graph.n_edges,
         "toymi_first_call_s": first_call, "median_s": med,
         "ratio_edge_by_edge_over_toymi": med["edge_by_edge"] / med["toymi"],
-        "ratio_transformer_lens_over_toymi": med["transformer_lens"] / med["toymi"],
+        "ratio_transformer_lens_over_toymi": med["transformer_lens"] / med["toymi"] if tl_all else None,
+        "device": str(jax.devices()[0].device_kind),
         "per_round": per_round, "max_abs_diff_edge_by_edge": agree, "max_abs_diff_transformer_lens": tl_agree,
         "goal_ratio": GOAL, "machine": {**start_machine, "loadavg_1min_at_end": os.getloadavg()[0]},
         "versions": _bench.versions(), "total_runtime_s": time.perf_counter() - t_start,
     }
     path = _bench.write_json("edge_patching", report, args.out or _bench.RESULTS_DIR)
     print(f"{graph.n_edges} edges: toymi {med['toymi'] * 1e3:.1f} ms (first call {first_call:.1f} s), edge by edge "
-          f"{med['edge_by_edge'] * 1e3:.1f} ms ({report['ratio_edge_by_edge_over_toymi']:.1f}x), TransformerLens "
-          f"{med['transformer_lens'] * 1e3:.1f} ms ({report['ratio_transformer_lens_over_toymi']:.1f}x) -> {path}")
+          f"{med['edge_by_edge'] * 1e3:.1f} ms ({report['ratio_edge_by_edge_over_toymi']:.1f}x)" + (
+              f", TransformerLens {med['transformer_lens'] * 1e3:.1f} ms "
+              f"({report['ratio_transformer_lens_over_toymi']:.1f}x)" if tl_all else "") + f" -> {path}")
     return report
 
 
