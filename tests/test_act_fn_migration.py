@@ -12,6 +12,7 @@ from toymi.spec import SPEC_VERSION, Spec, load_saved, migrate_saved
 X = jnp.linspace(-4.0, 4.0, 101)
 
 
+@pytest.mark.slow
 def test_gelu_is_exact_and_gelu_new_is_tanh():
     exact = 0.5 * X * (1 + erf(X / jnp.sqrt(2.0)))
     tanh = 0.5 * X * (1 + jnp.tanh(jnp.sqrt(2 / jnp.pi) * (X + 0.044715 * X**3)))

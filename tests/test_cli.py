@@ -55,6 +55,7 @@ def test_sweep_then_phase(tmp_path, capsys):
     assert "model.d_model cannot vary" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sweep_summaries_follow_the_task(tmp_path, capsys):
     out = tmp_path / "tms"
     assert main(["sweep", str(ROOT / "tasks" / "tms_quick.toml"), "--grid", "task.feature_probability=0.05,0.5",

@@ -32,6 +32,7 @@ def _check(spec: str, tmp_path, overrides: tuple[str, ...] = ()) -> dict[str, st
     return {line.split()[1].rstrip(":").split(".")[1]: line for line in lines}
 
 
+@pytest.mark.slow
 def test_tms_pentagon_and_loss_fraction(tmp_path):
     lines = _check("tms_quick", tmp_path)
     assert all(line.startswith("ok") for line in lines.values()), lines

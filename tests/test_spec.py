@@ -8,6 +8,7 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "tasks").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.slow
 def test_every_shipped_spec_loads_and_round_trips(path, tmp_path):
     spec = Spec.load(path)
     (tmp_path / "spec.toml").write_text(spec.to_toml())

@@ -50,6 +50,7 @@ def planted():
 
 
 @pytest.mark.parametrize("method", ["exact", "acdc"])
+@pytest.mark.slow
 def test_exact_patching_and_acdc_recover_the_planted_circuit(planted, method):
     p, s = planted
     true = graph_of(p.model.config).edge_set(p.true_edges)

@@ -35,6 +35,7 @@ def _cc():
     return ResidualMLP(ResidualMLPConfig(n_features=10, d_model=24, d_mlp=6), jax.random.PRNGKey(1)), task
 
 
+@pytest.mark.slow
 def test_tms_truth_is_the_normalised_columns_of_W_and_samples_h_equal_W_x():
     task = ToyModelsOfSuperposition(n_features=8, feature_probability=0.1, eval_size=8)
     model = TMS(TMSConfig(n_features=8, d_hidden=3), jax.random.PRNGKey(0))
@@ -66,6 +67,7 @@ def test_compressed_computation_truth_is_the_signed_read_in_weights_of_each_feat
     assert truth.io_sample is None and resid.io_sample is None  # transcoders only where the truth is the MLP's output
 
 
+@pytest.mark.slow
 def test_compressed_computation_truth_at_the_mlp_output_writes_each_pattern_through_W_out():
     """At `mlp_out` (no biases) feature i at ±1 writes ReLU(±W_E[i] W_in) W_out; the truth carries the MLP's input
     and output stream for transcoders, and the exact transcoder of the MLP splices in losslessly."""
@@ -84,6 +86,7 @@ def test_compressed_computation_truth_at_the_mlp_output_writes_each_pattern_thro
     assert truth.transcoder_splice(exact)["loss_recovered"] == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_mlp_io_sampler_gives_inputs_and_outputs_of_the_mlp():
     model, task = _cc()
     x_in, y = jax.jit(mlp_io_sampler(model, task, 0), static_argnums=1)(jax.random.PRNGKey(0), 40)
@@ -109,6 +112,7 @@ def _exact_and_gates():
          jnp.asarray(W_out, jnp.float32)[None], jnp.asarray(10 * W_out.T, jnp.float32), -5 * jnp.ones(3)))
 
 
+@pytest.mark.slow
 def test_and_gates_truth_finds_one_gate_per_neuron_and_scores_monosemantic_latents():
     task, model = _exact_and_gates()
     accuracy = ((task.gate_logits(model, task.eval_set.x) > 0) == (task.eval_set.y > 0.5)).mean()
@@ -124,6 +128,7 @@ def test_and_gates_truth_finds_one_gate_per_neuron_and_scores_monosemantic_laten
     assert rotated["monosemantic_fraction"] == 0.0 and rotated["gates_found"] == 0.0
 
 
+@pytest.mark.slow
 def test_key_frequency_fractions_on_known_fourier_neurons():
     p = 7
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")

@@ -52,6 +52,7 @@ def test_a_shared_data_stream_trains_each_member_as_it_would_alone():
     assert not np.allclose(both.loss[0], both.loss[1])  # the members differ (L1), the data does not
 
 
+@pytest.mark.slow
 def test_topk_keeps_exactly_k_even_with_a_larger_static_k_max():
     key = jax.random.PRNGKey(0)
     h = hyper(k=3)
@@ -66,6 +67,7 @@ def test_topk_keeps_exactly_k_even_with_a_larger_static_k_max():
     np.testing.assert_array_equal((top_k_codes(pre, jnp.asarray(5), 7) != 0).sum(-1), 5)
 
 
+@pytest.mark.slow
 def test_batch_topk_keeps_k_per_example_on_average_over_the_batch():
     h = hyper(k=2)
     sae = init_sae("batchtopk", d=6, n_latents=20, key=jax.random.PRNGKey(0), h=h, k_max=2)
@@ -77,6 +79,7 @@ def test_batch_topk_keeps_k_per_example_on_average_over_the_batch():
     assert isinstance(sae, BatchTopKSAE)
 
 
+@pytest.mark.slow
 def test_jumprelu_pseudo_derivatives_give_the_threshold_a_gradient():
     eps = jnp.asarray(0.001)
     pre = jnp.array([[1.0, 2.0, 0.5]])

@@ -71,6 +71,7 @@ def _width(model, site):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_identity_recovers_all_the_loss_zeros_none_and_the_error_term_makes_any_splice_exact(kind):
     model, task, site, layer = KINDS[kind]()
     batch = _batch(task)
@@ -93,6 +94,7 @@ def test_identity_recovers_all_the_loss_zeros_none_and_the_error_term_makes_any_
         np.testing.assert_allclose(report["loss_spliced_exact"], report["loss_clean"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_flow_through_the_decomposition_of_an_exact_splice():
     model, task, site, layer = _tms()
     batch = _batch(task)
@@ -115,6 +117,7 @@ def test_mean_ablation_reference_scores_the_mean_as_zero():
 
 
 @pytest.mark.parametrize("kind", ["residual_mlp", "transformer"])
+@pytest.mark.slow
 def test_a_transcoder_made_of_the_mlp_itself_leaves_the_loss_unchanged(kind):
     model, task, _, layer = KINDS[kind]()
     batch = _batch(task)

@@ -54,6 +54,7 @@ def test_topk_keeps_exactly_k_latents_and_the_mlp_transcoder_is_the_mlp():
     assert (tc.d_in, tc.d_out, tc.n_latents) == (5, 3, 7)
 
 
+@pytest.mark.slow
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="k must be"):
         Transcoder(4, 4, 8, jax.random.PRNGKey(0), k=9)

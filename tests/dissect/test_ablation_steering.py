@@ -43,6 +43,7 @@ def batch_metric(model, tokens, metric, interventions):
     return float(_batch_metric(model, tokens, metric, interventions))
 
 
+@pytest.mark.slow
 def test_zero_ablation_sweep_equals_single_ablations(model, tokens, metric):
     heads = ablate_heads(model, tokens, metric)
     assert heads.shape == (2, 2)
@@ -53,6 +54,7 @@ def test_zero_ablation_sweep_equals_single_ablations(model, tokens, metric):
     assert float(jnp.abs(heads - float(run_metric(model, tokens, metric))).min()) > 1e-4
 
 
+@pytest.mark.slow
 def test_layer_ablation_sweep_equals_single_ablations(tokens, metric):
     model = toymi.Transformer(toymi.ModelConfig(**CONFIG, d_mlp=32), jax.random.PRNGKey(0))
     layers = ablate_layers(model, tokens, metric)
@@ -64,6 +66,7 @@ def test_layer_ablation_sweep_equals_single_ablations(tokens, metric):
             np.testing.assert_allclose(grid[layer], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_layer_ablation_of_an_attention_only_model(model, tokens, metric):
     layers = ablate_layers(model, tokens, metric)
     assert set(layers) == {"attn_out"}  # no MLP to ablate
@@ -71,6 +74,7 @@ def test_layer_ablation_of_an_attention_only_model(model, tokens, metric):
                                                                    [zero_ablate("attn_out", layer=1)]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mean_ablation_uses_the_batch_mean(model, tokens, metric):
     grid = ablate_heads(model, tokens, metric, "mean", reference=tokens)
     _, acts = model.run(tokens, capture=["z"])
@@ -80,6 +84,7 @@ def test_mean_ablation_uses_the_batch_mean(model, tokens, metric):
         np.testing.assert_allclose(grid[layer, head], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resampling_from_one_input_is_patching_from_it(model, tokens, metric):
     """With every reference row the same sequence, each draw (and the mean) is that sequence's activation."""
     donor = jnp.tile(jax.random.randint(jax.random.PRNGKey(7), (1, 8), 0, 11), (4, 1))
@@ -91,6 +96,7 @@ def test_resampling_from_one_input_is_patching_from_it(model, tokens, metric):
     np.testing.assert_allclose(meaned, patched, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resampling_the_batch_itself_is_reproducible(model, tokens, metric):
     key = jax.random.PRNGKey(3)
     a = ablate_heads(model, tokens, metric, "resample", key=key)
@@ -112,6 +118,7 @@ def test_bad_ablations_are_rejected(model, tokens, metric):
 
 # ---- steering ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_steering_vector_is_a_difference_of_means(model, tokens):
     other = jax.random.randint(jax.random.PRNGKey(5), (4, 8), 0, 11)
     vectors = steering_vector(model, tokens, other, "resid_post")
@@ -125,6 +132,7 @@ def test_steering_vector_is_a_difference_of_means(model, tokens):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_steering_sweep_scale_zero_is_a_no_op_and_cells_are_single_runs(model, tokens, metric):
     vectors = jax.random.normal(jax.random.PRNGKey(4), (2, 16))
     scales = jnp.array([0.0, 1.0, 3.0])
@@ -138,6 +146,7 @@ def test_steering_sweep_scale_zero_is_a_no_op_and_cells_are_single_runs(model, t
     assert float(jnp.abs(grid[1:] - grid[0]).min()) > 1e-4
 
 
+@pytest.mark.slow
 def test_steering_is_linear_in_scale_for_a_linear_readout(model, tokens, metric):
     """No normalisation: after the last layer the logits are resid @ W_U + b_U, so the logit difference moves by
     exactly scale * vector . (W_U[:, correct] - W_U[:, wrong])."""

@@ -96,12 +96,14 @@ def test_repeated_random_tokens_repeat_distinct_tokens():
         repeated_random_tokens(jax.random.PRNGKey(3), 5, 11, 10)
 
 
+@pytest.mark.slow
 def test_the_hand_built_model_predicts_the_second_copy(induction_model, repeated):
     logits = induction_model(repeated)
     predicted = logits[:, HALF + 1:-1].argmax(-1)  # the second copy predicts its next token
     np.testing.assert_array_equal(predicted, repeated[:, HALF + 2:])
 
 
+@pytest.mark.slow
 def test_hand_built_heads_score_as_built(induction_model, repeated):
     scores = head_scores(induction_model, repeated)
     assert scores["previous_token"][0, 0] > 0.99
@@ -113,6 +115,7 @@ def test_hand_built_heads_score_as_built(induction_model, repeated):
     assert scores["duplicate_token"].max() < 0.2  # nothing attends to the earlier copy of the same token
 
 
+@pytest.mark.slow
 def test_a_random_model_has_no_induction_head(repeated):
     config = toymi.ModelConfig(d_vocab=VOCAB + 1, n_ctx=N_CTX, n_layers=2, d_model=32, n_heads=4, d_mlp=0)
     scores = head_scores(random_transformer(config, 1), repeated)
@@ -171,6 +174,7 @@ def test_eigenvalue_score_known_matrices():
         eigenvalue_score(jnp.ones((2, 3)))
 
 
+@pytest.mark.slow
 def test_ov_copying_score_of_an_identity_ov_is_one(induction_model):
     # layer 1 head 0 copies the attended token to the same token's logit: its full OV circuit is the identity
     ov = ov_circuit(induction_model)[1, 0]  # [VOCAB + 1, VOCAB]: BOS is input only

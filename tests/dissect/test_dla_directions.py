@@ -34,6 +34,7 @@ def test_batch_directions_are_refused_as_ambiguous(setup):
             read(directions)
 
 
+@pytest.mark.slow
 def test_per_example_dla_sums_to_the_true_logit_differences(setup):
     model, tokens, logits, acts = setup
     stack, _ = decompose_resid(model, acts)

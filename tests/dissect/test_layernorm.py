@@ -37,6 +37,7 @@ def randomised(config: toymi.ModelConfig, seed: int = 0) -> toymi.Transformer:
 
 
 @pytest.mark.parametrize("normalization", ["layernorm", "rmsnorm"])
+@pytest.mark.slow
 def test_fold_ln_leaves_logits_unchanged_and_norms_unit(normalization):
     model = randomised(dataclasses.replace(CONFIG, normalization=normalization))
     folded = fold_ln(model)
@@ -60,6 +61,7 @@ def test_fold_ln_equals_folding_by_hand_for_the_unembedding():
     np.testing.assert_allclose(logits(folded, TOKENS), logits(model, TOKENS), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_center_writing_weights_leaves_logits_unchanged_and_centres_the_residual_stream():
     model = randomised(CONFIG)
     centred = center_writing_weights(model)
@@ -71,6 +73,7 @@ def test_center_writing_weights_leaves_logits_unchanged_and_centres_the_residual
     assert float(jnp.abs(before["resid_post"].mean(-1)).max()) > 0.1  # it was not centred before
 
 
+@pytest.mark.slow
 def test_center_unembed_keeps_log_probs_and_shifts_logits_by_a_constant():
     model = toymi.Transformer(dataclasses.replace(CONFIG, normalization="none"), jax.random.PRNGKey(0))
     model = eqx.tree_at(lambda m: m.b_U, model, jax.random.normal(jax.random.PRNGKey(2), model.b_U.shape))
@@ -99,6 +102,7 @@ def test_rewrites_say_when_they_do_not_apply():
         center_unembed(tms)
 
 
+@pytest.mark.slow
 def test_a_patched_scale_flows_downstream():
     """The final logits with `ln_final_scale` patched to c are `(centred resid / c * w + b) @ W_U + b_U`."""
     model = randomised(CONFIG)
@@ -112,6 +116,7 @@ def test_a_patched_scale_flows_downstream():
     np.testing.assert_allclose(acts["ln_final_scale"], c)  # captured: the value after the intervention
 
 
+@pytest.mark.slow
 def test_fixed_norms_are_constant_and_fold_into_a_model_without_normalisation():
     model = randomised(CONFIG)
     fixed = with_fixed_norms(model)

@@ -59,6 +59,7 @@ def metric_of(model, clean, metric, interventions_for):
 
 # ---- activation patching ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_patching_a_run_with_itself_is_a_no_op(model, pair, metric):
     clean, _ = pair
     base = float(run_metric(model, clean, metric))
@@ -67,6 +68,7 @@ def test_patching_a_run_with_itself_is_a_no_op(model, pair, metric):
         np.testing.assert_allclose(grid, base, atol=1e-5, err_msg=site)
 
 
+@pytest.mark.slow
 def test_patching_the_whole_residual_recovers_the_corrupted_run(model, pair, metric):
     clean, corrupted = pair
     corrupt_value = float(run_metric(model, corrupted, metric))
@@ -76,6 +78,7 @@ def test_patching_the_whole_residual_recovers_the_corrupted_run(model, pair, met
     assert abs(corrupt_value - float(run_metric(model, clean, metric))) > 1e-2  # so this was not trivially true
 
 
+@pytest.mark.slow
 def test_residual_grid_cells_are_single_patched_runs(model, pair, metric):
     clean, corrupted = pair
     grid = patching_grid(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"), direction="noising")
@@ -92,6 +95,7 @@ def test_residual_grid_cells_are_single_patched_runs(model, pair, metric):
     assert float(jnp.abs(grid[0, 2] - grid[0, 0])) > 1e-3
 
 
+@pytest.mark.slow
 def test_head_grids_select_one_head(model, pair, metric):
     """Head (1, 0) has W_O = 0: it is not in the computation path, so patching it changes nothing."""
     clean, corrupted = pair
@@ -111,6 +115,7 @@ def test_head_grids_select_one_head(model, pair, metric):
         np.testing.assert_allclose(by_pos[layer, head, pos], expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_neuron_grid_selects_one_neuron(pair, metric):
     """Neuron 3 of layer 0 has no output weights: patching it changes nothing; patching neuron 5 is one run."""
     clean, corrupted = pair
@@ -141,6 +146,7 @@ def test_a_grid_compiles_once(model, pair, metric):
 
 # ---- path patching ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_path_to_the_logits_is_the_direct_path_when_later_heads_are_frozen(model, pair, metric):
     clean, corrupted = pair
     grid = path_patching(model, clean, corrupted, metric)
@@ -158,6 +164,7 @@ def test_path_to_the_logits_is_the_direct_path_when_later_heads_are_frozen(model
     assert float(jnp.abs(grid[0] - heads[0]).max()) > 1e-4  # freezing layer 1 made a difference
 
 
+@pytest.mark.slow
 def test_path_to_a_receivers_keys(model, pair, metric):
     clean, corrupted = pair
     grid = path_patching(model, clean, corrupted, metric, receivers=[(1, 1)], receiver_input="k")
@@ -180,6 +187,7 @@ def test_path_to_a_receivers_keys(model, pair, metric):
 
 # ---- attribution patching --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_attribution_is_exact_where_the_metric_is_linear(model, pair, metric):
     clean, corrupted = pair
     result = compare_attribution(model, clean, corrupted, metric, "z", ("layer", "head", "pos"))
@@ -191,6 +199,7 @@ def test_attribution_is_exact_where_the_metric_is_linear(model, pair, metric):
     assert 0.5 < float(result.correlation) <= 1.0
 
 
+@pytest.mark.slow
 def test_attribution_error_shrinks_quadratically(model, pair, metric):
     """Move the corrupted token's embedding towards the clean one's: the patch's effect scales with eps, the error
     of the first-order estimate with eps squared (read at the patched cell, layer 0 position 2)."""
@@ -212,6 +221,7 @@ def test_attribution_error_shrinks_quadratically(model, pair, metric):
 
 # ---- metrics and bad input -------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_metrics_known_values():
     logits = jnp.zeros((2, 3, 5)).at[0, 2, 1].set(3.0).at[1, 1, 4].set(-2.0)
     assert float(LogitDiff(jnp.array([1, 0]), jnp.array([0, 4]))(logits)) == pytest.approx((3.0 + 0.0) / 2)
@@ -245,6 +255,7 @@ def test_bad_grids_are_rejected(model, pair, metric):
         patching_grid(model, clean, corrupted, lambda logits: logits[:, -1, 0], "resid_post", ("layer",), direction="noising")
 
 
+@pytest.mark.slow
 def test_patching_direction_is_explicit_and_means_what_it_says(model, pair, metric):
     clean, corrupted = pair
     clean_metric, corrupted_metric = run_metric(model, clean, metric), run_metric(model, corrupted, metric)

@@ -27,12 +27,14 @@ def sweep():
                          steering=steering)
 
 
+@pytest.mark.slow
 def test_kl_is_zero_at_distance_zero_and_positive_away(sweep):
     assert sweep.kl.shape == (3, 2, 4) and sweep.names == ("real", "random", "steering")
     np.testing.assert_allclose(sweep.kl[:, :, 0], 0.0, atol=1e-6)
     assert (sweep.kl[:, :, 1:] > 1e-6).all()
 
 
+@pytest.mark.slow
 def test_real_direction_at_one_is_the_other_inputs_activation_patched_in(sweep):
     """t = 1 along the real direction puts the other input's activation at that position: the KL of that patched
     run from the base run, computed by hand."""
@@ -53,6 +55,7 @@ def test_real_direction_at_one_is_the_other_inputs_activation_patched_in(sweep):
         rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_sweep_equals_a_manual_loop():
     displacements = jax.random.normal(jax.random.PRNGKey(3), (2, CONFIG.d_model))
     swept = perturbation_kl(MODEL, BASE[0], "resid_pre", 1, POSITION, displacements, TS, kl_positions=(5, 7))

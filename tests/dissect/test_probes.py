@@ -19,6 +19,7 @@ def _separable(seed=0, n=N):
     return x, labels
 
 
+@pytest.mark.slow
 def test_separable_labels_are_decoded_and_random_labels_are_not():
     x, labels = _separable()
     random_labels = np.random.default_rng(1).integers(0, C, N)
@@ -56,6 +57,7 @@ def test_vmapped_layers_equal_each_layer_fit_alone_and_minibatches():
     np.testing.assert_allclose(together.test_accuracy[0], together.test_accuracy[1], atol=0.02)
 
 
+@pytest.mark.slow
 def test_multi_target_labels_with_ignored_entries():
     # two targets per example (like squares of a board), class sets of different sizes, some entries unlabelled
     x, a = _separable(seed=6)
@@ -84,6 +86,7 @@ def test_sequence_examples_and_split_by_groups():
     assert all(len(set(is_train[groups == g])) == 1 for g in range(10))
 
 
+@pytest.mark.slow
 def test_model_probe_with_random_control():
     config = toymi.ModelConfig(d_vocab=5, n_ctx=6, n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
                                normalization="layernorm")

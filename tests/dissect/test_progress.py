@@ -17,6 +17,7 @@ def _wave(k, x, p=P, phase=0.0):
     return np.cos(2 * np.pi * k * x / p + phase)
 
 
+@pytest.mark.slow
 def test_gini_of_uniform_is_zero_and_of_one_hot_is_maximal():
     assert float(fourier.gini(jnp.ones(10))) == pytest.approx(0.0, abs=1e-6)
     assert float(fourier.gini(jnp.eye(10)[3])) == pytest.approx(0.9, abs=1e-6)
@@ -42,6 +43,7 @@ def test_embedding_of_one_frequency_has_all_its_norm_there():
     assert fourier.key_frequencies_from_norms(spectrum, 1).tolist() == [k]
 
 
+@pytest.mark.slow
 def test_neuron_frequency_fractions_and_key_frequencies_by_clustering():
     a, b = np.meshgrid(np.arange(P), np.arange(P), indexing="ij")
     one_freq = [_wave(2, a + b), _wave(2, a) * _wave(2, b, phase=1.0) + 3, _wave(3, a - b),
@@ -60,6 +62,7 @@ def test_neuron_frequency_fractions_and_key_frequencies_by_clustering():
     assert fourier.key_frequencies_from_neurons(fractions, min_share=0.5).tolist() == [3]
 
 
+@pytest.mark.slow
 def test_restricted_loss_of_a_fourier_model_is_its_loss_and_excluded_loss_is_chance():
     p, keys = 11, [2, 5]
     a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")

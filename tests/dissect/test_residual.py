@@ -47,6 +47,7 @@ def run_all(normalization, d_mlp, seed=0):
 
 
 @pytest.mark.parametrize("normalization,d_mlp", CONFIGS)
+@pytest.mark.slow
 def test_decomposition_sums_to_the_residual_at_every_layer(normalization, d_mlp):
     model, _, _, acts = run_all(normalization, d_mlp)
     for layer in range(3):
@@ -59,6 +60,7 @@ def test_decomposition_sums_to_the_residual_at_every_layer(normalization, d_mlp)
 
 
 @pytest.mark.parametrize("normalization,d_mlp", CONFIGS)
+@pytest.mark.slow
 def test_logit_lens_at_the_last_layer_is_the_logits(normalization, d_mlp):
     model, _, logits, acts = run_all(normalization, d_mlp)
     lens = logit_lens(model, acts)
@@ -71,6 +73,7 @@ def test_logit_lens_at_the_last_layer_is_the_logits(normalization, d_mlp):
 
 
 @pytest.mark.parametrize("normalization", ["layernorm", "rmsnorm"])
+@pytest.mark.slow
 def test_recomputed_logit_lens_normalises_each_layer_as_the_model_would(normalization):
     model, _, logits, acts = run_all(normalization, 24)
     lens = logit_lens(model, acts, recompute_norm=True)
@@ -82,6 +85,7 @@ def test_recomputed_logit_lens_normalises_each_layer_as_the_model_would(normaliz
 
 
 @pytest.mark.parametrize("normalization,d_mlp", CONFIGS)
+@pytest.mark.slow
 def test_direct_logit_attributions_sum_to_the_logits(normalization, d_mlp):
     model, tokens, logits, acts = run_all(normalization, d_mlp)
     stack, labels = decompose_resid(model, acts)
@@ -95,6 +99,7 @@ def test_direct_logit_attributions_sum_to_the_logits(normalization, d_mlp):
 
 
 @pytest.mark.parametrize("normalization", ["none", "layernorm", "rmsnorm"])
+@pytest.mark.slow
 def test_neuron_attributions_sum_to_their_mlp(normalization):
     model, tokens, _, acts = run_all(normalization, 24)
     stack, labels = decompose_resid(model, acts)
@@ -109,6 +114,7 @@ def test_neuron_attributions_sum_to_their_mlp(normalization):
     np.testing.assert_allclose(one, neurons[..., 5], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_direct_logit_attribution_of_a_linear_model_is_its_weights():
     # Attention that writes nothing leaves logits = W_E[t] @ W_U + W_pos[p] @ W_U + b_U: linear in the embeddings.
     config = toymi.ModelConfig(d_vocab=7, n_ctx=5, n_layers=1, d_model=8, n_heads=2, d_mlp=0)
@@ -124,6 +130,7 @@ def test_direct_logit_attribution_of_a_linear_model_is_its_weights():
     np.testing.assert_allclose(dla[labels.index("L0H0")], 0.0)
 
 
+@pytest.mark.slow
 def test_missing_sites_and_bad_arguments_are_named():
     model, _, _, _ = run_all("layernorm", 24)
     _, acts = model.run(jnp.array([1, 2, 3]), capture=["embed"])
@@ -161,6 +168,7 @@ def test_pca_recovers_a_planted_plane():
         pca(jnp.asarray(x), 11)
 
 
+@pytest.mark.slow
 def test_cka_is_one_for_the_same_representation_up_to_rotation_and_scale():
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(100, 8)))
@@ -174,6 +182,7 @@ def test_cka_is_one_for_the_same_representation_up_to_rotation_and_scale():
     assert linear_cka(x, jnp.asarray(rng.normal(size=(100, 8)))) < 0.2
 
 
+@pytest.mark.slow
 def test_cka_matrix_is_every_pair():
     rng = np.random.default_rng(2)
     xs = jnp.asarray(rng.normal(size=(3, 50, 6)))

@@ -68,6 +68,7 @@ def test_capture_records_only_what_is_asked_and_result_only_then():
         run_nnx(to_nnx(random_weights(parity_config("attn-only/LN"), 0)), TOKENS, capture="mlp_out")
 
 
+@pytest.mark.slow
 def test_dissection_runs_on_the_nnx_capture_and_equals_toymis():
     model = random_weights(parity_config("attn-only/LN"), 2)
     module = to_nnx(model)

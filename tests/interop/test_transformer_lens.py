@@ -43,6 +43,7 @@ def test_parity_every_config(name, dtype, trained):
     _check_parity(name, dtype, trained)
 
 
+@pytest.mark.slow
 def test_old_gelu_name_is_what_differs():
     """The issue's finding: the tanh GELU under TransformerLens's exact name differs downstream of the MLP."""
     model = random_weights(parity_config("LN/gelu_new"), jax.random.PRNGKey(0))
@@ -54,6 +55,7 @@ def test_old_gelu_name_is_what_differs():
 
 
 @pytest.mark.parametrize("name", ["none/relu", "attn-only/LN", "RMS/solu", "no W_pos/RMS"])
+@pytest.mark.slow
 def test_round_trip_is_the_same_model(name):
     config = parity_config(name)
     model = random_weights(config, jax.random.PRNGKey(2))

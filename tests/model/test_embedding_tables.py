@@ -10,6 +10,7 @@ from toymi.model.embedding_tables import tables_apply
 
 
 @pytest.mark.parametrize("positional", ["learned", "none"])
+@pytest.mark.slow
 def test_table_path_equals_direct_projection(positional, tokens, monkeypatch):
     config = toymi.ModelConfig(d_vocab=11, n_ctx=8, n_layers=2, d_model=16, n_heads=2, d_mlp=32,
                                positional_embedding=positional)
@@ -53,6 +54,7 @@ def test_a_patch_that_puts_back_the_clean_value_is_bit_identical(site, tokens):
     assert not np.allclose(moved, clean, atol=1e-3)  # a real change still reaches the output
 
 
+@pytest.mark.slow
 def test_gradients_through_an_upstream_intervention_match_the_direct_projection(tokens, monkeypatch):
     """Attribution patching differentiates at the clean point, where the tables are in use: the gradient with
     respect to layer 0's input must still be the direct projection's, not zero."""

@@ -10,6 +10,7 @@ from toymi.model.sites import available_sites
 
 @pytest.mark.parametrize("normalization", ["none", "layernorm", "rmsnorm"])
 @pytest.mark.parametrize("act_fn,d_mlp", [("relu", 32), ("gelu", 32), ("solu", 32), ("relu", 0)])
+@pytest.mark.slow
 def test_every_config_runs_and_captures_every_site(normalization, act_fn, d_mlp, tokens):
     config = toymi.ModelConfig(d_vocab=11, n_ctx=8, n_layers=2, d_model=16, n_heads=2, d_mlp=d_mlp,
                                act_fn=act_fn, normalization=normalization)
@@ -66,6 +67,7 @@ def test_capture_under_vmap_equals_a_loop(tiny_model, tokens):
         np.testing.assert_allclose(batched["resid_mid", 1][i], single["resid_mid", 1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_capture_under_jit_and_grad(tiny_model, tokens):
     def resid_norm(model):
         _, acts = model.run(tokens, capture=["resid_post"])
@@ -78,6 +80,7 @@ def test_capture_under_jit_and_grad(tiny_model, tokens):
     assert float(jnp.abs(grads.blocks.attn.W_V).max()) > 0.0
 
 
+@pytest.mark.slow
 def test_output_positions_match_the_full_forward(tiny_model, tokens):
     full = tiny_model.forward(tokens[0])[0]
     part = tiny_model.forward(tokens[0], output_positions=(2, 7))[0]

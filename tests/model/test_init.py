@@ -27,6 +27,7 @@ def plain_init(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs", CONFIGS)
+@pytest.mark.slow
 def test_weights_are_bit_identical_to_the_plain_eager_init(kwargs, monkeypatch):
     config = toymi.ModelConfig(**kwargs)
     new = toymi.Transformer(config, jax.random.PRNGKey(7))
@@ -41,6 +42,7 @@ def test_weights_are_bit_identical_to_the_plain_eager_init(kwargs, monkeypatch):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_a_draw_is_the_prefix_of_any_longer_draw():
     """What `init.normal` relies on: threefry's partitionable mode draws element i from the key and i alone."""
     key = jax.random.PRNGKey(3)

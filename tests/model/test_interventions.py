@@ -12,6 +12,7 @@ PATCHABLE = ["embed", "pos_embed", "resid_pre", "ln1_scale", "q", "k", "v", "att
              "resid_final", "logits"]
 
 
+@pytest.mark.slow
 def test_patching_every_site_with_its_own_values_is_a_no_op(tiny_model, tokens):
     clean, acts = tiny_model.run(tokens[0], capture="all")
     for site in PATCHABLE:
@@ -79,6 +80,7 @@ def test_function_escape_hatch(tiny_model, tokens):
         tiny_model.run(tokens, interventions=[apply_function("logits", lambda x: x[:1])])
 
 
+@pytest.mark.slow
 def test_a_sweep_is_one_vmap_and_one_compile(tiny_model, tokens):
     """A layer x position x head grid of ablations: 2*8*2 = 32 runs, traced once."""
     traces = []
@@ -104,6 +106,7 @@ def test_a_sweep_is_one_vmap_and_one_compile(tiny_model, tokens):
         np.testing.assert_allclose(grid[k], single, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_stacked_interventions_vmap_directly(tiny_model, tokens):
     """Interventions are pytrees: a stacked batch of them is itself vmappable."""
     _, acts = tiny_model.run(tokens, capture=["resid_pre"])

@@ -22,6 +22,7 @@ TOKENS = jnp.array([[1, 2, 3], [4, 5, 6]])
 
 @pytest.mark.parametrize("kwargs", [dict(layer=2), dict(layer=-3), dict(heads=2), dict(heads=-3),
                                     dict(positions=3), dict(positions=-4)])
+@pytest.mark.slow
 def test_out_of_range_indices_raise_eagerly(model, kwargs):
     with pytest.raises(IndexError, match="out of range for an axis of size"):
         model.run(TOKENS, interventions=[zero_ablate("z", **kwargs)])
@@ -34,6 +35,7 @@ def test_function_intervention_layer_out_of_range(model):
 
 @pytest.mark.parametrize("name, value", [("layer", 2), ("heads", 2), ("heads", -3), ("positions", 3),
                                          ("positions", -4)])
+@pytest.mark.slow
 def test_out_of_range_traced_indices_fail_under_jit(model, name, value):
     grid = toymi.jit(jax.vmap(lambda i: model.run(TOKENS, interventions=[zero_ablate("z", **{name: i})])[0]))
     grid(jnp.array([0, 1]))  # in range: runs
@@ -47,6 +49,7 @@ def test_traced_check_also_stops_plain_jax_jit(model):
         jax.block_until_ready(run(4))
 
 
+@pytest.mark.slow
 def test_negative_layers_count_from_the_end_like_activation_lookup(model):
     def out(**kwargs):
         return model.run(TOKENS, interventions=[zero_ablate("z", **kwargs)])[0]

@@ -43,6 +43,7 @@ def test_fixed_embedding_has_unit_rows_and_depends_only_on_the_seed():
     np.testing.assert_allclose(e, rebuilt / np.linalg.norm(rebuilt, axis=1, keepdims=True), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_output_equals_the_formula_and_capture_works_under_jit_and_vmap(model, x):
     @jax.jit
     def traced(m, x):
@@ -60,6 +61,7 @@ def test_output_equals_the_formula_and_capture_works_under_jit_and_vmap(model, x
         acts["embed"]
 
 
+@pytest.mark.slow
 def test_patching_every_site_with_its_own_values_is_a_no_op(model, x):
     clean, acts = model.run(x[0], capture="all")
     assert acts.names() == ("embed", "resid_pre", "mlp_pre", "mlp_post", "mlp_out", "resid_post", "output")
@@ -69,6 +71,7 @@ def test_patching_every_site_with_its_own_values_is_a_no_op(model, x):
         np.testing.assert_allclose(model.run(x[0], interventions=ivs)[0], clean, atol=1e-6, err_msg=site)
 
 
+@pytest.mark.slow
 def test_zero_ablating_the_neurons_leaves_the_residual_read_out(x):
     m = ResidualMLP(ResidualMLPConfig(n_features=6, d_model=24, d_mlp=5, n_layers=2), jax.random.PRNGKey(0))
     ablated, _ = m.run(x, interventions=[zero_ablate("mlp_post")])
@@ -102,6 +105,7 @@ def test_a_neuron_sweep_is_one_vmap(model, x):
     np.testing.assert_allclose(swept[2], surgery(x[0]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_embedding_stays_fixed_through_training_with_weight_decay():
     spec = Spec.from_dict({"task": {"name": "compressed_computation", "n_features": 8, "feature_probability": 0.2,
                                     "batch_size": 64, "n_eval": 64},
@@ -118,6 +122,7 @@ def test_the_embedding_stays_fixed_through_training_with_weight_decay():
     assert all(p.shape != (8, 16) and p.shape != (16, 8) for p in params)  # the optimiser never sees W_E
 
 
+@pytest.mark.slow
 def test_learned_unembedding_starts_at_the_embedding_transpose_and_trains():
     m = ResidualMLP(ResidualMLPConfig(n_features=6, d_model=24, d_mlp=5, unembed="learned"), jax.random.PRNGKey(0))
     np.testing.assert_array_equal(m.W_U, m.W_E.T)

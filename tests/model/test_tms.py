@@ -24,6 +24,7 @@ def x():
     return jax.random.uniform(jax.random.PRNGKey(1), (4, 6))
 
 
+@pytest.mark.slow
 def test_output_is_the_formula_and_capture_works_under_jit_and_vmap(model, x):
     @jax.jit
     def one(v):
@@ -85,6 +86,7 @@ def test_hidden_identity_variant_at_init_equals_the_plain_model(model, x, traina
     assert n_params == (3 if trainable else 2)
 
 
+@pytest.mark.slow
 def test_trainable_hidden_identity_receives_gradients(x):
     config = TMSConfig(n_features=6, d_hidden=3, hidden_identity=True, hidden_identity_trainable=True)
     variant = TMS(config, jax.random.PRNGKey(0))

@@ -30,6 +30,7 @@ def lookup_model(n_ctx: int, d_vocab: int, d_vocab_out: int, next_of: dict[int, 
                         jnp.asarray(W_U)))
 
 
+@pytest.mark.slow
 def test_generate_feeds_each_token_back_and_writes_the_answer_digits():
     task = Addition(n_digits=2, eval_size=4)
     # '=' (11) -> 7, then each digit d -> d + 1: the answer is 789 only if every new token is read back
@@ -63,6 +64,7 @@ def test_generate_compiles_once_for_every_prompt_length_and_for_sampling():
         toymi.generate(model, task, "12+34=", temperature=-1.0)
 
 
+@pytest.mark.slow
 def test_show_reports_top_k_with_probabilities_and_the_actual_token(capsys):
     task = ModularArithmetic(p=5, frac_train=0.5)
     model = lookup_model(3, 6, 5, {5: 3}, scale=2.0)  # at '=' (5): logit 2 on the answer 3, 0 on the rest
@@ -84,12 +86,14 @@ def test_show_reports_top_k_with_probabilities_and_the_actual_token(capsys):
         toymi.generate(model, task, "1 2")
 
 
+@pytest.mark.slow
 def test_generate_on_induction_fills_the_sequence():
     task = Induction(vocab=6, subseq_len=3, n_repeats=2, eval_size=2)  # <bos> + 6 tokens
     model = lookup_model(7, 7, 6, {6: 0, **{t: (t + 2) % 6 for t in range(6)}})
     assert task.to_string(toymi.generate(model, task, "<bos> 1")) == "<bos> 1 3 5 1 3 5"
 
 
+@pytest.mark.slow
 def test_show_gives_the_actual_next_token_rank_and_refuses_feature_tasks():
     task = Addition(n_digits=2, eval_size=4)
     model = lookup_model(9, 12, 10, {11: 7, **{d: (d + 1) % 10 for d in range(10)}})
@@ -149,6 +153,7 @@ def python_chess_legal_fraction(task, tokens, moves):
     return legal / len(moves), parsed
 
 
+@pytest.mark.slow
 def test_chess_generated_moves_parse_and_their_legal_fraction_is_the_tasks_metric(tmp_path):
     task = ChessMoves(n_games=8, n_test_games=8, max_plies=8, cache_dir=str(tmp_path / "cache"))
     tokens = np.asarray(task.test.tokens)

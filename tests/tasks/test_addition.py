@@ -20,6 +20,7 @@ def labels_of(a: int, b: int, n: int = 5) -> dict[str, list[int]]:
     return {k: np.asarray(v).astype(int).tolist() for k, v in subtask_labels(digits_of(a, n), digits_of(b, n)).items()}
 
 
+@pytest.mark.slow
 def test_sum9_cascade_04450_05550():
     # 4450 + 5550 = 10000: the tens make a carry, which cascades through the sum-9 hundreds and thousands.
     assert tokens_of(4450, 5550).tolist() == [0, 4, 4, 5, 0, 10, 0, 5, 5, 5, 0, 11, 0, 1, 0, 0, 0, 0]
@@ -59,6 +60,7 @@ def test_a_carry_that_is_not_a_cascade():
                                       "US": [0, 0, 0]}
 
 
+@pytest.mark.slow
 def test_labels_reconstruct_every_answer_digit():
     a, b = random_digits(jax.random.PRNGKey(3), (2000, 4))
     a, b = np.asarray(a), np.asarray(b)
@@ -74,6 +76,7 @@ def test_labels_reconstruct_every_answer_digit():
     np.testing.assert_array_equal(values(answer), values(a) + values(b))
 
 
+@pytest.mark.slow
 def test_question_digits_inverts_sequence_tokens():
     a, b = random_digits(jax.random.PRNGKey(0), (50, 3))
     a2, b2 = question_digits(sequence_tokens(a, b))
@@ -81,6 +84,7 @@ def test_question_digits_inverts_sequence_tokens():
     np.testing.assert_array_equal(b2, b)
 
 
+@pytest.mark.slow
 def test_batch_layout_and_token_range():
     task = Addition(n_digits=3, batch_size=32, enriched=0.5)
     batch = task.train_batch(jax.random.PRNGKey(0))
@@ -95,6 +99,7 @@ def test_batch_layout_and_token_range():
     assert (targets[:, 7:11] <= 9).all()
 
 
+@pytest.mark.slow
 def test_sampler_is_deterministic_and_fresh_per_key():
     task = Addition(n_digits=4, batch_size=16, enriched=0.25)
     sample = eqx.filter_jit(lambda key: task.train_batch(key))  # as the engine calls it: traced, on device
@@ -107,6 +112,7 @@ def test_sampler_is_deterministic_and_fresh_per_key():
     assert not np.array_equal(Addition(n_digits=4, data_seed=7).test.tokens, Addition(n_digits=4).test.tokens)
 
 
+@pytest.mark.slow
 def test_enrichment_raises_carry_and_cascade_rates():
     shape = (20000, 5)
     natural = subtask_labels(*random_digits(jax.random.PRNGKey(0), shape))
@@ -121,6 +127,7 @@ def test_enrichment_raises_carry_and_cascade_rates():
     assert float(labels["MS"][700:, :5].mean()) > 0.45 > 0.15 > float(labels["MS"][:700, :5].mean())
 
 
+@pytest.mark.slow
 def test_metrics_per_digit_and_whole_answer():
     task = Addition(n_digits=2, eval_size=4)
     batch = task.test.at_positions(task.loss_positions())
@@ -133,6 +140,7 @@ def test_metrics_per_digit_and_whole_answer():
     assert float(m["digit0_loss"]) > 10 and float(m["digit1_loss"]) < 1e-3
 
 
+@pytest.mark.slow
 def test_ground_truth_labels_match_the_eval_sets():
     task = Addition(n_digits=3, eval_size=64)
     gt = task.ground_truth()

@@ -63,6 +63,7 @@ def exact_and_model(task, scale: float = 20.0):
                        (W_in, -jnp.ones((1, k)), q[None], scale * q.T, -scale / 2 * jnp.ones(k)))
 
 
+@pytest.mark.slow
 def test_ablation_recovers_the_circuit_of_an_exact_model():
     task = make_task("and_gates", n_features=4, feature_probability=0.5, gates=CIRCUIT)
     model = exact_and_model(task)
@@ -126,6 +127,7 @@ def test_token_encoding():
     np.testing.assert_array_equal(jax.jit(encode_tokens)(x[0]), [1, 2, 5, 6])  # one example, under jit
 
 
+@pytest.mark.slow
 def test_a_transformer_spec_round_trips_and_gets_the_task_dims(tmp_path):
     spec = Spec.from_dict(TRANSFORMER)
     assert isinstance(spec.model, ModelConfig)

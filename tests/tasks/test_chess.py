@@ -107,6 +107,7 @@ def test_labels_of_a_known_game_square_by_square():
     assert (board[0, 15:] == -1).all() and (side[0, 15:] == -1).all()  # PAD
 
 
+@pytest.mark.slow
 def test_labels_of_a_promotion_and_of_generated_games(tmp_path):
     game = {k: v[None] for k, v in record_moves(PROMOTION, max_plies=12).items()}
     board, side = position_labels(game["tokens"], game["boards"])
@@ -198,6 +199,7 @@ def test_heuristic_takes_the_free_queen_and_keeps_its_own():
 # ---- the task -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_task_batches_dims_and_registration(tmp_path):
     task = make_task("chess", n_games=60, n_test_games=20, max_plies=12, batch_size=8,
                      cache_dir=str(tmp_path / "cache"))
@@ -224,6 +226,7 @@ def test_uniform_legal_loss_is_the_log_number_of_legal_moves(tmp_path):
     assert set(np.flatnonzero(facts["legal_next"][g, pos])) == {m.from_square for m in board.legal_moves}
 
 
+@pytest.mark.slow
 def test_in_jit_legal_start_rate_matches_the_host_check_and_an_oracle_is_always_legal(tmp_path):
     task = small_task(tmp_path)
     config = toymi.ModelConfig(**task.model_dims(), n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32)

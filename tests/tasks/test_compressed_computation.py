@@ -20,6 +20,7 @@ SMALL = {"task": {"name": "compressed_computation", "n_features": 20, "feature_p
                    "checkpoint_every": 300}}
 
 
+@pytest.mark.slow
 def test_sampler_statistics():
     task = make_task("compressed_computation", n_features=50, feature_probability=0.1)
     batch = task.sample(jax.random.PRNGKey(0), 20_000)
@@ -37,6 +38,7 @@ def test_sampler_statistics():
     np.testing.assert_array_equal(task.eval_batches()["eval"].x, again.eval_batches()["eval"].x)
 
 
+@pytest.mark.slow
 def test_naive_model_computes_the_first_d_mlp_relus_exactly():
     config = ResidualMLPConfig(n_features=8, d_model=40, d_mlp=3)
     naive = naive_model(ResidualMLP(config, jax.random.PRNGKey(0)))
@@ -47,6 +49,7 @@ def test_naive_model_computes_the_first_d_mlp_relus_exactly():
     np.testing.assert_allclose(naive(x) - x @ naive.W_E @ naive.W_E.T, [0.5, 0, 0.7, 0, 0, 0, 0, 0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_naive_loss_matches_the_analytic_baseline():
     task = make_task("compressed_computation", n_features=20, feature_probability=0.05, n_eval=50_000)
     model = ResidualMLP(ResidualMLPConfig(n_features=20, d_model=60, d_mlp=5), jax.random.PRNGKey(0))
@@ -60,6 +63,7 @@ def test_naive_loss_matches_the_analytic_baseline():
     assert interference > 0.2 * expected  # so the check covers both terms
 
 
+@pytest.mark.slow
 def test_circuit_measures_on_a_hand_built_model():
     config = ResidualMLPConfig(n_features=6, d_model=30, d_mlp=4)
     naive = naive_model(ResidualMLP(config, jax.random.PRNGKey(0)))
@@ -110,6 +114,7 @@ class TestBadSettings:
             Spec.from_dict({**SMALL, "model": {"kind": "transformer"}})
 
 
+@pytest.mark.slow
 def test_biases_are_zeroed_by_the_naive_model():
     config = ResidualMLPConfig(n_features=4, d_model=12, d_mlp=2, in_bias=True, out_bias=True)
     model = ResidualMLP(config, jax.random.PRNGKey(0))

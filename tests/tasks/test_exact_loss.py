@@ -16,6 +16,7 @@ def _float64_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return -np.take_along_axis(logprobs, targets[..., None], -1)[..., 0]
 
 
+@pytest.mark.slow
 def test_exact_on_confident_logits_where_log_softmax_rounds():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(64, 113)).astype(np.float32)
@@ -30,6 +31,7 @@ def test_exact_on_confident_logits_where_log_softmax_rounds():
     assert np.max(np.abs(plain / reference - 1)) >= 0.99  # float32 log_softmax rounds some of them to 0
 
 
+@pytest.mark.slow
 def test_exact_equals_standard_on_ordinary_logits_and_gradients():
     key1, key2 = jax.random.split(jax.random.PRNGKey(1))
     logits = 3 * jax.random.normal(key1, (4, 5, 17))
@@ -43,11 +45,13 @@ def test_exact_equals_standard_on_ordinary_logits_and_gradients():
     assert np.all(np.isfinite(g_exact))
 
 
+@pytest.mark.slow
 def test_exact_is_stable_for_wrong_confident_predictions():
     logits = jnp.array([[0.0, 200.0, -50.0]])
     np.testing.assert_allclose(exact_token_nll(logits, jnp.array([0])), [200.0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_modular_task_loss_option():
     modular = toymi.tasks.task_class("modular_arithmetic", {})
     standard, exact = modular(p=7, frac_train=0.5), modular(p=7, frac_train=0.5, loss="exact")

@@ -14,6 +14,7 @@ from toymi.train import metrics_log, train
 HAND = jnp.array([9, 3, 1, 4, 7, 3, 1, 4, 5])
 
 
+@pytest.mark.slow
 def test_hand_built_sequence():
     # At position 5 (the second 3) an induction head attends to position 2, the token after the first 3 (a 1),
     # which is what comes next; likewise 6 -> 3 (a 4). At 7 (the second 4) it attends to 4, the 7, but 5 follows.
@@ -30,6 +31,7 @@ def test_most_recent_occurrence_wins():
     assert induction_targets(jnp.array([2, 5, 2, 6, 2])).tolist() == [-1, -1, 1, -1, 3]
 
 
+@pytest.mark.slow
 def test_repeat_mode_layout():
     task = Induction(vocab=20, subseq_len=4, n_repeats=3, batch_size=8)
     batch = task.train_batch(jax.random.PRNGKey(0))
@@ -47,6 +49,7 @@ def test_repeat_mode_layout():
     assert task.loss_positions() == tuple(range(12))
 
 
+@pytest.mark.slow
 def test_random_offsets_mode_copies_one_chunk_later():
     body = np.asarray(offset_copy_body(jax.random.PRNGKey(0), 200, 5, 20, 50))
     for row in body:
@@ -66,6 +69,7 @@ def test_random_offsets_mode_copies_one_chunk_later():
     assert len(lags) > 5
 
 
+@pytest.mark.slow
 def test_loss_on_repeated_masks_only_predictable_positions():
     task = Induction(vocab=30, subseq_len=5, n_repeats=4, mode="random_offsets", loss_on="repeated", bos=False,
                      batch_size=16, eval_size=4)
@@ -75,6 +79,7 @@ def test_loss_on_repeated_masks_only_predictable_positions():
     assert (np.asarray(batch.loss_mask).sum(1) == 4).all()  # a copy of 5 makes 4 predictable next tokens
 
 
+@pytest.mark.slow
 def test_sampler_is_deterministic_and_fresh_per_key():
     task = Induction(vocab=50, subseq_len=6, n_repeats=2, batch_size=4, mode="random_offsets")
     sample = eqx.filter_jit(lambda key: task.train_batch(key))  # as the engine calls it: traced, on device
@@ -86,6 +91,7 @@ def test_sampler_is_deterministic_and_fresh_per_key():
                                   Induction(data_seed=3).evals["test"].tokens)
 
 
+@pytest.mark.slow
 def test_metrics_split_repeated_and_first_tokens():
     task = Induction(vocab=10, subseq_len=3, n_repeats=2, bos=True, eval_size=2)
     batch = task.evals["test"].at_positions(task.loss_positions())
@@ -101,6 +107,7 @@ def test_metrics_split_repeated_and_first_tokens():
     assert float(m["loss"]) == pytest.approx(4 * np.log(10) / 6, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ground_truth_for_eval_sets():
     task = Induction(vocab=40, subseq_len=4, n_repeats=3, eval_size=16)
     gt = task.ground_truth()["attention_targets"]

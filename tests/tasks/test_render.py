@@ -11,6 +11,7 @@ from toymi.tasks.and_gates import encode_tokens
 from toymi.tasks.chess.tokens import encode_game
 
 
+@pytest.mark.slow
 def test_addition_renders_digits_and_operators_and_round_trips():
     task = Addition(n_digits=3, eval_size=8)
     tokens = task.test.tokens[0]
@@ -46,6 +47,7 @@ def test_modular_renders_a_b_equals_and_round_trips():
             task.from_string(bad)
 
 
+@pytest.mark.slow
 def test_induction_renders_ids_and_bos_and_round_trips():
     task = Induction(vocab=20, subseq_len=4, n_repeats=2, eval_size=4)
     tokens = task.evals["test"].tokens[0]

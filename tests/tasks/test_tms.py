@@ -42,6 +42,7 @@ def test_independent_features_are_uniform_when_active_with_probability_p():
     np.testing.assert_allclose((active(x)[:, 0] & active(x)[:, 1]).mean(), 0.01, atol=0.002)
 
 
+@pytest.mark.slow
 def test_correlated_pairs_fire_together_and_anticorrelated_pairs_never_do():
     x = active(sample_features(jax.random.PRNGKey(1), N, 9, 0.2, n_correlated_pairs=2, n_anticorrelated_pairs=2))
     np.testing.assert_allclose(x.mean(0), 0.2, atol=0.005)  # every feature keeps its marginal probability
@@ -55,6 +56,7 @@ def test_correlated_pairs_fire_together_and_anticorrelated_pairs_never_do():
     np.testing.assert_allclose((x[:, 4] & x[:, 8]).mean(), 0.04, atol=0.003)
 
 
+@pytest.mark.slow
 def test_training_batches_are_fresh_and_static_in_shape_under_jit():
     task = ToyModelsOfSuperposition(n_features=7, feature_probability=0.3, batch_size=64, eval_size=100)
     draw = jax.jit(lambda t, k: t.train_batch(k).x)
@@ -91,6 +93,7 @@ def test_loss_is_importance_weighted_squared_error_and_relative_to_zero_output()
     np.testing.assert_allclose(metrics["loss"], np.mean([1, 0.5, 0.25] * np.asarray(batch.x) ** 2), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_ground_truth():
     task = ToyModelsOfSuperposition(n_features=7, n_correlated_pairs=1, n_anticorrelated_pairs=2, eval_size=10)
     truth = task.ground_truth()
@@ -136,6 +139,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_superposition_within_seconds():
     spec = Spec.from_dict(TINY)
     task, optimizer = spec.build_task(), make_optimizer(spec.train)
@@ -226,6 +230,7 @@ def test_shipped_specs_are_what_they_say():
     assert math.isclose(Spec.load(root / "tms_quick.toml").task["feature_probability"], 0.05)
 
 
+@pytest.mark.slow
 def test_a_sweep_varies_importance_and_density_together():
     # The phase diagram's sweep (tasks/tms_phase.toml): importance_decay = r gives importances [1, r], and the
     # importances, like the density, are arrays of the task, so both vary across the members of one vmapped run.

@@ -32,6 +32,7 @@ def data_files(step_dir):
     return sorted(p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p))
 
 
+@pytest.mark.slow
 def test_clean_run_leaves_no_marker_or_lock_and_seals_every_checkpoint(finished):
     run_dir, _ = finished
     assert not (run_dir / run_lock.LOCK).exists() and not (run_dir / run_lock.UNFINISHED).exists()
@@ -39,6 +40,7 @@ def test_clean_run_leaves_no_marker_or_lock_and_seals_every_checkpoint(finished)
         "0.sha256.json", "20.sha256.json", "40.sha256.json"]
 
 
+@pytest.mark.slow
 def test_a_bit_flip_is_named_and_resume_falls_back(copy, finished, capsys):
     target = data_files(copy / "checkpoints" / "40")[0]
     data = bytearray(target.read_bytes())
@@ -69,6 +71,7 @@ def test_deleted_last_checkpoint_load_run_names_the_step_and_warns(copy):
     run.close()
 
 
+@pytest.mark.slow
 def test_missing_metrics_and_checkpoints_are_errors_and_nothing_is_created(copy):
     (copy / "metrics.jsonl").unlink()
     run = toymi.load_run(copy)
@@ -81,6 +84,7 @@ def test_missing_metrics_and_checkpoints_are_errors_and_nothing_is_created(copy)
     assert not (copy / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_torn_metrics_line_is_reported_and_cut_back_on_resume(copy, finished):
     path = copy / "metrics.jsonl"
     path.write_text(path.read_text() + '{"step": 50, "train_lo')
@@ -132,6 +136,7 @@ def test_an_unfinished_directory_with_foreign_files_is_not_cleared(tmp_path):
     assert (run_dir / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_at_a_safe_point_and_resumes_bit_exactly(tmp_path, finished):
     spec = tiny_spec(eval_every=1, checkpoint_every=20)
     import toymi.train.loop as loop

@@ -54,6 +54,7 @@ def test_each_member_trains_as_its_own_run():
         assert np.allclose(losses[i], alone_losses, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_fraction_and_data_seed_vary_as_masks():
     specs = Sweep(BASE, {"task.frac_train": [0.3, 0.7], "task.data_seed": [0, 1]}).member_specs()
     state, task, _ = init_ensemble(specs)
@@ -69,6 +70,7 @@ def test_train_fraction_and_data_seed_vary_as_masks():
             assert np.isclose(metrics[key][i], value, rtol=1e-5), (i, key)
 
 
+@pytest.mark.slow
 def test_tms_density_sweep_stacks_and_static_settings_are_refused():
     dense, sparse = make_task("tms", n_features=5, feature_probability=1.0, eval_size=50), \
         make_task("tms", n_features=5, feature_probability=0.1, eval_size=50)
@@ -145,6 +147,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_ensemble_equals_unsharded_on_eight_fake_devices():
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     import os

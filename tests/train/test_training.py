@@ -35,6 +35,7 @@ def test_a_tiny_model_learns(tmp_path):
     assert metrics["train_loss"][-1] < 0.1 * metrics["train_loss"][0]
 
 
+@pytest.mark.slow
 def test_run_directory_layout_and_load_run(tmp_path):
     run_dir = tmp_path / "run"
     state = train(tiny_spec(), run_dir, progress=False)
@@ -97,6 +98,7 @@ def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, mo
     assert steps == [0, 10, 20, 30, 40]  # step 30 was logged before the interruption, then replaced
 
 
+@pytest.mark.slow
 def test_resume_can_extend_steps_but_not_change_the_spec(tmp_path):
     train(tiny_spec(steps=20), tmp_path / "run", progress=False)
     extended = train(tiny_spec(steps=40), tmp_path / "run", resume=True, progress=False)
@@ -130,6 +132,7 @@ def test_train_or_load_trains_once_then_reuses_the_same_experiment_only(tmp_path
         toymi.train_or_load(tiny_spec(steps=10, eval_every=10, checkpoint_every=10, lr=1e-2), tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr warms up from 0, so the first updates are tiny; a huge peak lr then blows the weights up.
     spec = tiny_spec(lr=1e30, warmup_steps=1000, steps=200, eval_every=1, checkpoint_every=1)
@@ -147,6 +150,7 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     checkpoints.close()
 
 
+@pytest.mark.slow
 def test_capture_inside_the_compiled_training_step():
     """A loss that penalises captured activations trains through the same compiled scan."""
     from toymi.tasks import masked_cross_entropy

@@ -45,6 +45,7 @@ def _models():
 
 
 @pytest.mark.parametrize("name", ["tms_id", "resid"])
+@pytest.mark.slow
 def test_masks_at_importance_one_reproduce_the_model_exactly(name):
     model = _models()[name]
     targets = model_targets(model)
@@ -86,6 +87,7 @@ def test_substitution_goes_into_the_models_own_parameters():
         model_targets(resid, ["W_in.7"])
 
 
+@pytest.mark.slow
 def test_leaky_hard_sigmoids_values_and_gradients():
     x = jnp.asarray([-2.0, 0.5, 3.0])
     np.testing.assert_allclose(lower_leaky_hard_sigmoid(x), [0.0, 0.5, 1.0])
