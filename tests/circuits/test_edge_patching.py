@@ -148,6 +148,7 @@ def test_graph_edges_run_downstream_only():
     assert graph.n_edges == 15 + 2 * 9 + 8 + 2 * 2 + 1
 
 
+@pytest.mark.slow
 def test_ablation_values():
     p = copy_first()
     values = node_outputs(p.model, p.corrupted)

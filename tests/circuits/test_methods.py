@@ -95,6 +95,7 @@ def test_edge_pruning_learns_the_planted_circuit(planted):
     assert found.scores[true].min() > 0.9 and found.scores[~true].max() < 0.1
 
 
+@pytest.mark.slow
 def test_eap_ig_is_complete(planted):
     """Integrated gradients sum to the effect of moving every edge at once (up to the Riemann sum's error)."""
     from toymi.circuits.attribution import eap_ig

@@ -162,6 +162,7 @@ def test_modular_truth_samples_the_answer_position_and_all_pairs_are_right():
     assert 0 <= scores["single_frequency_fraction"] <= scores["key_fraction"] <= 1 and "random_key_fraction" in scores
 
 
+@pytest.mark.slow
 def test_truths_reject_the_wrong_model_or_task():
     model, task = _cc()
     with pytest.raises(TypeError, match="TMS model"):

@@ -106,6 +106,7 @@ def test_gradients_flow_through_the_decomposition_of_an_exact_splice():
     np.testing.assert_allclose(loss(random, True), task_loss(task, model, batch), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_mean_ablation_reference_scores_the_mean_as_zero():
     model, task, site, _ = _tms()
     batch = _batch(task)
@@ -128,6 +129,7 @@ def test_a_transcoder_made_of_the_mlp_itself_leaves_the_loss_unchanged(kind):
     assert report["loss_zero_ablated"] != pytest.approx(report["loss_clean"])
 
 
+@pytest.mark.slow
 def test_bad_splices_are_clear_errors():
     model, task, _, _ = _tms()
     with pytest.raises(ValueError, match="has none"):

@@ -49,6 +49,7 @@ def test_per_example_dla_sums_to_the_true_logit_differences(setup):
     np.testing.assert_allclose(direct_logit_attribution(model, stack, acts, per_position), dla, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_wrong_pos_length_is_refused(setup):
     model, _, _, acts = setup
     stack, _ = decompose_resid(model, acts)

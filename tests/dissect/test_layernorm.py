@@ -53,6 +53,7 @@ def test_fold_ln_leaves_logits_unchanged_and_norms_unit(normalization):
         np.testing.assert_allclose(folded.W_U.mean(0), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fold_ln_equals_folding_by_hand_for_the_unembedding():
     model = randomised(CONFIG)
     folded = fold_ln(model, center_weights=False)

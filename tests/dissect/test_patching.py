@@ -132,6 +132,7 @@ def test_neuron_grid_selects_one_neuron(pair, metric):
     assert abs(expected - float(run_metric(cut, clean, metric))) > 1e-4
 
 
+@pytest.mark.slow
 def test_a_grid_compiles_once(model, pair, metric):
     """Other tokens, other weights and other answers reuse the compiled grid."""
     clean, corrupted = pair

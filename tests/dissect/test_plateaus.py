@@ -72,6 +72,7 @@ def test_the_sweep_equals_a_manual_loop():
             np.testing.assert_allclose(swept[d, s], manual, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_every_direction_has_the_real_displacements_norm(sweep):
     norms = np.linalg.norm(sweep.displacements, axis=-1)  # [direction, base]
     np.testing.assert_allclose(norms, np.broadcast_to(sweep.distance, norms.shape), rtol=1e-5)

@@ -68,6 +68,7 @@ def test_round_trip_is_the_same_model(name):
         assert not hooked.W_pos.any()  # zero-filled, as documented
 
 
+@pytest.mark.slow
 def test_from_transformer_lens_refuses_what_toymi_lacks():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 

@@ -56,6 +56,7 @@ def test_a_bit_flip_is_named_and_resume_falls_back(copy, finished, capsys):
     assert (copy / "damaged_checkpoints" / "40").is_dir()  # kept for inspection, not deleted
 
 
+@pytest.mark.slow
 def test_a_missing_data_file_falls_back(copy, finished):
     data_files(copy / "checkpoints" / "40")[-1].unlink()
     state = train(tiny_spec(), copy, resume=True, progress=False)
@@ -117,6 +118,7 @@ def test_a_second_writer_is_refused_with_the_pid(copy):
 
 
 @pytest.mark.parametrize("leftover", [[run_lock.LOCK], [run_lock.UNFINISHED, "metrics.jsonl", "checkpoints"]])
+@pytest.mark.slow
 def test_an_interrupted_start_never_blocks(tmp_path, finished, leftover):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

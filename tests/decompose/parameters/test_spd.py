@@ -62,6 +62,7 @@ def test_masks_at_importance_one_reproduce_the_model_exactly(name):
     assert not np.allclose(run(model, targets, params, x, zero), want, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_substitution_goes_into_the_models_own_parameters():
     tms = _models()["tms_id"]
     targets = model_targets(tms)

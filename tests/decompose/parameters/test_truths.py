@@ -17,6 +17,7 @@ def _step_importance(C: int) -> ImportanceMLPs:
     return ImportanceMLPs(w1=w1, b1=jnp.zeros((C, 16)).at[:, 0].set(-10.0), w2=w2, b2=jnp.zeros(C))
 
 
+@pytest.mark.slow
 def test_compressed_truth_counts_features_with_a_W_in_subcomponent_of_their_own():
     config = ResidualMLPConfig(n_features=6, d_model=400, d_mlp=4)
     model = ResidualMLP(config, jax.random.PRNGKey(0))
