@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
     view.add_argument("run", help="a run directory")
     view.add_argument("--out", help="site directory (default: RUN/view)")
-    view.add_argument("--pages", help="comma-separated pages (default: every one that applies: run, attention)")
+    view.add_argument("--pages", help="comma-separated pages (default: every one that applies: run, attention, circuits)")
     view.add_argument("--serve", action="store_true", help="then serve the site on localhost")
     view.add_argument("--port", type=int, default=8000, help="with --serve (default 8000; 0 picks a free one)")
     view.set_defaults(func=_view)

@@ -1,8 +1,7 @@
 """`toymi view RUN`: a run's pages as one offline site (Plotly shipped once as `plotly.min.js`), optionally served.
 
 A page is a function `run -> View | None` in `PAGES` (None: the page does not apply, e.g. attention for a model
-without attention). A new page — circuits, once circuit discovery exists — is one module with such a function and
-one line here. Views made in Python (e.g. `latents_view` of a decomposition trained in a notebook) join a site
+without attention). A new page is one module with such a function and one line here. Views made in Python (e.g. `latents_view` of a decomposition trained in a notebook) join a site
 through `extra`.
 """
 
@@ -17,10 +16,11 @@ from pathlib import Path
 
 from toymi.errors import ConfigError
 from toymi.views.attention_page import attention_for_run
+from toymi.views.circuits_page import circuits_for_run
 from toymi.views.page import PLOTLY_FILE, View, plotly_js
 from toymi.views.run_page import run_view
 
-PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run}
+PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "circuits": circuits_for_run}
 
 
 def _nav(views: Sequence[View], here: str) -> str:
