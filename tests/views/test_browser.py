@@ -111,13 +111,14 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
 
     out = tmp_path / "site"
     assert main(["view", str(grokking_run), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "circuits.html", "index.html", "plotly.min.js",
-                                                     "run.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "plotly.min.js", "run.html"]
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "circuits"]) == 0  # opt-in: it compiles
+    assert (out / "circuits.html").exists()
     for page in ("run.html", "attention.html", "circuits.html"):
         text = (out / page).read_text()
         assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
     assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuit"]) == 2
-    assert "unknown pages ['circuit']" in capsys.readouterr().err
+    assert "unknown pages ['circuit']; have ['attention', 'circuits', 'run'] (or 'all')" in capsys.readouterr().err
     with make_server(out, 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:

@@ -190,3 +190,14 @@ def test_circuits_for_an_induction_run_marks_the_circuit_its_heads_form():
     exact = np.abs(np.asarray(data["scores"][0]))
     certain = np.isin(data["names"], truth.certain)
     assert exact[certain].min() > 0.5 and np.all(exact[~np.asarray(data["truth"])] < 1e-6)
+
+
+def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
+    from toymi.errors import ConfigError
+    from toymi.views.site import DEFAULT_PAGES, PAGES, page_names
+
+    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention"]
+    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits"]
+    assert page_names(["circuits"]) == ["circuits"]
+    with pytest.raises(ConfigError, match=r"unknown pages \['latent'\]"):
+        page_names(["run", "latent"])
