@@ -201,3 +201,29 @@ def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
     assert page_names(["circuits"]) == ["circuits"]
     with pytest.raises(ConfigError, match=r"unknown pages \['latent'\]"):
         page_names(["run", "latent"])
+
+
+@pytest.mark.slow  # trains a TopK SAE for 20 steps: seconds
+def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, tmp_path):
+    from toymi.cli import main
+    from toymi.run import load_run
+    from toymi.views.quick_sae import site_of
+
+    out = tmp_path / "site"
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run", "--latents", "sae",
+                 "--sae-steps", "20"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "latents.html", "plotly.min.js", "run.html"]
+    text = (out / "latents.html").read_text()
+    assert "a TopK SAE (256 latents, k = 8, 20 steps) on mlp_post 0" in text
+    data = json.loads(re.search(r"const toymiData = (.*?);\n", text, re.S).group(1).replace("<\\/", "</"))
+    run = load_run(grokking_run)
+    assert len(data["labels"]) == run.task.p ** 2 and data["has_grid"]  # every (a, b), each latent's p x p map
+    assert 0 < sum(l["freq"] for l in data["latents"]) <= 8  # top-k: at most k latents fire on an input
+    assert site_of(run.model) == ("mlp_post", 0)
+    from toymi.model.config import ModelConfig
+
+    attn_only = build_model(ModelConfig(d_vocab=5, n_ctx=4, n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=0),
+                            jax.random.PRNGKey(0))
+    assert site_of(attn_only) == ("resid_post", 1)  # no MLP: the last layer's residual stream
+    with pytest.raises(SystemExit):  # argparse refuses a kind toymi view does not train
+        main(["view", str(grokking_run), "--out", str(out), "--latents", "pca"])
