@@ -128,8 +128,9 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
 
 def edge_styles(page: Page) -> list[tuple[str, float]]:
     """(colour, width) of every edge trace of the circuits graph, as drawn."""
-    return [tuple(x) for x in page.js("() => { const d = document.getElementById('graph')._fullData; "
-                                      "return d.slice(0, toymiData.names.length).map(t => [t.line.color, t.line.width]); }")]
+    script = ("() => document.getElementById('graph')._fullData.slice(0, toymiData.names.length)"
+              ".map(t => [t.line.color, t.line.width])")
+    return [tuple(x) for x in page.js(script)]
 
 
 def test_circuits_page(chromium, tmp_path):

@@ -128,7 +128,8 @@ def test_circuits_view_embeds_scores_ranks_and_the_truth():
     scores = np.zeros(n)
     scores[graph.edge_index("a0.h1->logits")] = -3.0
     scores[graph.edge_index("input->a0.h0<v>")] = 2.0
-    found = [Found("exact", scores, np.abs(scores) > 1, 1.0, 0.1), Found("eap", -scores, np.abs(scores) > 2.5, 1.0, 0.1)]
+    found = [Found("exact", scores, np.abs(scores) > 1, 1.0, 0.1),
+             Found("eap", -scores, np.abs(scores) > 2.5, 1.0, 0.1)]
     data = _data(circuits_view(graph, found, ["a0.h1->logits", "input->a0.h1<k>"]))
     assert data["names"] == graph.edge_names() and data["methods"] == ["exact", "eap"] and data["kept"] == [2, 1]
     assert data["rank"][0][graph.edge_index("a0.h1->logits")] == 0 and data["rank"][0][graph.edge_index(
@@ -162,8 +163,8 @@ def test_circuits_for_run_embeds_exact_edge_patching_of_the_runs_own_inputs(grok
     assert data["methods"] == ["exact", "eap"] and data["names"] == effects.graph.edge_names()
     np.testing.assert_allclose(data["scores"][0], np.asarray(effects.effect), rtol=1e-3, atol=1e-5)
     assert data["truth"] is None  # no known circuit for modular addition
-    with pytest.raises(ValueError, match="pass a smaller n_inputs"):
-        circuits_for_run(run, n_inputs=10_000)
+    n = len(batch) // 2  # a small eval set: half of it patched from the other half
+    assert f"Inputs: the first {n} {next(iter(run.task.eval_batches()))} inputs" in circuits_for_run(run).body()
 
 
 @pytest.mark.slow  # compiles exact edge patching and EAP: seconds

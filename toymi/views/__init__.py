@@ -1,5 +1,6 @@
 """Interactive HTML views of runs (Plotly, offline): `toymi view RUN` writes them as a site; each view also shows
-itself inline in Jupyter. One module per page: `run_page`, `attention_page`, `latents_page`, `circuits_page`; `site` collects them."""
+itself inline in Jupyter. One module per page: `run_page`, `attention_page`, `latents_page`, `circuits_page`;
+`site` collects them."""
 
 from toymi.views.attention_page import attention_for_run, attention_view
 from toymi.views.circuits_page import circuits_for_planted, circuits_for_run, circuits_view

@@ -174,7 +174,8 @@ def circuits_view(graph, found: Sequence, true_edges=None, title: str = "Circuit
              f'<p>method: <select id="method">{options}</select> &nbsp; edges kept: <input type="range" id="keep" '
              f'min="0" max="{graph.n_edges}" value="{kept[0]}" style="width:18em;vertical-align:middle"> '
              '<span id="keep-value"></span></p><p><b id="summary"></b></p>',
-             '<div class="row">', ("graph", _graph_figure(graph, truth is not None)), ("scores", _scores_figure(graph, matrix[0])), "</div>"]
+             '<div class="row">', ("graph", _graph_figure(graph, truth is not None)),
+             ("scores", _scores_figure(graph, matrix[0])), "</div>"]
     data = {"names": graph.edge_names(), "methods": [f.method for f in found], "scores": scores, "rank": rank,
             "max": np.abs(scores).max(axis=1), "kept": kept, "matrix": matrix,
             "truth": None if truth is None else truth.tolist(), "colours": COLOURS}
@@ -227,7 +228,7 @@ def circuits_for_run(run, clean=None, corrupted=None, metric=None, methods: Sequ
 
     Without `clean`: a 2-layer attention-only induction model whose heads have formed is scored on repeated random
     tokens against its known circuit (`toymi.circuits.trained`); any other run on the first `n_inputs` inputs of its
-    task's first eval set (`clean`) and the next `n_inputs` (`corrupted`), with the correct token's logit minus the
+    task's first eval set (`clean`) and the next `n_inputs` (`corrupted`; half the set each where it is smaller), with the correct token's logit minus the
     mean logit at the scored positions as the metric (`toymi.circuits.planted.TargetLogit`). Edges are patched from
     `corrupted` into the `clean` run (noising) and scored by each of `methods`.
     """
@@ -249,9 +250,9 @@ def circuits_for_run(run, clean=None, corrupted=None, metric=None, methods: Sequ
                 f"scores ({len(truth)} edges, toymi.circuits.trained)")
     elif clean is None:
         name, batch = next(iter(task.eval_batches().items()))
-        if len(batch) < 2 * n_inputs:
-            raise ValueError(f"the {name} eval set has {len(batch)} inputs; the circuits page patches between "
-                             f"2 x n_inputs = {2 * n_inputs}: pass a smaller n_inputs")
+        n_inputs = min(n_inputs, len(batch) // 2)  # a small eval set: half of it, patched from the other half
+        if n_inputs < 1:
+            raise ValueError(f"the {name} eval set has {len(batch)} input: the circuits page patches between two")
         clean, corrupted = batch.tokens[:n_inputs], batch.tokens[n_inputs: 2 * n_inputs]
         if metric is None:
             mask = batch.loss_mask[:n_inputs]

@@ -1,8 +1,8 @@
 """`toymi view RUN`: a run's pages as one offline site (Plotly shipped once as `plotly.min.js`), optionally served.
 
 A page is a function `run -> View | None` in `PAGES` (None: the page does not apply, e.g. attention for a model
-without attention). A new page is one module with such a function and one line here. Views made in Python (e.g. `latents_view` of a decomposition trained in a notebook) join a site
-through `extra`.
+without attention). A new page is one module with such a function and one line here. Views made in Python (e.g.
+`latents_view` of a decomposition trained in a notebook) join a site through `extra`.
 """
 
 from __future__ import annotations
