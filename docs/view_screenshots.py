@@ -2,9 +2,10 @@
 
     python docs/view_screenshots.py --grokking runs/grokking_quick --induction runs/induction_quick
 
-writes docs/images/view_run.png (the grokking run's page), view_attention.png (the induction run's attention page)
-and view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at `=`; the view itself trains
-nothing). Each screenshot is checked as the tests check theirs (expected size, not blank).
+writes docs/images/view_run.png (the grokking run's page), view_attention.png (the induction run's attention page),
+view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at `=`; the view itself trains
+nothing) and view_circuits.png (the induction run's circuits page); `--only circuits,run` takes some of them. Each
+screenshot is checked as the tests check theirs (expected size, not blank).
 """
 
 from __future__ import annotations
@@ -42,21 +43,28 @@ def main(argv=None) -> int:
     parser.add_argument("--induction", required=True, help="an induction_quick run directory")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--sae-steps", type=int, default=2000)
+    parser.add_argument("--only", default="run,attention,latents,circuits", help="comma-separated screenshots")
     args = parser.parse_args(argv)
+    only = set(args.only.split(","))
 
     from toymi.run import load_run
     from toymi.views import latents_for_run, write_site
 
     out, sites = Path(args.out), Path(tempfile.mkdtemp(prefix="toymi-view-screenshots-"))  # the sites are not kept
-    start = time.perf_counter()
-    sae = modular_sae(load_run(args.grokking), args.sae_steps, n_latents=256, k=16)
-    print(f"trained the SAE in {time.perf_counter() - start:.0f} s")
-    latents = latents_for_run(load_run(args.grokking), sae, title="Latents: a TopK SAE on grokking_quick's MLP "
-                              "neurons at '='")
-    write_site(args.grokking, sites / "grokking", extra=[latents])
-    write_site(args.induction, sites / "induction", pages=["attention"])
-    shots = {"view_run": (sites / "grokking" / "run.html", True), "view_latents": (sites / "grokking" / "latents.html",
-             True), "view_attention": (sites / "induction" / "attention.html", True)}
+    extra = []
+    if "latents" in only:
+        start = time.perf_counter()
+        sae = modular_sae(load_run(args.grokking), args.sae_steps, n_latents=256, k=16)
+        print(f"trained the SAE in {time.perf_counter() - start:.0f} s")
+        extra = [latents_for_run(load_run(args.grokking), sae, title="Latents: a TopK SAE on grokking_quick's MLP "
+                                 "neurons at '='")]
+    if only & {"run", "latents"}:
+        write_site(args.grokking, sites / "grokking", pages=["run"], extra=extra)
+    if only & {"attention", "circuits"}:
+        write_site(args.induction, sites / "induction", pages=sorted(only & {"attention", "circuits"}))
+    shots = {"run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
+             "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html"}
+    shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()
     with browser(sync_playwright, path) as b:
         for name, (page_path, full) in shots.items():

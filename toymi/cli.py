@@ -176,7 +176,13 @@ def _dissect(args) -> int:
 def _view(args) -> int:
     from toymi.views import serve, write_site
 
-    index = write_site(args.run, args.out, pages=args.pages.split(",") if args.pages else None)
+    extra = []
+    if args.latents:
+        from toymi.run import load_run
+        from toymi.views.quick_sae import QuickSAE, latents_page
+
+        extra = [latents_page(load_run(args.run), args.latents, QuickSAE(steps=args.sae_steps))]
+    index = write_site(args.run, args.out, pages=args.pages.split(",") if args.pages else None, extra=extra)
     print(f"wrote {index}")
     if args.serve:
         serve(index.parent, args.port)
@@ -239,7 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
     view.add_argument("run", help="a run directory")
     view.add_argument("--out", help="site directory (default: RUN/view)")
-    view.add_argument("--pages", help="comma-separated pages (default: every one that applies: run, attention)")
+    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, or all (default: "
+                      "run,attention; each is written where it applies)")
+    view.add_argument("--latents", choices=["sae"], help="add a Latents page: train a small TopK SAE now on the "
+                      "newest model's MLP neurons (last layer, last position; seconds) and show its latents")
+    view.add_argument("--sae-steps", type=int, default=400, help="with --latents sae: training steps (default 400)")
     view.add_argument("--serve", action="store_true", help="then serve the site on localhost")
     view.add_argument("--port", type=int, default=8000, help="with --serve (default 8000; 0 picks a free one)")
     view.set_defaults(func=_view)

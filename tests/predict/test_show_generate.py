@@ -172,6 +172,21 @@ def test_chess_generated_moves_parse_and_their_legal_fraction_is_the_tasks_metri
         toymi.generate(model, task, "e2e4 e7")
 
 
+def test_show_skips_the_pad_after_a_chess_game_ends(tmp_path):
+    task = ChessMoves(n_games=2, n_test_games=2, max_plies=8, cache_dir=str(tmp_path / "cache"))
+    model = chess_lookup_model(task.model_dims()["n_ctx"])
+    game = np.asarray(task.from_string("e2e4 e7e5"))
+    padded = np.concatenate([game, np.full(task.model_dims()["n_ctx"] - len(game), PAD)])
+    rows = toymi.show(model, task, padded, k=2, verbose=False)
+    assert [r.position for r in rows] == [0, 1, 2, 3, 4]  # <bos> e2 e4 e7 e5: no prediction at a PAD
+    assert [r.token for r in rows] == ["<bos>", "e2", "e4", "e7", "e5"]
+    assert [r.actual for r in rows] == ["e2", "e4", "e7", "e5", None]  # PAD is never a target
+    assert rows[0].top[0][0] == "e2" and rows[1].top[0][0] == "e4"  # the lookup model: BOS -> e2 -> e4
+    assert [(r.top, r.actual) for r in rows] == [(r.top, r.actual) for r in toymi.show(model, task, game, k=2,
+                                                                                        verbose=False)]
+    assert task.shown_positions(np.array([1, PAD, 5])) == (0, 2)  # PAD anywhere is skipped
+
+
 @pytest.mark.slow
 def test_a_trained_addition_model_writes_correct_sums(tmp_path):
     from toymi.spec import Spec

@@ -112,16 +112,60 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
     out = tmp_path / "site"
     assert main(["view", str(grokking_run), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "plotly.min.js", "run.html"]
-    for page in ("run.html", "attention.html"):
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "circuits"]) == 0  # opt-in: it compiles
+    assert (out / "circuits.html").exists()
+    for page in ("run.html", "attention.html", "circuits.html"):
         text = (out / page).read_text()
         assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
-    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuits"]) == 2
-    assert "unknown pages ['circuits']" in capsys.readouterr().err
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuit"]) == 2
+    assert "unknown pages ['circuit']; have ['attention', 'circuits', 'run'] (or 'all')" in capsys.readouterr().err
     with make_server(out, 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
             assert response.read() == (out / "run.html").read_bytes()
         server.shutdown()
+
+
+def edge_styles(page: Page) -> list[tuple[str, float]]:
+    """(colour, width) of every edge trace of the circuits graph, as drawn."""
+    script = ("() => document.getElementById('graph')._fullData.slice(0, toymiData.names.length)"
+              ".map(t => [t.line.color, t.line.width])")
+    return [tuple(x) for x in page.js(script)]
+
+
+def test_circuits_page(chromium, tmp_path):
+    """Planted induction: the page starts at exact patching's circuit (the 7 true edges, green, widest for the
+    largest |score|); the slider keeps fewer edges, and true edges it drops turn red and dashed; the menu switches
+    the method, and the score map follows."""
+    from toymi.circuits.planted import induction
+    from toymi.views import circuits_for_planted
+
+    path = circuits_for_planted(induction(), methods=("exact", "eap")).save(tmp_path / "circuits.html")
+    page = Page(chromium, path)
+    assert page.plots() == ["graph", "scores"]
+    truth, scores = page.js("() => toymiData.truth"), np.asarray(page.js("() => toymiData.scores[0]"))
+    styles = edge_styles(page)
+    colours = page.js("() => toymiData.colours")
+    assert [c == colours["true_found"] for c, _ in styles] == truth  # exact finds the circuit, and only it
+    widths = np.array([w for _, w in styles])
+    biggest = int(np.argmax(np.abs(scores)))
+    assert widths[biggest] == widths.max() > widths[~np.asarray(truth)].max()
+    assert "7 of 7 true edges found, 0 false" in page.js("() => document.getElementById('summary').textContent")
+    page.page.locator("#keep").fill("3")  # the top 3 edges only
+    styles = edge_styles(page)
+    assert sum(c == colours["true_found"] for c, _ in styles) == 3
+    assert sum(c == colours["true_missed"] for c, _ in styles) == 4
+    assert page.js("() => document.getElementById('graph')._fullData.filter(t => t.line && t.line.dash === 'dash')"
+                   ".length") == 4 + 1  # the missed edges, and the legend's sample of them
+    before = values(page, "scores", 0, "z")
+    page.page.select_option("#method", "1")
+    assert page.js("() => document.getElementById('keep').value") == str(page.js("() => toymiData.kept[1]"))
+    after = values(page, "scores", 0, "z")
+    np.testing.assert_allclose(after, np.asarray(page.js("() => toymiData.matrix[1]"), float).reshape(-1))
+    assert not np.allclose(np.nan_to_num(before), np.nan_to_num(after))
+    assert page.js("() => document.getElementById('summary').textContent").startswith("eap: top ")
+    check_screenshot(page.screenshot(tmp_path / "circuits.png"), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
 
 
 def test_a_view_renders_inline_as_in_a_notebook(tiny_model, tokens, chromium, tmp_path):

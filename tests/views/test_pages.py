@@ -115,3 +115,116 @@ def test_latents_view_shows_top_inputs_histograms_truth_and_maps():
         latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, grid=(3, 3))
     with pytest.raises(ValueError, match="no latent fires"):
         latents_view(Dictionary(), tokens, -np.ones((4, 4)), [["a", "b"]] * 4)
+
+
+def test_circuits_view_embeds_scores_ranks_and_the_truth():
+    from toymi.circuits.graph import build_graph
+    from toymi.circuits.methods import Found
+    from toymi.model.config import ModelConfig
+    from toymi.views import circuits_view
+
+    graph = build_graph(ModelConfig(d_vocab=5, n_ctx=4, n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=0))
+    n = graph.n_edges  # input -> 6 head inputs, input -> logits, 2 heads -> logits
+    scores = np.zeros(n)
+    scores[graph.edge_index("a0.h1->logits")] = -3.0
+    scores[graph.edge_index("input->a0.h0<v>")] = 2.0
+    found = [Found("exact", scores, np.abs(scores) > 1, 1.0, 0.1),
+             Found("eap", -scores, np.abs(scores) > 2.5, 1.0, 0.1)]
+    data = _data(circuits_view(graph, found, ["a0.h1->logits", "input->a0.h1<k>"]))
+    assert data["names"] == graph.edge_names() and data["methods"] == ["exact", "eap"] and data["kept"] == [2, 1]
+    assert data["rank"][0][graph.edge_index("a0.h1->logits")] == 0 and data["rank"][0][graph.edge_index(
+        "input->a0.h0<v>")] == 1 and sorted(data["rank"][1]) == list(range(n))
+    assert data["max"] == [3.0, 3.0] and data["scores"][1] == (-scores).tolist()
+    assert sum(data["truth"]) == 2 and data["truth"][graph.edge_index("input->a0.h1<k>")]
+    matrix = np.asarray(data["matrix"][0], float)  # sender x receiver, NaN where no edge can be
+    assert matrix[graph.senders.index("a0.h1"), graph.receivers.index("logits")] == -3.0
+    assert np.isnan(matrix[graph.senders.index("a0.h0"), graph.receivers.index("a0.h1<q>")])
+    assert _data(circuits_view(graph, found[:1]))["truth"] is None
+    with pytest.raises(ValueError, match="scores cover 3 edges but the graph has"):
+        circuits_view(graph, [Found("exact", np.zeros(3), np.zeros(3, bool), 1.0, 0.1)])
+    with pytest.raises(KeyError, match="no edge 'a0.h0->a0.h1<q>'"):
+        circuits_view(graph, found, ["a0.h0->a0.h1<q>"])
+    with pytest.raises(ValueError, match="at least one method"):
+        circuits_view(graph, [])
+
+
+@pytest.mark.slow  # compiles exact edge patching and EAP: seconds
+def test_circuits_for_run_embeds_exact_edge_patching_of_the_runs_own_inputs(grokking_run):
+    from toymi.circuits.patching import edge_patching
+    from toymi.circuits.planted import TargetLogit
+    from toymi.run import load_run
+    from toymi.views import circuits_for_run
+
+    run = load_run(grokking_run)
+    data = _data(circuits_for_run(run, n_inputs=4))
+    batch = next(iter(run.task.eval_batches().values()))
+    metric = TargetLogit(batch.targets[:4], batch.loss_mask[:4])  # modular targets are answers: all in range
+    effects = edge_patching(run.model, batch.tokens[:4], batch.tokens[4:8], metric, direction="noising")
+    assert data["methods"] == ["exact", "eap"] and data["names"] == effects.graph.edge_names()
+    np.testing.assert_allclose(data["scores"][0], np.asarray(effects.effect), rtol=1e-3, atol=1e-5)
+    assert data["truth"] is None  # no known circuit for modular addition
+    n = len(batch) // 2  # a small eval set: half of it patched from the other half
+    assert f"Inputs: the first {n} {next(iter(run.task.eval_batches()))} inputs" in circuits_for_run(run).body()
+
+
+@pytest.mark.slow  # compiles exact edge patching and EAP: seconds
+def test_circuits_for_an_induction_run_marks_the_circuit_its_heads_form():
+    """A run of the induction task whose model has formed the heads (the planted one stands in for a trained one):
+    the page's true edges are `toymi.circuits.trained`'s, and exact patching ranks the certain ones first (the judged
+    ones, a previous-token head's q and k, read positions, which patching from other tokens leaves as they were)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from toymi.circuits.planted import induction
+    from toymi.circuits.trained import induction_truth
+    from toymi.dissect.attention import repeated_random_tokens
+    from toymi.tasks import Induction
+    from toymi.views import circuits_for_run
+
+    planted = induction()  # tokens 0..7, BOS 8, 9 positions
+    run = SimpleNamespace(model=planted.model, task=Induction(vocab=8, subseq_len=4, n_repeats=2, eval_size=4),
+                          directory=Path("planted"), model_step=0)
+    data = _data(circuits_for_run(run, methods=("exact",)))
+    truth = induction_truth(planted.model, repeated_random_tokens(jax.random.key(0), 16, 4, 8, 8))
+    assert {n for n, t in zip(data["names"], data["truth"]) if t} == set(truth.certain + truth.judged)
+    assert truth.previous_token_heads == ("a0.h0",) and truth.induction_heads == ("a1.h0",)
+    exact = np.abs(np.asarray(data["scores"][0]))
+    certain = np.isin(data["names"], truth.certain)
+    assert exact[certain].min() > 0.5 and np.all(exact[~np.asarray(data["truth"])] < 1e-6)
+
+
+def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
+    from toymi.errors import ConfigError
+    from toymi.views.site import DEFAULT_PAGES, PAGES, page_names
+
+    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention"]
+    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits"]
+    assert page_names(["circuits"]) == ["circuits"]
+    with pytest.raises(ConfigError, match=r"unknown pages \['latent'\]"):
+        page_names(["run", "latent"])
+
+
+@pytest.mark.slow  # trains a TopK SAE for 20 steps: seconds
+def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, tmp_path):
+    from toymi.cli import main
+    from toymi.run import load_run
+    from toymi.views.quick_sae import site_of
+
+    out = tmp_path / "site"
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run", "--latents", "sae",
+                 "--sae-steps", "20"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "latents.html", "plotly.min.js", "run.html"]
+    text = (out / "latents.html").read_text()
+    assert "a TopK SAE (256 latents, k = 8, 20 steps) on mlp_post 0" in text
+    data = json.loads(re.search(r"const toymiData = (.*?);\n", text, re.S).group(1).replace("<\\/", "</"))
+    run = load_run(grokking_run)
+    assert len(data["labels"]) == run.task.p ** 2 and data["has_grid"]  # every (a, b), each latent's p x p map
+    assert 0 < sum(l["freq"] for l in data["latents"]) <= 8  # top-k: at most k latents fire on an input
+    assert site_of(run.model) == ("mlp_post", 0)
+    from toymi.model.config import ModelConfig
+
+    attn_only = build_model(ModelConfig(d_vocab=5, n_ctx=4, n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=0),
+                            jax.random.PRNGKey(0))
+    assert site_of(attn_only) == ("resid_post", 1)  # no MLP: the last layer's residual stream
+    with pytest.raises(SystemExit):  # argparse refuses a kind toymi view does not train
+        main(["view", str(grokking_run), "--out", str(out), "--latents", "pca"])

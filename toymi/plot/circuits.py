@@ -20,7 +20,7 @@ def _node(name: str) -> str:
     return name.split("<")[0]
 
 
-def _positions(graph) -> dict[str, tuple[float, float]]:
+def node_positions(graph) -> dict[str, tuple[float, float]]:
     """Nodes by layer, bottom to top: input, then each layer's heads and its MLP above them, then logits."""
     pos = {"input": (0.0, 0.0), "logits": (0.0, 2.0 * graph.config.n_layers + 1)}
     n = graph.config.n_heads
@@ -35,7 +35,7 @@ def circuit_figure(graph, true_edges: np.ndarray, found_edges: np.ndarray, title
     """The model's nodes with every edge that is in the true circuit or the found one (boolean `[n_edges]` masks),
     coloured by which; an edge into a head is labelled with the input it reaches (q, k or v)."""
     g = nx.MultiDiGraph()
-    pos = {k: v for k, v in _positions(graph).items() if k in graph.senders or k == "logits"}
+    pos = {k: v for k, v in node_positions(graph).items() if k in graph.senders or k == "logits"}
     g.add_nodes_from(pos)
     for (s, r), true, found in zip(graph.edges, true_edges, found_edges):
         if true or found:

@@ -48,7 +48,7 @@ def show(model, task, input, k: int = 5, verbose: bool = True) -> list[Predictio
     - `input`: one sequence, as text (`"12345+67890="`, read with `task.from_string`) or `[pos]` token ids.
     - `k`: how many predictions per position.
 
-    **Returns:** one `Prediction` per scored position of the input (`task.shown_positions`).
+    **Returns:** one `Prediction` per scored position of the input (`task.shown_positions`: padding is skipped).
     """
     if isinstance(input, str):
         input = task.from_string(input)
@@ -65,11 +65,12 @@ def show(model, task, input, k: int = 5, verbose: bool = True) -> list[Predictio
     words, tokens = task.render_tokens(input), input
     render = lambda i: task.render_tokens(np.asarray([i]))[0]  # noqa: E731  output ids share the input's numbering
     out = []
-    for pos in task.shown_positions(len(probs)):
+    for pos in task.shown_positions(tokens[: len(probs)]):
         order = np.argsort(-probs[pos], kind="stable")
         top = tuple((render(int(i)), float(probs[pos, i])) for i in order[:k])
         actual = {}
-        if pos + 1 < len(tokens) and tokens[pos + 1] < probs.shape[-1]:
+        # The next token, unless it is past the input or fills it after its end (chess's PAD: never a target).
+        if pos + 1 < len(tokens) and tokens[pos + 1] < probs.shape[-1] and tokens[pos + 1] != task.padding_token:
             nxt = int(tokens[pos + 1])
             actual = dict(actual=words[pos + 1], actual_probability=float(probs[pos, nxt]),
                           actual_rank=int(np.nonzero(order == nxt)[0][0]))

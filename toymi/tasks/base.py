@@ -22,8 +22,8 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `render_tokens(tokens)`: one readable string per token id (per feature, for a feature vector);
   `to_string(tokens)` / `from_string(text)`: a whole input as text and back (a bad string is a one-line error);
 - `predicts_next_token`: whether the model's output is a next token (what `toymi.show` and `toymi.generate` read);
-  then `shown_positions(n)`, `generation_limit(n)` and `generation_step(...)`: where predictions are scored, and the
-  task's stopping rule for generation.
+  then `shown_positions(tokens)`, `generation_limit(n)` and `generation_step(...)`: where predictions are scored
+  (never at `padding_token`, which fills a sequence after its end), and the task's stopping rule for generation.
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class Task(eqx.Module):
     sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss", 0.1)
     # False for feature-vector tasks, whose models output values rather than a distribution over next tokens.
     predicts_next_token: ClassVar[bool] = True
+    # The token that fills a sequence after its end (chess: PAD), if any: never predicted, never a prediction's target.
+    padding_token: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def train_batch(self, key: PRNGKeyArray) -> Batch: ...
@@ -186,11 +188,13 @@ class Task(eqx.Module):
             return self.model_dims()["n_ctx"]
         return max(positions) + 2
 
-    def shown_positions(self, n_tokens: int) -> tuple[int, ...]:
-        """The positions of an `n_tokens`-long input whose next-token predictions are scored (all, if none are
-        fixed)."""
+    def shown_positions(self, tokens: Int[np.ndarray, " pos"]) -> tuple[int, ...]:
+        """The positions of the input `tokens` (`[pos]` host ids, as the model reads them) whose next-token
+        predictions are scored: the loss positions (all, if none are fixed), less any holding `padding_token`."""
+        tokens = np.asarray(tokens)
         positions = self.loss_positions()
-        return tuple(range(n_tokens)) if positions is None else tuple(p for p in positions if p < n_tokens)
+        positions = range(len(tokens)) if positions is None else (p for p in positions if p < len(tokens))
+        return tuple(p for p in positions if self.padding_token is None or tokens[p] != self.padding_token)
 
     def generation_limit(self, prompt: Int[np.ndarray, "batch pos"]) -> int:
         """How many tokens `generate` may add after `prompt` (host token ids): up to a complete sequence. Tasks whose

@@ -66,7 +66,7 @@ def to_json(data) -> str:
     return json.dumps(plain(data), separators=(",", ":")).replace("</", "<\\/")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class View:
     """One page: a title, parts in order (HTML strings, or `(div_id, plotly Figure)` pairs), JSON data for the
     page's script, and the script itself (runs after every figure is drawn; it sees `toymiData`).
@@ -81,6 +81,9 @@ class View:
     parts: list = dataclasses.field(default_factory=list)
     data: dict = dataclasses.field(default_factory=dict)
     script: str = ""
+
+    def __repr__(self) -> str:  # short: Jupyter stores it beside the page as the cell's text/plain output
+        return f"View({self.name!r}, {self.title!r}, figures {self.figure_ids()})"
 
     def figure_ids(self) -> list[str]:
         return [p[0] for p in self.parts if isinstance(p, tuple)]

@@ -1,9 +1,8 @@
 """`toymi view RUN`: a run's pages as one offline site (Plotly shipped once as `plotly.min.js`), optionally served.
 
 A page is a function `run -> View | None` in `PAGES` (None: the page does not apply, e.g. attention for a model
-without attention). A new page — circuits, once circuit discovery exists — is one module with such a function and
-one line here. Views made in Python (e.g. `latents_view` of a decomposition trained in a notebook) join a site
-through `extra`.
+without attention). A new page is one module with such a function and one line here. Views made in Python (e.g.
+`latents_view` of a decomposition trained in a notebook) join a site through `extra`.
 """
 
 from __future__ import annotations
@@ -17,10 +16,26 @@ from pathlib import Path
 
 from toymi.errors import ConfigError
 from toymi.views.attention_page import attention_for_run
+from toymi.views.circuits_page import circuits_for_run
 from toymi.views.page import PLOTLY_FILE, View, plotly_js
 from toymi.views.run_page import run_view
 
-PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run}
+PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "circuits": circuits_for_run}
+# What `toymi view RUN` writes unless `--pages` says otherwise: the circuits page runs circuit discovery (compiling
+# exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget.
+DEFAULT_PAGES = ("run", "attention")
+
+
+def page_names(pages: Sequence[str] | None) -> list[str]:
+    """`pages` checked against `PAGES`; None gives `DEFAULT_PAGES`, `["all"]` every page."""
+    if pages is None:
+        return list(DEFAULT_PAGES)
+    if list(pages) == ["all"]:
+        return list(PAGES)
+    unknown = sorted(set(pages) - set(PAGES))
+    if unknown:
+        raise ConfigError(f"unknown pages {unknown}; have {sorted(PAGES)} (or 'all')")
+    return list(pages)
 
 
 def _nav(views: Sequence[View], here: str) -> str:
@@ -42,16 +57,13 @@ def write_site(run_dir: str | Path, out: str | Path | None = None, pages: Sequen
     **Arguments:**
 
     - `run_dir`: a run directory (`toymi train`); a sweep gets its curves only.
-    - `pages`: names from `PAGES` (default: all that apply).
+    - `pages`: names from `PAGES` (default: `DEFAULT_PAGES`; `["all"]`: every page), each written where it applies.
     - `extra`: more `View`s to include (each page's `name` must be new).
     """
     from toymi.run import load_run
 
     run = load_run(run_dir)
-    unknown = sorted(set(pages or ()) - set(PAGES))
-    if unknown:
-        raise ConfigError(f"unknown pages {unknown}; have {sorted(PAGES)}")
-    builders = [PAGES[n] for n in (pages or PAGES) if n == "run" or not hasattr(run, "members")]
+    builders = [PAGES[n] for n in page_names(pages) if n == "run" or not hasattr(run, "members")]
     views = [v for v in (b(run) for b in builders) if v is not None] + list(extra)
     names = [v.name for v in views]
     if len(set(names)) != len(names) or "index" in names:

@@ -21,6 +21,7 @@ The full check of whole moves against a real board runs on the host: `legality.l
 from __future__ import annotations
 
 import inspect
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -67,6 +68,8 @@ class ChessMoves(Task):
     - `batch_size`: games per training step.
     - `cache_dir`: where generated games are cached; default `~/.cache/toymi/chess` (see `cache.py`).
     """
+
+    padding_token: ClassVar[int | None] = PAD  # after a game ends: `show` skips these positions
 
     n_games: int = eqx.field(static=True)
     n_test_games: int = eqx.field(static=True)
