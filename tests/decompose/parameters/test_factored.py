@@ -10,19 +10,14 @@ import pytest
 from toymi.decompose.parameters.components import FactoredMatrix, init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, masked_output, mse, stochastic_masks
-from toymi.decompose.parameters.targets import masked_forward, model_targets
+from toymi.decompose.parameters.targets import model_targets
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
 from toymi.model.tms_config import TMSConfig
 
 
 def _dense_masked_output(model, targets, params, x, masks):
-    """Per-example materialised weights `U diag(m) Vᵀ` substituted (the reference)."""
-    def one(xi, mi):
-        weights = [None if m is None else c.weight(m) for c, m in zip(params.components, mi, strict=True)]
-        return masked_forward(model, targets, weights, xi)
-
-    return jax.vmap(one)(x, list(masks))
+    return masked_output(model, targets, params, x, masks, dense=True)
 
 
 def _setup(name):
