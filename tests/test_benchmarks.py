@@ -19,6 +19,7 @@ SMOKE = {
     "startup": ((), "startup.json"),
     "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
     "spd_masked_speed": ((), "spd_masked_speed.json"),
+    "spd_torch_speed": (("torch",), "spd_torch_speed.json"),
 }
 
 
