@@ -2,7 +2,9 @@
 [0.98, 1.03]), all seeds of one truth as one vmapped, compiled run. Also `compressed_1l`: the residual MLP of
 `tasks/compressed_computation.toml` (100 features, 50 neurons), scored by the fraction of features with a `W_in`
 subcomponent of their own (success: all of them); paper settings batch 2048, lr 2e-3, coefficient 1e-5, p = 2,
-C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`).
+C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compressed_1l_clean`, the same on
+`tasks/compressed_computation_clean.toml` (orthogonal embedding, `W_E W_Eᵀ = I`). Both report the target model's
+eval MSE next to the naive solution's.
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10).
@@ -58,15 +60,25 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
     return state.model, spec.build_task()
 
 
-def run_compressed(args) -> dict:
-    """SPD on the 1-layer compressed-computation model (trained here from `tasks/compressed_computation.toml`)."""
+COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
+
+
+def model_losses(model, task) -> dict[str, float]:
+    """The target model's eval MSE and the naive one-neuron-per-feature solution's, on the task's eval set."""
+    metrics = task.evaluate(model, task.eval_batches()["eval"])
+    return {"model_loss": float(metrics["loss"]), "naive_loss": float(metrics["naive_loss"])}
+
+
+def run_compressed(name: str, args) -> dict:
+    """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
     from toymi.decompose.benchmark import _shipped, _trained
     from toymi.decompose.parameters.truths_compressed import score_compressed
 
     t0 = time.perf_counter()
-    model, task = _trained(_shipped("compressed_computation", 50 if args.smoke else args.model_steps))
+    model, task = _trained(_shipped(COMPRESSED[name], 50 if args.smoke else args.model_steps))
     model_seconds = time.perf_counter() - t0
-    # per-example substituted weights are [batch, 50, 1000] per matrix: on a CPU the smoke run keeps batch and steps tiny
+    losses = model_losses(model, task)
+    print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup)
@@ -79,18 +91,19 @@ def run_compressed(args) -> dict:
     for s in per_seed:
         s["success"] = float(s["own_fraction"] == 1.0)
     for i, s in enumerate(per_seed):
-        print(f"compressed_1l seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
+        print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
     success = float(np.mean([s["success"] for s in per_seed]))
-    print(f"compressed_1l: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s", flush=True)
+    print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
+          f"target model {model_seconds:.1f} s", flush=True)
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"truth": "compressed_1l", "C": 100, "importance_coef": 1e-5, "p": 2.0, "per_seed": per_seed,
-            "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
-            "final_losses": final, "published": {"own_fraction": 1.0}}
+    return {"truth": name, "spec": COMPRESSED[name], "C": 100, "importance_coef": 1e-5, "p": 2.0,
+            "per_seed": per_seed, "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
+            "target_model": losses, "final_losses": final, "published": {"own_fraction": 1.0}}
 
 
 def run_truth(name: str, args) -> dict:
-    if name == "compressed_1l":
-        return run_compressed(args)
+    if name in COMPRESSED:
+        return run_compressed(name, args)
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
@@ -118,7 +131,7 @@ def run_truth(name: str, args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
-                    help=f"comma-separated, from {', '.join(TRUTHS)}, compressed_1l")
+                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED])}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
@@ -132,9 +145,9 @@ def main(argv=None) -> int:
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in TRUTHS and t != "compressed_1l"]
+    unknown = [t for t in truths if t not in TRUTHS and t not in COMPRESSED]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, 'compressed_1l']}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED]}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,

@@ -18,6 +18,8 @@ SMOKE = {
     "capture_overhead": (("torch", "transformer_lens"), "capture_overhead.json"),
     "startup": ((), "startup.json"),
     "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
+    "spd_masked_speed": ((), "spd_masked_speed.json"),
+    "spd_torch_speed": (("torch",), "spd_torch_speed.json"),
 }
 
 

@@ -43,6 +43,23 @@ def test_fixed_embedding_has_unit_rows_and_depends_only_on_the_seed():
     np.testing.assert_allclose(e, rebuilt / np.linalg.norm(rebuilt, axis=1, keepdims=True), rtol=1e-6)
 
 
+def test_orthogonal_embedding_passes_features_through_exactly():
+    e = np.asarray(fixed_embedding(6, 24, 3, "orthogonal"), np.float64)
+    np.testing.assert_allclose(e @ e.T, np.eye(6), atol=1e-6)  # W_E W_Eᵀ = I: no label mixing
+    noisy = np.asarray(fixed_embedding(6, 24, 3), np.float64)
+    assert np.abs(noisy @ noisy.T - np.eye(6)).max() > 0.05  # the default embedding does mix
+    np.testing.assert_array_equal(fixed_embedding(6, 24, 3, "orthogonal"), e.astype(np.float32))
+    m = ResidualMLP(ResidualMLPConfig(n_features=6, d_model=24, d_mlp=5, embed_seed=3, embedding="orthogonal"),
+                    jax.random.PRNGKey(0))
+    np.testing.assert_allclose(m.W_E, e, atol=1e-7)
+    with pytest.raises(ConfigError, match="n_features <= d_model"):
+        ResidualMLPConfig(n_features=30, d_model=24, embedding="orthogonal")
+    with pytest.raises(ConfigError, match="embedding must be one of"):
+        ResidualMLPConfig(n_features=6, d_model=24, embedding="identity")
+    with pytest.raises(ValueError, match="embedding kind"):
+        fixed_embedding(30, 24, 0, "orthogonal")
+
+
 @pytest.mark.slow
 def test_output_equals_the_formula_and_capture_works_under_jit_and_vmap(model, x):
     @jax.jit

@@ -1,3 +1,6 @@
+import dataclasses
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -61,6 +64,19 @@ def test_naive_loss_matches_the_analytic_baseline():
     expected = interference + 15 / 20 * task.ground_truth()["mse_per_ignored_feature"]
     np.testing.assert_allclose(metrics["naive_loss"], expected, rtol=0.05)
     assert interference > 0.2 * expected  # so the check covers both terms
+
+
+def test_naive_loss_of_the_clean_variant_is_the_ignored_features_alone():
+    task = make_task("compressed_computation", n_features=20, feature_probability=0.05, n_eval=50_000)
+    config = ResidualMLPConfig(n_features=20, d_model=60, d_mlp=5, embedding="orthogonal")
+    metrics = task.evaluate(ResidualMLP(config, jax.random.PRNGKey(0)), task.eval_batches()["eval"])
+    # W_E W_Eᵀ = I: no interference, so the naive solution errs only on its 15 ignored features
+    expected = 15 / 20 * task.ground_truth()["mse_per_ignored_feature"]
+    np.testing.assert_allclose(metrics["naive_loss"], expected, rtol=0.05)
+    clean = Spec.load(Path(__file__).resolve().parents[2] / "tasks" / "compressed_computation_clean.toml")
+    assert clean.model.embedding == "orthogonal"  # the shipped clean spec differs from the published one only there
+    noisy = Spec.load(Path(__file__).resolve().parents[2] / "tasks" / "compressed_computation.toml")
+    assert dataclasses.replace(clean.model, embedding="random") == noisy.model and clean.task == noisy.task
 
 
 @pytest.mark.slow

@@ -38,26 +38,35 @@ from toymi.model.sites import register_site_table
 
 
 @functools.lru_cache(maxsize=8)
-def _fixed_embedding_np(n_features: int, d_model: int, seed: int) -> np.ndarray:
+def _fixed_embedding_np(n_features: int, d_model: int, seed: int, kind: str = "random") -> np.ndarray:
     # NumPy's PCG64 stream rather than jax.random, so a saved run rebuilds the same W_E on any JAX backend.
     w = np.random.default_rng(seed).standard_normal((n_features, d_model))
+    if kind == "orthogonal":  # the same draw's rows orthonormalised (QR in float64): W_E W_Eᵀ = I
+        q, r = np.linalg.qr(w.T)
+        w = (q * np.sign(np.diag(r))).T
     w /= np.linalg.norm(w, axis=1, keepdims=True)
     w = w.astype(np.float32)
     w.setflags(write=False)  # shared by the cache
     return w
 
 
-def fixed_embedding(n_features: int, d_model: int, seed: int) -> Float[Array, "n_features d_model"]:
-    """The fixed embedding: standard normal rows (NumPy `default_rng(seed)`), each scaled to unit norm.
+def fixed_embedding(n_features: int, d_model: int, seed: int, kind: str = "random"
+                    ) -> Float[Array, "n_features d_model"]:
+    """The fixed embedding: standard normal rows (NumPy `default_rng(seed)`), each scaled to unit norm; with
+    `kind="orthogonal"` the rows are orthonormalised first (`W_E W_Eᵀ = I`; needs `n_features <= d_model`).
 
     **Arguments:**
 
     - `n_features`, `d_model`: its shape.
     - `seed`: the config's `embed_seed`.
+    - `kind`: the config's `embedding`, `"random"` or `"orthogonal"`.
 
     **Returns:** `W_E` as a float32 array `[n_features, d_model]`.
     """
-    return jnp.asarray(_fixed_embedding_np(n_features, d_model, seed))
+    if kind not in ("random", "orthogonal") or (kind == "orthogonal" and n_features > d_model):
+        raise ValueError(f"embedding kind must be 'random' or 'orthogonal' (with n_features <= d_model), got "
+                         f"{kind!r} for {n_features} features in d_model={d_model}")
+    return jnp.asarray(_fixed_embedding_np(n_features, d_model, seed, kind))
 
 
 class ResidualMLP(HookedModel):
@@ -89,7 +98,8 @@ class ResidualMLP(HookedModel):
         self.b_in = jnp.zeros((c.n_layers, c.d_mlp)) if c.in_bias else None
         self.b_out = jnp.zeros((c.n_layers, c.d_model)) if c.out_bias else None
         if c.unembed == "learned":
-            self.learned_W_U = (fixed_embedding(c.n_features, c.d_model, c.embed_seed).T if c.n_outputs == c.n_features
+            W_E = fixed_embedding(c.n_features, c.d_model, c.embed_seed, c.embedding)
+            self.learned_W_U = (W_E.T if c.n_outputs == c.n_features
                                 else jax.random.normal(k_u, (c.d_model, c.n_outputs)) / math.sqrt(c.d_model))
             self.b_U = jnp.zeros(c.n_outputs)
         else:
@@ -98,7 +108,8 @@ class ResidualMLP(HookedModel):
     @property
     def W_E(self) -> Float[Array, "n_features d_model"]:
         """The fixed embedding (rebuilt from the config; see the module docstring)."""
-        return fixed_embedding(self.config.n_features, self.config.d_model, self.config.embed_seed)
+        c = self.config
+        return fixed_embedding(c.n_features, c.d_model, c.embed_seed, c.embedding)
 
     @property
     def W_U(self) -> Float[Array, "d_model n_outputs"]:

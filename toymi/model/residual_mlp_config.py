@@ -9,6 +9,7 @@ from toymi.errors import ConfigError, config_from_dict
 from toymi.model.residual_mlp_sites import RESIDUAL_MLP_SITES
 
 UNEMBEDS = ("fixed", "learned")
+EMBEDDINGS = ("random", "orthogonal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,9 @@ class ResidualMLPConfig:
       `W_Eᵀ` when the shapes allow it, plus a trained bias `b_U`).
     - `in_bias`, `out_bias`: whether each MLP has `b_in` / `b_out` (APD/SPD's compressed computation has neither).
     - `embed_seed`: seed of the fixed embedding (see `toymi.model.residual_mlp.fixed_embedding`).
+    - `embedding`: `"random"` (unit-norm Gaussian rows: `W_E W_Eᵀ = I + noise`, the noise that mixes labels, as in
+      APD/SPD) or `"orthogonal"` (orthonormal rows, `W_E W_Eᵀ = I` exactly: the clean compressed computation of
+      Bhagat et al. 2025; needs `n_features <= d_model`).
     - `init_scale`: multiplies every initial MLP weight matrix, drawn from N(0, (init_scale / sqrt(fan_in))²).
     """
 
@@ -40,6 +44,7 @@ class ResidualMLPConfig:
     out_bias: bool = False
     embed_seed: int = 0
     init_scale: float = 1.0
+    embedding: Literal["random", "orthogonal"] = "random"
 
     def __post_init__(self):
         if self.n_outputs is None:
@@ -61,6 +66,12 @@ class ResidualMLPConfig:
             problems.append(f"embed_seed must be an integer >= 0, got {self.embed_seed!r}")
         if not isinstance(self.init_scale, (int, float)) or not 0 < self.init_scale < float("inf") or isinstance(self.init_scale, bool):
             problems.append(f"init_scale must be a positive number (and finite), got {self.init_scale!r}")
+        if self.embedding not in EMBEDDINGS:
+            problems.append(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
+        elif (self.embedding == "orthogonal" and isinstance(self.n_features, int) and isinstance(self.d_model, int)
+              and self.n_features > self.d_model):
+            problems.append(f"an orthogonal embedding needs n_features <= d_model, got {self.n_features} features in "
+                            f"d_model={self.d_model}")
         if problems:
             raise ConfigError("invalid residual_mlp config:\n  - " + "\n  - ".join(problems))
 

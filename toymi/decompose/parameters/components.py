@@ -3,6 +3,11 @@
 `M` is `[d_out, d_in]` (`out = M @ a`, `toymi.decompose.parameters.targets`). Subcomponent c reads its input with
 `V[:, c]` (its inner activation `V_cᵀ a`) and writes `U[:, c]`. A mask `m` `[C]` gives the masked matrix
 `U diag(m) Vᵀ`; `m = 1` everywhere is the plain sum.
+
+**Masked matrices stay factored.** SPD masks every example with its own `m`, so a materialised masked matrix is
+`[batch, d_out, d_in]` per decomposed matrix (`[2048, 50, 1000]` for compressed computation). `masked(m)` returns a
+`FactoredMatrix` instead: it stands in the model where the dense matrix would (the model's own `W @ a`, `a @ W`,
+`W.T`), and multiplies as `U (m ⊙ (Vᵀ a))`, `d_in·C + C·d_out` work per example rather than `C·d_in·d_out`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ class Subcomponents(eqx.Module):
         """`U diag(mask) Vᵀ` (the plain sum without a mask)."""
         return self.U @ self.V.T if mask is None else (self.U * mask) @ self.V.T
 
+    def masked(self, mask: Float[Array, " C"] | None = None) -> FactoredMatrix:
+        """`U diag(mask) Vᵀ` kept factored (see the module docstring); `.dense()` is `weight(mask)`."""
+        return FactoredMatrix(self.U, self.V, mask)
+
     def matrices(self) -> Float[Array, "C d_out d_in"]:
         """Every subcomponent's rank-1 matrix `U_c V_cᵀ`."""
         return jnp.einsum("oc,ic->coi", self.U, self.V)
@@ -40,6 +49,46 @@ class Subcomponents(eqx.Module):
     def norms(self) -> Float[Array, " C"]:
         """Frobenius norm of each `U_c V_cᵀ` (= ‖U_c‖ ‖V_c‖)."""
         return jnp.linalg.norm(self.U, axis=0) * jnp.linalg.norm(self.V, axis=0)
+
+
+class FactoredMatrix(eqx.Module):
+    """The matrix `U diag(mask) Vᵀ` `[d_out, d_in]`, never built: `@` on either side and `.T` go through the factors,
+    so it can replace a weight array inside a model's own forward (`targets.Target.put`)."""
+
+    U: Float[Array, "d_out C"]
+    V: Float[Array, "d_in C"]
+    mask: Float[Array, " C"] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.U.shape[0], self.V.shape[0])
+
+    @property
+    def T(self) -> FactoredMatrix:  # noqa: N802 (numpy's name)
+        """`V diag(mask) Uᵀ`."""
+        return FactoredMatrix(self.V, self.U, self.mask)
+
+    def _scale(self, inner: Array, axis: int) -> Array:
+        if self.mask is None:
+            return inner
+        return inner * (self.mask if axis == -1 else self.mask[:, None])
+
+    def __matmul__(self, a: Float[Array, "d_in *k"]) -> Float[Array, "d_out *k"]:
+        """`M @ a` for a vector or a matrix `a`."""
+        if a.ndim not in (1, 2) or a.shape[0] != self.shape[1]:
+            raise ValueError(f"cannot multiply a {self.shape} matrix by an array of shape {a.shape}")
+        inner = self.V.T @ a  # [C] or [C, k]
+        return self.U @ self._scale(inner, -1 if a.ndim == 1 else 0)
+
+    def __rmatmul__(self, a: Float[Array, "*batch d_out"]) -> Float[Array, "*batch d_in"]:
+        """`a @ M` (rows of `a` times the matrix)."""
+        if a.ndim < 1 or a.shape[-1] != self.shape[0]:
+            raise ValueError(f"cannot multiply an array of shape {a.shape} by a {self.shape} matrix")
+        return self._scale(a @ self.U, -1) @ self.V.T
+
+    def dense(self) -> Float[Array, "d_out d_in"]:
+        """The matrix itself (for checks; SPD's losses never build it per example)."""
+        return (self.U if self.mask is None else self.U * self.mask) @ self.V.T
 
 
 def init_subcomponents(d_out: int, d_in: int, C: int, key: PRNGKeyArray) -> Subcomponents:

@@ -8,7 +8,8 @@
   linearly from `p_start` to `p_end` over the last part of training.
 
 The masked model is the target model with substituted parameters (`targets.masked_forward`), run per example under
-vmap: each example has its own mask, so its own weights.
+vmap: each example has its own mask, so its own weights, substituted factored (`Subcomponents.masked`, a
+`FactoredMatrix`): `U (m ⊙ Vᵀ a)` per example, never a `[batch, d_out, d_in]` array.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def faithfulness(params: SPDParams, model: eqx.Module, targets: Sequence[Target]
 
 
 def masked_output(model: eqx.Module, targets: Sequence[Target], params: SPDParams, x: Float[Array, "batch d"],
-                  masks: Sequence[Float[Array, "batch C"] | None]) -> Array:
+                  masks: Sequence[Float[Array, "batch C"] | None], dense: bool = False) -> Array:
     """The model's output on `x` with each target's matrix replaced by `U diag(mask) Vᵀ` (None: unchanged), one
-    mask per example."""
+    mask per example, kept factored (`Subcomponents.masked`); `dense=True` materialises each example's matrices
+    instead (the same numbers, far slower: the reference for tests and `benchmarks/spd_masked_speed.py`)."""
 
     def one(xi, mi):
-        weights = [None if m is None else c.weight(m) for c, m in zip(params.components, mi, strict=True)]
+        weights = [None if m is None else (c.weight(m) if dense else c.masked(m))
+                   for c, m in zip(params.components, mi, strict=True)]
         return masked_forward(model, targets, weights, xi)
 
     return jax.vmap(one)(x, list(masks))

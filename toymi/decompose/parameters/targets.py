@@ -6,7 +6,9 @@ parameter, transposed or indexed into a stacked layer array as the model stores 
 model's own site that carries `a`, the matrix's input (what the causal-importance functions read, `V_cᵀ a`).
 
 Masked weights are therefore the model itself with substituted parameters: SPD runs the model's own `forward`,
-never a second copy of it (`masked_forward`).
+never a second copy of it (`masked_forward`). The substituted matrix may be an array or a
+`components.FactoredMatrix` (SPD's masked matrices, kept as `U diag(m) Vᵀ`); a stacked per-layer weight that gets a
+factored layer becomes a `LayerStack`, which the model's forward indexes by layer as it did the array.
 
 **Tied weights.** TMS uses its one `W` twice, as `W x` and as `Wᵀ h`. SPD decomposes the two uses separately (as
 Bushnaq et al. decompose `linear1` and `linear2`): the second use's causal importance must read `h`, because whether
@@ -29,6 +31,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float
 
+from toymi.decompose.parameters.components import FactoredMatrix
 from toymi.model.interventions import patch
 from toymi.model.residual_mlp import ResidualMLP
 from toymi.model.tms import TMS
@@ -43,6 +46,25 @@ class Target:
     layer: int | None
     get: Callable[[eqx.Module], Float[Array, "d_out d_in"]]
     put: Callable[[eqx.Module, Float[Array, "d_out d_in"]], eqx.Module]
+
+
+class LayerStack(eqx.Module):
+    """A stacked `[layer, d_a, d_b]` weight as a tuple of per-layer matrices (arrays or `FactoredMatrix`): what a
+    model's forward gets in place of the array when one layer is factored (it only reads `W[layer]`)."""
+
+    layers: tuple
+
+    def __getitem__(self, layer: int):
+        return self.layers[layer]
+
+
+def _set_layer(stack, layer: int, M):
+    """`stack` with layer `layer` replaced by `M`: `.at[].set` while everything is dense, else a `LayerStack`."""
+    if not isinstance(stack, LayerStack) and not isinstance(M, FactoredMatrix):
+        return stack.at[layer].set(M)
+    layers = list(stack.layers) if isinstance(stack, LayerStack) else [stack[i] for i in range(stack.shape[0])]
+    layers[layer] = M
+    return LayerStack(tuple(layers))
 
 
 def _is_none(x) -> bool:
@@ -64,9 +86,9 @@ def _residual_targets(model: ResidualMLP) -> list[Target]:
     out = []
     for l in range(model.config.n_layers):
         out.append(Target(f"W_in.{l}", "resid_pre", l, lambda m, l=l: m.W_in[l].T,
-                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_in, m, m.W_in.at[l].set(M.T))))
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_in, m, _set_layer(m.W_in, l, M.T))))
         out.append(Target(f"W_out.{l}", "mlp_post", l, lambda m, l=l: m.W_out[l].T,
-                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_out, m, m.W_out.at[l].set(M.T))))
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_out, m, _set_layer(m.W_out, l, M.T))))
     return out
 
 
