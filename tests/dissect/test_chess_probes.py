@@ -15,6 +15,7 @@ import toymi
 
 from toymi.dissect.chess_probes import (START, board_examples, capture_examples, completed_move_mask,
                                         concat_examples, fit_board_probes, majority_scores, move_counts, to_frame)
+from toymi.dissect.probes import capture_site
 from toymi.tasks.chess.generate import Players, play_games, record_moves
 from toymi.tasks.chess.tokens import encode_game
 
@@ -112,7 +113,7 @@ def test_activations_are_captured_at_the_example_positions():
     model = toymi.Transformer(toymi.ModelConfig(n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=16, d_vocab=70,
                                                 d_vocab_out=70, n_ctx=games["tokens"].shape[1]), jax.random.PRNGKey(0))
     acts = capture_examples(model, games["tokens"], ex, chunk=2)  # chunks split the games
-    full = model.run(np.asarray(games["tokens"], np.int32), capture=["resid_post"])[1]["resid_post"]
+    full = capture_site(model, games["tokens"].astype(np.int32), "resid_post")  # every position of every game
     np.testing.assert_allclose(acts, np.moveaxis(np.asarray(full)[ex.game, :, ex.pos], 0, 1), atol=1e-6)
 
 
