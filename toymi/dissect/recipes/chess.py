@@ -10,10 +10,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from toymi.dissect.chess_probes import RELATIVE_CLASSES, best_layer_summary, board_probe_rows, chess_board_probes
+from toymi.dissect.chess_probes import best_layer_summary, board_probe_rows, chess_board_probes
 from toymi.plot.probes import probe_figure
 
 FIT_GAMES = 2000  # train-split games the probes are fitted on (issue 20: at least 2,000)
+SHORT_CLASSES = ["empty", *"PNBRQK", *"pnbrqk"]  # RELATIVE_CLASSES, short enough for the figure's axis
 HEADER = ["probe", "test overall", "test changed squares", "test non-empty squares", "train overall"]
 
 
@@ -37,10 +38,11 @@ def chess_recipe(run, report, smoke: bool) -> None:
         "on a bag of moves (per square: how often it was a from- or to-square of my and of their moves so far), "
         "and each square's majority class. *Changed* squares differ from the start position."))
     report.figure("probes", probe_figure(out["model"]["result"], out["control"]["result"],
-                                         [f"resid_post {i}" for i in range(n_layers)], list(RELATIVE_CLASSES),
+                                         [f"resid_post {i}" for i in range(n_layers)], SHORT_CLASSES,
                                          chance=out["majority"]["overall"]),
-                  "probe accuracy by layer against the random-model control (completed-move positions)")
-    report.table(HEADER, board_probe_rows(out))
+                  "probe accuracy by layer against the random-model control at completed-move positions; classes: upper "
+                  "case the side to move's pieces, lower case the opponent's")
+    report.table(HEADER, [["—" if v is None else v for v in row] for row in board_probe_rows(out)])
     report.numbers("board probes, best layer", best_layer_summary(out))
     report.metrics["probes"] = {
         **{f"{who}_{k}": np.asarray(out[who][k]).tolist() for who in ("model", "control", "position", "moves")
