@@ -82,6 +82,7 @@ def test_every_direction_has_the_real_displacements_norm(sweep):
     assert abs(float(sweep.displacements[1, 0] @ sweep.displacements[0, 0])) < norms[0, 0] ** 2  # random is not real
 
 
+@pytest.mark.slow
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="first axis is 'pos'"):
         plateau_sweep(MODEL, BASE, OTHER, "pattern", 1, POSITION, TS, key=jax.random.PRNGKey(0))

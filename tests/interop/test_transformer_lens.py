@@ -98,6 +98,7 @@ def test_lnpre_comes_in_as_unit_weights():
     np.testing.assert_allclose(np.asarray(model(jnp.asarray(TOKENS))), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_and_activations_convert_both_ways():
     model = random_weights(parity_config("LN/gelu"), jax.random.PRNGKey(0))
     hooked = to_transformer_lens(model)

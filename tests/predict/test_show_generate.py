@@ -45,6 +45,7 @@ def test_generate_feeds_each_token_back_and_writes_the_answer_digits():
         toymi.generate(model, task, "12+34=789")
 
 
+@pytest.mark.slow
 def test_generate_compiles_once_for_every_prompt_length_and_for_sampling():
     task = Addition(n_digits=2, eval_size=4)
     model = lookup_model(9, 12, 10, {11: 7, 10: 0, **{d: (d + 1) % 10 for d in range(10)}})

@@ -78,6 +78,7 @@ def test_ablation_recovers_the_circuit_of_an_exact_model():
     np.testing.assert_allclose(circuit_agreement(effects, truth)["on_circuit"], 1.0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ablation_detects_a_dense_circuit():
     task = make_task("and_gates", n_features=4, feature_probability=0.5, gates=CIRCUIT)
     model = exact_and_model(task, scale=4.0)

@@ -66,6 +66,7 @@ def test_naive_loss_matches_the_analytic_baseline():
     assert interference > 0.2 * expected  # so the check covers both terms
 
 
+@pytest.mark.slow
 def test_naive_loss_of_the_clean_variant_is_the_ignored_features_alone():
     task = make_task("compressed_computation", n_features=20, feature_probability=0.05, n_eval=50_000)
     config = ResidualMLPConfig(n_features=20, d_model=60, d_mlp=5, embedding="orthogonal")

@@ -63,6 +63,7 @@ def test_a_missing_data_file_falls_back(copy, finished):
     assert leaves_equal(state, finished[1])
 
 
+@pytest.mark.slow
 def test_deleted_last_checkpoint_load_run_names_the_step_and_warns(copy):
     shutil.rmtree(copy / "checkpoints" / "40")
     run = toymi.load_run(copy)
@@ -108,6 +109,7 @@ def test_resume_names_differing_keys_and_never_shortens(copy):
     assert (copy / "spec.toml").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_with_the_pid(copy):
     with run_lock.locked(copy):
         with pytest.raises(RunDirectoryError, match=f"another process \\(pid {os.getpid()}\\)"):
@@ -161,6 +163,7 @@ def test_sigterm_stops_at_a_safe_point_and_resumes_bit_exactly(tmp_path, finishe
     assert [r["step"] for r in metrics_log.read(tmp_path / "run" / "metrics.jsonl")] == list(range(41))
 
 
+@pytest.mark.slow
 def test_divergence_after_several_checkpoints_names_a_finite_one(tmp_path, monkeypatch):
     import toymi.train.loop as loop
 
