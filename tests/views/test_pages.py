@@ -117,6 +117,18 @@ def test_latents_view_shows_top_inputs_histograms_truth_and_maps():
         latents_view(Dictionary(), tokens, -np.ones((4, 4)), [["a", "b"]] * 4)
 
 
+
+def test_latents_map_over_cells_is_the_mean_of_each_cells_inputs():
+    """Chess's board map: several inputs (moves) per cell (the square moved to), the map their mean; empty cells
+    are null, not zero."""
+    x = np.zeros((4, 4))
+    x[:, 0] = [0.5, 2.0, 0.0, 1.0]
+    tokens = np.arange(8).reshape(4, 2)
+    data = _data(latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, grid=(2, 2), cells=[3, 3, 0, 0]))
+    assert data["latents"][0]["grid"] == [[0.5, None], [None, 1.25]]
+    with pytest.raises(ValueError, match="cells must be"):
+        latents_view(Dictionary(), tokens, x, [["a", "b"]] * 4, grid=(2, 2), cells=[0, 1, 2, 4])
+
 def test_circuits_view_embeds_scores_ranks_and_the_truth():
     from toymi.circuits.graph import build_graph
     from toymi.circuits.methods import Found
@@ -228,3 +240,42 @@ def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, t
     assert site_of(attn_only) == ("resid_post", 1)  # no MLP: the last layer's residual stream
     with pytest.raises(SystemExit):  # argparse refuses a kind toymi view does not train
         main(["view", str(grokking_run), "--out", str(out), "--latents", "pca"])
+
+
+@pytest.mark.slow
+def test_latents_for_a_chess_run_draw_each_latent_on_the_board(tmp_path):
+    """A chess run's latents page: completed moves as inputs, read where each completes, each latent's map the mean
+    activation per square moved to (rank 8 on top)."""
+    import types
+
+    import jax
+
+    from toymi.model.config import ModelConfig
+    from toymi.model.transformer import Transformer
+    from toymi.tasks.chess.task import ChessMoves
+    from toymi.tasks.chess.tokens import completed_moves
+    from toymi.views import latents_for_run
+
+    task = ChessMoves(n_games=20, n_test_games=6, max_plies=8, cache_dir=str(tmp_path))
+    dims = task.model_dims()
+    model = Transformer(ModelConfig(**dims, d_model=16, n_heads=2, d_mlp=32), jax.random.PRNGKey(0))
+    run = types.SimpleNamespace(task=task, model=model, directory=tmp_path / "chess_run")
+
+    class Neurons:  # latent i is MLP neuron i (ReLU): codes are the activations themselves
+        directions = np.eye(32)
+
+        def encode(self, x):
+            return np.maximum(np.asarray(x), 0)
+
+    data = _data(latents_for_run(run, Neurons(), site="mlp_post", layer=0, n_inputs=40))
+    tokens = np.asarray(task.test.tokens)
+    games, positions, squares = (x[:40] for x in completed_moves(tokens))
+    _, acts = model.run(tokens, capture=["mlp_post"])
+    neurons = np.maximum(np.asarray(acts["mlp_post", 0])[games, positions], 0)
+    assert data["positions"] == positions.tolist()
+    for latent in data["latents"][:3]:
+        a = neurons[:, latent["id"]]
+        square = int(squares[np.argmax(a)])  # a square this latent fired on: its cell holds the mean there
+        row, col = 7 - square // 8, square % 8
+        np.testing.assert_allclose(latent["grid"][row][col], a[squares == square].mean(), rtol=2e-3)
+        assert len(latent["grid"]) == 8 and all(len(r) == 8 for r in latent["grid"])

@@ -179,6 +179,11 @@ class Task(eqx.Module):
         """The input `text` describes (`[pos]` int32 token ids, or a float32 feature vector); a string that is not
         one of this task's inputs is a one-line `ValueError`."""
 
+    def input_map(self, n_inputs: int = 512):
+        """A `toymi.tasks.input_map.InputMap` of up to `n_inputs` inputs laid out on the task's natural map (the
+        latents page draws each latent's activation on it), or None where the task has none."""
+        return None
+
     # ---- predictions: what `toymi.show` and `toymi.generate` ask ------------------------------------------------
 
     def full_length(self) -> int:

@@ -138,6 +138,16 @@ class ModularArithmetic(Task):
     def model_dims(self) -> dict[str, int]:
         return {"d_vocab": self.p + 1, "d_vocab_out": self.p, "n_ctx": 3}
 
+    def input_map(self, n_inputs: int = 512):
+        """Every (a, b) in order on a p × p grid (p × (p - 1) for division, which leaves out b = 0), whatever
+        `n_inputs`: the map is only readable whole."""
+        from toymi.tasks.input_map import InputMap
+
+        first = 1 if self.op == "/" else 0
+        a, b = np.meshgrid(np.arange(self.p), np.arange(first, self.p), indexing="ij")
+        tokens = np.stack([a.ravel(), b.ravel(), np.full(a.size, self.p)], axis=1).astype(np.int32)
+        return InputMap(tokens, np.full(a.size, 2), np.arange(a.size), (self.p, self.p - first), ("a", "b"))
+
     @classmethod
     def dims_from_settings(cls, kind: str, *, p: int = 113, op: str = "+", frac_train: float = 0.3,
                            data_seed: int = 0, loss: str = "standard") -> dict[str, int]:

@@ -2,7 +2,8 @@
 
 For the chosen latent: its top-activating inputs rendered as tokens (the position the activation was read at
 shaded by the activation), the histogram of its non-zero activations, the nearest true feature and its cosine where
-a truth exists, and for modular arithmetic the latent's activation over every (a, b) as a p × p map. A bar per latent
+a truth exists, and its map where the task has one (`Task.input_map`): for modular arithmetic its activation over
+every (a, b) as a p × p map, for chess its mean activation per square moved to, on the board. A bar per latent
 (how often it fires) selects it on click, as does the menu.
 """
 
@@ -13,6 +14,7 @@ import html
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from toymi.tasks.input_map import cell_means
 from toymi.views.page import View
 
 _SCRIPT = """
@@ -24,7 +26,7 @@ function show() {
   Plotly.relayout('histogram', {'title.text': `latent ${L.id}: non-zero activations`});
   if (D.has_grid) {
     Plotly.restyle('grid', {z: [L.grid]});
-    Plotly.relayout('grid', {'title.text': `latent ${L.id} over every (a, b)`});
+    Plotly.relayout('grid', {'title.text': `latent ${L.id}: ${D.grid_title}`});
   }
   Plotly.restyle('overview', {'marker.color': [D.latents.map((_, i) => i === cur ? '#d62728' : '#1f77b4')]});
   let info = `latent ${L.id}: fires on ${(100 * L.freq).toFixed(1)}% of inputs, max ${L.max}`;
@@ -55,10 +57,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def latent_summaries(codes: np.ndarray, directions: np.ndarray, features: np.ndarray | None,
-                     grid: tuple[int, int] | None, n_latents: int, top_k: int, bins: int = 30) -> list[dict]:
+                     grid: tuple[int, int] | None, n_latents: int, top_k: int, bins: int = 30,
+                     cells: np.ndarray | None = None) -> list[dict]:
     """Per latent (the `n_latents` that fire most often, dead ones left out): id, firing frequency, max, top inputs
-    `[(input, activation)]`, histogram of non-zero activations, nearest true feature and cosine, p × p map."""
+    `[(input, activation)]`, histogram of non-zero activations, nearest true feature and cosine, and its map: the
+    mean activation over each cell's inputs (`cells`, default every input its own cell in order)."""
     fires = (codes > 0).mean(0)
+    if grid is not None and cells is None:
+        cells = np.arange(len(codes))
     order = [int(i) for i in np.argsort(-fires, kind="stable") if fires[i] > 0][:n_latents]
     cosines = _unit(directions) @ _unit(features).T if features is not None else None  # [latent, true]
     out = []
@@ -71,7 +77,7 @@ def latent_summaries(codes: np.ndarray, directions: np.ndarray, features: np.nda
                     "top": [[int(j), float(a[j])] for j in top if a[j] > 0],
                     "hist_x": (edges[:-1] + edges[1:]) / 2, "hist_y": counts,
                     "truth": nearest, "cos": None if nearest is None else float(cosines[i, nearest]),
-                    "grid": a.reshape(grid) if grid is not None else None})
+                    "grid": None if grid is None else cell_means(a, cells, grid)})
     return out
 
 
@@ -99,7 +105,8 @@ def _figures(latents: list[dict], grid: tuple[int, int] | None, grid_labels: tup
 def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[Array, "n d"],
                  labels: list[list[str]], *, positions=None, features: Float[Array, "n_true d"] | None = None,
                  grid: tuple[int, int] | None = None, grid_labels: tuple[str, str] = ("a", "b"),
-                 n_latents: int = 32, top_k: int = 8, title: str = "Latents") -> View:
+                 cells: Int[Array, " n"] | None = None, n_latents: int = 32, top_k: int = 8,
+                 title: str = "Latents") -> View:
     """A decomposition's latents on `activations`, one row per input, as a page.
 
     **Arguments:**
@@ -110,6 +117,8 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
     - `activations`: `[n, d]`, the site's value for each input at `positions[i]` (default: the last position).
     - `features`: true directions `[n_true, d]` in the space of `directions`, where a truth exists.
     - `grid`: e.g. `(p, p)` when the inputs are every (a, b) in order: each latent's activation as a map.
+    - `cells`: with `grid`, the cell of each input (row-major; the map shows the mean over a cell's inputs), e.g. the
+      board square of a chess move; default: input i is cell i.
     - `n_latents`: how many latents (those that fire most often); `top_k`: top inputs per latent.
 
     **Returns:** a `View`.
@@ -119,8 +128,12 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
     if tokens.ndim != 2 or activations.ndim != 2 or activations.shape[0] != n or len(labels) != n:
         raise ValueError(f"need tokens [n, pos], activations [n, d] and n label rows; got tokens {tokens.shape}, "
                          f"activations {activations.shape}, {len(labels)} label rows")
-    if grid is not None and grid[0] * grid[1] != n:
+    if grid is not None and cells is None and grid[0] * grid[1] != n:
         raise ValueError(f"grid {grid} needs {grid[0] * grid[1]} inputs in order, got {n}")
+    if cells is not None:
+        cells = np.asarray(cells)
+        if grid is None or cells.shape != (n,) or cells.min() < 0 or cells.max() >= grid[0] * grid[1]:
+            raise ValueError(f"cells must be [n] = [{n}] indices into a grid, got shape {cells.shape} for grid {grid}")
     n_pos = tokens.shape[1]
     positions = np.broadcast_to(np.full(n, -1) if positions is None else np.asarray(positions), (n,))
     if ((positions < -n_pos) | (positions >= n_pos)).any():
@@ -130,7 +143,7 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
     codes = np.asarray(decomposition.encode(activations))
     directions = np.asarray(decomposition.directions)
     latents = latent_summaries(codes, directions, None if features is None else np.asarray(features), grid,
-                               n_latents, top_k)
+                               n_latents, top_k, cells=cells)
     if not latents:
         raise ValueError("no latent fires on these inputs: nothing to show")
     options = "".join(f'<option value="{i}">latent {l["id"]}</option>' for i, l in enumerate(latents))
@@ -141,32 +154,33 @@ def latents_view(decomposition, tokens: Int[Array, "n pos"], activations: Float[
              '<div class="row">', figs[1], *figs[2:],
              '<div><h3>Top-activating inputs</h3><table class="latents"><tbody id="top"></tbody></table></div>',
              "</div>"]
-    data = {"latents": latents, "labels": labels,
-            "positions": positions, "has_grid": grid is not None}
+    data = {"latents": latents, "labels": labels, "positions": positions, "has_grid": grid is not None,
+            "grid_title": "over every (a, b)" if cells is None else f"mean activation by {grid_labels[0]} × "
+                                                                      f"{grid_labels[1]}"}
     return View("latents", title, parts, data, _SCRIPT)
 
 
 def latents_for_run(run, decomposition, site: str = "mlp_post", layer: int = -1, position: int = -1,
                     features: Float[Array, "n_true d"] | None = None, n_inputs: int = 512, **kwargs) -> View:
-    """`latents_view` of a decomposition of `site` (at `layer`, read at `position`) in a run's newest model.
+    """`latents_view` of a decomposition of `site` (at `layer`) in a run's newest model.
 
-    Inputs: for modular arithmetic every (a, b) in order, so the page has each latent's p × p map; otherwise the
-    first `n_inputs` of the task's first eval set. Other arguments go to `latents_view`.
+    Inputs: the task's `input_map` where it has one (modular arithmetic: every (a, b), each latent drawn as a p × p
+    map; chess: completed moves, drawn on the board by the square moved to), read at the map's positions; otherwise
+    the first `n_inputs` of the task's first eval set, read at `position`. Other arguments go to `latents_view`.
     """
-    from toymi.tasks.modular import ModularArithmetic
     from toymi.views.tokens import token_labels
 
     task, model = run.task, run.model
-    grid = None
-    if isinstance(task, ModularArithmetic):
-        from toymi.decompose.model_truths import all_modular_pairs
-
-        tokens = np.asarray(all_modular_pairs(task).tokens)
-        grid = (task.p, len(tokens) // task.p)  # p - 1 columns for division (b = 0 left out)
-    else:
+    where = task.input_map(n_inputs)
+    if where is None:
         tokens = np.asarray(next(iter(task.eval_batches().values())).tokens[:n_inputs])
+        positions, layout = np.full(len(tokens), position), {}
+    else:
+        tokens, positions = where.tokens, where.positions
+        layout = {"grid": where.shape, "cells": where.cells, "grid_labels": where.axes}
     _, acts = model.run(tokens, capture=[site])
-    activations = np.asarray(acts[site, layer] if model.sites[site].per_layer else acts[site])[:, position]
+    values = np.asarray(acts[site, layer] if model.sites[site].per_layer else acts[site])
+    activations = values[np.arange(len(tokens)), positions]
     return latents_view(decomposition, tokens, activations, [token_labels(task, t) for t in tokens],
-                        positions=np.full(len(tokens), position), features=features, grid=grid,
+                        positions=positions, features=features, **layout,
                         title=kwargs.pop("title", f"Latents: {site} of {run.directory.name}"), **kwargs)

@@ -177,6 +177,17 @@ class ChessMoves(Task):
         stop = jnp.where(step == 0, ~is_square, jnp.where(step == 1, ~last_rank, True))
         return keep, stop
 
+    def input_map(self, n_inputs: int = 512):
+        """Up to `n_inputs` completed moves of the test games (read where each move completes), on the board: the
+        cell is the square the move went to, rank 8 in the top row and file a in the left column."""
+        from toymi.tasks.chess.tokens import completed_moves
+        from toymi.tasks.input_map import InputMap
+
+        tokens = np.asarray(self.test.tokens)
+        games, positions, square = (x[:n_inputs] for x in completed_moves(tokens))
+        cells = (7 - square // 8) * 8 + square % 8
+        return InputMap(tokens[games], positions, cells, (8, 8), ("rank (8 at the top)", "file (a at the left)"))
+
     def ground_truth(self, split: str = "test") -> dict:
         """Board state at every token position of `split`'s games, for probes (see `labels.py`).
 

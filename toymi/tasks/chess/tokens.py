@@ -118,6 +118,21 @@ def token_roles(tokens: Int[np.ndarray, "game seq"]) -> tuple[np.ndarray, np.nda
     return role.astype(np.int32), ply.astype(np.int32), np.cumsum(completes, axis=1).astype(np.int32)
 
 
+
+def completed_moves(tokens: Int[np.ndarray, "game seq"]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every move complete in `tokens`, in game then position order: `(game, position, to_square)`, each `[n]`.
+    The position is where the move completes (its to-square, or its promotion token one later)."""
+    tokens = np.asarray(tokens)
+    done = np.diff(token_roles(tokens)[2], axis=1, prepend=0) > 0
+    games, positions = np.nonzero(done)
+    last = tokens[games, positions]
+    to_token = np.where(_is_square_array(last), last, tokens[games, np.maximum(positions - 1, 0)])
+    return games, positions, (to_token - SQUARE0).astype(np.int32)
+
+
+def _is_square_array(tokens: np.ndarray) -> np.ndarray:
+    return (tokens >= SQUARE0) & (tokens < SQUARE0 + 64)
+
 # ---- text -------------------------------------------------------------------------------------------------------
 
 PROMO_TEXT = {PROMO0 + p: "=" + chess.piece_symbol(p) for p in range(chess.KNIGHT, chess.QUEEN + 1)}
