@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +28,7 @@ from toymi.model.config import ModelConfig
 from toymi.model.embedding_tables import tables_possible
 from toymi.model.mlp import ACTIVATIONS
 from toymi.model.sites import SITES, resolve_capture
+from toymi.interop.weights import block_leaves, with_weights
 from toymi.model.transformer import Transformer
 
 
@@ -151,20 +151,7 @@ class NNXTransformer(_Recorder):
         return s("logits", s("resid_final", resid) @ self.W_U[...] + self.b_U[...])
 
 
-_BLOCK = ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "attn.b_Q", "attn.b_K", "attn.b_V", "attn.b_O",
-          "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out", "ln1.w", "ln1.b", "ln2.w", "ln2.b")
 
-
-def block_leaves(model: Transformer) -> dict[str, jax.Array]:
-    """The stacked block weights `model` has, by dotted name (`attn.W_Q` is `[layer, head, d_model, d_head]`)."""
-    out = {}
-    for name in _BLOCK:
-        part, leaf = name.split(".")
-        module = getattr(model.blocks, part)
-        value = None if module is None else getattr(module, leaf)
-        if value is not None:
-            out[name] = value
-    return out
 
 
 def to_nnx(model: Transformer) -> NNXTransformer:
@@ -193,14 +180,8 @@ def from_nnx(module: NNXTransformer) -> Transformer:
         owner = (lambda b: b) if part in ("attn", "mlp") else (lambda b: getattr(b, part))  # noqa: E731
         new[f"blocks.{name}"] = jnp.stack([_value(getattr(owner(b), leaf)) for b in module.blocks])
     new = {k: _value(v) if isinstance(v, nnx.Variable) else v for k, v in new.items()}
-    names = list(new)
-    return eqx.tree_at(lambda m: [_get(m, n) for n in names], model, [new[n] for n in names])
+    return with_weights(model, new)
 
-
-def _get(obj, dotted: str):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def nnx_activations(intermediates: nnx.State) -> Activations:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +33,7 @@ import numpy as np
 from toymi.model.activations import Activations
 from toymi.model.config import ACT_FNS, ModelConfig
 from toymi.model.sites import SITES
+from toymi.interop.weights import block_leaves, get_dotted, with_weights
 from toymi.model.transformer import Transformer
 
 NORM_TO_TL = {"none": None, "layernorm": "LN", "rmsnorm": "RMS"}
@@ -54,8 +54,6 @@ HOOKS = {
     "resid_final": "unembed.hook_in", "logits": "unembed.hook_out",
 }
 _SCALES = frozenset({"ln1_scale", "ln2_scale", "ln_final_scale"})  # TransformerLens keeps a trailing axis of 1
-_BLOCK = ("ln1.w", "ln1.b", "ln2.w", "ln2.b", "attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "attn.b_Q",
-          "attn.b_K", "attn.b_V", "attn.b_O", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out")
 
 
 def _import():
@@ -106,7 +104,7 @@ def to_transformer_lens(model: Transformer, *, device: str = "cpu"):
         state["ln_final.w"] = t(model.ln_final.w)
         if model.ln_final.b is not None:
             state["ln_final.b"] = t(model.ln_final.b)
-    for name, value in _block_leaves(model).items():
+    for name, value in block_leaves(model).items():
         for layer in range(c.n_layers):
             state[f"blocks.{layer}.{name}"] = t(value[layer])
     expected = {k for k in hooked.state_dict() if not k.endswith(("IGNORE", "mask"))}
@@ -116,17 +114,6 @@ def to_transformer_lens(model: Transformer, *, device: str = "cpu"):
     hooked.load_state_dict(state, strict=False)
     return hooked.eval()
 
-
-def _block_leaves(model: Transformer) -> dict[str, jax.Array]:
-    b = model.blocks
-    leaves = {}
-    for name in _BLOCK:
-        part, leaf = name.split(".")
-        module = getattr(b, part)
-        value = None if module is None else getattr(module, leaf)
-        if value is not None:
-            leaves[name] = value
-    return leaves
 
 
 # Settings of HookedTransformerConfig that toymi's transformer has only at these values.
@@ -179,21 +166,15 @@ def from_transformer_lens(hooked, *, positional_embedding: str = "learned") -> T
     new = {"W_E": state["embed.W_E"], "W_U": state["unembed.W_U"], "b_U": state["unembed.b_U"]}
     if config.positional_embedding == "learned":
         new["W_pos"] = state["pos_embed.W_pos"]
-    for name in _block_leaves(model):
+    for name in block_leaves(model):
         # LNPre / RMSPre have no weights: keep the fresh model's w = 1, b = 0.
-        new[f"blocks.{name}"] = stacked(name) if f"blocks.0.{name}" in state else _get(model, f"blocks.{name}")
+        new[f"blocks.{name}"] = stacked(name) if f"blocks.0.{name}" in state else get_dotted(model, f"blocks.{name}")
     if model.ln_final is not None:
         new["ln_final.w"] = state.get("ln_final.w", model.ln_final.w)
         if model.ln_final.b is not None:
             new["ln_final.b"] = state.get("ln_final.b", model.ln_final.b)
-    names = list(new)
-    return eqx.tree_at(lambda m: [_get(m, n) for n in names], model, [new[n] for n in names])
+    return with_weights(model, new)
 
-
-def _get(obj, dotted: str):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 # ---- activations ------------------------------------------------------------------------------------------------
