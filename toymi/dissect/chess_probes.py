@@ -31,7 +31,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from toymi.dissect.probes import ProbeResult, capture_site, random_like, train_probes
 from toymi.tasks.chess.labels import PIECE_CLASSES, board_classes, position_labels
-from toymi.tasks.chess.tokens import ROLE_FROM, ROLE_TO, SQUARE0, token_roles
+from toymi.tasks.chess.tokens import ROLE_FROM, ROLE_TO, SQUARE0, completed_move_mask, token_roles
 
 RELATIVE_CLASSES = ("empty", *(f"my {p}" for p in "PNBRQK"), *(f"their {p}" for p in "PNBRQK"))
 FRAMES = ("relative", "absolute")
@@ -57,12 +57,6 @@ class BoardExamples:
     position: Float[np.ndarray, "n seq"]
     moves: Float[np.ndarray, "n 256"]
     frame: str
-
-
-def completed_move_mask(tokens: Int[np.ndarray, "game seq"]) -> Bool[np.ndarray, "game seq"]:
-    """True where a move is complete once tokens `0..pos` are read (its to-square, or its promotion token)."""
-    done = token_roles(tokens)[2]
-    return np.diff(done, axis=1, prepend=0) > 0
 
 
 def to_frame(board: Int[np.ndarray, "*shape 64"], side: Int[np.ndarray, "*shape"], frame: str) -> np.ndarray:

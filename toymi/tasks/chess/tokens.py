@@ -119,12 +119,17 @@ def token_roles(tokens: Int[np.ndarray, "game seq"]) -> tuple[np.ndarray, np.nda
 
 
 
+def completed_move_mask(tokens: Int[np.ndarray, "game seq"]) -> np.ndarray:
+    """`[game, seq]` bool: True where a move is complete once tokens `0..pos` are read (its to-square, or its
+    promotion token)."""
+    return np.diff(token_roles(tokens)[2], axis=1, prepend=0) > 0
+
+
 def completed_moves(tokens: Int[np.ndarray, "game seq"]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every move complete in `tokens`, in game then position order: `(game, position, to_square)`, each `[n]`.
     The position is where the move completes (its to-square, or its promotion token one later)."""
     tokens = np.asarray(tokens)
-    done = np.diff(token_roles(tokens)[2], axis=1, prepend=0) > 0
-    games, positions = np.nonzero(done)
+    games, positions = np.nonzero(completed_move_mask(tokens))
     last = tokens[games, positions]
     to_token = np.where(_is_square_array(last), last, tokens[games, np.maximum(positions - 1, 0)])
     return games, positions, (to_token - SQUARE0).astype(np.int32)
