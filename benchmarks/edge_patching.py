@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
     from toymi.circuits.forward import graph_of
     from toymi.circuits.patching import edge_patching, setup
     from toymi.dissect.metrics import LogitDiff
-    from toymi.model.config import ModelConfig
+    from toymi.model.transformer import ModelConfig
     from toymi.model.transformer import Transformer
 
     sizes = dict(d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)

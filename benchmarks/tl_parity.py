@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymi.interop.parity import CONFIGS, parity_config, random_weights, site_differences, train_briefly
-from toymi.model.sites import SITES
+from toymi.model.transformer import SITES
 
 GOAL = {"float32": 1e-5, "float64": 1e-10}
 

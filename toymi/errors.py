@@ -1,7 +1,5 @@
 """The errors toymi raises for things a user can fix, all under one base class."""
 
-import dataclasses
-
 
 class ToymiError(Exception):
     """Base of toymi's user-facing errors."""
@@ -35,23 +33,6 @@ CHECK_PREFIX = "toymi check failed: "
 
 class TrainingDiverged(ToymiError):
     """The loss became NaN or infinite; the run stopped and its checkpoints end at the last good one."""
-
-
-def reject_unknown_keys(values: dict, known: set[str], what: str) -> None:
-    """Raise a `ConfigError` naming every key of `values` outside `known`, and listing the valid ones."""
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown {what} keys {unknown}; valid keys are {sorted(known)}")
-
-
-def config_from_dict(cls, values: dict, what: str):
-    """Build the config dataclass `cls` from a mapping (e.g. a TOML section), naming unknown and missing keys."""
-    fields = dataclasses.fields(cls)
-    reject_unknown_keys(values, {f.name for f in fields}, what)
-    missing = [f.name for f in fields if f.default is dataclasses.MISSING and f.name not in values]
-    if missing:
-        raise ConfigError(f"the {what} needs {missing}")
-    return cls(**values)
 
 
 class CheckpointDamaged(ToymiError):

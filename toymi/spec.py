@@ -15,17 +15,18 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import tomli_w
 
-from toymi.errors import ConfigError, SpecFileMissing, config_from_dict
+from toymi.errors import ConfigError, SpecFileMissing
 from toymi.spec_memory import check_data_memory, check_memory
 from toymi.model.registry import config_class, kind_of
 from toymi.tasks import Task, make_task, task_class
+from toymi.validate import Config, integer, number, one_of, positive_number, setting
 
 SCHEDULES = ("constant", "cosine", "linear")
 SECTIONS = ("task", "model", "train")
@@ -33,8 +34,12 @@ SPEC_VERSION = 2  # 2: act_fn names mean what they mean in TransformerLens ("gel
 AT_LEAST = frozenset({"n_ctx"})  # task dims a model may exceed; every other one must match
 
 
+_NON_NEGATIVE = number(0, says="a number >= 0 (and finite)")
+_FRACTION = number(0, 1, high_open=True)  # Adam's betas: in [0, 1)
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Optimiser and loop settings.
 
     - `steps`: optimiser steps (epochs, for full-batch tasks); a multiple of `eval_every`.
@@ -47,54 +52,28 @@ class TrainConfig:
     - `checkpoint_every`: steps between checkpoints (a multiple of `eval_every`); the first and last are always saved.
     """
 
-    steps: int
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    warmup_steps: int = 0
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
-    final_lr_frac: float = 0.0
-    grad_clip: float = 0.0
-    seed: int = 0
-    eval_every: int = 100
-    checkpoint_every: int = 1000
+    title = "[train] section"
+    section = "train config"
 
-    def __post_init__(self):
-        problems = []
-        for name in ("steps", "eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if not problems:
-            if self.steps % self.eval_every:
-                problems.append(f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every})")
-            if self.checkpoint_every % self.eval_every:
-                problems.append(
-                    f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval_every ({self.eval_every})"
-                )
-        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
-            problems.append(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
-        for name in ("lr", "eps"):
-            if not _finite_number(getattr(self, name)) or not getattr(self, name) > 0:
-                problems.append(f"{name} must be a positive number (and finite), got {getattr(self, name)!r}")
-        for name in ("weight_decay", "grad_clip", "final_lr_frac"):
-            if not _finite_number(getattr(self, name)) or getattr(self, name) < 0:
-                problems.append(f"{name} must be a number >= 0 (and finite), got {getattr(self, name)!r}")
-        for name in ("beta1", "beta2"):
-            if not _finite_number(getattr(self, name)) or not 0 <= getattr(self, name) < 1:
-                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            problems.append(f"seed must be an integer, got {self.seed!r}")
-        if problems:
-            raise ConfigError("invalid [train] section: " + "; ".join(problems))
+    steps: int = setting(check=integer(1))
+    lr: float = setting(1e-3, positive_number)
+    weight_decay: float = setting(0.0, _NON_NEGATIVE)
+    beta1: float = setting(0.9, _FRACTION)
+    beta2: float = setting(0.999, _FRACTION)
+    eps: float = setting(1e-8, positive_number)
+    warmup_steps: int = setting(0, integer(0))
+    schedule: Literal["constant", "cosine", "linear"] = setting("constant", one_of(SCHEDULES))
+    final_lr_frac: float = setting(0.0, _NON_NEGATIVE)
+    grad_clip: float = setting(0.0, _NON_NEGATIVE)
+    seed: int = setting(0, integer())
+    eval_every: int = setting(100, integer(1))
+    checkpoint_every: int = setting(1000, integer(1))
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        return config_from_dict(cls, values, "train config")
+    def relations(self, valid: frozenset[str]) -> Iterable[str]:
+        if {"steps", "eval_every"} <= valid and self.steps % self.eval_every:
+            yield f"steps ({self.steps}) must be a multiple of eval_every ({self.eval_every})"
+        if {"checkpoint_every", "eval_every"} <= valid and self.checkpoint_every % self.eval_every:
+            yield f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval_every ({self.eval_every})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,10 +195,6 @@ def in_file(error: ConfigError, path: str | Path) -> ConfigError:
     """`error` on one line, naming the spec file (once)."""
     message = " ".join(line.strip() for line in str(error).splitlines())  # one line: lists of problems too
     return type(error)(message if str(path) in message else f"{message} (in {path})")
-
-
-def _finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

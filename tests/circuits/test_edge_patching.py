@@ -10,7 +10,7 @@ from toymi.circuits.patching import edge_patching
 from toymi.circuits.planted import copy_first
 from toymi.dissect.metrics import LogitDiff
 from toymi.jit import jit
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 from toymi.model.interventions import patch, steer
 from toymi.model.transformer import Transformer
 

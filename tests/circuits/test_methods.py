@@ -13,7 +13,7 @@ from toymi.circuits.planted import copy_first
 from toymi.circuits.scoring import faithfulness_curve, roc_auc
 from toymi.circuits.acdc import _metric_with
 from toymi.dissect.metrics import LogitDiff
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 from toymi.model.transformer import Transformer
 
 

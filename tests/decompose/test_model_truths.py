@@ -13,7 +13,7 @@ from toymi.decompose.model_truths import (
 )
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
-from toymi.model.tms_config import TMSConfig
+from toymi.model.tms import TMSConfig
 from toymi.tasks.and_gates import AndGates
 from toymi.tasks.compressed_computation import CompressedComputation
 from toymi.tasks.compressed_computation_circuits import neuron_feature_weights

@@ -9,10 +9,10 @@ import pytest
 from toymi.decompose.model_truths import draw_batch
 from toymi.decompose.splice import splice_report, splice_sae, splice_transcoder, task_loss
 from toymi.decompose.transcoder import Transcoder, mlp_transcoder
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
-from toymi.model.tms_config import TMSConfig
+from toymi.model.tms import TMSConfig
 from toymi.model.transformer import Transformer
 from toymi.tasks.compressed_computation import CompressedComputation
 from toymi.tasks.induction import Induction

@@ -7,9 +7,7 @@ import pytest
 import toymi
 from toymi import apply_function, mean_ablate, patch, resample_ablate, steer, zero_ablate
 
-PATCHABLE = ["embed", "pos_embed", "resid_pre", "ln1_scale", "q", "k", "v", "attn_scores", "pattern", "z", "result",
-             "attn_out", "resid_mid", "ln2_scale", "mlp_pre", "mlp_post", "mlp_out", "resid_post", "ln_final_scale",
-             "resid_final", "logits"]
+PATCHABLE = list(toymi.SITES)  # every site, read from the transformer's table
 
 
 @pytest.mark.slow

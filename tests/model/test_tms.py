@@ -7,7 +7,8 @@ import pytest
 from toymi import ConfigError, patch, steer, zero_ablate
 from toymi.model.registry import build_model, config_class
 from toymi.model.sites import available_sites
-from toymi.model.tms import TMS, TMSActivations, TMSConfig
+from toymi.model.activations import Activations
+from toymi.model.tms import TMS, TMSConfig
 
 CONFIG = TMSConfig(n_features=6, d_hidden=3)
 
@@ -33,7 +34,7 @@ def test_output_is_the_formula_and_capture_works_under_jit_and_vmap(model, x):
     out, acts = jax.vmap(one)(x)
     expected = jax.nn.relu(x @ model.W.T @ model.W + model.b)  # ReLU(Wᵀ W x + b), row by row
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    assert isinstance(acts, TMSActivations) and acts.names() == ("input", "hidden", "output_pre", "output")
+    assert isinstance(acts, Activations) and acts.names() == ("input", "hidden", "output_pre", "output")
     np.testing.assert_allclose(acts["input"], x)
     np.testing.assert_allclose(acts["hidden"], x @ model.W.T, atol=1e-6)
     np.testing.assert_allclose(acts["output_pre"], x @ model.W.T @ model.W + model.b, atol=1e-6)

@@ -11,7 +11,7 @@ from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.spec import Spec
 from toymi.tasks import make_task
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 from toymi.tasks.and_gates import encode_tokens, gate_pairs
 from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
 from toymi.train import metrics_log, train

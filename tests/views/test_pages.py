@@ -10,7 +10,7 @@ import pytest
 
 from toymi.dissect.attention import head_scores
 from toymi.model.registry import build_model
-from toymi.model.tms_config import TMSConfig
+from toymi.model.tms import TMSConfig
 from toymi.views import View, attention_view, latents_view, token_labels
 from toymi.views.curves import curves_figure, metric_groups
 from toymi.views.page import to_json
@@ -132,7 +132,7 @@ def test_latents_map_over_cells_is_the_mean_of_each_cells_inputs():
 def test_circuits_view_embeds_scores_ranks_and_the_truth():
     from toymi.circuits.graph import build_graph
     from toymi.circuits.methods import Found
-    from toymi.model.config import ModelConfig
+    from toymi.model.transformer import ModelConfig
     from toymi.views import circuits_view
 
     graph = build_graph(ModelConfig(d_vocab=5, n_ctx=4, n_layers=1, d_model=8, n_heads=2, d_head=4, d_mlp=0))
@@ -233,7 +233,7 @@ def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, t
     assert len(data["labels"]) == run.task.p ** 2 and data["has_grid"]  # every (a, b), each latent's p x p map
     assert 0 < sum(l["freq"] for l in data["latents"]) <= 8  # top-k: at most k latents fire on an input
     assert site_of(run.model) == ("mlp_post", 0)
-    from toymi.model.config import ModelConfig
+    from toymi.model.transformer import ModelConfig
 
     attn_only = build_model(ModelConfig(d_vocab=5, n_ctx=4, n_layers=2, d_model=8, n_heads=2, d_head=4, d_mlp=0),
                             jax.random.PRNGKey(0))
@@ -250,7 +250,7 @@ def test_latents_for_a_chess_run_draw_each_latent_on_the_board(tmp_path):
 
     import jax
 
-    from toymi.model.config import ModelConfig
+    from toymi.model.transformer import ModelConfig
     from toymi.model.transformer import Transformer
     from toymi.tasks.chess.task import ChessMoves
     from toymi.tasks.chess.tokens import completed_moves

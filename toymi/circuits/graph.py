@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 
 QKV = ("q", "k", "v")
 

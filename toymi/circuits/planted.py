@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 from toymi.model.transformer import Transformer
 
 SHARP = 30.0  # attention logit of a wanted key: its weight is 1 - O(exp(-30))

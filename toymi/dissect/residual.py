@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from toymi.model.activations import Activations
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import ModelConfig
 
 ACCUMULATED_SITES = ("resid_pre", "resid_post")
 

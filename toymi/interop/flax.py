@@ -10,7 +10,7 @@ intermediates into toymi `Activations`, so toymi's dissection functions run on a
   computed only when captured, as in toymi.
 - `nnx_activations` reads sites by path: a value sown as `site` under a path holding a list index (`blocks/1/...`) is
   that layer's; one without an index is a whole-model site. A Flax transformer written elsewhere gets toymi's
-  dissection by sowing its values under toymi's names (`toymi.model.sites.SITES` has their axes).
+  dissection by sowing its values under toymi's names (`toymi.model.transformer.SITES` has their axes).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import numpy as np
 from flax import nnx
 
 from toymi.model.activations import Activations
-from toymi.model.config import ModelConfig
+from toymi.model.transformer import SITES, ModelConfig, Transformer
 from toymi.model.embedding_tables import tables_possible
 from toymi.model.mlp import ACTIVATIONS
-from toymi.model.sites import SITES, resolve_capture
+from toymi.model.sites import resolve_capture
 from toymi.interop.weights import block_leaves, with_weights
-from toymi.model.transformer import Transformer
 
 
 def _param(x) -> nnx.Param | None:
@@ -207,7 +206,7 @@ def nnx_activations(intermediates: nnx.State) -> Activations:
         if sorted(by_layer) != list(range(len(by_layer))):
             raise KeyError(f"site {name!r} was sown at layers {sorted(by_layer)}, not 0..{len(by_layer) - 1}")
         fields[name] = tuple(by_layer[i] for i in range(len(by_layer)))
-    return Activations(**fields)
+    return Activations(fields, SITES)
 
 
 def run_nnx(module: nnx.Module, tokens, capture: Iterable[str] | str = "all", **kwargs

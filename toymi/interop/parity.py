@@ -13,9 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from toymi.model.config import ModelConfig
-from toymi.model.sites import SITES
-from toymi.model.transformer import Transformer
+from toymi.model.transformer import SITES, ModelConfig, Transformer
 
 _BASE = dict(d_vocab=13, n_ctx=8, n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab_out=11)
 # The README's parity table: name -> ModelConfig overrides of _BASE.

@@ -31,10 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymi.model.activations import Activations
-from toymi.model.config import ACT_FNS, ModelConfig
-from toymi.model.sites import SITES
+from toymi.model.transformer import ACT_FNS, SITES, ModelConfig, Transformer
 from toymi.interop.weights import block_leaves, get_dotted, with_weights
-from toymi.model.transformer import Transformer
 
 NORM_TO_TL = {"none": None, "layernorm": "LN", "rmsnorm": "RMS"}
 NORM_FROM_TL = {None: "none", "LN": "layernorm", "LNPre": "layernorm", "RMS": "rmsnorm", "RMSPre": "rmsnorm"}
@@ -192,7 +190,7 @@ def cache_to_activations(cache, n_layers: int | None = None) -> Activations:
         values = [jnp.asarray(cache[n].detach().cpu().numpy()) for n in names]
         values = [v[..., 0] for v in values] if site in _SCALES else values
         fields[site] = tuple(values) if SITES[site].per_layer else values[0]
-    return Activations(**fields)
+    return Activations(fields, SITES)
 
 
 def activations_to_cache(acts: Activations, hooked):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import equinox as eqx
@@ -11,9 +13,11 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.model import init
-from toymi.model.config import ModelConfig
 from toymi.model.hooks import Hooks
 from toymi.model.positions import position_ids, take_positions
+
+if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) imports this module
+    from toymi.model.transformer import ModelConfig
 
 
 class Attention(eqx.Module):

@@ -9,12 +9,16 @@ once per call. The result equals the direct projection up to float rounding (the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from toymi.model.attention import Attention
-from toymi.model.config import ModelConfig
 from toymi.model.positions import take_positions
+
+if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) imports this module
+    from toymi.model.transformer import ModelConfig
 
 # Beyond this many table rows the direct projection is the cheaper choice for any sensible batch.
 MAX_TABLE_ROWS = 4096

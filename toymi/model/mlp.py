@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 
 import equinox as eqx
@@ -10,8 +12,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.model import init
-from toymi.model.config import ModelConfig
 from toymi.model.hooks import Hooks
+
+if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) imports this module
+    from toymi.model.transformer import ModelConfig
 
 
 def solu(x: Array) -> Array:

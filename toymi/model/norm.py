@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from toymi.model import init
-from toymi.model.config import ModelConfig
+
+if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) imports this module
+    from toymi.model.transformer import ModelConfig
 
 
 class Norm(eqx.Module):

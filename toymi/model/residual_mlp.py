@@ -1,5 +1,6 @@
 """The residual MLP (model kind `"residual_mlp"`): sparse features through a fixed random embedding, MLP layers
-added to the residual stream, and a read-out — the model of APD/SPD's compressed-computation experiment.
+added to the residual stream, and a read-out — the model of APD/SPD's compressed-computation experiment. Its
+config, its named sites, the model and its registration.
 
     r = x @ W_E                                   [d_model]   W_E [n_features, d_model], fixed, unit-norm rows
     r = r + ReLU(r @ W_in[l] (+ b_in[l])) @ W_out[l] (+ b_out[l])      for each layer l
@@ -14,13 +15,19 @@ constant (400 KB at the published 100 × 1000). The fixed unembedding is its tra
 
 Initialisation: `W_in`, `W_out` from N(0, (init_scale / sqrt(fan_in))²) (fan_in d_model and d_mlp), biases 0; a
 learned `W_U` starts at `W_Eᵀ` when it has `n_features` outputs (else N(0, 1/d_model)), `b_U` at 0.
+
+Axes of its sites (one example; batches are leading axes added by vmap): `feature` (an input feature, or an output
+of a learned unembedding), `d_model` (residual width), `d_mlp` (neurons). There is no `pos` or `head` axis, so
+position and head masks do not apply to these sites.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -28,13 +35,28 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model.activations import Activations
 from toymi.model.hooked import HookedModel
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.registry import register_model_kind
-from toymi.model.residual_mlp_config import ResidualMLPConfig
-from toymi.model.residual_mlp_sites import RESIDUAL_MLP_SITES, ResidualMLPActivations
-from toymi.model.sites import register_site_table
+from toymi.model.sites import Site
+from toymi.validate import Config, boolean, integer, one_of, optional, positive_number, setting
+
+UNEMBEDS = ("fixed", "learned")
+EMBEDDINGS = ("random", "orthogonal")
+
+_SITES = (
+    Site("embed", ("d_model",), False, description="x @ W_E: the features written into the residual stream"),
+    Site("resid_pre", ("d_model",), True, description="residual stream entering the MLP layer"),
+    Site("mlp_pre", ("d_mlp",), True, description="MLP pre-activation resid @ W_in (+ b_in)"),
+    Site("mlp_post", ("d_mlp",), True, description="ReLU(mlp_pre): the neurons"),
+    Site("mlp_out", ("d_model",), True, description="mlp_post @ W_out (+ b_out)"),
+    Site("resid_post", ("d_model",), True, description="resid_pre + mlp_out"),
+    Site("output", ("feature",), False, description="final residual @ W_U (+ b_U): the read-out"),
+)
+
+RESIDUAL_MLP_SITES: dict[str, Site] = {s.name: s for s in _SITES}
 
 
 @functools.lru_cache(maxsize=8)
@@ -63,10 +85,66 @@ def fixed_embedding(n_features: int, d_model: int, seed: int, kind: str = "rando
 
     **Returns:** `W_E` as a float32 array `[n_features, d_model]`.
     """
-    if kind not in ("random", "orthogonal") or (kind == "orthogonal" and n_features > d_model):
+    if kind not in EMBEDDINGS or (kind == "orthogonal" and n_features > d_model):
         raise ValueError(f"embedding kind must be 'random' or 'orthogonal' (with n_features <= d_model), got "
                          f"{kind!r} for {n_features} features in d_model={d_model}")
     return jnp.asarray(_fixed_embedding_np(n_features, d_model, seed, kind))
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualMLPConfig(Config):
+    """Shape of a residual MLP over sparse features (the APD/SPD "compressed computation" model).
+
+    **Arguments:**
+
+    - `n_features`: input features (rows of the fixed embedding `W_E`).
+    - `d_model`: residual width.
+    - `d_mlp`: neurons per MLP layer.
+    - `n_layers`: MLP layers, each added to the residual stream.
+    - `n_outputs`: outputs; defaults to `n_features`. A fixed unembedding reads features back, so it needs
+      `n_outputs == n_features`.
+    - `unembed`: `"fixed"` (`W_U = W_Eᵀ`, not trained, as in APD/SPD) or `"learned"` (a trained `W_U` started at
+      `W_Eᵀ` when the shapes allow it, plus a trained bias `b_U`).
+    - `in_bias`, `out_bias`: whether each MLP has `b_in` / `b_out` (APD/SPD's compressed computation has neither).
+    - `embed_seed`: seed of the fixed embedding (see `toymi.model.residual_mlp.fixed_embedding`).
+    - `embedding`: `"random"` (unit-norm Gaussian rows: `W_E W_Eᵀ = I + noise`, the noise that mixes labels, as in
+      APD/SPD) or `"orthogonal"` (orthonormal rows, `W_E W_Eᵀ = I` exactly: the clean compressed computation of
+      Bhagat et al. 2025; needs `n_features <= d_model`).
+    - `init_scale`: multiplies every initial MLP weight matrix, drawn from N(0, (init_scale / sqrt(fan_in))²).
+    """
+
+    title = "residual_mlp config"
+    section = "residual_mlp config"
+
+    n_features: int = setting(check=integer(1))
+    d_model: int = setting(1000, integer(1))
+    d_mlp: int = setting(50, integer(1))
+    n_layers: int = setting(1, integer(1))
+    n_outputs: int | None = setting(None, optional(integer(1)))  # filled by `derive`
+    unembed: Literal["fixed", "learned"] = setting("fixed", one_of(UNEMBEDS))
+    in_bias: bool = setting(False, boolean)
+    out_bias: bool = setting(False, boolean)
+    embed_seed: int = setting(0, integer(0))
+    init_scale: float = setting(1.0, positive_number)
+    embedding: Literal["random", "orthogonal"] = setting("random", one_of(EMBEDDINGS))
+
+    def derive(self) -> None:
+        if self.n_outputs is None:
+            object.__setattr__(self, "n_outputs", self.n_features)
+
+    def relations(self, valid: frozenset[str]) -> Iterable[str]:
+        if {"unembed", "n_outputs", "n_features"} <= valid and self.unembed == "fixed" \
+                and self.n_outputs != self.n_features:
+            yield (f"a fixed unembedding (W_E transposed) gives n_features={self.n_features} outputs, but "
+                   f"n_outputs={self.n_outputs}; set unembed = \"learned\"")
+        if {"embedding", "n_features", "d_model"} <= valid and self.embedding == "orthogonal" \
+                and self.n_features > self.d_model:
+            yield (f"an orthogonal embedding needs n_features <= d_model, got {self.n_features} features in "
+                   f"d_model={self.d_model}")
+
+    def site_table(self) -> dict[str, Site]:
+        """Every site exists in every residual MLP (no optional parts change what is computed)."""
+        return RESIDUAL_MLP_SITES
 
 
 class ResidualMLP(HookedModel):
@@ -78,7 +156,7 @@ class ResidualMLP(HookedModel):
     - `key`: a `jax.random` key for initialisation.
 
     `model(x)` gives outputs `[n_outputs]`; `model.run(x, capture=..., interventions=...)` gives
-    `(outputs, ResidualMLPActivations)`. Weights are stacked over layers: `W_in` is `[layer, d_model, d_mlp]`.
+    `(outputs, Activations)`. Weights are stacked over layers: `W_in` is `[layer, d_model, d_mlp]`.
     """
 
     config: ResidualMLPConfig = eqx.field(static=True)
@@ -119,7 +197,7 @@ class ResidualMLP(HookedModel):
     def forward(
         self, x: Float[Array, " n_features"], capture: frozenset[str] = frozenset(),
         interventions: Sequence[AnyIntervention] = (),
-    ) -> tuple[Float[Array, " n_outputs"], ResidualMLPActivations]:
+    ) -> tuple[Float[Array, " n_outputs"], Activations]:
         """`run` for one example without input checks (the training step's path)."""
         hooks = Hooks(capture, interventions, self.sites, self.config.n_layers)
         resid = hooks("embed", None, x @ self.W_E)
@@ -136,7 +214,7 @@ class ResidualMLP(HookedModel):
         y = resid @ self.W_U
         if self.b_U is not None:
             y = y + self.b_U
-        return hooks("output", None, y), ResidualMLPActivations(**hooks.collected())
+        return hooks("output", None, y), Activations(hooks.collected(), self.sites)
 
     def check_inputs(self, x) -> Array:
         """Reject the wrong rank or width (JAX would broadcast or fail with a less helpful message)."""
@@ -150,5 +228,4 @@ class ResidualMLP(HookedModel):
         return x.astype(jnp.float32) if not jnp.issubdtype(x.dtype, jnp.floating) else x
 
 
-register_model_kind("residual_mlp", ResidualMLPConfig, ResidualMLP)
-register_site_table("residual_mlp", RESIDUAL_MLP_SITES)
+register_model_kind("residual_mlp", ResidualMLPConfig, ResidualMLP, RESIDUAL_MLP_SITES)

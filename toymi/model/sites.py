@@ -1,25 +1,23 @@
-"""Every named activation site of the transformer: its axes, whether it repeats per layer, when it exists.
+"""Named activation sites: what a `Site` is, and the lookups every model kind shares.
 
-Names follow TransformerLens's vocabulary (`resid_pre`, `pattern`, `z`, ...) without its `blocks.{i}.hook_`
-prefixes: a per-layer site is stacked over layers, so one name covers all of them.
-
-Glossary of axes (one sequence; batches, seeds and sweeps are leading axes added by vmap):
-
-- `pos`: token position; for attention, `query_pos` attends to `key_pos`.
-- `head`: attention head; `d_head`: per-head width; `d_model`: residual width; `d_mlp`: MLP hidden width.
-- `d_vocab_out`: output classes.
-- `layer`: the stacking axis of per-layer sites, immediately before the site's own axes.
+Each model kind declares its own site table beside its config and module (`transformer.py`, `tms.py`,
+`residual_mlp.py`) and registers it with the kind (`toymi.model.registry`). The same name may mean different
+axes in different kinds (a residual MLP's `mlp_pre` has no `pos`): the running model's own table decides, via
+`site_table(config)`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from toymi.model.config import ModelConfig
+from toymi.model.registry import MODEL_KINDS
 
 
 @dataclasses.dataclass(frozen=True)
 class Site:
+    """A named activation: its axes (one example, no batch), whether it repeats per layer (stacked on a `layer`
+    axis just before its own axes), and the parts of a transformer it needs (an MLP, a normalisation)."""
+
     name: str
     axes: tuple[str, ...]
     per_layer: bool
@@ -27,14 +25,16 @@ class Site:
     needs_norm: bool = False
     description: str = ""
 
-    def exists_in(self, config: ModelConfig) -> bool:
-        if self.needs_mlp and config.attn_only:
-            return False
-        if self.needs_norm and not config.has_norm:
-            return False
-        return True
+    def missing_parts(self, config) -> list[str]:
+        """What `config`'s model lacks for this site to exist (`"MLP"`, `"normalisation"`); empty if it exists."""
+        return [part for part, gone in (("MLP", self.needs_mlp and config.attn_only),
+                                        ("normalisation", self.needs_norm and not config.has_norm)) if gone]
 
-    def shape(self, config: ModelConfig, seq_len: int) -> tuple[int, ...]:
+    def exists_in(self, config) -> bool:
+        return not self.missing_parts(config)
+
+    def shape(self, config, seq_len: int) -> tuple[int, ...]:
+        """The site's shape for one sequence of `seq_len` tokens in a transformer of `config`."""
         sizes = {
             "pos": seq_len,
             "query_pos": seq_len,
@@ -48,49 +48,8 @@ class Site:
         return tuple(sizes[a] for a in self.axes)
 
 
-_SITES = (
-    Site("embed", ("pos", "d_model"), False, description="token embedding W_E[tokens]"),
-    Site("pos_embed", ("pos", "d_model"), False, description="positional embedding W_pos[:seq]"),
-    Site("resid_pre", ("pos", "d_model"), True, description="residual stream entering the block"),
-    Site("ln1_scale", ("pos",), True, needs_norm=True, description="normaliser scale before attention"),
-    Site("q", ("pos", "head", "d_head"), True, description="queries"),
-    Site("k", ("pos", "head", "d_head"), True, description="keys"),
-    Site("v", ("pos", "head", "d_head"), True, description="values"),
-    Site("attn_scores", ("head", "query_pos", "key_pos"), True,
-         description="scaled, causally masked (-inf) attention logits"),
-    Site("pattern", ("head", "query_pos", "key_pos"), True, description="attention probabilities"),
-    Site("z", ("pos", "head", "d_head"), True, description="pattern-weighted values"),
-    Site("result", ("pos", "head", "d_model"), True,
-         description="each head's output z @ W_O (computed only when captured or intervened on)"),
-    Site("attn_out", ("pos", "d_model"), True, description="attention output, sum of heads plus b_O"),
-    Site("resid_mid", ("pos", "d_model"), True, needs_mlp=True, description="residual between attention and MLP"),
-    Site("ln2_scale", ("pos",), True, needs_mlp=True, needs_norm=True, description="normaliser scale before MLP"),
-    Site("mlp_pre", ("pos", "d_mlp"), True, needs_mlp=True, description="MLP pre-activation"),
-    Site("mlp_post", ("pos", "d_mlp"), True, needs_mlp=True, description="MLP activation (neurons)"),
-    Site("mlp_out", ("pos", "d_model"), True, needs_mlp=True, description="MLP output"),
-    Site("resid_post", ("pos", "d_model"), True, description="residual stream leaving the block"),
-    Site("ln_final_scale", ("pos",), False, needs_norm=True, description="final normaliser scale"),
-    Site("resid_final", ("pos", "d_model"), False,
-         description="final residual after the final normalisation (what W_U reads)"),
-    Site("logits", ("pos", "d_vocab_out"), False, description="output logits"),
-)
-
-SITES: dict[str, Site] = {s.name: s for s in _SITES}  # the transformer's sites
-
-# Every model kind's site table, so an intervention can be checked when it is built, before any model is at hand.
-# The same name may mean different axes in different kinds (a residual MLP's `mlp_pre` has no `pos`): the running
-# model's own table decides, via `site_table(config)`.
-SITE_TABLES: dict[str, dict[str, Site]] = {"transformer": SITES}
-
-
-def register_site_table(kind: str, table: dict[str, Site]) -> None:
-    SITE_TABLES[kind] = table
-
-
 def site_table(config) -> dict[str, Site]:
     """The sites a model with this config has, in forward order (any registered kind's config)."""
-    if isinstance(config, ModelConfig):
-        return {s.name: s for s in _SITES if s.exists_in(config)}
     return config.site_table()
 
 
@@ -101,7 +60,7 @@ def available_sites(config) -> tuple[str, ...]:
 
 def sites_named(name: str) -> list[Site]:
     """Every registered kind's site called `name` (empty if no kind has one)."""
-    return [table[name] for table in SITE_TABLES.values() if name in table]
+    return [kind.sites[name] for kind in MODEL_KINDS.values() if name in kind.sites]
 
 
 def check_site(name: str, config=None) -> Site:
@@ -110,16 +69,14 @@ def check_site(name: str, config=None) -> Site:
     if config is None:
         found = sites_named(name)
         if not found:
-            known = sorted({n for table in SITE_TABLES.values() for n in table})
+            known = sorted({n for kind in MODEL_KINDS.values() for n in kind.sites})
             raise KeyError(f"unknown site {name!r}; valid sites are: {', '.join(known)}")
         return found[0]
     valid = site_table(config)
     if name not in valid:
-        reason = ""
-        if name in SITES and isinstance(config, ModelConfig):
-            missing = [what for what, gone in (("MLP", SITES[name].needs_mlp and config.attn_only),
-                                               ("normalisation", SITES[name].needs_norm and not config.has_norm)) if gone]
-            reason = f" (this model has no {' and no '.join(missing)})"
+        kind_sites = next((k.sites for k in MODEL_KINDS.values() if type(config) is k.config_class), {})
+        missing = kind_sites[name].missing_parts(config) if name in kind_sites else []
+        reason = f" (this model has no {' and no '.join(missing)})" if missing else ""
         raise KeyError(f"unknown site {name!r}{reason}; valid sites are: {', '.join(valid)}")
     return valid[name]
 

@@ -1,4 +1,8 @@
-"""The toy model of superposition (Elhage et al. 2022), model kind `"tms"`: x' = ReLU(Wᵀ W x + b).
+"""The toy model of superposition (Elhage et al. 2022), model kind `"tms"`: x' = ReLU(Wᵀ W x + b) — its config,
+its named sites, the model and its registration.
+
+Axes of its sites (one example; batches, seeds and sweeps are leading axes added by vmap): `feature` (input /
+output feature, `n_features` of them) and `d_hidden` (the bottleneck, `d_hidden` wide).
 
 **Weight layout.** `W` is `[d_hidden, n_features]`, as the paper's W ∈ R^{m×n}: column `W[:, i]` is feature i's
 direction in the bottleneck (what the geometry in `toymi.tasks.tms_geometry` reads), `W @ x` embeds and `W.T @ h`
@@ -13,36 +17,67 @@ One example per call, like the transformer's one sequence: vmap for batches, or 
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Iterable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from toymi.model.activations import SiteActivations
+from toymi.model.activations import Activations
 from toymi.model.hooked import HookedModel
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.registry import register_model_kind
-from toymi.model.sites import Site, register_site_table
-from toymi.model.tms_config import TMS_SITES, TMSConfig
+from toymi.model.sites import Site
+from toymi.validate import Config, boolean, integer, positive_number, setting
 
-_Opt = Float[Array, "..."] | None
+_SITES = (
+    Site("input", ("feature",), False, description="the input features x"),
+    Site("hidden", ("d_hidden",), False, description="the bottleneck W x"),
+    Site("hidden_identity_out", ("d_hidden",), False,
+         description="W_hidden (W x), only in the hidden-identity variant"),
+    Site("output_pre", ("feature",), False, description="W^T h + b, before the ReLU"),
+    Site("output", ("feature",), False, description="the reconstruction ReLU(W^T h + b)"),
+)
+
+TMS_SITES: dict[str, Site] = {s.name: s for s in _SITES}  # every site any TMS config can have
 
 
-class TMSActivations(SiteActivations):
-    """What `TMS.run` captured, one optional field per site (None unless captured); look up by name."""
+@dataclasses.dataclass(frozen=True)
+class TMSConfig(Config):
+    """Shape of a toy model of superposition, x' = ReLU(Wᵀ W x + b) (Elhage et al. 2022).
 
-    SITE_TABLE: ClassVar[dict[str, Site]] = TMS_SITES
+    **Arguments:**
 
-    input: _Opt = None  # [feature]
-    hidden: _Opt = None  # [d_hidden]
-    hidden_identity_out: _Opt = None  # [d_hidden]
-    output_pre: _Opt = None  # [feature]
-    output: _Opt = None  # [feature]
+    - `n_features`: input and output width (the task fills it in).
+    - `d_hidden`: bottleneck width (Elhage et al.'s m).
+    - `hidden_identity`: insert a `d_hidden × d_hidden` matrix `W_hidden`, initialised to the identity, between
+      `W` and `Wᵀ` (the "TMS with hidden identity" of the APD and SPD papers): x' = ReLU(Wᵀ W_hidden W x + b).
+    - `hidden_identity_trainable`: train `W_hidden` (from the identity). False (the default, as the SPD papers'
+      "fixed identity") keeps it exactly the identity: it is then not a parameter at all, so neither gradients nor
+      weight decay can move it, and `hidden_identity_out` is simply a second name for the bottleneck.
+    - `init_scale`: multiplies the initial `W` (Xavier normal: N(0, 2 / (n_features + d_hidden))).
+    """
+
+    title = "TMSConfig"
+    section = "tms model config"
+
+    n_features: int = setting(check=integer(1))
+    d_hidden: int = setting(check=integer(1))
+    hidden_identity: bool = setting(False, boolean)
+    hidden_identity_trainable: bool = setting(False, boolean)
+    init_scale: float = setting(1.0, positive_number)
+
+    def relations(self, valid: frozenset[str]) -> Iterable[str]:
+        if self.hidden_identity_trainable is True and self.hidden_identity is False:
+            yield "hidden_identity_trainable = true needs hidden_identity = true"
+
+    def site_table(self) -> dict[str, Site]:
+        """The sites this model has, in forward order (`hidden_identity_out` only with `hidden_identity`)."""
+        return {name: s for name, s in TMS_SITES.items() if name != "hidden_identity_out" or self.hidden_identity}
 
 
 class TMS(HookedModel):
@@ -54,7 +89,7 @@ class TMS(HookedModel):
     - `key`: a `jax.random` key for initialisation.
 
     `model(x)` gives the reconstruction `[feature]`; `model.run(x, capture=..., interventions=...)` gives
-    `(reconstruction, TMSActivations)`.
+    `(reconstruction, Activations)`.
     """
 
     config: TMSConfig = eqx.field(static=True)
@@ -81,7 +116,7 @@ class TMS(HookedModel):
     def forward(
         self, x: Float[Array, " feature"], capture: frozenset[str] = frozenset(),
         interventions: Sequence[AnyIntervention] = (),
-    ) -> tuple[Float[Array, " feature"], TMSActivations]:
+    ) -> tuple[Float[Array, " feature"], Activations]:
         """`run` for one example without input checks."""
         hooks = Hooks(capture, interventions, self.sites)
         x = hooks("input", None, x)
@@ -90,7 +125,7 @@ class TMS(HookedModel):
             h = hooks("hidden_identity_out", None, self.W_hidden @ h)
         pre = hooks("output_pre", None, self.W.T @ h + self.b)
         out = hooks("output", None, jax.nn.relu(pre))
-        return out, TMSActivations(**hooks.collected())
+        return out, Activations(hooks.collected(), self.sites)
 
     def check_inputs(self, x) -> Array:
         """Reject inputs of the wrong rank, width or dtype (shapes are static, so this holds under jit too)."""
@@ -103,5 +138,4 @@ class TMS(HookedModel):
         return x
 
 
-register_model_kind("tms", TMSConfig, TMS)
-register_site_table("tms", TMS_SITES)
+register_model_kind("tms", TMSConfig, TMS, TMS_SITES)

@@ -1,20 +1,27 @@
-"""The decoder-only transformer: an Equinox pytree whose forward pass names every activation.
+"""The decoder-only transformer (model kind `"transformer"`): its config, its named sites, the model, its registration.
 
 Blocks are stored stacked: every block weight has a leading `layer` axis (`model.blocks.attn.W_Q` is
 `[layer, head, d_model, d_head]`), so weight analyses over layers are one einsum and ensembles are one vmap.
-The forward pass unrolls the layers in Python (toy models have few), slicing each block out of the stack.
+The forward pass unrolls the layers in Python (toy models have few), slicing each block (`block.py`) out of the stack.
 
 Initialisation (drawn with `toymi.model.init`): every weight matrix is drawn from N(0, (init_scale / sqrt(fan_in))²),
 where fan_in is the width of what it reads: d_model for W_E, W_pos, W_Q, W_K, W_V, W_in and W_U (whose rows the
 residual stream is built from or read with), n_heads·d_head for W_O and d_mlp for W_out. Biases start at zero,
 normalisation weights at one. This keeps the residual stream at unit scale per coordinate at initialisation,
 close to Nanda et al.'s grokking code (randn / sqrt(d_model)) and to GPT-2's 0.02 at d_model 768.
+
+Site names follow TransformerLens's vocabulary (`resid_pre`, `pattern`, `z`, ...) without its `blocks.{i}.hook_`
+prefixes: a per-layer site is stacked over layers, so one name covers all of them. Axes (one sequence; batches,
+seeds and sweeps are leading axes added by vmap): `pos` (for attention, `query_pos` attends to `key_pos`), `head`,
+`d_head`, `d_model`, `d_mlp`, `d_vocab_out`; `layer` is the stacking axis of per-layer sites.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import equinox as eqx
 import jax
@@ -25,57 +32,118 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from toymi.errors import CHECK_PREFIX
 from toymi.model import init
 from toymi.model.activations import Activations
-from toymi.model.attention import Attention
-from toymi.model.config import ModelConfig
-from toymi.model.embedding_tables import UPSTREAM_SITES, layer0_qkv, tables_if_unchanged, tables_possible
+from toymi.model.block import Block, normed
+from toymi.model.embedding_tables import UPSTREAM_SITES, layer0_qkv, tables_possible
+from toymi.model.hooked import HookedModel
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.mlp import MLP
 from toymi.model.norm import Norm
-from toymi.model.positions import take_positions
-from toymi.model.hooked import HookedModel
+from toymi.model.registry import register_model_kind
+from toymi.model.sites import Site
+from toymi.validate import Config, integer, one_of, positive_number, setting
+
+ActFn = Literal["relu", "gelu", "gelu_new", "gelu_fast", "solu"]
+Normalization = Literal["none", "layernorm", "rmsnorm"]
+PositionalEmbedding = Literal["learned", "none"]
+
+ACT_FNS = ("relu", "gelu", "gelu_new", "gelu_fast", "solu")
+NORMALIZATIONS = ("none", "layernorm", "rmsnorm")
+POSITIONAL_EMBEDDINGS = ("learned", "none")
+_SIZE, _WIDTH = integer(1, says="> 0"), integer(0, says=">= 0")  # the wording the config's errors have always had
 
 
-class Block(eqx.Module):
-    """One transformer layer: `resid + attn(ln1(resid))`, then `resid + mlp(ln2(resid))`."""
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(Config):
+    """Shape and flavour of a decoder-only transformer.
 
-    attn: Attention
-    mlp: MLP | None
-    ln1: Norm | None
-    ln2: Norm | None
+    **Arguments:**
 
-    def __init__(self, config: ModelConfig, key: PRNGKeyArray):
-        k_attn, k_mlp = jax.random.split(key)
-        self.attn = Attention(config, k_attn)
-        self.mlp = None if config.attn_only else MLP(config, k_mlp)
-        self.ln1 = Norm(config) if config.has_norm else None
-        self.ln2 = Norm(config) if config.has_norm and not config.attn_only else None
+    - `d_vocab`: number of input tokens.
+    - `n_ctx`: longest sequence the model accepts (rows of `W_pos`).
+    - `n_layers`, `d_model`, `n_heads`, `d_head`: the usual sizes. `d_head` defaults to `d_model // n_heads`.
+    - `d_mlp`: hidden width of each MLP; `0` makes an attention-only model. Defaults to `4 * d_model`.
+    - `act_fn`: named as in TransformerLens: `"relu"`, `"gelu"` (exact, erf), `"gelu_new"` (GPT-2's tanh
+      approximation, `jax.nn.gelu`'s default), `"gelu_fast"` (the same tanh form written as TransformerLens's
+      `gelu_fast`) or `"solu"` (x * softmax(x); TransformerLens's `solu`, not `solu_ln`). Runs saved before
+      spec_version 2 said `"gelu"` for the tanh form; they load as `"gelu_new"` (`toymi.spec.migrate_saved`).
+    - `normalization`: `"none"`, `"layernorm"` or `"rmsnorm"`, applied before attention, before the MLP and
+      before the unembedding (pre-norm).
+    - `positional_embedding`: `"learned"` (a `W_pos` table) or `"none"`.
+    - `d_vocab_out`: number of output classes; defaults to `d_vocab`.
+    - `init_scale`: multiplies every initial weight matrix (see `toymi.model.init`).
+    - `norm_eps`: epsilon inside the normalisation's square root.
 
-    def __call__(
-        self, resid: Float[Array, "pos d_model"], hooks: Hooks, layer: int, query_positions: tuple[int, ...] | None = None,
-        qkv: tuple[Array, Array, Array] | None = None, qkv_input: Array | None = None,
-    ) -> Float[Array, "pos d_model"]:
-        """With `query_positions`, the block's output (and everything after attention) covers only those positions;
-        `qkv` gives the attention's projections precomputed (layer 0's from embedding tables) for the input
-        `qkv_input` when that is given (else for whatever arrives); they are used only if the input is that one."""
-        resid = hooks("resid_pre", layer, resid)
-        attn_in = _normed(self.ln1, resid, hooks, "ln1_scale", layer)
-        if qkv is not None and qkv_input is not None:
-            qkv = tables_if_unchanged(self.attn, qkv, attn_in, qkv_input, query_positions)
-        attn_out = self.attn(attn_in, hooks, layer, query_positions, qkv)
-        resid = take_positions(resid, query_positions) + attn_out
-        if self.mlp is not None:
-            resid = hooks("resid_mid", layer, resid)
-            resid = resid + self.mlp(_normed(self.ln2, resid, hooks, "ln2_scale", layer), hooks, layer)
-        return hooks("resid_post", layer, resid)
+    Every problem is listed in one `ConfigError` (`toymi.validate.Config`).
+    """
+
+    title = "ModelConfig"
+    section = "model config"
+
+    d_vocab: int = setting(check=_SIZE)
+    n_ctx: int = setting(check=_SIZE)
+    n_layers: int = setting(1, _SIZE)
+    d_model: int = setting(128, _SIZE)
+    n_heads: int = setting(4, _SIZE)
+    d_head: int | None = setting(None, _SIZE)  # filled by `derive`
+    d_mlp: int | None = setting(None, _WIDTH)
+    act_fn: ActFn = setting("relu", one_of(ACT_FNS))
+    normalization: Normalization = setting("none", one_of(NORMALIZATIONS))
+    positional_embedding: PositionalEmbedding = setting("learned", one_of(POSITIONAL_EMBEDDINGS))
+    d_vocab_out: int | None = setting(None, _SIZE)
+    init_scale: float = setting(1.0, positive_number)
+    norm_eps: float = setting(1e-5, positive_number)
+
+    def derive(self) -> None:
+        if self.d_head is None and isinstance(self.d_model, int) and isinstance(self.n_heads, int) and self.n_heads > 0:
+            object.__setattr__(self, "d_head", self.d_model // self.n_heads)
+        if self.d_mlp is None and isinstance(self.d_model, int):
+            object.__setattr__(self, "d_mlp", 4 * self.d_model)
+        if self.d_vocab_out is None:
+            object.__setattr__(self, "d_vocab_out", self.d_vocab)
+
+    @property
+    def attn_only(self) -> bool:
+        return self.d_mlp == 0
+
+    @property
+    def has_norm(self) -> bool:
+        return self.normalization != "none"
+
+    def site_table(self) -> dict[str, Site]:
+        """The sites this config's model has, in forward order (no MLP sites when attention-only, no scales
+        without a normalisation)."""
+        return {name: s for name, s in SITES.items() if s.exists_in(self)}
 
 
-def _normed(norm: Norm | None, x: Array, hooks: Hooks, scale_site: str, layer: int | None) -> Array:
-    if norm is None:
-        return x
-    # The scale goes through its site before dividing, so an intervention there (a fixed scale) flows downstream.
-    centred, scale = norm.centre_and_scale(x)
-    return norm.apply(centred, hooks(scale_site, layer, scale))
+_SITES = (
+    Site("embed", ("pos", "d_model"), False, description="token embedding W_E[tokens]"),
+    Site("pos_embed", ("pos", "d_model"), False, description="positional embedding W_pos[:seq]"),
+    Site("resid_pre", ("pos", "d_model"), True, description="residual stream entering the block"),
+    Site("ln1_scale", ("pos",), True, needs_norm=True, description="normaliser scale before attention"),
+    Site("q", ("pos", "head", "d_head"), True, description="queries"),
+    Site("k", ("pos", "head", "d_head"), True, description="keys"),
+    Site("v", ("pos", "head", "d_head"), True, description="values"),
+    Site("attn_scores", ("head", "query_pos", "key_pos"), True,
+         description="scaled, causally masked (-inf) attention logits"),
+    Site("pattern", ("head", "query_pos", "key_pos"), True, description="attention probabilities"),
+    Site("z", ("pos", "head", "d_head"), True, description="pattern-weighted values"),
+    Site("result", ("pos", "head", "d_model"), True,
+         description="each head's output z @ W_O (computed only when captured or intervened on)"),
+    Site("attn_out", ("pos", "d_model"), True, description="attention output, sum of heads plus b_O"),
+    Site("resid_mid", ("pos", "d_model"), True, needs_mlp=True, description="residual between attention and MLP"),
+    Site("ln2_scale", ("pos",), True, needs_mlp=True, needs_norm=True, description="normaliser scale before MLP"),
+    Site("mlp_pre", ("pos", "d_mlp"), True, needs_mlp=True, description="MLP pre-activation"),
+    Site("mlp_post", ("pos", "d_mlp"), True, needs_mlp=True, description="MLP activation (neurons)"),
+    Site("mlp_out", ("pos", "d_model"), True, needs_mlp=True, description="MLP output"),
+    Site("resid_post", ("pos", "d_model"), True, description="residual stream leaving the block"),
+    Site("ln_final_scale", ("pos",), False, needs_norm=True, description="final normaliser scale"),
+    Site("resid_final", ("pos", "d_model"), False,
+         description="final residual after the final normalisation (what W_U reads)"),
+    Site("logits", ("pos", "d_vocab_out"), False, description="output logits"),
+)
+
+SITES: dict[str, Site] = {s.name: s for s in _SITES}  # every site any transformer can have
 
 
 class Transformer(HookedModel):
@@ -145,9 +213,9 @@ class Transformer(HookedModel):
                 if hooks.targets & UPSTREAM_SITES:  # the input may differ from the tables' embed + pos_embed
                     qkv_input = table_input
             resid = block(resid, hooks, layer, query_positions, qkv, qkv_input)
-        resid = hooks("resid_final", None, _normed(self.ln_final, resid, hooks, "ln_final_scale", None))
+        resid = hooks("resid_final", None, normed(self.ln_final, resid, hooks, "ln_final_scale", None))
         logits = hooks("logits", None, resid @ self.W_U + self.b_U)
-        return logits, Activations(**hooks.collected())
+        return logits, Activations(hooks.collected(), self.sites)
 
     # ---- input checks -----------------------------------------------------------------------------------------
 
@@ -217,3 +285,6 @@ class Transformer(HookedModel):
         if self.blocks.mlp is None:
             raise AttributeError("this model is attention-only (d_mlp = 0): it has no MLP weights")
         return self.blocks.mlp
+
+
+register_model_kind("transformer", ModelConfig, Transformer, SITES)

@@ -13,7 +13,7 @@ from toymi.decompose.parameters.losses import SPDParams, masked_output, mse, sto
 from toymi.decompose.parameters.targets import model_targets
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
-from toymi.model.tms_config import TMSConfig
+from toymi.model.tms import TMSConfig
 
 
 def _dense_masked_output(model, targets, params, x, masks):

@@ -19,7 +19,7 @@ from toymi.decompose.parameters.truths_tms import score_tms
 from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
-from toymi.model.tms_config import TMSConfig
+from toymi.model.tms import TMSConfig
 from toymi.tasks.tms import ToyModelsOfSuperposition
 
 
