@@ -35,6 +35,11 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
 from toymi.tasks.render import as_tokens, one_sequence
+from toymi.validate import integer, number, problems, require
+
+_COUNT = integer(1, says="an integer >= 1")  # the wording its errors have always had
+_CHECKS = {"n_digits": _COUNT, "batch_size": _COUNT, "eval_size": _COUNT,
+           "enriched": number(0, 1, says="a fraction in [0, 1]"), "data_seed": integer()}
 
 PLUS, EQUALS = 10, 11
 SYMBOLS = "0123456789+="  # token id -> character
@@ -157,16 +162,8 @@ class Addition(Task):
 
     def __init__(self, n_digits: int = 5, batch_size: int = 64, enriched: float = 0.0, eval_size: int = 1024,
                  data_seed: int = 0):
-        problems = []
-        for name, value in (("n_digits", n_digits), ("batch_size", batch_size), ("eval_size", eval_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(enriched, (int, float)) or isinstance(enriched, bool) or not 0 <= enriched <= 1:
-            problems.append(f"enriched must be a fraction in [0, 1], got {enriched!r}")
-        if not isinstance(data_seed, int) or isinstance(data_seed, bool):
-            problems.append(f"data_seed must be an integer, got {data_seed!r}")
-        if problems:
-            raise ValueError("invalid addition task: " + "; ".join(problems))
+        require("addition task", problems({"n_digits": n_digits, "batch_size": batch_size, "eval_size": eval_size,
+                                           "enriched": enriched, "data_seed": data_seed}, _CHECKS))
         self.n_digits, self.batch_size, self.enriched = n_digits, batch_size, float(enriched)
         self.eval_size, self.data_seed = eval_size, data_seed
         # A stream of its own, so an eval set never equals a training batch drawn from PRNGKey(seed) by chance.

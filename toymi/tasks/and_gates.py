@@ -37,8 +37,13 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from toymi.errors import ConfigError
 from toymi.model.transformer import Transformer
 from toymi.tasks.base import Task
-from toymi.tasks.features import FeatureBatch, positive_int_problem, probability_problem, sparse_boolean
+from toymi.tasks.features import FeatureBatch, sparse_boolean
 from toymi.tasks.render import features_from_string, features_to_string, one_sequence, render_features
+from toymi.validate import integer, probability, problems, require
+
+_CHECKS = {"batch_size": integer(1), "n_eval": integer(1), "feature_probability": probability,
+           "n_features": integer(2, says="an integer >= 2 (a gate needs two inputs)"), "gate_seed": integer(0),
+           "eval_seed": integer(0)}
 
 
 READOUT_TEXT = "<read>"
@@ -68,21 +73,20 @@ def gate_pairs(n_features: int, gates, gate_seed: int = 0) -> tuple[tuple[int, i
         return tuple(every[i] for i in sorted(chosen))
     if not isinstance(gates, (list, tuple)) or not gates:
         raise ConfigError(f'gates must be "all", a number of random pairs, or a list of [a, b] pairs; got {gates!r}')
-    problems, seen = [], set()
+    found, seen = [], set()
     for pair in gates:
         if (not isinstance(pair, (list, tuple)) or len(pair) != 2
                 or not all(isinstance(i, int) and not isinstance(i, bool) for i in pair)):
-            problems.append(f"{pair!r} is not a pair of feature indices")
+            found.append(f"{pair!r} is not a pair of feature indices")
         elif not all(0 <= i < n_features for i in pair):
-            problems.append(f"{list(pair)} has an index outside [0, {n_features})")
+            found.append(f"{list(pair)} has an index outside [0, {n_features})")
         elif pair[0] == pair[1]:
-            problems.append(f"{list(pair)} ANDs a feature with itself")
+            found.append(f"{list(pair)} ANDs a feature with itself")
         elif frozenset(pair) in seen:
-            problems.append(f"{list(pair)} appears twice")
+            found.append(f"{list(pair)} appears twice")
         else:
             seen.add(frozenset(pair))
-    if problems:
-        raise ConfigError("invalid gates:\n  - " + "\n  - ".join(problems))
+    require("gates", found)
     return tuple((int(a), int(b)) for a, b in gates)
 
 
@@ -145,17 +149,9 @@ class AndGates(Task):
 
     def __init__(self, n_features: int = 10, feature_probability: float = 0.3, gates="all", gate_seed: int = 0,
                  batch_size: int = 1024, n_eval: int = 4096, eval_seed: int = 0):
-        problems = [positive_int_problem(name, value) for name, value in
-                    (("batch_size", batch_size), ("n_eval", n_eval))]
-        problems.append(probability_problem("feature_probability", feature_probability))
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 2:
-            problems.append(f"n_features must be an integer >= 2 (a gate needs two inputs), got {n_features!r}")
-        for name, seed in (("gate_seed", gate_seed), ("eval_seed", eval_seed)):
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                problems.append(f"{name} must be an integer >= 0, got {seed!r}")
-        problems = [p for p in problems if p]
-        if problems:
-            raise ConfigError("invalid and_gates task:\n  - " + "\n  - ".join(problems))
+        require("and_gates task", problems(
+            {"batch_size": batch_size, "n_eval": n_eval, "feature_probability": feature_probability,
+             "n_features": n_features, "gate_seed": gate_seed, "eval_seed": eval_seed}, _CHECKS))
         self.n_features, self.feature_probability, self.batch_size = n_features, float(feature_probability), batch_size
         self.pairs = gate_pairs(n_features, gates, gate_seed)
         self.gate_inputs = jnp.asarray(self.pairs, jnp.int32)

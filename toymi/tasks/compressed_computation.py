@@ -24,10 +24,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from toymi.errors import ConfigError
 from toymi.tasks.base import Task
-from toymi.tasks.features import FeatureBatch, positive_int_problem, probability_problem, sparse_uniform
+from toymi.tasks.features import FeatureBatch, sparse_uniform
 from toymi.tasks.render import features_from_string, features_to_string, render_features
+from toymi.validate import integer, probability, problems, require
+
+_CHECKS = {"n_features": integer(1), "feature_probability": probability, "batch_size": integer(1),
+           "n_eval": integer(1), "eval_seed": integer(0)}
 
 
 def relu_plus_identity(x: Float[Array, "*batch n_features"]) -> Float[Array, "*batch n_features"]:
@@ -60,14 +63,9 @@ class CompressedComputation(Task):
 
     def __init__(self, n_features: int = 100, feature_probability: float = 0.01, batch_size: int = 2048,
                  n_eval: int = 10_000, eval_seed: int = 0):
-        problems = [positive_int_problem(name, value) for name, value in
-                    (("n_features", n_features), ("batch_size", batch_size), ("n_eval", n_eval))]
-        problems.append(probability_problem("feature_probability", feature_probability))
-        if isinstance(eval_seed, bool) or not isinstance(eval_seed, int) or eval_seed < 0:
-            problems.append(f"eval_seed must be an integer >= 0, got {eval_seed!r}")
-        problems = [p for p in problems if p]
-        if problems:
-            raise ConfigError("invalid compressed_computation task:\n  - " + "\n  - ".join(problems))
+        require("compressed_computation task", problems(
+            {"n_features": n_features, "feature_probability": feature_probability, "batch_size": batch_size,
+             "n_eval": n_eval, "eval_seed": eval_seed}, _CHECKS))
         self.n_features, self.feature_probability = n_features, float(feature_probability)
         self.batch_size, self.n_eval, self.eval_seed = batch_size, n_eval, eval_seed
         self.eval_set = self.sample(jax.random.PRNGKey(eval_seed), n_eval)

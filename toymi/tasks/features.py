@@ -44,17 +44,3 @@ def sparse_uniform(key: PRNGKeyArray, batch: int, n_features: int, p: float, low
 def sparse_boolean(key: PRNGKeyArray, batch: int, n_features: int, p: float) -> Float[Array, "batch n_features"]:
     """Each feature is 1.0 with probability `p`, else 0.0 (`[batch, n_features]` float32)."""
     return jax.random.bernoulli(key, p, (batch, n_features)).astype(jnp.float32)
-
-
-def probability_problem(name: str, p) -> str | None:
-    """The error text for a feature probability outside (0, 1], or None."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-        return f"{name} must be in (0, 1], got {p!r}"
-    return None
-
-
-def positive_int_problem(name: str, value) -> str | None:
-    """The error text for a value that is not a positive integer, or None."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return f"{name} must be a positive integer, got {value!r}"
-    return None

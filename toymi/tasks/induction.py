@@ -31,10 +31,15 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy, token_nll
 from toymi.tasks.render import as_tokens, one_sequence
+from toymi.validate import boolean, integer, one_of, problems, require
 
 BOS_TEXT = "<bos>"
 MODES = ("repeat", "random_offsets")
 LOSS_ON = ("all", "repeated")
+_COUNT = integer(1, says="an integer >= 1")  # the wording its errors have always had
+_CHECKS = {"vocab": integer(2), "subseq_len": integer(2), "n_repeats": integer(2), "batch_size": _COUNT,
+           "eval_size": _COUNT, "mode": one_of(MODES), "loss_on": one_of(LOSS_ON), "bos": boolean,
+           "data_seed": integer()}
 EVAL_STREAM = 0x1D
 
 
@@ -139,26 +144,15 @@ class Induction(Task):
     def __init__(self, vocab: int = 128, subseq_len: int = 16, n_repeats: int = 3, mode: str = "repeat",
                  bos: bool = True, loss_on: str = "all", batch_size: int = 128, eval_size: int = 512,
                  data_seed: int = 0):
-        problems = []
-        for name, value, least in (("vocab", vocab, 2), ("subseq_len", subseq_len, 2), ("n_repeats", n_repeats, 2),
-                                   ("batch_size", batch_size, 1), ("eval_size", eval_size, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                problems.append(f"{name} must be an integer >= {least}, got {value!r}")
-        if mode not in MODES:
-            problems.append(f"mode must be one of {MODES}, got {mode!r}")
-        if loss_on not in LOSS_ON:
-            problems.append(f"loss_on must be one of {LOSS_ON}, got {loss_on!r}")
-        if not isinstance(bos, bool):
-            problems.append(f"bos must be true or false, got {bos!r}")
-        if not isinstance(data_seed, int) or isinstance(data_seed, bool):
-            problems.append(f"data_seed must be an integer, got {data_seed!r}")
-        if not problems:
+        values = {"vocab": vocab, "subseq_len": subseq_len, "n_repeats": n_repeats, "batch_size": batch_size,
+                  "eval_size": eval_size, "mode": mode, "loss_on": loss_on, "bos": bos, "data_seed": data_seed}
+        found = problems(values, _CHECKS)
+        if not found:
             # Tokens are distinct apart from the copies (unambiguous ground truth), so they must fit in the vocab.
             distinct = subseq_len if mode == "repeat" else subseq_len * n_repeats
             if distinct > vocab:
-                problems.append(f"mode {mode!r} needs {distinct} distinct tokens but vocab is {vocab}")
-        if problems:
-            raise ValueError("invalid induction task: " + "; ".join(problems))
+                found.append(f"mode {mode!r} needs {distinct} distinct tokens but vocab is {vocab}")
+        require("induction task", found)
         self.vocab, self.subseq_len, self.n_repeats, self.mode = vocab, subseq_len, n_repeats, mode
         self.bos, self.loss_on, self.batch_size, self.eval_size, self.data_seed = (
             bos, loss_on, batch_size, eval_size, data_seed)

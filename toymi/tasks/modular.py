@@ -17,7 +17,9 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
 from toymi.tasks.render import as_tokens, one_sequence
+from toymi.errors import ConfigError
 from toymi.trees import stack
+from toymi.validate import is_int, number, one_of, problems, require
 
 OPS = ("+", "-", "*", "/")
 LOSSES = ("standard", "exact")
@@ -36,6 +38,10 @@ def fourier_basis(p: int) -> tuple[Float[Array, "p p"], list[str]]:
         names += [f"cos {k}", f"sin {k}"]
     basis = np.stack(rows[:p])
     return jnp.asarray(basis / np.linalg.norm(basis, axis=1, keepdims=True), jnp.float32), names[:p]
+
+
+_CHECKS = {"p": lambda p: None if is_int(p) and _is_prime(p) else "a prime", "op": one_of(OPS),
+           "frac_train": number(0, 1, low_open=True, high_open=True), "loss": one_of(LOSSES)}
 
 
 def _answers(a: np.ndarray, b: np.ndarray, op: str, p: int) -> np.ndarray:
@@ -194,18 +200,8 @@ class ModularArithmetic(Task):
 
 
 def _check_settings(p, op, frac_train, loss) -> None:
-    """Every problem with a modular task's settings, in one ValueError (cheap: nothing is built)."""
-    problems = []
-    if not isinstance(p, int) or not _is_prime(p):
-        problems.append(f"p must be a prime, got {p!r}")
-    if op not in OPS:
-        problems.append(f"op must be one of {OPS}, got {op!r}")
-    if not isinstance(frac_train, (int, float)) or not 0 < frac_train < 1:
-        problems.append(f"frac_train must be in (0, 1), got {frac_train!r}")
-    if loss not in LOSSES:
-        problems.append(f"loss must be one of {LOSSES}, got {loss!r}")
-    if problems:
-        raise ValueError("invalid modular_arithmetic task: " + "; ".join(problems))
+    """Every problem with a modular task's settings, in one `ConfigError` (cheap: nothing is built)."""
+    require("modular_arithmetic task", problems({"p": p, "op": op, "frac_train": frac_train, "loss": loss}, _CHECKS))
     n_pairs = p * (p - 1 if op == "/" else p)
     if not 0 < int(frac_train * n_pairs) < n_pairs:
-        raise ValueError(f"frac_train={frac_train} leaves an empty train or test set for p={p}")
+        raise ConfigError(f"frac_train={frac_train} leaves an empty train or test set for p={p}")

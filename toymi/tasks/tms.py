@@ -13,7 +13,7 @@ Feature layout: correlated pairs first, as (0, 1), (2, 3), ...; then anticorrela
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import equinox as eqx
@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from toymi.errors import ConfigError
 from toymi.tasks.base import Task
 from toymi.tasks.features import FeatureBatch
 from toymi.tasks.render import features_from_string, features_to_string, render_features
+from toymi.validate import integer, is_int, is_number, number, optional, probability, problems, require
 
 
 def sample_features(
@@ -76,12 +76,33 @@ def importance_weights(n_features: int, decay: float | None = None, last: float 
     return np.ones(n_features)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+_POSITIVE = number(0, low_open=True, says="a positive number")
+_CHECKS = {"n_features": integer(1), "feature_probability": probability, "importance_decay": optional(_POSITIVE),
+           "importance_last": optional(_POSITIVE), "n_correlated_pairs": integer(0),
+           "n_anticorrelated_pairs": integer(0), "batch_size": integer(1), "eval_size": integer(1),
+           "data_seed": integer(0)}
 
 
-def _is_count(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def _relations(n_features, feature_probability, importance_decay, importance_last, importance,
+               n_correlated_pairs, n_anticorrelated_pairs, **_) -> Iterator[str]:
+    """The problems between settings (each checked only where the settings it reads passed their own checks)."""
+    chosen = [name for name, v in (("importance_decay", importance_decay), ("importance_last", importance_last),
+                                   ("importance", importance)) if v is not None]
+    if len(chosen) > 1:
+        yield f"set at most one of importance_decay, importance_last and importance, got {chosen}"
+    n_ok = is_int(n_features) and n_features >= 1
+    if importance is not None and (
+        not isinstance(importance, (list, tuple)) or not all(is_number(v) and v >= 0 for v in importance)
+        or (n_ok and len(importance) != n_features)
+    ):
+        yield f"importance must be a list of n_features={n_features!r} numbers >= 0, got {importance!r}"
+    pairs = (n_correlated_pairs, n_anticorrelated_pairs)
+    if n_ok and all(is_int(n) and n >= 0 for n in pairs) and 2 * sum(pairs) > n_features:
+        yield (f"{n_correlated_pairs} correlated and {n_anticorrelated_pairs} anticorrelated pairs need "
+               f"{2 * sum(pairs)} features, more than n_features={n_features}")
+    if n_anticorrelated_pairs and is_number(feature_probability) and feature_probability > 0.5:
+        yield (f"anticorrelated pairs need feature_probability <= 0.5 (a pair is on with probability "
+               f"2p), got {feature_probability}")
 
 
 class ToyModelsOfSuperposition(Task):
@@ -118,42 +139,11 @@ class ToyModelsOfSuperposition(Task):
                  importance_last: float | None = None, importance: Sequence[float] | None = None,
                  n_correlated_pairs: int = 0, n_anticorrelated_pairs: int = 0, batch_size: int = 1024,
                  eval_size: int = 10_000, data_seed: int = 0):
-        problems = []
-        if not _is_count(n_features, 1):
-            problems.append(f"n_features must be a positive integer, got {n_features!r}")
-        if not _is_number(feature_probability) or not 0 < feature_probability <= 1:
-            problems.append(f"feature_probability must be in (0, 1], got {feature_probability!r}")
-        chosen = [name for name, v in (("importance_decay", importance_decay), ("importance_last", importance_last),
-                                       ("importance", importance)) if v is not None]
-        if len(chosen) > 1:
-            problems.append(f"set at most one of importance_decay, importance_last and importance, got {chosen}")
-        for name, value in (("importance_decay", importance_decay), ("importance_last", importance_last)):
-            if value is not None and (not _is_number(value) or not value > 0):
-                problems.append(f"{name} must be a positive number, got {value!r}")
-        if importance is not None and (
-            not isinstance(importance, (list, tuple)) or not all(_is_number(v) and v >= 0 for v in importance)
-            or (_is_count(n_features, 1) and len(importance) != n_features)
-        ):
-            problems.append(f"importance must be a list of n_features={n_features!r} numbers >= 0, got {importance!r}")
-        for name, value in (("n_correlated_pairs", n_correlated_pairs),
-                            ("n_anticorrelated_pairs", n_anticorrelated_pairs)):
-            if not _is_count(value, 0):
-                problems.append(f"{name} must be an integer >= 0, got {value!r}")
-        if _is_count(n_correlated_pairs, 0) and _is_count(n_anticorrelated_pairs, 0) and _is_count(n_features, 1) \
-                and 2 * (n_correlated_pairs + n_anticorrelated_pairs) > n_features:
-            problems.append(f"{n_correlated_pairs} correlated and {n_anticorrelated_pairs} anticorrelated pairs need "
-                            f"{2 * (n_correlated_pairs + n_anticorrelated_pairs)} features, more than "
-                            f"n_features={n_features}")
-        if n_anticorrelated_pairs and _is_number(feature_probability) and feature_probability > 0.5:
-            problems.append(f"anticorrelated pairs need feature_probability <= 0.5 (a pair is on with probability "
-                            f"2p), got {feature_probability}")
-        for name, value in (("batch_size", batch_size), ("eval_size", eval_size)):
-            if not _is_count(value, 1):
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if not _is_count(data_seed, 0):
-            problems.append(f"data_seed must be an integer >= 0, got {data_seed!r}")
-        if problems:
-            raise ConfigError("invalid tms task:\n  - " + "\n  - ".join(problems))
+        values = {"n_features": n_features, "feature_probability": feature_probability,
+                  "importance_decay": importance_decay, "importance_last": importance_last,
+                  "n_correlated_pairs": n_correlated_pairs, "n_anticorrelated_pairs": n_anticorrelated_pairs,
+                  "batch_size": batch_size, "eval_size": eval_size, "data_seed": data_seed}
+        require("tms task", [*problems(values, _CHECKS), *_relations(importance=importance, **values)])
         self.n_features = n_features
         self.feature_probability = jnp.asarray(feature_probability, jnp.float32)
         self.n_correlated_pairs, self.n_anticorrelated_pairs = n_correlated_pairs, n_anticorrelated_pairs

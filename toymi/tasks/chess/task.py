@@ -36,6 +36,7 @@ from toymi.tasks.chess.labels import NEXT_FROM, NEXT_TO, PIECE_CLASSES, next_mov
 from toymi.tasks.chess.tokens import (BOS, D_VOCAB, PAD, PROMO0, ROLE_FROM, SQUARE0, game_text, parse_game,
                                       token_roles, token_text)
 from toymi.tasks.render import as_tokens, one_sequence
+from toymi.validate import integer, is_number, number, optional, problems, require
 
 PLAYERS = ("random", "heuristic")
 
@@ -210,29 +211,15 @@ def _eval_batch(games: dict[str, np.ndarray]) -> ChessBatch:
                       uniform_legal_logp=jnp.asarray(facts["uniform_legal_logp"]))
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def _player(player) -> str | None:
+    return None if player in PLAYERS or (is_number(player) and 0 <= player <= 1) else \
+        f"one of {PLAYERS} or a fraction of heuristic games in [0, 1]"
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+_CHECKS = {"n_games": integer(1), "n_test_games": integer(1), "max_plies": integer(1), "batch_size": integer(1),
+           "player": _player, "temperature": number(0), "epsilon": number(0, 1), "seed": integer(),
+           "cache_dir": optional(lambda v: None if isinstance(v, str) else "a path string")}
 
 
 def _validate(**s) -> None:
-    problems = []
-    for name in ("n_games", "n_test_games", "max_plies", "batch_size"):
-        if not _is_int(s[name]) or s[name] < 1:
-            problems.append(f"{name} must be a positive integer, got {s[name]!r}")
-    player = s["player"]
-    if not (player in PLAYERS or (_is_number(player) and 0 <= player <= 1)):
-        problems.append(f"player must be one of {PLAYERS} or a fraction of heuristic games in [0, 1], got {player!r}")
-    if not _is_number(s["temperature"]) or s["temperature"] < 0:
-        problems.append(f"temperature must be a number >= 0, got {s['temperature']!r}")
-    if not _is_number(s["epsilon"]) or not 0 <= s["epsilon"] <= 1:
-        problems.append(f"epsilon must be in [0, 1], got {s['epsilon']!r}")
-    if not _is_int(s["seed"]):
-        problems.append(f"seed must be an integer, got {s['seed']!r}")
-    if s["cache_dir"] is not None and not isinstance(s["cache_dir"], str):
-        problems.append(f"cache_dir must be a path string, got {s['cache_dir']!r}")
-    if problems:
-        raise ValueError("invalid chess task: " + "; ".join(problems))
+    require("chess task", problems(s, _CHECKS))
