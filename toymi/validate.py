@@ -29,7 +29,9 @@ def is_int(value) -> bool:
 
 def is_number(value) -> bool:
     """A finite int or float, and not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # (math.isfinite overflows on a huge int)
 
 
 def integer(at_least: int | None = None, says: str | None = None) -> Check:
@@ -65,7 +67,7 @@ probability = number(0, 1, low_open=True)  # a feature's firing probability: in 
 
 
 def one_of(options: Iterable) -> Check:
-    """One of `options` (compared with ==, so `1` does not pass for `True`: options are strings)."""
+    """A string among `options` (every choice toymi offers is named by a string)."""
     options = tuple(options)
     return lambda v: None if isinstance(v, str) and v in options else f"one of {options}"
 
