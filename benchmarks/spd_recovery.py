@@ -71,11 +71,12 @@ def model_losses(model, task) -> dict[str, float]:
 
 def run_compressed(name: str, args) -> dict:
     """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
-    from toymi.decompose.benchmark import _shipped, _trained
+    from toymi.decompose.settings import trained
     from toymi.decompose.parameters.truths_compressed import score_compressed
 
     t0 = time.perf_counter()
-    model, task = _trained(_shipped(COMPRESSED[name], 50 if args.smoke else args.model_steps))
+    spec = Path(__file__).resolve().parents[1] / "tasks" / f"{COMPRESSED[name]}.toml"
+    model, task = trained(spec, 50 if args.smoke else args.model_steps)
     model_seconds = time.perf_counter() - t0
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)

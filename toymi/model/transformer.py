@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -78,6 +79,16 @@ def _normed(norm: Norm | None, x: Array, hooks: Hooks, scale_site: str, layer: i
     return norm.apply(centred, hooks(scale_site, layer, scale))
 
 
+# The per-layer sites a causal grid may patch, and the clean values that make everything before the patch dead
+# code: the stream entering the sub-layer, and the site itself. (The normalisers' scales are recorded but do not
+# flow downstream, so patching them would do nothing.)
+_GRID_ENTRY = {
+    "resid_pre": ("resid_pre",), "resid_mid": ("resid_mid",), "resid_post": ("resid_post",),
+    **{s: ("resid_pre", s) for s in ("q", "k", "v", "attn_scores", "pattern", "z", "result", "attn_out")},
+    **{s: ("resid_mid", s) for s in ("mlp_pre", "mlp_post", "mlp_out")},
+}
+
+
 class Transformer(HookedModel):
     """A decoder-only transformer over one sequence of tokens (vmap, or pass `[batch, pos]`, for batches).
 
@@ -91,6 +102,7 @@ class Transformer(HookedModel):
     integers in `[0, d_vocab)` with `pos <= n_ctx`.
     """
 
+    kind: ClassVar[str] = "transformer"
     config: ModelConfig = eqx.field(static=True)
     W_E: Float[Array, "d_vocab d_model"]
     W_pos: Float[Array, "n_ctx d_model"] | None
@@ -148,6 +160,27 @@ class Transformer(HookedModel):
         resid = hooks("resid_final", None, _normed(self.ln_final, resid, hooks, "ln_final_scale", None))
         logits = hooks("logits", None, resid @ self.W_U + self.b_U)
         return logits, Activations(**hooks.collected())
+
+    # ---- the interface every kind answers (`toymi.model.hooked`) -----------------------------------------------
+
+    def mlp_input_site(self) -> str | None:
+        return None if self.blocks.mlp is None else "resid_mid"
+
+    def mlp_input(self, acts, layer: int) -> Float[Array, "*pos d_model"]:
+        """Layer `layer`'s `resid_mid`, through its `ln2` when the model normalises."""
+        resid = super().mlp_input(acts, layer)
+        if self.blocks.ln2 is None:
+            return resid
+        norm = jax.tree.map(lambda w: w[layer], self.blocks.ln2)
+        return norm(resid)[0] if resid.ndim == 2 else jax.vmap(lambda r: norm(r)[0])(resid)
+
+    def neuron_basis(self, site: str, layer: int = 0) -> Float[Array, "d_mlp d"] | None:
+        if site == "resid_mid" and self.blocks.ln2 is not None:
+            return None  # the MLP reads resid_mid through a data-dependent norm: no fixed directions
+        return super().neuron_basis(site, layer)
+
+    def grid_entry(self, site: str) -> tuple[str, ...] | None:
+        return _GRID_ENTRY.get(site)
 
     # ---- input checks -----------------------------------------------------------------------------------------
 
