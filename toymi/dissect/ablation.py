@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.jit import jit
-from toymi.dissect.patching import Metric, check_grid, check_model, check_tokens, grid_from_values
+from toymi.dissect.grid import Metric, check_grid, check_model, check_tokens, grid_from_values
 from toymi.model.transformer import Transformer
 
 METHODS = ("zero", "mean", "resample")
