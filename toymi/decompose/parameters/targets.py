@@ -92,14 +92,16 @@ def _residual_targets(model: ResidualMLP) -> list[Target]:
     return out
 
 
+# Each model kind's decomposable matrices, by kind (`HookedModel.kind`).
+TARGETS = {"tms": _tms_targets, "residual_mlp": _residual_targets}
+
+
 def model_targets(model: eqx.Module, names: Sequence[str] | None = None) -> list[Target]:
     """The decomposable matrices of `model` (all, or those named in `names`, in the model's order)."""
-    if isinstance(model, TMS):
-        targets = _tms_targets(model)
-    elif isinstance(model, ResidualMLP):
-        targets = _residual_targets(model)
-    else:
-        raise TypeError(f"SPD has no targets for {type(model).__name__} yet (supported: TMS, ResidualMLP)")
+    kind = getattr(model, "kind", type(model).__name__)
+    if kind not in TARGETS:
+        raise TypeError(f"SPD has no targets for a {kind} model yet (supported kinds: {', '.join(TARGETS)})")
+    targets = TARGETS[kind](model)
     if names is None:
         return targets
     known = [t.name for t in targets]
@@ -120,7 +122,7 @@ def substitute(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[
 def masked_forward(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[Array | None],
                    x: Array) -> Array:
     """The model's output on one example `x` with each target's matrix substituted (None: the model's own)."""
-    if not isinstance(model, TMS):
+    if model.kind != "tms":  # TMS's one W is read twice (in and out): see `_tms_targets`
         return substitute(model, targets, matrices).forward(x)[0]
     by_name = {t.name: M for t, M in zip(targets, matrices, strict=True)}
     rest = [(t, M) for t, M in zip(targets, matrices) if t.name not in ("W_in", "W_out")]
