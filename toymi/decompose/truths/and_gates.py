@@ -45,13 +45,8 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     if site not in ("mlp_post", "mlp_out"):
         raise ValueError(f"site must be 'mlp_post' or 'mlp_out', got {site!r}")
     check_where(model, site, layer)
-    n = task.n_features
-    eye = jnp.eye(n)
-    pairs = np.asarray(task.pairs)
-    effects = np.asarray(input_ablation_effects(task, model))  # [n_gates, n_features]
-    on_pair = effects[np.arange(len(pairs)), pairs[:, 0]] + effects[np.arange(len(pairs)), pairs[:, 1]]
-    sparse = on_pair >= sparse_gate * np.maximum(effects.sum(1), 1e-12)
-    pairs = pairs[sparse]
+    eye = jnp.eye(task.n_features)
+    pairs = _sparse_pairs(model, task, sparse_gate)
     both = eye[pairs[:, 0]] + eye[pairs[:, 1]]
     singles = single_input_patterns(model, eye, layer, site)
     inputs = singles
@@ -81,3 +76,12 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
         sample=activation_sampler(model, task, site, layer), d=int(features.shape[1]), features=features,
         score=score, splice=model_splice(model, task, site, layer, batch), feature_scales=scales,
         neurons=model.neuron_basis(site, layer), **mlp_out_fields(model, task, site, layer, batch))
+
+
+def _sparse_pairs(model, task: AndGates, sparse_gate: float) -> np.ndarray:
+    """The input pairs of the gates that put at least `sparse_gate` of their input-ablation effect on their own two
+    inputs (`and_gates_circuits.input_ablation_effects` on the task's eval set), `[n_sparse, 2]`."""
+    pairs = np.asarray(task.pairs)
+    effects = np.asarray(input_ablation_effects(task, model))  # [n_gates, n_features]
+    on_pair = effects[np.arange(len(pairs)), pairs[:, 0]] + effects[np.arange(len(pairs)), pairs[:, 1]]
+    return pairs[on_pair >= sparse_gate * np.maximum(effects.sum(1), 1e-12)]
