@@ -1,13 +1,14 @@
 """Splicing: run a model with a decomposition in place of one of its activations, and measure the loss recovered.
 
-A decomposition replaces a site through toymi's own intervention mechanism (`apply_function` at the site), so
-every model kind (transformer, tms, residual_mlp) and every task loss works unchanged:
+A decomposition replaces a site through toymi's own intervention mechanism (a `Splice` intervention, so a spliced
+model is `model.with_interventions([...])`), and every model kind (transformer, tms, residual_mlp) and every task
+loss works unchanged:
 
 - an SAE-like decomposition (`encode`/`decode`) replaces a site `x` with its reconstruction `decode(encode(x))`;
 - a transcoder (anything with `predict`) replaces the MLP's output `mlp_out` with `predict(MLP input)`. The MLP
   input is read in a first pass of the same example (it is upstream of `mlp_out` in the same layer, so replacing
-  `mlp_out` cannot change it): `resid_mid` through the layer's `ln2` for a transformer, `resid_pre` for a residual
-  MLP. TMS has no MLP, so it takes SAEs only.
+  `mlp_out` cannot change it): `model.mlp_input` (`resid_mid` through the layer's `ln2` for a transformer,
+  `resid_pre` for a residual MLP). TMS has no MLP, so it takes SAEs only.
 
 `exact=True` adds the error term with a stop-gradient, `x_hat + stop_gradient(x - x_hat)`: the forward value is the
 model's own (loss unchanged up to rounding) while gradients flow through the decomposition — what attribution
