@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.decompose.parameters.components import FactoredMatrix
 from toymi.model.interventions import patch
@@ -138,3 +138,13 @@ def target_inputs(model: eqx.Module, targets: Sequence[Target], x: Array) -> tup
     capture = sorted({t.site for t in targets})
     out, acts = jax.vmap(lambda xi: model.forward(xi, capture=frozenset(capture)))(x)
     return out, [acts[t.site] if t.layer is None else acts[t.site, t.layer] for t in targets]
+
+
+def model_input_sampler(sample: Callable) -> Callable[[PRNGKeyArray, int], Array]:
+    """`sample(key, n)` as a sampler of model inputs `[n, d_input]`: a task's `sample` gives batches, whose `inputs`
+    are taken; a sampler of arrays is used as it is."""
+    def inputs(key: PRNGKeyArray, n: int) -> Array:
+        drawn = sample(key, n)
+        return drawn.inputs if hasattr(drawn, "inputs") else drawn
+
+    return inputs
