@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from toymi.dissect.ablation import ablate_layers
 from toymi.dissect.patching import patchable_sites, patching_grid, path_patching, run_metric
-from toymi.model.interventions import patch
+from toymi.model.interventions import patch, zero_ablate
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
 from toymi.model.tms_config import TMSConfig
@@ -35,6 +36,10 @@ def test_residual_mlp_declares_its_grid_sites_and_refuses_others():
         patching_grid(model, clean, corrupted, metric, "embed", ("layer",), direction="noising")
     with pytest.raises(ValueError, match="path patching follows heads; a residual_mlp model has none"):
         path_patching(model, clean, corrupted, metric)
+    ablated = ablate_layers(model, clean, metric)  # the blocks it has: MLPs only
+    assert list(ablated) == ["mlp_out"]
+    expected = [metric(model.run(clean, interventions=[zero_ablate("mlp_out", layer=layer)])[0]) for layer in (0, 1)]
+    np.testing.assert_allclose(ablated["mlp_out"], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
