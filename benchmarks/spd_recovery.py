@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,8 +44,8 @@ TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coeffi
 
 def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, seed: int = 0):
     """A TMS model trained here (feature probability 0.05, uniform importance, as the SPD paper's)."""
+    from toymi.decompose.settings import trained
     from toymi.spec import Spec
-    from toymi.train import train
 
     spec = Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
@@ -55,9 +54,7 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
         "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
                   "checkpoint_every": steps},
     })
-    with tempfile.TemporaryDirectory() as run_dir:
-        state = train(spec, run_dir, progress=False)
-    return state.model, spec.build_task()
+    return trained(spec)
 
 
 COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
@@ -71,11 +68,12 @@ def model_losses(model, task) -> dict[str, float]:
 
 def run_compressed(name: str, args) -> dict:
     """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
-    from toymi.decompose.benchmark import _shipped, _trained
+    from toymi.decompose.settings import trained
     from toymi.decompose.parameters.truths_compressed import score_compressed
 
     t0 = time.perf_counter()
-    model, task = _trained(_shipped(COMPRESSED[name], 50 if args.smoke else args.model_steps))
+    spec = Path(__file__).resolve().parents[1] / "tasks" / f"{COMPRESSED[name]}.toml"
+    model, task = trained(spec, 50 if args.smoke else args.model_steps)
     model_seconds = time.perf_counter() - t0
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)

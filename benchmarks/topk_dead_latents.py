@@ -26,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import machine, versions, write_json  # noqa: E402
 
-from toymi.decompose.benchmark import EVAL_SEED, evaluate, synthetic_setting  # noqa: E402
+from toymi.decompose.scoring import EVAL_SEED, evaluate  # noqa: E402
+from toymi.decompose.settings import synthetic_setting  # noqa: E402
 from toymi.decompose.sae import hyper, stack_hypers  # noqa: E402
 from toymi.decompose.train import SAEConfig, train_saes  # noqa: E402
 

@@ -27,7 +27,7 @@ def modular_sae(run, steps: int, n_latents: int, k: int):
     """A TopK SAE on the run's MLP neurons at `=` (toymi.decompose, as the recovery benchmark trains them)."""
     import jax.numpy as jnp
 
-    from toymi.decompose.model_truths import modular_truth
+    from toymi.decompose.truths import modular_truth
     from toymi.decompose.sae import hyper, stack_hypers
     from toymi.decompose.train import SAEConfig, train_saes
 

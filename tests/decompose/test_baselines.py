@@ -96,7 +96,7 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
     """A model-based truth trains its model inside the command, and methods are scored against it, with the truth's
-    own scorer (each truth's construction and scoring: tests/decompose/test_model_truths.py; the AND-gate model is
+    own scorer (each truth's construction and scoring: tests/decompose/test_truths.py; the AND-gate model is
     the quickest to train). At the MLP's output transcoders run too, spliced in place of the whole MLP."""
     out = tmp_path / "bench"
     assert main(["decompose", "--quick", "--truths", "and_gates_out", "--methods", "skip transcoder,neuron basis",

@@ -6,8 +6,9 @@ import pytest
 
 from toymi.decompose import metrics
 from toymi.decompose.sae import (
-    BatchTopKSAE, JumpReLUSAE, TopKSAE, aux_k_loss, heaviside, hyper, init_sae, jumprelu, stack_hypers, top_k_codes,
+    BatchTopKSAE, JumpReLUSAE, TopKSAE, aux_k_loss, hyper, init_sae, stack_hypers, top_k_codes,
 )
+from toymi.decompose.straight_through import heaviside, jumprelu
 from toymi.decompose.synthetic import feature_probabilities, sparse_dictionary
 from toymi.decompose.train import SAEConfig, make_trainer, train_saes
 from toymi.errors import ConfigError

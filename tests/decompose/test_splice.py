@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.decompose.model_truths import draw_batch
-from toymi.decompose.splice import splice_report, splice_sae, splice_transcoder, task_loss
+from toymi.decompose.splice import splice_report, splice_sae, splice_transcoder
 from toymi.decompose.transcoder import Transcoder, mlp_transcoder
 from toymi.model.transformer import ModelConfig
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
@@ -53,7 +52,7 @@ KINDS = {"tms": _tms, "residual_mlp": _residual_mlp, "transformer": _transformer
 
 
 def _batch(task, n=32):
-    return draw_batch(task, jax.random.PRNGKey(3), n)
+    return task.sample(jax.random.PRNGKey(3), n)
 
 
 def _identity_sae(d: int) -> Transcoder:
@@ -99,11 +98,11 @@ def test_gradients_flow_through_the_decomposition_of_an_exact_splice():
     model, task, site, layer = _tms()
     batch = _batch(task)
     random = Transcoder(3, 3, 6, jax.random.PRNGKey(7), dec_norm=1.0)
-    loss = lambda dec, exact: task_loss(task, splice_sae(model, dec, site, layer, exact=exact), batch)  # noqa: E731
+    loss = lambda dec, exact: task.loss(splice_sae(model, dec, site, layer, exact=exact), batch)  # noqa: E731
     exact = jax.grad(loss)(random, True)
     assert float(jnp.abs(exact.W_dec).sum()) > 0
     # the forward value is the model's own, but the gradient is the decomposition's (not zero, not the clean one)
-    np.testing.assert_allclose(loss(random, True), task_loss(task, model, batch), rtol=1e-6)
+    np.testing.assert_allclose(loss(random, True), task.loss(model, batch), rtol=1e-6)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import toymi
 from toymi import patch
 from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln
 from toymi.dissect.ln_removal import (
-    FixedNorms, default_order, finetune_with_norms, fold_fixed_norms, measure_scales, norm_sites, remove_layernorm,
+    default_order, fixed_norms, finetune_with_norms, fold_fixed_norms, measure_scales, norm_sites, remove_layernorm,
     with_fixed_norms,
 )
 from toymi.tasks.addition import Addition
@@ -127,12 +127,12 @@ def test_fixed_norms_are_constant_and_fold_into_a_model_without_normalisation():
                                   ("ln_final_scale", None))
     assert default_order(CONFIG)[:2] == (("ln2_scale", 0), ("ln2_scale", 1))
     scales = measure_scales(fixed, TOKENS)
-    all_fixed = FixedNorms(model, scales, jnp.ones(5, bool))
+    all_fixed = fixed_norms(model, scales, jnp.ones(5, bool))
     _, acts = all_fixed.run(TOKENS, capture=["ln1_scale", "ln2_scale", "ln_final_scale"])
     np.testing.assert_allclose(acts["ln2_scale", 1], scales[3])  # every token: the same constant
     assert float(jnp.abs(logits(all_fixed, TOKENS) - logits(model, TOKENS)).max()) > 1e-3  # that changes outputs
     with pytest.raises(ValueError, match="still data-dependent: ln1_scale\\[1\\]"):
-        fold_fixed_norms(FixedNorms(model, scales, jnp.ones(5, bool).at[2].set(False)))
+        fold_fixed_norms(fixed_norms(model, scales, jnp.ones(5, bool).at[2].set(False)))
     plain = fold_fixed_norms(all_fixed)
     assert plain.config.normalization == "none" and plain.blocks.ln1 is None and plain.ln_final is None
     np.testing.assert_allclose(logits(plain, TOKENS), logits(all_fixed, TOKENS), atol=1e-4, rtol=1e-4)

@@ -96,9 +96,7 @@ def test_latents_page(grokking_run, chromium, tmp_path):
 
 
 def _mlp_rows(run) -> np.ndarray:
-    from toymi.decompose.model_truths import all_modular_pairs
-
-    _, acts = run.model.run(all_modular_pairs(run.task).tokens, capture=["mlp_post"])
+    _, acts = run.model.run(run.task.all_pairs().tokens, capture=["mlp_post"])
     return np.asarray(acts["mlp_post", -1][:, -1])
 
 

@@ -14,13 +14,13 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from toymi.circuits.forward import batched_forward, graph_of
-from toymi.dissect.patching import _scalar
+from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
 
 @jit
 def _metric_with(model, run, other, metric, ablate):
-    return _scalar(metric, batched_forward(model, run, other, ablate))
+    return scalar_metric(metric, batched_forward(model, run, other, ablate))
 
 
 def acdc(model, run, other, metric, threshold: float) -> Bool[np.ndarray, " edge"]:

@@ -22,12 +22,12 @@ from jaxtyping import Array, Float
 
 from toymi.circuits.forward import batched_forward, graph_of
 from toymi.circuits.graph import Graph
-from toymi.dissect.patching import _scalar
+from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
 
 def _metric_fn(model, run, other, metric):
-    return lambda ablate: _scalar(metric, batched_forward(model, run, other, ablate))
+    return lambda ablate: scalar_metric(metric, batched_forward(model, run, other, ablate))
 
 
 @jit

@@ -16,7 +16,8 @@ from jaxtyping import Array, Float, Int
 from toymi.circuits.exact import clean_cache, head_and_kind, receiver_group, receiver_logits
 from toymi.circuits.forward import ablation_values, batched_forward, graph_forward, graph_of
 from toymi.circuits.graph import Graph
-from toymi.dissect.patching import DIRECTIONS, Metric, _scalar, check_model, check_tokens
+from toymi.dissect.grid import Metric, check_model, check_tokens, scalar_metric
+from toymi.dissect.patching import DIRECTIONS
 from toymi.jit import jit
 
 
@@ -78,10 +79,10 @@ def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True
     edges = np.asarray(edges, int).reshape(-1, 2)  # static: a tuple of pairs
     zeros = jnp.zeros(graph.valid.shape)
     clean = jax.vmap(lambda t, o: graph_forward(model, t, o, zeros))(run, other)
-    baseline = _scalar(metric, clean[0])
+    baseline = scalar_metric(metric, clean[0])
     if not reuse_clean:
         def one(edge):
-            return _scalar(metric, batched_forward(model, run, other, one_hot_ablation(graph, edge)))
+            return scalar_metric(metric, batched_forward(model, run, other, one_hot_ablation(graph, edge)))
         return jax.vmap(one)(jnp.asarray(edges)), baseline
     cache = clean_cache(model, run)
     delta = other - clean[1]  # [batch, sender, pos, d_model]: what patching each sender's edges adds
@@ -93,7 +94,7 @@ def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True
 
         def one(d, h, k, group=group):  # d: [batch, pos, d_model], the sender's delta on each example
             run_one = lambda t, c, x: receiver_logits(model, group, t, c, x, h, k)  # noqa: E731
-            return _scalar(metric, jax.vmap(run_one)(run, cache, d))
+            return scalar_metric(metric, jax.vmap(run_one)(run, cache, d))
 
         values = jax.vmap(one)(jnp.swapaxes(delta[:, edges[chosen, 0]], 0, 1), jnp.asarray(head), jnp.asarray(kind))
         out = out.at[chosen].set(values)

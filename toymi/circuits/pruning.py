@@ -16,7 +16,7 @@ import optax
 from jaxtyping import Float
 
 from toymi.circuits.forward import batched_forward, graph_of
-from toymi.dissect.patching import _scalar
+from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
 
@@ -27,7 +27,7 @@ def _prune(model, run, other, metric, sparsity, steps, lr, key):
 
     def metric_of(kept):
         ablate = jnp.zeros(graph.valid.shape).at[edges[:, 0], edges[:, 1]].set(1.0 - kept)
-        return _scalar(metric, batched_forward(model, run, other, ablate))
+        return scalar_metric(metric, batched_forward(model, run, other, ablate))
 
     full, empty = metric_of(jnp.ones(len(edges))), metric_of(jnp.zeros(len(edges)))
     scale = jnp.maximum(jnp.abs(full - empty), 1e-6)

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from toymi.circuits.forward import batched_forward, graph_of
-from toymi.dissect.patching import _scalar
+from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
 
@@ -42,7 +42,7 @@ def _metrics_of_circuits(model, run, other, metric, kept):
 
     def one(keep):
         ablate = jnp.zeros(graph.valid.shape).at[edges[:, 0], edges[:, 1]].set(1.0 - keep)
-        return _scalar(metric, batched_forward(model, run, other, ablate))
+        return scalar_metric(metric, batched_forward(model, run, other, ablate))
 
     return jax.vmap(one)(kept.astype(jnp.float32))
 

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from toymi.decompose.benchmark import METHODS, default_settings, markdown_table, run_benchmark
+    from toymi.decompose.benchmark import METHODS, markdown_table, run_benchmark
+    from toymi.decompose.settings import default_settings
 
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
     if seeds < 1:

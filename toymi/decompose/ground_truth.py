@@ -33,6 +33,8 @@ class GroundTruth:
     - `features`: true directions as unit rows `[n_true, d]`, or None where the truth is not a direction set (then
       `score` says how to score it).
     - `published`: metric name → published number to beat (e.g. `{"mmcs": 0.997}`), empty where none exists.
+    - `published_by_method`: where the literature reports numbers per method (Sharkey et al.'s dictionary), method
+      name → its published numbers; None where `published` holds for every method (`published_for`).
     - `score`: optional extra scorer `(decomposition) -> {metric: value}` for truths that are not direction sets
       (e.g. the fraction of each latent's norm in modular addition's key frequencies, from its `directions`; or
       where induction latents fire, from its codes `encode(x)`).
@@ -55,9 +57,17 @@ class GroundTruth:
     d: int
     features: Float[Array, "n_true d"] | None = None
     published: dict[str, float] = dataclasses.field(default_factory=dict)
+    published_by_method: dict[str, dict[str, float]] | None = None
     score: Callable[[Decomposition], dict[str, float]] | None = None
     splice: Callable[[object], dict[str, float]] | None = None
     feature_scales: Float[Array, " n_true"] | None = None
     neurons: Float[Array, "n_neurons d"] | None = None
     io_sample: Callable[[PRNGKeyArray, int], tuple[Float[Array, "n d_in"], Float[Array, "n d"]]] | None = None
     transcoder_splice: Callable[[object], dict[str, float]] | None = None
+
+    def published_for(self, method: str) -> dict[str, float]:
+        """The published numbers a method's row is compared with: its own where the literature reports per method,
+        else the truth's (e.g. SPD's MMCS 1.000 on TMS, shown on every row as the number to reach)."""
+        if self.published_by_method is not None:
+            return dict(self.published_by_method.get(method, {}))
+        return dict(self.published)

@@ -143,7 +143,7 @@ def train_transcoder(sample: IOSampler, transcoder: Transcoder, key: PRNGKeyArra
     **Arguments:**
 
     - `sample`: `(key, n) -> (x_in [n, d_in], y [n, d_out])`, jit-able with static `n` (e.g.
-      `toymi.decompose.model_truths.mlp_io_sampler(model, task, layer)`, or `lambda k, n: (x := f(k, n), x)` for
+      `toymi.decompose.truths.mlp_io_sampler(model, task, layer)`, or `lambda k, n: (x := f(k, n), x)` for
       an SAE).
     - `transcoder`: the initial `Transcoder` (its widths must match what `sample` gives).
     - `key`: a `jax.random` key for the data stream.

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.jit import jit
-from toymi.dissect.patching import Metric, check_grid, check_model, check_tokens, grid_from_values
+from toymi.dissect.grid import Metric, check_grid, check_model, check_tokens, grid_from_values
 from toymi.model.transformer import Transformer
 
 METHODS = ("zero", "mean", "resample")
@@ -87,6 +87,6 @@ def ablate_heads(model, tokens, metric, method: str = "zero", **kwargs) -> Float
 
 
 def ablate_layers(model, tokens, metric, method: str = "zero", **kwargs) -> dict[str, Float[Array, " layer"]]:
-    """Every layer's attention output and (when the model has MLPs) MLP output ablated in turn: `{site: [layer]}`."""
-    sites = ("attn_out",) if model.config.attn_only else ("attn_out", "mlp_out")
+    """Every layer's attention output and MLP output ablated in turn, those the model has: `{site: [layer]}`."""
+    sites = tuple(site for site in ("attn_out", "mlp_out") if site in model.sites)
     return {site: ablation_sweep(model, tokens, metric, site, ("layer",), method, **kwargs) for site in sites}

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from toymi.jit import jit
-from toymi.dissect.patching import Metric, _scalar, check_grid, check_model, check_tokens, patching_grid
+from toymi.dissect.grid import Metric, check_grid, check_model, check_tokens, scalar_metric
+from toymi.dissect.patching import patching_grid
 from toymi.model.interventions import steer
 from toymi.model.sites import check_site
 from toymi.model.transformer import Transformer
@@ -48,7 +49,7 @@ def _attribution(model, clean, corrupted, metric, site, over):
             added = [steer(site, d[layer], layer=layer) for layer in range(n_layers)]
             return model.forward(tok, interventions=added)[0]
         logits = jax.vmap(one)(clean, deltas) if clean.ndim == 2 else one(clean, deltas)
-        return _scalar(metric, logits)
+        return scalar_metric(metric, logits)
 
     value, grad = jax.value_and_grad(metric_with)(jnp.zeros_like(a_clean))
     diff = a_corrupt - a_clean

@@ -7,9 +7,10 @@ Replace one norm's scale by a constant (its average over data), fine-tune with t
 then the next, until none is left. A norm with a fixed scale is linear (centre, divide by a constant, `w`, `b`), so
 the end result folds into the weights of a model without normalisation.
 
-`FixedNorms` is the model during the procedure: a `Transformer` whose removed norms have their scale site patched
-with a constant (`toymi.model.transformer` passes the scale through its site before dividing, so the patch flows
-downstream), usable anywhere a model is (`task.loss`, `evaluate`, `run` with capture and interventions).
+`fixed_norms(model, scales, removed)` is the model during the procedure: the `Transformer` with fixed interventions
+(`model.with_interventions`, one `FixedScale` per norm) that set each removed norm's scale site to a constant
+(`toymi.model.transformer` passes the scale through its site before dividing, so the patch flows downstream),
+usable anywhere a model is (`task.loss`, `evaluate`, `run` with capture and interventions).
 """
 
 from __future__ import annotations
@@ -25,10 +26,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.dissect.layernorm import center_writing_weights, fold_ln
-from toymi.model.activations import Activations
-from toymi.model.hooked import WrappedModel
-from toymi.model.interventions import AnyIntervention, patch
-from toymi.model.positions import take_positions
+from toymi.model.hooked import Intervened
 from toymi.model.transformer import Transformer
 from toymi.tasks import Task
 from toymi.train.state import TrainState
@@ -53,42 +51,47 @@ def default_order(config) -> tuple[NormSite, ...]:
             ("ln_final_scale", None))
 
 
-class FixedNorms(WrappedModel):
-    """A `Transformer` whose `removed` norms divide by the constant in `scales` instead of the token's own scale.
+class FixedScale(eqx.Module):
+    """An intervention: the scale site `site` (at `layer`) set to the constant `scale` wherever `removed` is True
+    (a traced flag, so one compile serves every stage of a removal schedule)."""
 
-    **Fields:** `model` (the transformer; its parameters are what fine-tuning changes), `scales` and `removed`,
-    `[norm]` in `norm_sites(model.config)` order.
-    """
+    site: str = eqx.field(static=True)
+    layer: int | None = eqx.field(static=True)
+    scale: Float[Array, ""]
+    removed: Bool[Array, ""]
 
-    scales: Float[Array, " norm"]
-    removed: Bool[Array, " norm"]
-
-    def forward(
-        self, tokens: Int[Array, " pos"], capture: frozenset[str] = frozenset(),
-        interventions: Sequence[AnyIntervention] = (), output_positions: tuple[int, ...] | None = None,
-    ) -> tuple[Float[Array, "pos d_vocab_out"], Activations]:
-        """The transformer's forward with the removed scales patched in first (the caller's interventions after)."""
-        if output_positions is not None and (capture or interventions):
-            raise ValueError("output_positions cannot be combined with capture or interventions")
-        every_position = jnp.ones(tokens.shape[0], bool)
-        fixed = [patch(site, self.scales[i], layer=layer, positions=every_position & self.removed[i])
-                 for i, (site, layer) in enumerate(norm_sites(self.config))]
-        logits, acts = self.model.forward(tokens, capture, [*fixed, *interventions])
-        return take_positions(logits, output_positions), acts
+    def apply(self, site: str, layer: int | None, x: Array, axes: tuple[str, ...], n_layers: int) -> Array:
+        del axes, n_layers
+        if site != self.site or (self.layer is not None and layer != self.layer):
+            return x
+        return jnp.where(self.removed, jnp.asarray(self.scale, x.dtype), x)
 
 
-def with_fixed_norms(model: Transformer) -> FixedNorms:
-    """`model` as a `FixedNorms` with no norm removed yet (outputs identical)."""
+def fixed_norms(model: Transformer, scales: Float[Array, " norm"], removed: Bool[Array, " norm"]) -> Intervened:
+    """`model` whose `removed` norms divide by the constant in `scales` instead of the token's own scale:
+    `model.with_interventions` of one `FixedScale` per norm (`[norm]` in `norm_sites(model.config)` order). Its
+    `model` is the transformer (its parameters are what fine-tuning changes); `norm_scales` reads the two back."""
+    return model.with_interventions([FixedScale(site, layer, scales[i], removed[i])
+                                     for i, (site, layer) in enumerate(norm_sites(model.config))])
+
+
+def norm_scales(fixed: Intervened) -> tuple[Float[Array, " norm"], Bool[Array, " norm"]]:
+    """`(scales, removed)` of a `fixed_norms` model, `[norm]` in `norm_sites` order."""
+    return (jnp.stack([i.scale for i in fixed.interventions]), jnp.stack([i.removed for i in fixed.interventions]))
+
+
+def with_fixed_norms(model: Transformer) -> Intervened:
+    """`model` as a `fixed_norms` model with no norm removed yet (outputs identical)."""
     if not isinstance(model, Transformer):
         raise TypeError(f"LayerNorm removal needs a toymi Transformer; got {type(model).__name__}")
     sites = norm_sites(model.config)
     if not sites:
         raise ValueError("this model has no normalisation (normalization = 'none'): there is nothing to remove")
-    return FixedNorms(model, jnp.ones(len(sites)), jnp.zeros(len(sites), bool))
+    return fixed_norms(model, jnp.ones(len(sites)), jnp.zeros(len(sites), bool))
 
 
 @eqx.filter_jit
-def measure_scales(model: FixedNorms, tokens: Int[Array, "batch pos"]) -> Float[Array, " norm"]:
+def measure_scales(model: Intervened, tokens: Int[Array, "batch pos"]) -> Float[Array, " norm"]:
     """Each norm's scale averaged over every token of `tokens` (the constant that replaces it), `[norm]`."""
     sites = norm_sites(model.config)
     _, acts = model.run(tokens, capture=sorted({site for site, _ in sites}))
@@ -96,13 +99,13 @@ def measure_scales(model: FixedNorms, tokens: Int[Array, "batch pos"]) -> Float[
 
 
 @eqx.filter_jit
-def _measure(model: FixedNorms, task: Task, keys: PRNGKeyArray) -> Float[Array, " norm"]:
+def _measure(model: Intervened, task: Task, keys: PRNGKeyArray) -> Float[Array, " norm"]:
     """`measure_scales` on one training batch per key, sampled inside the compiled call."""
     tokens = jax.vmap(lambda k: task.train_batch(k).tokens)(keys)  # [batches, batch, pos]
     return measure_scales(model, tokens.reshape(-1, tokens.shape[-1]))
 
 
-def fold_fixed_norms(model: FixedNorms) -> Transformer:
+def fold_fixed_norms(model: Intervened) -> Transformer:
     """The `normalization = "none"` transformer computing what `model` computes once every norm is fixed.
 
     Fold each norm's weight and bias into its readers (`fold_ln`), centre the residual stream's writers (LayerNorm:
@@ -110,14 +113,15 @@ def fold_fixed_norms(model: FixedNorms) -> Transformer:
     norm's constant scale. Logits equal `model`'s up to float rounding.
     """
     sites = norm_sites(model.config)
+    scales, removed = norm_scales(model)
     live = [f"{site}[{layer}]" if layer is not None else site
-            for (site, layer), gone in zip(sites, np.asarray(model.removed)) if not gone]
+            for (site, layer), gone in zip(sites, np.asarray(removed)) if not gone]
     if live:
         raise ValueError(f"every norm must be removed before folding; still data-dependent: {', '.join(live)}")
     inner = fold_ln(model.model)
     if inner.config.normalization == "layernorm":
         inner = center_writing_weights(inner)
-    scale = dict(zip(sites, model.scales))
+    scale = dict(zip(sites, scales))
     layers = range(inner.config.n_layers)
     s1 = jnp.stack([scale["ln1_scale", layer] for layer in layers])  # [layer]
     attn = inner.blocks.attn
@@ -143,11 +147,11 @@ def fold_fixed_norms(model: FixedNorms) -> Transformer:
 @eqx.filter_jit
 def _finetune(state: TrainState, task: Task, scales: Array, removed: Array,
               optimizer: optax.GradientTransformation, n_steps: int) -> tuple[TrainState, Float[Array, " n_steps"]]:
-    """`n_steps` optimiser steps of the transformer inside `FixedNorms(., scales, removed)` on the task's loss; the
+    """`n_steps` optimiser steps of the transformer inside `fixed_norms(., scales, removed)` on the task's loss; the
     scales are arguments, not parameters, so they stay fixed. One compile serves every stage of a schedule."""
 
     def loss(model, task, batch):
-        return task.loss(FixedNorms(model, scales, removed), batch)
+        return task.loss(fixed_norms(model, scales, removed), batch)
 
     return jax.lax.scan(lambda carry, _: train_step(carry, task, optimizer, loss), state, length=n_steps)
 
@@ -206,22 +210,21 @@ def remove_layernorm(
 
     state = _start(fixed.model, optimizer, key)
     stages, losses, chosen = [_row("before", 0, fixed, task)], [], []
+    scales, removed = norm_scales(fixed)
     for site in order:
         index = sites.index(site)
         state, measure_key = _split(state)
-        value = _measure(eqx.tree_at(lambda f: f.model, fixed, state.model), task,
+        value = _measure(fixed_norms(state.model, scales, removed), task,
                          jax.random.split(measure_key, measure_batches))[index]
-        fixed = eqx.tree_at(lambda f: (f.scales, f.removed), fixed,
-                            (fixed.scales.at[index].set(value), fixed.removed.at[index].set(True)))
+        scales, removed = scales.at[index].set(value), removed.at[index].set(True)
         chosen.append(float(value))
         name = _name(site)
-        stages.append(_row(f"removed {name}", int(state.step), eqx.tree_at(lambda f: f.model, fixed, state.model),
-                           task))
+        stages.append(_row(f"removed {name}", int(state.step), fixed_norms(state.model, scales, removed), task))
         n = steps_per_removal + (final_steps if site == order[-1] else 0)
-        state, chunk = _finetune(state, task, fixed.scales, fixed.removed, optimizer, n)
+        state, chunk = _finetune(state, task, scales, removed, optimizer, n)
         losses.append(np.asarray(chunk))
-        stages.append(_row(f"tuned {name}", int(state.step), eqx.tree_at(lambda f: f.model, fixed, state.model), task))
-    plain = fold_fixed_norms(eqx.tree_at(lambda f: f.model, fixed, state.model))
+        stages.append(_row(f"tuned {name}", int(state.step), fixed_norms(state.model, scales, removed), task))
+    plain = fold_fixed_norms(fixed_norms(state.model, scales, removed))
     stages.append(_row("after", int(state.step), plain, task))
     return LNRemoval(plain, order, np.array(chosen), stages, np.concatenate(losses))
 
@@ -231,10 +234,11 @@ def finetune_with_norms(model: Transformer, task: Task, optimizer: optax.Gradien
     """The control for `remove_layernorm`: the same kind of fine-tuning for `steps` steps with every norm kept, so a
     loss change can be told apart from what fine-tuning alone does. Stages: `before`, `after`."""
     fixed = with_fixed_norms(model)
+    scales, removed = norm_scales(fixed)
     state = _start(model, optimizer, key)
-    state, losses = _finetune(state, task, fixed.scales, fixed.removed, optimizer, steps)
-    stages = [_row("before", 0, fixed, task),
-              _row("after", int(state.step), eqx.tree_at(lambda f: f.model, fixed, state.model), task)]
+    state, losses = _finetune(state, task, scales, removed, optimizer, steps)
+    stages = [_row("before", 0, fixed, task), _row("after", int(state.step), fixed_norms(state.model, scales, removed),
+                                                   task)]
     return LNRemoval(state.model, (), np.zeros(0), stages, np.asarray(losses))
 
 

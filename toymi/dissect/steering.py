@@ -15,7 +15,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from toymi.dissect.patching import Metric, check_model, check_tokens, intervention_grid
+from toymi.dissect.grid import Metric, check_model, check_tokens, intervention_grid
 from toymi.model.interventions import steer
 from toymi.model.sites import check_site
 from toymi.model.transformer import Transformer

@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -36,7 +36,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.model.activations import Activations
-from toymi.model.hooked import HookedModel
+from toymi.model.hooked import HookedModel, refuse_positions
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.registry import register_model_kind
@@ -147,6 +147,11 @@ class ResidualMLPConfig(Config):
         return RESIDUAL_MLP_SITES
 
 
+# A causal grid's sites, and what makes everything before the patch dead code (`HookedModel.grid_entry`).
+_GRID_ENTRY = {"resid_pre": ("resid_pre",), "resid_post": ("resid_post",),
+               **{s: ("resid_pre", s) for s in ("mlp_pre", "mlp_post", "mlp_out")}}
+
+
 class ResidualMLP(HookedModel):
     """A residual MLP over one feature vector (vmap, or pass `[batch, n_features]`, for batches).
 
@@ -159,6 +164,7 @@ class ResidualMLP(HookedModel):
     `(outputs, Activations)`. Weights are stacked over layers: `W_in` is `[layer, d_model, d_mlp]`.
     """
 
+    kind: ClassVar[str] = "residual_mlp"
     config: ResidualMLPConfig = eqx.field(static=True)
     W_in: Float[Array, "layer d_model d_mlp"]
     W_out: Float[Array, "layer d_mlp d_model"]
@@ -196,9 +202,10 @@ class ResidualMLP(HookedModel):
 
     def forward(
         self, x: Float[Array, " n_features"], capture: frozenset[str] = frozenset(),
-        interventions: Sequence[AnyIntervention] = (),
+        interventions: Sequence[AnyIntervention] = (), output_positions: None = None,
     ) -> tuple[Float[Array, " n_outputs"], Activations]:
         """`run` for one example without input checks (the training step's path)."""
+        refuse_positions(self, output_positions)
         hooks = Hooks(capture, interventions, self.sites, self.config.n_layers)
         resid = hooks("embed", None, x @ self.W_E)
         for layer in range(self.config.n_layers):
@@ -215,6 +222,12 @@ class ResidualMLP(HookedModel):
         if self.b_U is not None:
             y = y + self.b_U
         return hooks("output", None, y), Activations(hooks.collected(), self.sites)
+
+    def mlp_input_site(self) -> str | None:
+        return "resid_pre"
+
+    def grid_entry(self, site: str) -> tuple[str, ...] | None:
+        return _GRID_ENTRY.get(site)
 
     def check_inputs(self, x) -> Array:
         """Reject the wrong rank or width (JAX would broadcast or fail with a less helpful message)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.model.activations import Activations
-from toymi.model.hooked import HookedModel
+from toymi.model.hooked import HookedModel, refuse_positions
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
 from toymi.model.registry import register_model_kind
@@ -92,6 +93,7 @@ class TMS(HookedModel):
     `(reconstruction, Activations)`.
     """
 
+    kind: ClassVar[str] = "tms"
     config: TMSConfig = eqx.field(static=True)
     W: Float[Array, "d_hidden feature"]
     b: Float[Array, " feature"]
@@ -115,9 +117,10 @@ class TMS(HookedModel):
 
     def forward(
         self, x: Float[Array, " feature"], capture: frozenset[str] = frozenset(),
-        interventions: Sequence[AnyIntervention] = (),
+        interventions: Sequence[AnyIntervention] = (), output_positions: None = None,
     ) -> tuple[Float[Array, " feature"], Activations]:
         """`run` for one example without input checks."""
+        refuse_positions(self, output_positions)
         hooks = Hooks(capture, interventions, self.sites)
         x = hooks("input", None, x)
         h = hooks("hidden", None, self.W @ x)

@@ -21,15 +21,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from toymi.errors import CHECK_PREFIX
 from toymi.model import init
 from toymi.model.activations import Activations
 from toymi.model.block import Block, normed
@@ -41,6 +38,7 @@ from toymi.model.mlp import MLP
 from toymi.model.norm import Norm
 from toymi.model.registry import register_model_kind
 from toymi.model.sites import Site
+from toymi.model.token_checks import check_tokens
 from toymi.validate import Config, integer, one_of, positive_number, setting
 
 ActFn = Literal["relu", "gelu", "gelu_new", "gelu_fast", "solu"]
@@ -146,6 +144,16 @@ _SITES = (
 SITES: dict[str, Site] = {s.name: s for s in _SITES}  # every site any transformer can have
 
 
+# The per-layer sites a causal grid may patch, and the clean values that make everything before the patch dead
+# code: the stream entering the sub-layer, and the site itself. (The normalisers' scales are recorded but do not
+# flow downstream, so patching them would do nothing.)
+_GRID_ENTRY = {
+    "resid_pre": ("resid_pre",), "resid_mid": ("resid_mid",), "resid_post": ("resid_post",),
+    **{s: ("resid_pre", s) for s in ("q", "k", "v", "attn_scores", "pattern", "z", "result", "attn_out")},
+    **{s: ("resid_mid", s) for s in ("mlp_pre", "mlp_post", "mlp_out")},
+}
+
+
 class Transformer(HookedModel):
     """A decoder-only transformer over one sequence of tokens (vmap, or pass `[batch, pos]`, for batches).
 
@@ -159,6 +167,7 @@ class Transformer(HookedModel):
     integers in `[0, d_vocab)` with `pos <= n_ctx`.
     """
 
+    kind: ClassVar[str] = "transformer"
     config: ModelConfig = eqx.field(static=True)
     W_E: Float[Array, "d_vocab d_model"]
     W_pos: Float[Array, "n_ctx d_model"] | None
@@ -217,43 +226,32 @@ class Transformer(HookedModel):
         logits = hooks("logits", None, resid @ self.W_U + self.b_U)
         return logits, Activations(hooks.collected(), self.sites)
 
+    # ---- the interface every kind answers (`toymi.model.hooked`) -----------------------------------------------
+
+    def mlp_input_site(self) -> str | None:
+        return None if self.blocks.mlp is None else "resid_mid"
+
+    def mlp_input(self, acts, layer: int) -> Float[Array, "*pos d_model"]:
+        """Layer `layer`'s `resid_mid`, through its `ln2` when the model normalises."""
+        resid = super().mlp_input(acts, layer)
+        if self.blocks.ln2 is None:
+            return resid
+        norm = jax.tree.map(lambda w: w[layer], self.blocks.ln2)
+        return norm(resid)[0] if resid.ndim == 2 else jax.vmap(lambda r: norm(r)[0])(resid)
+
+    def neuron_basis(self, site: str, layer: int = 0) -> Float[Array, "d_mlp d"] | None:
+        if site == "resid_mid" and self.blocks.ln2 is not None:
+            return None  # the MLP reads resid_mid through a data-dependent norm: no fixed directions
+        return super().neuron_basis(site, layer)
+
+    def grid_entry(self, site: str) -> tuple[str, ...] | None:
+        return _GRID_ENTRY.get(site)
+
     # ---- input checks -----------------------------------------------------------------------------------------
 
     def check_inputs(self, tokens) -> Array:
         """Reject what JAX would silently accept: wrong rank or dtype, too long, out-of-range ids."""
-        if isinstance(tokens, str) or not hasattr(tokens, "shape") and not isinstance(tokens, (list, tuple)):
-            raise TypeError(f"tokens must be an integer array of token ids, got {type(tokens).__name__} "
-                            f"{tokens!r:.40}; a task's tokens come from its batches (task.eval_batches())")
-        if not isinstance(tokens, (jax.Array, jax.core.Tracer)):
-            host = np.asarray(tokens)  # checked before JAX casts it: int64 ids >= 2**31 would wrap to other ids
-            if not np.issubdtype(host.dtype, np.integer):
-                raise TypeError(f"tokens must be integers, got dtype {host.dtype}")
-            if host.size and (host.min() < 0 or host.max() >= self.config.d_vocab):
-                bad = (host < 0) | (host >= self.config.d_vocab)
-                where = tuple(int(i[0]) for i in np.nonzero(bad))
-                raise ValueError(f"token id {int(host[where])} at index {where} is out of range "
-                                 f"[0, {self.config.d_vocab})")
-        tokens = jnp.asarray(tokens)
-        if tokens.ndim not in (1, 2):
-            raise ValueError(f"tokens must be [pos] or [batch, pos], got shape {tokens.shape}")
-        if not jnp.issubdtype(tokens.dtype, jnp.integer):
-            raise TypeError(f"tokens must be integers, got dtype {tokens.dtype}")
-        if tokens.shape[-1] == 0:
-            raise ValueError(f"tokens must hold at least one position, got shape {tokens.shape}")
-        if tokens.shape[-1] > self.config.n_ctx:
-            raise ValueError(f"sequence of length {tokens.shape[-1]} is longer than n_ctx={self.config.n_ctx}")
-        if isinstance(tokens, jax.core.Tracer):
-            # JAX's gather clamps out-of-range indices; under jit the check has to run on device.
-            bad = (tokens < 0) | (tokens >= self.config.d_vocab)
-            return eqx.error_if(tokens, bad.any(), f"{CHECK_PREFIX}token id out of range [0, {self.config.d_vocab})")
-        concrete = np.asarray(tokens)
-        bad = (concrete < 0) | (concrete >= self.config.d_vocab)
-        if bad.any():
-            where = tuple(int(i[0]) for i in np.nonzero(bad))
-            raise ValueError(
-                f"token id {int(concrete[where])} at index {where} is out of range [0, {self.config.d_vocab})"
-            )
-        return tokens
+        return check_tokens(tokens, self.config.d_vocab, self.config.n_ctx)
 
     # ---- weights in TransformerLens's names, stacked over layers ------------------------------------------------
 

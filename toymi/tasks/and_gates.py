@@ -35,7 +35,6 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.errors import ConfigError
-from toymi.model.transformer import Transformer
 from toymi.tasks.base import Task
 from toymi.tasks.features import FeatureBatch, sparse_boolean
 from toymi.tasks.render import features_from_string, features_to_string, one_sequence, render_features
@@ -183,10 +182,14 @@ class AndGates(Task):
             return {"d_vocab": 2 * self.n_features + 1, "d_vocab_out": self.n_gates, "n_ctx": self.n_features + 1}
         return self.model_dims()
 
+    def model_inputs(self, batch: FeatureBatch, kind: str) -> Array:
+        """The feature vectors, or for a transformer the tokens `encode_tokens` makes of them."""
+        return encode_tokens(batch.x) if kind == "transformer" else batch.x
+
     def gate_logits(self, model, x: Float[Array, "batch n_features"]) -> Float[Array, "batch n_gates"]:
-        """The model's gate logits for inputs `x`, whatever its kind (a transformer reads `encode_tokens(x)` and
-        answers at its last position)."""
-        if isinstance(model, Transformer):
+        """The model's gate logits for inputs `x`, whatever its kind (a transformer, wrapped or not, reads
+        `encode_tokens(x)` and answers at its last position)."""
+        if model.kind == "transformer":
             readout = (self.n_features,)
             return jax.vmap(lambda t: model.forward(t, output_positions=readout)[0][0])(encode_tokens(x))
         return model(x)

@@ -5,6 +5,9 @@ arguments, not baked-in constants) and its settings are static fields. The train
 
 - `train_batch(key)`: the batch for one optimiser step — the full training set for full-batch tasks, or a fresh
   sample drawn on device from `key` for sampling tasks;
+- `sample(key, n)`: `n` fresh examples of the task's distribution, drawn on device (static `n`), of the same batch
+  type as `train_batch` (`Batch` for sequence tasks, `FeatureBatch` for feature-vector tasks);
+- `model_inputs(batch, kind)`: what a model of `kind` reads for `batch` (default: the batch's `inputs`);
 - `eval_batches()`: the fixed named sets evaluated every N steps (e.g. `{"train": ..., "test": ...}`);
 - `loss(model, batch)`: the training objective (default: masked cross-entropy at the scored positions);
 - `evaluate(model, batch)`: scalars to log for one eval set (default: `metrics` of the scored logits);
@@ -17,7 +20,8 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `sweep_summary`: what `toymi sweep` summarises and draws by default: `(metric, threshold)`, the steps until
   `metric` is below `threshold` (a phase diagram; Nanda et al.'s "grokked" is test loss < 0.1), or `(metric, None)`,
   its final value, for tasks whose loss scale the swept settings change (TMS, compressed computation);
-- `ground_truth()`: what dissection and decomposition are scored against;
+- `ground_truth()`: what is known about the task before training (a dict), which dissection is scored against
+  (a decomposition of a trained model is scored against a `toymi.decompose.GroundTruth` instead);
 - `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis;
 - `render_tokens(tokens)`: one readable string per token id (per feature, for a feature vector);
   `to_string(tokens)` / `from_string(text)`: a whole input as text and back (a bad string is a one-line error);
@@ -51,6 +55,11 @@ class Batch(eqx.Module):
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
+
+    @property
+    def inputs(self) -> Int[Array, "batch pos"]:
+        """What a model reads: the tokens."""
+        return self.tokens
 
     def at_positions(self, positions: tuple[int, ...] | None) -> "Batch":
         """Targets and mask restricted to `positions` (tokens kept whole: the model reads all of them)."""
@@ -110,6 +119,22 @@ class Task(eqx.Module):
     @abc.abstractmethod
     def eval_batches(self) -> dict[str, Batch]: ...
 
+    def sample(self, key: PRNGKeyArray, n: int):
+        """`n` fresh examples of the task's distribution (a batch of `train_batch`'s type), drawn on device.
+
+        Default: `train_batch` under `vmap` over enough keys, truncated to `n`. Sampling tasks override it to draw
+        exactly `n`; full-batch tasks to draw from the distribution the model computes on.
+        """
+        size = len(self.train_batch(key))
+        batches = jax.vmap(self.train_batch)(jax.random.split(key, -(-n // size)))
+        return jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:])[:n], batches)
+
+    def model_inputs(self, batch, kind: str) -> Array:
+        """What a model of `kind` (`toymi.model.registry`) reads for `batch`: the batch's `inputs` unless the task
+        encodes them differently for that kind."""
+        del kind
+        return batch.inputs
+
     @abc.abstractmethod
     def model_dims(self) -> dict[str, int]: ...
 
@@ -125,7 +150,10 @@ class Task(eqx.Module):
         return cls(**settings).model_dims_for(kind)
 
     @abc.abstractmethod
-    def ground_truth(self): ...
+    def ground_truth(self):
+        """What is known about the task before any model is trained (its circuit, feature directions, target), as
+        a dict. Not a `toymi.decompose.GroundTruth`, which is what a decomposition of one trained model's
+        activations is scored against (`toymi.decompose.truths`)."""
 
     @classmethod
     def stack(cls, tasks: Sequence["Task"]) -> "Task":

@@ -22,6 +22,11 @@ class FeatureBatch(eqx.Module):
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def inputs(self) -> Float[Array, "batch n_features"]:
+        """What a model reads: the feature vectors."""
+        return self.x
+
 
 def sparse_uniform(key: PRNGKeyArray, batch: int, n_features: int, p: float, low: float = -1.0,
                    high: float = 1.0) -> Float[Array, "batch n_features"]:

@@ -179,6 +179,10 @@ class Induction(Task):
             mask = jnp.broadcast_to(jnp.asarray(np.arange(self.seq_len) < self.seq_len - 1, jnp.float32), tokens.shape)
         return Batch(tokens, targets, mask)
 
+    def sample(self, key: PRNGKeyArray, n: int) -> Batch:
+        """`n` fresh sequences of the training distribution (`mode`)."""
+        return self._sample(key, n, self.mode)
+
     def train_batch(self, key: PRNGKeyArray) -> Batch:
         return self._sample(key, self.batch_size, self.mode)
 

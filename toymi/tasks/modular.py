@@ -6,6 +6,7 @@ The split follows Nanda et al.'s code: every pair, shuffled with Python's `rando
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 
@@ -52,6 +53,15 @@ def _answers(a: np.ndarray, b: np.ndarray, op: str, p: int) -> np.ndarray:
     if op == "*":
         return (a * b) % p
     return (a * np.array([pow(int(v), p - 2, p) for v in b])) % p  # b^-1 by Fermat's little theorem
+
+
+@functools.lru_cache(maxsize=8)
+def answer_table(p: int, op: str) -> np.ndarray:
+    """`[p, p]` int32: the answer to `a op b mod p` at `[a, b]` (0 where b = 0 for division)."""
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    table = _answers(a.ravel(), b.ravel(), op, p).reshape(p, p).astype(np.int32)
+    table.setflags(write=False)  # shared by the cache
+    return table
 
 
 class ModularArithmetic(Task):
@@ -124,6 +134,22 @@ class ModularArithmetic(Task):
             members.append(eqx.tree_at(lambda m: (m.train, m.test), tasks[0], (train, test)))
         return stack(members)
 
+    def all_pairs(self) -> Batch:
+        """Every `(a, b)` of the task (train and test), `a` major: row `a·p + b` (`a·(p-1) + b-1` for division,
+        which leaves out b = 0)."""
+        a, b = np.meshgrid(np.arange(self.p), np.arange(1 if self.op == "/" else 0, self.p), indexing="ij")
+        return self._batch(np.stack([a.ravel(), b.ravel()], axis=1))
+
+    def sample(self, key: PRNGKeyArray, n: int) -> Batch:
+        """`n` pairs drawn uniformly from all `p²` (train and test alike: the distribution the model computes on),
+        on device."""
+        k_a, k_b = jax.random.split(key)
+        a = jax.random.randint(k_a, (n,), 0, self.p)
+        b = jax.random.randint(k_b, (n,), 1 if self.op == "/" else 0, self.p)
+        tokens = jnp.stack([a, b, jnp.full(n, self.p, jnp.int32)], axis=1).astype(jnp.int32)
+        targets = jnp.zeros((n, 3), jnp.int32).at[:, 2].set(jnp.asarray(answer_table(self.p, self.op))[a, b])
+        return Batch(tokens, targets, jnp.zeros((n, 3), jnp.float32).at[:, 2].set(1.0))
+
     def train_batch(self, key: PRNGKeyArray) -> Batch:
         del key  # full-batch training
         return self.train
@@ -150,9 +176,9 @@ class ModularArithmetic(Task):
         from toymi.tasks.input_map import InputMap
 
         first = 1 if self.op == "/" else 0
-        a, b = np.meshgrid(np.arange(self.p), np.arange(first, self.p), indexing="ij")
-        tokens = np.stack([a.ravel(), b.ravel(), np.full(a.size, self.p)], axis=1).astype(np.int32)
-        return InputMap(tokens, np.full(a.size, 2), np.arange(a.size), (self.p, self.p - first), ("a", "b"))
+        tokens = np.array(self.all_pairs().tokens)
+        n = len(tokens)
+        return InputMap(tokens, np.full(n, 2), np.arange(n), (self.p, self.p - first), ("a", "b"))
 
     @classmethod
     def dims_from_settings(cls, kind: str, *, p: int = 113, op: str = "+", frac_train: float = 0.3,

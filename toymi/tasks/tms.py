@@ -150,17 +150,16 @@ class ToyModelsOfSuperposition(Task):
         self.batch_size = batch_size
         weights = importance_weights(n_features, importance_decay, importance_last, importance)
         self.feature_importance = jnp.asarray(weights, jnp.float32)
-        x = self.sample(jax.random.PRNGKey(data_seed), eval_size)
-        self.test = FeatureBatch(x=x, y=x)
+        self.test = self.sample(jax.random.PRNGKey(data_seed), eval_size)
 
-    def sample(self, key: PRNGKeyArray, n_batch: int) -> Float[Array, "batch feature"]:
-        """`n_batch` fresh examples from this task's distribution."""
-        return sample_features(key, n_batch, self.n_features, self.feature_probability, self.n_correlated_pairs,
-                               self.n_anticorrelated_pairs)
+    def sample(self, key: PRNGKeyArray, n_batch: int) -> FeatureBatch:
+        """`n_batch` fresh examples from this task's distribution (an autoencoder's: the target is the input)."""
+        x = sample_features(key, n_batch, self.n_features, self.feature_probability, self.n_correlated_pairs,
+                            self.n_anticorrelated_pairs)
+        return FeatureBatch(x=x, y=x)
 
     def train_batch(self, key: PRNGKeyArray) -> FeatureBatch:
-        x = self.sample(key, self.batch_size)
-        return FeatureBatch(x=x, y=x)  # an autoencoder: the target is the input
+        return self.sample(key, self.batch_size)
 
     def eval_batches(self) -> dict[str, FeatureBatch]:
         return {"test": self.test}

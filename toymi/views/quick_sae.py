@@ -38,7 +38,7 @@ def train_quick_sae(run, settings: QuickSAE = QuickSAE()):
     import jax.numpy as jnp
 
     from toymi.decompose.ground_truth import GroundTruth
-    from toymi.decompose.model_truths import activation_sampler
+    from toymi.decompose.truths import activation_sampler
     from toymi.decompose.sae import hyper, stack_hypers
     from toymi.decompose.train import SAEConfig, train_saes
 

@@ -20,7 +20,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from toymi.decompose.parameters.components import init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
-from toymi.decompose.parameters.targets import Target, model_targets
+from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
 from toymi.spec import TrainConfig
 from toymi.train.optimizer import make_optimizer
@@ -131,7 +131,9 @@ def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> S
 
 def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig):
     """The compiled program: `(seeds [member], hypers) -> (params, losses)`. `sample(key, n)` gives `[n, d]` model
-    inputs. The same trainer called again with as many members reuses its compiled program."""
+    inputs, or a task's `sample` (its batches' `inputs`). The same trainer called again with as many members reuses its
+    compiled program."""
+    sample = model_input_sampler(sample)
     targets = model_targets(model, cfg.targets)
     optimizer = cfg.optimizer()
 
@@ -167,7 +169,8 @@ def train_spd(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], c
     **Arguments:**
 
     - `model`: the trained target model (TMS or residual MLP); it stays fixed.
-    - `sample`: `sample(key, n) -> [n, d_input]`, fresh inputs from the model's data distribution.
+    - `sample`: `sample(key, n) -> [n, d_input]`, fresh inputs from the model's data distribution (or the task's
+      own `task.sample`, whose batches' `inputs` are used).
     - `cfg`: what the members share; `hypers`: per-member settings (`stack_spd_hypers`); `seeds`: `[member]`.
 
     **Returns:** `TrainedSPD`.

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.decompose.parameters.components import FactoredMatrix
 from toymi.model.interventions import patch
@@ -92,14 +92,16 @@ def _residual_targets(model: ResidualMLP) -> list[Target]:
     return out
 
 
+# Each model kind's decomposable matrices, by kind (`HookedModel.kind`).
+TARGETS = {"tms": _tms_targets, "residual_mlp": _residual_targets}
+
+
 def model_targets(model: eqx.Module, names: Sequence[str] | None = None) -> list[Target]:
     """The decomposable matrices of `model` (all, or those named in `names`, in the model's order)."""
-    if isinstance(model, TMS):
-        targets = _tms_targets(model)
-    elif isinstance(model, ResidualMLP):
-        targets = _residual_targets(model)
-    else:
-        raise TypeError(f"SPD has no targets for {type(model).__name__} yet (supported: TMS, ResidualMLP)")
+    kind = getattr(model, "kind", type(model).__name__)
+    if kind not in TARGETS:
+        raise TypeError(f"SPD has no targets for a {kind} model yet (supported kinds: {', '.join(TARGETS)})")
+    targets = TARGETS[kind](model)
     if names is None:
         return targets
     known = [t.name for t in targets]
@@ -120,7 +122,7 @@ def substitute(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[
 def masked_forward(model: eqx.Module, targets: Sequence[Target], matrices: Sequence[Array | None],
                    x: Array) -> Array:
     """The model's output on one example `x` with each target's matrix substituted (None: the model's own)."""
-    if not isinstance(model, TMS):
+    if model.kind != "tms":  # TMS's one W is read twice (in and out): see `_tms_targets`
         return substitute(model, targets, matrices).forward(x)[0]
     by_name = {t.name: M for t, M in zip(targets, matrices, strict=True)}
     rest = [(t, M) for t, M in zip(targets, matrices) if t.name not in ("W_in", "W_out")]
@@ -136,3 +138,13 @@ def target_inputs(model: eqx.Module, targets: Sequence[Target], x: Array) -> tup
     capture = sorted({t.site for t in targets})
     out, acts = jax.vmap(lambda xi: model.forward(xi, capture=frozenset(capture)))(x)
     return out, [acts[t.site] if t.layer is None else acts[t.site, t.layer] for t in targets]
+
+
+def model_input_sampler(sample: Callable) -> Callable[[PRNGKeyArray, int], Array]:
+    """`sample(key, n)` as a sampler of model inputs `[n, d_input]`: a task's `sample` gives batches, whose `inputs`
+    are taken; a sampler of arrays is used as it is."""
+    def inputs(key: PRNGKeyArray, n: int) -> Array:
+        drawn = sample(key, n)
+        return drawn.inputs if hasattr(drawn, "inputs") else drawn
+
+    return inputs

@@ -18,7 +18,7 @@ from jaxtyping import PRNGKeyArray
 from toymi.decompose.parameters.evaluate import causal_importances
 from toymi.decompose.parameters.losses import SPDParams
 from toymi.decompose.parameters.scoring import alive_by_importance, alive_by_norm, column_mmcs_ml2r
-from toymi.decompose.parameters.targets import model_targets
+from toymi.decompose.parameters.targets import model_input_sampler, model_targets
 from toymi.model.tms import TMS
 
 PUBLISHED = {"tms 5-2": {"mmcs": 1.0, "ml2r": 0.993}, "tms 40-10": {"mmcs": 1.0, "ml2r": 1.010},
@@ -37,7 +37,7 @@ def score_tms(model: TMS, params: SPDParams, sample, key: PRNGKeyArray, n: int =
     names = [t.name for t in targets]
     if len(params.components) != len(targets):
         raise ValueError(f"the decomposition has {len(params.components)} matrices; this model decomposes {names}")
-    x = sample(key, n)
+    x = model_input_sampler(sample)(key, n)
     ci = causal_importances(params, model, targets, x)
     w_in, w_out = (params.components[names.index(n)] for n in ("W_in", "W_out"))
     mmcs, ml2r = column_mmcs_ml2r(model.W, w_in.matrices())

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from toymi.decompose.baselines import LinearDictionary
-from toymi.decompose.model_truths import (
-    SPLICE_SEED, all_modular_pairs, and_gates_truth, compressed_computation_truth, draw_batch, induction_truth,
-    key_frequency_fractions, mlp_io_sampler, modular_truth, neuron_basis, tms_truth,
+from toymi.decompose.truths import (
+    SPLICE_SEED, and_gates_truth, compressed_computation_truth, induction_truth, key_frequency_fractions,
+    mlp_io_sampler, modular_truth, tms_truth,
 )
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 from toymi.model.tms import TMS
@@ -47,7 +47,7 @@ def test_tms_truth_is_the_normalised_columns_of_W_and_samples_h_equal_W_x():
     key = jax.random.PRNGKey(5)
     h = jax.jit(truth.sample, static_argnums=1)(key, 100)  # jit-able with static n
     assert h.shape == (100, 3)
-    np.testing.assert_allclose(h, draw_batch(task, key, 100).x @ W.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, task.sample(key, 100).x @ W.T, rtol=1e-5, atol=1e-6)
     assert not np.allclose(h, truth.sample(jax.random.PRNGKey(6), 100))  # fresh inputs per key
 
 
@@ -92,9 +92,9 @@ def test_mlp_io_sampler_gives_inputs_and_outputs_of_the_mlp():
     x_in, y = jax.jit(mlp_io_sampler(model, task, 0), static_argnums=1)(jax.random.PRNGKey(0), 40)
     assert x_in.shape == (40, 24) and y.shape == (40, 24)
     np.testing.assert_allclose(y, jax.nn.relu(x_in @ model.W_in[0]) @ model.W_out[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(neuron_basis(model, "mlp_out"), model.W_out[0] / jnp.linalg.norm(
+    np.testing.assert_allclose(model.neuron_basis("mlp_out"), model.W_out[0] / jnp.linalg.norm(
         model.W_out[0], axis=1, keepdims=True), rtol=1e-6)
-    assert neuron_basis(model, "embed") is None
+    assert model.neuron_basis("embed") is None
 
 
 def _exact_and_gates():
@@ -147,7 +147,7 @@ def test_modular_truth_samples_the_answer_position_and_all_pairs_are_right():
     from tests.decompose.test_splice import _transformer  # reused (untrained; vocab 13 ≥ p + 1): no second build
 
     task = ModularArithmetic(p=11, frac_train=0.5)
-    every = all_modular_pairs(task)
+    every = task.all_pairs()
     assert every.tokens.shape == (121, 3)
     np.testing.assert_array_equal(every.targets[:, 2], (every.tokens[:, 0] + every.tokens[:, 1]) % 11)
     model = _transformer()[0]
@@ -155,7 +155,7 @@ def test_modular_truth_samples_the_answer_position_and_all_pairs_are_right():
     assert truth.features is None and truth.d == 16 and truth.name == "modular + mod 11 (key 1)"
     np.testing.assert_array_equal(truth.neurons, np.eye(16))
     x = jax.jit(truth.sample, static_argnums=1)(jax.random.PRNGKey(0), 20)
-    batch = draw_batch(task, jax.random.PRNGKey(0), 20)
+    batch = task.sample(jax.random.PRNGKey(0), 20)
     _, acts = eqx.filter_jit(lambda m, t: m.run(t, capture=["mlp_post"]))(model, batch.tokens)
     np.testing.assert_allclose(x, acts["mlp_post", 0][:, 2], rtol=1e-5, atol=1e-6)
     scores = truth.score(_given(np.eye(16)))
@@ -179,12 +179,12 @@ def test_induction_truth_samples_attention_output_after_bos_and_scores_fractions
     truth = induction_truth(model, task, layer=0, n_score=16, n_random=8)
     x = jax.jit(truth.sample, static_argnums=1)(jax.random.PRNGKey(0), 30)  # 6 positions after BOS: 5 sequences
     assert x.shape == (30, 12) and truth.d == 12 and truth.features is None
-    batch = draw_batch(task, jax.random.PRNGKey(0), 5)
+    batch = task.sample(jax.random.PRNGKey(0), 5)
     _, acts = eqx.filter_jit(lambda m, t: m.run(t, capture=["attn_out"]))(model, batch.tokens)
     np.testing.assert_allclose(x, acts["attn_out", 0][:, 1:].reshape(30, 12), rtol=1e-5, atol=1e-6)
     # The scorer reads the decomposition's codes, one row per (sequence, position after BOS), in that order. Codes
     # that fire exactly on repeated tokens, exactly on first occurrences, everywhere, and never:
-    scored = draw_batch(task, jax.random.PRNGKey(SPLICE_SEED), 16).tokens
+    scored = task.sample(jax.random.PRNGKey(SPLICE_SEED), 16).tokens
     rep = np.asarray(repeated_positions(scored))[:, 1:].reshape(-1)
     first = np.asarray(first_occurrence_positions(scored))[:, 1:].reshape(-1)
     assert rep.any() and first.any()

@@ -1,0 +1,155 @@
+"""The benchmark's settings: each truth built from a trained model, with the knobs its methods use.
+
+A model-based setting takes its model from `source`: a run directory (`toymi train`'s output: its last checkpoint is
+used as it is), a `Spec`, or a spec TOML (trained here, in a temporary directory, optionally cut to `steps`). By
+default the spec shipped with the package in `toymi/decompose/specs/` (copies of the repository's
+`tasks/*_quick.toml`, so an installed toymi finds them: `tests/decompose/test_settings.py` keeps them equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+from toymi.decompose.methods import Setting
+from toymi.decompose.synthetic import sparse_dictionary
+from toymi.errors import ConfigError
+
+
+def synthetic_setting(quick: bool = False) -> Setting:
+    """Sharkey et al.'s 512 features in 256 dims, 2× dictionary (quick: 24 features in 12 dims, 2 active)."""
+    if quick:
+        truth = sparse_dictionary(n_features=24, d=12, n_active=2.0)
+        return Setting(truth, n_latents=48, k=2, l1=0.3, l0=0.1, steps=300, n_fit=2048, n_eval=2048)
+    # Measured on 2 CPU cores (L1 SAE, l1 0.1): 1200 steps, cosine from 1e-2: MMCS 0.73 (3 seeds); 3000 steps at a
+    # constant 3e-3: 0.989 (3 seeds); 6000 steps, one seed: constant 3e-3 0.991, cosine from 3e-3 0.996 (l1 0.05:
+    # 0.980, 0.2: 0.985). lr 1e-2 or batch 128 did worse. Rare features (p down to 3e-4) need many samples.
+    return Setting(sparse_dictionary(), n_latents=1024, k=5, l1=0.1, l0=0.1, steps=6000, batch_size=256, lr=3e-3,
+                   schedule="cosine", n_fit=4096)
+
+
+def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae_steps: int = 2000,
+                seed: int = 0) -> Setting:
+    """A TMS `n_features`→`d_hidden` model trained here (feature probability 0.05, importance 1, as APD/SPD's),
+    as a `GroundTruth` (`tms_truth`), with a 2× dictionary."""
+    from toymi.decompose.truths import tms_truth
+    from toymi.spec import Spec
+
+    truth = tms_truth(*trained(Spec.from_dict({
+        "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
+                 "eval_size": 2048, "data_seed": seed},
+        "model": {"kind": "tms", "d_hidden": d_hidden},
+        "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
+                  "checkpoint_every": steps},
+    })))
+    n_active = max(1, round(0.05 * n_features))
+    return Setting(truth, n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+
+
+def trained(source, steps: int | None = None) -> tuple:
+    """`(model, task)` from `source`: a run directory (its last checkpoint), or a `Spec` or spec TOML path trained
+    here in a temporary directory (cut to `steps` steps, evaluated and checkpointed once, when given)."""
+    from toymi.run import load_run
+    from toymi.spec import Spec
+    from toymi.train import train
+
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        if steps is not None:
+            raise ConfigError(f"{source} is a trained run: `steps` only applies to a spec trained here")
+        run = load_run(source)
+        return run.model, run.task
+    if isinstance(source, Spec):
+        cut = dict(steps=steps, eval_every=steps, checkpoint_every=steps) if steps else {}
+        spec = dataclasses.replace(source, train=dataclasses.replace(source.train, **cut))
+    else:
+        spec = Spec.load(source, [f"train.{key}={steps}" for key in ("steps", "eval_every", "checkpoint_every")]
+                         if steps else [])
+    with tempfile.TemporaryDirectory() as run_dir:
+        state = train(spec, run_dir, progress=False)
+    return state.model, spec.build_task()
+
+
+def shipped_spec(name: str) -> Path:
+    """The path of spec `name` shipped in the package (`toymi/decompose/specs/<name>.toml`)."""
+    path = resources.files("toymi.decompose") / "specs" / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"no shipped spec {name!r}; shipped: "
+                          f"{sorted(p.name[:-5] for p in (resources.files('toymi.decompose') / 'specs').iterdir())}")
+    return Path(str(path))
+
+
+def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
+                       source=None) -> Setting:
+    """The compressed-computation model of `source` (default: the shipped `compressed_computation_quick` spec,
+    trained here), its MLP's neuron
+    activations (`mlp_post`) or output (`mlp_out`, where transcoders are scored too) as the truth
+    (`compressed_computation_truth`: one direction per feature and sign), with a 2× dictionary. The SAE knobs are
+    the TMS ones except the L1 coefficient at the neurons, 0.1: a one-seed vmapped sweep there (shared data) gave
+    MMCS 0.585 / 0.698 / 0.763 / 0.661 and loss recovered 0.98 / 0.98 / 0.91 / 0.32 at 0.01 / 0.03 / 0.1 / 0.3.
+    (The same sweep on the AND-gate neurons kept their 0.3.)"""
+    from toymi.decompose.truths import compressed_computation_truth
+
+    truth = compressed_computation_truth(*trained(source or shipped_spec("compressed_computation_quick"), steps),
+                                         site=site)
+    return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.1 if site == "mlp_post" else 0.3,
+                   l0=0.1, steps=sae_steps, batch_size=512)
+
+
+def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
+                      source=None) -> Setting:
+    """The AND-gate residual MLP of `source` (default: the shipped `and_gates_quick` spec, trained here); truth: its neurons' (`mlp_post`) or
+    its MLP output's (`mlp_out`, where transcoders are scored too) response to each input and each sparse gate's
+    interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and their gates are on per
+    example at feature probability 0.3)."""
+    from toymi.decompose.truths import and_gates_truth
+
+    truth = and_gates_truth(*trained(source or shipped_spec("and_gates_quick"), steps), site=site)
+    return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
+                   batch_size=512)
+
+
+def modular_setting(steps: int | None = None, sae_steps: int = 2000, source=None) -> Setting:
+    """The grokking model of `source` (default: the shipped `grokking_quick` spec, trained here); its MLP neurons at `=` scored by the fraction
+    of each latent's Fourier power in the key frequencies (`modular_truth`), against random directions. 2× dictionary
+    over the neurons, k = 16. The SAEs start at the neurons' mean: ReLU outputs sit far from the origin (mean norm
+    ~40 here), and from zero the L1 SAE lost 99.5% of its latents; from the mean, 21% (3 seeds each)."""
+    from toymi.decompose.truths import modular_truth
+
+    truth = modular_truth(*trained(source or shipped_spec("grokking_quick"), steps))
+    return Setting(truth, n_latents=2 * truth.d, k=16, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512,
+                   b_dec_init="mean")
+
+
+def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=None) -> Setting:
+    """The induction model of `source` (default: the shipped `induction_quick` spec, trained here); layer 1's attention output scored on whether
+    latents separate repeated-token positions from first occurrences (`induction_truth`), against random
+    directions. 2× dictionary, k = 4; not tuned."""
+    from toymi.decompose.truths import induction_truth
+
+    truth = induction_truth(*trained(source or shipped_spec("induction_quick"), steps))
+    return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+
+
+def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
+    """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"` / `"compressed_out"` (the
+    MLP's neurons / its output, where transcoders run too), `"and_gates"` / `"and_gates_out"`, `"modular"`,
+    `"induction"` (quick: tiny versions)."""
+    builders = {
+        "synthetic": lambda: synthetic_setting(quick),
+        "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200) if quick else tms_setting(),
+        "compressed": lambda: compressed_setting(steps=50, sae_steps=100) if quick else compressed_setting(),
+        "compressed_out": lambda: (compressed_setting(steps=50, sae_steps=100, site="mlp_out") if quick
+                                   else compressed_setting(site="mlp_out")),
+        "and_gates": lambda: and_gates_setting(steps=100, sae_steps=100) if quick else and_gates_setting(),
+        "and_gates_out": lambda: (and_gates_setting(steps=100, sae_steps=100, site="mlp_out") if quick
+                                  else and_gates_setting(site="mlp_out")),
+        "modular": lambda: modular_setting(steps=50, sae_steps=100) if quick else modular_setting(),
+        "induction": lambda: induction_setting(steps=100, sae_steps=100) if quick else induction_setting(),
+    }
+    unknown = [t for t in truths if t not in builders]
+    if unknown:
+        raise ConfigError(f"unknown truths {unknown}; expected some of {list(builders)}")
+    return [builders[t]() for t in truths]
