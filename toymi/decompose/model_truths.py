@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.analysis.and_gates import input_ablation_effects
+from toymi.analysis.modular.key_frequencies import embedding_key_frequencies
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.splice import (
     _check_where, mlp_input, mlp_input_site, model_inputs, per_position_rows, splice_report,
@@ -36,7 +38,6 @@ from toymi.model.residual_mlp import ResidualMLP
 from toymi.model.tms import TMS
 from toymi.model.transformer import Transformer
 from toymi.tasks.and_gates import AndGates
-from toymi.tasks.and_gates_circuits import input_ablation_effects
 from toymi.tasks.base import Batch
 from toymi.tasks.compressed_computation import CompressedComputation
 from toymi.tasks.features import FeatureBatch
@@ -298,7 +299,7 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     - `site="mlp_out"`: the same differences of `mlp_out`, what the MLP writes; the truth then also carries the
       MLP's input→output stream (`io_sample`), so transcoders are scored on it.
 
-    A gate counts only if the model computes it from its two inputs: `and_gates_circuits.input_ablation_effects`
+    A gate counts only if the model computes it from its two inputs: `analysis.and_gates.input_ablation_effects`
     on the task's eval set must put at least `sparse_gate` of the gate's ablation effect on (a, b); a dense gate
     (Newgas 2025) has no single interaction direction and is left out (the name says how many remain). Directions
     shorter than `floor` are dropped.
@@ -365,18 +366,6 @@ def _alive(directions: Float[Array, "n d"]) -> Float[Array, "k d"]:
 # ---- modular addition ----------------------------------------------------------------------------------------------
 
 
-def key_frequencies(model: Transformer, task: ModularArithmetic, coverage: float = 0.8) -> tuple[int, ...]:
-    """The frequencies the embedding uses: the fewest whose (cos k, sin k) components of `W_E[:p]` hold at least
-    `coverage` of its non-constant Fourier power (Nanda et al.: a handful of outliers in a grokked model)."""
-    basis, _ = fourier_basis(task.p)
-    power = jnp.sum((basis @ model.W_E[: task.p]) ** 2, axis=1)  # [p] per component
-    per_k = np.asarray(power[1::2] + jnp.pad(power[2::2], (0, len(power[1::2]) - len(power[2::2]))))
-    order = np.argsort(-per_k)
-    cumulative = np.cumsum(per_k[order]) / per_k.sum()
-    count = int(np.searchsorted(cumulative, coverage) + 1)
-    return tuple(sorted(int(k) + 1 for k in order[:count]))
-
-
 def frequency_of_component(p: int) -> np.ndarray:
     """The frequency k of each Fourier component index (0 for const, k for cos k and sin k)."""
     return (np.arange(p) + 1) // 2
@@ -422,14 +411,14 @@ def modular_truth(model: Transformer, task: ModularArithmetic, layer: int = 0,
     averaged over alive (non-zero) latents. A grokked model's neurons live almost entirely in the key
     frequencies, so every direction scores high on `key_fraction`: `score` also returns both numbers for
     `n_random` random directions (`random_*`), the bar a decomposition must clear. `key` defaults to
-    `key_frequencies(model, task)`. `neurons` is the identity (the site is the neuron basis).
+    `embedding_key_frequencies(model, task)`. `neurons` is the identity (the site is the neuron basis).
     """
     if not isinstance(model, Transformer) or not isinstance(task, ModularArithmetic):
         raise TypeError("modular_truth needs a Transformer and its ModularArithmetic task")
     _check_where(model, "mlp_post", layer)
     if task.op == "/":
         raise ValueError("modular_truth scores functions on all p² pairs; division leaves out b = 0")
-    key = key_frequencies(model, task) if key is None else tuple(key)
+    key = embedding_key_frequencies(model, task) if key is None else tuple(key)
     every = all_modular_pairs(task)
     table = _captured_rows(model, every.tokens, "mlp_post", layer, (2,)).reshape(task.p, task.p, -1)
     random_dirs = jax.random.normal(jax.random.PRNGKey(SPLICE_SEED), (n_random, table.shape[-1]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
+from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
 
 
 def and_gates_recipe(run, report, smoke: bool) -> None:

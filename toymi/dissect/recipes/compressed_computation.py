@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from toymi.tasks.compressed_computation_circuits import neuron_ablation_effects, neuron_feature_weights, neurons_used
+from toymi.analysis.compressed_computation import neuron_ablation_effects, neuron_feature_weights, neurons_used
 
 
 def compressed_computation_recipe(run, report, smoke: bool) -> None:

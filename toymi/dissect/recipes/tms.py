@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from toymi.tasks.tms_geometry import geometry
+from toymi.analysis.tms import geometry
 
 
 def tms_recipe(run, report, smoke: bool) -> None:

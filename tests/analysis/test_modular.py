@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import toymi
-from toymi.dissect import fourier, progress
+from toymi.analysis.modular import fourier, progress
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
 
 P = 7  # K = 3 frequencies
