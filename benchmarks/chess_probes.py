@@ -26,7 +26,7 @@ import jax
 
 import toymi
 from toymi.analysis.chess import best_layer_summary, board_probe_rows, chess_board_probes
-from toymi.dissect.recipes.chess import HEADER
+from toymi.reports.recipes.chess import HEADER
 from toymi.spec import Spec
 from toymi.train import train
 

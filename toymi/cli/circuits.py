@@ -10,25 +10,27 @@ from pathlib import Path
 from toymi.errors import ConfigError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_parser(commands) -> None:
+    parser = commands.add_parser("circuits", help="circuit discovery on a planted circuit: AUC, CPR, CMD, drawings")
     parser.add_argument("target", help="a planted circuit: induction, copy_first or and_gate")
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: exact, eap, eap_ig, acdc, edge_pruning, node_patching, "
                              "node_attribution (default: all)")
     parser.add_argument("--out", default=None, help="output directory (default: runs/circuits/TARGET)")
+    parser.set_defaults(func=run)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from toymi.circuits.forward import graph_of
     from toymi.circuits.methods import METHODS, discover
     from toymi.circuits.patching import setup
     from toymi.circuits.planted import PLANTED
     from toymi.circuits.scoring import faithfulness_curve, roc_auc
+    from toymi.plot import save_figure
     from toymi.plot.circuits import circuit_figure
 
     if args.target not in PLANTED:
@@ -57,8 +59,7 @@ def main(args: argparse.Namespace) -> int:
                      "circuit": [n for n, kept in zip(graph.edge_names(), found.circuit) if kept],
                      "faithfulness": curve.faithfulness.tolist()})
         fig = circuit_figure(graph, true, found.circuit, f"{args.target}: {method} (AUC {auc:.2f})")
-        fig.savefig(out / f"circuit_{method}.png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, out / f"circuit_{method}.png", dpi=110)
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(f"# {args.target}: noising, {p.ablation} ablation\n\n" + table)
     (out / "scores.json").write_text(json.dumps({"target": args.target, "ablation": p.ablation,
