@@ -71,13 +71,14 @@ def grokking_progress(run_dir: Path, out: Path, name: str) -> dict:
     figure, `out/progress_<name>.png`)."""
     import numpy as np
 
-    from toymi.dissect.progress import grokking_phases, key_frequencies, progress_measures
+    from toymi.analysis.modular.key_frequencies import neuron_key_frequencies
+    from toymi.analysis.modular.progress import grokking_phases, progress_measures
     from toymi.plot.curves import save_figure
     from toymi.plot.progress import progress_figure
     from toymi.run import load_run
 
     run = load_run(run_dir)
-    keys = key_frequencies(run.model, run.task)
+    keys = neuron_key_frequencies(run.model, run.task)
     measures = {k: np.asarray(v) for k, v in
                 progress_measures(run.checkpoint_series(), run.task, keys, chunk_size=8).items()}
     steps = np.asarray(run.steps)

@@ -4,7 +4,7 @@
                                       [--frame relative|absolute] [--out DIR] [--smoke]
 
 Trains `--spec` (default `tasks/chess_cpu.toml`, `--steps` overriding its `train.steps`) into `--run` unless a run
-is already there, then probes its last checkpoint with `toymi.dissect.chess_probes.chess_board_probes`: a linear
+is already there, then probes its last checkpoint with `toymi.analysis.chess.chess_board_probes`: a linear
 probe per layer of `resid_post` fitted on the completed-move positions of the first `--fit-games` train-split games
 and scored on the held-out test games, beside a random-init control, a position one-hot, a bag of moves and the
 majority class, overall, on changed squares and on non-empty squares. Prints the table and writes it to
@@ -25,8 +25,8 @@ import _bench
 import jax
 
 import toymi
-from toymi.dissect.chess_probes import best_layer_summary, board_probe_rows, chess_board_probes
-from toymi.dissect.recipes.chess import HEADER
+from toymi.analysis.chess import best_layer_summary, board_probe_rows, chess_board_probes
+from toymi.reports.recipes.chess import HEADER
 from toymi.spec import Spec
 from toymi.train import train
 

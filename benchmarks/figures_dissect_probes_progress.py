@@ -28,7 +28,9 @@ import numpy as np
 matplotlib.use("Agg")
 
 import toymi  # noqa: E402
-from toymi.dissect import probes, progress  # noqa: E402
+from toymi.analysis.modular import progress  # noqa: E402
+from toymi.analysis.modular.key_frequencies import neuron_key_frequencies  # noqa: E402
+from toymi.dissect import probes  # noqa: E402
 from toymi.plot.curves import save_figure  # noqa: E402
 from toymi.plot.probes import probe_figure  # noqa: E402
 from toymi.plot.progress import progress_figure  # noqa: E402
@@ -50,7 +52,7 @@ def grokking(directory: Path) -> dict:
     steps = np.asarray(run.steps)
     series = run.checkpoint_series()
     task = run.task
-    keys = progress.key_frequencies(run.model, task)
+    keys = neuron_key_frequencies(run.model, task)
     compile_and_run = _bench.timed(lambda: jax.block_until_ready(progress.progress_measures(series, task, keys)))
     times = [_bench.timed(lambda: jax.block_until_ready(progress.progress_measures(series, task, keys)))
              for _ in range(3)]

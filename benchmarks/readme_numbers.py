@@ -64,7 +64,7 @@ def _chess(run) -> dict[str, float]:
 
 
 def _and_gates(run) -> dict[str, float]:
-    from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
+    from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
 
     m = run.metrics
     effects = np.asarray(input_ablation_effects(run.task, run.model))
@@ -74,7 +74,7 @@ def _and_gates(run) -> dict[str, float]:
 
 
 def _tms(run) -> dict[str, float]:
-    from toymi.tasks.tms_geometry import feature_dimensionality
+    from toymi.analysis.tms import feature_dimensionality
 
     m = run.metrics
     dims = np.asarray(feature_dimensionality(np.asarray(run.model.W)))

@@ -1,8 +1,13 @@
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import toymi.cli
 from toymi.cli import main
 
 ROOT = Path(__file__).parents[1]
@@ -68,3 +73,54 @@ def test_sweep_summaries_follow_the_task(tmp_path, capsys):
     assert (out / "figures" / "phase_final_test_loss_fraction.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["phase", str(out), "--below", "100"]) == 0  # a threshold on request: every member at step 0
     assert "task.feature_probability=0.05 → 0.0, task.feature_probability=0.5 → 0.0" in capsys.readouterr().out
+
+
+def _raise(error):
+    def run(args):
+        raise error
+    return run
+
+
+def test_an_internal_bug_is_not_a_user_error(monkeypatch, capsys):
+    import toymi.cli.dissect
+
+    monkeypatch.setattr(toymi.cli.dissect, "run", _raise(KeyError("bug")))
+    with pytest.raises(KeyError):  # propagates: Python shows its traceback and exits with 1
+        main(["dissect", "anywhere"])
+    err = capsys.readouterr().err
+    assert "internal error, a bug in toymi" in err and "toymi: error:" not in err
+
+
+@pytest.mark.slow  # a fresh interpreter importing jax: ~5 s
+def test_an_internal_bug_exits_1_with_its_traceback(tmp_path):
+    # `python -m toymi.cli`, as a user runs it, with one subcommand broken by a plain KeyError
+    script = ("import runpy, sys\nimport toymi.cli.dissect\n\ndef bug(args):\n    raise KeyError('bug in toymi')\n\n"
+              "toymi.cli.dissect.run = bug\nsys.argv = ['toymi', 'dissect', 'anywhere']\n"
+              "runpy.run_module('toymi.cli', run_name='__main__', alter_sys=True)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr and "KeyError: 'bug in toymi'" in done.stderr
+    assert "toymi: error:" not in done.stderr
+
+
+def test_debug_shows_a_user_errors_traceback(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toymi: error:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["--debug", "plot", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "RunDirectoryError" in err
+    assert err.strip().splitlines()[-1].startswith("toymi: error:")
+
+
+def test_a_signal_outside_training_is_one_line_and_130(monkeypatch, capsys):
+    import toymi.cli.dissect
+
+    monkeypatch.setattr(toymi.cli.dissect, "run", lambda args: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["dissect", "anywhere"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("toymi: stopped by a signal outside the training loop") and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is not toymi.cli._interrupt  # the previous handler is back
+    monkeypatch.setattr(toymi.cli.dissect, "run", _raise(KeyboardInterrupt()))  # SIGINT (Ctrl-C)
+    assert main(["dissect", "anywhere"]) == 130

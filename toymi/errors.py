@@ -23,6 +23,10 @@ class RunDirectoryError(ToymiError):
     """The run directory would lose data (it exists and is not being resumed) or cannot be resumed."""
 
 
+class NoCheckpoints(RunDirectoryError, FileNotFoundError):
+    """The run directory has no checkpoint yet (a FileNotFoundError too, for code that catches one)."""
+
+
 class CheckFailed(ToymiError):
     """An on-device check inside compiled code failed (an index or token id out of range under `jit`/`vmap`)."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import equinox as eqx
 import numpy as np
 
-from toymi.errors import RunDirectoryError
+from toymi.errors import NoCheckpoints, RunDirectoryError
 from toymi.spec import Spec, load_saved
 from toymi.sweep import Sweep
 from toymi.tasks import Task
@@ -69,7 +69,7 @@ class Run:
     def model_step(self) -> int:
         """The step `run.model` comes from: the newest checkpoint."""
         if not self.steps:
-            raise FileNotFoundError(f"{self.directory} has no checkpoints yet")
+            raise NoCheckpoints(f"{self.directory} has no checkpoints yet")
         return self.steps[-1]
 
     @property

@@ -16,7 +16,7 @@ from toymi.model.tms import TMS
 from toymi.model.tms import TMSConfig
 from toymi.tasks.and_gates import AndGates
 from toymi.tasks.compressed_computation import CompressedComputation
-from toymi.tasks.compressed_computation_circuits import neuron_feature_weights
+from toymi.analysis.compressed_computation import neuron_feature_weights
 from toymi.tasks.induction import first_occurrence_positions, repeated_positions
 from toymi.tasks.modular import ModularArithmetic
 from toymi.tasks.tms import ToyModelsOfSuperposition

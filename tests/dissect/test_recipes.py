@@ -50,3 +50,19 @@ def test_dissect_writes_a_report(spec, tmp_path, capsys):
 def test_dissect_refuses_what_it_cannot_read(tmp_path, capsys):
     assert main(["dissect", str(tmp_path / "nothing")]) == 2
     assert "not a toymi run directory" in capsys.readouterr().err
+
+
+def test_dissect_refuses_a_sweep_or_a_task_without_recipe_as_user_errors(monkeypatch, capsys):
+    # once plain ValueError / KeyError, which the CLI now treats as bugs (traceback, exit 1)
+    from types import SimpleNamespace
+
+    import toymi.reports.dissect
+    from toymi.run import SweepRun
+
+    monkeypatch.setattr(toymi.reports.dissect, "load_run", lambda path: SweepRun.__new__(SweepRun))
+    assert main(["dissect", "a_sweep"]) == 2
+    assert "a_sweep is a sweep; dissect one member's model" in capsys.readouterr().err
+    run = SimpleNamespace(spec=SimpleNamespace(task={"name": "no_such_task"}), steps=[10])
+    monkeypatch.setattr(toymi.reports.dissect, "load_run", lambda path: run)
+    assert main(["dissect", "a_run"]) == 2
+    assert "no dissection recipe for task 'no_such_task'" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from toymi.spec import Spec
 from toymi.tasks import make_task
 from toymi.model.transformer import ModelConfig
 from toymi.tasks.and_gates import encode_tokens, gate_pairs
-from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
+from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
 from toymi.train import metrics_log, train
 
 CIRCUIT = [[0, 1], [2, 3], [1, 2]]

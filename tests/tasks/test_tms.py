@@ -12,7 +12,7 @@ from toymi.model.tms import TMS, TMSConfig
 from toymi.tasks import make_task
 from toymi.tasks.features import FeatureBatch
 from toymi.tasks.tms import ToyModelsOfSuperposition, importance_weights, sample_features
-from toymi.tasks.tms_geometry import (
+from toymi.analysis.tms import (
     dimensions_per_feature,
     feature_dimensionality,
     feature_norms,

@@ -5,7 +5,7 @@ Axes of its sites (one example; batches, seeds and sweeps are leading axes added
 output feature, `n_features` of them) and `d_hidden` (the bottleneck, `d_hidden` wide).
 
 **Weight layout.** `W` is `[d_hidden, n_features]`, as the paper's W ∈ R^{m×n}: column `W[:, i]` is feature i's
-direction in the bottleneck (what the geometry in `toymi.tasks.tms_geometry` reads), `W @ x` embeds and `W.T @ h`
+direction in the bottleneck (what the geometry in `toymi.analysis.tms` reads), `W @ x` embeds and `W.T @ h`
 reads back. `b` is `[n_features]`. The hidden-identity variant has `W_hidden` `[d_hidden, d_hidden]` between them.
 
 **Initialisation.** `W` ~ N(0, init_scale² · 2 / (n_features + d_hidden)) (Xavier normal, as Elhage et al.'s

@@ -51,6 +51,7 @@ def _plot_metric(ax, steps: np.ndarray, values: np.ndarray, name: str) -> None:
     ax.plot(steps, values, color=line.get_color(), lw=0.6, alpha=0.35)
 
 
-def save_figure(fig: Figure, path) -> None:
-    fig.savefig(path, dpi=120)
+def save_figure(fig: Figure, path, dpi: int = 120) -> None:
+    """Write `fig` to `path` (a PNG at `dpi`) and close it."""
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -18,7 +18,7 @@ def progress_figure(steps, measures: dict, key_freqs=(), p: int | None = None, t
     **Arguments:**
 
     - `steps`: `[checkpoint]` training steps.
-    - `measures`: `toymi.dissect.progress.progress_measures(...)` (arrays with the checkpoint axis first).
+    - `measures`: `toymi.analysis.modular.progress.progress_measures(...)` (arrays with the checkpoint axis first).
     - `key_freqs`: the key frequencies, marked on the spectrum.
     - `p`: the modulus; draws the chance loss log p.
     - `title`: figure title.

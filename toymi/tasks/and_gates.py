@@ -15,11 +15,11 @@ Two model kinds train on it (`[model] kind`), both ending in one logit per gate:
   `d_vocab = 2*n_features + 1`, `d_vocab_out = n_gates`, `n_ctx = n_features + 1` (`model_dims_for`).
 
 `gate_logits(model, x)` hides the difference: everything downstream (the loss, `evaluate`, the ablations of
-`toymi.tasks.and_gates_circuits`) sees `[batch, n_gates]` logits of `[batch, n_features]` inputs. The loss is
+`toymi.analysis.and_gates`) sees `[batch, n_gates]` logits of `[batch, n_features]` inputs. The loss is
 binary cross-entropy on the gate logits, averaged over gates and examples. Because most gates are off for sparse
 inputs (all-off scores accuracy 1 - p²), `evaluate` also reports `on_accuracy`, the accuracy on gates that are on.
 
-`ground_truth()` is the theoretical sparse circuit; `toymi.tasks.and_gates_circuits` measures what a trained
+`ground_truth()` is the theoretical sparse circuit; `toymi.analysis.and_gates` measures what a trained
 model actually uses, which may be dense (Newgas 2025).
 """
 

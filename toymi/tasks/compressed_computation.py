@@ -105,7 +105,7 @@ class CompressedComputation(Task):
     def ground_truth(self) -> dict:
         """What is known before training: the target, and the MSE each feature costs when its ReLU is ignored
         (`p · E[ReLU(u)²] = p / 6` for u ~ U[-1, 1)). Which neurons serve which feature in a trained model is
-        measured by `toymi.tasks.compressed_computation_circuits`."""
+        measured by `toymi.analysis.compressed_computation`."""
         return {"target": "x + relu(x)", "feature_probability": self.feature_probability,
                 "mse_per_ignored_feature": self.feature_probability / 6}
 

@@ -195,7 +195,7 @@ class ToyModelsOfSuperposition(Task):
 
     def ground_truth(self) -> dict:
         """The true feature directions (the identity basis of feature space, one per row), importances, density and
-        the paired features' indices; `toymi.tasks.tms_geometry` measures a trained `W` against them."""
+        the paired features' indices; `toymi.analysis.tms` measures a trained `W` against them."""
         n_corr, n_anti = self.n_correlated_pairs, self.n_anticorrelated_pairs
         return {
             "feature_directions": jnp.eye(self.n_features),

@@ -1,7 +1,7 @@
 """A checkpoint slider over a task's progress measures: Fourier spectra for grokking, head scores otherwise.
 
 `checkpoint_figure(run)` picks the measure from the task and the model: modular addition with an MLP gets Nanda et
-al.'s measures (`toymi.dissect.progress`, one vmapped call over the checkpoint series); any other model with
+al.'s measures (`toymi.analysis.modular.progress`, one vmapped call over the checkpoint series); any other model with
 attention gets previous-token / duplicate / induction head scores (`toymi.dissect.attention`) on the task's own eval
 inputs at every checkpoint. The slider is Plotly's: each step swaps the plotted arrays, all embedded in the page.
 """
@@ -81,9 +81,10 @@ def head_score_figure(steps, scores: dict[str, np.ndarray]):
 
 
 def _modular_measures(run, steps):
-    from toymi.dissect.progress import key_frequencies, progress_measures
+    from toymi.analysis.modular.key_frequencies import neuron_key_frequencies
+    from toymi.analysis.modular.progress import progress_measures
 
-    keys = key_frequencies(run.checkpoint(steps[-1]), run.task)
+    keys = neuron_key_frequencies(run.checkpoint(steps[-1]), run.task)
     measures = progress_measures(run.checkpoint_series(steps), run.task, keys, chunk_size=8)
     return fourier_figure(np.asarray(steps), {k: np.asarray(v) for k, v in measures.items()}, keys, run.task.p)
 

@@ -23,10 +23,10 @@ task before any model is trained (`toymi.tasks.base`).
 from toymi.decompose.truths.and_gates import and_gates_truth
 from toymi.decompose.truths.compressed_computation import compressed_computation_truth
 from toymi.decompose.truths.induction import induction_truth
-from toymi.decompose.truths.modular import frequency_of_component, key_frequencies, key_frequency_fractions, modular_truth
+from toymi.decompose.truths.modular import frequency_of_component, key_frequency_fractions, modular_truth
 from toymi.decompose.truths.sampling import SPLICE_SEED, activation_sampler, mlp_io_sampler
 from toymi.decompose.truths.tms import tms_truth
 
 __all__ = ["SPLICE_SEED", "activation_sampler", "and_gates_truth", "compressed_computation_truth",
-           "frequency_of_component", "induction_truth", "key_frequencies", "key_frequency_fractions",
+           "frequency_of_component", "induction_truth", "key_frequency_fractions",
            "mlp_io_sampler", "modular_truth", "tms_truth"]

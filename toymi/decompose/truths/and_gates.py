@@ -14,7 +14,7 @@ from toymi.decompose.truths.sampling import (
 from toymi.model.hooked import unit_rows
 from toymi.model.residual_mlp import ResidualMLP
 from toymi.tasks.and_gates import AndGates
-from toymi.tasks.and_gates_circuits import input_ablation_effects
+from toymi.analysis.and_gates import input_ablation_effects
 
 
 def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshold: float = 0.9,
@@ -28,7 +28,7 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
     - `site="mlp_out"`: the same differences of `mlp_out`, what the MLP writes; the truth then also carries the
       MLP's input→output stream (`io_sample`), so transcoders are scored on it.
 
-    A gate counts only if the model computes it from its two inputs: `and_gates_circuits.input_ablation_effects`
+    A gate counts only if the model computes it from its two inputs: `analysis.and_gates.input_ablation_effects`
     on the task's eval set must put at least `sparse_gate` of the gate's ablation effect on (a, b); a dense gate
     (Newgas 2025) has no single interaction direction and is left out (the name says how many remain). Directions
     shorter than `floor` are dropped.
@@ -80,7 +80,7 @@ def and_gates_truth(model: ResidualMLP, task: AndGates, layer: int = 0, threshol
 
 def _sparse_pairs(model, task: AndGates, sparse_gate: float) -> np.ndarray:
     """The input pairs of the gates that put at least `sparse_gate` of their input-ablation effect on their own two
-    inputs (`and_gates_circuits.input_ablation_effects` on the task's eval set), `[n_sparse, 2]`."""
+    inputs (`analysis.and_gates.input_ablation_effects` on the task's eval set), `[n_sparse, 2]`."""
     pairs = np.asarray(task.pairs)
     effects = np.asarray(input_ablation_effects(task, model))  # [n_gates, n_features]
     on_pair = effects[np.arange(len(pairs)), pairs[:, 0]] + effects[np.arange(len(pairs)), pairs[:, 1]]

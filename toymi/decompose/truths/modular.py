@@ -7,24 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from toymi.analysis.modular.key_frequencies import embedding_key_frequencies
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.splice import check_where
 from toymi.decompose.truths.sampling import SPLICE_SEED, activation_sampler, alive_rows, captured_rows, model_splice
 from toymi.model.hooked import unit_rows
 from toymi.model.transformer import Transformer
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
-
-
-def key_frequencies(model: Transformer, task: ModularArithmetic, coverage: float = 0.8) -> tuple[int, ...]:
-    """The frequencies the embedding uses: the fewest whose (cos k, sin k) components of `W_E[:p]` hold at least
-    `coverage` of its non-constant Fourier power (Nanda et al.: a handful of outliers in a grokked model)."""
-    basis, _ = fourier_basis(task.p)
-    power = jnp.sum((basis @ model.W_E[: task.p]) ** 2, axis=1)  # [p] per component
-    per_k = np.asarray(power[1::2] + jnp.pad(power[2::2], (0, len(power[1::2]) - len(power[2::2]))))
-    order = np.argsort(-per_k)
-    cumulative = np.cumsum(per_k[order]) / per_k.sum()
-    count = int(np.searchsorted(cumulative, coverage) + 1)
-    return tuple(sorted(int(k) + 1 for k in order[:count]))
 
 
 def frequency_of_component(p: int) -> np.ndarray:
@@ -72,14 +61,14 @@ def modular_truth(model: Transformer, task: ModularArithmetic, layer: int = 0,
     averaged over alive (non-zero) latents. A grokked model's neurons live almost entirely in the key
     frequencies, so every direction scores high on `key_fraction`: `score` also returns both numbers for
     `n_random` random directions (`random_*`), the bar a decomposition must clear. `key` defaults to
-    `key_frequencies(model, task)`. `neurons` is the identity (the site is the neuron basis).
+    `embedding_key_frequencies(model, task)`. `neurons` is the identity (the site is the neuron basis).
     """
     if not isinstance(model, Transformer) or not isinstance(task, ModularArithmetic):
         raise TypeError("modular_truth needs a Transformer and its ModularArithmetic task")
     check_where(model, "mlp_post", layer)
     if task.op == "/":
         raise ValueError("modular_truth scores functions on all p² pairs; division leaves out b = 0")
-    key = key_frequencies(model, task) if key is None else tuple(key)
+    key = embedding_key_frequencies(model, task) if key is None else tuple(key)
     every = task.all_pairs()
     table = captured_rows(model, every.tokens, "mlp_post", layer, (2,)).reshape(task.p, task.p, -1)
     random_dirs = jax.random.normal(jax.random.PRNGKey(SPLICE_SEED), (n_random, table.shape[-1]))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from toymi.tasks.compressed_computation_circuits import neuron_ablation_effects, neuron_feature_weights, neurons_used
+from toymi.analysis.compressed_computation import neuron_ablation_effects, neuron_feature_weights, neurons_used
+from toymi.plot.feature_circuits import neuron_feature_maps
 
 
 def compressed_computation_recipe(run, report, smoke: bool) -> None:
@@ -16,14 +16,8 @@ def compressed_computation_recipe(run, report, smoke: bool) -> None:
     report.section("Neurons per feature", "Direct input weights W_E·W_in (feature × neuron), and the effect on each "
                    "feature's output of ablating each neuron with only that feature on. A neuron 'serves' a feature "
                    "when its effect is at least 10% of that feature's largest.")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), constrained_layout=True)
-    for ax, values, title in ((axes[0], weights["input"][0], "input weights, layer 0"),
-                              (axes[1], effects[:, 0], "single-neuron ablation effect, layer 0")):
-        limit = np.abs(values).max()
-        image = ax.imshow(values, aspect="auto", cmap="RdBu" if values.min() < 0 else "viridis",
-                          vmin=-limit if values.min() < 0 else 0, vmax=limit)
-        ax.set(xlabel="neuron", ylabel="feature", title=title)
-        fig.colorbar(image, ax=ax)
+    fig = neuron_feature_maps({"input weights, layer 0": weights["input"][0],
+                               "single-neuron ablation effect, layer 0": effects[:, 0]})
     report.figure("neurons", fig, "feature × neuron weights and ablation effects")
     per_feature = used.sum(axis=(1, 2))
     per_neuron = used.sum(axis=0).ravel()

@@ -1,6 +1,6 @@
 """Chess: can the board be read off the residual stream where a move is complete, better than every baseline?
 
-`toymi.dissect.chess_probes`: probes fitted on train-split games and scored on the held-out test games, at
+`toymi.analysis.chess`: probes fitted on train-split games and scored on the held-out test games, at
 completed-move positions only, with mine/theirs classes, beside a random-init control, a position one-hot, a bag of
 moves and the majority class, scored overall, on changed squares and on non-empty squares.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from toymi.dissect.chess_probes import best_layer_summary, board_probe_rows, chess_board_probes
+from toymi.analysis.chess import best_layer_summary, board_probe_rows, chess_board_probes
 from toymi.plot.probes import probe_figure
 
 FIT_GAMES = 2000  # train-split games the probes are fitted on (issue 20: at least 2,000)

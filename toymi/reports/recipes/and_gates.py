@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from toymi.tasks.and_gates_circuits import circuit_agreement, input_ablation_effects
+from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
+from toymi.plot.feature_circuits import ablation_map
 
 
 def and_gates_recipe(run, report, smoke: bool) -> None:
@@ -16,14 +16,7 @@ def and_gates_recipe(run, report, smoke: bool) -> None:
     report.section("Ablation map", "Mean change of gate k's output probability when input j is set to 0, over the "
                    "eval examples where gate k is on. The sparse circuit (dots) says only a gate's two inputs matter; "
                    "trained models may use dense circuits (Newgas 2025).")
-    fig, ax = plt.subplots(figsize=(0.35 * effects.shape[1] + 3, 0.3 * effects.shape[0] + 2), constrained_layout=True)
-    image = ax.imshow(effects, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ys, xs = np.nonzero(circuit)
-    ax.scatter(xs, ys, s=6, color="r", label="true inputs")
-    ax.set(xlabel="input ablated", ylabel="gate", title="input ablation effects")
-    ax.legend(loc="upper right", fontsize=7)
-    fig.colorbar(image, ax=ax, label="mean |Δ p(gate)|")
-    report.figure("ablation_map", fig, "input ablation effects, true circuit in red")
+    report.figure("ablation_map", ablation_map(effects, circuit), "input ablation effects, true circuit in red")
     per_gate = np.asarray(agreement["per_gate"])
     report.numbers("circuit", {"fraction of effect on the true circuit": float(agreement["on_circuit"]),
                                "worst gate's fraction": float(per_gate.min()),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import toymi
-from toymi.dissect import fourier, progress
+from toymi.analysis.modular import fourier, progress
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
 
 P = 7  # K = 3 frequencies
@@ -161,3 +161,21 @@ def test_grokking_phases_not_reached_are_none():
                                                                       "cleanup_end": None}
     with pytest.raises(ValueError, match="increasing"):
         progress.grokking_phases(steps[::-1], not_generalising, 4.7)
+
+
+def test_embedding_key_frequencies_are_the_fewest_holding_most_of_the_embeddings_power():
+    from types import SimpleNamespace
+
+    from toymi.analysis.modular.key_frequencies import embedding_key_frequencies
+
+    p, d = 13, 8
+    x = np.arange(p)
+    rng = np.random.default_rng(0)
+    columns = [3.0 * _wave(4, x, p), 3.0 * _wave(4, x, p, 1.0), 2.0 * _wave(6, x, p), 0.1 * _wave(1, x, p)]
+    W_E = np.concatenate([np.stack(columns, 1), 0.01 * rng.normal(size=(p, d - 4))], 1)
+    model = SimpleNamespace(W_E=jnp.asarray(np.concatenate([W_E, np.ones((1, d))]), jnp.float32))  # + the `=` row
+    task = ModularArithmetic(p=p)
+    # non-constant power: frequency 4 holds 18/22 (two columns at 3), 6 holds 4/22, 1 a little, the noise less
+    assert embedding_key_frequencies(model, task) == (4,)  # 0.82 >= coverage 0.8
+    assert embedding_key_frequencies(model, task, coverage=0.9) == (4, 6)
+    assert embedding_key_frequencies(model, task, coverage=0.9999) == (1, 4, 6)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from toymi.errors import ConfigError
-
 import argparse
 import json
 import os
 import time
 from pathlib import Path
 
+from toymi.errors import ConfigError
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `decompose` subcommand's options (`toymi.cli` adds the subparser and calls `main`)."""
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser("decompose", help="the recovery benchmark: SAEs and baselines × ground truths")
     parser.add_argument("--out", default="runs/decompose", help="output directory (default: runs/decompose)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke version: tiny truths, few steps, 2 seeds (under a minute on a CPU)")
@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
                              "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron basis "
                              "(default: all)")
+    parser.set_defaults(func=run)
 
 
-def main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from toymi.decompose.benchmark import METHODS, markdown_table, run_benchmark
     from toymi.decompose.settings import default_settings
 

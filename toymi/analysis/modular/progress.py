@@ -12,7 +12,8 @@ Train and test loss alone show a sudden jump; these measures show the circuit fo
 
 `progress_measures(series, task, key_freqs)` maps one per-checkpoint function over the stacked series
 (`Run.checkpoint_series()`) with `vmap` (or `lax.map` in chunks, to bound memory): one program, compiled once.
-Key frequencies come from the final model (`key_frequencies(model, task)`), as in the paper.
+Key frequencies come from the final model (`toymi.analysis.modular.key_frequencies.neuron_key_frequencies`), as in
+the paper.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from toymi.dissect.fourier import (component_norms, frequency_mask, frequency_norms, gini,
-                                   key_frequencies_from_neurons, n_frequencies, neuron_frequency_fractions)
+from toymi.analysis.modular.fourier import (component_norms, frequency_mask, frequency_norms, gini, n_frequencies,
+                                           neuron_frequency_fractions)
 from toymi.tasks.base import token_nll
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
 
@@ -154,7 +155,7 @@ def progress_measures(
 
     - `series`: models stacked on a leading checkpoint axis (`Run.checkpoint_series()`).
     - `task`: the `ModularArithmetic` task (`op="+"`) they were trained on; its train split scores the losses.
-    - `key_freqs`: frequencies 1..(p-1)/2 to restrict to or exclude (`key_frequencies(final_model, task)`).
+    - `key_freqs`: frequencies 1..(p-1)/2 to restrict to or exclude (`neuron_key_frequencies(final_model, task)`).
     - `threshold`: fraction of variance above which a neuron counts as explained by one frequency.
     - `chunk_size`: None maps with `vmap` (all checkpoints at once); an int maps in chunks of that many
       (`lax.map`), still one program, to bound memory for long series or large p.
@@ -164,7 +165,7 @@ def progress_measures(
     `key_frac_neurons_explained` (by a key frequency), `weight_norm`, and spectra `embed_spectrum`,
     `neuron_logit_spectrum` `[checkpoint, K + 1]` (index 0 the constant, k frequency k).
     """
-    _check_task(task)
+    check_task(task)
     W_E = getattr(series, "W_E", None)
     if W_E is None or W_E.ndim != 3:
         raise ValueError("series must be transformers stacked on a leading checkpoint axis (Run.checkpoint_series()); "
@@ -173,19 +174,6 @@ def progress_measures(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return _series_measures(series, train_mask(task), frequency_mask(key_freqs, task.p), float(threshold),
                             chunk_size)
-
-
-def key_frequencies(model: eqx.Module, task: ModularArithmetic, threshold: float = 0.85,
-                    min_share: float = 0.05) -> np.ndarray:
-    """Key frequencies of one (final) model by neuron clustering (`fourier.key_frequencies_from_neurons`)."""
-    _check_task(task)
-    return key_frequencies_from_neurons(_neuron_fractions(model, task.p), threshold, min_share)
-
-
-@eqx.filter_jit
-def _neuron_fractions(model: eqx.Module, p: int) -> Float[Array, "freq neuron"]:
-    # One compiled call: run eagerly, the Fourier transform's few ops each compiled on their own (seconds in all).
-    return neuron_frequency_fractions(grid_outputs(model, p)[1], fourier_basis(p)[0])
 
 
 def grokking_phases(steps, measures: dict, chance_loss: float, settled: float = 0.95) -> dict[str, int | None]:
@@ -230,12 +218,12 @@ def grokking_phases(steps, measures: dict, chance_loss: float, settled: float = 
     return phases
 
 
-def _check_task(task) -> None:
+def check_task(task) -> None:
     if not isinstance(task, ModularArithmetic) or task.op != "+":
         raise ValueError("grokking progress measures are defined for modular addition (ModularArithmetic, op='+'): "
                          "the restricted/excluded directions are cos/sin(w_k (a+b))")
 
 
 __all__ = ["checkpoint_measures", "excluded_logits", "excluded_loss", "grid_loss", "grid_outputs", "grid_tokens",
-           "grokking_phases", "key_frequencies", "key_projection", "progress_measures", "restricted_logits",
+           "grokking_phases", "key_projection", "progress_measures", "restricted_logits",
            "restricted_loss", "sum_directions", "train_mask", "weight_norm"]

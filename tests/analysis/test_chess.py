@@ -13,7 +13,7 @@ import pytest
 
 import toymi
 
-from toymi.dissect.chess_probes import (START, board_examples, capture_examples, completed_move_mask,
+from toymi.analysis.chess import (START, board_examples, capture_examples, completed_move_mask,
                                         concat_examples, fit_board_probes, majority_scores, move_counts, to_frame)
 from toymi.dissect.probes import capture_site
 from toymi.tasks.chess.generate import Players, play_games, record_moves

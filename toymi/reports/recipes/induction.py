@@ -5,10 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from toymi.analysis.induction import second_copy_head_patching
 from toymi.dissect.attention import head_scores, repeated_random_tokens
 from toymi.dissect.circuits import composition_scores, ov_copying_scores
-from toymi.dissect.metrics import CrossEntropy
-from toymi.dissect.patching import patching_grid, run_metric
 from toymi.plot.attention import attention_patterns, composition_heatmaps, head_score_heatmaps
 from toymi.plot.patching import patching_heatmaps
 
@@ -53,18 +52,8 @@ def induction_recipe(run, report, smoke: bool) -> None:
 
 
 def _patching(model, tokens, half: int, bos: int | None, report) -> None:
-    """Noising: the clean run on repeated sequences, each head's output taken from a run whose first copy was replaced
-    by other random tokens (so nothing earlier predicts the second copy). A head whose patch raises the loss on the
-    second copy carries the induction mechanism."""
-    vocab = min(model.config.d_vocab, model.config.d_vocab_out)
-    other = repeated_random_tokens(jax.random.PRNGKey(1), tokens.shape[0], half, vocab, bos=bos)
-    first = 0 if bos is None else 1  # where the first copy starts (after BOS, which is kept)
-    corrupted = tokens.at[:, first:first + half].set(other[:, first:first + half])
-    second_copy = np.zeros(tokens.shape, bool)
-    second_copy[:, first + half:] = True
-    metric = CrossEntropy.next_token(tokens, second_copy)
-    clean, broken = float(run_metric(model, tokens, metric)), float(run_metric(model, corrupted, metric))
-    grid = np.asarray(patching_grid(model, tokens, corrupted, metric, "z", ("layer", "head"), direction="noising"))
+    out = second_copy_head_patching(model, tokens, half, bos)
+    clean, broken, grid = out["clean"], out["corrupted"], out["grid"]
     report.section("Head patching", "Loss on the second copy when one head's output (`z`) comes from a run whose "
                    "first copy was replaced by other tokens (noising; one compiled call for the whole grid).")
     report.figure("head_patching", patching_heatmaps({"z, every position": grid}, center=clean,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toymi.dissect.progress import key_frequencies, progress_measures
+from toymi.analysis.modular.key_frequencies import neuron_key_frequencies
+from toymi.analysis.modular.progress import progress_measures
 from toymi.plot.progress import progress_figure
 
 
@@ -15,7 +16,7 @@ def modular_recipe(run, report, smoke: bool) -> None:
                        f"a {task.op} b.")
         return
     steps = run.steps if not smoke else run.steps[-2:]
-    keys = key_frequencies(run.model, task)
+    keys = neuron_key_frequencies(run.model, task)
     measures = {k: np.asarray(v) for k, v in progress_measures(run.checkpoint_series(steps), task, keys,
                                                                chunk_size=8).items()}
     report.section("Key frequencies and progress measures", "Key frequencies: the frequencies that explain the "

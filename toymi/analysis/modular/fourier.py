@@ -4,7 +4,7 @@ A model that grokked modular addition computes in a handful of "key" frequencies
 embedding, its neuron-logit map and its neurons' activations over the (a, b) grid are sparse in the Fourier basis
 over Z_p (`toymi.tasks.fourier_basis`: row 0 constant, rows 2k-1 and 2k are cos k and sin k, k = 1..(p-1)/2).
 Everything here is a pure function of arrays, so it runs unchanged under `vmap` over a checkpoint series
-(`toymi.dissect.progress`).
+(`toymi.analysis.modular.progress`).
 
 Frequencies are indexed 0..K with K = (p-1)/2: index 0 is the constant component, index k the pair (cos k, sin k).
 """

@@ -1,0 +1,35 @@
+"""`toymi view RUN`: a run's interactive pages (offline HTML), optionally served on localhost."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands) -> None:
+    view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
+    view.add_argument("run", help="a run directory")
+    view.add_argument("--out", help="site directory (default: RUN/view)")
+    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, or all (default: "
+                      "run,attention; each is written where it applies)")
+    view.add_argument("--latents", choices=["sae"], help="add a Latents page: train a small TopK SAE now on the "
+                      "newest model's MLP neurons (last layer, last position; seconds) and show its latents")
+    view.add_argument("--sae-steps", type=int, default=400, help="with --latents sae: training steps (default 400)")
+    view.add_argument("--serve", action="store_true", help="then serve the site on localhost")
+    view.add_argument("--port", type=int, default=8000, help="with --serve (default 8000; 0 picks a free one)")
+    view.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from toymi.views import serve, write_site
+
+    extra = []
+    if args.latents:
+        from toymi.run import load_run
+        from toymi.views.quick_sae import QuickSAE, latents_page
+
+        extra = [latents_page(load_run(args.run), args.latents, QuickSAE(steps=args.sae_steps))]
+    index = write_site(args.run, args.out, pages=args.pages.split(",") if args.pages else None, extra=extra)
+    print(f"wrote {index}")
+    if args.serve:
+        serve(index.parent, args.port)
+    return 0
