@@ -30,8 +30,8 @@ def _train(args) -> int:
     import jax
 
     _start_distributed(args)
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
     from toymi.train.sharding import ensemble_mesh
     from toymi.train.state import step_of
 
@@ -79,8 +79,8 @@ def _sweep(args) -> int:
     import jax
 
     _start_distributed(args)
-    from toymi.sweep import Sweep
-    from toymi.train.ensemble_loop import train_sweep
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment.sweep_training import train_sweep
     from toymi.train.sharding import ensemble_mesh
     from toymi.train.state import step_of
 

@@ -9,7 +9,7 @@ from toymi.decompose.sae import (
     BatchTopKSAE, JumpReLUSAE, TopKSAE, aux_k_loss, heaviside, hyper, init_sae, jumprelu, stack_hypers, top_k_codes,
 )
 from toymi.decompose.synthetic import feature_probabilities, sparse_dictionary
-from toymi.decompose.train import SAEConfig, make_trainer, train_saes
+from toymi.decompose.fit import SAEConfig, make_trainer, train_saes
 from toymi.errors import ConfigError
 
 

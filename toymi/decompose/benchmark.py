@@ -31,7 +31,7 @@ from toymi.decompose.baselines import BASELINES, neuron_basis
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import Hyper, hyper, stack_hypers
 from toymi.decompose.synthetic import PUBLISHED_MMCS, sparse_dictionary
-from toymi.decompose.train import SAEConfig, train_saes
+from toymi.decompose.fit import SAEConfig, train_saes
 from toymi.decompose.transcoder import Transcoder, train_transcoder
 
 SAE_METHODS = ("L1 SAE", "TopK + AuxK", "TopK (no aux)", "BatchTopK", "JumpReLU")
@@ -280,7 +280,7 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
     """A TMS `n_features`→`d_hidden` model trained here (feature probability 0.05, importance 1, as APD/SPD's),
     as a `GroundTruth` (`tms_truth`), with a 2× dictionary."""
     from toymi.decompose.model_truths import tms_truth
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
 
     truth = tms_truth(*_trained(Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
@@ -295,7 +295,7 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
 
 def _trained(spec) -> tuple:
     """Train `spec` in a temporary directory: `(model, task)`."""
-    from toymi.train import train
+    from toymi.experiment import train
 
     with tempfile.TemporaryDirectory() as run_dir:
         state = train(spec, run_dir, progress=False)
@@ -304,7 +304,7 @@ def _trained(spec) -> tuple:
 
 def _shipped(spec_name: str, steps: int | None):
     """`tasks/<spec_name>.toml`, optionally cut to `steps` steps (evaluated and checkpointed once)."""
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
 
     overrides = [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}"] if steps else []
     return Spec.load(Path(__file__).parents[2] / "tasks" / f"{spec_name}.toml", overrides)

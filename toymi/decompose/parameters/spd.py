@@ -3,7 +3,7 @@ member's whole run is a `lax.scan`, and the members are an `eqx.filter_vmap` of 
 
 A member's seed picks its initialisation, its data stream and its masks; its `SPDHyper` row its importance
 coefficient and p schedule. Everything else (shapes, step count, the other coefficients, the optimiser: Adam from
-`toymi.train.optimizer.make_optimizer` without weight decay, cosine by default) is the shared `SPDConfig`.
+`toymi.train.optimizer.adamw` without weight decay, cosine by default) is the shared `SPDConfig`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
 from toymi.decompose.parameters.targets import Target, model_targets
 from toymi.errors import ConfigError
-from toymi.spec import TrainConfig
-from toymi.train.optimizer import make_optimizer
+from toymi.train.optimizer import adamw
 
 LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
 
@@ -69,9 +68,7 @@ class SPDConfig:
             raise ConfigError("invalid SPD config:\n  - " + "\n  - ".join(problems))
 
     def optimizer(self) -> optax.GradientTransformation:
-        return make_optimizer(TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
-                                          schedule=self.schedule, eval_every=self.steps,
-                                          checkpoint_every=self.steps))
+        return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
 
 
 class SPDHyper(eqx.Module):
