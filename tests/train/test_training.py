@@ -73,7 +73,7 @@ def test_same_spec_same_numbers(tmp_path):
 def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch):
     uninterrupted = train(tiny_spec(), tmp_path / "a", progress=False)
 
-    import toymi.train.loop as loop
+    import toymi.experiment.training as loop
 
     real = loop.train_chunk_for
 
