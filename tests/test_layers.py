@@ -42,10 +42,12 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
 
 
 def layer_of(module: str) -> int | None:
+    """The rank in `LAYERS` of `module`'s longest listed prefix (the package root `toymi` only as itself)."""
     best, best_len = None, -1
     for rank, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+            covers = module == prefix or (prefix != "toymi" and module.startswith(prefix + "."))
+            if covers and len(prefix) > best_len:
                 best, best_len = rank, len(prefix)
     return best
 
@@ -100,4 +102,5 @@ def test_layer_of_reads_the_longest_prefix():
     assert layer_of("toymi.decompose.fit") == layer_of("toymi.dissect")
     assert layer_of("toymi.decompose.cli") == layer_of("toymi.cli") == len(LAYERS) - 1
     assert layer_of("toymi.train.update") < layer_of("toymi.experiment.training") < layer_of("toymi.run")
-    assert layer_of("toymix") is None and layer_of("numpy") is None
+    assert layer_of("toymi") == len(LAYERS) - 1
+    assert layer_of("toymix") is None and layer_of("numpy") is None and layer_of("toymi.unlisted") is None
