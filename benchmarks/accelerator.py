@@ -5,7 +5,7 @@
 Sections (each timed on the same device, in one process; a failing section records its error and the rest run):
 
 - `grokking`: `tasks/grokking.toml` (Nanda et al.: 40k full-batch epochs, exact float32 loss) trained through
-  `toymi.train.train` into a run directory, wall time including compile; final losses, the first epoch with test
+  `toymi.experiment.train` into a run directory, wall time including compile; final losses, the first epoch with test
   loss < 0.1, and the test-loss spikes ("slingshots": an eval whose test loss is 10× the best before it, after
   grokking). `--grokking-losses exact,standard` also trains the float32 `log_softmax` loss for comparison.
 - `sweep`: a 64-member grokking ensemble (members differ by seed; one vmapped program) against 64 runs one after
@@ -90,8 +90,8 @@ def grokking_progress(run_dir: Path, out: Path, name: str) -> dict:
 
 
 def grokking(args, out: Path) -> dict:
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
     from toymi.train.metrics_log import read as read_metrics
 
     rows = {}
@@ -122,10 +122,12 @@ def grokking(args, out: Path) -> dict:
 def sweep(args, out: Path) -> dict:
     import jax
 
-    from toymi.spec import Spec
-    from toymi.sweep import Sweep
-    from toymi.train import init_state, make_optimizer, make_train_chunk
-    from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
+    from toymi.experiment.spec import Spec
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk
+    from toymi.experiment.ensemble import init_ensemble
+    from toymi.train.ensemble import make_ensemble_chunk
 
     spec_path = _bench.REPO_ROOT / "tasks" / args.sweep_spec
     spec = Spec.load(spec_path)
@@ -166,7 +168,7 @@ def sae(args, out: Path) -> dict:
     from sae_vmap_speed import L1, SIZES, time_members
 
     from toymi.decompose.synthetic import sparse_dictionary
-    from toymi.decompose.train import SAEConfig
+    from toymi.decompose.fit import SAEConfig
 
     name = next(k for k in SIZES if k.startswith("synthetic"))
     truth_kw, n_latents, batch = SIZES[name]
@@ -186,8 +188,9 @@ def sae(args, out: Path) -> dict:
 def chess(args, out: Path) -> dict:
     import jax
 
-    from toymi.spec import Spec
-    from toymi.train import init_state, make_optimizer, make_train_chunk
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk
 
     overrides = [f"task.n_games={args.chess_games}", f"task.n_test_games={max(args.chess_games // 10, 16)}"]
     if args.smoke:

@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
 
     import toymi
     from toymi.model.sites import resolve_capture
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
 
     # ---- the two cases -----------------------------------------------------------------------------------------
     ln_config = toymi.ModelConfig(d_vocab=128, n_ctx=64, n_layers=2, d_model=128, n_heads=4, d_mlp=512,

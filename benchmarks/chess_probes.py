@@ -27,8 +27,8 @@ import jax
 import toymi
 from toymi.analysis.chess import best_layer_summary, board_probe_rows, chess_board_probes
 from toymi.reports.recipes.chess import HEADER
-from toymi.spec import Spec
-from toymi.train import train
+from toymi.experiment.spec import Spec
+from toymi.experiment import train
 
 SMOKE = ["task.n_games=60", "task.n_test_games=12", "task.max_plies=8", "task.batch_size=8", "model.n_layers=2",
          "model.d_model=16", "model.d_mlp=32", "model.d_head=4", "model.n_heads=4", "train.steps=20",

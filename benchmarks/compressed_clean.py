@@ -28,8 +28,8 @@ SPECS = {"noisy": "compressed_computation", "clean": "compressed_computation_cle
 
 def train_one(spec_name: str, seed: int, steps: int | None) -> dict[str, float]:
     """Train `tasks/<spec_name>.toml` with training seed `seed`; its final eval MSE and the naive solution's."""
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
 
     overrides = [f"train.seed={seed}"]
     if steps:

@@ -31,10 +31,12 @@ def main(argv=None) -> dict:
 
     import jax
 
-    from toymi.spec import Spec
-    from toymi.sweep import Sweep
-    from toymi.train import init_state, make_optimizer, make_train_chunk
-    from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
+    from toymi.experiment.spec import Spec
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk
+    from toymi.experiment.ensemble import init_ensemble
+    from toymi.train.ensemble import make_ensemble_chunk
 
     spec_path = _bench.REPO_ROOT / args.spec
     spec = Spec.load(spec_path)

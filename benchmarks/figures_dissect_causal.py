@@ -69,8 +69,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.run is None:
-        from toymi.spec import Spec
-        from toymi.train import train
+        from toymi.experiment.spec import Spec
+        from toymi.experiment import train
 
         args.run = f"/tmp/toymi_figures_causal_{os.getpid()}"
         train(Spec.load(ROOT / "tasks" / "induction_quick.toml"), args.run, progress=False)

@@ -38,7 +38,7 @@ IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 def trained_run(directory: Path) -> toymi.Run:
     if not (directory / "spec.toml").exists():
-        from toymi.train import train
+        from toymi.experiment import train
 
         began = time.perf_counter()
         spec = toymi.Spec.load(Path(__file__).resolve().parent.parent / "tasks" / "addition_quick.toml")

@@ -34,8 +34,8 @@ from toymi.dissect import probes  # noqa: E402
 from toymi.plot.curves import save_figure  # noqa: E402
 from toymi.plot.probes import probe_figure  # noqa: E402
 from toymi.plot.progress import progress_figure  # noqa: E402
-from toymi.spec import Spec  # noqa: E402
-from toymi.train import train  # noqa: E402
+from toymi.experiment.spec import Spec  # noqa: E402
+from toymi.experiment import train  # noqa: E402
 
 IMAGES = _bench.REPO_ROOT / "docs" / "images"
 

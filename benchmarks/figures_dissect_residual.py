@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 def trained(task: str, directory: Path | None) -> toymi.Run:
     directory = directory or Path("/tmp/toymi_dissect_figures") / task
     if not (directory / "spec.toml").exists():
-        from toymi.train import train
+        from toymi.experiment import train
 
         train(toymi.Spec.load(REPO / "tasks" / f"{task}.toml"), directory, progress=False)
     return toymi.load_run(directory)

@@ -84,8 +84,8 @@ def main(argv=None) -> dict:
     from toymi.dissect.patching import patching_grid
 
     if args.run is None:
-        from toymi.spec import Spec
-        from toymi.train import train
+        from toymi.experiment.spec import Spec
+        from toymi.experiment import train
 
         run_dir = f"/tmp/toymi_patching_speed_{os.getpid()}"
         train(Spec.load(_bench.REPO_ROOT / "tasks" / "induction_quick.toml"), run_dir, progress=False)

@@ -152,8 +152,8 @@ def check_row(spec: str, row: str, measured: dict[str, float]) -> list[str]:
 def train_quick(spec: str, out: Path, overrides: tuple[str, ...] = ()) -> None:
     """README's command for the row, `toymi train tasks/<spec>.toml --out OUT --no-progress --no-plot`, in this
     process (what the CLI calls); `overrides`: `--set` values, for tests that stop a constant-schedule run early."""
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
 
     train(Spec.load(ROOT / "tasks" / f"{spec}.toml", list(overrides)), out, progress=False)
 

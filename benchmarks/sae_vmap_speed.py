@@ -25,7 +25,7 @@ from _bench import machine, median, spread, versions, write_json  # noqa: E402
 
 from toymi.decompose.sae import hyper, stack_hypers  # noqa: E402
 from toymi.decompose.synthetic import sparse_dictionary  # noqa: E402
-from toymi.decompose.train import SAEConfig, make_trainer  # noqa: E402
+from toymi.decompose.fit import SAEConfig, make_trainer  # noqa: E402
 
 SIZES = {
     "toy d=10, 80 latents, batch 512": (dict(n_features=40, d=10, n_active=2.0), 80, 512),

@@ -61,9 +61,10 @@ def sampling_chunk(n_steps: int):
 def measure_task(name: str, args) -> dict:
     import jax
 
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
     from toymi.tasks import TASKS
-    from toymi.train import init_state, make_optimizer, make_train_chunk
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk
 
     if name not in TASKS:
         raise SystemExit(f"unknown task {name!r}; registered: {', '.join(sorted(TASKS))}")

@@ -45,7 +45,7 @@ TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coeffi
 def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, seed: int = 0):
     """A TMS model trained here (feature probability 0.05, uniform importance, as the SPD paper's)."""
     from toymi.decompose.settings import trained
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
 
     spec = Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,

@@ -59,8 +59,9 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from toymi.sweep import Sweep
-    from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment.ensemble import init_ensemble
+    from toymi.train.ensemble import make_ensemble_chunk
 
     n_instances = 20
     probabilities = (20.0 ** -np.linspace(0, 1, n_instances)).round(6).tolist()

@@ -29,7 +29,7 @@ from _bench import machine, versions, write_json  # noqa: E402
 from toymi.decompose.scoring import EVAL_SEED, evaluate  # noqa: E402
 from toymi.decompose.settings import synthetic_setting  # noqa: E402
 from toymi.decompose.sae import hyper, stack_hypers  # noqa: E402
-from toymi.decompose.train import SAEConfig, train_saes  # noqa: E402
+from toymi.decompose.fit import SAEConfig, train_saes  # noqa: E402
 
 AUX = (("off", 0.0, 50_000), ("1/32, dead after 50k", 1 / 32, 50_000), ("1/32, dead after 5k", 1 / 32, 5_000))
 

@@ -59,9 +59,10 @@ def main(argv=None) -> dict:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     import toymi.train.step
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
     from toymi.tasks import masked_cross_entropy
-    from toymi.train import init_state, make_optimizer, make_train_chunk, train_step
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk, train_step
 
     n = args.chunk_steps
 

@@ -29,7 +29,7 @@ def modular_sae(run, steps: int, n_latents: int, k: int):
 
     from toymi.decompose.truths import modular_truth
     from toymi.decompose.sae import hyper, stack_hypers
-    from toymi.decompose.train import SAEConfig, train_saes
+    from toymi.decompose.fit import SAEConfig, train_saes
 
     truth = modular_truth(run.model, run.task)
     cfg = SAEConfig("topk", n_latents=n_latents, steps=steps, batch_size=512, lr=1e-2, schedule="cosine",

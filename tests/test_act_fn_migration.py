@@ -7,7 +7,7 @@ import pytest
 from jax.scipy.special import erf
 
 from toymi.model.mlp import ACTIVATIONS
-from toymi.spec import SPEC_VERSION, Spec, load_saved, migrate_saved
+from toymi.experiment.spec import SPEC_VERSION, Spec, load_saved, migrate_saved
 
 X = jnp.linspace(-4.0, 4.0, 101)
 

@@ -10,8 +10,8 @@ import tomli_w
 
 from toymi.cli import main
 from toymi.errors import ConfigError, ToymiError
-from toymi.spec import Spec
-from toymi.spec_memory import check_memory
+from toymi.experiment.spec import Spec
+from toymi.experiment.spec_memory import check_memory
 
 BASE = {
     "task": {"name": "modular_arithmetic", "p": 23, "frac_train": 0.5},
@@ -139,9 +139,9 @@ def test_memory_estimate_refuses_up_front(tmp_path):
 
 
 def test_toymi_bugs_keep_their_traceback(tmp_path, monkeypatch):
-    import toymi.spec
+    import toymi.experiment.spec
 
-    monkeypatch.setattr(toymi.spec.Spec, "load", lambda *a: {}["bug"])
+    monkeypatch.setattr(toymi.experiment.spec.Spec, "load", lambda *a: {}["bug"])
     with pytest.raises(KeyError):  # not swallowed as a user error
         main(["train", str(write(tmp_path / "ok.toml", BASE))])
 

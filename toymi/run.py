@@ -11,14 +11,14 @@ import equinox as eqx
 import numpy as np
 
 from toymi.errors import NoCheckpoints, RunDirectoryError
-from toymi.spec import Spec, load_saved
-from toymi.sweep import Sweep
+from toymi.experiment.ensemble import stack_tasks
+from toymi.experiment.spec import Spec, load_saved
+from toymi.experiment.sweep import Sweep
+from toymi.experiment.sweep_training import abstract_ensemble_state
+from toymi.experiment.training import abstract_state
 from toymi.tasks import Task
 from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
-from toymi.train.ensemble import stack_tasks
-from toymi.train.ensemble_loop import abstract_ensemble_state, check_same_sweep, train_sweep
-from toymi.train.loop import abstract_state, check_same_spec, train
 from toymi.train.state import TrainState
 from toymi.trees import stack_on_host, unstack
 
@@ -138,18 +138,3 @@ def load_run(directory: str | Path) -> Run:
         return SweepRun(directory)
     return Run(directory)
 
-
-def train_or_load(experiment: Spec | Sweep, directory: str | Path, *, progress: bool = False) -> Run:
-    """The run in `directory`, trained from `experiment` (a `Spec`, or a `Sweep` for an ensemble) unless the directory
-    already holds a run of it — e.g. the one its CLI command (`toymi train` / `toymi sweep`) wrote, so a notebook
-    reuses it. A run there of a different experiment (anything but `train.steps` differs) is an error, not reused.
-    """
-    directory = Path(directory)
-    sweep = isinstance(experiment, Sweep)
-    if not (directory / "spec.toml").exists():
-        (train_sweep if sweep else train)(experiment, directory, progress=progress)
-    elif sweep:
-        check_same_sweep(experiment, directory / "sweep.toml")
-    else:
-        check_same_spec(experiment, directory / "spec.toml")
-    return load_run(directory)

@@ -10,7 +10,7 @@ from toymi.decompose.sae import (
 )
 from toymi.decompose.straight_through import heaviside, jumprelu
 from toymi.decompose.synthetic import feature_probabilities, sparse_dictionary
-from toymi.decompose.train import SAEConfig, make_trainer, train_saes
+from toymi.decompose.fit import SAEConfig, make_trainer, train_saes
 from toymi.errors import ConfigError
 
 

@@ -8,8 +8,9 @@ from toymi import patch, steer, zero_ablate
 from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig, fixed_embedding
 from toymi.model.sites import check_site
-from toymi.spec import Spec
-from toymi.train import init_state, make_optimizer, make_train_chunk
+from toymi.experiment.spec import Spec
+from toymi.experiment import make_optimizer
+from toymi.train import init_state, make_train_chunk
 
 CONFIG = ResidualMLPConfig(n_features=6, d_model=24, d_mlp=5, n_layers=2, in_bias=True, out_bias=True)
 

@@ -190,8 +190,8 @@ def test_show_skips_the_pad_after_a_chess_game_ends(tmp_path):
 
 @pytest.mark.slow
 def test_a_trained_addition_model_writes_correct_sums(tmp_path):
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
     spec = Spec.from_dict({
         "task": {"name": "addition", "n_digits": 2, "batch_size": 128, "eval_size": 256},
         "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_mlp": 128, "normalization": "layernorm"},
@@ -211,8 +211,8 @@ def test_a_trained_addition_model_writes_correct_sums(tmp_path):
 
 @pytest.mark.slow
 def test_a_briefly_trained_chess_model_generates_moves_as_legal_as_its_metric_says(tmp_path):
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
     spec = Spec.from_dict({
         "task": {"name": "chess", "n_games": 400, "n_test_games": 20, "max_plies": 10, "batch_size": 32,
                  "cache_dir": str(tmp_path / "cache")},

@@ -4,11 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.spec import Spec
+from toymi.experiment.spec import Spec
 from toymi.tasks import Addition, make_task
 from toymi.tasks.addition import (SUBTASKS, digits_of, enriched_digits, question_digits, random_digits,
                                   sequence_tokens, subtask_labels)
-from toymi.train import metrics_log, train
+from toymi.experiment import train
+from toymi.train import metrics_log
 
 
 def tokens_of(a: int, b: int, n: int = 5) -> np.ndarray:

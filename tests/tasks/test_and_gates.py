@@ -9,12 +9,13 @@ import pytest
 import toymi
 from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
-from toymi.spec import Spec
+from toymi.experiment.spec import Spec
 from toymi.tasks import make_task
 from toymi.model.transformer import ModelConfig
 from toymi.tasks.and_gates import encode_tokens, gate_pairs
 from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
-from toymi.train import metrics_log, train
+from toymi.experiment import train
+from toymi.train import metrics_log
 
 CIRCUIT = [[0, 1], [2, 3], [1, 2]]
 SMALL = {"task": {"name": "and_gates", "n_features": 5, "feature_probability": 0.4, "gates": "all",

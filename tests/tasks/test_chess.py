@@ -6,7 +6,7 @@ import pytest
 
 import toymi
 import toymi.tasks.chess.generate as generate_module
-from toymi.spec import Spec
+from toymi.experiment.spec import Spec
 from toymi.tasks import make_task
 from toymi.tasks.chess import ChessMoves, decode, encode_game, legal_move_rate, position_labels
 from toymi.tasks.chess.cache import cache_path, load_or_generate
@@ -14,7 +14,8 @@ from toymi.tasks.chess.generate import Players, generate, record_moves
 from toymi.tasks.chess.labels import NEXT_FROM, next_move_facts
 from toymi.tasks.chess.players import heuristic_move
 from toymi.tasks.chess.tokens import BOS, PAD, SQUARE0, token_roles
-from toymi.train import metrics_log, train
+from toymi.experiment import train
+from toymi.train import metrics_log
 
 # 1. e4 e5 2. Nf3 Nc6 3. Bb5 a6 4. O-O, and a game ending in a capturing promotion, 5. hxg8=Q.
 RUY_LOPEZ = ["e2e4", "e7e5", "g1f3", "b8c6", "f1b5", "a7a6", "e1g1"]

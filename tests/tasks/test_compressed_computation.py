@@ -10,11 +10,12 @@ import pytest
 import toymi
 from toymi.errors import ConfigError
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
-from toymi.spec import Spec
+from toymi.experiment.spec import Spec
 from toymi.tasks import make_task
 from toymi.tasks.compressed_computation import naive_model
 from toymi.analysis.compressed_computation import neuron_ablation_effects, neuron_feature_weights, neurons_used
-from toymi.train import metrics_log, train
+from toymi.experiment import train
+from toymi.train import metrics_log
 
 SMALL = {"task": {"name": "compressed_computation", "n_features": 20, "feature_probability": 0.05,
                   "batch_size": 256, "n_eval": 2000},

@@ -4,11 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.spec import Spec
+from toymi.experiment.spec import Spec
 from toymi.tasks import Induction, make_task
 from toymi.tasks.induction import (first_occurrence_positions, induction_targets, offset_copy_body,
                                    previous_token_targets, repeated_positions)
-from toymi.train import metrics_log, train
+from toymi.experiment import train
+from toymi.train import metrics_log
 
 # BOS=9, then 3 1 4 (first time), 7, 3 1 4 (copied), 5.  Positions: 0 1 2 3 4 5 6 7 8
 HAND = jnp.array([9, 3, 1, 4, 7, 3, 1, 4, 5])

@@ -19,9 +19,10 @@ from toymi.analysis.tms import (
     geometry,
     superposition,
 )
-from toymi.sweep import Sweep
-from toymi.train import init_state, make_optimizer, make_train_chunk, train
-from toymi.train.ensemble import stack_tasks
+from toymi.experiment.sweep import Sweep
+from toymi.experiment import make_optimizer, train
+from toymi.train import init_state, make_train_chunk
+from toymi.experiment.ensemble import stack_tasks
 
 N = 100_000  # samples for the statistics below: a rate p has standard error sqrt(p(1-p)/N) <= 0.0016
 

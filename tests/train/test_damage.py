@@ -9,7 +9,8 @@ import pytest
 import toymi
 from toymi.errors import CheckpointDamaged, RunDirectoryError, TrainingInterrupted
 from toymi.run import StaleModel
-from toymi.train import metrics_log, run_lock, train
+from toymi.experiment import train
+from toymi.train import metrics_log, run_lock
 from toymi.train.metrics_log import TornMetricsLine
 
 from .test_training import leaves_equal, tiny_spec
@@ -165,7 +166,7 @@ def test_sigterm_stops_at_a_safe_point_and_resumes_bit_exactly(tmp_path, finishe
 
 @pytest.mark.slow
 def test_divergence_after_several_checkpoints_names_a_finite_one(tmp_path, monkeypatch):
-    import toymi.train.loop as loop
+    import toymi.experiment.training as loop
 
     real = loop.train_chunk_for
 

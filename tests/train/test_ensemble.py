@@ -10,12 +10,14 @@ import pytest
 import toymi
 from toymi.dissect.sweeps import first_step_below, grid_of
 from toymi.errors import ConfigError
-from toymi.spec import Spec, apply_overrides
-from toymi.sweep import Sweep
+from toymi.experiment.spec import Spec, apply_overrides
+from toymi.experiment.sweep import Sweep
 from toymi.tasks import make_task
-from toymi.train import init_state, make_optimizer, make_train_chunk
-from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
-from toymi.train.ensemble_loop import train_sweep
+from toymi.experiment import make_optimizer
+from toymi.train import init_state, make_train_chunk
+from toymi.experiment.ensemble import init_ensemble
+from toymi.train.ensemble import make_ensemble_chunk
+from toymi.experiment.sweep_training import train_sweep
 from toymi.train.optimizer import hyperparams
 from toymi.trees import unstack
 
@@ -126,8 +128,9 @@ def test_first_step_below_and_grid_of():
 
 SHARDED = textwrap.dedent("""
     import jax, numpy as np
-    from toymi.sweep import Sweep
-    from toymi.train.ensemble import init_ensemble, make_ensemble_chunk
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment.ensemble import init_ensemble
+    from toymi.train.ensemble import make_ensemble_chunk
     from toymi.train.sharding import ensemble_mesh, shard_members, batch_placement
     base = {BASE!r}
     specs = Sweep(base, {{"train.weight_decay": [0.0, 0.5, 1.0, 2.0]}}, seeds=2).member_specs()

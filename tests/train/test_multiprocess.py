@@ -18,12 +18,13 @@ import jax
 import numpy as np
 import pytest
 
-from toymi.spec import Spec
-from toymi.sweep import Sweep
-from toymi.train import metrics_log, train
+from toymi.experiment.spec import Spec
+from toymi.experiment.sweep import Sweep
+from toymi.experiment import train
+from toymi.train import metrics_log
 from toymi.train.checkpoints import Checkpoints
-from toymi.train.ensemble_loop import abstract_ensemble_state, train_sweep
-from toymi.train.loop import abstract_state
+from toymi.experiment.sweep_training import abstract_ensemble_state, train_sweep
+from toymi.experiment.training import abstract_state
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tasks" / "tms_quick.toml"  # batch 1024: splits evenly over 8 devices

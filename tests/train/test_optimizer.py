@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from toymi import TrainConfig
-from toymi.train import learning_rate_schedule
+from toymi.experiment import learning_rate_schedule
 
 
 def test_nanda_warmup_is_lr_times_min_step_over_10():

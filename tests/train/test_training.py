@@ -6,9 +6,10 @@ import pytest
 
 import toymi
 from toymi.errors import RunDirectoryError, TrainingDiverged
-from toymi.spec import Spec
-from toymi.train import Checkpoints, metrics_log, train
-from toymi.train.loop import abstract_state
+from toymi.experiment.spec import Spec
+from toymi.experiment import train
+from toymi.train import Checkpoints, metrics_log
+from toymi.experiment.training import abstract_state
 
 TINY = {
     "task": {"name": "modular_arithmetic", "p": 11, "frac_train": 0.6, "data_seed": 0},
@@ -72,7 +73,7 @@ def test_same_spec_same_numbers(tmp_path):
 def test_resume_after_interruption_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch):
     uninterrupted = train(tiny_spec(), tmp_path / "a", progress=False)
 
-    import toymi.train.loop as loop
+    import toymi.experiment.training as loop
 
     real = loop.train_chunk_for
 
@@ -154,7 +155,8 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_capture_inside_the_compiled_training_step():
     """A loss that penalises captured activations trains through the same compiled scan."""
     from toymi.tasks import masked_cross_entropy
-    from toymi.train import init_state, make_optimizer, make_train_chunk
+    from toymi.experiment import make_optimizer
+    from toymi.train import init_state, make_train_chunk
 
     spec = tiny_spec()
     task, optimizer = spec.build_task(), make_optimizer(spec.train)
@@ -179,8 +181,8 @@ def test_capture_inside_the_compiled_training_step():
 def test_runs_that_differ_in_seed_or_adamw_numbers_share_one_compiled_chunk(tmp_path):
     """The chunk reads AdamW's numbers from the optimiser state it is given, so one compiled program serves both
     runs, and each still trains exactly as a chunk built from its own optimiser does."""
-    from toymi.train.loop import train_chunk_for
-    from toymi.train.optimizer import make_optimizer
+    from toymi.experiment.training import train_chunk_for
+    from toymi.experiment.optimizer import make_optimizer
     from toymi.train.state import init_state
     from toymi.train.step import make_train_chunk
 

@@ -18,6 +18,7 @@ from jaxtyping import Float
 from toymi.circuits.forward import batched_forward, graph_of
 from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
+from toymi.train.update import update
 
 
 @jit
@@ -42,10 +43,7 @@ def _prune(model, run, other, metric, sparsity, steps, lr, key):
     optimizer = optax.adam(lr)
 
     def step(carry, key):
-        logits, state = carry
-        grads = jax.grad(loss)(logits, key)
-        updates, state = optimizer.update(grads, state)
-        return (optax.apply_updates(logits, updates), state), None
+        return update(lambda logits, k: (loss(logits, k), None), optimizer, *carry, key)[:2], None
 
     start = jnp.full(len(edges), 3.0)  # every edge kept (sigmoid 0.95) at first
     (logits, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), jax.random.split(key, steps))

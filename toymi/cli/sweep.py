@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     start_distributed(args)
     from toymi.reports.curves import write_training_curves
-    from toymi.sweep import Sweep
-    from toymi.train.ensemble_loop import train_sweep
+    from toymi.experiment.sweep import Sweep
+    from toymi.experiment.sweep_training import train_sweep
     from toymi.train.sharding import ensemble_mesh
     from toymi.train.state import step_of
 

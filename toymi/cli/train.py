@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     start_distributed(args)
     from toymi.reports.curves import write_training_curves
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
     from toymi.train.sharding import ensemble_mesh
     from toymi.train.state import step_of
 

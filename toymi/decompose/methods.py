@@ -24,7 +24,7 @@ from toymi.decompose.baselines import BASELINES, neuron_basis
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import Hyper, hyper, stack_hypers
 from toymi.decompose.scoring import EVAL_SEED, evaluate, evaluate_transcoder
-from toymi.decompose.train import SAEConfig, train_saes
+from toymi.decompose.fit import SAEConfig, train_saes
 from toymi.decompose.transcoder import Transcoder, train_transcoder
 
 

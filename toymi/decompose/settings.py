@@ -36,7 +36,7 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
     """A TMS `n_features`→`d_hidden` model trained here (feature probability 0.05, importance 1, as APD/SPD's),
     as a `GroundTruth` (`tms_truth`), with a 2× dictionary."""
     from toymi.decompose.truths import tms_truth
-    from toymi.spec import Spec
+    from toymi.experiment.spec import Spec
 
     truth = tms_truth(*trained(Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
@@ -53,8 +53,8 @@ def trained(source, steps: int | None = None) -> tuple:
     """`(model, task)` from `source`: a run directory (its last checkpoint), or a `Spec` or spec TOML path trained
     here in a temporary directory (cut to `steps` steps, evaluated and checkpointed once, when given)."""
     from toymi.run import load_run
-    from toymi.spec import Spec
-    from toymi.train import train
+    from toymi.experiment.spec import Spec
+    from toymi.experiment import train
 
     if isinstance(source, (str, Path)) and Path(source).is_dir():
         if steps is not None:

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.train.update import update
+
 IOSampler = Callable[[PRNGKeyArray, int], tuple[Float[Array, "n d_in"], Float[Array, "n d_out"]]]
 
 
@@ -179,11 +181,9 @@ def _fit(params, static, optimizer, sample, key, steps, batch_size, log_every, l
         return transcoder_loss(eqx.combine(p, static), x, y, l1, y_variance, y_norm)
 
     def step(carry, step_key):
-        p, opt_state = carry
-        x, y = sample(step_key, batch_size)
-        (value, parts), grads = jax.value_and_grad(loss, has_aux=True)(p, x, y)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), {"loss": value, **parts}
+        batch = sample(step_key, batch_size)
+        p, opt_state, value, parts = update(lambda p, xy: loss(p, *xy), optimizer, *carry, batch)
+        return (p, opt_state), {"loss": value, **parts}
 
     keys = jax.random.split(key, steps)
     (params, _), history = jax.lax.scan(step, (params, optimizer.init(params)), keys)

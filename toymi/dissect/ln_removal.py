@@ -190,8 +190,8 @@ def remove_layernorm(
     - `model`: a trained `Transformer` with LayerNorm or RMSNorm.
     - `task`: the task it was trained on; fine-tuning minimises `task.loss` on `task.train_batch` samples, and every
       stage is scored with `toymi.train.evaluate` on its eval sets.
-    - `optimizer`: an optax optimiser (e.g. `toymi.train.make_optimizer(run.spec.train)` or a smaller learning rate);
-      its state carries over from one stage to the next.
+    - `optimizer`: an optax optimiser (e.g. `toymi.experiment.make_optimizer(run.spec.train)` or a smaller learning
+      rate); its state carries over from one stage to the next.
     - `key`: drives the training batches and the batches the scales are measured on.
     - `steps_per_removal`: fine-tuning steps after each removal; `final_steps`: more after the last.
     - `order`: the norms (`norm_sites(config)` entries) in removal order; default `default_order(config)`.

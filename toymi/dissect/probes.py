@@ -25,6 +25,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from toymi.train.update import update
+
 
 class ProbeResult(eqx.Module):
     """Per-layer probe results. Accuracies count every labelled (example, target) pair; class accuracies are
@@ -204,11 +206,9 @@ def _fit_and_score(x_train, y_train, x_test, y_test, key, n_classes, steps, lr, 
         params = (jnp.zeros((d, n_targets, n_classes)), jnp.zeros((n_targets, n_classes)))
 
         def step(carry, idx):
-            params, opt_state = carry
-            xb, yb = (z, y_train) if idx is None else (z[idx], y_train[idx])
-            loss, grads = jax.value_and_grad(_loss)(params, xb, yb)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            batch = (z, y_train) if idx is None else (z[idx], y_train[idx])
+            params, opt_state, loss, _ = update(lambda p, b: (_loss(p, *b), None), optimizer, *carry, batch)
+            return (params, opt_state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), batches, length=steps)
         W = params[0] * scale[:, None, None]  # back to raw coordinates: z @ W = x @ (scale W) - mean @ (scale W)

@@ -64,7 +64,7 @@ class ModelConfig(Config):
     - `act_fn`: named as in TransformerLens: `"relu"`, `"gelu"` (exact, erf), `"gelu_new"` (GPT-2's tanh
       approximation, `jax.nn.gelu`'s default), `"gelu_fast"` (the same tanh form written as TransformerLens's
       `gelu_fast`) or `"solu"` (x * softmax(x); TransformerLens's `solu`, not `solu_ln`). Runs saved before
-      spec_version 2 said `"gelu"` for the tanh form; they load as `"gelu_new"` (`toymi.spec.migrate_saved`).
+      spec_version 2 said `"gelu"` for the tanh form; they load as `"gelu_new"` (`toymi.experiment.spec.migrate_saved`).
     - `normalization`: `"none"`, `"layernorm"` or `"rmsnorm"`, applied before attention, before the MLP and
       before the unembedding (pre-norm).
     - `positional_embedding`: `"learned"` (a `W_pos` table) or `"none"`.

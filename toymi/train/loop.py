@@ -1,84 +1,47 @@
 """The host loop: compiled chunks of steps, then log, check for divergence and checkpoint between them.
 
-A run directory holds `spec.toml` (the resolved spec), `metrics.jsonl`, `checkpoints/` and `figures/`.
+A run directory holds the caller's files (e.g. `spec.toml`), `metrics.jsonl`, `checkpoints/` and `figures/`.
 Resuming restores the latest checkpoint and replays the same compiled chunks, so the final weights equal an
 uninterrupted run's bit for bit on the same backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import numpy as np
-from jax.sharding import Mesh
 from tqdm import tqdm
 
 from toymi.errors import RunDirectoryError, TrainingDiverged, TrainingInterrupted
-from toymi.spec import Spec, TrainConfig, load_saved, spec_differences
 from toymi.train import metrics_log, run_lock
 from toymi.train.checkpoints import Checkpoints
 from toymi.train.integrity import write_atomically
-from toymi.train.optimizer import make_optimizer, program_config
-from toymi.train.sharding import barrier, batch_placement, replicate, to_host
-from toymi.train.state import TrainState, init_state, step_of
-from toymi.train.step import evaluate, make_train_chunk
+from toymi.train.sharding import barrier, to_host
+from toymi.train.state import TrainState, step_of
 from toymi.train.stop_signals import StopOnSignal
 
 
-def train(spec: Spec, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          mesh: Mesh | None = None) -> TrainState:
-    """Train `spec` into `run_dir`; returns the final `TrainState`.
+class Cadence(NamedTuple):
+    """How the host loop paces a run: `steps` in all, metrics every `eval_every` (one compiled chunk), a checkpoint
+    every `checkpoint_every` (a multiple of `eval_every`; the first and last are always saved)."""
 
-    **Arguments:**
-
-    - `spec`: the experiment.
-    - `run_dir`: where the run lives. Must be new or empty unless `resume`.
-    - `resume`: continue from the newest intact checkpoint in `run_dir` (its spec must match, except `train.steps`,
-      which may only grow). An unfinished start (interrupted before its first checkpoint) starts again.
-    - `progress`: draw a progress bar.
-    - `mesh`: train data-parallel: state and task on every device of this `(members, batch)` mesh
-      (`toymi.train.sharding.ensemble_mesh(jax.device_count())`, across processes after `jax.distributed.initialize`),
-      each batch's examples split over its `batch` axis.
-
-    Raises `TrainingInterrupted` when SIGINT or SIGTERM stopped it (at a safe point, resumable).
-    """
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir, resume)
-    if resume and not run_lock.is_unfinished(run_dir):
-        check_same_spec(spec, run_dir / "spec.toml")
-    state, task = init_state(spec.model, make_optimizer(spec.train), spec.train.seed), spec.build_task()
-    chunk = train_chunk_for(spec.train)
-    if mesh is not None:
-        state, task = replicate((state, task), mesh)
-        chunk = make_train_chunk(make_optimizer(program_config(spec.train)), spec.train.eval_every,
-                                 place_batch=batch_placement(mesh))
-    return host_loop(run_dir, {"spec.toml": spec.to_toml()}, state, task, chunk, evaluate, spec.train,
-                     resume=resume, progress=progress, on_nonfinite=_stop)
-
-
-def train_chunk_for(cfg: TrainConfig) -> Callable:
-    """The compiled chunk of `cfg.eval_every` steps that `train` runs, shared by every config with the same
-    `program_config`: a second run that differs in seed or AdamW's numbers (which live in the state it is given)
-    reuses the first one's compiled program instead of compiling it again."""
-    return _train_chunk(program_config(cfg))
-
-
-@functools.lru_cache(maxsize=16)
-def _train_chunk(program: TrainConfig) -> Callable:
-    return make_train_chunk(make_optimizer(program), program.eval_every)
+    steps: int
+    eval_every: int
+    checkpoint_every: int
 
 
 def host_loop(run_dir: Path, files: dict[str, str], state, task, train_chunk: Callable, evaluate_fn: Callable,
-              cfg: TrainConfig, *, resume: bool, progress: bool, on_nonfinite: Callable) -> TrainState:
+              cfg: Cadence, *, resume: bool, progress: bool, on_nonfinite: Callable) -> TrainState:
     """Chunks of compiled steps; between them, log metrics, check the losses, checkpoint, draw progress.
+
+    `train_chunk(state, task) -> (state, losses)` runs `cfg.eval_every` steps; `evaluate_fn(model, task)` gives the
+    metrics logged after each chunk.
 
     Shared by single runs and ensembles (whose state, task, metrics and losses carry a leading member axis).
     `files` (name → text) are written into `run_dir` once the run starts; `on_nonfinite(losses, step, run_dir,
@@ -148,7 +111,7 @@ def _chunks(state, start, task, train_chunk, evaluate_fn, cfg, log_path, checkpo
     return state, step
 
 
-def _resume(run_dir: Path, checkpoints: Checkpoints, state, cfg: TrainConfig, log_path: Path):
+def _resume(run_dir: Path, checkpoints: Checkpoints, state, cfg: Cadence, log_path: Path):
     start = checkpoints.newest_intact(report=lambda line: print(f"toymi: {line}", file=sys.stderr))
     if start is None:
         raise RunDirectoryError(f"{run_dir} has no intact checkpoint to resume from")
@@ -186,7 +149,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         raise RunDirectoryError(f"{run_dir} already holds a run; pass --resume to continue it or --out elsewhere")
 
 
-def _stop(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints) -> None:
+def stop_on_nonfinite(losses: np.ndarray, step: int, run_dir: Path, checkpoints: Checkpoints) -> None:
     bad = int(np.argmin(np.isfinite(losses)))
     good = checkpoints.last_finite
     where = (f"the last good checkpoint is step {good} in {run_dir} (its metrics are finite)" if good is not None else
@@ -206,25 +169,3 @@ def _log(path: Path, state: TrainState, task, evaluate_fn: Callable, elapsed: fl
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else f"{np.nanmedian(value):.3g} (median)"
-
-
-def check_same_spec(spec: Spec, spec_path: Path) -> None:
-    """Refuse a run directory whose spec differs from `spec` in anything but `train.steps` (resume or reuse it),
-    naming every differing key with both values."""
-    if not spec_path.exists():
-        raise RunDirectoryError(f"{spec_path} does not exist")
-    saved = load_saved(spec_path)
-    if dataclasses.replace(saved.train, steps=spec.train.steps) != spec.train or (saved.task, saved.model) != (
-        spec.task, spec.model
-    ):
-        differences = spec_differences(saved.to_dict(), spec.to_dict()) or ["(values equal as written, unequal as "
-                                                                              "parsed)"]
-        raise RunDirectoryError(
-            f"the spec differs from the run's {spec_path} (only train.steps may differ, to resume or extend it): "
-            + "; ".join(differences) + ". Pass the same --set options as the run, or another --out"
-        )
-
-
-def abstract_state(spec: Spec) -> TrainState:
-    """The shapes and dtypes of `spec`'s TrainState, without computing it (a restore target)."""
-    return eqx.filter_eval_shape(init_state, spec.model, make_optimizer(spec.train), spec.train.seed)

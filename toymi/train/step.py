@@ -1,4 +1,5 @@
-"""The pure training step, a `lax.scan` of many steps per compiled call, and the evaluation function."""
+"""The pure training step (one `update` on a freshly sampled batch), a `lax.scan` of many steps per compiled call,
+and the evaluation function."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from jaxtyping import Array, Float
 
 from toymi.tasks import Task
 from toymi.train.state import TrainState
+from toymi.train.update import update
 
 
 def loss_fn(model: eqx.Module, task: Task, batch) -> Float[Array, ""]:
@@ -35,11 +37,9 @@ def train_step(
     batch = task.train_batch(batch_key)
     if place_batch is not None:
         batch = place_batch(batch)
-    loss, grads = eqx.filter_value_and_grad(loss)(state.model, task, batch)
-    params = eqx.filter(state.model, eqx.is_inexact_array)
-    updates, opt_state = optimizer.update(grads, state.opt_state, params)
-    model = eqx.apply_updates(state.model, updates)
-    return TrainState(step=state.step + 1, model=model, opt_state=opt_state, key=key), loss
+    model, opt_state, value, _ = update(lambda m, b: (loss(m, task, b), None), optimizer, state.model,
+                                        state.opt_state, batch)
+    return TrainState(step=state.step + 1, model=model, opt_state=opt_state, key=key), value
 
 
 def run_steps(state: TrainState, task: Task, optimizer: optax.GradientTransformation, n_steps: int,

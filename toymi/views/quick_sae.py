@@ -40,7 +40,7 @@ def train_quick_sae(run, settings: QuickSAE = QuickSAE()):
     from toymi.decompose.ground_truth import GroundTruth
     from toymi.decompose.truths import activation_sampler
     from toymi.decompose.sae import hyper, stack_hypers
-    from toymi.decompose.train import SAEConfig, train_saes
+    from toymi.decompose.fit import SAEConfig, train_saes
 
     model, task = run.model, run.task
     site, layer = site_of(model)

@@ -3,7 +3,7 @@ member's whole run is a `lax.scan`, and the members are an `eqx.filter_vmap` of 
 
 A member's seed picks its initialisation, its data stream and its masks; its `SPDHyper` row its importance
 coefficient and p schedule. Everything else (shapes, step count, the other coefficients, the optimiser: Adam from
-`toymi.train.optimizer.make_optimizer` without weight decay, cosine by default) is the shared `SPDConfig`.
+`toymi.train.optimizer.adamw` without weight decay, cosine by default) is the shared `SPDConfig`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
-from toymi.spec import TrainConfig
-from toymi.train.optimizer import make_optimizer
+from toymi.train.optimizer import adamw
+from toymi.train.update import update
 
 LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
 
@@ -69,9 +69,7 @@ class SPDConfig:
             raise ConfigError("invalid SPD config:\n  - " + "\n  - ".join(problems))
 
     def optimizer(self) -> optax.GradientTransformation:
-        return make_optimizer(TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
-                                          schedule=self.schedule, eval_every=self.steps,
-                                          checkpoint_every=self.steps))
+        return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
 
 
 class SPDHyper(eqx.Module):
@@ -120,10 +118,7 @@ def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> S
     opt = optax.adam(cfg.faithfulness_warmup_lr)
 
     def body(carry, _):
-        p, s = carry
-        grads = jax.grad(lambda q: faithfulness(q, model, targets))(p)
-        updates, s = opt.update(grads, s, p)
-        return (optax.apply_updates(p, updates), s), None
+        return update(lambda q, _: (faithfulness(q, model, targets), None), opt, *carry, None)[:2], None
 
     (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), length=cfg.faithfulness_warmup_steps)
     return params
@@ -151,10 +146,9 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
             params, opt_state, key = carry
             key, k_data, k_mask = jax.random.split(key, 3)
             p = annealed_p(step / cfg.steps, h.p_start, h.p_end, cfg.p_anneal_start)
-            (_, terms), grads = jax.value_and_grad(total, has_aux=True)(params, sample(k_data, cfg.batch_size),
-                                                                          k_mask, h, p)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state, key), terms
+            params, opt_state, _, terms = update(lambda q, x: total(q, x, k_mask, h, p), optimizer, params, opt_state,
+                                                 sample(k_data, cfg.batch_size))
+            return (params, opt_state, key), terms
 
         (params, _, _), terms = jax.lax.scan(body, (params, optimizer.init(params), key), jnp.arange(cfg.steps))
         return params, terms

@@ -16,10 +16,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from toymi.errors import RunDirectoryError
-from toymi.spec import spec_differences
-from toymi.sweep import Sweep
-from toymi.train.ensemble import evaluate_ensemble, init_ensemble, make_ensemble_chunk
+from toymi.experiment.ensemble import init_ensemble
+from toymi.experiment.spec import spec_differences
+from toymi.experiment.sweep import Sweep
+from toymi.experiment.training import cadence
 from toymi.train import run_lock
+from toymi.train.ensemble import evaluate_ensemble, make_ensemble_chunk
 from toymi.train.loop import check_run_dir, host_loop
 from toymi.train.sharding import MEMBERS, batch_placement, shard_members
 from toymi.train.state import TrainState
@@ -31,7 +33,7 @@ def train_sweep(sweep: Sweep, run_dir: str | Path, *, resume: bool = False, prog
 
     **Arguments:**
 
-    - `sweep`: base spec, grid and seeds (`toymi.sweep.Sweep`).
+    - `sweep`: base spec, grid and seeds (`toymi.experiment.Sweep`).
     - `run_dir`: where the sweep lives. Must be new or empty unless `resume`.
     - `resume`: continue from the latest checkpoint (the sweep must match, except the base `train.steps`).
     - `progress`: draw a progress bar.
@@ -60,7 +62,7 @@ def train_sweep(sweep: Sweep, run_dir: str | Path, *, resume: bool = False, prog
                 warnings.warn(f"member {member} ({sweep.members[member]}) diverged at step {step + first}; the "
                               "others go on", stacklevel=2)
 
-    return host_loop(run_dir, files, state, task, chunk, evaluate_ensemble, specs[0].train, resume=resume,
+    return host_loop(run_dir, files, state, task, chunk, evaluate_ensemble, cadence(specs[0].train), resume=resume,
                      progress=progress, on_nonfinite=note_diverged)
 
 

@@ -5,9 +5,9 @@ no activations are ever stored. The members differ only in arrays (seed, L1 coef
 one `eqx.filter_vmap` of one training function: one compile, and one XLA program whose matmuls are N times wider,
 which on any device costs far less than N separate runs (`benchmarks/sae_vmap_speed.py`).
 
-Reused from the training engine: `TrainState` (step, model, opt_state, key) and `make_optimizer` (AdamW and
-schedules from a `TrainConfig`). Not reused: `train_step`, because an SAE step also needs the loss's auxiliary
-outputs (which latents fired, for AuxK's dead-latent count) and an optional decoder renormalisation after the update.
+Reused from the training engine: `TrainState` (step, model, opt_state, key), the optimiser factory `adamw` (from
+plain values) and the one `update` step, whose auxiliary outputs carry which latents fired (AuxK's dead-latent
+count) and whose projection renormalises the decoder after each step.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from jaxtyping import Array, Float, Int
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import KINDS, SAE, BatchTopKSAE, Hyper, aux_k_loss, init_sae, normalise_decoder
 from toymi.errors import ConfigError
-from toymi.spec import TrainConfig
-from toymi.train.optimizer import make_optimizer
+from toymi.train.optimizer import adamw
 from toymi.train.state import TrainState
+from toymi.train.update import update
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +79,7 @@ class SAEConfig:
         return self.kind in ("topk", "batchtopk") if self.normalise_decoder is None else self.normalise_decoder
 
     def optimizer(self) -> optax.GradientTransformation:
-        return make_optimizer(TrainConfig(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps,
-                                          schedule=self.schedule, eval_every=self.steps, checkpoint_every=self.steps))
+        return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
 
 
 class TrainedSAEs(eqx.Module):
@@ -122,13 +121,9 @@ def sae_update(state: TrainState, since_fired: Int[Array, " n_latents"], x: Floa
                cfg: SAEConfig, optimizer: optax.GradientTransformation):
     """One optimiser step on the batch `x`; returns the new state, the new dead-latent counters, the loss and MSE."""
     dead = since_fired >= h.dead_after
-    (loss, (mse, fired)), grads = eqx.filter_value_and_grad(_loss, has_aux=True)(state.model, x, h, dead,
-                                                                                 cfg.k_aux)
-    params = eqx.filter(state.model, eqx.is_inexact_array)
-    updates, opt_state = optimizer.update(grads, state.opt_state, params)
-    sae = eqx.apply_updates(state.model, updates)
-    if cfg.renormalise:
-        sae = normalise_decoder(sae)
+    sae, opt_state, loss, (mse, fired) = update(lambda sae, x: _loss(sae, x, h, dead, cfg.k_aux), optimizer,
+                                                state.model, state.opt_state, x,
+                                                project=normalise_decoder if cfg.renormalise else None)
     since_fired = jnp.where(fired, 0, since_fired + x.shape[0])
     return TrainState(step=state.step + 1, model=sae, opt_state=opt_state, key=state.key), since_fired, loss, mse
 
@@ -218,15 +213,15 @@ def make_trainer(truth: GroundTruth, cfg: SAEConfig, shared_data: bool = False):
     if not shared_data:
         return eqx.filter_jit(eqx.filter_vmap(one))
 
-    update = eqx.filter_vmap(lambda st, sn, x, h: sae_update(st, sn, x, h, cfg, optimizer),
-                             in_axes=(0, 0, None, 0))
+    update_all = eqx.filter_vmap(lambda st, sn, x, h: sae_update(st, sn, x, h, cfg, optimizer),
+                                 in_axes=(0, 0, None, 0))
 
     @eqx.filter_jit
     def shared(seeds, hypers, data_seed):
         states, since0, calib_keys = eqx.filter_vmap(init)(seeds, hypers)
 
         def body(carry, key):
-            states, since, loss, mse = update(*carry, truth.sample(key, cfg.batch_size), hypers)
+            states, since, loss, mse = update_all(*carry, truth.sample(key, cfg.batch_size), hypers)
             return (states, since), (loss, mse)
 
         keys = jax.random.split(jax.random.PRNGKey(data_seed), cfg.steps)

@@ -6,7 +6,7 @@
     [model]                       # kind = "transformer" (default) or another registered kind, then its
                                   # config's fields; d_vocab, d_vocab_out and n_ctx default to the task's
     d_model = 128
-    [train]                       # toymi.spec.TrainConfig fields
+    [train]                       # toymi.experiment.spec.TrainConfig fields
     steps = 40000
 
 `--set section.key=value` overrides parse `value` as TOML (`1e-3`, `true`, `"gelu"`), falling back to a string.
@@ -23,7 +23,7 @@ from typing import Literal
 import tomli_w
 
 from toymi.errors import ConfigError, SpecFileMissing
-from toymi.spec_memory import check_data_memory, check_memory
+from toymi.experiment.spec_memory import check_data_memory, check_memory
 from toymi.model.registry import config_class, kind_of
 from toymi.tasks import Task, make_task, task_class
 from toymi.validate import Config, integer, number, one_of, positive_number, setting
@@ -90,7 +90,7 @@ class Spec:
         version = raw.pop("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise ConfigError(f"spec_version {version!r}: this toymi reads {SPEC_VERSION}; a saved run's older spec is "
-                              "migrated by toymi.spec.load_saved")
+                              "migrated by toymi.experiment.spec.load_saved")
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown spec sections {unknown}; a spec has {list(SECTIONS)}")
@@ -204,7 +204,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         target, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r} must look like section.key=value")
-        values[target.strip()] = _parse_value(text.strip())
+        values[target.strip()] = parse_value(text.strip())
     return set_values(raw, values)
 
 
@@ -223,7 +223,8 @@ def set_values(raw: dict, values: dict[str, object]) -> dict:
     return out
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
+    """A `--set` / `--grid` value as TOML reads it (`3e-3` a float, `true` a bool), or the text itself."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

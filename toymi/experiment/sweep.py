@@ -17,8 +17,8 @@ from pathlib import Path
 import tomli_w
 
 from toymi.errors import ConfigError
-from toymi.spec import (SECTIONS, SPEC_VERSION, Spec, TrainConfig, _parse_value, apply_overrides, migrate_saved,
-                        read_toml, set_values)
+from toymi.experiment.spec import (SECTIONS, SPEC_VERSION, Spec, TrainConfig, apply_overrides, migrate_saved,
+                                   parse_value, read_toml, set_values)
 from toymi.train.optimizer import STATE_HYPERPARAMS
 
 # What may vary across members, besides task settings (which the task's `stack` checks).
@@ -64,7 +64,7 @@ class Sweep:
             key, sep, text = item.partition("=")
             if not sep or not text.strip():
                 raise ConfigError(f"--grid {item!r} must look like section.key=v1,v2,...")
-            parsed[key.strip()] = [_parse_value(v.strip()) for v in text.split(",")]
+            parsed[key.strip()] = [parse_value(v.strip()) for v in text.split(",")]
         return cls(base=base, grid=parsed, seeds=seeds)
 
     @property
