@@ -92,3 +92,19 @@ def test_activations_attribute_and_name_lookup_read_the_site_table():
     with pytest.raises(AttributeError, match="no attribute or site 'nonsense'"):
         acts.nonsense  # noqa: B018
     assert [leaf.shape for leaf in jax.tree.leaves(acts)] == [(4, 10), (4, 8)]  # a pytree of the captured arrays
+
+
+def test_the_decomposition_configs_follow_the_same_rules():
+    """SAEs and SPD declare their checks like every model config: a bool is no size, every problem in one line."""
+    from toymi.decompose.fit import SAEConfig
+    from toymi.decompose.parameters.spd import SPDConfig
+
+    with pytest.raises(ConfigError, match=r"invalid SAE config: kind must be one of .*; n_latents must be a positive "
+                                          r"integer, got True; lr must be a positive number \(and finite\), got nan"):
+        SAEConfig(kind="sparse", n_latents=True, lr=float("nan"))
+    with pytest.raises(ConfigError, match=r"k_max \(9\) must be at most n_latents \(8\)"):
+        SAEConfig(kind="topk", n_latents=8, k_max=9)
+    with pytest.raises(ConfigError, match=r"invalid SPD config: C must be a positive integer, got 0; .*"
+                                          r"p_anneal_start must be in \[0, 1\], got 2.0"):
+        SPDConfig(C=0, p_anneal_start=2.0)
+    assert SPDConfig(C=4).schedule == "cosine" and SAEConfig(kind="relu", n_latents=8).k_aux == 0

@@ -13,7 +13,8 @@ count) and whose projection renormalises the decoder after each step.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Iterable
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -24,13 +25,14 @@ from jaxtyping import Array, Float, Int
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import KINDS, SAE, BatchTopKSAE, Hyper, aux_k_loss, init_sae, normalise_decoder
 from toymi.errors import ConfigError
-from toymi.train.optimizer import adamw
+from toymi.train.optimizer import SCHEDULES, adamw
 from toymi.train.state import TrainState
 from toymi.train.update import update
+from toymi.validate import Config, boolean, integer, one_of, optional, positive_number, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class SAEConfig:
+class SAEConfig(Config):
     """What every member of one vmapped run shares (shapes and the optimiser); per-member settings are `Hyper`s.
 
     - `kind`: `"relu"`, `"topk"`, `"batchtopk"` or `"jumprelu"`.
@@ -44,35 +46,27 @@ class SAEConfig:
     - `init_threshold`: JumpReLU's initial θ.
     """
 
-    kind: str
-    n_latents: int
-    steps: int = 2000
-    batch_size: int = 1024
-    lr: float = 1e-3
-    warmup_steps: int = 0
-    schedule: Literal["constant", "cosine", "linear"] = "constant"
-    b_dec_init: Literal["zeros", "mean", "median"] = "zeros"
-    normalise_decoder: bool | None = None
-    k_max: int = 1
-    k_aux: int = 0
-    init_threshold: float = 0.001
+    title: ClassVar[str] = "SAE config"
+    section: ClassVar[str] = "SAE config"
 
-    def __post_init__(self):
-        problems = []
-        if self.kind not in KINDS:
-            problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
-        for name in ("n_latents", "steps", "batch_size", "k_max"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.b_dec_init not in ("zeros", "mean", "median"):
-            problems.append(f"b_dec_init must be 'zeros', 'mean' or 'median', got {self.b_dec_init!r}")
-        if isinstance(self.k_max, int) and isinstance(self.n_latents, int) and self.k_max > self.n_latents:
-            problems.append(f"k_max ({self.k_max}) must be at most n_latents ({self.n_latents})")
-        if not isinstance(self.k_aux, int) or not 0 <= self.k_aux <= (self.n_latents or 0):
-            problems.append(f"k_aux must be an integer in [0, n_latents], got {self.k_aux!r}")
-        if problems:
-            raise ConfigError("invalid SAE config:\n  - " + "\n  - ".join(problems))
+    kind: str = setting(check=one_of(KINDS))
+    n_latents: int = setting(check=integer(1))
+    steps: int = setting(2000, integer(1))
+    batch_size: int = setting(1024, integer(1))
+    lr: float = setting(1e-3, positive_number)
+    warmup_steps: int = setting(0, integer(0))
+    schedule: Literal["constant", "cosine", "linear"] = setting("constant", one_of(SCHEDULES))
+    b_dec_init: Literal["zeros", "mean", "median"] = setting("zeros", one_of(("zeros", "mean", "median")))
+    normalise_decoder: bool | None = setting(None, optional(boolean))
+    k_max: int = setting(1, integer(1))
+    k_aux: int = setting(0, integer(0))
+    init_threshold: float = setting(0.001, positive_number)
+
+    def relations(self, valid: frozenset[str]) -> Iterable[str]:
+        if {"k_max", "n_latents"} <= valid and self.k_max > self.n_latents:
+            yield f"k_max ({self.k_max}) must be at most n_latents ({self.n_latents})"
+        if {"k_aux", "n_latents"} <= valid and self.k_aux > self.n_latents:
+            yield f"k_aux must be an integer in [0, n_latents], got {self.k_aux!r}"
 
     @property
     def renormalise(self) -> bool:

@@ -23,12 +23,12 @@ from typing import Literal
 import tomli_w
 
 from toymi.errors import ConfigError, SpecFileMissing
+from toymi.train.optimizer import SCHEDULES
 from toymi.experiment.spec_memory import check_data_memory, check_memory
 from toymi.model.registry import config_class, kind_of
 from toymi.tasks import Task, make_task, task_class
 from toymi.validate import Config, integer, number, one_of, positive_number, setting
 
-SCHEDULES = ("constant", "cosine", "linear")
 SECTIONS = ("task", "model", "train")
 SPEC_VERSION = 2  # 2: act_fn names mean what they mean in TransformerLens ("gelu" exact); see migrate_saved
 AT_LEAST = frozenset({"n_ctx"})  # task dims a model may exceed; every other one must match

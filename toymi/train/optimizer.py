@@ -21,6 +21,7 @@ import optax
 STATE_HYPERPARAMS = {"lr": "learning_rate", "weight_decay": "weight_decay", "beta1": "b1", "beta2": "b2",
                      "eps": "eps"}
 Schedule = Literal["constant", "cosine", "linear"]
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")  # the names `schedule` accepts
 
 
 def schedule_shape(steps: int, schedule: Schedule = "constant", warmup_steps: int = 0,

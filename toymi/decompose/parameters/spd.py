@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -22,14 +23,15 @@ from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
-from toymi.train.optimizer import adamw
+from toymi.train.optimizer import SCHEDULES, adamw
 from toymi.train.update import update
+from toymi.validate import Config, integer, number, one_of, positive_number, setting
 
 LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
 
 
 @dataclasses.dataclass(frozen=True)
-class SPDConfig:
+class SPDConfig(Config):
     """What every member shares.
 
     - `C`: subcomponents per decomposed matrix.
@@ -42,31 +44,23 @@ class SPDConfig:
     - `hidden`: width of each causal-importance MLP.
     """
 
-    C: int
-    steps: int = 1000
-    batch_size: int = 1024
-    lr: float = 1e-3
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    targets: tuple[str, ...] | None = None
-    faithfulness_coef: float = 1.0
-    recon_coef: float = 1.0
-    layerwise_coef: float = 1.0
-    p_anneal_start: float = 1.0
-    faithfulness_warmup_steps: int = 0
-    faithfulness_warmup_lr: float = 1e-2
-    hidden: int = 16
+    title: ClassVar[str] = "SPD config"
+    section: ClassVar[str] = "SPD config"
 
-    def __post_init__(self):
-        problems = [f"{n} must be a positive integer, got {getattr(self, n)!r}" for n in ("C", "steps", "batch_size",
-                    "hidden") if isinstance(getattr(self, n), bool) or not isinstance(getattr(self, n), int)
-                    or getattr(self, n) < 1]
-        if not 0.0 <= self.p_anneal_start <= 1.0:
-            problems.append(f"p_anneal_start must be in [0, 1], got {self.p_anneal_start!r}")
-        if self.faithfulness_warmup_steps < 0:
-            problems.append(f"faithfulness_warmup_steps must be >= 0, got {self.faithfulness_warmup_steps!r}")
-        if problems:
-            raise ConfigError("invalid SPD config:\n  - " + "\n  - ".join(problems))
+    C: int = setting(check=integer(1))
+    steps: int = setting(1000, integer(1))
+    batch_size: int = setting(1024, integer(1))
+    lr: float = setting(1e-3, positive_number)
+    schedule: str = setting("cosine", one_of(SCHEDULES))
+    warmup_steps: int = setting(0, integer(0))
+    targets: tuple[str, ...] | None = None
+    faithfulness_coef: float = setting(1.0, number(0))
+    recon_coef: float = setting(1.0, number(0))
+    layerwise_coef: float = setting(1.0, number(0))
+    p_anneal_start: float = setting(1.0, number(0, 1))
+    faithfulness_warmup_steps: int = setting(0, integer(0))
+    faithfulness_warmup_lr: float = setting(1e-2, positive_number)
+    hidden: int = setting(16, integer(1))
 
     def optimizer(self) -> optax.GradientTransformation:
         return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
