@@ -3,6 +3,7 @@
 import html
 import json
 import re
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -279,3 +280,15 @@ def test_latents_for_a_chess_run_draw_each_latent_on_the_board(tmp_path):
         row, col = 7 - square // 8, square % 8
         np.testing.assert_allclose(latent["grid"][row][col], a[squares == square].mean(), rtol=2e-3)
         assert len(latent["grid"]) == 8 and all(len(r) == 8 for r in latent["grid"])
+
+
+def test_quick_sae_latents_refuse_a_model_that_is_not_a_transformer():
+    """A TMS run has no layers or positions to read: one line, not a crash inside the SAE's sampler."""
+    from types import SimpleNamespace
+
+    from toymi.errors import ConfigError
+    from toymi.views.quick_sae import latents_page
+
+    tms = build_model(TMSConfig(n_features=5, d_hidden=2), jax.random.PRNGKey(0))
+    with pytest.raises(ConfigError, match="this run's model is a tms model"):
+        latents_page(SimpleNamespace(model=tms, task=None, directory=Path("tms_run")))

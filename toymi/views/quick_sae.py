@@ -65,6 +65,9 @@ def latents_page(run, kind: str = "sae", settings: QuickSAE = QuickSAE()) -> Vie
         raise ConfigError(f"--latents {kind!r}: toymi view trains one of {list(KINDS)}")
     if hasattr(run, "members"):
         raise ConfigError("--latents needs a single run, not a sweep")
+    if run.model.kind != "transformer":  # the quick SAE reads a position of a sequence model's last layer
+        raise ConfigError(f"--latents reads a transformer's last layer at its last position; this run's model is "
+                          f"a {run.model.kind} model")
     sae, site, layer = train_quick_sae(run, settings)
     return latents_for_run(run, sae, site=site, layer=layer, position=-1,
                            title=f"Latents: a TopK SAE ({settings.n_latents} latents, k = {settings.k}, "
