@@ -23,6 +23,8 @@ CONFIGS = [
 
 def plain_init(monkeypatch):
     monkeypatch.setattr(init, "normal", lambda key, shape, scale: scale * jax.random.normal(key, shape))
+    monkeypatch.setattr(init, "split", lambda key, n=2: tuple(jax.random.split(key, n)))
+    monkeypatch.setattr(init, "split_keys", lambda key, n: jax.random.split(key, n))
     monkeypatch.setattr(init, "stacked", lambda make, keys: eqx.filter_vmap(make)(keys))
 
 
@@ -55,3 +57,13 @@ def test_under_a_trace_it_is_the_plain_draw():
     f = jax.jit(lambda k: init.normal(k, (3, 4), 0.5))
     np.testing.assert_array_equal(np.asarray(f(jax.random.PRNGKey(1))),
                                   np.asarray(jax.jit(lambda k: 0.5 * jax.random.normal(k, (3, 4)))(jax.random.PRNGKey(1))))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 64, 65, 130])
+def test_a_split_is_the_prefix_of_the_shared_split(n):
+    """What `init.split` relies on: the i-th key of a split depends on the key and i alone."""
+    key = jax.random.PRNGKey(11)
+    plain = np.asarray(jax.random.split(key, n))
+    np.testing.assert_array_equal(np.asarray(init.split_keys(key, n)), plain)
+    np.testing.assert_array_equal(np.stack([np.asarray(k) for k in init.split(key, n)]), plain)
+    assert all(isinstance(k, jax.Array) for k in init.split(key, n))

@@ -31,7 +31,7 @@ class Attention(eqx.Module):
 
     def __init__(self, config: ModelConfig, key: PRNGKeyArray):
         h, d, e = config.n_heads, config.d_model, config.d_head
-        kq, kk, kv, ko = jax.random.split(key, 4)
+        kq, kk, kv, ko = init.split(key, 4)
         s_in = config.init_scale / math.sqrt(d)
         s_out = config.init_scale / math.sqrt(h * e)
         self.W_Q = init.normal(kq, (h, d, e), s_in)

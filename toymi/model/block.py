@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import equinox as eqx
-import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model import init
 from toymi.model.attention import Attention
 from toymi.model.embedding_tables import tables_if_unchanged
 from toymi.model.hooks import Hooks
@@ -31,7 +31,7 @@ class Block(eqx.Module):
     ln2: Norm | None
 
     def __init__(self, config: ModelConfig, key: PRNGKeyArray):
-        k_attn, k_mlp = jax.random.split(key)
+        k_attn, k_mlp = init.split(key)
         self.attn = Attention(config, k_attn)
         self.mlp = None if config.attn_only else MLP(config, k_mlp)
         self.ln1 = Norm(config) if config.has_norm else None

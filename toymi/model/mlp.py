@@ -47,7 +47,7 @@ class MLP(eqx.Module):
     act_fn: str = eqx.field(static=True)
 
     def __init__(self, config: ModelConfig, key: PRNGKeyArray):
-        k_in, k_out = jax.random.split(key)
+        k_in, k_out = init.split(key)
         d, m = config.d_model, config.d_mlp
         self.W_in = init.normal(k_in, (d, m), config.init_scale / math.sqrt(d))
         self.W_out = init.normal(k_out, (m, d), config.init_scale / math.sqrt(m))

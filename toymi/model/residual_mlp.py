@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model import init
 from toymi.model.activations import Activations
 from toymi.model.hooked import HookedModel, refuse_positions
 from toymi.model.hooks import Hooks
@@ -174,7 +175,7 @@ class ResidualMLP(HookedModel):
     b_U: Float[Array, " n_outputs"] | None
 
     def __init__(self, config: ResidualMLPConfig, key: PRNGKeyArray):
-        k_in, k_out, k_u = jax.random.split(key, 3)
+        k_in, k_out, k_u = init.split(key, 3)
         c = config
         self.config = c
         self.W_in = c.init_scale / math.sqrt(c.d_model) * jax.random.normal(k_in, (c.n_layers, c.d_model, c.d_mlp))

@@ -177,7 +177,7 @@ class Transformer(HookedModel):
     b_U: Float[Array, " d_vocab_out"]
 
     def __init__(self, config: ModelConfig, key: PRNGKeyArray):
-        k_embed, k_pos, k_blocks, k_unembed = jax.random.split(key, 4)
+        k_embed, k_pos, k_blocks, k_unembed = init.split(key, 4)
         s = config.init_scale / math.sqrt(config.d_model)
         self.config = config
         self.W_E = init.normal(k_embed, (config.d_vocab, config.d_model), s)
@@ -185,7 +185,7 @@ class Transformer(HookedModel):
             init.normal(k_pos, (config.n_ctx, config.d_model), s)
             if config.positional_embedding == "learned" else None
         )
-        self.blocks = init.stacked(lambda k: Block(config, k), jax.random.split(k_blocks, config.n_layers))
+        self.blocks = init.stacked(lambda k: Block(config, k), init.split_keys(k_blocks, config.n_layers))
         self.ln_final = Norm(config) if config.has_norm else None
         self.W_U = init.normal(k_unembed, (config.d_model, config.d_vocab_out), s)
         self.b_U = init.zeros(config.d_vocab_out)
