@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.errors import ConfigError
+from toymi.validate import is_int
 
 
 # MMCS (truth→learned) reported for methods on the 512→256 dictionary (Sharkey et al. 2022 and follow-ups, as
@@ -55,7 +56,7 @@ def sparse_dictionary(n_features: int = 512, d: int = 256, n_active: float = 5.0
     coefficient).
     """
     for name, value in (("n_features", n_features), ("d", d)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if not 0 < decay <= 1 or not n_active > 0:
         raise ConfigError(f"need 0 < decay <= 1 and n_active > 0, got decay={decay!r}, n_active={n_active!r}")

@@ -30,6 +30,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.train.update import update
+from toymi.validate import is_int
 
 IOSampler = Callable[[PRNGKeyArray, int], tuple[Float[Array, "n d_in"], Float[Array, "n d_out"]]]
 
@@ -58,9 +59,9 @@ class Transcoder(eqx.Module):
     def __init__(self, d_in: int, d_out: int, n_latents: int, key: PRNGKeyArray, *, skip: bool = False,
                  k: int | None = None, dec_norm: float = 0.1):
         for name, value in (("d_in", d_in), ("d_out", d_out), ("n_latents", n_latents)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if not is_int(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= n_latents):
+        if k is not None and (not is_int(k) or not 0 < k <= n_latents):
             raise ValueError(f"k must be None (ReLU) or an integer in [1, n_latents={n_latents}], got {k!r}")
         k_dec, k_enc = jax.random.split(key)
         dec = _unit_rows(jax.random.normal(k_dec, (n_latents, d_out)))

@@ -20,6 +20,7 @@ from toymi.errors import ConfigError
 from toymi.experiment.spec import (SECTIONS, SPEC_VERSION, Spec, TrainConfig, apply_overrides, migrate_saved,
                                    parse_value, read_toml, set_values)
 from toymi.train.optimizer import STATE_HYPERPARAMS
+from toymi.validate import is_int
 
 # What may vary across members, besides task settings (which the task's `stack` checks).
 VARYING = {"train": {"seed", *STATE_HYPERPARAMS}, "model": {"init_scale"}}
@@ -35,7 +36,7 @@ class Sweep:
 
     def __post_init__(self):
         problems = []
-        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
+        if not is_int(self.seeds) or self.seeds < 1:
             problems.append(f"seeds must be a positive integer, got {self.seeds!r}")
         for key, values in self.grid.items():
             section, _, name = key.partition(".")
