@@ -27,6 +27,7 @@ from jaxtyping import Array, Float
 from toymi.circuits.graph import QKV
 from toymi.model.interventions import apply_function
 from toymi.model.mlp import ACTIVATIONS
+from toymi.model.norm import normalized
 
 CACHE_SITES = ("resid_pre", "resid_mid", "resid_post", "q", "k", "v", "result", "mlp_out")
 
@@ -38,13 +39,9 @@ def clean_cache(model, run) -> dict:
     return {s: jnp.stack([acts[s, i] for i in range(model.config.n_layers)], axis=1) for s in sites}
 
 
-def _normed(norm, x):
-    return x if norm is None else norm(x)[0]
-
-
 def _mlp(block, x):
     mlp = block.mlp
-    return ACTIVATIONS[mlp.act_fn](_normed(block.ln2, x) @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
+    return ACTIVATIONS[mlp.act_fn](normalized(block.ln2, x) @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
 
 
 def _head_output(block, cache, layer: int, head: Array, kind: Array, x: Array) -> Float[Array, "pos d_model"]:
@@ -53,7 +50,7 @@ def _head_output(block, cache, layer: int, head: Array, kind: Array, x: Array) -
     qkv = jnp.stack([cache[name][layer][:, head] for name in QKV])  # [3, pos, d_head]
     W = jnp.stack([attn.W_Q[head], attn.W_K[head], attn.W_V[head]])[kind]
     b = jnp.stack([attn.b_Q[head], attn.b_K[head], attn.b_V[head]])[kind]
-    q, k, v = qkv.at[kind].set(_normed(block.ln1, x) @ W + b)
+    q, k, v = qkv.at[kind].set(normalized(block.ln1, x) @ W + b)
     n = x.shape[0]
     causal = np.arange(n)[:, None] >= np.arange(n)[None, :]
     scores = jnp.where(causal, q @ k.T / math.sqrt(q.shape[-1]), -jnp.inf)

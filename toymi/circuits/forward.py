@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int
 from toymi.circuits.graph import Graph, build_graph
 from toymi.jit import jit
 from toymi.model.mlp import ACTIVATIONS
+from toymi.model.norm import normalized
 
 ABLATIONS = ("patch", "zero", "mean", "resample")
 
@@ -34,13 +35,6 @@ ABLATIONS = ("patch", "zero", "mean", "resample")
 def graph_of(config) -> Graph:
     """The (cached) graph of a model config."""
     return build_graph(config)
-
-
-def _normed(norm, x: Float[Array, "*lead pos d_model"]) -> Array:
-    if norm is None:
-        return x
-    flat = x.reshape((-1, *x.shape[-2:]))
-    return jax.vmap(lambda one: norm(one)[0])(flat).reshape(x.shape)
 
 
 def _attention(attn, x: Float[Array, "3 head pos d_model"]) -> Float[Array, "head pos d_model"]:
@@ -83,16 +77,16 @@ def graph_forward(
 
     for layer in range(start, model.config.n_layers):
         block = jax.tree.map(lambda w: w[layer], model.blocks)
-        result = _attention(block.attn, _normed(block.ln1, inputs(graph.qkv_receivers(layer))))
+        result = _attention(block.attn, normalized(block.ln1, inputs(graph.qkv_receivers(layer))))
         outs.extend(result)
         resid = resid + result.sum(0) + block.attn.b_O
         if block.mlp is not None:
             mlp = block.mlp
-            pre = _normed(block.ln2, inputs(graph.mlp_receiver(layer))) @ mlp.W_in + mlp.b_in
+            pre = normalized(block.ln2, inputs(graph.mlp_receiver(layer))) @ mlp.W_in + mlp.b_in
             out = ACTIVATIONS[mlp.act_fn](pre) @ mlp.W_out + mlp.b_out
             outs.append(out)
             resid = resid + out
-    final = _normed(model.ln_final, inputs(graph.logits_receiver))
+    final = normalized(model.ln_final, inputs(graph.logits_receiver))
     return final @ model.W_U + model.b_U, jnp.stack(outs)
 
 

@@ -30,8 +30,8 @@ class Norm(eqx.Module):
         return self.apply(centred, scale), scale
 
     def centre_and_scale(
-        self, x: Float[Array, "pos d_model"]
-    ) -> tuple[Float[Array, "pos d_model"], Float[Array, " pos"]]:
+        self, x: Float[Array, "*lead d_model"]
+    ) -> tuple[Float[Array, "*lead d_model"], Float[Array, " *lead"]]:
         """The input centred (LayerNorm; RMSNorm leaves it) and its per-position scale, kept apart so that the scale
         site can be patched before it divides (LayerNorm removal fixes it to a constant, as TransformerLens's
         `hook_scale` allows)."""
@@ -39,7 +39,15 @@ class Norm(eqx.Module):
             x = x - x.mean(-1, keepdims=True)
         return x, jnp.sqrt((x * x).mean(-1) + self.eps)  # [pos]
 
-    def apply(self, centred: Float[Array, "pos d_model"], scale: Float[Array, " pos"]) -> Float[Array, "pos d_model"]:
+    def apply(
+        self, centred: Float[Array, "*lead d_model"], scale: Float[Array, " *lead"]
+    ) -> Float[Array, "*lead d_model"]:
         """`centred / scale * w + b`."""
-        out = centred / scale[:, None] * self.w
+        out = centred / scale[..., None] * self.w
         return out + self.b if self.b is not None else out
+
+
+def normalized(norm: Norm | None, x: Float[Array, "*lead d_model"]) -> Float[Array, "*lead d_model"]:
+    """`norm(x)`'s output over any leading axes, or `x` itself without a norm. No sites are passed: for code that
+    recomputes a piece of the model from its weights (circuit graphs, single-edge runs), not for the hooked forward."""
+    return x if norm is None else norm.apply(*norm.centre_and_scale(x))
