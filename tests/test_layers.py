@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("toymi.model",),
     ("toymi.tasks", "toymi.predict", "toymi.interop"),  # read models; know nothing of training
     ("toymi.train",),  # the engine: plain values, nothing of TOML or sweeps
+    ("toymi.interop.parity",),  # parity checks against TransformerLens: trains briefly with the engine's step
     ("toymi.experiment",),  # specs, sweeps, train(spec), train_sweep
     ("toymi.run", "toymi.reuse"),  # loading run directories (reuse: train_or_load = train if needed, then load)
     ("toymi.dissect", "toymi.decompose", "toymi.analysis", "toymi.circuits"),  # pure analysis of models and runs

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from toymi.model.transformer import SITES, ModelConfig, Transformer
+from toymi.train.update import update
 
 _BASE = dict(d_vocab=13, n_ctx=8, n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab_out=11)
 # The README's parity table: name -> ModelConfig overrides of _BASE.
@@ -55,17 +56,12 @@ def train_briefly(model: Transformer, key: jax.Array, steps: int = 10, lr: float
     targets = jnp.roll(tokens, -1, axis=1) % c.d_vocab_out
     opt = optax.adam(lr)
 
-    def loss(m):
+    def loss(m, _batch):
         logits = jax.vmap(m)(tokens)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean(), None
 
-    @eqx.filter_jit
-    def step(m, state):
-        grads = eqx.filter_grad(loss)(m)
-        updates, state = opt.update(grads, state, m)
-        return eqx.apply_updates(m, updates), state
-
-    state = opt.init(eqx.filter(model, eqx.is_array))
+    step = eqx.filter_jit(lambda m, state: update(loss, opt, m, state, None)[:2])
+    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     for _ in range(steps):
         model, state = step(model, state)
     return model
