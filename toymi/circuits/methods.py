@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from toymi.circuits import attribution
-from toymi.circuits.acdc import acdc, acdc_sweep
+from toymi.circuits.acdc import acdc_sweep
 from toymi.circuits.forward import graph_of
 from toymi.circuits.patching import Setup, _all_edges, as_static
 from toymi.circuits.pruning import edge_pruning
@@ -77,3 +77,9 @@ def discover(name: str, model, s: Setup, metric, threshold: float | None = None,
         circuit = np.abs(scores) > threshold
     used = 0.5 if name == "edge_pruning" else threshold
     return Found(name, np.asarray(scores, np.float64), np.asarray(circuit, bool), used, seconds)
+
+
+def discover_all(methods, model, s: Setup, metric) -> list[Found]:
+    """`discover` for each of `methods` with the default threshold and ACDC sweep, the metric gap computed once."""
+    gap = metric_gap(model, s, metric)
+    return [discover(m, model, s, metric, threshold=0.01 * gap, sweep=gap * np.logspace(-4, 0, 9)) for m in methods]

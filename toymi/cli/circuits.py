@@ -1,5 +1,5 @@
-"""`toymi circuits TARGET --methods ...`: run discovery methods on a planted circuit; write a table, JSON scores and
-one drawing per method (true and found circuits overlaid)."""
+"""`toymi circuits TARGET --methods ...`: run discovery methods on a planted circuit or a trained run; write a table,
+JSON scores and one drawing per method (true and found circuits overlaid where the truth is known)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from pathlib import Path
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("circuits", help="circuit discovery on a planted circuit: AUC, CPR, CMD, drawings")
-    parser.add_argument("target", help="a planted circuit: induction, copy_first or and_gate")
+    parser = commands.add_parser("circuits", help="circuit discovery on a planted circuit or a run: AUC, CPR, CMD, "
+                                                  "drawings")
+    parser.add_argument("target", help="a planted circuit (induction, copy_first or and_gate) or a run directory "
+                                       "(a trained 2-layer attention-only induction model is scored against the "
+                                       "circuit its head scores state; other runs have no known circuit)")
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: exact, eap, eap_ig, acdc, edge_pruning, node_patching, "
                              "node_attribution (default: all)")
-    parser.add_argument("--out", default=None, help="output directory (default: runs/circuits/TARGET)")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: runs/circuits/TARGET for a planted circuit, RUN/circuits "
+                             "for a run)")
     parser.set_defaults(func=run)
 
 
@@ -21,10 +26,11 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from toymi.reports.circuits import planted_circuit_report
+    from toymi.reports.circuits import circuits_report
 
-    out = Path(args.out or f"runs/circuits/{args.target}")
+    is_run = Path(args.target).is_dir()
+    out = Path(args.out or (Path(args.target) / "circuits" if is_run else f"runs/circuits/{args.target}"))
     methods = None if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    table = planted_circuit_report(args.target, methods, out)
+    table = circuits_report(args.target, methods, out)
     print(table + f"-> {out}")
     return 0

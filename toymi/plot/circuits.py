@@ -11,6 +11,7 @@ from matplotlib.lines import Line2D
 # edge colour by (in the true circuit, found by the method)
 STYLES = {(True, True): ("tab:green", "solid", "true, found"), (True, False): ("tab:red", "dashed", "true, missed"),
           (False, True): ("tab:orange", "solid", "found, not true")}
+UNKNOWN_TRUTH = ("tab:blue", "solid", "found")  # no true circuit to compare with
 
 
 RADS = {"q": -0.25, "k": 0.1, "v": 0.35}
@@ -31,9 +32,12 @@ def node_positions(graph) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def circuit_figure(graph, true_edges: np.ndarray, found_edges: np.ndarray, title: str = "") -> Figure:
+def circuit_figure(graph, true_edges: np.ndarray | None, found_edges: np.ndarray, title: str = "") -> Figure:
     """The model's nodes with every edge that is in the true circuit or the found one (boolean `[n_edges]` masks),
-    coloured by which; an edge into a head is labelled with the input it reaches (q, k or v)."""
+    coloured by which (`true_edges` None: the truth is not known, found edges alone); an edge into a head is labelled
+    with the input it reaches (q, k or v)."""
+    known = true_edges is not None
+    true_edges = true_edges if known else np.zeros_like(found_edges, bool)
     g = nx.MultiDiGraph()
     pos = {k: v for k, v in node_positions(graph).items() if k in graph.senders or k == "logits"}
     g.add_nodes_from(pos)
@@ -47,7 +51,7 @@ def circuit_figure(graph, true_edges: np.ndarray, found_edges: np.ndarray, title
     nx.draw_networkx_labels(g, pos, ax=ax, font_size=8)
     handles = {}
     for u, v, key, d in g.edges(keys=True, data=True):
-        colour, line, label = STYLES[d["style"]]
+        colour, line, label = STYLES[d["style"]] if known else UNKNOWN_TRUTH
         # Parallel edges (a head's q, k and v from one sender) bend by different amounts so each stays visible.
         bend = f"arc3,rad={RADS.get(d['label'], 0.1)}"
         nx.draw_networkx_edges(g, pos, edgelist=[(u, v, key)], ax=ax, edge_color=colour, style=line,

@@ -1,52 +1,76 @@
-"""`toymi circuits TARGET`: discovery methods run on a planted circuit, scored against its true edges, written as
-`table.md`, `scores.json` and one drawing per method (true and found circuits overlaid)."""
+"""`toymi circuits TARGET`: discovery methods run on a planted circuit or a trained run, scored against its true
+edges where they are known, written as `table.md`, `scores.json` and one drawing per method (true and found circuits
+overlaid; found edges alone where the truth is not known)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
+
 from toymi.circuits.forward import graph_of
-from toymi.circuits.methods import METHODS, discover
+from toymi.circuits.methods import METHODS, discover_all
 from toymi.circuits.patching import setup
-from toymi.circuits.planted import PLANTED
+from toymi.circuits.planted import PLANTED, Planted
 from toymi.circuits.scoring import faithfulness_curve, roc_auc
+from toymi.circuits.targets import run_target
 from toymi.errors import ConfigError
 from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
 
 
-def planted_circuit_report(target: str, methods: list[str] | None, out: Path) -> str:
-    """Run each of `methods` (names in `METHODS`; None: all of them) on the planted circuit `target` (a name in `PLANTED`), noising,
-    and write the report into `out`; returns the markdown table (AUC, CPR, CMD, edges found, seconds)."""
-    if target not in PLANTED:
-        raise ConfigError(f"unknown circuit target {target!r}; planted circuits are: {', '.join(PLANTED)} "
-                          f"(trained runs are not supported yet)")
+def circuits_report(target: str | Path, methods: list[str] | None, out: Path) -> str:
+    """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
+    `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
+    the true edges are known, CPR, CMD, edges found, seconds)."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
+    if str(target) in PLANTED:
+        planted, truth_known = PLANTED[str(target)](), True
+        heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
+    elif Path(target).is_dir():
+        from toymi.run import load_run
+
+        run = load_run(target)
+        found = run_target(run)
+        planted, truth_known = found.planted, found.truth_known
+        heading = (f"{Path(target).name}, step {run.model_step}: noising, {planted.ablation} ablation\n\n"
+                   f"Inputs: {found.inputs}.")
+    else:
+        raise ConfigError(f"unknown circuit target {str(target)!r}: it is not a run directory, and planted circuits "
+                          f"are: {', '.join(PLANTED)}")
     out.mkdir(parents=True, exist_ok=True)
-    p = PLANTED[target]()
+    return _write(planted, truth_known, methods, out, heading)
+
+
+def _write(p: Planted, truth_known: bool, methods: list[str], out: Path, heading: str) -> str:
     s = setup(p.model, p.clean, p.corrupted, direction="noising", ablation=p.ablation)
     graph = graph_of(p.model.config)
-    true = graph.edge_set(p.true_edges)
-    rows, lines = [], ["| method | AUC | CPR | CMD | edges found (true + false) | seconds |", "|---|---|---|---|---|---|"]
-    for method in methods:
-        found = discover(method, p.model, s, p.metric)
+    true = graph.edge_set(p.true_edges) if truth_known else np.zeros(graph.n_edges, bool)
+    rows = []
+    lines = ["| method | AUC | CPR | CMD | edges found" + (" (true + false)" if truth_known else "") + " | seconds |",
+             "|---|---|---|---|---|---|"]
+    for found in discover_all(methods, p.model, s, p.metric):
         curve = faithfulness_curve(p.model, *s, p.metric, found.scores)
-        auc = roc_auc(found.scores, true)
+        auc = roc_auc(found.scores, true) if truth_known else None
         hits, false = int((found.circuit & true).sum()), int((found.circuit & ~true).sum())
-        lines.append(f"| {method} | {auc:.3f} | {curve.cpr:.3f} | {curve.cmd:.3f} | {hits}/{int(true.sum())} + "
-                     f"{false} | {found.seconds:.2f} |")
-        rows.append({"method": method, "auc": auc, "cpr": curve.cpr, "cmd": curve.cmd, "seconds": found.seconds,
-                     "threshold": found.threshold, "scores": dict(zip(graph.edge_names(), found.scores.tolist())),
+        edges = f"{hits}/{int(true.sum())} + {false}" if truth_known else f"{false}"
+        lines.append(f"| {found.method} | {'–' if auc is None else f'{auc:.3f}'} | {curve.cpr:.3f} | "
+                     f"{curve.cmd:.3f} | {edges} | {found.seconds:.2f} |")
+        rows.append({"method": found.method, "auc": auc, "cpr": curve.cpr, "cmd": curve.cmd,
+                     "seconds": found.seconds, "threshold": found.threshold,
+                     "scores": dict(zip(graph.edge_names(), found.scores.tolist())),
                      "circuit": [n for n, kept in zip(graph.edge_names(), found.circuit) if kept],
                      "faithfulness": curve.faithfulness.tolist()})
-        fig = circuit_figure(graph, true, found.circuit, f"{target}: {method} (AUC {auc:.2f})")
-        save_figure(fig, out / f"circuit_{method}.png", dpi=110)
+        title = f"{p.name}: {found.method}" + (f" (AUC {auc:.2f})" if truth_known else " (true circuit unknown)")
+        figure = circuit_figure(graph, true if truth_known else None, found.circuit, title)
+        save_figure(figure, out / f"circuit_{found.method}.png", dpi=110)
     table = "\n".join(lines) + "\n"
-    (out / "table.md").write_text(f"# {target}: noising, {p.ablation} ablation\n\n" + table)
-    (out / "scores.json").write_text(json.dumps({"target": target, "ablation": p.ablation,
-                                                 "true_edges": list(p.true_edges), "methods": rows}, indent=1))
+    (out / "table.md").write_text(f"# {heading}\n\n" + table)
+    (out / "scores.json").write_text(json.dumps({"target": p.name, "ablation": p.ablation,
+                                                 "true_edges": list(p.true_edges) if truth_known else None,
+                                                 "methods": rows}, indent=1))
     return table

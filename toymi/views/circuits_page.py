@@ -18,10 +18,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from toymi.circuits.targets import N_INPUTS
 from toymi.views.page import View
 
 METHODS = ("exact", "eap")  # fast on any toy model: one compiled call each (a few seconds on 2 CPU cores)
-N_INPUTS = 16  # clean inputs a run's page patches (and as many corrupted ones)
 QKV_OFFSET = {"q": -0.12, "k": 0.0, "v": 0.12}  # where an edge meets a head: one point per input
 QKV_DROP = 0.3
 COLOURS = {"true_found": "#2ca02c", "true_missed": "#d62728", "found": "#ff7f0e", "positive": "#1f77b4",
@@ -182,85 +182,49 @@ def circuits_view(graph, found: Sequence, true_edges=None, title: str = "Circuit
     return View("circuits", title, parts, data, _SCRIPT)
 
 
-def _discover_all(model, s, metric, methods):
-    """`discover` with each method's default threshold, the full-minus-empty metric gap computed once for all."""
-    from toymi.circuits.methods import discover, metric_gap
-
-    gap = metric_gap(model, s, metric)
-    return [discover(m, model, s, metric, threshold=0.01 * gap, sweep=gap * np.logspace(-4, 0, 9)) for m in methods]
-
-
 def circuits_for_planted(planted, methods: Sequence[str] = METHODS) -> View:
     """The page of a planted circuit (`toymi.circuits.planted.PLANTED[name]()`): noising under its own ablation,
     with its true edges."""
     from toymi.circuits.forward import graph_of
+    from toymi.circuits.methods import discover_all
     from toymi.circuits.patching import setup
 
     s = setup(planted.model, planted.clean, planted.corrupted, direction="noising", ablation=planted.ablation)
-    found = _discover_all(planted.model, s, planted.metric, methods)
+    found = discover_all(methods, planted.model, s, planted.metric)
     note = (f"Planted circuit {planted.name}: {len(planted.clean)} clean inputs, edges ablated by "
             f"{planted.ablation}; its {len(planted.true_edges)} true edges are known by construction.")
     return circuits_view(graph_of(planted.model.config), found, planted.true_edges,
                          f"Circuits: planted {planted.name}", note)
 
 
-def _induction_truth(run, n_inputs: int):
-    """A trained 2-layer attention-only induction model as a target with its true edges (`toymi.circuits.trained`),
-    or None where the task or model does not fit or its heads have not formed."""
-    from toymi.circuits.trained import trained_induction
-    from toymi.tasks.induction import Induction
-
-    task, config = run.task, run.model.config
-    if not (isinstance(task, Induction) and task.bos and config.n_layers == 2 and config.attn_only):
-        return None
-    try:
-        planted, _ = trained_induction(run.model, bos=task.vocab, vocab=task.vocab,
-                                       half=min(12, (config.n_ctx - 1) // 2), batch=n_inputs)
-    except ValueError:  # no previous-token or induction head yet: no truth to show
-        return None
-    return planted
-
-
 def circuits_for_run(run, clean=None, corrupted=None, metric=None, methods: Sequence[str] = METHODS,
                      n_inputs: int = N_INPUTS) -> View | None:
-    """The page for a run's newest transformer; None for a model that is not a `Transformer` or does not predict
+    """The page for a run's newest transformer; None for a model that is not a transformer or does not predict
     tokens.
 
-    Without `clean`: a 2-layer attention-only induction model whose heads have formed is scored on repeated random
-    tokens against its known circuit (`toymi.circuits.trained`); any other run on the first `n_inputs` inputs of its
-    task's first eval set (`clean`) and the next `n_inputs` (`corrupted`; half the set each where it is smaller), with the correct token's logit minus the
-    mean logit at the scored positions as the metric (`toymi.circuits.planted.TargetLogit`). Edges are patched from
-    `corrupted` into the `clean` run (noising) and scored by each of `methods`.
+    Without `clean`: the run's discovery target (`toymi.circuits.targets.run_target`: a trained induction model
+    against its known circuit, any other run on `n_inputs` of its task's eval inputs). With `clean`, also pass
+    `corrupted` and `metric` (logits -> scalar). Edges are patched from `corrupted` into the `clean` run (noising)
+    and scored by each of `methods`.
     """
-    import jax.numpy as jnp
-
     from toymi.circuits.forward import graph_of
+    from toymi.circuits.methods import discover_all
     from toymi.circuits.patching import setup
-    from toymi.circuits.planted import TargetLogit
-    from toymi.model.transformer import Transformer
+    from toymi.circuits.targets import run_target
 
     model, task = run.model, run.task
-    if not isinstance(model, Transformer) or not task.predicts_next_token:
+    if model.kind != "transformer" or not task.predicts_next_token:
         return None
-    planted = _induction_truth(run, n_inputs) if clean is None else None
-    truth, what = None, "edges patched from other inputs (noising); the true circuit is not known"
-    if planted is not None:
-        clean, corrupted, metric, truth = planted.clean, planted.corrupted, planted.metric, planted.true_edges
-        what = (f"repeated random tokens, patched from other repeated random tokens; true edges from the heads' "
-                f"scores ({len(truth)} edges, toymi.circuits.trained)")
-    elif clean is None:
-        name, batch = next(iter(task.eval_batches().items()))
-        n_inputs = min(n_inputs, len(batch) // 2)  # a small eval set: half of it, patched from the other half
-        if n_inputs < 1:
-            raise ValueError(f"the {name} eval set has {len(batch)} input: the circuits page patches between two")
-        clean, corrupted = batch.tokens[:n_inputs], batch.tokens[n_inputs: 2 * n_inputs]
-        if metric is None:
-            mask = batch.loss_mask[:n_inputs]
-            metric = TargetLogit(jnp.where(mask > 0, batch.targets[:n_inputs], 0), mask)
-        what = f"the first {n_inputs} {name} inputs, " + what
-    if corrupted is None or metric is None:
+    truth = None
+    if clean is None:
+        target = run_target(run, n_inputs)
+        clean, corrupted, metric = target.planted.clean, target.planted.corrupted, target.planted.metric
+        truth, what = (target.planted.true_edges if target.truth_known else None), target.inputs
+    elif corrupted is None or metric is None:
         raise ValueError("with clean inputs, pass corrupted inputs and a metric (logits -> scalar) too")
+    else:
+        what = "the inputs given, edges patched from the corrupted ones (noising)"
     s = setup(model, clean, corrupted, direction="noising", ablation="patch")
-    found = _discover_all(model, s, metric, methods)
+    found = discover_all(methods, model, s, metric)
     return circuits_view(graph_of(model.config), found, truth,
                          f"Circuits: {run.directory.name}, step {run.model_step}", f"Inputs: {what}.")
