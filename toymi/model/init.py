@@ -6,9 +6,10 @@ made building a transformer of a new shape cost seconds. With threefry in its pa
 element i of a draw depends only on the key and i, so the first n elements of a draw of any length >= n are the draw of
 n elements: drawing a power-of-two length and slicing in numpy compiles one program per length class, shared by
 every model (every weight of up to `SHARED_DRAW` numbers in one class), and the scaling is the same float32
-multiply numpy does. Key splits work the same way (`split`, `split_keys`), and arrays reach the device with
-`jax.device_put` (`jnp.asarray` of a numpy array compiles a copy program per shape). Under a trace (a vmapped or jitted init, as
-sweeps use) numpy cannot see the values, so it falls back to the plain expression.
+multiply numpy does. Key splits compile nothing: threefry is integer arithmetic, which numpy does exactly
+(`split`, `split_keys`). Arrays reach the device with `jax.device_put` (`jnp.asarray` of a numpy array compiles a
+copy program per shape). Under a trace (a vmapped or jitted init, as sweeps use) numpy cannot see the values, so it
+falls back to the plain expression.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 
 SHARED_DRAW = 1 << 16
-SHARED_SPLIT = 16  # every split into at most this many keys shares one compiled program (64 compiled 2x slower)
 
 
 def normal(key: PRNGKeyArray, shape: tuple[int, ...], scale: float) -> Float[Array, "..."]:
@@ -38,21 +38,40 @@ def normal(key: PRNGKeyArray, shape: tuple[int, ...], scale: float) -> Float[Arr
 
 
 def split_keys(key: PRNGKeyArray, n: int) -> PRNGKeyArray:
-    """`jax.random.split(key, n)`, bit-identical, without a compile per `n`: in threefry's partitionable mode the i-th
-    key of a split depends only on the key and i, so the first n keys of a split into `SHARED_SPLIT` are the split
-    into n. Under a trace, or with typed keys, it is the plain split."""
+    """`jax.random.split(key, n)`, bit-identical, without compiling anything: in threefry's partitionable mode the
+    i-th key of a split is the threefry-2x32 hash of the counter (0, i) under `key`, integer arithmetic that numpy
+    does exactly (`_threefry2x32`). Under a trace, with typed keys, or in the original (non-partitionable) mode, it is
+    the plain split."""
     if _traced_or_typed(key) or not jax.config.jax_threefry_partitionable:
         return jax.random.split(key, n)
-    length = max(SHARED_SPLIT, 1 << max(n - 1, 0).bit_length())
-    return jax.device_put(np.asarray(jax.random.split(key, length))[:n])
+    return jax.device_put(_split_on_host(key, n))
+
+
+def _split_on_host(key: PRNGKeyArray, n: int) -> np.ndarray:
+    k = np.asarray(key, np.uint32)
+    return np.stack(_threefry2x32(k[0], k[1], np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32)), axis=1)
+
+
+def _threefry2x32(k0: np.uint32, k1: np.uint32, x0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Threefry-2x32 hash (20 rounds; Salmon et al. 2011) of the counter pairs `(x0, x1)` under the key `(k0, k1)`,
+    in numpy uint32 arithmetic (wrapping, as XLA's): the function `jax._src.random.threefry2x32` lowers."""
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    ks = (np.uint32(k0), np.uint32(k1), np.uint32(k0) ^ np.uint32(k1) ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            x0 = x0 + x1
+            x1 = x0 ^ ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r)))
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
 
 
 def split(key: PRNGKeyArray, n: int = 2) -> tuple[PRNGKeyArray, ...]:
-    """`split_keys` as a tuple to unpack; eagerly the keys come apart in numpy (unpacking a JAX array compiles)."""
-    keys = split_keys(key, n)
-    if _traced_or_typed(keys):
-        return tuple(keys)
-    return tuple(jax.device_put(k) for k in np.asarray(keys))
+    """`split_keys` as a tuple to unpack (eagerly split on the host: unpacking a JAX array compiles)."""
+    if _traced_or_typed(key) or not jax.config.jax_threefry_partitionable:
+        return tuple(jax.random.split(key, n))
+    return tuple(jax.device_put(k) for k in _split_on_host(key, n))
 
 
 def _traced_or_typed(key) -> bool:
