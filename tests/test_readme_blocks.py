@@ -7,7 +7,8 @@ Each block is preceded by an HTML comment (invisible on GitHub) saying how it is
   trained. Python blocks are executed; bash blocks run under `bash -euo pipefail` with this Python's scripts first on
   PATH.
 - `<!-- readme-test: chain=NAME args=ARGS -->`: the same, with ARGS appended to every `toymi train` / `toymi sweep`
-  command (fewer steps: the commands' flags, files and order are what is tested, not a long training).
+  command (fewer steps, and a smaller model where the chain's later blocks do not depend on its size: the commands'
+  flags, files and order are what is tested, not a long training).
 - `<!-- readme-test: chain=NAME lines=N,M why=REASON -->`: only those lines of a bash block; REASON says why the
   others cannot run here.
 - `<!-- readme-test: tested-by=tests/FILE.py::TEST -->`: a test elsewhere runs the block as written and checks
