@@ -220,5 +220,5 @@ def test_a_briefly_trained_chess_model_generates_moves_as_legal_as_its_metric_sa
     fraction, parsed = python_chess_legal_fraction(run.task, tokens, moves)
     metric = legal_move_rate(run.model, run.task, n_games=len(tokens))
     assert fraction == metric["legal_move_rate"] and len(moves) == metric["n_moves"]
-    # measured: 200 of 200 generations parse as moves, 0.755 legal (the metric: 0.755)
+    # measured: 500 of 500 generations parse as moves, 0.766 legal (the metric: 0.766)
     assert parsed / len(moves) > 0.9 and fraction > 0.3
