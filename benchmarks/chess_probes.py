@@ -31,7 +31,7 @@ from toymi.experiment.spec import Spec
 from toymi.experiment import train
 
 SMOKE = ["task.n_games=60", "task.n_test_games=12", "task.max_plies=8", "task.batch_size=8", "model.n_layers=2",
-         "model.d_model=16", "model.d_mlp=32", "model.d_head=4", "model.n_heads=4", "train.steps=20",
+         "model.d_model=17", "model.d_mlp=32", "model.d_head=4", "model.n_heads=4", "train.steps=20",
          "train.eval_every=10", "train.checkpoint_every=20", "train.warmup_steps=0"]
 
 

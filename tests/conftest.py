@@ -68,3 +68,25 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("=", f"CPU seconds per test (total {sum(_CPU_SECONDS.values()):.1f})")
     for nodeid, seconds in ranked[: n or None]:
         terminalreporter.write_line(f"{seconds:8.2f}  {nodeid}")
+
+
+# ---- one briefly trained chess model, shared by the tests that need a trained one ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_chess_run(tmp_path_factory):
+    """A 1-layer chess model trained for 100 steps on 400 random games (evaluated at steps 0, 50 and 100): trained
+    once per test process and read by tests/tasks/test_chess.py (it learns the rules beyond chance) and
+    tests/predict/test_show_generate.py (its generated moves are as legal as its metric says)."""
+    from toymi.experiment import train
+    from toymi.experiment.spec import Spec
+
+    root = tmp_path_factory.mktemp("tiny_chess")
+    spec = Spec.from_dict({
+        "task": {"name": "chess", "n_games": 400, "n_test_games": 50, "max_plies": 10, "batch_size": 32,
+                 "cache_dir": str(root / "cache")},
+        "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64},
+        "train": {"steps": 100, "lr": 1e-2, "warmup_steps": 10, "eval_every": 50, "checkpoint_every": 100},
+    })
+    train(spec, root / "run", progress=False)
+    return root / "run"

@@ -192,9 +192,11 @@ def test_show_skips_the_pad_after_a_chess_game_ends(tmp_path):
 def test_a_trained_addition_model_writes_correct_sums(tmp_path):
     from toymi.experiment.spec import Spec
     from toymi.experiment import train
+    from toymi.train.step import evaluate
+    # 1 layer (the compile is most of this test's time): measured 0.879 of the 256 sums right after 300 steps
     spec = Spec.from_dict({
         "task": {"name": "addition", "n_digits": 2, "batch_size": 128, "eval_size": 256},
-        "model": {"n_layers": 2, "d_model": 64, "n_heads": 4, "d_mlp": 128, "normalization": "layernorm"},
+        "model": {"n_layers": 1, "d_model": 64, "n_heads": 4, "d_mlp": 128, "normalization": "layernorm"},
         "train": {"steps": 300, "lr": 3e-3, "eval_every": 300, "checkpoint_every": 300, "warmup_steps": 20},
     })
     train(spec, tmp_path / "run", progress=False)
@@ -204,27 +206,19 @@ def test_a_trained_addition_model_writes_correct_sums(tmp_path):
     out = np.asarray(toymi.generate(run.model, task, questions))
     correct = [int(t[:2]) + int(t[3:5]) == int(t[6:]) for t in map(task.to_string, out)]
     # greedy generation writes the whole answer right exactly when teacher-forced argmax gets every digit right
-    metric = float(task.evaluate(run.model, task.test)["answer_accuracy"])
+    # (the compiled evaluation training ran: task.evaluate on every eval set, here the test set's)
+    metric = float(evaluate(run.model, task)["test_answer_accuracy"])
     assert np.mean(correct) == pytest.approx(metric, abs=1e-6)
     assert np.mean(correct) > 0.5
 
 
 @pytest.mark.slow
-def test_a_briefly_trained_chess_model_generates_moves_as_legal_as_its_metric_says(tmp_path):
-    from toymi.experiment.spec import Spec
-    from toymi.experiment import train
-    spec = Spec.from_dict({
-        "task": {"name": "chess", "n_games": 400, "n_test_games": 20, "max_plies": 10, "batch_size": 32,
-                 "cache_dir": str(tmp_path / "cache")},
-        "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64},
-        "train": {"steps": 100, "lr": 1e-2, "warmup_steps": 10, "eval_every": 100, "checkpoint_every": 100},
-    })
-    train(spec, tmp_path / "run", progress=False)
-    run = toymi.load_run(tmp_path / "run")
+def test_a_briefly_trained_chess_model_generates_moves_as_legal_as_its_metric_says(tiny_chess_run):
+    run = toymi.load_run(tiny_chess_run)  # tests/conftest.py: 1 layer, 100 steps on 400 games, 50 test games
     tokens = np.asarray(run.task.test.tokens)
     moves = generated_moves(run.model, run.task, tokens)
     fraction, parsed = python_chess_legal_fraction(run.task, tokens, moves)
     metric = legal_move_rate(run.model, run.task, n_games=len(tokens))
     assert fraction == metric["legal_move_rate"] and len(moves) == metric["n_moves"]
-    # measured: 200 of 200 generations parse as moves, 0.755 legal (the metric: 0.755)
+    # measured: 500 of 500 generations parse as moves, 0.766 legal (the metric: 0.766)
     assert parsed / len(moves) > 0.9 and fraction > 0.3

@@ -6,7 +6,6 @@ import pytest
 
 import toymi
 import toymi.tasks.chess.generate as generate_module
-from toymi.experiment.spec import Spec
 from toymi.tasks import make_task
 from toymi.tasks.chess import ChessMoves, decode, encode_game, legal_move_rate, position_labels
 from toymi.tasks.chess.cache import cache_path, load_or_generate
@@ -14,7 +13,6 @@ from toymi.tasks.chess.generate import Players, generate, record_moves
 from toymi.tasks.chess.labels import NEXT_FROM, next_move_facts
 from toymi.tasks.chess.players import heuristic_move
 from toymi.tasks.chess.tokens import BOS, PAD, SQUARE0, token_roles
-from toymi.experiment import train
 from toymi.train import metrics_log
 
 # 1. e4 e5 2. Nf3 Nc6 3. Bb5 a6 4. O-O, and a game ending in a capturing promotion, 5. hxg8=Q.
@@ -251,15 +249,9 @@ def test_in_jit_legal_start_rate_matches_the_host_check_and_an_oracle_is_always_
 
 
 @pytest.mark.slow
-def test_a_tiny_model_learns_the_rules_beyond_chance(tmp_path):
-    spec = Spec.from_dict({
-        "task": {"name": "chess", "n_games": 400, "n_test_games": 50, "max_plies": 10, "batch_size": 32,
-                 "cache_dir": str(tmp_path / "cache")},
-        "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_head": 16, "d_mlp": 64},
-        "train": {"steps": 100, "lr": 1e-2, "warmup_steps": 10, "eval_every": 50, "checkpoint_every": 100},
-    })
-    train(spec, tmp_path / "run", progress=False)
-    m = metrics_log.as_arrays(metrics_log.read(tmp_path / "run" / "metrics.jsonl"))
+def test_a_tiny_model_learns_the_rules_beyond_chance(tiny_chess_run):
+    # tiny_chess_run (tests/conftest.py): 1 layer, d_model 32, 100 steps of 32 of 400 games (<= 10 plies), lr 1e-2
+    m = metrics_log.as_arrays(metrics_log.read(tiny_chess_run / "metrics.jsonl"))
     # measured after 100 steps: loss 4.32 -> 2.21 (the best possible is ~1.57), legal from-squares 26% -> 86%,
     # legal to-squares 3% -> 85%
     assert m["test_loss"][-1] < 0.7 * np.log(70)  # uniform over the vocabulary: log 70

@@ -178,8 +178,9 @@ class ResidualMLP(HookedModel):
         k_in, k_out, k_u = init.split(key, 3)
         c = config
         self.config = c
-        self.W_in = c.init_scale / math.sqrt(c.d_model) * jax.random.normal(k_in, (c.n_layers, c.d_model, c.d_mlp))
-        self.W_out = c.init_scale / math.sqrt(c.d_mlp) * jax.random.normal(k_out, (c.n_layers, c.d_mlp, c.d_model))
+        # init.normal: the same numbers as `scale * jax.random.normal(...)`, without a compile per new shape
+        self.W_in = init.normal(k_in, (c.n_layers, c.d_model, c.d_mlp), c.init_scale / math.sqrt(c.d_model))
+        self.W_out = init.normal(k_out, (c.n_layers, c.d_mlp, c.d_model), c.init_scale / math.sqrt(c.d_mlp))
         self.b_in = jnp.zeros((c.n_layers, c.d_mlp)) if c.in_bias else None
         self.b_out = jnp.zeros((c.n_layers, c.d_model)) if c.out_bias else None
         if c.unembed == "learned":

@@ -49,8 +49,10 @@ def adamw(*, steps: int, lr: float = 1e-3, weight_decay: float = 0.0, beta1: flo
     (decoupled decay is scaled by the learning rate in optax and torch alike); `shape` is `schedule_shape(steps,
     schedule, warmup_steps, final_lr_frac)`. `grad_clip > 0` clips gradients by global norm first.
     """
+    # as floats: an integer (`--set train.weight_decay=0`) would be an int32 leaf of the state, so another compiled
+    # program than the same run with 0.0 (or any other member's float)
     opt = optax.inject_hyperparams(optax.adamw)(
-        learning_rate=lr, b1=beta1, b2=beta2, eps=eps, weight_decay=weight_decay)
+        learning_rate=float(lr), b1=float(beta1), b2=float(beta2), eps=float(eps), weight_decay=float(weight_decay))
     parts = [opt, optax.scale_by_schedule(schedule_shape(steps, schedule, warmup_steps, final_lr_frac))]
     if grad_clip > 0:
         parts.insert(0, optax.clip_by_global_norm(grad_clip))
