@@ -35,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     start_distributed(args)
-    from toymi.reports.curves import write_training_curves
     from toymi.experiment.sweep import Sweep
     from toymi.experiment.sweep_training import train_sweep
     from toymi.train.sharding import ensemble_mesh
@@ -60,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return 128 + e.signal_number
     print(f"trained {n_members} members to step {step_of(state)}; sweep directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
+        from toymi.reports.curves import write_training_curves  # matplotlib: imported only when drawing
+
         print(f"wrote {write_training_curves(out)}")
         show_phase(out)
     return 0

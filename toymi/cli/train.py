@@ -29,7 +29,6 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     start_distributed(args)
-    from toymi.reports.curves import write_training_curves
     from toymi.experiment.spec import Spec
     from toymi.experiment import train
     from toymi.train.sharding import ensemble_mesh
@@ -50,5 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 128 + e.signal_number
     print(f"trained to step {step_of(state)}; run directory: {out}")
     if not args.no_plot and jax.process_index() == 0:
+        from toymi.reports.curves import write_training_curves  # matplotlib: imported only when drawing
+
         print(f"wrote {write_training_curves(out)}")
     return 0
