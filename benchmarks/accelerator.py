@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
 SECTIONS = ("grokking", "sweep", "tms", "sae", "chess")
+# `--smoke`: the grokking and sweep sections on a tiny model of p = 23 (every code path, a fraction of the compile
+# and run time of the spec's d_model 128, p = 113 model).
+SMOKE_MODULAR = ["task.p=23", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64"]
 
 
 def _say(*parts) -> None:
@@ -98,7 +101,7 @@ def grokking(args, out: Path) -> dict:
     for loss in args.grokking_losses.split(","):
         overrides = [f"task.loss={loss}"] + ([f"train.steps={args.grokking_epochs}"] if args.grokking_epochs else [])
         if args.smoke:
-            overrides += ["train.eval_every=10", "train.checkpoint_every=20"]
+            overrides += ["train.eval_every=10", "train.checkpoint_every=20", *SMOKE_MODULAR]
         spec = Spec.load(_bench.REPO_ROOT / "tasks" / "grokking.toml", overrides)
         run_dir = Path(tempfile.mkdtemp(prefix=f"grokking-{loss}-")) / "run"
         t0 = time.perf_counter()
@@ -130,14 +133,15 @@ def sweep(args, out: Path) -> dict:
     from toymi.train.ensemble import make_ensemble_chunk
 
     spec_path = _bench.REPO_ROOT / "tasks" / args.sweep_spec
-    spec = Spec.load(spec_path)
+    overrides = SMOKE_MODULAR if args.smoke else []
+    spec = Spec.load(spec_path, overrides)
     optimizer = make_optimizer(spec.train)
     task = spec.build_task()
     alone_state = init_state(spec.model, optimizer, 0)
     alone_chunk = make_train_chunk(optimizer, args.sweep_epochs)
     alone_first = _bench.timed(lambda: jax.block_until_ready(alone_chunk(alone_state, task)))
     alone = [_bench.timed(lambda: jax.block_until_ready(alone_chunk(alone_state, task))) for _ in range(3)]
-    members = Sweep.from_args(spec_path, [], seeds=args.sweep_members)
+    members = Sweep.from_args(spec_path, [], seeds=args.sweep_members, overrides=overrides)
     state, tasks, ens_optimizer = init_ensemble(members.member_specs())
     chunk = make_ensemble_chunk(ens_optimizer, args.sweep_epochs)
     ens_first = _bench.timed(lambda: jax.block_until_ready(chunk(state, tasks)))

@@ -1,7 +1,7 @@
 """Exact patching of every edge of a 2-layer transformer: one compiled call vs one patched forward pass per edge.
 
     PYTHONPATH=. python benchmarks/edge_patching.py [--rounds 5] [--out DIR]
-    PYTHONPATH=. python benchmarks/edge_patching.py --smoke     # tiny sizes, one round (the test runs this)
+    PYTHONPATH=. python benchmarks/edge_patching.py --smoke     # 1 layer, tiny sizes, one round (the test runs this)
 
 Model: a randomly initialised `Transformer` (timing does not depend on the weights): 2 layers, d_model 64, 4 heads,
 d_mlp 256, LayerNorm, 16 positions, batch 8, random clean / corrupted tokens, a logit-difference metric, noising with
@@ -116,13 +116,13 @@ def main(argv=None) -> dict:
     from toymi.model.transformer import ModelConfig
     from toymi.model.transformer import Transformer
 
-    sizes = dict(d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)
+    sizes = dict(n_layers=2, d_model=64, n_heads=4, d_mlp=256, n_ctx=16, batch=8)
     if args.small:
-        sizes = dict(d_model=32, n_heads=2, d_mlp=64, n_ctx=8, batch=4)
-    if args.smoke:
-        sizes = dict(d_model=16, n_heads=2, d_mlp=32, n_ctx=6, batch=2)
+        sizes = dict(n_layers=2, d_model=32, n_heads=2, d_mlp=64, n_ctx=8, batch=4)
+    if args.smoke:  # one layer: every code path, a much smaller all-edge program to compile
+        sizes = dict(n_layers=1, d_model=16, n_heads=2, d_mlp=32, n_ctx=6, batch=2)
     rounds = 1 if args.smoke else args.rounds
-    config = ModelConfig(d_vocab=32, n_ctx=sizes["n_ctx"], n_layers=2, d_model=sizes["d_model"],
+    config = ModelConfig(d_vocab=32, n_ctx=sizes["n_ctx"], n_layers=sizes["n_layers"], d_model=sizes["d_model"],
                          n_heads=sizes["n_heads"], d_mlp=sizes["d_mlp"], normalization="layernorm")
     model = Transformer(config, jax.random.key(0))
     shape = (sizes["batch"], sizes["n_ctx"])

@@ -29,7 +29,8 @@ def leaves_equal(a, b) -> bool:
 
 @pytest.mark.slow
 def test_a_tiny_model_learns(tmp_path):
-    state = train(tiny_spec(steps=300, eval_every=50, checkpoint_every=300), tmp_path / "run", progress=False)
+    # eval_every 10, as tiny_spec(): the same compiled chunk as the other tests here (one compile per process)
+    state = train(tiny_spec(steps=300, checkpoint_every=300), tmp_path / "run", progress=False)
     metrics = metrics_log.as_arrays(metrics_log.read(tmp_path / "run" / "metrics.jsonl"))
     assert int(state.step) == 300
     assert metrics["train_accuracy"][-1] == 1.0  # memorises the 72 training pairs (chance: 1/11)
@@ -156,6 +157,7 @@ def test_capture_inside_the_compiled_training_step():
     """A loss that penalises captured activations trains through the same compiled scan."""
     from toymi.tasks import masked_cross_entropy
     from toymi.experiment import make_optimizer
+    from toymi.experiment.training import train_chunk_for
     from toymi.train import init_state, make_train_chunk
 
     spec = tiny_spec()
@@ -169,9 +171,14 @@ def test_capture_inside_the_compiled_training_step():
         logits, _ = model.run(batch.tokens)
         return masked_cross_entropy(logits, batch) + 10.0 * resid_norm(model, batch)
 
+    def twice(chunk):  # 20 steps as two 10-step chunks: the plain one is `train`'s own (compiled once per process)
+        mid, first = chunk(state, task)
+        end, second = chunk(mid, task)
+        return end, np.concatenate([first, second])
+
     state = init_state(spec.model, optimizer, seed=0)
-    plain_state, plain_losses = make_train_chunk(optimizer, 20)(state, task)
-    pen_state, pen_losses = make_train_chunk(optimizer, 20, loss=penalised)(state, task)
+    plain_state, plain_losses = twice(train_chunk_for(spec.train))
+    pen_state, pen_losses = twice(make_train_chunk(optimizer, 10, loss=penalised))
     # step 0's loss is the plain loss plus the penalty at initialisation
     np.testing.assert_allclose(pen_losses[0], plain_losses[0] + 10.0 * resid_norm(state.model, task.train), rtol=1e-5)
     assert resid_norm(pen_state.model, task.train) < 0.5 * resid_norm(plain_state.model, task.train)
