@@ -59,10 +59,15 @@ def _normed(norm, x):
     return x if norm is None else norm(x)[0]
 
 
-def _hand_path_patch(model, tokens, delta, receiver):
-    """Logits of one sequence with `delta` added to the input of `receiver` alone (a name), by hand."""
+def _streams(model, tokens):
+    """The residual stream entering each sub-layer on one sequence (what a receiver reads), from the model's sites."""
+    return model.run(tokens, capture=["resid_pre"] + ([] if model.config.attn_only else ["resid_mid"]))[1]
+
+
+def _hand_path_patch(model, tokens, acts, delta, receiver):
+    """Logits of one sequence with `delta` added to the input of `receiver` alone (a name), by hand; `acts` are
+    `_streams(model, tokens)`."""
     c = model.config
-    _, acts = model.run(tokens, capture=["resid_pre"] + ([] if c.attn_only else ["resid_mid"]))
     if receiver == "logits":
         return model.run(tokens, interventions=[steer("resid_post", delta, layer=c.n_layers - 1)])[0]
     if receiver.startswith("m"):
@@ -89,12 +94,15 @@ def test_each_edge_equals_a_hand_built_path_patch(name, ablation):
     other = ablation_values(model, corrupted, ablation)
     # Edges of every sender kind into every receiver kind (a spread, to keep the test fast).
     chosen = sorted({int(i) for i in np.linspace(0, graph.n_edges - 1, 14)} | {graph.n_edges - 1})
+    # Each clean sequence's sender values and streams, captured once for every edge (eager runs are what cost).
+    senders = [_sender_values(model, clean[b]) for b in range(clean.shape[0])]
+    streams = [_streams(model, clean[b]) for b in range(clean.shape[0])]
     for e in chosen:
         s, r = graph.edges[e]
         logits = []
         for b in range(clean.shape[0]):
-            delta = other[b, s] - _sender_values(model, clean[b])[s]
-            logits.append(_hand_path_patch(model, clean[b], delta, graph.receivers[r]))
+            delta = other[b, s] - senders[b][s]
+            logits.append(_hand_path_patch(model, clean[b], streams[b], delta, graph.receivers[r]))
         expected = METRIC(jnp.stack(logits))
         np.testing.assert_allclose(effects.patched[e], expected, atol=2e-5, err_msg=graph.edge_names()[e])
     np.testing.assert_allclose(effects.baseline, METRIC(model(clean)), atol=2e-5)

@@ -1,6 +1,8 @@
 """toymi ⇄ TransformerLens 3.9: conversion both ways, the cache name table, site-by-site parity, weight processing
 and patching grids on the same weights. Skipped where torch / transformer_lens are not installed."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -20,11 +22,34 @@ TOKENS = np.random.default_rng(0).integers(0, 13, (3, 8))
 GOAL = {"float32": 1e-5, "float64": 1e-10}
 
 
+@functools.cache
+def _weights(name, trained):
+    """Config `name`'s random weights, trained briefly or not, in float32, once per process: both dtypes' checks read
+    them (float64 widened by `_in_float64`), so each config's training step compiles once, and no model is
+    initialised under x64, rather than once per dtype (these compiles are most of a check)."""
+    model = random_weights(parity_config(name), jax.random.PRNGKey(0))
+    return train_briefly(model, jax.random.PRNGKey(1)) if trained else model
+
+
+def _in_float64(model):
+    """`model`'s weights in float64 (call under x64), each moved by a relative jitter of standard deviation 1e-6
+    (about eight float32 ulps) so that its float64 bits matter: a conversion that rounded the weights to float32
+    misses float64's goal by orders of magnitude, as it would for weights drawn in float64."""
+    rng = np.random.default_rng(0)
+
+    def widen(x):
+        x = np.asarray(x, np.float64)
+        return jnp.asarray(x * (1 + 1e-6 * rng.standard_normal(x.shape)), jnp.float64)
+
+    return jax.tree.map(widen, model)
+
+
 def _check_parity(name, dtype, trained):
+    model = _weights(name, trained)  # outside x64: the same float32 weights whichever dtype asks first
     with jax.enable_x64(dtype == "float64"):
-        model = random_weights(parity_config(name), jax.random.PRNGKey(0), jnp.dtype(dtype))
-        if trained:
-            model = train_briefly(model, jax.random.PRNGKey(1))
+        if dtype == "float64":
+            model = _in_float64(model)
+        assert {x.dtype for x in jax.tree.leaves(model)} == {jnp.dtype(dtype)}
         diffs = site_differences(model, TOKENS)
     assert {"resid_pre", "z", "resid_final", "logits"} <= set(diffs)
     assert max(diffs.values()) <= GOAL[dtype], {k: v for k, v in diffs.items() if v > GOAL[dtype]}
