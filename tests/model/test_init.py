@@ -60,8 +60,8 @@ def test_under_a_trace_it_is_the_plain_draw():
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 64, 65, 130])
-def test_a_split_is_the_prefix_of_the_shared_split(n):
-    """What `init.split` relies on: the i-th key of a split depends on the key and i alone."""
+def test_a_split_equals_jax_random_split(n):
+    """`init.split_keys` / `init.split` (hashed on the host) are `jax.random.split`, as arrays and as a tuple."""
     key = jax.random.PRNGKey(11)
     plain = np.asarray(jax.random.split(key, n))
     np.testing.assert_array_equal(np.asarray(init.split_keys(key, n)), plain)
