@@ -91,7 +91,7 @@ def _stream(model, tokens):
 
 def chess(directory: Path) -> dict:
     run = _run("tasks/chess_quick.toml", directory)
-    truth = run.task.ground_truth("test")
+    truth = run.task.facts("test")
     tokens, board = jnp.asarray(truth["tokens"]), truth["board"]
     is_train_game = probes.split_by_seed(tokens.shape[0], 0.2, seed=0)
     model, control = run.model, run.checkpoint(0)  # the control: this run's own random initialisation

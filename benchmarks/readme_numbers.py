@@ -68,7 +68,7 @@ def _and_gates(run) -> dict[str, float]:
 
     m = run.metrics
     effects = np.asarray(input_ablation_effects(run.task, run.model))
-    on_circuit = circuit_agreement(effects, np.asarray(run.task.ground_truth()["circuit"]))["on_circuit"]
+    on_circuit = circuit_agreement(effects, np.asarray(run.task.facts()["circuit"]))["on_circuit"]
     return {"start": 100 * m["eval_exact_match"][0], "end": 100 * m["eval_exact_match"][-1],
             "on_circuit": 100 * float(on_circuit)}
 

@@ -103,7 +103,7 @@ def _exact_and_gates():
     config = ResidualMLPConfig(n_features=3, d_model=12, d_mlp=3, n_outputs=3, unembed="learned", in_bias=True)
     model = ResidualMLP(config, jax.random.PRNGKey(0))
     W_E = np.asarray(model.W_E, np.float64)
-    reads = task.ground_truth()["circuit"].T.astype(np.float64)  # [feature, gate]: 1 where the input feeds the gate
+    reads = task.facts()["circuit"].T.astype(np.float64)  # [feature, gate]: 1 where the input feeds the gate
     complement = np.linalg.svd(W_E)[2][3:]  # [9, d_model], orthogonal to every embedding row
     W_out = complement[:3]
     return task, eqx.tree_at(

@@ -142,9 +142,9 @@ def test_metrics_per_digit_and_whole_answer():
 
 
 @pytest.mark.slow
-def test_ground_truth_labels_match_the_eval_sets():
+def test_facts_label_the_eval_sets():
     task = Addition(n_digits=3, eval_size=64)
-    gt = task.ground_truth()
+    gt = task.facts()
     assert set(gt["labels"]) == {"test", "cascade"} and set(gt["labels"]["test"]) == set(SUBTASKS)
     assert gt["labels"]["cascade"]["US"].shape == (64, 4)
     assert gt["predicted_at"].tolist() == [10, 9, 8, 7]  # s0 is predicted last

@@ -32,9 +32,9 @@ def test_gate_choices():
     assert gate_pairs(4, CIRCUIT) == ((0, 1), (2, 3), (1, 2))
 
 
-def test_ground_truth_of_a_hand_given_circuit():
+def test_facts_of_a_hand_given_circuit():
     task = make_task("and_gates", n_features=4, gates=CIRCUIT)
-    truth = task.ground_truth()
+    truth = task.facts()
     np.testing.assert_array_equal(truth["circuit"], [[1, 1, 0, 0], [0, 0, 1, 1], [0, 1, 1, 0]])
     np.testing.assert_array_equal(truth["pairs"], CIRCUIT)
     assert task.model_dims() == {"n_features": 4, "n_outputs": 3}
@@ -72,7 +72,7 @@ def test_ablation_recovers_the_circuit_of_an_exact_model():
     metrics = task.evaluate(model, batch)
     assert float(metrics["accuracy"]) == 1.0 and float(metrics["on_accuracy"]) == 1.0
     effects = input_ablation_effects(task, model, batch)
-    truth = task.ground_truth()["circuit"]
+    truth = task.facts()["circuit"]
     assert effects.shape == (3, 4)
     np.testing.assert_allclose(effects[truth], 1.0, atol=1e-3)  # removing an input turns the gate off
     np.testing.assert_allclose(effects[~truth], 0.0, atol=1e-6)
@@ -87,7 +87,7 @@ def test_ablation_detects_a_dense_circuit():
     model = eqx.tree_at(lambda m: m.learned_W_U, model,
                         model.learned_W_U.at[:, 0].add(-3.0 * jnp.linalg.pinv(model.W_E)[:, 3]))
     effects = input_ablation_effects(task, model)  # default: the eval set
-    truth = task.ground_truth()["circuit"]
+    truth = task.facts()["circuit"]
     assert float(effects[0, 3]) > 0.1
     agreement = circuit_agreement(effects, truth)
     assert float(agreement["per_gate"][0]) < 0.9
@@ -159,7 +159,7 @@ def test_a_small_transformer_learns_the_gates(tmp_path):
     effects = input_ablation_effects(task, state.model)
     assert effects.shape == (3, 4) and bool(jnp.all((effects >= 0) & (effects <= 1)))
     # turning off an input of a gate that is on turns the gate off, in a model that computes the gate
-    assert float(effects[task.ground_truth()["circuit"]].mean()) > 0.8
+    assert float(effects[task.facts()["circuit"]].mean()) > 0.8
 
 
 class TestBadSettings:

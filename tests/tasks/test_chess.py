@@ -114,7 +114,7 @@ def test_labels_of_a_promotion_and_of_generated_games(tmp_path):
     g8 = chess.G8
     assert board[0, 17, g8] == 8 and board[0, 18, g8] == 8 and board[0, 19, g8] == 5  # knight until the queen token
     task = small_task(tmp_path, player=0.5, max_plies=20)
-    truth = task.ground_truth()
+    truth = task.facts()
     assert truth["board"].shape == (20, 41, 64) and truth["heuristic"].any() and not truth["heuristic"].all()
     for g in range(5):
         assert_labels_match(truth["board"][g], truth["side_to_move"][g], truth["tokens"][g])

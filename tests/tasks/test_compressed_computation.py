@@ -62,7 +62,7 @@ def test_naive_loss_matches_the_analytic_baseline():
     # cross terms vanish (independent, zero-mean features), so the MSE is (p/3) |G|² / n + (n - k) / n * p / 6
     gram = np.asarray(model.W_E @ model.W_E.T) - np.eye(20)
     interference = 0.05 / 3 * (gram**2).sum() / 20
-    expected = interference + 15 / 20 * task.ground_truth()["mse_per_ignored_feature"]
+    expected = interference + 15 / 20 * task.facts()["mse_per_ignored_feature"]
     np.testing.assert_allclose(metrics["naive_loss"], expected, rtol=0.05)
     assert interference > 0.2 * expected  # so the check covers both terms
 
@@ -73,7 +73,7 @@ def test_naive_loss_of_the_clean_variant_is_the_ignored_features_alone():
     config = ResidualMLPConfig(n_features=20, d_model=60, d_mlp=5, embedding="orthogonal")
     metrics = task.evaluate(ResidualMLP(config, jax.random.PRNGKey(0)), task.eval_batches()["eval"])
     # W_E W_Eᵀ = I: no interference, so the naive solution errs only on its 15 ignored features
-    expected = 15 / 20 * task.ground_truth()["mse_per_ignored_feature"]
+    expected = 15 / 20 * task.facts()["mse_per_ignored_feature"]
     np.testing.assert_allclose(metrics["naive_loss"], expected, rtol=0.05)
     clean = Spec.load(Path(__file__).resolve().parents[2] / "tasks" / "compressed_computation_clean.toml")
     assert clean.model.embedding == "orthogonal"  # the shipped clean spec differs from the published one only there

@@ -109,9 +109,9 @@ def test_metrics_split_repeated_and_first_tokens():
 
 
 @pytest.mark.slow
-def test_ground_truth_for_eval_sets():
+def test_facts_for_eval_sets():
     task = Induction(vocab=40, subseq_len=4, n_repeats=3, eval_size=16)
-    gt = task.ground_truth()["attention_targets"]
+    gt = task.facts()["attention_targets"]
     assert set(gt) == {"test", "offsets"}
     np.testing.assert_array_equal(gt["test"]["induction"], induction_targets(task.evals["test"].tokens))
     assert gt["test"]["previous_token"].shape == (16, 13) and (gt["test"]["previous_token"][:, 5] == 4).all()

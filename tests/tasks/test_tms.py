@@ -76,7 +76,7 @@ def test_importance_settings():
     np.testing.assert_allclose(importance_weights(3, given=[3, 2, 1]), [3, 2, 1])
     np.testing.assert_allclose(importance_weights(3), [1, 1, 1])
     task = make_task("tms", n_features=3, importance=[3.0, 2.0, 1.0], eval_size=10)
-    np.testing.assert_allclose(task.ground_truth()["importance"], [3, 2, 1])
+    np.testing.assert_allclose(task.facts()["importance"], [3, 2, 1])
 
 
 def test_loss_is_importance_weighted_squared_error_and_relative_to_zero_output():
@@ -95,9 +95,9 @@ def test_loss_is_importance_weighted_squared_error_and_relative_to_zero_output()
 
 
 @pytest.mark.slow
-def test_ground_truth():
+def test_facts():
     task = ToyModelsOfSuperposition(n_features=7, n_correlated_pairs=1, n_anticorrelated_pairs=2, eval_size=10)
-    truth = task.ground_truth()
+    truth = task.facts()
     np.testing.assert_array_equal(truth["feature_directions"], np.eye(7))
     np.testing.assert_array_equal(truth["correlated_pairs"], [[0, 1]])
     np.testing.assert_array_equal(truth["anticorrelated_pairs"], [[2, 3], [4, 5]])

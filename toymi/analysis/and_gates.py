@@ -3,7 +3,7 @@
 A model trained on AND gates may not implement each gate from its two inputs alone: it can learn dense circuits in
 which other inputs matter too (Newgas 2025). `input_ablation_effects` measures it directly — set input j to 0 on
 the examples where gate k is on and see how far gate k's output probability moves — and `circuit_agreement`
-scores the result against the theoretical circuit (`AndGates.ground_truth()["circuit"]`).
+scores the result against the theoretical circuit (`AndGates.facts()["circuit"]`).
 
 The ablations go through `AndGates.gate_logits`, so they work the same for every model kind the task trains: for
 a transformer, setting input j to 0 means position j holds the "off" token `2*j` instead of `2*j + 1`.

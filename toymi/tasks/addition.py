@@ -241,7 +241,7 @@ class Addition(Task):
             out[f"digit{i}_accuracy"] = correct[:, n - i].mean()
         return out
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """Subtask labels of the eval sets, the labelling function, and where each answer digit is predicted.
 
         **Returns:** a dict with

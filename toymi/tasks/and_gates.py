@@ -19,7 +19,7 @@ Two model kinds train on it (`[model] kind`), both ending in one logit per gate:
 binary cross-entropy on the gate logits, averaged over gates and examples. Because most gates are off for sparse
 inputs (all-off scores accuracy 1 - p²), `evaluate` also reports `on_accuracy`, the accuracy on gates that are on.
 
-`ground_truth()` is the theoretical sparse circuit; `toymi.analysis.and_gates` measures what a trained
+`facts()` is the theoretical sparse circuit; `toymi.analysis.and_gates` measures what a trained
 model actually uses, which may be dense (Newgas 2025).
 """
 
@@ -216,7 +216,7 @@ class AndGates(Task):
         """The float32 `[n_features]` input of 0s and 1s `to_string` wrote (`encode_tokens` makes it tokens)."""
         return features_from_string(text, self.n_features, "and_gates", boolean=True)
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """The theoretical sparse circuit: `pairs` `[n_gates, 2]` and `circuit` `[n_gates, n_features]` (True where
         an input feeds a gate)."""
         return {"pairs": np.asarray(self.pairs, np.int32), "circuit": circuit_matrix(self.pairs, self.n_features)}

@@ -20,7 +20,7 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `sweep_summary`: what `toymi sweep` summarises and draws by default: `(metric, threshold)`, the steps until
   `metric` is below `threshold` (a phase diagram; Nanda et al.'s "grokked" is test loss < 0.1), or `(metric, None)`,
   its final value, for tasks whose loss scale the swept settings change (TMS, compressed computation);
-- `ground_truth()`: what is known about the task before training (a dict), which dissection is scored against
+- `facts()`: what is known about the task before training (a dict), which dissection is scored against
   (a decomposition of a trained model is scored against a `toymi.decompose.GroundTruth` instead);
 - `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis;
 - `render_tokens(tokens)`: one readable string per token id (per feature, for a feature vector);
@@ -150,7 +150,7 @@ class Task(eqx.Module):
         return cls(**settings).model_dims_for(kind)
 
     @abc.abstractmethod
-    def ground_truth(self):
+    def facts(self):
         """What is known about the task before any model is trained (its circuit, feature directions, target), as
         a dict. Not a `toymi.decompose.GroundTruth`, which is what a decomposition of one trained model's
         activations is scored against (`toymi.decompose.truths`)."""

@@ -102,7 +102,7 @@ class CompressedComputation(Task):
         """The float32 `[n_features]` input `to_string` wrote (unnamed features 0)."""
         return features_from_string(text, self.n_features, 'compressed_computation')
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """What is known before training: the target, and the MSE each feature costs when its ReLU is ignored
         (`p · E[ReLU(u)²] = p / 6` for u ~ U[-1, 1)). Which neurons serve which feature in a trained model is
         measured by `toymi.analysis.compressed_computation`."""
@@ -114,7 +114,7 @@ def naive_model(model):
     """The naive monosemantic solution in `model`'s shape: neuron n computes ReLU(x_n) exactly for the first
     `min(d_mlp, n_features)` features, via the pseudo-inverses of `W_E` and `W_U`; other features get no ReLU.
 
-    Its loss is the residual stream's interference plus `p / 6` per ignored feature (`ground_truth`). Layers after
+    Its loss is the residual stream's interference plus `p / 6` per ignored feature (`facts`). Layers after
     the first and all biases are zero.
 
     **Arguments:**

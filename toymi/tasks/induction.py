@@ -238,7 +238,7 @@ class Induction(Task):
                 ids.append(int(word))
         return as_tokens(ids)
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """Where induction and previous-token heads should attend, for the eval sets and as functions.
 
         **Returns:** a dict with

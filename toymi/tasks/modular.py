@@ -219,7 +219,7 @@ class ModularArithmetic(Task):
                              f"prompt of {prompt_len}")
         return 1
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """The Fourier basis over Z_p (rows) and its names: the basis the grokking circuit computes in."""
         basis, names = fourier_basis(self.p)
         return {"fourier_basis": basis, "fourier_names": names}

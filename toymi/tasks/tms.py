@@ -193,7 +193,7 @@ class ToyModelsOfSuperposition(Task):
         """The float32 `[n_features]` input `to_string` wrote (unnamed features 0)."""
         return features_from_string(text, self.n_features, 'tms')
 
-    def ground_truth(self) -> dict:
+    def facts(self) -> dict:
         """The true feature directions (the identity basis of feature space, one per row), importances, density and
         the paired features' indices; `toymi.analysis.tms` measures a trained `W` against them."""
         n_corr, n_anti = self.n_correlated_pairs, self.n_anticorrelated_pairs

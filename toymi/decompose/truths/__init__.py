@@ -16,7 +16,7 @@ At `mlp_out` a truth also carries the MLP's input→output stream (`io_sample`) 
 transcoders are scored on it like SAEs (their decoder rows against the output-space truth). `neurons` (the "neuron
 basis" baseline) is `model.neuron_basis(site, layer)`. What they share (samplers, splices) is in `sampling.py`.
 
-These are `GroundTruth`s of decomposition methods; `Task.ground_truth()` is something else: what is known about a
+These are `GroundTruth`s of decomposition methods; `Task.facts()` is something else: what is known about a
 task before any model is trained (`toymi.tasks.base`).
 """
 

@@ -11,7 +11,7 @@ from toymi.plot.feature_circuits import ablation_map
 def and_gates_recipe(run, report, smoke: bool) -> None:
     task, model = run.task, run.model
     effects = np.asarray(input_ablation_effects(task, model))
-    circuit = np.asarray(task.ground_truth()["circuit"])
+    circuit = np.asarray(task.facts()["circuit"])
     agreement = circuit_agreement(effects, circuit)
     report.section("Ablation map", "Mean change of gate k's output probability when input j is set to 0, over the "
                    "eval examples where gate k is on. The sparse circuit (dots) says only a gate's two inputs matter; "

@@ -189,7 +189,7 @@ class ChessMoves(Task):
         cells = (7 - square // 8) * 8 + square % 8
         return InputMap(tokens[games], positions, cells, (8, 8), ("rank (8 at the top)", "file (a at the left)"))
 
-    def ground_truth(self, split: str = "test") -> dict:
+    def facts(self, split: str = "test") -> dict:
         """Board state at every token position of `split`'s games, for probes (see `labels.py`).
 
         **Returns:** `board [game, pos, 64]` (piece classes, `piece_classes` names them), `side_to_move
