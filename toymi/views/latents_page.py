@@ -9,7 +9,6 @@ every (a, b) as a p × p map, for chess its mean activation per square moved to,
 
 from __future__ import annotations
 
-
 import numpy as np
 from jaxtyping import Array, Float, Int
 
