@@ -67,9 +67,11 @@ def discover(name: str, model, s: Setup, metric, threshold: float | None = None,
     `sweep` of thresholds defaults to that gap times 10^-4 .. 10^0 (nine values)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; methods are: {', '.join(METHODS)}")
-    gap = metric_gap(model, s, metric) if threshold is None or sweep is None else 1.0
-    threshold = 0.01 * gap if threshold is None else float(threshold)
-    sweep = gap * np.logspace(-4, 0, 9) if sweep is None else np.asarray(sweep, float)
+    if threshold is None or sweep is None:
+        default_threshold, default_sweep = default_thresholds(metric_gap(model, s, metric))
+        threshold = default_threshold if threshold is None else threshold
+        sweep = default_sweep if sweep is None else sweep
+    threshold, sweep = float(threshold), np.asarray(sweep, float)
     start = time.perf_counter()
     scores, circuit = _scores(name, model, s, metric, threshold, sweep)
     seconds = time.perf_counter() - start
@@ -79,7 +81,12 @@ def discover(name: str, model, s: Setup, metric, threshold: float | None = None,
     return Found(name, np.asarray(scores, np.float64), np.asarray(circuit, bool), used, seconds)
 
 
+def default_thresholds(gap: float) -> tuple[float, np.ndarray]:
+    """The default threshold (1% of the metric gap) and ACDC sweep (the gap times 10^-4 .. 10^0, nine values)."""
+    return 0.01 * gap, gap * np.logspace(-4, 0, 9)
+
+
 def discover_all(methods, model, s: Setup, metric) -> list[Found]:
     """`discover` for each of `methods` with the default threshold and ACDC sweep, the metric gap computed once."""
-    gap = metric_gap(model, s, metric)
-    return [discover(m, model, s, metric, threshold=0.01 * gap, sweep=gap * np.logspace(-4, 0, 9)) for m in methods]
+    threshold, sweep = default_thresholds(metric_gap(model, s, metric))
+    return [discover(m, model, s, metric, threshold=threshold, sweep=sweep) for m in methods]
