@@ -45,6 +45,10 @@ def test_each_member_trains_as_its_own_run():
     state, task, optimizer = init_ensemble(specs)
     assert np.allclose(hyperparams(state.opt_state)["lr"], [1e-3, 1e-2])
     assert np.allclose(hyperparams(state.opt_state)["weight_decay"], [0.0, 1.0])
+    for i, spec in enumerate(specs):  # each member starts exactly where its single run starts
+        alone = init_state(spec.model, make_optimizer(spec.train), spec.train.seed)
+        for x, y in zip(jax.tree.leaves(unstack(state, i)), jax.tree.leaves(alone), strict=True):
+            assert np.array_equal(x, y), f"member {i} ({members[i]}) starts elsewhere"
     state, losses = make_ensemble_chunk(optimizer, 10)(state, task)
     assert losses.shape == (2, 10)
     for i, spec in enumerate(specs):

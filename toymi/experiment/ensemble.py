@@ -13,7 +13,7 @@ import optax
 from toymi.experiment.optimizer import make_optimizer
 from toymi.experiment.spec import Spec
 from toymi.tasks import Task
-from toymi.train.ensemble import init_members
+from toymi.train.ensemble import abstract_members, init_members
 from toymi.train.optimizer import STATE_HYPERPARAMS
 from toymi.train.state import TrainState
 
@@ -30,6 +30,14 @@ def init_ensemble(specs: Sequence[Spec]) -> tuple[TrainState, Task, optax.Gradie
     values = {name: [getattr(s.train, name) for s in specs] for name in STATE_HYPERPARAMS}
     state = init_members([s.model for s in specs], [s.train.seed for s in specs], optimizer, values)
     return state, stack_tasks(specs), optimizer
+
+
+def abstract_ensemble(specs: Sequence[Spec]) -> TrainState:
+    """The shapes and dtypes of `init_ensemble(specs)`'s state, without computing it (a checkpoint's restore target).
+    """
+    _check_compatible(specs)
+    first = specs[0]
+    return abstract_members(first.model, first.train.seed, make_optimizer(first.train), len(specs))
 
 
 def stack_tasks(specs: Sequence[Spec]) -> Task:

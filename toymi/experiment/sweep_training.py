@@ -11,12 +11,11 @@ import json
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from toymi.errors import RunDirectoryError
-from toymi.experiment.ensemble import init_ensemble
+from toymi.experiment.ensemble import abstract_ensemble, init_ensemble
 from toymi.experiment.spec import spec_differences
 from toymi.experiment.sweep import Sweep
 from toymi.experiment.training import cadence
@@ -82,4 +81,4 @@ def check_same_sweep(sweep: Sweep, path: Path) -> None:
 
 def abstract_ensemble_state(sweep: Sweep) -> TrainState:
     """The shapes and dtypes of `sweep`'s stacked state, without computing it (a restore target)."""
-    return jax.eval_shape(lambda: init_ensemble(sweep.member_specs())[0])
+    return abstract_ensemble(sweep.member_specs())

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -21,7 +20,7 @@ from toymi.tasks import Task
 from toymi.train.optimizer import with_hyperparams
 from toymi.train.state import TrainState, init_state
 from toymi.train.step import Loss, evaluate, loss_fn, run_steps
-from toymi.trees import stack, unstack
+from toymi.trees import stack_on_host
 
 
 def init_members(model_configs: Sequence, seeds: Sequence[int], optimizer: optax.GradientTransformation,
@@ -29,26 +28,26 @@ def init_members(model_configs: Sequence, seeds: Sequence[int], optimizer: optax
     """The stacked initial state of members `i` (model config `model_configs[i]`, seed `seeds[i]`), with each
     member's AdamW numbers (`hyperparams`: `adamw` argument name → one value per member) in its optimiser state.
 
-    Members with the same model config initialise in one vmap over their seeds. A member whose config differs from
-    the first one's only in array values (its init scale) is built under its own config and then put into the first
-    member's structure.
+    Each member is built on its own by `init_state`, exactly as a single run of its config and seed starts, and the
+    members are stacked on the host: member i of a sweep starts from the weights `toymi train` would give it. (A
+    vmapped init compiles one more program, ~10 CPU seconds even for a tiny transformer, and its draws differ from
+    the lone init's in the last bit.) A member whose config differs from the first one's only in array values (its
+    init scale) is built under its own config and then put into the first member's structure.
     """
-    structure = None
-    states: list[TrainState | None] = [None] * len(model_configs)
-    groups: dict[object, list[int]] = {}
-    for i, config in enumerate(model_configs):
-        groups.setdefault(config, []).append(i)
-    for config, members in groups.items():
-        group_seeds = jnp.asarray([seeds[i] for i in members], jnp.uint32)
-        group = eqx.filter_jit(eqx.filter_vmap(lambda seed: init_state(config, optimizer, seed)))(group_seeds)
-        if structure is None:
-            structure = jax.tree.structure(unstack(group, 0))
-        leaves = jax.tree.leaves(group)
-        for j, i in enumerate(members):
-            states[i] = jax.tree.unflatten(structure, [leaf[j] for leaf in leaves])
-    state = stack(states)
+    first = init_state(model_configs[0], optimizer, seeds[0])
+    structure = jax.tree.structure(first)
+    rest = [jax.tree.unflatten(structure, jax.tree.leaves(init_state(config, optimizer, seed)))
+            for config, seed in zip(model_configs[1:], seeds[1:], strict=True)]
+    state = stack_on_host([first, *rest])
     values = {name: np.asarray(column, np.float32) for name, column in hyperparams.items()}
     return eqx.tree_at(lambda s: s.opt_state, state, with_hyperparams(state.opt_state, values))
+
+
+def abstract_members(model_config, seed: int, optimizer: optax.GradientTransformation, n_members: int) -> TrainState:
+    """The shapes and dtypes of `init_members`' state for `n_members` members of `model_config`'s architecture,
+    without computing it (a checkpoint's restore target): one member's, with the member axis in front."""
+    one = eqx.filter_eval_shape(init_state, model_config, optimizer, seed)
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((n_members, *leaf.shape), leaf.dtype), one)
 
 
 def make_ensemble_chunk(optimizer: optax.GradientTransformation, n_steps: int, loss: Loss = loss_fn,
