@@ -107,7 +107,7 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup)
+                    faithfulness_warmup_steps=args.warmup, tie=not args.untied)
     seeds = jnp.arange(args.seeds)
     t0 = time.perf_counter()
     run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="faithfulness-only warmup steps (lr 1e-2)")
     ap.add_argument("--model-steps", type=int, default=None,
                     help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
+    ap.add_argument("--untied", action="store_true",
+                    help="decompose TMS's two uses of W independently (default: tied, as the reference code)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

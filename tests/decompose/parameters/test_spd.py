@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -11,9 +12,11 @@ from toymi.decompose.parameters.importance import (
     ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
 )
 from toymi.decompose.parameters.losses import (
-    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, stochastic_masks,
+    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, spd_losses, stochastic_masks, tie,
 )
-from toymi.decompose.parameters.spd import SPDConfig, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd
+from toymi.decompose.parameters.spd import (
+    SPDConfig, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
+)
 from toymi.decompose.parameters.targets import masked_forward, model_targets, substitute
 from toymi.decompose.parameters.truths_tms import score_tms
 from toymi.errors import ConfigError
@@ -101,6 +104,34 @@ def test_leaky_hard_sigmoids_values_and_gradients():
     assert lo.shape == (4, 3) and bool(jnp.all((lo >= 0) & (lo <= 1))) and bool(jnp.all(up >= lo))
 
 
+@pytest.mark.slow  # two gradients of every loss, ~10-20 s on 2 loaded cores
+def test_tms_w_out_subcomponents_are_w_in_transposed_and_get_both_uses_gradient():
+    """As the reference code ties linear2's factors to linear1's: W_out's U, V are W_in's V, U, its own arrays get
+    no gradient, and W_in's gradient carries the W_out use too (so it differs from the untied one)."""
+    model = _models()["tms_id"]
+    targets = model_targets(model)
+    assert [t.tied for t in targets] == [None, None, "W_in"]
+    params = init_params(model, targets, SPDConfig(C=3), jax.random.PRNGKey(5))
+    tied = tie(params, targets)
+    np.testing.assert_array_equal(tied.components[2].U, params.components[0].V)
+    np.testing.assert_array_equal(tied.components[2].V, params.components[0].U)
+    assert all(a is b for a, b in zip(tied.components[:2], params.components[:2]))
+    untied_targets = [dataclasses.replace(t, tied=None) for t in targets]
+    assert tie(params, untied_targets).components[2] is params.components[2]
+    x = jax.random.uniform(jax.random.PRNGKey(6), (8, 5))
+
+    def grads(ts):
+        loss = lambda q: sum(spd_losses(q, model, ts, x, jax.random.PRNGKey(7), jnp.asarray(1.0)).values())
+        return jax.grad(loss)(params).components
+
+    g_tied, g_untied = grads(targets), grads(untied_targets)
+    assert float(jnp.abs(g_tied[2].U).max()) == 0.0 and float(jnp.abs(g_untied[2].U).max()) > 0
+    assert not np.allclose(g_tied[0].U, g_untied[0].U, rtol=1e-3)
+    bad = SPDParams((params.components[0], params.components[1], params.components[1]), params.importance)
+    with pytest.raises(ValueError, match="tied to W_in"):
+        tie(bad, targets)
+
+
 def test_importance_minimality_and_p_annealing_numbers():
     g = [jnp.asarray([[1.0, 0.5], [0.0, 0.5]]), jnp.asarray([[0.25], [0.25]])]
     assert float(importance_minimality(g, jnp.asarray(1.0))) == pytest.approx(0.5 + 0.5 + 0.25)
@@ -126,6 +157,8 @@ def test_a_vmapped_member_equals_the_same_member_trained_alone():
         params, terms = single(jnp.array([seed]), stack_spd_hypers([h]))
         np.testing.assert_allclose(both.losses["total"][i], terms["total"][0], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(both.member(i).components[0].U, params.components[0].U[0], rtol=1e-4, atol=1e-6)
+        # the trained W_out (Wᵀ h) is W_in's subcomponents transposed (tied, as the reference code)
+        np.testing.assert_array_equal(both.member(i).components[1].U, both.member(i).components[0].V)
     assert not np.allclose(both.losses["total"][0], both.losses["total"][1])  # the members differ
     with pytest.raises(ConfigError, match="seeds must be"):
         train_spd(model, task.sample, cfg, stack_spd_hypers(hs), jnp.array([0, 1, 2]))

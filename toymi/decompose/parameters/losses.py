@@ -4,6 +4,8 @@
 - `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
   `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE).
 - `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
+- `tie`: the subcomponents of a target tied to another (TMS's `W_out`, `Target.tied`) set to that one's transposed,
+  before every loss, so the gradient of both uses reaches the one shared set.
 - `importance_minimality`: Σ_matrices Σ_c mean_batch |g_c|^p, on the upper-leaky importance; `annealed_p` moves p
   linearly from `p_start` to `p_end` over the last part of training.
 
@@ -31,6 +33,21 @@ class SPDParams(eqx.Module):
 
     components: tuple[Subcomponents, ...]
     importance: tuple[ImportanceMLPs, ...]
+
+
+def tie(params: SPDParams, targets: Sequence[Target]) -> SPDParams:
+    """`params` with each tied target's subcomponents replaced by its source's transposed (`U ↔ V`); a target whose
+    source is not decomposed keeps its own. The tied target's own arrays then get no gradient (Adam leaves them)."""
+    names = [t.name for t in targets]
+    comps = list(params.components)
+    for i, t in enumerate(targets):
+        if t.tied is not None and t.tied in names:
+            src = comps[names.index(t.tied)]
+            if src.U.shape != comps[i].V.shape or src.V.shape != comps[i].U.shape:
+                raise ValueError(f"{t.name} is tied to {t.tied} but their subcomponents' shapes do not transpose: "
+                                 f"U {comps[i].U.shape}, V {comps[i].V.shape} vs U {src.U.shape}, V {src.V.shape}")
+            comps[i] = Subcomponents(U=src.V, V=src.U)
+    return SPDParams(tuple(comps), params.importance)
 
 
 def faithfulness(params: SPDParams, model: eqx.Module, targets: Sequence[Target]) -> Float[Array, ""]:
@@ -98,7 +115,8 @@ def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Ar
 
 def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], x: Array, key: PRNGKeyArray,
                p: Float[Array, ""]) -> dict[str, Array]:
-    """Every SPD loss term on the batch `x` (unweighted)."""
+    """Every SPD loss term on the batch `x` (unweighted), tied subcomponents tied first (`tie`)."""
+    params = tie(params, targets)
     target_out, inputs = target_inputs(model, targets, x)
     target_out = jax.lax.stop_gradient(target_out)
     g_lower, g_upper = importance(params, [jax.lax.stop_gradient(a) for a in inputs])

@@ -20,12 +20,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.decompose.parameters.components import init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
-from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
+from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses, tie
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
 from toymi.train.optimizer import SCHEDULES, adamw
 from toymi.train.update import update
-from toymi.validate import Config, integer, number, one_of, positive_number, setting
+from toymi.validate import Config, boolean, integer, number, one_of, positive_number, setting
 
 LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
 
@@ -42,6 +42,8 @@ class SPDConfig(Config):
     - `faithfulness_warmup_steps`, `faithfulness_warmup_lr`: Adam on faithfulness alone before training, so the
       subcomponents start as a decomposition of the weights (the reference code's warmup; 0 turns it off).
     - `hidden`: width of each causal-importance MLP.
+    - `tie`: tie the subcomponents of matrices the model itself ties (TMS: `W_out`'s are `W_in`'s transposed, as
+      the reference code; `targets.Target.tied`); False decomposes the two uses independently.
     """
 
     title: ClassVar[str] = "SPD config"
@@ -61,6 +63,7 @@ class SPDConfig(Config):
     faithfulness_warmup_steps: int = setting(0, integer(0))
     faithfulness_warmup_lr: float = setting(1e-2, positive_number)
     hidden: int = setting(16, integer(1))
+    tie: bool = setting(True, boolean)
 
     def optimizer(self) -> optax.GradientTransformation:
         return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
@@ -112,7 +115,7 @@ def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> S
     opt = optax.adam(cfg.faithfulness_warmup_lr)
 
     def body(carry, _):
-        return update(lambda q, _: (faithfulness(q, model, targets), None), opt, *carry, None)[:2], None
+        return update(lambda q, _: (faithfulness(tie(q, targets), model, targets), None), opt, *carry, None)[:2], None
 
     (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), length=cfg.faithfulness_warmup_steps)
     return params
@@ -124,6 +127,8 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
     compiled program."""
     sample = model_input_sampler(sample)
     targets = model_targets(model, cfg.targets)
+    if not cfg.tie:
+        targets = [dataclasses.replace(t, tied=None) for t in targets]
     optimizer = cfg.optimizer()
 
     def total(params, x, key, h, p):
@@ -145,7 +150,7 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
             return (params, opt_state, key), terms
 
         (params, _, _), terms = jax.lax.scan(body, (params, optimizer.init(params), key), jnp.arange(cfg.steps))
-        return params, terms
+        return tie(params, targets), terms
 
     return eqx.filter_jit(eqx.filter_vmap(one)), targets
 
