@@ -79,7 +79,7 @@ def run_compressed(name: str, args) -> dict:
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup)
+                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
     t0 = time.perf_counter()
     run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
                     stack_spd_hypers([spd_hyper(1e-5, 2.0)] * args.seeds), jnp.arange(args.seeds))
@@ -107,7 +107,8 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, tie=not args.untied)
+                    faithfulness_warmup_steps=args.warmup, tie=not args.untied,
+                    faithfulness_warmup_weight_decay=args.warmup_wd)
     seeds = jnp.arange(args.seeds)
     t0 = time.perf_counter()
     run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
@@ -137,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="faithfulness-only warmup steps (lr 1e-2)")
     ap.add_argument("--model-steps", type=int, default=None,
                     help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
+    ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--untied", action="store_true",
                     help="decompose TMS's two uses of W independently (default: tied, as the reference code)")
     ap.add_argument("--out", default=str(RESULTS_DIR))

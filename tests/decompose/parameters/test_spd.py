@@ -15,7 +15,7 @@ from toymi.decompose.parameters.losses import (
     SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, spd_losses, stochastic_masks, tie,
 )
 from toymi.decompose.parameters.spd import (
-    SPDConfig, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
+    SPDConfig, _faithfulness_warmup, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
 )
 from toymi.decompose.parameters.targets import masked_forward, model_targets, substitute
 from toymi.decompose.parameters.truths_tms import score_tms
@@ -130,6 +130,23 @@ def test_tms_w_out_subcomponents_are_w_in_transposed_and_get_both_uses_gradient(
     bad = SPDParams((params.components[0], params.components[1], params.components[1]), params.importance)
     with pytest.raises(ValueError, match="tied to W_in"):
         tie(bad, targets)
+
+
+@pytest.mark.slow  # two compiled warmups, ~8 s on 2 loaded cores
+def test_faithfulness_warmup_decays_the_subcomponents_only():
+    """The reference's warmup is AdamW (weight decay 0.1 in its TMS configs) over the components alone."""
+    model = TMS(TMSConfig(4, 2), jax.random.PRNGKey(3))
+    targets = model_targets(model)
+    params = init_params(model, targets, SPDConfig(C=5), jax.random.PRNGKey(0))
+    warm = {wd: _faithfulness_warmup(params, model, targets, SPDConfig(
+        C=5, faithfulness_warmup_steps=200, faithfulness_warmup_weight_decay=wd)) for wd in (0.0, 0.1)}
+    for w in warm.values():
+        assert float(faithfulness(w, model, targets)) < 1e-3 * float(faithfulness(tie(params, targets), model, targets))
+        assert all(bool(jnp.all(a == b)) for a, b in zip(jax.tree.leaves(w.importance),
+                                                          jax.tree.leaves(params.importance)))
+    # weight decay pulls the factors in: a smaller total ‖U‖² + ‖V‖² for the same (near-exact) sum
+    size = {wd: sum(float(jnp.sum(c.U ** 2) + jnp.sum(c.V ** 2)) for c in w.components) for wd, w in warm.items()}
+    assert size[0.1] < size[0.0], size
 
 
 def test_importance_minimality_and_p_annealing_numbers():
