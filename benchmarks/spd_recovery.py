@@ -31,7 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import RESULTS_DIR, machine, versions  # noqa: E402
 
-from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
+from toymi.decompose.parameters.spd import TIES, SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
@@ -107,7 +107,7 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, tie=not args.untied,
+                    faithfulness_warmup_steps=args.warmup, tie=args.tie,
                     faithfulness_warmup_weight_decay=args.warmup_wd)
     seeds = jnp.arange(args.seeds)
     t0 = time.perf_counter()
@@ -139,8 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model-steps", type=int, default=None,
                     help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
-    ap.add_argument("--untied", action="store_true",
-                    help="decompose TMS's two uses of W independently (default: tied, as the reference code)")
+    ap.add_argument("--tie", default="updates", choices=TIES,
+                    help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

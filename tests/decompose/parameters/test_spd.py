@@ -12,7 +12,8 @@ from toymi.decompose.parameters.importance import (
     ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
 )
 from toymi.decompose.parameters.losses import (
-    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, spd_losses, stochastic_masks, tie,
+    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, merge_tied_updates, spd_losses,
+    stochastic_masks, tie,
 )
 from toymi.decompose.parameters.spd import (
     SPDConfig, _faithfulness_warmup, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
@@ -120,13 +121,24 @@ def test_tms_w_out_subcomponents_are_w_in_transposed_and_get_both_uses_gradient(
     assert tie(params, untied_targets).components[2] is params.components[2]
     x = jax.random.uniform(jax.random.PRNGKey(6), (8, 5))
 
-    def grads(ts):
+    def grads(ts):  # at the tied point, so that the untied W_out arrays hold W_in's transposed
         loss = lambda q: sum(spd_losses(q, model, ts, x, jax.random.PRNGKey(7), jnp.asarray(1.0)).values())
-        return jax.grad(loss)(params).components
+        return jax.grad(loss)(tied).components
 
     g_tied, g_untied = grads(targets), grads(untied_targets)
     assert float(jnp.abs(g_tied[2].U).max()) == 0.0 and float(jnp.abs(g_untied[2].U).max()) > 0
     assert not np.allclose(g_tied[0].U, g_untied[0].U, rtol=1e-3)
+    # "gradients" tying: W_in's gradient is the sum of both uses' (each through its own arrays, untied)
+    np.testing.assert_allclose(g_tied[0].U, g_untied[0].U + g_untied[2].V, rtol=1e-4, atol=1e-7)
+    # "updates" tying (the reference's): each use's step moves the one shared set, the two steps summed
+    step = lambda c: Subcomponents(c.U + 0.1, c.V - 0.2)
+    tied_params = tie(params, targets)
+    new = SPDParams(tuple(step(c) for c in tied_params.components), params.importance)
+    merged = merge_tied_updates(tied_params, new, targets)
+    np.testing.assert_allclose(merged.components[0].U, tied_params.components[0].U + 0.1 - 0.2, rtol=1e-6)
+    np.testing.assert_allclose(merged.components[0].V, tied_params.components[0].V - 0.2 + 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(merged.components[2].U, merged.components[0].V)
+    np.testing.assert_array_equal(merged.components[1].U, new.components[1].U)
     bad = SPDParams((params.components[0], params.components[1], params.components[1]), params.importance)
     with pytest.raises(ValueError, match="tied to W_in"):
         tie(bad, targets)
