@@ -7,7 +7,9 @@ C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compresse
 eval MSE next to the naive solution's.
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
-p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10).
+p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
+two uses of `W` share tied subcomponents (`--tie updates`; `--tie none` decomposes them independently, as toymi did
+before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`--warmup-wd`).
 
     PYTHONPATH=. python benchmarks/spd_recovery.py --out DIR                 # paper settings, 5 seeds, TMS 5-2
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR

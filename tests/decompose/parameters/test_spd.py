@@ -161,6 +161,16 @@ def test_faithfulness_warmup_decays_the_subcomponents_only():
     assert size[0.1] < size[0.0], size
 
 
+def test_importance_mlp_uses_the_exact_gelu():
+    """The reference's CI MLP applies torch's exact (erf) GELU, not the tanh approximation."""
+    gamma = init_importance(3, jax.random.PRNGKey(0))
+    s = jnp.linspace(-3.0, 3.0, 7)[:, None] * jnp.ones((1, 3))
+    pre = s[..., None] * gamma.w1 + gamma.b1
+    exact = pre * 0.5 * (1 + jax.scipy.special.erf(pre / jnp.sqrt(2.0)))
+    np.testing.assert_allclose(gamma(s), jnp.sum(exact * gamma.w2, axis=-1) + gamma.b2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(gamma(s), jnp.sum(jax.nn.gelu(pre) * gamma.w2, axis=-1) + gamma.b2, rtol=1e-5, atol=1e-6)
+
+
 def test_importance_minimality_and_p_annealing_numbers():
     g = [jnp.asarray([[1.0, 0.5], [0.0, 0.5]]), jnp.asarray([[0.25], [0.25]])]
     assert float(importance_minimality(g, jnp.asarray(1.0))) == pytest.approx(0.5 + 0.5 + 0.25)
