@@ -7,7 +7,9 @@ C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compresse
 eval MSE next to the naive solution's.
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
-p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10).
+p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
+two uses of `W` share tied subcomponents (`--tie updates`; `--tie none` decomposes them independently, as toymi did
+before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`--warmup-wd`).
 
     PYTHONPATH=. python benchmarks/spd_recovery.py --out DIR                 # paper settings, 5 seeds, TMS 5-2
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR
@@ -31,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import RESULTS_DIR, machine, versions  # noqa: E402
 
-from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
+from toymi.decompose.parameters.spd import TIES, SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
@@ -79,7 +81,7 @@ def run_compressed(name: str, args) -> dict:
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup)
+                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
     t0 = time.perf_counter()
     run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
                     stack_spd_hypers([spd_hyper(1e-5, 2.0)] * args.seeds), jnp.arange(args.seeds))
@@ -107,7 +109,8 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup)
+                    faithfulness_warmup_steps=args.warmup, tie=args.tie,
+                    faithfulness_warmup_weight_decay=args.warmup_wd)
     seeds = jnp.arange(args.seeds)
     t0 = time.perf_counter()
     run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
@@ -137,6 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="faithfulness-only warmup steps (lr 1e-2)")
     ap.add_argument("--model-steps", type=int, default=None,
                     help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
+    ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
+    ap.add_argument("--tie", default="updates", choices=TIES,
+                    help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

@@ -49,7 +49,8 @@ class ImportanceMLPs(eqx.Module):
 
     def __call__(self, inner: Float[Array, "*batch C"]) -> Float[Array, "*batch C"]:
         """Pre-sigmoid importance of each subcomponent from its own inner activation."""
-        h = jax.nn.gelu(inner[..., None] * self.w1 + self.b1)
+        # exact (erf) GELU, as the reference's torch `F.gelu` / `nn.GELU()` (jax's default is the tanh approximation)
+        h = jax.nn.gelu(inner[..., None] * self.w1 + self.b1, approximate=False)
         return jnp.sum(h * self.w2, axis=-1) + self.b2
 
 

@@ -4,6 +4,10 @@
 - `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
   `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE).
 - `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
+- `tie`: the subcomponents of a target tied to another (TMS's `W_out`, `Target.tied`) set to that one's transposed,
+  before every loss, so the gradient of both uses reaches the one shared set (`SPDConfig.tie = "gradients"`);
+  `merge_tied_updates`: the reference code's own tying, each use's factors updated by their own optimiser state
+  and the two updates summed (`"updates"`).
 - `importance_minimality`: Σ_matrices Σ_c mean_batch |g_c|^p, on the upper-leaky importance; `annealed_p` moves p
   linearly from `p_start` to `p_end` over the last part of training.
 
@@ -31,6 +35,36 @@ class SPDParams(eqx.Module):
 
     components: tuple[Subcomponents, ...]
     importance: tuple[ImportanceMLPs, ...]
+
+
+def tie(params: SPDParams, targets: Sequence[Target]) -> SPDParams:
+    """`params` with each tied target's subcomponents replaced by its source's transposed (`U ↔ V`); a target whose
+    source is not decomposed keeps its own. The tied target's own arrays then get no gradient (Adam leaves them)."""
+    names = [t.name for t in targets]
+    comps = list(params.components)
+    for i, t in enumerate(targets):
+        if t.tied is not None and t.tied in names:
+            src = comps[names.index(t.tied)]
+            if src.U.shape != comps[i].V.shape or src.V.shape != comps[i].U.shape:
+                raise ValueError(f"{t.name} is tied to {t.tied} but their subcomponents' shapes do not transpose: "
+                                 f"U {comps[i].U.shape}, V {comps[i].V.shape} vs U {src.U.shape}, V {src.V.shape}")
+            comps[i] = Subcomponents(U=src.V, V=src.U)
+    return SPDParams(tuple(comps), params.importance)
+
+
+def merge_tied_updates(old: SPDParams, new: SPDParams, targets: Sequence[Target]) -> SPDParams:
+    """The reference code's tying, exactly: the tied target's factors are views of its source's storage, each with
+    its own AdamW state and its own gradient (from its own use), so one step moves the shared factors by the sum of
+    both updates. `old` holds tied factors equal (transposed); `new` is after an optimiser step on each separately."""
+    names = [t.name for t in targets]
+    comps = list(new.components)
+    for i, t in enumerate(targets):
+        if t.tied is not None and t.tied in names:
+            j = names.index(t.tied)
+            U = new.components[j].U + (new.components[i].V - old.components[i].V)
+            V = new.components[j].V + (new.components[i].U - old.components[i].U)
+            comps[j], comps[i] = Subcomponents(U=U, V=V), Subcomponents(U=V, V=U)
+    return SPDParams(tuple(comps), new.importance)
 
 
 def faithfulness(params: SPDParams, model: eqx.Module, targets: Sequence[Target]) -> Float[Array, ""]:
@@ -98,7 +132,9 @@ def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Ar
 
 def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], x: Array, key: PRNGKeyArray,
                p: Float[Array, ""]) -> dict[str, Array]:
-    """Every SPD loss term on the batch `x` (unweighted)."""
+    """Every SPD loss term on the batch `x` (unweighted), tied subcomponents tied first (`tie`; targets without
+    `tied` use their own arrays)."""
+    params = tie(params, targets)
     target_out, inputs = target_inputs(model, targets, x)
     target_out = jax.lax.stop_gradient(target_out)
     g_lower, g_upper = importance(params, [jax.lax.stop_gradient(a) for a in inputs])

@@ -20,7 +20,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.decompose.parameters.components import init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
-from toymi.decompose.parameters.losses import SPDParams, annealed_p, faithfulness, spd_losses
+from toymi.decompose.parameters.losses import (
+    SPDParams, annealed_p, faithfulness, merge_tied_updates, spd_losses, tie,
+)
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
 from toymi.train.optimizer import SCHEDULES, adamw
@@ -28,6 +30,7 @@ from toymi.train.update import update
 from toymi.validate import Config, integer, number, one_of, positive_number, setting
 
 LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
+TIES = ("updates", "gradients", "none")  # `SPDConfig.tie`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +42,16 @@ class SPDConfig(Config):
     - `targets`: names of the matrices to decompose (`targets.model_targets`; None: all).
     - `faithfulness_coef`, `recon_coef`, `layerwise_coef`: the other losses' weights.
     - `p_anneal_start`: training fraction where p starts moving from a member's `p_start` to its `p_end`.
-    - `faithfulness_warmup_steps`, `faithfulness_warmup_lr`: Adam on faithfulness alone before training, so the
-      subcomponents start as a decomposition of the weights (the reference code's warmup; 0 turns it off).
+    - `faithfulness_warmup_steps`, `faithfulness_warmup_lr`, `faithfulness_warmup_weight_decay`: AdamW on
+      faithfulness alone, over the subcomponents only, before training, so they start as a decomposition of the
+      weights (the reference code's `run_faithfulness_warmup`: weight decay 0 by default, 0.1 in its TMS and
+      resid_mlp1 configs; 0 steps turns it off).
     - `hidden`: width of each causal-importance MLP.
+    - `tie`: how the subcomponents of matrices the model itself ties are tied (TMS: `W_out`'s are `W_in`'s
+      transposed, `targets.Target.tied`, as the reference code). `"updates"`: as the reference does it (each
+      use's factors get their own gradient and Adam state, and the shared factors move by the sum of the two
+      updates, `losses.merge_tied_updates`); `"gradients"`: one set of factors, one Adam state, the two uses'
+      gradients summed (`losses.tie`); `"none"`: the two uses decomposed independently.
     """
 
     title: ClassVar[str] = "SPD config"
@@ -60,7 +70,9 @@ class SPDConfig(Config):
     p_anneal_start: float = setting(1.0, number(0, 1))
     faithfulness_warmup_steps: int = setting(0, integer(0))
     faithfulness_warmup_lr: float = setting(1e-2, positive_number)
+    faithfulness_warmup_weight_decay: float = setting(0.0, number(0))
     hidden: int = setting(16, integer(1))
+    tie: str = setting("updates", one_of(TIES))
 
     def optimizer(self) -> optax.GradientTransformation:
         return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
@@ -106,16 +118,36 @@ def init_params(model: eqx.Module, targets: Sequence[Target], cfg: SPDConfig, ke
     return SPDParams(comps, tuple(init_importance(cfg.C, k, cfg.hidden) for k in keys[1::2]))
 
 
+def _tying(targets: Sequence[Target], tie_mode: str) -> tuple[list[Target], list[Target], Callable]:
+    """`(targets, loss_targets, after_step)`: the targets as tied, those the losses see (untied for "updates": each
+    use differentiates its own arrays), and what follows each optimiser step (`(old, new) -> new`)."""
+    if tie_mode == "none":
+        targets = [dataclasses.replace(t, tied=None) for t in targets]
+    if tie_mode == "updates":
+        return list(targets), [dataclasses.replace(t, tied=None) for t in targets], \
+            lambda old, new: merge_tied_updates(old, new, targets)
+    return list(targets), list(targets), lambda old, new: new
+
+
 def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> SPDParams:
     if not cfg.faithfulness_warmup_steps:
         return params
-    opt = optax.adam(cfg.faithfulness_warmup_lr)
+    targets, loss_targets, after_step = _tying(targets, cfg.tie)
+    params = tie(params, targets)
+    # the subcomponents alone: decoupled weight decay would otherwise shrink the importance MLPs too
+    opt = optax.adamw(cfg.faithfulness_warmup_lr, weight_decay=cfg.faithfulness_warmup_weight_decay)
+
+    def loss(comps, _):
+        return faithfulness(tie(SPDParams(comps, params.importance), loss_targets), model, targets), None
 
     def body(carry, _):
-        return update(lambda q, _: (faithfulness(q, model, targets), None), opt, *carry, None)[:2], None
+        comps, state = update(loss, opt, *carry, None)[:2]
+        return (after_step(SPDParams(carry[0], params.importance), SPDParams(comps, params.importance)).components,
+                state), None
 
-    (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), length=cfg.faithfulness_warmup_steps)
-    return params
+    (comps, _), _ = jax.lax.scan(body, (params.components, opt.init(params.components)),
+                                 length=cfg.faithfulness_warmup_steps)
+    return tie(SPDParams(comps, params.importance), targets)
 
 
 def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig):
@@ -123,29 +155,30 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
     inputs, or a task's `sample` (its batches' `inputs`). The same trainer called again with as many members reuses its
     compiled program."""
     sample = model_input_sampler(sample)
-    targets = model_targets(model, cfg.targets)
+    targets, loss_targets, after_step = _tying(model_targets(model, cfg.targets), cfg.tie)
     optimizer = cfg.optimizer()
 
     def total(params, x, key, h, p):
-        terms = spd_losses(params, model, targets, x, key, p)
+        terms = spd_losses(params, model, loss_targets, x, key, p)
         loss = (cfg.faithfulness_coef * terms["faithfulness"] + cfg.recon_coef * terms["recon"]
                 + cfg.layerwise_coef * terms["recon_layerwise"] + h.importance_coef * terms["importance"])
         return loss, terms | {"total": loss}
 
     def one(seed, h):
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
-        params = _faithfulness_warmup(init_params(model, targets, cfg, init_key), model, targets, cfg)
+        params = tie(init_params(model, targets, cfg, init_key), targets)
+        params = _faithfulness_warmup(params, model, targets, cfg)
 
         def body(carry, step):
-            params, opt_state, key = carry
+            old, opt_state, key = carry
             key, k_data, k_mask = jax.random.split(key, 3)
             p = annealed_p(step / cfg.steps, h.p_start, h.p_end, cfg.p_anneal_start)
-            params, opt_state, _, terms = update(lambda q, x: total(q, x, k_mask, h, p), optimizer, params, opt_state,
+            params, opt_state, _, terms = update(lambda q, x: total(q, x, k_mask, h, p), optimizer, old, opt_state,
                                                  sample(k_data, cfg.batch_size))
-            return (params, opt_state, key), terms
+            return (after_step(old, params), opt_state, key), terms
 
         (params, _, _), terms = jax.lax.scan(body, (params, optimizer.init(params), key), jnp.arange(cfg.steps))
-        return params, terms
+        return tie(params, targets), terms
 
     return eqx.filter_jit(eqx.filter_vmap(one)), targets
 

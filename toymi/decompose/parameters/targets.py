@@ -10,15 +10,19 @@ never a second copy of it (`masked_forward`). The substituted matrix may be an a
 `components.FactoredMatrix` (SPD's masked matrices, kept as `U diag(m) Vᵀ`); a stacked per-layer weight that gets a
 factored layer becomes a `LayerStack`, which the model's forward indexes by layer as it did the array.
 
-**Tied weights.** TMS uses its one `W` twice, as `W x` and as `Wᵀ h`. SPD decomposes the two uses separately (as
-Bushnaq et al. decompose `linear1` and `linear2`): the second use's causal importance must read `h`, because whether
-feature k's read-out matters depends on the interference other features put into `h`, which `x_k` alone cannot
-show. One substituted `W` cannot be two matrices, so `masked_forward` runs the model twice: with `W_in`'s matrix to
-get the bottleneck `h`, then with `W_out`'s (transposed into `W`) and `h` patched in at the `hidden` site.
+**Tied weights.** TMS uses its one `W` twice, as `W x` and as `Wᵀ h`. SPD decomposes the two uses as two targets
+(as Bushnaq et al. decompose `linear1` and `linear2`), each with its own causal-importance MLPs: the second use's
+importance must read `h`, because whether feature k's read-out matters depends on the interference other features
+put into `h`, which `x_k` alone cannot show. Their subcomponents are tied, as in the reference code
+(goodfire-ai/spd `tms_decomposition.py` passes `tied_weights=[("linear1", "linear2")]` and `run_spd.py` sets
+linear2's factors to linear1's transposed): `W_out`'s `tied = "W_in"`, so its subcomponents are `W_in`'s
+transposed (`losses.tie`), one set of `U_c V_cᵀ` for both uses. One substituted `W` cannot be two matrices, so
+`masked_forward` runs the model twice: with `W_in`'s matrix to get the bottleneck `h`, then with `W_out`'s
+(transposed into `W`) and `h` patched in at the `hidden` site.
 
 | model kind | targets |
 |---|---|
-| `tms` | `W_in` (W in `W x`, input `x`), `W_out` (Wᵀ in `Wᵀ h`, input the bottleneck); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
+| `tms` | `W_in` (W in `W x`, input `x`), `W_out` (Wᵀ in `Wᵀ h`, input the bottleneck; tied to `W_in`); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
 | `residual_mlp` | `W_in[l]` (input `resid_pre[l]`) and `W_out[l]` (input `mlp_post[l]`) per layer |
 """
 
@@ -46,6 +50,7 @@ class Target:
     layer: int | None
     get: Callable[[eqx.Module], Float[Array, "d_out d_in"]]
     put: Callable[[eqx.Module, Float[Array, "d_out d_in"]], eqx.Module]
+    tied: str | None = None  # this matrix is that target's transposed: its subcomponents are tied to them
 
 
 class LayerStack(eqx.Module):
@@ -78,7 +83,7 @@ def _tms_targets(model: TMS) -> list[Target]:
         out.append(Target("W_hidden", "hidden", None, lambda m: m.W_hidden,
                           lambda m, M: eqx.tree_at(lambda t: t.W_hidden_trained, m, M, is_leaf=_is_none)))
     out.append(Target("W_out", "hidden_identity_out" if identity else "hidden", None, lambda m: m.W.T,
-                      lambda m, M: eqx.tree_at(lambda t: t.W, m, M.T)))
+                      lambda m, M: eqx.tree_at(lambda t: t.W, m, M.T), tied="W_in"))
     return out
 
 
