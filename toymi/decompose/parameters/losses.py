@@ -40,15 +40,14 @@ class SPDParams(eqx.Module):
 def tie(params: SPDParams, targets: Sequence[Target]) -> SPDParams:
     """`params` with each tied target's subcomponents replaced by its source's transposed (`U ↔ V`); a target whose
     source is not decomposed keeps its own. The tied target's own arrays then get no gradient (Adam leaves them)."""
-    names = [t.name for t in targets]
     comps = list(params.components)
-    for i, t in enumerate(targets):
-        if t.tied is not None and t.tied in names:
-            src = comps[names.index(t.tied)]
-            if src.U.shape != comps[i].V.shape or src.V.shape != comps[i].U.shape:
-                raise ValueError(f"{t.name} is tied to {t.tied} but their subcomponents' shapes do not transpose: "
-                                 f"U {comps[i].U.shape}, V {comps[i].V.shape} vs U {src.U.shape}, V {src.V.shape}")
-            comps[i] = Subcomponents(U=src.V, V=src.U)
+    for i, j in _tied_pairs(targets):
+        src = comps[j]
+        if src.U.shape != comps[i].V.shape or src.V.shape != comps[i].U.shape:
+            raise ValueError(f"{targets[i].name} is tied to {targets[j].name} but their subcomponents' shapes do not "
+                             f"transpose: U {comps[i].U.shape}, V {comps[i].V.shape} vs U {src.U.shape}, "
+                             f"V {src.V.shape}")
+        comps[i] = Subcomponents(U=src.V, V=src.U)
     return SPDParams(tuple(comps), params.importance)
 
 
@@ -56,15 +55,18 @@ def merge_tied_updates(old: SPDParams, new: SPDParams, targets: Sequence[Target]
     """The reference code's tying, exactly: the tied target's factors are views of its source's storage, each with
     its own AdamW state and its own gradient (from its own use), so one step moves the shared factors by the sum of
     both updates. `old` holds tied factors equal (transposed); `new` is after an optimiser step on each separately."""
-    names = [t.name for t in targets]
     comps = list(new.components)
-    for i, t in enumerate(targets):
-        if t.tied is not None and t.tied in names:
-            j = names.index(t.tied)
-            U = new.components[j].U + (new.components[i].V - old.components[i].V)
-            V = new.components[j].V + (new.components[i].U - old.components[i].U)
-            comps[j], comps[i] = Subcomponents(U=U, V=V), Subcomponents(U=V, V=U)
+    for i, j in _tied_pairs(targets):
+        U = new.components[j].U + (new.components[i].V - old.components[i].V)
+        V = new.components[j].V + (new.components[i].U - old.components[i].U)
+        comps[j], comps[i] = Subcomponents(U=U, V=V), Subcomponents(U=V, V=U)
     return SPDParams(tuple(comps), new.importance)
+
+
+def _tied_pairs(targets: Sequence[Target]) -> list[tuple[int, int]]:
+    """`(i, j)` for each target `i` tied to a decomposed target `j` (one whose source is not decomposed is left out)."""
+    names = [t.name for t in targets]
+    return [(i, names.index(t.tied)) for i, t in enumerate(targets) if t.tied is not None and t.tied in names]
 
 
 def faithfulness(params: SPDParams, model: eqx.Module, targets: Sequence[Target]) -> Float[Array, ""]:
