@@ -1,0 +1,170 @@
+"""Attribution graphs through transcoders (circuit tracing) on the AND-gate and compressed-computation models,
+scored against the circuits the tasks define and against the models' own input ablations.
+
+    PYTHONPATH=. python benchmarks/attribution_graphs.py                    # the README table (quick specs)
+    PYTHONPATH=. python benchmarks/attribution_graphs.py --and-gates-full   # plus tasks/and_gates.toml
+    PYTHONPATH=. python benchmarks/attribution_graphs.py --smoke            # tiny: a test runs this
+
+Per model (trained from its spec into `--runs`, reused when already there): a transcoder and a skip transcoder,
+trained exactly as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out")`,
+`METHODS[...].train`), one per seed. Each example's attribution graph (`toymi.circuits.attribution_graph`) is
+averaged per output over the examples where that output matters (an AND gate: where it is on, i.e. both its inputs
+are on, the examples `input_ablation_effects` averages over too; compressed computation: where the output's own
+feature is non-zero), then scored (`toymi.circuits.attribution_scores`):
+
+- AUC: per output, ROC AUC of ranking the inputs by mean |attribution| (all paths: latents + residual + skip)
+  against its true inputs; "via latents": the paths through the transcoder's latents alone;
+- on true: the fraction of |attribution| on the true inputs;
+- ablation: the same two numbers from zeroing each input in the model itself (AND: `input_ablation_effects`;
+  compressed computation: |Δ output|), and ρ: the Spearman correlation of the graph's ranking with the ablation's;
+- error share: the error node's share of the |edges| into each output (mean over outputs, and the worst);
+- carriers: latents whose strongest incoming edges are exactly an output's true inputs and whose strongest outgoing
+  edge goes to it (mean per output, and the fraction of outputs with at least one);
+- FVU of the transcoder on the MLP's held-out output, and the completeness gap (rounding only).
+
+Writes `DIR/attribution_graphs.json` (default DIR: benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from _bench import REPO_ROOT, RESULTS_DIR, machine, versions, write_json  # noqa: E402
+
+import toymi  # noqa: E402
+from toymi.analysis.and_gates import input_ablation_effects  # noqa: E402
+from toymi.circuits.attribution_scores import (  # noqa: E402
+    latent_carriers, output_ablation_effects, rank_agreement, score_against, summarise_graphs,
+)
+from toymi.decompose.methods import METHODS  # noqa: E402
+from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
+from toymi.decompose.settings import and_gates_setting, compressed_setting  # noqa: E402
+from toymi.decompose.transcoder import fraction_variance_unexplained  # noqa: E402
+from toymi.experiment.spec import Spec  # noqa: E402
+
+GRAPH_SEED = 0xA77  # the examples the graphs are averaged over (not the transcoders' training stream)
+
+
+def models(args) -> list[tuple[str, str, int]]:
+    """(label, spec file, eval examples): enough examples that every output is averaged over ~100 or more."""
+    if args.smoke:
+        return [("and_gates_quick", "tasks/and_gates_quick.toml", 512),
+                ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 1024)]
+    out = [("and_gates_quick", "tasks/and_gates_quick.toml", 8192),
+           ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 20_000)]
+    if args.and_gates_full:
+        out.append(("and_gates", "tasks/and_gates.toml", 32_768))
+    return out
+
+
+def truth_and_where(task, batch):
+    """The true input → output map `[n_outputs, n_features]`, the examples where each output matters, and the
+    model's own ablation effects."""
+    if hasattr(task, "pairs"):  # AND gates: gate k's two inputs; examples where the gate is on (both inputs on)
+        return task.facts()["circuit"], batch.y > 0.5, lambda model: input_ablation_effects(task, model, batch)
+    n = task.n_features  # compressed computation: output i from input i; examples where feature i is non-zero
+    where = batch.x != 0
+    return np.eye(n, dtype=bool), where, lambda model: output_ablation_effects(model, batch.x, where)
+
+
+def score_row(model, task, transcoder, setting, n_eval: int) -> dict:
+    batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval)
+    truth, where, ablate = truth_and_where(task, batch)
+    s = summarise_graphs(model, transcoder, batch.x, where)
+    effects = np.asarray(ablate(model))
+    graph, via, abl = (score_against(a, truth, s.examples) for a in (s.attribution, s.latents, effects))
+    carriers = latent_carriers(s, truth)
+    x_in, y = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
+    return {
+        "auc": graph["auc"].tolist(), "auc_latents": via["auc"].tolist(), "on_true": graph["on_true"].tolist(),
+        "on_true_latents": via["on_true"].tolist(), "ablation_auc": abl["auc"].tolist(),
+        "ablation_on_true": abl["on_true"].tolist(), "rho": rank_agreement(s.attribution, effects).tolist(),
+        "error_share": np.asarray(s.error_share).tolist(), "carriers": carriers.tolist(),
+        "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
+        "fvu": float(fraction_variance_unexplained(transcoder.predict, x_in, y)),
+        "l0": float(np.mean(np.asarray(transcoder.encode(x_in)) > 0) * transcoder.n_latents),
+        "n_latents": transcoder.n_latents}
+
+
+def train_model(spec_file: str, runs: Path, smoke: bool):
+    overrides = [f"train.{k}=50" for k in ("steps", "eval_every", "checkpoint_every")] if smoke else []
+    spec = Spec.load(REPO_ROOT / spec_file, overrides)
+    return toymi.train_or_load(spec, runs / Path(spec_file).stem)
+
+
+def run(args, runs: Path) -> list[dict]:
+    rows = []
+    for label, spec_file, n_eval in models(args):
+        t0 = time.perf_counter()
+        trained = train_model(spec_file, runs, args.smoke)
+        build = and_gates_setting if hasattr(trained.task, "pairs") else compressed_setting
+        setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
+        print(f"{label}: model and truth ready in {time.perf_counter() - t0:.1f}s", flush=True)
+        for kind in ("transcoder", "skip transcoder"):
+            for seed in args.seeds:
+                t0 = time.perf_counter()
+                transcoder = METHODS[kind].train(setting, seed)
+                row = {"model": label, "transcoder": kind, "seed": seed,
+                       **score_row(trained.model, trained.task, transcoder, setting, n_eval),
+                       "seconds": time.perf_counter() - t0}
+                rows.append(row)
+                print(line(row), flush=True)
+    return rows
+
+
+def _mean(values) -> float:
+    return float(np.nanmean(np.asarray(values, np.float64)))
+
+
+def _min(values) -> float:
+    return float(np.nanmin(np.asarray(values, np.float64)))
+
+
+def _max(values) -> float:
+    return float(np.nanmax(np.asarray(values, np.float64)))
+
+
+HEADER = ("| model | transcoder | seed | AUC mean / min | AUC via latents | on true | ablation AUC / on true | ρ graph "
+          "vs ablation | error share mean / max | carriers per output / outputs with one | FVU | L0 | seconds |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def line(r: dict) -> str:
+    c = np.asarray(r["carriers"])
+    return (f"| {r['model']} | {r['transcoder']} | {r['seed']} | {_mean(r['auc']):.3f} / {_min(r['auc']):.3f} | "
+            f"{_mean(r['auc_latents']):.3f} | {_mean(r['on_true']):.3f} | {_mean(r['ablation_auc']):.3f} / "
+            f"{_mean(r['ablation_on_true']):.3f} | {_mean(r['rho']):.3f} | {_mean(r['error_share']):.3f} / "
+            f"{_max(r['error_share']):.3f} | {c.mean():.2f} / {(c > 0).mean():.2f} | "
+            f"{r['fvu']:.3f} | {r['l0']:.1f} | {r['seconds']:.1f} |")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="models cut to 50 steps, 100 transcoder steps, one seed")
+    ap.add_argument("--and-gates-full", action="store_true", help="also tasks/and_gates.toml (190 gates)")
+    ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None, help="e.g. 0,1,2")
+    ap.add_argument("--runs", help="where the models are trained (reused when there); default a temporary folder")
+    ap.add_argument("--out", default=str(RESULTS_DIR))
+    args = ap.parse_args(argv)
+    args.seeds = args.seeds or ([0] if args.smoke else [0, 1, 2])
+    start = time.perf_counter()
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run(args, Path(args.runs) if args.runs else Path(tmp))
+    print("\n" + HEADER + "\n" + "\n".join(line(r) for r in rows))
+    path = write_json("attribution_graphs", {
+        "benchmark": "attribution_graphs", "smoke": args.smoke, "seeds": args.seeds, "rows": rows,
+        "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
