@@ -80,14 +80,16 @@ def score_row(model, task, transcoder, setting, n_eval: int) -> dict:
     truth, where, ablate = truth_and_where(task, batch)
     s = summarise_graphs(model, transcoder, batch.x, where)
     effects = np.asarray(ablate(model))
-    graph, via, abl = (score_against(a, truth, s.examples) for a in (s.attribution, s.latents, effects))
-    carriers = latent_carriers(s, truth)
+    on = s.given_present  # means over the examples where the input is on too (see its docstring)
+    graph, via, abl = (score_against(on(a), truth, s.examples) for a in (s.attribution, s.latents, effects))
+    plain, presence = (score_against(a, truth, s.examples) for a in (s.attribution, s.present))
     x_in, y = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
     return {
         "auc": graph["auc"].tolist(), "auc_latents": via["auc"].tolist(), "on_true": graph["on_true"].tolist(),
         "on_true_latents": via["on_true"].tolist(), "ablation_auc": abl["auc"].tolist(),
-        "ablation_on_true": abl["on_true"].tolist(), "rho": rank_agreement(s.attribution, effects).tolist(),
-        "error_share": np.asarray(s.error_share).tolist(), "carriers": carriers.tolist(),
+        "ablation_on_true": abl["on_true"].tolist(), "rho": rank_agreement(on(s.attribution), on(effects)).tolist(),
+        "auc_unconditioned": plain["auc"].tolist(), "auc_presence_baseline": presence["auc"].tolist(),
+        "error_share": np.asarray(s.error_share).tolist(), "carriers": latent_carriers(s, truth).tolist(),
         "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
         "fvu": float(fraction_variance_unexplained(transcoder.predict, x_in, y)),
         "l0": float(np.mean(np.asarray(transcoder.encode(x_in)) > 0) * transcoder.n_latents),
@@ -133,15 +135,17 @@ def _max(values) -> float:
 
 
 HEADER = ("| model | transcoder | seed | AUC mean / min | AUC via latents | on true | ablation AUC / on true | ρ graph "
-          "vs ablation | error share mean / max | carriers per output / outputs with one | FVU | L0 | seconds |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs ablation | AUC not conditioned: graph / input alone | error share mean / max | carriers per output / "
+          "outputs with one | FVU | L0 | seconds |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def line(r: dict) -> str:
     c = np.asarray(r["carriers"])
     return (f"| {r['model']} | {r['transcoder']} | {r['seed']} | {_mean(r['auc']):.3f} / {_min(r['auc']):.3f} | "
             f"{_mean(r['auc_latents']):.3f} | {_mean(r['on_true']):.3f} | {_mean(r['ablation_auc']):.3f} / "
-            f"{_mean(r['ablation_on_true']):.3f} | {_mean(r['rho']):.3f} | {_mean(r['error_share']):.3f} / "
+            f"{_mean(r['ablation_on_true']):.3f} | {_mean(r['rho']):.3f} | {_mean(r['auc_unconditioned']):.3f} / "
+            f"{_mean(r['auc_presence_baseline']):.3f} | {_mean(r['error_share']):.3f} / "
             f"{_max(r['error_share']):.3f} | {c.mean():.2f} / {(c > 0).mean():.2f} | "
             f"{r['fvu']:.3f} | {r['l0']:.1f} | {r['seconds']:.1f} |")
 

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from toymi.decompose.transcoder import Transcoder
+from toymi.jit import jit
 
 _CAPTURE = frozenset({"resid_pre", "mlp_out"})
 
@@ -140,9 +141,13 @@ def attribution_graph(model, transcoder: Transcoder, x: Float[Array, "*batch n_f
     n = model.config.n_features
     if x.ndim not in (1, 2) or x.shape[-1] != n:
         raise ValueError(f"inputs must be [n_features] or [batch, n_features] with n_features={n}, got {x.shape}")
-    if x.ndim == 2:
-        return jax.vmap(lambda row: _graph(model, transcoder, weights, row))(x)
-    return _graph(model, transcoder, weights, x)
+    graphs = _graphs(model, transcoder, weights, x if x.ndim == 2 else x[None])
+    return graphs if x.ndim == 2 else jax.tree.map(lambda a: a[0], graphs)
+
+
+@jit  # one compiled program per shape, rather than op by op
+def _graphs(model, transcoder: Transcoder, w: VirtualWeights, x: Float[Array, "batch n_features"]) -> AttributionGraph:
+    return jax.vmap(lambda row: _graph(model, transcoder, w, row))(x)
 
 
 def _graph(model, transcoder: Transcoder, w: VirtualWeights, x: Float[Array, " n_features"]) -> AttributionGraph:

@@ -6,6 +6,8 @@ choice: for an AND gate the examples where the gate is on, for compressed comput
 feature is active), the error node's share of the edges into the output, and per latent its mean edges in and out
 while it is active. Absolute values are averaged (not signed means) so that an input pushing an output up on some
 examples and down on others still counts as used, as `toymi.analysis.and_gates.input_ablation_effects` counts it.
+`GraphSummary.given_present` turns such a mean into one over the examples where the input is on too: the plain mean
+rewards an input for being present (an AND gate's inputs are on whenever it is), not for being used.
 
 Against a truth `[n_outputs, n_features]` (True where an input feeds an output), `score_against` gives each
 output's ROC AUC of its input ranking (`toymi.circuits.scoring.roc_auc`) and its fraction of |attribution| on true
@@ -43,7 +45,22 @@ class GraphSummary(NamedTuple):
     latent_inputs: Float[Array, "n_latents n_features"]  # mean edge input → latent over examples where it is active
     latent_outputs: Float[Array, "n_latents n_outputs"]  # mean edge latent → output, same examples
     latent_active: Float[Array, " n_latents"]  # examples where each latent is active
+    present: Float[Array, "n_outputs n_features"]  # examples where the output matters and the input is non-zero
     completeness: Float[Array, ""]  # the largest |Σ edges into an output + bias - output| seen
+
+    def given_present(self, values) -> np.ndarray:
+        """`values` `[n_outputs, n_features]`, a mean over the examples where each output matters (`attribution`,
+        or ablation effects averaged over the same examples), as a mean over those where the input is non-zero too:
+        what an input does when it is there. Exact, because an input that is 0 has zero attribution (activation ×
+        weight) and zeroing it changes nothing. NaN where the pair was never seen together.
+
+        Why: averaged over every example where an AND gate is on, its two inputs are on every time and any other
+        input only as often as it happens to be, so a ranking by mean |attribution| puts the true inputs first for
+        any attribution proportional to the activation (the input itself would score AUC 1): the plain mean
+        measures presence, not use."""
+        present, examples = np.asarray(self.present, np.float64), np.asarray(self.examples, np.float64)
+        return np.where(present > 0, np.asarray(values, np.float64) * examples[:, None] / np.maximum(present, 1.0),
+                        np.nan)
 
 
 def summarise_graphs(model, transcoder, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"],
@@ -78,7 +95,7 @@ def _summarise(model, transcoder, weights, xs, wheres, valids):
                "mass": (mass * w).sum(0), "examples": w.sum(0),
                "latent_inputs": jnp.einsum("bji,bi->ij", g.input_latent, active),
                "latent_outputs": jnp.einsum("bik,b->ik", g.latent_output, valid.astype(jnp.float32)),
-               "latent_active": active.sum(0)}
+               "latent_active": active.sum(0), "present": jnp.einsum("bk,bj->kj", w, (x != 0).astype(jnp.float32))}
         return {k: sums[k] + v for k, v in new.items()} | {"gap": jnp.maximum(sums["gap"], gap)}, None
 
     sums, _ = jax.lax.scan(step, _zero_sums(weights), (xs, wheres, valids))
@@ -88,7 +105,7 @@ def _summarise(model, transcoder, weights, xs, wheres, valids):
         **{k: sums[k] / per_output[:, None] for k in ("attribution", "latents", "residual", "skip", "signed")},
         error_share=sums["error"] / jnp.maximum(sums["mass"], 1e-30), examples=sums["examples"],
         latent_inputs=sums["latent_inputs"] / per_latent, latent_outputs=sums["latent_outputs"] / per_latent,
-        latent_active=sums["latent_active"], completeness=sums["gap"])
+        latent_active=sums["latent_active"], present=sums["present"], completeness=sums["gap"])
 
 
 def _zero_sums(weights) -> dict:
@@ -98,27 +115,31 @@ def _zero_sums(weights) -> dict:
     return {**{k: z((n_outputs, n_features)) for k in ("attribution", "latents", "residual", "skip", "signed")},
             "error": z(n_outputs), "mass": z(n_outputs), "examples": z(n_outputs),
             "latent_inputs": z((n_latents, n_features)), "latent_outputs": z((n_latents, n_outputs)),
-            "latent_active": z(n_latents), "gap": z(())}
+            "latent_active": z(n_latents), "present": z((n_outputs, n_features)), "gap": z(())}
 
 
 def score_against(attribution, truth, examples=None) -> dict[str, np.ndarray]:
     """Per output: `"auc"`, the ROC AUC of ranking its inputs by |attribution| against its true inputs, and
-    `"on_true"`, the fraction of its |attribution| on them. Outputs never averaged over (`examples` 0) or with no
-    attribution at all get NaN.
+    `"on_true"`, the fraction of its |attribution| on them. NaN entries (pairs never seen: `given_present`) are left
+    out of their row; a row never averaged over (`examples` 0), with no attribution at all, or left without a true
+    or a false input gets NaN.
 
     **Arguments:**
 
     - `attribution`: `[n_outputs, n_features]`, e.g. `GraphSummary.attribution` or ablation effects.
-    - `truth`: `[n_outputs, n_features]` booleans, True where an input feeds an output (each row needs both).
+    - `truth`: `[n_outputs, n_features]` booleans, True where an input feeds an output.
     - `examples`: `[n_outputs]` counts, e.g. `GraphSummary.examples`; None: every output counts.
     """
     a, truth = np.abs(np.asarray(attribution, np.float64)), np.asarray(truth, bool)
     if a.shape != truth.shape:
         raise ValueError(f"attribution {a.shape} and truth {truth.shape} must have the same shape")
     seen = np.ones(len(a), bool) if examples is None else np.asarray(examples) > 0
-    scored = seen & (a.sum(1) > 0)
-    auc = np.array([roc_auc(row, t) if ok else np.nan for row, t, ok in zip(a, truth, scored)])
-    on_true = np.where(scored, (a * truth).sum(1) / np.where(scored, a.sum(1), 1.0), np.nan)
+    auc, on_true = np.full(len(a), np.nan), np.full(len(a), np.nan)
+    for k, (row, t) in enumerate(zip(a, truth)):
+        keep = ~np.isnan(row)
+        row, t = row[keep], t[keep]
+        if seen[k] and row.sum() > 0 and t.any() and not t.all():
+            auc[k], on_true[k] = roc_auc(row, t), row[t].sum() / row.sum()
     return {"auc": auc, "on_true": on_true}
 
 
@@ -139,14 +160,22 @@ def latent_carriers(summary: GraphSummary, truth) -> np.ndarray:
 
 
 def rank_agreement(a, b) -> np.ndarray:
-    """Per row, the Spearman correlation of `|a|` and `|b|` `[n_outputs, n_features]` (average ranks for ties;
-    NaN for a row constant in either)."""
+    """Per row, the Spearman correlation of `|a|` and `|b|` `[n_outputs, n_features]` (average ranks for ties),
+    over the entries that are not NaN in either; NaN for a row left with fewer than 3 entries or constant."""
     from scipy.stats import rankdata
 
-    ra, rb = (rankdata(np.abs(np.asarray(v, np.float64)), axis=1) for v in (a, b))
-    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
-    norm = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
-    return np.where(norm > 0, (ra * rb).sum(1) / np.where(norm > 0, norm, 1.0), np.nan)
+    a, b = np.abs(np.asarray(a, np.float64)), np.abs(np.asarray(b, np.float64))
+    out = np.full(len(a), np.nan)
+    for k, (x, y) in enumerate(zip(a, b)):
+        keep = ~(np.isnan(x) | np.isnan(y))
+        if keep.sum() < 3:
+            continue
+        rx, ry = rankdata(x[keep]), rankdata(y[keep])
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        norm = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+        if norm > 0:
+            out[k] = (rx * ry).sum() / norm
+    return out
 
 
 @jit
