@@ -143,12 +143,19 @@ def test_auc_is_one_for_latents_that_are_the_gates_and_lower_scrambled():
 
 def test_the_batch_summary_is_the_mean_of_each_examples_graph():
     model, tc, x = random_replacement()
+    x = x.at[::2, 1].set(0.0).at[:, 4].set(0.0)  # input 1 off in half the rows, input 4 never on
     where = jnp.asarray(np.random.default_rng(4).random((16, 3)) < 0.5)
     s = summarise_graphs(model, tc, x, where, chunk=3)
     g = attribution_graph(model, tc, x)
     total = np.abs(np.asarray(input_output(g, virtual_weights(model, tc)).total()))  # [b, j, k]
     w = np.asarray(where, np.float64)
     np.testing.assert_allclose(s.attribution, np.einsum("bjk,bk->kj", total, w) / w.sum(0)[:, None], rtol=1e-4)
+    # given_present: the mean over the rows where the input is on as well; NaN for an input never on
+    both = w[:, None, :] * (np.asarray(x) != 0)[:, :, None]  # [b, j, k]
+    with np.errstate(invalid="ignore"):
+        expected = ((total * both).sum(0) / both.sum(0)).T
+    np.testing.assert_allclose(s.given_present(s.attribution), expected, rtol=1e-4)
+    assert np.isnan(s.given_present(s.attribution)[:, 4]).all() and not np.isnan(expected[:, :4]).any()
     mass = (np.abs(g.latent_output).sum(1) + np.abs(g.residual).sum(1) + np.abs(g.skip).sum(1) + np.abs(g.error))
     np.testing.assert_allclose(s.error_share, (np.abs(g.error) * w).sum(0) / (mass * w).sum(0), rtol=1e-4)
 
