@@ -70,35 +70,47 @@ def models(args) -> list[tuple[str, str, int, list[int]]]:
 class Probe(NamedTuple):
     """What every transcoder of one model is scored on: the examples, the true input → output map
     `[n_outputs, n_features]`, where each output matters `[batch, n_outputs]`, and the model's own ablation
-    effects (computed once per model: they do not depend on the transcoder)."""
+    effects, computed once per model (they do not depend on the transcoder): `effects` on what the task reads (an
+    AND gate's probability: `input_ablation_effects`), `output_effects` on the raw outputs the graph attributes
+    (logits; for compressed computation the same thing)."""
 
     x: jax.Array
     truth: np.ndarray
     where: jax.Array
     effects: np.ndarray
+    output_effects: np.ndarray
 
 
 def probe(model, task, n_eval: int) -> Probe:
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval)
     if hasattr(task, "pairs"):  # AND gates: gate k's two inputs; examples where the gate is on (both inputs on)
-        return Probe(batch.x, task.facts()["circuit"], batch.y > 0.5,
-                     np.asarray(input_ablation_effects(task, model, batch)))
+        where = batch.y > 0.5
+        return Probe(batch.x, task.facts()["circuit"], where, np.asarray(input_ablation_effects(task, model, batch)),
+                     np.asarray(output_ablation_effects(model, batch.x, where)))
     where = batch.x != 0  # compressed computation: output i from input i; examples where feature i is non-zero
-    return Probe(batch.x, np.eye(task.n_features, dtype=bool), where,
-                 np.asarray(output_ablation_effects(model, batch.x, where)))
+    effects = np.asarray(output_ablation_effects(model, batch.x, where))
+    return Probe(batch.x, np.eye(task.n_features, dtype=bool), where, effects, effects)
 
 
 def score_row(model, transcoder, setting, p: Probe) -> dict:
+    """AUCs from means over the examples where the input is on too (`GraphSummary.given_present`: presence alone
+    cannot rank an input first), shares on the true inputs from the plain means (of the attribution or effect
+    that the examples actually carry, as `circuit_agreement` counts it)."""
     s = summarise_graphs(model, transcoder, p.x, p.where)
-    on = s.given_present  # means over the examples where the input is on too (see its docstring)
-    graph, via, abl = (score_against(on(a), p.truth, s.examples) for a in (s.attribution, s.latents, p.effects))
-    plain, presence = (score_against(a, p.truth, s.examples) for a in (s.attribution, s.present))
+    parts = {"graph": s.attribution, "latents": s.latents, "ablation": p.effects, "output_ablation": p.output_effects}
+    given = {k: score_against(s.given_present(v), p.truth, s.examples) for k, v in parts.items()}
+    plain = {k: score_against(v, p.truth, s.examples) for k, v in parts.items()}
     x_in, y = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
     return {
-        "auc": graph["auc"].tolist(), "auc_latents": via["auc"].tolist(), "on_true": graph["on_true"].tolist(),
-        "on_true_latents": via["on_true"].tolist(), "ablation_auc": abl["auc"].tolist(),
-        "ablation_on_true": abl["on_true"].tolist(), "rho": rank_agreement(on(s.attribution), on(p.effects)).tolist(),
-        "auc_unconditioned": plain["auc"].tolist(), "auc_presence_baseline": presence["auc"].tolist(),
+        "auc": given["graph"]["auc"].tolist(), "auc_latents": given["latents"]["auc"].tolist(),
+        "on_true": plain["graph"]["on_true"].tolist(), "on_true_latents": plain["latents"]["on_true"].tolist(),
+        "ablation_auc": given["ablation"]["auc"].tolist(), "ablation_on_true": plain["ablation"]["on_true"].tolist(),
+        "output_ablation_auc": given["output_ablation"]["auc"].tolist(),
+        "output_ablation_on_true": plain["output_ablation"]["on_true"].tolist(),
+        "on_true_given_present": given["graph"]["on_true"].tolist(),
+        "rho": rank_agreement(s.given_present(s.attribution), s.given_present(p.output_effects)).tolist(),
+        "auc_unconditioned": plain["graph"]["auc"].tolist(),
+        "auc_presence_baseline": score_against(s.present, p.truth, s.examples)["auc"].tolist(),
         "error_share": np.asarray(s.error_share).tolist(), "carriers": latent_carriers(s, p.truth).tolist(),
         "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
         "fvu": float(fraction_variance_unexplained(transcoder.predict, x_in, y)),
@@ -153,9 +165,9 @@ def _max(values) -> float:
     return float(np.nanmax(np.asarray(values, np.float64)))
 
 
-HEADER = ("| model | transcoder | seed | AUC mean / min | AUC via latents | on true | ablation AUC / on true | ρ graph "
-          "vs ablation | AUC not conditioned: graph / input alone | error share mean / max | carriers per output / "
-          "outputs with one | FVU | L0 | seconds |\n"
+HEADER = ("| model | transcoder | seed | AUC mean / min | AUC via latents | on true | ablation AUC / on true: "
+          "output (logit) · task (probability) | ρ graph vs output ablation | AUC not conditioned: graph / input "
+          "alone | error share mean / max | carriers per output / outputs with one | FVU | L0 | seconds |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -163,11 +175,11 @@ def line(r: dict) -> str:
     c = np.asarray(r["carriers"])
     seed = "—" if r["seed"] is None else r["seed"]
     return (f"| {r['model']} | {r['transcoder']} | {seed} | {_mean(r['auc']):.3f} / {_min(r['auc']):.3f} | "
-            f"{_mean(r['auc_latents']):.3f} | {_mean(r['on_true']):.3f} | {_mean(r['ablation_auc']):.3f} / "
+            f"{_mean(r['auc_latents']):.3f} | {_mean(r['on_true']):.3f} | {_mean(r['output_ablation_auc']):.3f} / "
+            f"{_mean(r['output_ablation_on_true']):.3f} · {_mean(r['ablation_auc']):.3f} / "
             f"{_mean(r['ablation_on_true']):.3f} | {_mean(r['rho']):.3f} | {_mean(r['auc_unconditioned']):.3f} / "
-            f"{_mean(r['auc_presence_baseline']):.3f} | {_mean(r['error_share']):.3f} / "
-            f"{_max(r['error_share']):.3f} | {c.mean():.2f} / {(c > 0).mean():.2f} | "
-            f"{r['fvu']:.3f} | {r['l0']:.1f} | {r['seconds']:.1f} |")
+            f"{_mean(r['auc_presence_baseline']):.3f} | {_mean(r['error_share']):.3f} / {_max(r['error_share']):.3f} "
+            f"| {c.mean():.2f} / {(c > 0).mean():.2f} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['seconds']:.1f} |")
 
 
 def main(argv=None) -> None:

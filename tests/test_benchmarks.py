@@ -20,6 +20,7 @@ SMOKE = {
     "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
     "spd_masked_speed": ((), "spd_masked_speed.json"),
     "spd_torch_speed": (("torch",), "spd_torch_speed.json"),
+    "attribution_graphs": ((), "attribution_graphs.json"),
 }
 
 
