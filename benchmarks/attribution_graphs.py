@@ -5,22 +5,26 @@ scored against the circuits the tasks define and against the models' own input a
     PYTHONPATH=. python benchmarks/attribution_graphs.py --and-gates-full   # plus tasks/and_gates.toml
     PYTHONPATH=. python benchmarks/attribution_graphs.py --smoke            # tiny: a test runs this
 
-Per model (trained from its spec into `--runs`, reused when already there): a transcoder and a skip transcoder,
-trained exactly as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out")`,
+Per model (trained from its spec into `--runs`, reused when already there): the model's own MLP neurons as an exact
+transcoder (`mlp_transcoder`: no error node; the reference), then a transcoder and a skip transcoder trained exactly
+as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out")`,
 `METHODS[...].train`), one per seed. Each example's attribution graph (`toymi.circuits.attribution_graph`) is
 averaged per output over the examples where that output matters (an AND gate: where it is on, i.e. both its inputs
 are on, the examples `input_ablation_effects` averages over too; compressed computation: where the output's own
 feature is non-zero), then scored (`toymi.circuits.attribution_scores`):
 
 - AUC: per output, ROC AUC of ranking the inputs by mean |attribution| (all paths: latents + residual + skip)
-  against its true inputs; "via latents": the paths through the transcoder's latents alone;
-- on true: the fraction of |attribution| on the true inputs;
-- ablation: the same two numbers from zeroing each input in the model itself (AND: `input_ablation_effects`;
-  compressed computation: |Δ output|), and ρ: the Spearman correlation of the graph's ranking with the ablation's;
+  against its true inputs, the mean taken where the input is on as well (`given_present`: averaged over every
+  example where a gate is on, its two inputs are always on and the others only sometimes, and ranking inputs by
+  that alone already gives AUC 1: the "input alone" column); "via latents": the paths through the latents alone;
+- on true: the share of the mean |attribution| (over every example where the output matters) on the true inputs;
+- ablation: the same two numbers from zeroing each input in the model itself, on the raw outputs the graph
+  attributes (logits) and on what the task reads (an AND gate's probability, `input_ablation_effects`, which
+  saturates); ρ: the Spearman correlation of the graph's input ranking with the output ablation's;
 - error share: the error node's share of the |edges| into each output (mean over outputs, and the worst);
 - carriers: latents whose strongest incoming edges are exactly an output's true inputs and whose strongest outgoing
   edge goes to it (mean per output, and the fraction of outputs with at least one);
-- FVU of the transcoder on the MLP's held-out output, and the completeness gap (rounding only).
+- FVU of the transcoder on the MLP's held-out output, L0, and (in the JSON) the completeness gap (rounding only).
 
 Writes `DIR/attribution_graphs.json` (default DIR: benchmarks/results).
 """

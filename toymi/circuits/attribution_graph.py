@@ -84,7 +84,8 @@ class AttributionGraph(NamedTuple):
 
 class InputOutput(NamedTuple):
     """Each input's attribution to each output `[n_features, n_outputs]`, split by path, and the parts no input
-    owns `[n_outputs]`; `total()` plus `latent_bias + error + output_bias` is the output, exactly."""
+    owns `[n_outputs]`; `total()` summed over inputs, plus `latent_bias + error + output_bias`, is the output,
+    exactly."""
 
     latents: Float[Array, "n_features n_outputs"]  # Σ_i over active latents of x_j V[j, i] U[i, k]
     residual: Float[Array, "n_features n_outputs"]
