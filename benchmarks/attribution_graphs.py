@@ -153,7 +153,7 @@ def run(args, runs: Path) -> list[dict]:
             row = {"model": label, "transcoder": kind, "seed": seed,
                    **score_row(trained.model, transcoder, setting, p), "seconds": time.perf_counter() - t0}
             rows.append(row)
-            print(line(row), flush=True)
+            print(row_line(row), flush=True)
     return rows
 
 
@@ -169,21 +169,45 @@ def _max(values) -> float:
     return float(np.nanmax(np.asarray(values, np.float64)))
 
 
-HEADER = ("| model | transcoder | seed | AUC mean / min | AUC via latents | on true | ablation AUC / on true: "
-          "output (logit) · task (probability) | ρ graph vs output ablation | AUC not conditioned: graph / input "
-          "alone | error share mean / max | carriers per output / outputs with one | FVU | L0 | seconds |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+COLUMNS = ("AUC mean / min", "AUC via latents", "on true", "ablation AUC / on true: output (logit) · task "
+           "(probability)", "ρ graph vs output ablation", "AUC not conditioned: graph / input alone",
+           "error share mean / max", "carriers per output / outputs with one", "FVU", "L0", "seconds")
 
 
-def line(r: dict) -> str:
+def header(first: str) -> str:
+    names = ["model", "transcoder", first, *COLUMNS]
+    return "| " + " | ".join(names) + " |\n" + "|---" * len(names) + "|"
+
+
+def cells(r: dict) -> list[float]:
+    """One row's numbers, in `line`'s order (per-output values reduced to their mean, min or max)."""
     c = np.asarray(r["carriers"])
-    seed = "—" if r["seed"] is None else r["seed"]
-    return (f"| {r['model']} | {r['transcoder']} | {seed} | {_mean(r['auc']):.3f} / {_min(r['auc']):.3f} | "
-            f"{_mean(r['auc_latents']):.3f} | {_mean(r['on_true']):.3f} | {_mean(r['output_ablation_auc']):.3f} / "
-            f"{_mean(r['output_ablation_on_true']):.3f} · {_mean(r['ablation_auc']):.3f} / "
-            f"{_mean(r['ablation_on_true']):.3f} | {_mean(r['rho']):.3f} | {_mean(r['auc_unconditioned']):.3f} / "
-            f"{_mean(r['auc_presence_baseline']):.3f} | {_mean(r['error_share']):.3f} / {_max(r['error_share']):.3f} "
-            f"| {c.mean():.2f} / {(c > 0).mean():.2f} | {r['fvu']:.3f} | {r['l0']:.1f} | {r['seconds']:.1f} |")
+    return [_mean(r["auc"]), _min(r["auc"]), _mean(r["auc_latents"]), _mean(r["on_true"]),
+            _mean(r["output_ablation_auc"]), _mean(r["output_ablation_on_true"]), _mean(r["ablation_auc"]),
+            _mean(r["ablation_on_true"]), _mean(r["rho"]), _mean(r["auc_unconditioned"]),
+            _mean(r["auc_presence_baseline"]), _mean(r["error_share"]), _max(r["error_share"]), float(c.mean()),
+            float((c > 0).mean()), r["fvu"], r["l0"], r["seconds"]]
+
+
+def line(model: str, kind: str, first, v: list[float]) -> str:
+    return (f"| {model} | {kind} | {first} | {v[0]:.3f} / {v[1]:.3f} | {v[2]:.3f} | {v[3]:.3f} | {v[4]:.3f} / "
+            f"{v[5]:.3f} · {v[6]:.3f} / {v[7]:.3f} | {v[8]:.3f} | {v[9]:.3f} / {v[10]:.3f} | {v[11]:.3f} / "
+            f"{v[12]:.3f} | {v[13]:.2f} / {v[14]:.2f} | {v[15]:.3f} | {v[16]:.1f} | {v[17]:.1f} |")
+
+
+def row_line(r: dict) -> str:
+    return line(r["model"], r["transcoder"], "—" if r["seed"] is None else r["seed"], cells(r))
+
+
+def summary(rows: list[dict]) -> str:
+    """One line per (model, transcoder): every number the mean over its seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["transcoder"]), []).append(r)
+    lines = [header("seeds")]
+    for (model, kind), rs in groups.items():
+        lines.append(line(model, kind, len(rs), np.mean([cells(r) for r in rs], axis=0).tolist()))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
@@ -196,10 +220,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     start = time.perf_counter()
-    print(HEADER, flush=True)
+    print(header("seed"), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args, Path(args.runs) if args.runs else Path(tmp))
-    print("\n" + HEADER + "\n" + "\n".join(line(r) for r in rows))
+    print("\nMeans over seeds:\n" + summary(rows))
     path = write_json("attribution_graphs", {
         "benchmark": "attribution_graphs", "smoke": args.smoke, "rows": rows,
         "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
