@@ -20,6 +20,7 @@ SMOKE = {
     "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
     "spd_masked_speed": ((), "spd_masked_speed.json"),
     "spd_torch_speed": (("torch",), "spd_torch_speed.json"),
+    "attribution_graphs": ((), "attribution_graphs.json"),
 }
 
 
@@ -42,3 +43,15 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
     report = json.loads((tmp_path / results).read_text())
     assert report["benchmark"] == name
     assert report["total_runtime_s"] > 0
+
+
+def test_readme_attribution_table_is_the_committed_results_file():
+    """README's attribution-graph table is `benchmarks/attribution_graphs.py`'s summary of its committed results,
+    line for line: rerunning the benchmark rewrites the file, and this fails until README states the new numbers."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from attribution_graphs import summary
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "attribution_graphs.json").read_text())["rows"]
+    readme = (ROOT / "README.md").read_text()
+    for line in summary(rows).splitlines():
+        assert line in readme, f"README lacks this line of the attribution-graph table: {line}"

@@ -4,4 +4,6 @@ The edge graph of a `Transformer` (`graph`), its forward pass with edges as data
 edge in one compiled call (`patching`, `exact`), discovery methods (`attribution`: EAP, EAP-IG, node baselines;
 `acdc`; `pruning`; `methods.discover`), scoring (`scoring`: ROC AUC, faithfulness, CPR / CMD), and models whose
 circuits are known (`planted`; `trained` for a trained induction model). `toymi circuits TARGET` runs it all.
+Attribution graphs through a transcoder for the residual MLP (`attribution_graph`, scored by `attribution_scores`)
+stand apart: nodes are input features, latents and outputs rather than a transformer's components.
 """

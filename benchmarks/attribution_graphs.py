@@ -1,0 +1,234 @@
+"""Attribution graphs through transcoders (circuit tracing) on the AND-gate and compressed-computation models,
+scored against the circuits the tasks define and against the models' own input ablations.
+
+    PYTHONPATH=. python benchmarks/attribution_graphs.py                    # the README table (quick specs)
+    PYTHONPATH=. python benchmarks/attribution_graphs.py --and-gates-full   # plus tasks/and_gates.toml
+    PYTHONPATH=. python benchmarks/attribution_graphs.py --smoke            # tiny: a test runs this
+
+Per model (trained from its spec into `--runs`, reused when already there): the model's own MLP neurons as an exact
+transcoder (`mlp_transcoder`: no error node; the reference), then a transcoder and a skip transcoder trained exactly
+as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out")`,
+`METHODS[...].train`), one per seed. Each example's attribution graph (`toymi.circuits.attribution_graph`) is
+averaged per output over the examples where that output matters (an AND gate: where it is on, i.e. both its inputs
+are on, the examples `input_ablation_effects` averages over too; compressed computation: where the output's own
+feature is non-zero), then scored (`toymi.circuits.attribution_scores`):
+
+- AUC: per output, ROC AUC of ranking the inputs by mean |attribution| (all paths: latents + residual + skip)
+  against its true inputs, the mean taken where the input is on as well (`given_present`: averaged over every
+  example where a gate is on, its two inputs are always on and the others only sometimes, and ranking inputs by
+  that alone already gives AUC 1: the "input alone" column); "via latents": the paths through the latents alone;
+- on true: the share of the mean |attribution| (over every example where the output matters) on the true inputs;
+- ablation: the same two numbers from zeroing each input in the model itself, on the raw outputs the graph
+  attributes (logits) and on what the task reads (an AND gate's probability, `input_ablation_effects`, which
+  saturates); ρ: the Spearman correlation of the graph's input ranking with the output ablation's;
+- error share: the error node's share of the |edges| into each output (mean over outputs, and the worst);
+- carriers: latents whose strongest incoming edges are exactly an output's true inputs and whose strongest outgoing
+  edge goes to it (mean per output, and the fraction of outputs with at least one);
+- FVU of the transcoder on the MLP's held-out output, L0, and (in the JSON) the completeness gap (rounding only).
+
+Writes `DIR/attribution_graphs.json` (default DIR: benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from _bench import REPO_ROOT, RESULTS_DIR, machine, versions, write_json  # noqa: E402
+
+import toymi  # noqa: E402
+from toymi.analysis.and_gates import input_ablation_effects  # noqa: E402
+from toymi.circuits.attribution_scores import (  # noqa: E402
+    latent_carriers, output_ablation_effects, rank_agreement, score_against, summarise_graphs,
+)
+from toymi.decompose.methods import METHODS  # noqa: E402
+from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
+from toymi.decompose.settings import and_gates_setting, compressed_setting  # noqa: E402
+from toymi.decompose.transcoder import Transcoder, fraction_variance_unexplained, mlp_transcoder  # noqa: E402
+from toymi.experiment.spec import Spec  # noqa: E402
+
+GRAPH_SEED = 0xA77  # the examples the graphs are averaged over (not the transcoders' training stream)
+
+
+def models(args) -> list[tuple[str, str, int, list[int]]]:
+    """(label, spec file, eval examples, seeds): enough examples that every output is averaged over ~100 or more.
+    Compressed computation gets two seeds: its transcoders (400 latents on d_model 1000) take ~90 s each here."""
+    if args.smoke:
+        return [("and_gates_quick", "tasks/and_gates_quick.toml", 512, [0]),
+                ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 1024, [0])]
+    out = [("and_gates_quick", "tasks/and_gates_quick.toml", 8192, [0, 1, 2]),
+           ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 20_000, [0, 1])]
+    if args.and_gates_full:
+        out.append(("and_gates", "tasks/and_gates.toml", 32_768, [0]))
+    return [(label, spec, n, args.seeds or seeds) for label, spec, n, seeds in out]
+
+
+class Probe(NamedTuple):
+    """What every transcoder of one model is scored on: the examples, the true input → output map
+    `[n_outputs, n_features]`, where each output matters `[batch, n_outputs]`, and the model's own ablation
+    effects, computed once per model (they do not depend on the transcoder): `effects` on what the task reads (an
+    AND gate's probability: `input_ablation_effects`), `output_effects` on the raw outputs the graph attributes
+    (logits; for compressed computation the same thing)."""
+
+    x: jax.Array
+    truth: np.ndarray
+    where: jax.Array
+    effects: np.ndarray
+    output_effects: np.ndarray
+
+
+def probe(model, task, n_eval: int) -> Probe:
+    batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval)
+    if hasattr(task, "pairs"):  # AND gates: gate k's two inputs; examples where the gate is on (both inputs on)
+        where = batch.y > 0.5
+        return Probe(batch.x, task.facts()["circuit"], where, np.asarray(input_ablation_effects(task, model, batch)),
+                     np.asarray(output_ablation_effects(model, batch.x, where)))
+    where = batch.x != 0  # compressed computation: output i from input i; examples where feature i is non-zero
+    effects = np.asarray(output_ablation_effects(model, batch.x, where))
+    return Probe(batch.x, np.eye(task.n_features, dtype=bool), where, effects, effects)
+
+
+def score_row(model, transcoder, setting, p: Probe) -> dict:
+    """AUCs from means over the examples where the input is on too (`GraphSummary.given_present`: presence alone
+    cannot rank an input first), shares on the true inputs from the plain means (of the attribution or effect
+    that the examples actually carry, as `circuit_agreement` counts it)."""
+    s = summarise_graphs(model, transcoder, p.x, p.where)
+    parts = {"graph": s.attribution, "latents": s.latents, "ablation": p.effects, "output_ablation": p.output_effects}
+    given = {k: score_against(s.given_present(v), p.truth, s.examples) for k, v in parts.items()}
+    plain = {k: score_against(v, p.truth, s.examples) for k, v in parts.items()}
+    x_in, y = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
+    return {
+        "auc": given["graph"]["auc"].tolist(), "auc_latents": given["latents"]["auc"].tolist(),
+        "on_true": plain["graph"]["on_true"].tolist(), "on_true_latents": plain["latents"]["on_true"].tolist(),
+        "ablation_auc": given["ablation"]["auc"].tolist(), "ablation_on_true": plain["ablation"]["on_true"].tolist(),
+        "output_ablation_auc": given["output_ablation"]["auc"].tolist(),
+        "output_ablation_on_true": plain["output_ablation"]["on_true"].tolist(),
+        "on_true_given_present": given["graph"]["on_true"].tolist(),
+        "rho": rank_agreement(s.given_present(s.attribution), s.given_present(p.output_effects)).tolist(),
+        "auc_unconditioned": plain["graph"]["auc"].tolist(),
+        "auc_presence_baseline": score_against(s.present, p.truth, s.examples)["auc"].tolist(),
+        "error_share": np.asarray(s.error_share).tolist(), "carriers": latent_carriers(s, p.truth).tolist(),
+        "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
+        "fvu": float(fraction_variance_unexplained(transcoder.predict, x_in, y)),
+        "l0": float(np.mean(np.asarray(transcoder.encode(x_in)) > 0) * transcoder.n_latents),
+        "n_latents": transcoder.n_latents}
+
+
+def neurons(model) -> Transcoder:
+    """The model's own MLP as a transcoder, one latent per neuron (exact: its error node is zero)."""
+    def layer0(a):
+        return None if a is None else a[0]
+
+    return mlp_transcoder(model.W_in[0], layer0(model.b_in), model.W_out[0], layer0(model.b_out))
+
+
+def train_model(spec_file: str, runs: Path, smoke: bool):
+    overrides = [f"train.{k}=50" for k in ("steps", "eval_every", "checkpoint_every")] if smoke else []
+    spec = Spec.load(REPO_ROOT / spec_file, overrides)
+    return toymi.train_or_load(spec, runs / Path(spec_file).stem)
+
+
+def run(args, runs: Path) -> list[dict]:
+    rows = []
+    for label, spec_file, n_eval, seeds in models(args):
+        t0 = time.perf_counter()
+        trained = train_model(spec_file, runs, args.smoke)
+        build = and_gates_setting if hasattr(trained.task, "pairs") else compressed_setting
+        setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
+        p = probe(trained.model, trained.task, n_eval)
+        print(f"{label}: model, truth and ablations ready in {time.perf_counter() - t0:.1f}s", flush=True)
+        jobs = [("neurons (exact)", None)] + [(kind, seed) for kind in ("transcoder", "skip transcoder")
+                                              for seed in seeds]
+        for kind, seed in jobs:
+            t0 = time.perf_counter()
+            transcoder = neurons(trained.model) if seed is None else METHODS[kind].train(setting, seed)
+            row = {"model": label, "transcoder": kind, "seed": seed,
+                   **score_row(trained.model, transcoder, setting, p), "seconds": time.perf_counter() - t0}
+            rows.append(row)
+            print(row_line(row), flush=True)
+    return rows
+
+
+def _mean(values) -> float:
+    return float(np.nanmean(np.asarray(values, np.float64)))
+
+
+def _min(values) -> float:
+    return float(np.nanmin(np.asarray(values, np.float64)))
+
+
+def _max(values) -> float:
+    return float(np.nanmax(np.asarray(values, np.float64)))
+
+
+COLUMNS = ("AUC mean / min", "AUC via latents", "on true", "ablation AUC / on true: output (logit) · task "
+           "(probability)", "ρ graph vs output ablation", "AUC not conditioned: graph / input alone",
+           "error share mean / max", "carriers per output / outputs with one", "FVU", "L0", "seconds")
+
+
+def header(first: str) -> str:
+    names = ["model", "transcoder", first, *COLUMNS]
+    return "| " + " | ".join(names) + " |\n" + "|---" * len(names) + "|"
+
+
+def cells(r: dict) -> list[float]:
+    """One row's numbers, in `line`'s order (per-output values reduced to their mean, min or max)."""
+    c = np.asarray(r["carriers"])
+    return [_mean(r["auc"]), _min(r["auc"]), _mean(r["auc_latents"]), _mean(r["on_true"]),
+            _mean(r["output_ablation_auc"]), _mean(r["output_ablation_on_true"]), _mean(r["ablation_auc"]),
+            _mean(r["ablation_on_true"]), _mean(r["rho"]), _mean(r["auc_unconditioned"]),
+            _mean(r["auc_presence_baseline"]), _mean(r["error_share"]), _max(r["error_share"]), float(c.mean()),
+            float((c > 0).mean()), r["fvu"], r["l0"], r["seconds"]]
+
+
+def line(model: str, kind: str, first, v: list[float]) -> str:
+    return (f"| {model} | {kind} | {first} | {v[0]:.3f} / {v[1]:.3f} | {v[2]:.3f} | {v[3]:.3f} | {v[4]:.3f} / "
+            f"{v[5]:.3f} · {v[6]:.3f} / {v[7]:.3f} | {v[8]:.3f} | {v[9]:.3f} / {v[10]:.3f} | {v[11]:.3f} / "
+            f"{v[12]:.3f} | {v[13]:.2f} / {v[14]:.2f} | {v[15]:.3f} | {v[16]:.1f} | {v[17]:.1f} |")
+
+
+def row_line(r: dict) -> str:
+    return line(r["model"], r["transcoder"], "—" if r["seed"] is None else r["seed"], cells(r))
+
+
+def summary(rows: list[dict]) -> str:
+    """One line per (model, transcoder): every number the mean over its seeds."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["transcoder"]), []).append(r)
+    lines = [header("seeds")]
+    for (model, kind), rs in groups.items():
+        lines.append(line(model, kind, len(rs), np.mean([cells(r) for r in rs], axis=0).tolist()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="models cut to 50 steps, 100 transcoder steps, one seed")
+    ap.add_argument("--and-gates-full", action="store_true", help="also tasks/and_gates.toml (190 gates)")
+    ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                    help="e.g. 0,1,2 for every model (default: 3 on AND gates, 2 on compressed computation)")
+    ap.add_argument("--runs", help="where the models are trained (reused when there); default a temporary folder")
+    ap.add_argument("--out", default=str(RESULTS_DIR))
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    print(header("seed"), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run(args, Path(args.runs) if args.runs else Path(tmp))
+    print("\nMeans over seeds:\n" + summary(rows))
+    path = write_json("attribution_graphs", {
+        "benchmark": "attribution_graphs", "smoke": args.smoke, "rows": rows,
+        "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

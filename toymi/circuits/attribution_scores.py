@@ -1,0 +1,191 @@
+"""Attribution graphs over a batch, scored against a known input → output circuit.
+
+`summarise_graphs` builds every example's graph (`toymi.circuits.attribution_graph`) in chunks and keeps, per
+output, the mean |attribution| of each input over the examples where that output matters (`where`, the caller's
+choice: for an AND gate the examples where the gate is on, for compressed computation those where the output's own
+feature is active), the error node's share of the edges into the output, and per latent its mean edges in and out
+while it is active. Absolute values are averaged (not signed means) so that an input pushing an output up on some
+examples and down on others still counts as used, as `toymi.analysis.and_gates.input_ablation_effects` counts it.
+`GraphSummary.given_present` turns such a mean into one over the examples where the input is on too: the plain mean
+rewards an input for being present (an AND gate's inputs are on whenever it is), not for being used.
+
+Against a truth `[n_outputs, n_features]` (True where an input feeds an output), `score_against` gives each
+output's ROC AUC of its input ranking (`toymi.circuits.scoring.roc_auc`) and its fraction of |attribution| on true
+inputs; `latent_carriers` counts, per output, the latents that carry it (their strongest incoming edges come from
+exactly its true inputs and their strongest outgoing edge goes to it); `rank_agreement` compares the graph's
+ranking with another measure of the same model (its ablation effects: is the graph faithful to the model, not only
+to the task).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+from toymi.circuits.attribution_graph import attribution_graph, input_output, virtual_weights
+from toymi.circuits.scoring import roc_auc
+from toymi.jit import jit
+
+
+class GraphSummary(NamedTuple):
+    """Attribution graphs averaged over a batch (see the module docstring). Output-indexed arrays come first in
+    the output axis, `[n_outputs, n_features]`, like `AndGates.facts()["circuit"]`."""
+
+    attribution: Float[Array, "n_outputs n_features"]  # mean |latents + residual + skip| where the output matters
+    latents: Float[Array, "n_outputs n_features"]  # mean |paths through the latents|
+    residual: Float[Array, "n_outputs n_features"]  # mean |residual-stream edge|
+    skip: Float[Array, "n_outputs n_features"]  # mean |skip edge|
+    signed: Float[Array, "n_outputs n_features"]  # mean signed total attribution
+    error_share: Float[Array, " n_outputs"]  # E|error edge| / E Σ |every edge into the output|
+    examples: Float[Array, " n_outputs"]  # how many examples each output was averaged over
+    latent_inputs: Float[Array, "n_latents n_features"]  # mean edge input → latent over examples where it is active
+    latent_outputs: Float[Array, "n_latents n_outputs"]  # mean edge latent → output, same examples
+    latent_active: Float[Array, " n_latents"]  # examples where each latent is active
+    present: Float[Array, "n_outputs n_features"]  # examples where the output matters and the input is non-zero
+    completeness: Float[Array, ""]  # the largest |Σ edges into an output + bias - output| seen
+
+    def given_present(self, values) -> np.ndarray:
+        """`values` `[n_outputs, n_features]`, a mean over the examples where each output matters (`attribution`,
+        or ablation effects averaged over the same examples), as a mean over those where the input is non-zero too:
+        what an input does when it is there. Exact, because an input that is 0 has zero attribution (activation ×
+        weight) and zeroing it changes nothing. NaN where the pair was never seen together.
+
+        Why: averaged over every example where an AND gate is on, its two inputs are on every time and any other
+        input only as often as it happens to be, so a ranking by mean |attribution| puts the true inputs first for
+        any attribution proportional to the activation (the input itself would score AUC 1): the plain mean
+        measures presence, not use."""
+        present, examples = np.asarray(self.present, np.float64), np.asarray(self.examples, np.float64)
+        return np.where(present > 0, np.asarray(values, np.float64) * examples[:, None] / np.maximum(present, 1.0),
+                        np.nan)
+
+
+def summarise_graphs(model, transcoder, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"],
+                     chunk: int = 256) -> GraphSummary:
+    """Every row of `x`'s attribution graph, averaged per output over the rows where `where` is True (a
+    `GraphSummary`); `chunk` rows at a time, so the per-example graphs never all exist at once."""
+    weights = virtual_weights(model, transcoder)  # checks the model and transcoder
+    n, n_outputs = x.shape[0], weights.residual.shape[1]
+    if where.shape != (n, n_outputs):
+        raise ValueError(f"where must be [batch, n_outputs] = [{n}, {n_outputs}], got {where.shape}")
+    pad = -n % chunk
+    valid = jnp.arange(n + pad) < n
+    x = jnp.pad(jnp.asarray(x, jnp.float32), ((0, pad), (0, 0)))
+    where = jnp.pad(jnp.asarray(where, jnp.float32), ((0, pad), (0, 0)))
+    return _summarise(model, transcoder, weights, x.reshape(-1, chunk, x.shape[1]),
+                      where.reshape(-1, chunk, n_outputs), valid.reshape(-1, chunk))
+
+
+@jit
+def _summarise(model, transcoder, weights, xs, wheres, valids):
+    def step(sums, chunk):
+        x, w, valid = chunk
+        g = attribution_graph(model, transcoder, x, weights)
+        io = input_output(g, weights)
+        parts = {"attribution": io.total(), "latents": io.latents, "residual": io.residual, "skip": io.skip}
+        mass = (jnp.abs(g.latent_output).sum(1) + jnp.abs(g.residual).sum(1) + jnp.abs(g.skip).sum(1)
+                + jnp.abs(g.error))  # [b, n_outputs]: every edge into each output
+        active = (g.active & valid[:, None]).astype(jnp.float32)
+        gap = jnp.where(valid[:, None], jnp.abs(g.into_outputs() + g.output_bias - g.outputs), 0.0).max()
+        new = {**{k: jnp.einsum("bjk,bk->kj", jnp.abs(v), w) for k, v in parts.items()},
+               "signed": jnp.einsum("bjk,bk->kj", io.total(), w), "error": (jnp.abs(g.error) * w).sum(0),
+               "mass": (mass * w).sum(0), "examples": w.sum(0),
+               "latent_inputs": jnp.einsum("bji,bi->ij", g.input_latent, active),
+               "latent_outputs": jnp.einsum("bik,b->ik", g.latent_output, valid.astype(jnp.float32)),
+               "latent_active": active.sum(0), "present": jnp.einsum("bk,bj->kj", w, (x != 0).astype(jnp.float32))}
+        return {k: sums[k] + v for k, v in new.items()} | {"gap": jnp.maximum(sums["gap"], gap)}, None
+
+    sums, _ = jax.lax.scan(step, _zero_sums(weights), (xs, wheres, valids))
+    per_output = jnp.maximum(sums["examples"], 1.0)
+    per_latent = jnp.maximum(sums["latent_active"], 1.0)[:, None]
+    return GraphSummary(
+        **{k: sums[k] / per_output[:, None] for k in ("attribution", "latents", "residual", "skip", "signed")},
+        error_share=sums["error"] / jnp.maximum(sums["mass"], 1e-30), examples=sums["examples"],
+        latent_inputs=sums["latent_inputs"] / per_latent, latent_outputs=sums["latent_outputs"] / per_latent,
+        latent_active=sums["latent_active"], present=sums["present"], completeness=sums["gap"])
+
+
+def _zero_sums(weights) -> dict:
+    n_features, n_outputs = weights.residual.shape
+    n_latents = weights.latent_bias.shape[0]
+    z = jnp.zeros
+    return {**{k: z((n_outputs, n_features)) for k in ("attribution", "latents", "residual", "skip", "signed")},
+            "error": z(n_outputs), "mass": z(n_outputs), "examples": z(n_outputs),
+            "latent_inputs": z((n_latents, n_features)), "latent_outputs": z((n_latents, n_outputs)),
+            "latent_active": z(n_latents), "present": z((n_outputs, n_features)), "gap": z(())}
+
+
+def score_against(attribution, truth, examples=None) -> dict[str, np.ndarray]:
+    """Per output: `"auc"`, the ROC AUC of ranking its inputs by |attribution| against its true inputs, and
+    `"on_true"`, the fraction of its |attribution| on them. NaN entries (pairs never seen: `given_present`) are left
+    out of their row; a row never averaged over (`examples` 0), with no attribution at all, or left without a true
+    or a false input gets NaN.
+
+    **Arguments:**
+
+    - `attribution`: `[n_outputs, n_features]`, e.g. `GraphSummary.attribution` or ablation effects.
+    - `truth`: `[n_outputs, n_features]` booleans, True where an input feeds an output.
+    - `examples`: `[n_outputs]` counts, e.g. `GraphSummary.examples`; None: every output counts.
+    """
+    a, truth = np.abs(np.asarray(attribution, np.float64)), np.asarray(truth, bool)
+    if a.shape != truth.shape:
+        raise ValueError(f"attribution {a.shape} and truth {truth.shape} must have the same shape")
+    seen = np.ones(len(a), bool) if examples is None else np.asarray(examples) > 0
+    auc, on_true = np.full(len(a), np.nan), np.full(len(a), np.nan)
+    for k, (row, t) in enumerate(zip(a, truth)):
+        keep = ~np.isnan(row)
+        row, t = row[keep], t[keep]
+        if seen[k] and row.sum() > 0 and t.any() and not t.all():
+            auc[k], on_true[k] = roc_auc(row, t), row[t].sum() / row.sum()
+    return {"auc": auc, "on_true": on_true}
+
+
+def latent_carriers(summary: GraphSummary, truth) -> np.ndarray:
+    """`[n_outputs]`: how many latents carry each output — latents active at least once whose `m` largest mean
+    incoming edges are positive and come from exactly the output's `m` true inputs, and whose largest mean outgoing
+    edge (positive) goes to that output. For an AND gate (a, b): a latent fed by both a and b that feeds gate k most."""
+    truth = np.asarray(truth, bool)
+    inputs, outputs = np.asarray(summary.latent_inputs), np.asarray(summary.latent_outputs)
+    counts = np.zeros(truth.shape[0], int)
+    for i in np.flatnonzero(np.asarray(summary.latent_active) > 0):
+        k = int(np.argmax(outputs[i]))
+        m = int(truth[k].sum())
+        top = np.argsort(-inputs[i], kind="stable")[:m]
+        if outputs[i, k] > 0 and (inputs[i, top] > 0).all() and set(top) == set(np.flatnonzero(truth[k])):
+            counts[k] += 1
+    return counts
+
+
+def rank_agreement(a, b) -> np.ndarray:
+    """Per row, the Spearman correlation of `|a|` and `|b|` `[n_outputs, n_features]` (average ranks for ties),
+    over the entries that are not NaN in either; NaN for a row left with fewer than 3 entries or constant."""
+    from scipy.stats import rankdata
+
+    a, b = np.abs(np.asarray(a, np.float64)), np.abs(np.asarray(b, np.float64))
+    out = np.full(len(a), np.nan)
+    for k, (x, y) in enumerate(zip(a, b)):
+        keep = ~(np.isnan(x) | np.isnan(y))
+        if keep.sum() < 3:
+            continue
+        rx, ry = rankdata(x[keep]), rankdata(y[keep])
+        rx, ry = rx - rx.mean(), ry - ry.mean()
+        norm = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+        if norm > 0:
+            out[k] = (rx * ry).sum() / norm
+    return out
+
+
+@jit
+def output_ablation_effects(model, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"]
+                            ) -> Float[Array, "n_outputs n_features"]:
+    """Mean |Δ output k| when input j is set to 0, over the rows of `x` where `where[:, k]`: the model's own
+    circuit, measured without any replacement (for outputs read as values, e.g. compressed computation; AND gates
+    use `toymi.analysis.and_gates.input_ablation_effects`, on the gate probability)."""
+    clean = model(x)
+    w = where.astype(jnp.float32)
+    # one input at a time, reduced at once: never [n_features, batch, n_outputs] in memory
+    change = jax.lax.map(lambda j: (jnp.abs(model(x.at[:, j].set(0.0)) - clean) * w).sum(0), jnp.arange(x.shape[1]))
+    return change.T / jnp.maximum(w.sum(0), 1.0)[:, None]
