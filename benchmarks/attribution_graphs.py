@@ -130,8 +130,14 @@ def neurons(model) -> Transcoder:
     return mlp_transcoder(model.W_in[0], layer0(model.b_in), model.W_out[0], layer0(model.b_out))
 
 
+# --smoke: every model trained 50 steps; compressed computation also shrunk 5x (its transcoders dominate the time)
+SMOKE_SIZES = {"tasks/compressed_computation_quick.toml": ["task.n_features=20", "task.n_eval=1000",
+                                                           "model.d_model=200", "model.d_mlp=10"]}
+
+
 def train_model(spec_file: str, runs: Path, smoke: bool):
-    overrides = [f"train.{k}=50" for k in ("steps", "eval_every", "checkpoint_every")] if smoke else []
+    overrides = ([f"train.{k}=50" for k in ("steps", "eval_every", "checkpoint_every")]
+                 + SMOKE_SIZES.get(spec_file, [])) if smoke else []
     spec = Spec.load(REPO_ROOT / spec_file, overrides)
     return toymi.train_or_load(spec, runs / Path(spec_file).stem)
 
