@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from toymi.run import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "benchmarks" / "readme_numbers.py")
@@ -26,10 +25,22 @@ def test_numbers_are_compared_at_the_precision_printed():
 
 
 def _check(spec: str, tmp_path, overrides: tuple[str, ...] = ()) -> dict[str, str]:
-    readme_numbers.train_quick(spec, tmp_path / spec, overrides)
-    lines = readme_numbers.check_row(spec, readme_numbers.readme_row(README, spec),
-                                     readme_numbers.ROWS[spec][0](load_run(tmp_path / spec)))
+    """The script's verdict lines for one row, run as README says (a new process, XLA pinned to AVX on x86-64, so
+    the numbers are the same on every CPU), keyed by quantity."""
+    done = readme_numbers.run_script(["--only", spec, "--runs", str(tmp_path)]
+                                     + [f"--set={o}" for o in overrides])
+    lines = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("ok", "DIFFERS", "MISSING")]
+    assert lines, done.stdout[-2000:] + done.stderr[-3000:]
     return {line.split()[1].rstrip(":").split(".")[1]: line for line in lines}
+
+
+def test_the_pinned_flag_is_added_once_and_kept_beside_others():
+    env = readme_numbers.portable_environ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    if readme_numbers.platform.machine() in ("x86_64", "AMD64"):
+        assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 " + readme_numbers.PORTABLE_XLA_FLAG
+        assert readme_numbers.portable_environ(env)["XLA_FLAGS"] == env["XLA_FLAGS"]
+    else:
+        assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
 
 
 @pytest.mark.slow
