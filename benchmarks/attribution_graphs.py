@@ -85,15 +85,23 @@ class Probe(NamedTuple):
     output_effects: np.ndarray
 
 
-def probe(model, task, n_eval: int) -> Probe:
-    batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval)
-    if hasattr(task, "pairs"):  # AND gates: gate k's two inputs; examples where the gate is on (both inputs on)
-        where = batch.y > 0.5
-        return Probe(batch.x, task.facts()["circuit"], where, np.asarray(input_ablation_effects(task, model, batch)),
-                     np.asarray(output_ablation_effects(model, batch.x, where)))
-    where = batch.x != 0  # compressed computation: output i from input i; examples where feature i is non-zero
+def and_gates_probe(model, task, batch) -> Probe:
+    """Gate k's two inputs; examples where the gate is on (both its inputs on)."""
+    where = batch.y > 0.5
+    return Probe(batch.x, task.facts()["circuit"], where, np.asarray(input_ablation_effects(task, model, batch)),
+                 np.asarray(output_ablation_effects(model, batch.x, where)))
+
+
+def compressed_probe(model, task, batch) -> Probe:
+    """Output i from input i; examples where feature i is non-zero."""
+    where = batch.x != 0
     effects = np.asarray(output_ablation_effects(model, batch.x, where))
     return Probe(batch.x, np.eye(task.n_features, dtype=bool), where, effects, effects)
+
+
+# task name -> (its decomposition setting, its probe): one entry per task the benchmark scores
+TASKS = {"and_gates": (and_gates_setting, and_gates_probe),
+         "compressed_computation": (compressed_setting, compressed_probe)}
 
 
 def score_row(model, transcoder, setting, p: Probe) -> dict:
@@ -147,9 +155,9 @@ def run(args, runs: Path) -> list[dict]:
     for label, spec_file, n_eval, seeds in models(args):
         t0 = time.perf_counter()
         trained = train_model(spec_file, runs, args.smoke)
-        build = and_gates_setting if hasattr(trained.task, "pairs") else compressed_setting
+        build, probe = TASKS[trained.spec.task["name"]]
         setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
-        p = probe(trained.model, trained.task, n_eval)
+        p = probe(trained.model, trained.task, trained.task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval))
         print(f"{label}: model, truth and ablations ready in {time.perf_counter() - t0:.1f}s", flush=True)
         jobs = [("neurons (exact)", None)] + [(kind, seed) for kind in ("transcoder", "skip transcoder")
                                               for seed in seeds]

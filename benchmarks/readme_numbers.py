@@ -35,14 +35,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+NUMBER = r"([−\-]?[\d,]*\.?\d+(?:e[−\-]?\d+)?)"
 PORTABLE_XLA_FLAG = "--xla_cpu_max_isa=AVX"  # no FMA, 256-bit vectors: the same XLA CPU code on every x86-64 CPU
+X86_64 = ("x86_64", "AMD64")  # `platform.machine()` on x86-64 (Linux, Windows): where the flag applies
 
 
 def portable_environ(environ=None) -> dict[str, str]:
     """`environ` (default: this process's) with `PORTABLE_XLA_FLAG` in `XLA_FLAGS`, on x86-64 (elsewhere unchanged)."""
     env = dict(os.environ if environ is None else environ)
     flags = env.get("XLA_FLAGS", "")
-    if platform.machine() in ("x86_64", "AMD64") and "xla_cpu_max_isa" not in flags:
+    if platform.machine() in X86_64 and "xla_cpu_max_isa" not in flags:
         env["XLA_FLAGS"] = f"{flags} {PORTABLE_XLA_FLAG}".strip()
     return env
 
@@ -52,7 +54,6 @@ def run_script(args: list[str], environ=None) -> subprocess.CompletedProcess:
     env = {**portable_environ(environ), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], env=env, capture_output=True,
                           text=True, timeout=900)
-NUMBER = r"([−\-]?[\d,]*\.?\d+(?:e[−\-]?\d+)?)"
 
 
 def _first_step(metrics, key: str, above: float) -> float:

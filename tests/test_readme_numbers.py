@@ -36,7 +36,7 @@ def _check(spec: str, tmp_path, overrides: tuple[str, ...] = ()) -> dict[str, st
 
 def test_the_pinned_flag_is_added_once_and_kept_beside_others():
     env = readme_numbers.portable_environ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-    if readme_numbers.platform.machine() in ("x86_64", "AMD64"):
+    if readme_numbers.platform.machine() in readme_numbers.X86_64:
         assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 " + readme_numbers.PORTABLE_XLA_FLAG
         assert readme_numbers.portable_environ(env)["XLA_FLAGS"] == env["XLA_FLAGS"]
     else:
