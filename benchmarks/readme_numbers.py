@@ -37,15 +37,20 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"([−\-]?[\d,]*\.?\d+(?:e[−\-]?\d+)?)"
 PORTABLE_XLA_FLAG = "--xla_cpu_max_isa=AVX"  # no FMA, 256-bit vectors: the same XLA CPU code on every x86-64 CPU
+OPTIMISATION_LEVEL_FLAG = "--xla_backend_optimization_level"
 X86_64 = ("x86_64", "AMD64")  # `platform.machine()` on x86-64 (Linux, Windows): where the flag applies
 
 
 def portable_environ(environ=None) -> dict[str, str]:
-    """`environ` (default: this process's) with `PORTABLE_XLA_FLAG` in `XLA_FLAGS`, on x86-64 (elsewhere unchanged)."""
+    """`environ` (default: this process's) with `PORTABLE_XLA_FLAG` in `XLA_FLAGS`, on x86-64 (elsewhere unchanged),
+    and without any `--xla_backend_optimization_level` (the test suite compiles at -O0 for speed; README's numbers are
+    defined at XLA's default optimisation, and another level rounds differently)."""
     env = dict(os.environ if environ is None else environ)
-    flags = env.get("XLA_FLAGS", "")
-    if platform.machine() in X86_64 and "xla_cpu_max_isa" not in flags:
-        env["XLA_FLAGS"] = f"{flags} {PORTABLE_XLA_FLAG}".strip()
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(OPTIMISATION_LEVEL_FLAG)]
+    if platform.machine() in X86_64 and not any("xla_cpu_max_isa" in f for f in flags):
+        flags.append(PORTABLE_XLA_FLAG)
+    if flags or "XLA_FLAGS" in env:
+        env["XLA_FLAGS"] = " ".join(flags)
     return env
 
 

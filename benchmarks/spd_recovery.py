@@ -4,7 +4,10 @@
 subcomponent of their own (success: all of them); paper settings batch 2048, lr 2e-3, coefficient 1e-5, p = 2,
 C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compressed_1l_clean`, the same on
 `tasks/compressed_computation_clean.toml` (orthogonal embedding, `W_E W_Eᵀ = I`). Both report the target model's
-eval MSE next to the naive solution's.
+eval MSE next to the naive solution's. `and_gates`: the AND-gate residual MLP of `tasks/and_gates_quick.toml` (45 gates
+of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
+(`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
+`--p` (default 100, 1e-5, 2: compressed computation's), no published number.
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
@@ -60,6 +63,7 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
 
 
 COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
+AND_GATES = {"and_gates": "and_gates_quick"}  # the model `toymi decompose --truths and_gates` scores SAEs on
 
 
 def model_losses(model, task) -> dict[str, float]:
@@ -101,9 +105,46 @@ def run_compressed(name: str, args) -> dict:
             "target_model": losses, "final_losses": final, "published": {"own_fraction": 1.0}}
 
 
+def run_and_gates(name: str, args) -> dict:
+    """SPD on the 1-layer AND-gate residual MLP of `tasks/<AND_GATES[name]>.toml` (trained here), scored by
+    `truths_and_gates.score_and_gates`: gates with `W_in` subcomponents of their own, and what those read."""
+    from toymi.decompose.settings import trained
+    from toymi.decompose.parameters.truths_and_gates import score_and_gates
+
+    t0 = time.perf_counter()
+    spec = Path(__file__).resolve().parents[1] / "tasks" / f"{AND_GATES[name]}.toml"
+    model, task = trained(spec, 50 if args.smoke else args.model_steps)
+    model_seconds = time.perf_counter() - t0
+    accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
+    print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
+    steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
+    cfg = SPDConfig(C=args.C or 100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
+                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
+    coef, p = args.coef or 1e-5, args.p or 2.0
+    t0 = time.perf_counter()
+    run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
+                    stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), jnp.arange(args.seeds))
+    jax.block_until_ready(run.losses["total"])
+    spd_seconds = time.perf_counter() - t0
+    per_seed = [score_and_gates(model, run.member(i), task.pairs) for i in range(args.seeds)]
+    for s in per_seed:
+        s["success"] = float(s["gates_found"] == 1.0)
+    for i, s in enumerate(per_seed):
+        print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
+    success = float(np.mean([s["success"] for s in per_seed]))
+    print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
+          f"target model {model_seconds:.1f} s", flush=True)
+    final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
+    return {"truth": name, "spec": AND_GATES[name], "C": cfg.C, "importance_coef": coef, "p": p,
+            "per_seed": per_seed, "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
+            "target_model": {"accuracy": accuracy}, "final_losses": final}
+
+
 def run_truth(name: str, args) -> dict:
     if name in COMPRESSED:
         return run_compressed(name, args)
+    if name in AND_GATES:
+        return run_and_gates(name, args)
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
@@ -132,7 +173,7 @@ def run_truth(name: str, args) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
-                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED])}")
+                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES])}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
@@ -143,15 +184,18 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")
+    ap.add_argument("--C", type=int, default=None, help="subcomponents per matrix (and_gates; default 100)")
+    ap.add_argument("--coef", type=float, default=None, help="importance-minimality coefficient (and_gates; 1e-5)")
+    ap.add_argument("--p", type=float, default=None, help="importance-minimality exponent (and_gates; default 2)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in TRUTHS and t not in COMPRESSED]
+    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES}]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED]}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES]}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,

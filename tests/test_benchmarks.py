@@ -55,3 +55,42 @@ def test_readme_attribution_table_is_the_committed_results_file():
     readme = (ROOT / "README.md").read_text()
     for line in summary(rows).splitlines():
         assert line in readme, f"README lacks this line of the attribution-graph table: {line}"
+
+
+# script -> (modules it cannot run without, extra arguments): smoke runs that need no timing of their own, run in
+# this process (no new JAX start-up; programs of the shapes other tests compiled come from the compilation cache)
+IN_PROCESS_SMOKE = {
+    "circuit_discovery": ((), []),
+    "compressed_clean": ((), ["--out", "{tmp}"]),
+    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"]),
+    "tl_parity": (("torch", "transformer_lens"), []),
+}
+
+
+def test_every_script_with_a_smoke_mode_is_run_by_some_test():
+    tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    for script in (ROOT / "benchmarks").glob("*.py"):
+        if "--smoke" in script.read_text():
+            assert f'"{script.stem}"' in tests or f"{script.stem}.py" in tests, f"no test runs {script.name} --smoke"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(IN_PROCESS_SMOKE))
+def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
+    import importlib.util
+
+    needs, extra = IN_PROCESS_SMOKE[name]
+    for module in needs:
+        pytest.importorskip(module)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"smoke_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--smoke", *(a.format(tmp=tmp_path) for a in extra)])
+    assert result in (0, None) or isinstance(result, dict), result
+    assert capsys.readouterr().out.strip()  # it reported something
+    if name == "spd_recovery":
+        report = json.loads((tmp_path / "spd_recovery_smoke.json").read_text())
+        scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
+        assert {"mmcs", "gates_found", "reads_own_inputs", "inputs_found"} <= set(scored["tms_5_2"]) | set(
+            scored["and_gates"])

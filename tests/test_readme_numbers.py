@@ -41,6 +41,9 @@ def test_the_pinned_flag_is_added_once_and_kept_beside_others():
         assert readme_numbers.portable_environ(env)["XLA_FLAGS"] == env["XLA_FLAGS"]
     else:
         assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+    # the suite's -O0 (tests/conftest.py) is dropped: README's numbers are defined at the default optimisation
+    fast = readme_numbers.portable_environ({"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_cpu_max_isa=AVX"})
+    assert fast["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX"
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_path_to_a_receivers_keys(model, pair, metric):
                                     interventions=[patch("z", zx["z", 0][b], layer=0, heads=head)])
             return [patch("k", acts["k", 1], layer=1, heads=1)]
 
-        np.testing.assert_allclose(grid[0, head], metric_of(model, clean, metric, sender_keys), atol=1e-5)
+        np.testing.assert_allclose(grid[0, head], metric_of(model, clean, metric, sender_keys), rtol=1e-5)
     assert float(jnp.abs(grid[0] - base).max()) > 1e-4
     with pytest.raises(ValueError, match="together"):
         path_patching(model, clean, corrupted, metric, receivers=[(1, 1)])

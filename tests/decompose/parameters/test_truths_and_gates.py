@@ -1,0 +1,50 @@
+"""The AND-gate SPD truth's scores on hand-made importances and reads, and on bad input."""
+
+import numpy as np
+import pytest
+
+from toymi.decompose.parameters.truths_and_gates import exclusive, gate_scores
+
+PAIRS = np.array([[0, 1], [0, 2], [1, 2]])
+
+
+def _hand_made():
+    """C = 5 subcomponents over 3 inputs: 0 is gate (0, 1)'s alone; 1 matters for gates (0, 2) and (1, 2) both (not
+    exclusive); 2 is input 2's alone; 3 matters for gate (1, 2) and for input 1 alone (not exclusive); 4 never."""
+    ci_pairs = np.zeros((3, 5))
+    ci_pairs[0, 0] = 0.9
+    ci_pairs[1, 1] = ci_pairs[2, 1] = 1.0
+    ci_pairs[2, 3] = 0.7
+    ci_singles = np.zeros((3, 5))
+    ci_singles[2, 2] = 0.6
+    ci_singles[1, 3] = 0.8
+    reads = np.zeros((5, 3))
+    reads[0] = [2.0, 0.0, 1.0]  # (4 + 0) / (4 + 0 + 1) = 0.8 of its read on gate (0, 1)'s inputs
+    reads[1:] = 1.0
+    return ci_pairs, ci_singles, reads
+
+
+def test_exclusive_subcomponents_matter_on_one_pattern_only():
+    ci_pairs, ci_singles, _ = _hand_made()
+    own = exclusive(np.concatenate([ci_pairs, ci_singles]))
+    assert sorted(zip(*np.nonzero(own))) == [(0, 0), (5, 2)]  # gate (0, 1) owns 0; input 2 (row 3 + 2) owns 2
+
+
+def test_gate_scores_by_hand():
+    scores = gate_scores(*_hand_made(), PAIRS)
+    assert scores["gates_found"] == pytest.approx(1 / 3)
+    assert scores["reads_own_inputs"] == pytest.approx(0.8)
+    assert scores["inputs_found"] == pytest.approx(1 / 3)
+
+
+def test_a_higher_threshold_finds_less_and_no_gate_gives_nan():
+    scores = gate_scores(*_hand_made(), PAIRS, threshold=0.95)
+    assert scores["gates_found"] == 0.0 and np.isnan(scores["reads_own_inputs"]) and scores["inputs_found"] == 0.0
+
+
+def test_shapes_that_do_not_fit_are_refused():
+    ci_pairs, ci_singles, reads = _hand_made()
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        gate_scores(ci_pairs, ci_singles, reads.T, PAIRS)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        gate_scores(ci_pairs[:2], ci_singles, reads, PAIRS)

@@ -1,0 +1,84 @@
+"""AND gates (the residual MLP of `toymi.tasks.and_gates`) as a truth for SPD: does each gate get `W_in`
+subcomponents of its own, and do they read the gate's two inputs?
+
+The MLP computes gate k = (a, b) as a nonlinearity of inputs a and b. A decomposition that found that mechanism has
+`W_in` subcomponents that matter (causal importance ≥ `threshold`) when a and b are both on, and on no other input
+pattern: not on another gate's pair, not on one input alone (alone, a ReLU that computes `relu(x_a + x_b - 1)` is off
+whether its weights are kept or not). Those are the gate's *exclusive* subcomponents. What one reads is its `V_c`
+(the residual direction `V_cᵀ a` measures), seen through the fixed embedding: `(W_E V_c)_j²` is how much input j it
+reads, and the share on (a, b) says whether it reads the gate's own inputs.
+
+`score_and_gates` reports `gates_found` (gates with an exclusive `W_in` subcomponent), `reads_own_inputs` (over the
+gates found, the mean share of the best exclusive subcomponent's read on the gate's two inputs), `inputs_found`
+(inputs with an exclusive subcomponent among the single-input patterns), and `w_in_alive` / `w_out_alive` (subcomponents
+important on some pattern). `gate_scores` is the same on plain arrays, for hand-made decompositions.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from toymi.decompose.parameters.evaluate import causal_importances
+from toymi.decompose.parameters.losses import SPDParams
+from toymi.decompose.parameters.scoring import alive_by_importance
+from toymi.decompose.parameters.targets import model_targets
+from toymi.model.residual_mlp import ResidualMLP
+
+
+def exclusive(ci: Float[Array, "pattern C"], threshold: float = 0.5) -> np.ndarray:
+    """`[pattern, C]` True where subcomponent c is important (≥ `threshold`) on this pattern and on no other."""
+    high = np.asarray(ci) >= threshold
+    return high & (high.sum(axis=0, keepdims=True) == 1)
+
+
+def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"],
+                reads: Float[Array, "C feature"], pairs: Int[Array, "gate 2"], threshold: float = 0.5
+                ) -> dict[str, float]:
+    """The scores of the module docstring from causal importances on each gate's pair input (`ci_pairs`) and on each
+    single input (`ci_singles`), and what each subcomponent reads of each input (`reads`, e.g. `W_E V_c`)."""
+    ci_pairs, ci_singles, reads, pairs = map(np.asarray, (ci_pairs, ci_singles, reads, pairs))
+    n_gates, n_features = len(pairs), ci_singles.shape[0]
+    if ci_pairs.shape[0] != n_gates or reads.shape != (ci_pairs.shape[1], n_features) or pairs.shape != (n_gates, 2):
+        raise ValueError(f"shapes do not fit: ci_pairs {ci_pairs.shape}, ci_singles {ci_singles.shape}, reads "
+                         f"{reads.shape}, pairs {pairs.shape} (want [gate, C], [feature, C], [C, feature], [gate, 2])")
+    own = exclusive(np.concatenate([ci_pairs, ci_singles]), threshold)
+    gate_own, input_own = own[:n_gates], own[n_gates:]
+    found = gate_own.any(axis=1)
+    energy = np.asarray(reads, np.float64) ** 2
+    share = energy[:, pairs].sum(-1).T / np.maximum(energy.sum(1), 1e-30)  # [gate, C]: read on the gate's inputs
+    best = np.where(gate_own, share, -np.inf).max(axis=1)
+    return {"gates_found": float(found.mean()),
+            "reads_own_inputs": float(best[found].mean()) if found.any() else float("nan"),
+            "inputs_found": float(input_own.any(axis=1).mean())}
+
+
+def pattern_importance(model: ResidualMLP, params: SPDParams, pairs: Int[Array, "gate 2"]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Causal importance `[pattern, C]` per decomposed matrix on each gate's pair input (both inputs at 1) and on
+    each single input."""
+    targets, eye = model_targets(model), jnp.eye(model.config.n_features)
+    pairs = np.asarray(pairs)
+    on_pairs = causal_importances(params, model, targets, eye[pairs[:, 0]] + eye[pairs[:, 1]])
+    on_singles = causal_importances(params, model, targets, eye)
+    return ({t.name: np.asarray(g) for t, g in zip(targets, on_pairs)},
+            {t.name: np.asarray(g) for t, g in zip(targets, on_singles)})
+
+
+def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: float = 0.5) -> dict[str, float]:
+    """`gate_scores` for layer 0's `W_in` of a 1-layer AND-gate residual MLP, plus the alive subcomponent counts."""
+    if model.config.n_layers != 1:
+        raise ValueError(f"the AND-gate truth is stated for 1-layer models, got {model.config.n_layers} layers")
+    pairs = np.asarray(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= model.config.n_features:
+        raise ValueError(f"pairs must be [gate, 2] input indices below {model.config.n_features}, got {pairs.shape} "
+                         f"in [{pairs.min()}, {pairs.max()}]")
+    ci_pairs, ci_singles = pattern_importance(model, params, pairs)
+    w_in = params.components[[t.name for t in model_targets(model)].index("W_in.0")]
+    reads = np.asarray(model.W_E @ w_in.V).T  # [C, feature]: input j's weight in subcomponent c's read
+    out = gate_scores(ci_pairs["W_in.0"], ci_singles["W_in.0"], reads, pairs, threshold)
+    for name in ("W_in.0", "W_out.0"):
+        out[f"{name.split('.')[0].lower()}_alive"] = float(
+            alive_by_importance(np.concatenate([ci_pairs[name], ci_singles[name]]), threshold))
+    return out
