@@ -83,26 +83,10 @@ def run_compressed(name: str, args) -> dict:
     model_seconds = time.perf_counter() - t0
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
-    steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
-    cfg = SPDConfig(C=100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
-    t0 = time.perf_counter()
-    run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
-                    stack_spd_hypers([spd_hyper(1e-5, 2.0)] * args.seeds), jnp.arange(args.seeds))
-    jax.block_until_ready(run.losses["total"])
-    spd_seconds = time.perf_counter() - t0
-    per_seed = [score_compressed(model, run.member(i)) for i in range(args.seeds)]
-    for s in per_seed:
-        s["success"] = float(s["own_fraction"] == 1.0)
-    for i, s in enumerate(per_seed):
-        print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
-    success = float(np.mean([s["success"] for s in per_seed]))
-    print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
-          f"target model {model_seconds:.1f} s", flush=True)
-    final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"truth": name, "spec": COMPRESSED[name], "C": 100, "importance_coef": 1e-5, "p": 2.0,
-            "per_seed": per_seed, "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
-            "target_model": losses, "final_losses": final, "published": {"own_fraction": 1.0}}
+    result = decompose_residual_mlp(name, model, task, args, model_seconds, score_compressed,
+                                    lambda s: s["own_fraction"] == 1.0)
+    return {"truth": name, "spec": COMPRESSED[name], **result, "model_seconds": model_seconds,
+            "target_model": losses, "published": {"own_fraction": 1.0}}
 
 
 def run_and_gates(name: str, args) -> dict:
@@ -117,27 +101,35 @@ def run_and_gates(name: str, args) -> dict:
     model_seconds = time.perf_counter() - t0
     accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
+    result = decompose_residual_mlp(name, model, task, args, model_seconds,
+                                    lambda m, params: score_and_gates(m, params, task.pairs),
+                                    lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or 1e-5, args.p or 2.0)
+    return {"truth": name, "spec": AND_GATES[name], **result, "model_seconds": model_seconds,
+            "target_model": {"accuracy": accuracy}}
+
+
+def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
+                           coef: float = 1e-5, p: float = 2.0) -> dict:
+    """SPD on a residual MLP trained here (inputs: its task's feature vectors), all seeds as one vmapped run: each
+    seed's `score(model, params)`, whether it is `at_bar`, the success rate, SPD's wall time and final losses."""
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
-    cfg = SPDConfig(C=args.C or 100, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
+    cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
-    coef, p = args.coef or 1e-5, args.p or 2.0
     t0 = time.perf_counter()
     run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
                     stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), jnp.arange(args.seeds))
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
-    per_seed = [score_and_gates(model, run.member(i), task.pairs) for i in range(args.seeds)]
-    for s in per_seed:
-        s["success"] = float(s["gates_found"] == 1.0)
+    per_seed = [score(model, run.member(i)) for i in range(args.seeds)]
     for i, s in enumerate(per_seed):
+        s["success"] = float(at_bar(s))
         print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
     success = float(np.mean([s["success"] for s in per_seed]))
     print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
           f"target model {model_seconds:.1f} s", flush=True)
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"truth": name, "spec": AND_GATES[name], "C": cfg.C, "importance_coef": coef, "p": p,
-            "per_seed": per_seed, "success_rate": success, "spd_seconds": spd_seconds, "model_seconds": model_seconds,
-            "target_model": {"accuracy": accuracy}, "final_losses": final}
+    return {"C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
+            "spd_seconds": spd_seconds, "final_losses": final}
 
 
 def run_truth(name: str, args) -> dict:
