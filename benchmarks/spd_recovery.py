@@ -36,7 +36,10 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import RESULTS_DIR, machine, versions  # noqa: E402
 
-from toymi.decompose.parameters.spd import TIES, SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
+from toymi.decompose.parameters.spd import (  # noqa: E402
+    TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd,
+)
+from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
@@ -121,6 +124,10 @@ def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, s
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
     per_seed = [score(model, run.member(i)) for i in range(args.seeds)]
+    # The scorer's chance level: the same scores of an untrained decomposition (random subcomponents and
+    # importance MLPs), so a number above it is SPD's doing.
+    at_init = score(model, init_params(model, model_targets(model), cfg, jax.random.PRNGKey(0)))
+    print(f"{name} untrained decomposition: " + ", ".join(f"{k} {v:.4g}" for k, v in at_init.items()), flush=True)
     for i, s in enumerate(per_seed):
         s["success"] = float(at_bar(s))
         print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
@@ -128,8 +135,8 @@ def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, s
     print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
           f"target model {model_seconds:.1f} s", flush=True)
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
-            "spd_seconds": spd_seconds, "final_losses": final}
+    return {"C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "at_init": at_init,
+            "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final}
 
 
 def run_truth(name: str, args) -> dict:
