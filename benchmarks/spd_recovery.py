@@ -7,7 +7,8 @@ C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compresse
 eval MSE next to the naive solution's. `and_gates`: the AND-gate residual MLP of `tasks/and_gates_quick.toml` (45 gates
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
-`--p` (default 100, 1e-5, 2: compressed computation's), no published number.
+`--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
+of coefficients × seeds), no published number.
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
@@ -106,37 +107,46 @@ def run_and_gates(name: str, args) -> dict:
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_residual_mlp(name, model, task, args, model_seconds,
                                     lambda m, params: score_and_gates(m, params, task.pairs),
-                                    lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or 1e-5, args.p or 2.0)
+                                    lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                                    args.p or (2.0,))
     return {"truth": name, "spec": AND_GATES[name], **result, "model_seconds": model_seconds,
             "target_model": {"accuracy": accuracy}}
 
 
 def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
-                           coef: float = 1e-5, p: float = 2.0) -> dict:
-    """SPD on a residual MLP trained here (inputs: its task's feature vectors), all seeds as one vmapped run: each
-    seed's `score(model, params)`, whether it is `at_bar`, the success rate, SPD's wall time and final losses."""
+                           coefs=(1e-5,), ps=(2.0,)) -> dict:
+    """SPD on a residual MLP trained here (inputs: its task's feature vectors), every (coefficient, p) setting ×
+    `args.seeds` seeds as one vmapped run: each member's `score(model, params)` (with its setting and seed), whether
+    it is `at_bar`, the success rate, SPD's wall time and final losses."""
+    if len(ps) not in (1, len(coefs)):
+        raise SystemExit(f"give one p or one per coefficient: {len(coefs)} coefficients, {len(ps)} p")
+    settings = [(c, ps[0] if len(ps) == 1 else ps[i]) for i, c in enumerate(coefs)]
+    members = [(c, p, seed) for c, p in settings for seed in range(args.seeds)]
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
     t0 = time.perf_counter()
     run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
-                    stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), jnp.arange(args.seeds))
+                    stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
+                    jnp.array([seed for _, _, seed in members]))
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
-    per_seed = [score(model, run.member(i)) for i in range(args.seeds)]
+    per_seed = [{**score(model, run.member(i)), "coef": c, "p": p, "seed": seed}
+                for i, (c, p, seed) in enumerate(members)]
     # The scorer's chance level: the same scores of an untrained decomposition (random subcomponents and
     # importance MLPs), so a number above it is SPD's doing.
     at_init = score(model, init_params(model, model_targets(model), cfg, jax.random.PRNGKey(0)))
     print(f"{name} untrained decomposition: " + ", ".join(f"{k} {v:.4g}" for k, v in at_init.items()), flush=True)
     for i, s in enumerate(per_seed):
         s["success"] = float(at_bar(s))
-        print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
+        print(f"{name} member {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
     success = float(np.mean([s["success"] for s in per_seed]))
-    print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s (compile included), "
+    print(f"{name}: success rate {success:.2f} ({len(members)} members), SPD {spd_seconds:.1f} s (compile included), "
           f"target model {model_seconds:.1f} s", flush=True)
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "at_init": at_init,
-            "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final}
+    return {"C": C, "importance_coef": coefs[0] if len(coefs) == 1 else list(coefs),
+            "p": settings[0][1] if len(settings) == 1 else [p for _, p in settings], "per_seed": per_seed,
+            "at_init": at_init, "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final}
 
 
 def run_truth(name: str, args) -> dict:
@@ -169,6 +179,10 @@ def run_truth(name: str, args) -> dict:
             "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
@@ -184,8 +198,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")
     ap.add_argument("--C", type=int, default=None, help="subcomponents per matrix (and_gates; default 100)")
-    ap.add_argument("--coef", type=float, default=None, help="importance-minimality coefficient (and_gates; 1e-5)")
-    ap.add_argument("--p", type=float, default=None, help="importance-minimality exponent (and_gates; default 2)")
+    ap.add_argument("--coef", type=_floats, default=None,
+                    help="importance-minimality coefficients, comma-separated: each one × --seeds members, one run "
+                         "(and_gates; default 1e-5)")
+    ap.add_argument("--p", type=_floats, default=None,
+                    help="importance-minimality exponents: one, or one per coefficient (and_gates; default 2)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)
