@@ -76,15 +76,22 @@ def model_losses(model, task) -> dict[str, float]:
     return {"model_loss": float(metrics["loss"]), "naive_loss": float(metrics["naive_loss"])}
 
 
-def run_compressed(name: str, args) -> dict:
-    """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
+def train_spec(spec_name: str, args):
+    """`(model, task, seconds)`: `tasks/<spec_name>.toml` trained here (50 steps with --smoke; its own steps, or
+    --model-steps)."""
     from toymi.decompose.settings import trained
-    from toymi.decompose.parameters.truths_compressed import score_compressed
 
     t0 = time.perf_counter()
-    spec = Path(__file__).resolve().parents[1] / "tasks" / f"{COMPRESSED[name]}.toml"
-    model, task = trained(spec, 50 if args.smoke else args.model_steps)
-    model_seconds = time.perf_counter() - t0
+    model, task = trained(Path(__file__).resolve().parents[1] / "tasks" / f"{spec_name}.toml",
+                          50 if args.smoke else args.model_steps)
+    return model, task, time.perf_counter() - t0
+
+
+def run_compressed(name: str, args) -> dict:
+    """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
+    from toymi.decompose.parameters.truths_compressed import score_compressed
+
+    model, task, model_seconds = train_spec(COMPRESSED[name], args)
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     result = decompose_residual_mlp(name, model, task, args, model_seconds, score_compressed,
@@ -96,13 +103,9 @@ def run_compressed(name: str, args) -> dict:
 def run_and_gates(name: str, args) -> dict:
     """SPD on the 1-layer AND-gate residual MLP of `tasks/<AND_GATES[name]>.toml` (trained here), scored by
     `truths_and_gates.score_and_gates`: gates with `W_in` subcomponents of their own, and what those read."""
-    from toymi.decompose.settings import trained
     from toymi.decompose.parameters.truths_and_gates import score_and_gates
 
-    t0 = time.perf_counter()
-    spec = Path(__file__).resolve().parents[1] / "tasks" / f"{AND_GATES[name]}.toml"
-    model, task = trained(spec, 50 if args.smoke else args.model_steps)
-    model_seconds = time.perf_counter() - t0
+    model, task, model_seconds = train_spec(AND_GATES[name], args)
     accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_residual_mlp(name, model, task, args, model_seconds,

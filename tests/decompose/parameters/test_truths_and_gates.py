@@ -1,9 +1,14 @@
 """The AND-gate SPD truth's scores on hand-made importances and reads, and on bad input."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.decompose.parameters.truths_and_gates import exclusive, gate_scores
+from toymi.decompose.parameters.components import Subcomponents
+from toymi.decompose.parameters.scoring import exclusive
+from toymi.decompose.parameters.truths_and_gates import gate_scores, input_reads
+from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 
 PAIRS = np.array([[0, 1], [0, 2], [1, 2]])
 
@@ -48,3 +53,11 @@ def test_shapes_that_do_not_fit_are_refused():
         gate_scores(ci_pairs, ci_singles, reads.T, PAIRS)
     with pytest.raises(ValueError, match="shapes do not fit"):
         gate_scores(ci_pairs[:2], ci_singles, reads, PAIRS)
+
+
+def test_a_subcomponent_that_reads_one_embedding_row_reads_that_input():
+    model = ResidualMLP(ResidualMLPConfig(n_features=4, d_model=16, d_mlp=3, embedding="orthogonal"),
+                        jax.random.PRNGKey(0))
+    V = jnp.stack([model.W_E[2], model.W_E[0] + model.W_E[3]], axis=1)  # [d_model, C = 2]
+    reads = input_reads(model, Subcomponents(U=jnp.zeros((3, 2)), V=V))
+    np.testing.assert_allclose(reads, [[0, 0, 1, 0], [1, 0, 0, 1]], atol=1e-6)

@@ -7,6 +7,7 @@
 - `alive_by_importance`: subcomponents whose causal importance exceeds a threshold on some input.
 - `own_subcomponents(ci)`: from causal importance `[feature, C]` with one feature on at a time, which feature has
   exactly one important subcomponent, important for no other feature (its own).
+- `exclusive(ci)`: which subcomponents are important on one input pattern and no other.
 """
 
 from __future__ import annotations
@@ -44,11 +45,16 @@ def alive_by_importance(ci: Float[Array, "batch C"], threshold: float = 0.1) -> 
     return int((np.asarray(ci) > threshold).any(axis=0).sum())
 
 
+def exclusive(ci: Float[Array, "pattern C"], threshold: float = 0.5) -> np.ndarray:
+    """`[pattern, C]` True where subcomponent c is important (≥ `threshold`) on this pattern and on no other."""
+    high = np.asarray(ci) >= threshold
+    return high & (high.sum(axis=0, keepdims=True) == 1)
+
+
 def own_subcomponents(ci: Float[Array, "feature C"], threshold: float = 0.5) -> np.ndarray:
     """`[feature]` the subcomponent that is feature i's own (−1 if none): the single subcomponent with importance ≥
     `threshold` when feature i alone is on, and that subcomponent is below `threshold` for every other feature."""
     high = np.asarray(ci) >= threshold
-    n_high_per_feature, n_features_per_comp = high.sum(axis=1), high.sum(axis=0)
     first = high.argmax(axis=1)
-    own = (n_high_per_feature == 1) & (n_features_per_comp[first] == 1)
+    own = (high.sum(axis=1) == 1) & exclusive(ci, threshold)[np.arange(len(first)), first]
     return np.where(own, first, -1)

@@ -21,16 +21,11 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from toymi.decompose.parameters.evaluate import causal_importances
+from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.losses import SPDParams
-from toymi.decompose.parameters.scoring import alive_by_importance
+from toymi.decompose.parameters.scoring import alive_by_importance, exclusive
 from toymi.decompose.parameters.targets import model_targets
 from toymi.model.residual_mlp import ResidualMLP
-
-
-def exclusive(ci: Float[Array, "pattern C"], threshold: float = 0.5) -> np.ndarray:
-    """`[pattern, C]` True where subcomponent c is important (≥ `threshold`) on this pattern and on no other."""
-    high = np.asarray(ci) >= threshold
-    return high & (high.sum(axis=0, keepdims=True) == 1)
 
 
 def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"],
@@ -54,31 +49,26 @@ def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feat
             "inputs_found": float(input_own.any(axis=1).mean())}
 
 
-def pattern_importance(model: ResidualMLP, params: SPDParams, pairs: Int[Array, "gate 2"]
-                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Causal importance `[pattern, C]` per decomposed matrix on each gate's pair input (both inputs at 1) and on
-    each single input."""
-    targets, eye = model_targets(model), jnp.eye(model.config.n_features)
-    pairs = np.asarray(pairs)
-    on_pairs = causal_importances(params, model, targets, eye[pairs[:, 0]] + eye[pairs[:, 1]])
-    on_singles = causal_importances(params, model, targets, eye)
-    return ({t.name: np.asarray(g) for t, g in zip(targets, on_pairs)},
-            {t.name: np.asarray(g) for t, g in zip(targets, on_singles)})
+def input_reads(model: ResidualMLP, w_in: Subcomponents) -> Float[Array, "C feature"]:
+    """What each `W_in` subcomponent reads of each input: `(W_E V_c)_j`, input j's embedding against its `V_c`."""
+    return np.asarray(model.W_E @ w_in.V).T
 
 
 def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: float = 0.5) -> dict[str, float]:
-    """`gate_scores` for layer 0's `W_in` of a 1-layer AND-gate residual MLP, plus the alive subcomponent counts."""
+    """`gate_scores` for layer 0's `W_in` of a 1-layer AND-gate residual MLP, plus the alive subcomponent counts.
+    Causal importances are read on each gate's pair input (both inputs at 1), then on each single input."""
     if model.config.n_layers != 1:
         raise ValueError(f"the AND-gate truth is stated for 1-layer models, got {model.config.n_layers} layers")
     pairs = np.asarray(pairs)
     if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= model.config.n_features:
         raise ValueError(f"pairs must be [gate, 2] input indices below {model.config.n_features}, got {pairs.shape} "
                          f"in [{pairs.min()}, {pairs.max()}]")
-    ci_pairs, ci_singles = pattern_importance(model, params, pairs)
-    w_in = params.components[[t.name for t in model_targets(model)].index("W_in.0")]
-    reads = np.asarray(model.W_E @ w_in.V).T  # [C, feature]: input j's weight in subcomponent c's read
-    out = gate_scores(ci_pairs["W_in.0"], ci_singles["W_in.0"], reads, pairs, threshold)
-    for name in ("W_in.0", "W_out.0"):
-        out[f"{name.split('.')[0].lower()}_alive"] = float(
-            alive_by_importance(np.concatenate([ci_pairs[name], ci_singles[name]]), threshold))
+    targets, eye = model_targets(model), jnp.eye(model.config.n_features)
+    patterns = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye])
+    ci = {t.name: np.asarray(g) for t, g in zip(targets, causal_importances(params, model, targets, patterns))}
+    w_in = params.components[[t.name for t in targets].index("W_in.0")]
+    n = len(pairs)
+    out = gate_scores(ci["W_in.0"][:n], ci["W_in.0"][n:], input_reads(model, w_in), pairs, threshold)
+    out["w_in_alive"] = float(alive_by_importance(ci["W_in.0"], threshold))
+    out["w_out_alive"] = float(alive_by_importance(ci["W_out.0"], threshold))
     return out
