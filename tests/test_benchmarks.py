@@ -20,7 +20,6 @@ SMOKE = {
     "edge_patching": (("torch", "transformer_lens"), "edge_patching.json"),
     "spd_masked_speed": ((), "spd_masked_speed.json"),
     "spd_torch_speed": (("torch",), "spd_torch_speed.json"),
-    "attribution_graphs": ((), "attribution_graphs.json"),
 }
 
 
@@ -57,13 +56,15 @@ def test_readme_attribution_table_is_the_committed_results_file():
         assert line in readme, f"README lacks this line of the attribution-graph table: {line}"
 
 
-# script -> (modules it cannot run without, extra arguments): smoke runs that need no timing of their own, run in
-# this process (no new JAX start-up; programs of the shapes other tests compiled come from the compilation cache)
+# script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
+# runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
+# compiled come from the compilation cache)
 IN_PROCESS_SMOKE = {
-    "circuit_discovery": ((), []),
-    "compressed_clean": ((), ["--out", "{tmp}"]),
-    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"]),
-    "tl_parity": (("torch", "transformer_lens"), []),
+    "attribution_graphs": ((), ["--out", "{tmp}"], "attribution_graphs.json"),
+    "circuit_discovery": ((), [], None),
+    "compressed_clean": ((), ["--out", "{tmp}"], "compressed_clean.json"),
+    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
+    "tl_parity": (("torch", "transformer_lens"), [], None),
 }
 
 
@@ -79,7 +80,7 @@ def test_every_script_with_a_smoke_mode_is_run_by_some_test():
 def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     import importlib.util
 
-    needs, extra = IN_PROCESS_SMOKE[name]
+    needs, extra, results = IN_PROCESS_SMOKE[name]
     for module in needs:
         pytest.importorskip(module)
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -89,8 +90,10 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     result = module.main(["--smoke", *(a.format(tmp=tmp_path) for a in extra)])
     assert result in (0, None) or isinstance(result, dict), result
     assert capsys.readouterr().out.strip()  # it reported something
+    if results:
+        report = json.loads((tmp_path / results).read_text())
+        assert report.get("results") or report.get("rows"), sorted(report)  # it wrote what it measured
     if name == "spd_recovery":
-        report = json.loads((tmp_path / "spd_recovery_smoke.json").read_text())
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]
         assert {"gates_found", "reads_own_inputs", "inputs_found", "coef", "p", "seed"} <= set(scored["and_gates"])

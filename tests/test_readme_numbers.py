@@ -41,9 +41,12 @@ def test_the_pinned_flag_is_added_once_and_kept_beside_others():
         assert readme_numbers.portable_environ(env)["XLA_FLAGS"] == env["XLA_FLAGS"]
     else:
         assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
-    # the suite's -O0 (tests/conftest.py) is dropped: README's numbers are defined at the default optimisation
+    # the suite's compile-speed flags (tests/conftest.py) are dropped: README's numbers are defined at XLA's defaults
     fast = readme_numbers.portable_environ({"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_cpu_max_isa=AVX"})
     assert fast["XLA_FLAGS"] == "--xla_cpu_max_isa=AVX"
+    suite = readme_numbers.portable_environ()["XLA_FLAGS"].split()  # this session's flags, as conftest set them
+    kept = [f for f in suite if f.split("=")[0] not in ("--xla_force_host_platform_device_count", "--xla_cpu_max_isa")]
+    assert not kept, f"README-number runs would compile with {kept}: add them to COMPILE_SPEED_FLAGS"
 
 
 @pytest.mark.slow
