@@ -5,7 +5,9 @@ Each block is preceded by an HTML comment (invisible on GitHub) saying how it is
 - `<!-- readme-test: chain=NAME -->`: run exactly as written. Blocks of one chain run in README order, in one fresh
   working directory (holding links to `tasks/` and `benchmarks/`), so a Python block can load the run a bash block
   trained. Python blocks are executed; bash blocks run under `bash -euo pipefail` with this Python's scripts first on
-  PATH.
+  PATH, except lines that are nothing but `toymi` commands joined by `&&`: those run in this process through
+  `toymi.cli.main`, the console script's entry point (the same arguments, working directory and return code, without
+  a new JAX start-up per command; `test_the_console_script_runs` checks the script itself).
 - `<!-- readme-test: chain=NAME args=ARGS -->`: the same, with ARGS appended to every `toymi train` / `toymi sweep`
   command (fewer steps, and a smaller model where the chain's later blocks do not depend on its size: the commands'
   flags, files and order are what is tested, not a long training).
@@ -95,10 +97,31 @@ def _bash_lines(block: Block) -> list[str]:
     return out
 
 
-def _run_bash(block: Block, workdir: Path) -> None:
+SHELL_SYNTAX = set("|;<>$`()*?[]{}~\\'\"") | {"&"}  # anything bash would read differently from a list of words
+
+
+def _toymi_commands(code: str) -> list[list[str]] | None:
+    """The arguments of each `toymi` command of a line made only of `toymi` commands joined by `&&`; None for any
+    other line (it runs under bash)."""
+    segments = code.split("&&")
+    if any(SHELL_SYNTAX & set(seg) for seg in segments):
+        return None
+    words = [seg.split() for seg in segments]
+    return [w[1:] for w in words] if all(w and w[0] == "toymi" for w in words) else None
+
+
+def _run_bash(block: Block, workdir: Path, monkeypatch) -> None:
+    from toymi.cli import main
+
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     for code in _bash_lines(block):
+        commands = _toymi_commands(code)
+        if commands is not None:
+            monkeypatch.chdir(workdir)
+            for argv in commands:
+                assert main(argv) == 0, f"{block}: `toymi {' '.join(argv)}` failed"
+            continue
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=workdir, env=env, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, f"{block}: `{code}` failed (rc {done.returncode}):\n{done.stderr[-3000:]}"
@@ -116,7 +139,7 @@ def test_readme_chain_runs_as_written(name, tmp_path, monkeypatch):
         (tmp_path / link).symlink_to(ROOT / link)
     for block in chains()[name]:
         if block.lang == "bash":
-            _run_bash(block, tmp_path)
+            _run_bash(block, tmp_path, monkeypatch)
         else:
             _run_python(block, tmp_path, monkeypatch)
 
@@ -128,3 +151,21 @@ def test_args_are_appended_to_toymi_runs_only():
                                   "toymi sweep b --grid x=1,2 --set train.steps=5", "python x.py"]
     assert _bash_lines(Block(1, "bash", "a\nb\nc\n", {"chain": "c", "lines": "1,3"})) == ["a", "c"]
     assert shlex.split(_bash_lines(block)[1])[-1] == "train.steps=5"
+
+
+def test_lines_of_toymi_commands_run_in_process_and_others_under_bash():
+    assert _toymi_commands("toymi train a.toml --set x=1 && toymi dissect runs/a") == [
+        ["train", "a.toml", "--set", "x=1"], ["dissect", "runs/a"]]
+    for line in ("toymi train a.toml | tee log", "toymi train a.toml && python x.py", "toymi view runs/* --port 1",
+                 "toymi train a.toml > out", "toymi train \"a b.toml\"", "toymi train a.toml & toymi view r",
+                 "ls runs", "toymi train $SPEC"):
+        assert _toymi_commands(line) is None, line
+
+
+@pytest.mark.slow
+def test_the_console_script_runs():
+    """The `toymi` executable that pip installs beside this Python starts and reaches the CLI (the chains above call
+    its entry point in-process)."""
+    done = subprocess.run([str(Path(sys.executable).parent / "toymi"), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout, done.stderr[-2000:]
