@@ -5,11 +5,11 @@ import tempfile
 
 # Two fake CPU devices, as in Equinox's own tests, so sharding code paths are exercised without hardware. Then flags
 # for compile speed: the suite is compile-bound (small shapes, few steps; 83% of its in-process CPU time was tracing,
-# lowering and XLA compiling, much of it the many one-op programs that eager code compiles). LLVM at -O0 and XLA's older elemental
-# emitters instead of its fusion emitters compile a one-op program in 15 ms instead of 30 ms on 2 Zen 2 cores, and a
-# split count of 1 skips splitting tiny LLVM modules for a parallel codegen that 2 cores do not use. Full suite: 858 s
-# at -O0 alone, 630 s with all three (same checkout, 2 quiet cores; 1,217 s at XLA's defaults a few commits before).
-# Results are the same up to float32 rounding, so tolerances are relative; the README-number runs
+# lowering and XLA compiling, much of it the many one-op programs that eager code compiles). LLVM at -O0 and XLA's
+# older elemental emitters instead of its fusion emitters compile a one-op program in 15 ms instead of 30 ms on 2 Zen
+# 2 cores, and a split count of 1 skips splitting tiny LLVM modules for a parallel codegen that 2 cores do not use.
+# Full suite: 858 s at -O0 alone, 630 s with all three (same checkout, 2 quiet cores; 1,217 s at XLA's defaults a few
+# commits before). Results are the same up to float32 rounding, so tolerances are relative; the README-number runs
 # (benchmarks/readme_numbers.py) drop these flags, since their numbers are defined at XLA's defaults.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
                                    "--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1")

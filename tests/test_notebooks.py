@@ -34,9 +34,10 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch, kernel):
              "\ndel _os, _plt")
     notebook.cells.insert(0, nbformat.v4.new_code_cell(fresh))
     owner = kernel["owner"]
-    client = nbclient.NotebookClient(notebook, km=owner and owner.km, timeout=300, kernel_name="python3",
+    client = nbclient.NotebookClient(notebook, km=owner.km if owner else None, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
-    client.kc = owner and owner.kc
+    if owner:  # the running kernel's client (not a constructor argument of NotebookClient)
+        client.kc = owner.kc
     try:
         client.execute(cleanup_kc=False)  # raises CellExecutionError, with the failing cell, if any cell fails
     except BaseException:
