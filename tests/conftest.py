@@ -46,6 +46,29 @@ def tokens():
     return jax.random.randint(jax.random.PRNGKey(1), (3, 8), 0, 11)
 
 
+# ---- long tests first, longest first ------------------------------------------------------------------------------
+# pytest-xdist hands out tests in collection order, so a minute-long test collected last (README's numbers) ran alone
+# at the end while the other worker sat idle. Tests marked `long(seconds)` (about how long each runs in the suite) go
+# to the front, longest first, as in longest-processing-time-first scheduling; the rest keep their order.
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items if item.get_closest_marker("long")
+                and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"tests marked long must be marked slow too (the fast tier skips them): {unmarked}")
+    items.sort(key=lambda item: -_expected_seconds(item))
+
+
+def _expected_seconds(item) -> float:
+    mark = item.get_closest_marker("long")
+    if mark is None:
+        return 0.0
+    if len(mark.args) != 1 or not isinstance(mark.args[0], (int, float)):
+        raise pytest.UsageError(f"{item.nodeid}: write @pytest.mark.long(seconds), e.g. long(20); got {mark}")
+    return float(mark.args[0])
+
+
 # ---- `--cpu-durations N`: the N tests that used the most CPU seconds of their process -----------------------------
 # pytest's `--durations` reports wall time, which on a shared machine measures the neighbours as much as the test.
 # CPU seconds of the test's process (setup + call + teardown, compile threads included) are the steadier number

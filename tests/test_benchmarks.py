@@ -30,6 +30,7 @@ def test_the_smoke_table_names_existing_scripts_with_a_smoke_mode():
 
 
 @pytest.mark.slow
+@pytest.mark.long(10)
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_benchmark_smoke_mode_runs(name, tmp_path):
     needs, results = SMOKE[name]

@@ -26,6 +26,7 @@ def kernel():
 
 
 @pytest.mark.slow
+@pytest.mark.long(12)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch, kernel):
     monkeypatch.setenv("TOYMI_SMOKE", "1")  # read when the kernel starts (the first notebook's)

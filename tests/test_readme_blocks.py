@@ -133,6 +133,7 @@ def _run_python(block: Block, workdir: Path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long(12)
 @pytest.mark.parametrize("name", sorted(chains()))
 def test_readme_chain_runs_as_written(name, tmp_path, monkeypatch):
     for link in ("tasks", "benchmarks"):

@@ -167,6 +167,7 @@ def test_bad_settings_are_named():
 
 
 @pytest.mark.slow
+@pytest.mark.long(17)
 def test_a_tiny_model_learns_addition(tmp_path):
     spec = Spec.from_dict({
         "task": {"name": "addition", "n_digits": 2, "batch_size": 128, "eval_size": 256},

@@ -155,6 +155,7 @@ SHARDED = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.long(14)
 def test_sharded_ensemble_equals_unsharded_on_eight_fake_devices():
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
     import os

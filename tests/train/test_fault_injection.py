@@ -9,6 +9,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fault_injection.p
 
 
 @pytest.mark.slow
+@pytest.mark.long(25)
 def test_killed_runs_resume_bit_exactly(capsys):
     spec = importlib.util.spec_from_file_location("fault_injection", SCRIPT)
     module = importlib.util.module_from_spec(spec)

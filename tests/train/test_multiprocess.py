@@ -70,6 +70,7 @@ def _assert_same_weights(a, b) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long(22)
 def test_sweep_over_two_processes_killed_and_resumed_equals_one_process(tmp_path):
     out = tmp_path / "sweep"
     sweep_cmd = ["sweep", str(SPEC), "--seeds", "8", "--out", str(out)]
