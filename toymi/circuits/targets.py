@@ -4,17 +4,27 @@ task determines them.
 `run_target(run)`:
 - a 2-layer attention-only induction model whose heads have formed is scored on repeated random tokens, patched from
   other repeated random tokens, against the circuit its heads' scores state (`toymi.circuits.trained`);
+- an AND-gate transformer (`toymi.tasks.and_gates`, `kind = "transformer"`) on the first `n_inputs` eval inputs,
+  patched from the next `n_inputs`, with `GateMargin` as the metric (its outputs are gate logits, not tokens);
 - any other transformer that predicts tokens on the first `n_inputs` inputs of its task's first eval set (clean),
   patched from the next `n_inputs` (corrupted; half the set each where it is smaller), with the correct token's
-  logit minus the mean logit at the scored positions as the metric. Its true circuit is not known (`true_edges`
-  None): methods can be compared with each other and with exact patching, not scored against a truth.
+  logit minus the mean logit at the scored positions as the metric.
+
+Only the induction model's true circuit is stated. The others' `true_edges` are None: methods can be compared with
+each other and with exact patching, not scored against a truth. For the AND-gate transformer the task fixes only
+absences: the readout position holds the same token at the same position in every input, so in a one-layer model
+`input -> a0.h<q>`, `input -> m0` and `input -> logits` change nothing under patching (`certain_absences`; the tests
+check exact patching gives them exactly zero). Which heads carry which inputs, through keys or values, and how much
+the MLP computes rather than the heads' direct path, the task does not determine.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import equinox as eqx
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from toymi.circuits.planted import Planted, TargetLogit
 from toymi.errors import ConfigError
@@ -24,24 +34,68 @@ N_INPUTS = 16  # clean inputs a run is patched on (and as many corrupted ones)
 
 class RunTarget(NamedTuple):
     """`planted`: the model, inputs and metric (its `true_edges` empty when unknown); `truth_known`: whether the
-    true edges are stated; `inputs`: what the inputs are, in words."""
+    true edges are stated; `inputs`: what the inputs are, in words; `ruled_out`: edges the task shows cannot matter
+    (a partial truth where the whole is not known)."""
 
     planted: Planted
     truth_known: bool
     inputs: str
+    ruled_out: tuple[str, ...] = ()
+
+
+class GateMargin(eqx.Module):
+    """The AND-gate transformer's metric: each gate's logit at the readout (last) position, signed by the gate's
+    value on that input (+ on, - off), averaged with on and off gates weighing half each (in sparse inputs most gates
+    are off, so a plain mean would barely register the ANDs that fire). `accuracy` is the share of gates right."""
+
+    sign: Float[Array, "batch gate"]
+    weight: Float[Array, "batch gate"]
+
+    def __init__(self, gates_on: Float[Array, "batch gate"]):
+        on = jnp.asarray(gates_on) > 0
+        n_on = int(on.sum())
+        if n_on in (0, on.size):
+            raise ConfigError(f"the gate margin needs inputs where some gates are on and some off; in these "
+                              f"{on.shape[0]} inputs {n_on} of {on.size} gate values are on")
+        self.sign = jnp.where(on, 1.0, -1.0)
+        self.weight = jnp.where(on, 0.5 / n_on, 0.5 / (on.size - n_on))
+
+    def __call__(self, logits: Float[Array, "batch pos gate"]) -> Float[Array, ""]:
+        return (logits[:, -1] * self.sign * self.weight).sum()
+
+    def accuracy(self, logits: Float[Array, "batch pos gate"]) -> Float[Array, ""]:
+        return ((logits[:, -1] > 0) == (self.sign > 0)).mean()
+
+
+def certain_absences(config) -> tuple[str, ...]:
+    """Edges of a one-layer AND-gate transformer that patching cannot change (see the module docstring)."""
+    if config.n_layers != 1:
+        return ()
+    heads = tuple(f"input->a0.h{h}<q>" for h in range(config.n_heads))
+    return heads + (() if config.attn_only else ("input->m0",)) + ("input->logits",)
+
+
+def has_target(run) -> bool:
+    """Whether `run_target(run)` has a target: a transformer that predicts tokens or computes AND gates."""
+    from toymi.tasks.and_gates import AndGates
+
+    return run.model.kind == "transformer" and (run.task.predicts_next_token or isinstance(run.task, AndGates))
 
 
 def run_target(run, n_inputs: int = N_INPUTS) -> RunTarget:
     """The discovery target of `run`'s newest model (see the module docstring). A model that is not a transformer,
-    or a task that does not predict tokens, is a `ConfigError`."""
+    or a task whose outputs are neither tokens nor AND gates, is a `ConfigError`."""
     model, task = run.model, run.task
-    if model.kind != "transformer" or not task.predicts_next_token:
-        raise ConfigError(f"circuit discovery needs a transformer whose outputs are tokens; {run.directory} holds a "
-                          f"{model.kind} model of {type(task).__name__}, whose outputs are "
+    if not has_target(run):
+        raise ConfigError(f"circuit discovery needs a transformer whose outputs are tokens or AND gates; "
+                          f"{run.directory} holds a {model.kind} model of {type(task).__name__}, whose outputs are "
                           f"{'tokens' if task.predicts_next_token else 'not tokens'}")
     induction = _induction_target(run, n_inputs)
     if induction is not None:
         return induction
+    gates = _and_gates_target(run, n_inputs)
+    if gates is not None:
+        return gates
     name, batch = next(iter(task.eval_batches().items()))
     n = min(n_inputs, len(batch) // 2)  # a small eval set: half of it, patched from the other half
     if n < 1:
@@ -69,3 +123,23 @@ def _induction_target(run, n_inputs: int) -> RunTarget | None:
         return None
     return RunTarget(planted, True, f"repeated random tokens, patched from other repeated random tokens; true edges "
                                     f"from the heads' scores ({len(planted.true_edges)} edges, toymi.circuits.trained)")
+
+
+def _and_gates_target(run, n_inputs: int) -> RunTarget | None:
+    """An AND-gate transformer on its eval inputs with the gate margin, or None for another task."""
+    from toymi.tasks.and_gates import AndGates, encode_tokens
+
+    if not isinstance(run.task, AndGates):
+        return None
+    batch = run.task.eval_set
+    n = min(n_inputs, len(batch.x) // 2)
+    if n < 1:
+        raise ConfigError(f"the eval set of {run.directory} has {len(batch.x)} input: patching needs two")
+    tokens = encode_tokens(batch.x[: 2 * n])
+    planted = Planted(run.directory.name, run.model, tokens[:n], tokens[n:], GateMargin(batch.y[:n]), (), "patch")
+    absent = certain_absences(run.model.config)
+    rules_out = (f", but patching cannot change {', '.join(absent)} (the readout position's token and position are "
+                 "the same in every input)") if absent else ""
+    return RunTarget(planted, False, f"the first {n} eval inputs, edges patched from the next {n} (noising); metric: "
+                                     "the gate margin at the readout position (on and off gates weigh half each); "
+                                     f"the true circuit is not known{rules_out}", absent)

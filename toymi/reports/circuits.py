@@ -23,11 +23,13 @@ from toymi.plot.circuits import circuit_figure
 def circuits_report(target: str | Path, methods: list[str] | None, out: Path) -> str:
     """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
-    the true edges are known, CPR, CMD, edges found, seconds)."""
+    the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
+    those each circuit keeps)."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
+    ruled_out: tuple[str, ...] = ()
     if str(target) in PLANTED:
         planted, truth_known = PLANTED[str(target)](), True
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
@@ -36,30 +38,34 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path) ->
 
         run = load_run(target)
         found = run_target(run)
-        planted, truth_known = found.planted, found.truth_known
+        planted, truth_known, ruled_out = found.planted, found.truth_known, found.ruled_out
         heading = (f"{Path(target).name}, step {run.model_step}: noising, {planted.ablation} ablation\n\n"
                    f"Inputs: {found.inputs}.")
     else:
         raise ConfigError(f"unknown circuit target {str(target)!r}: it is not a run directory, and planted circuits "
                           f"are: {', '.join(PLANTED)}")
     out.mkdir(parents=True, exist_ok=True)
-    return _write(planted, truth_known, methods, out, heading)
+    return _write(planted, truth_known, methods, out, heading, ruled_out)
 
 
-def _write(p: Planted, truth_known: bool, methods: list[str], out: Path, heading: str) -> str:
+def _write(p: Planted, truth_known: bool, methods: list[str], out: Path, heading: str,
+           ruled_out: tuple[str, ...] = ()) -> str:
     s = setup(p.model, p.clean, p.corrupted, direction="noising", ablation=p.ablation)
     graph = graph_of(p.model.config)
     true = graph.edge_set(p.true_edges) if truth_known else np.zeros(graph.n_edges, bool)
+    absent = graph.edge_set(ruled_out)
     rows = []
-    lines = ["| method | AUC | CPR | CMD | edges found" + (" (true + false)" if truth_known else "") + " | seconds |",
-             "|---|---|---|---|---|---|"]
+    kept_column = f" ruled-out edges kept (of {len(ruled_out)}) |" if ruled_out else ""
+    lines = ["| method | AUC | CPR | CMD | edges found" + (" (true + false)" if truth_known else "") + " |"
+             + kept_column + " seconds |", "|---|---|---|---|---|" + "---|" * bool(ruled_out) + "---|"]
     for found in discover_all(methods, p.model, s, p.metric):
         curve = faithfulness_curve(p.model, *s, p.metric, found.scores)
         auc = roc_auc(found.scores, true) if truth_known else None
         hits, false = int((found.circuit & true).sum()), int((found.circuit & ~true).sum())
         edges = f"{hits}/{int(true.sum())} + {false}" if truth_known else f"{false}"
+        kept = f" {int((found.circuit & absent).sum())} |" if ruled_out else ""
         lines.append(f"| {found.method} | {'–' if auc is None else f'{auc:.3f}'} | {curve.cpr:.3f} | "
-                     f"{curve.cmd:.3f} | {edges} | {found.seconds:.2f} |")
+                     f"{curve.cmd:.3f} | {edges} |{kept} {found.seconds:.2f} |")
         rows.append({"method": found.method, "auc": auc, "cpr": curve.cpr, "cmd": curve.cmd,
                      "seconds": found.seconds, "threshold": found.threshold,
                      "scores": dict(zip(graph.edge_names(), found.scores.tolist())),
@@ -72,5 +78,6 @@ def _write(p: Planted, truth_known: bool, methods: list[str], out: Path, heading
     (out / "table.md").write_text(f"# {heading}\n\n" + table)
     (out / "scores.json").write_text(json.dumps({"target": p.name, "ablation": p.ablation,
                                                  "true_edges": list(p.true_edges) if truth_known else None,
+                                                 "ruled_out_edges": list(ruled_out),
                                                  "methods": rows}, indent=1))
     return table

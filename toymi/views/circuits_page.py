@@ -199,8 +199,8 @@ def circuits_for_planted(planted, methods: Sequence[str] = METHODS) -> View:
 
 def circuits_for_run(run, clean=None, corrupted=None, metric=None, methods: Sequence[str] = METHODS,
                      n_inputs: int = N_INPUTS) -> View | None:
-    """The page for a run's newest transformer; None for a model that is not a transformer or does not predict
-    tokens.
+    """The page for a run's newest transformer; None for a model that is not a transformer, or whose outputs are
+    neither tokens nor AND gates.
 
     Without `clean`: the run's discovery target (`toymi.circuits.targets.run_target`: a trained induction model
     against its known circuit, any other run on `n_inputs` of its task's eval inputs). With `clean`, also pass
@@ -210,10 +210,10 @@ def circuits_for_run(run, clean=None, corrupted=None, metric=None, methods: Sequ
     from toymi.circuits.forward import graph_of
     from toymi.circuits.methods import discover_all
     from toymi.circuits.patching import setup
-    from toymi.circuits.targets import run_target
+    from toymi.circuits.targets import has_target, run_target
 
-    model, task = run.model, run.task
-    if model.kind != "transformer" or not task.predicts_next_token:
+    model = run.model
+    if not has_target(run):
         return None
     truth = None
     if clean is None:
