@@ -31,7 +31,7 @@ GOAL = 50.0
 
 def tl_edge_patching(tl, graph, clean_t, corrupt_cache, clean_cache, tl_metric, torch):
     """Every edge's patched metric with TransformerLens hooks, one forward pass per edge."""
-    n_layers, n_heads = tl.cfg.n_layers, tl.cfg.n_heads
+    n_layers = tl.cfg.n_layers
 
     def out(cache, s):  # sender s's output [batch, pos, d_model]
         name = graph.senders[s]

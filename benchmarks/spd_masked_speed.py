@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 from _bench import RESULTS_DIR, machine, median, spread, versions, write_json  # noqa: E402
 
 from toymi.decompose.parameters import losses  # noqa: E402

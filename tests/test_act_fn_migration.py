@@ -1,6 +1,5 @@
 """`act_fn` names mean what they mean in TransformerLens, and runs saved under the old names keep their numbers."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

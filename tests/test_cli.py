@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import toymi.cli
 from toymi.cli import main
 
 ROOT = Path(__file__).parents[1]

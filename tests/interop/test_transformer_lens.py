@@ -12,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformer_lens")
 
-import toymi  # noqa: E402
 from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln  # noqa: E402
 from toymi.interop.parity import CONFIGS, parity_config, random_weights, site_differences, train_briefly  # noqa: E402
 from toymi.interop.transformer_lens import (  # noqa: E402

@@ -1,6 +1,5 @@
 """Every task renders its tokens, writes an input as text and reads it back; a bad string is a one-line error."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
