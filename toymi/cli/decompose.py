@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -12,7 +13,8 @@ from toymi.errors import ConfigError
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("decompose", help="the recovery benchmark: SAEs and baselines × ground truths")
+    parser = commands.add_parser("decompose", help="the recovery benchmark: SAEs, transcoders, baselines and SPD × "
+                                                   "ground truths")
     parser.add_argument("--out", default="runs/decompose", help="output directory (default: runs/decompose)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke version: tiny truths, few steps, 2 seeds (under a minute on a CPU)")
@@ -22,23 +24,21 @@ def add_parser(commands) -> None:
                              "modular, induction (the _out truths are the MLP's output, where transcoders run too)")
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
-                             "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron basis "
-                             "(default: all)")
+                             "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron "
+                             "basis, SPD (parameter decomposition: tms, compressed and and_gates only), or all (every "
+                             "method but SPD; default). E.g. all,SPD")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from toymi.decompose.benchmark import METHODS, markdown_table, run_benchmark
+    from toymi.decompose.benchmark import markdown_table, run_benchmark
     from toymi.decompose.settings import default_settings
 
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = chosen_methods(args.methods)  # before any truth is built (building TMS trains a model)
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:  # before any truth is built (building TMS trains a model)
-        raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, load = time.perf_counter(), os.getloadavg()
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
         (out / "results.json").write_text(json.dumps({
             "quick": args.quick, "seeds": seeds, "wall_seconds": time.perf_counter() - start,
             "loadavg_at_start": load, "loadavg_now": os.getloadavg(),
-            "settings": [{k: v for k, v in vars(s).items() if k != "truth"} | {"truth": s.truth.name}
-                         for s in settings],
+            "settings": [{k: v for k, v in vars(s).items() if k not in ("truth", "parameters")}
+                         | {"truth": s.truth.name, "spd": _spd_settings(s.parameters)} for s in settings],
             "rows": [r | {"summary": {k: list(v) for k, v in r["summary"].items()}} for r in rows],
         }, indent=1))
         return table
@@ -62,3 +62,24 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {out / 'table.md'} and {out / 'results.json'} ({wall:.0f} s)")
     return 0
+
+
+def chosen_methods(text: str) -> list[str]:
+    """The method names of `--methods`, in the order given: `all` stands for every method but SPD
+    (`DEFAULT_METHODS`). An unknown name, or none, is a `ConfigError`."""
+    from toymi.decompose.methods import DEFAULT_METHODS, METHODS
+
+    named = [m.strip() for m in text.split(",") if m.strip()]
+    methods = list(dict.fromkeys(m for name in named for m in (DEFAULT_METHODS if name == "all" else (name,))))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}, or all" if unknown
+                          else f"--methods {text!r} names no method")
+    return methods
+
+
+def _spd_settings(truth) -> dict | None:
+    """A setting's SPD configuration as JSON (None where SPD does not run on it)."""
+    if truth is None:
+        return None
+    return dataclasses.asdict(truth.config) | {"importance_coef": truth.importance_coef, "p": truth.p}

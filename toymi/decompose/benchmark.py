@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from toymi.decompose.methods import METHODS, Method, Setting
+from toymi.decompose.methods import DEFAULT_METHODS, METHODS, Method, Setting
 from toymi.decompose.scoring import EVAL_SEED
 from toymi.errors import ConfigError
 
-__all__ = ["METHODS", "Setting", "markdown_table", "run_benchmark", "summarise"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "Setting", "markdown_table", "run_benchmark", "summarise"]
 
 
 def summarise(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
@@ -35,7 +35,7 @@ def summarise(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]
             for k in keys}
 
 
-def run_benchmark(settings: Sequence[Setting], methods: Sequence[str | Method] = tuple(METHODS),
+def run_benchmark(settings: Sequence[Setting], methods: Sequence[str | Method] = DEFAULT_METHODS,
                   seeds: Sequence[int] = (0, 1, 2), log: Callable[[str], None] = print,
                   on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Every method (a name in `METHODS`, or any `Method`) on every setting; one result row per (truth, method) with

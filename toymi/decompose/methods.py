@@ -7,7 +7,9 @@ itself on a `Setting`, so the benchmark loops over methods without asking which 
 - `BaselineMethod`: a scikit-learn-style fit (`toymi.decompose.baselines`) on a fresh sample per seed.
 - `NeuronBasisMethod`: the model's own neurons, where the truth has a neuron basis.
 
-Parameter decompositions (SPD) live in `toymi.decompose.parameters`; the truths in `toymi.decompose.truths`.
+Parameter decompositions (SPD) live in `toymi.decompose.parameters`; SPD joins the benchmark as
+`parameters.method.SPDMethod`, on settings that carry a `ParameterTruth`. It runs only when named: `DEFAULT_METHODS`
+(what `--methods all` means) are the activation methods. The truths live in `toymi.decompose.truths`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from toymi.decompose.baselines import BASELINES, neuron_basis
 from toymi.decompose.ground_truth import GroundTruth
+from toymi.decompose.parameters.method import ParameterTruth, SPDMethod
 from toymi.decompose.sae import Hyper, hyper, stack_hypers
 from toymi.decompose.scoring import EVAL_SEED, evaluate, evaluate_transcoder
 from toymi.decompose.fit import SAEConfig, train_saes
@@ -41,6 +44,7 @@ class Setting:
       `"zeros"`; for a site far from the origin, such as a ReLU layer's output, the mean).
     - `transcoder_l1`: the transcoders' sparsity coefficient (their loss is scale-free: `transcoder_loss`).
     - `n_fit`, `n_eval`: samples for fitting baselines and for scoring.
+    - `parameters`: the model's `ParameterTruth` where SPD can decompose it (None: SPD has no row here).
     """
 
     truth: GroundTruth
@@ -58,6 +62,7 @@ class Setting:
     transcoder_l1: float = 0.1
     n_fit: int = 8192
     n_eval: int = 8192
+    parameters: ParameterTruth | None = None
 
 
 class Method(Protocol):
@@ -165,6 +170,9 @@ _ALL: tuple[Method, ...] = (
     SAEMethod("BatchTopK", _batchtopk), SAEMethod("JumpReLU", _jumprelu),
     TranscoderMethod("transcoder", skip=False), TranscoderMethod("skip transcoder", skip=True),
     *(BaselineMethod(name, fit, at_most_d=name in ("PCA", "FastICA")) for name, fit in BASELINES.items()),
-    NeuronBasisMethod(),
+    NeuronBasisMethod(), SPDMethod(),
 )
 METHODS: dict[str, Method] = {m.name: m for m in _ALL}  # the benchmark's methods by name, in table order
+# What the benchmark runs unless told otherwise: every activation method. SPD trains for minutes per truth on a CPU,
+# so it runs when named (`--methods all,SPD`).
+DEFAULT_METHODS: tuple[str, ...] = tuple(name for name in METHODS if name != "SPD")

@@ -4,6 +4,10 @@ A model-based setting takes its model from `source`: a run directory (`toymi tra
 used as it is), a `Spec`, or a spec TOML (trained here, in a temporary directory, optionally cut to `steps`). By
 default the spec shipped with the package in `toymi/decompose/specs/` (copies of the repository's
 `tasks/*_quick.toml`, so an installed toymi finds them: `tests/decompose/test_settings.py` keeps them equal).
+
+The TMS, compressed-computation and AND-gate settings (at the neurons) also carry the model's `ParameterTruth`, so
+SPD runs on them when named (`toymi decompose --methods SPD`), with the paper's coefficients (`_spd`); the SPD step
+counts that fit 2 CPU cores are far below the paper's 30k-40k (`SPD_STEPS`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from toymi.decompose.methods import Setting
+from toymi.decompose.parameters.method import ParameterTruth
 from toymi.decompose.synthetic import sparse_dictionary
 from toymi.errors import ConfigError
 
@@ -31,22 +36,50 @@ def synthetic_setting(quick: bool = False) -> Setting:
                    schedule="cosine", n_fit=4096)
 
 
+# SPD's (steps, batch size) in the benchmark, per truth: what 2 CPU cores run in minutes (the paper: 40k steps at
+# batch 4096 for TMS, 30k at 2048 for the residual MLP); compressed computation's and the AND gates' are the CPU runs
+# README reports from benchmarks/spd_recovery.py. `quick` is a smoke test.
+SPD_STEPS = {"tms": (3000, 512), "compressed": (1500, 128), "and_gates": (5000, 512), "quick": (60, 64)}
+# Bushnaq et al.'s (C, importance coefficient, p) for TMS 5-2 and 40-10; other shapes take 40-10's with C = 5n.
+TMS_SPD = {(5, 2): (20, 3e-3, 1.0), (40, 10): (200, 1e-4, 2.0)}
+
+
+def _spd(model, sample, score, C: int, coef: float, p: float, steps: str, lr: float = 1e-3) -> ParameterTruth:
+    """SPD on `model` as the benchmark runs it: `SPD_STEPS[steps]`, Adam at `lr`, cosine, after a 200-step
+    faithfulness warmup with weight decay 0.1 (the reference code's TMS and residual-MLP configs; 20 steps quick)."""
+    from toymi.decompose.parameters.spd import SPDConfig
+
+    n_steps, batch = SPD_STEPS[steps]
+    config = SPDConfig(C=C, steps=n_steps, batch_size=batch, lr=lr, schedule="cosine",
+                       faithfulness_warmup_steps=20 if steps == "quick" else 200,
+                       faithfulness_warmup_weight_decay=0.1)
+    return ParameterTruth(model, sample, score, config, coef, p)
+
+
 def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae_steps: int = 2000,
-                seed: int = 0) -> Setting:
+                seed: int = 0, quick: bool = False) -> Setting:
     """A TMS `n_features`→`d_hidden` model trained here (feature probability 0.05, importance 1, as APD/SPD's),
-    as a `GroundTruth` (`tms_truth`), with a 2× dictionary."""
+    as a `GroundTruth` (`tms_truth`), with a 2× dictionary; SPD scored by `score_tms` (MMCS and ML2R on `W`)."""
+    import jax
+
+    from toymi.decompose.parameters.truths_tms import score_tms
     from toymi.decompose.truths import tms_truth
     from toymi.experiment.spec import Spec
 
-    truth = tms_truth(*trained(Spec.from_dict({
+    model, task = trained(Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
                  "eval_size": 2048, "data_seed": seed},
         "model": {"kind": "tms", "d_hidden": d_hidden},
         "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
                   "checkpoint_every": steps},
-    })))
+    }))
+    C, coef, p = TMS_SPD.get((n_features, d_hidden), (5 * n_features, 1e-4, 2.0))
+    spd = _spd(model, task.sample,
+               lambda params, seed: score_tms(model, params, task.sample, jax.random.PRNGKey(10_000 + seed)),
+               C, coef, p, "quick" if quick else "tms")
     n_active = max(1, round(0.05 * n_features))
-    return Setting(truth, n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+    return Setting(tms_truth(model, task), n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps,
+                   batch_size=512, parameters=spd)
 
 
 def trained(source, steps: int | None = None) -> tuple:
@@ -82,33 +115,44 @@ def shipped_spec(name: str) -> Path:
 
 
 def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
-                       source=None) -> Setting:
+                       source=None, quick: bool = False) -> Setting:
     """The compressed-computation model of `source` (default: the shipped `compressed_computation_quick` spec,
     trained here), its MLP's neuron
     activations (`mlp_post`) or output (`mlp_out`, where transcoders are scored too) as the truth
     (`compressed_computation_truth`: one direction per feature and sign), with a 2× dictionary. The SAE knobs are
     the TMS ones except the L1 coefficient at the neurons, 0.1: a one-seed vmapped sweep there (shared data) gave
     MMCS 0.585 / 0.698 / 0.763 / 0.661 and loss recovered 0.98 / 0.98 / 0.91 / 0.32 at 0.01 / 0.03 / 0.1 / 0.3.
-    (The same sweep on the AND-gate neurons kept their 0.3.)"""
+    (The same sweep on the AND-gate neurons kept their 0.3.) At the neurons, SPD too (`score_compressed`: features
+    with a `W_in` subcomponent of their own; the paper's C = 100, coefficient 1e-5, p = 2, lr 2e-3)."""
+    from toymi.decompose.parameters.truths_compressed import score_compressed
     from toymi.decompose.truths import compressed_computation_truth
 
-    truth = compressed_computation_truth(*trained(source or shipped_spec("compressed_computation_quick"), steps),
-                                         site=site)
+    model, task = trained(source or shipped_spec("compressed_computation_quick"), steps)
+    truth = compressed_computation_truth(model, task, site=site)
+    spd = None if site != "mlp_post" else _spd(model, lambda key, n: task.sample(key, n).x,
+                                               lambda params, seed: score_compressed(model, params), 100, 1e-5, 2.0,
+                                               "quick" if quick else "compressed", lr=2e-3)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.1 if site == "mlp_post" else 0.3,
-                   l0=0.1, steps=sae_steps, batch_size=512)
+                   l0=0.1, steps=sae_steps, batch_size=512, parameters=spd)
 
 
 def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
-                      source=None) -> Setting:
+                      source=None, quick: bool = False) -> Setting:
     """The AND-gate residual MLP of `source` (default: the shipped `and_gates_quick` spec, trained here); truth: its neurons' (`mlp_post`) or
     its MLP output's (`mlp_out`, where transcoders are scored too) response to each input and each sparse gate's
     interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and their gates are on per
-    example at feature probability 0.3)."""
+    example at feature probability 0.3). At the neurons, SPD too (`score_and_gates`: gates with `W_in`
+    subcomponents of their own; compressed computation's C = 100, coefficient 1e-5, p = 2)."""
+    from toymi.decompose.parameters.truths_and_gates import score_and_gates
     from toymi.decompose.truths import and_gates_truth
 
-    truth = and_gates_truth(*trained(source or shipped_spec("and_gates_quick"), steps), site=site)
+    model, task = trained(source or shipped_spec("and_gates_quick"), steps)
+    truth = and_gates_truth(model, task, site=site)
+    spd = None if site != "mlp_post" else _spd(model, lambda key, n: task.sample(key, n).x,
+                                               lambda params, seed: score_and_gates(model, params, task.pairs), 100,
+                                               1e-5, 2.0, "quick" if quick else "and_gates")
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
-                   batch_size=512)
+                   batch_size=512, parameters=spd)
 
 
 def modular_setting(steps: int | None = None, sae_steps: int = 2000, source=None) -> Setting:
@@ -139,11 +183,13 @@ def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", 
     `"induction"` (quick: tiny versions)."""
     builders = {
         "synthetic": lambda: synthetic_setting(quick),
-        "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200) if quick else tms_setting(),
-        "compressed": lambda: compressed_setting(steps=50, sae_steps=100) if quick else compressed_setting(),
+        "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200, quick=True) if quick else tms_setting(),
+        "compressed": lambda: (compressed_setting(steps=50, sae_steps=100, quick=True) if quick
+                               else compressed_setting()),
         "compressed_out": lambda: (compressed_setting(steps=50, sae_steps=100, site="mlp_out") if quick
                                    else compressed_setting(site="mlp_out")),
-        "and_gates": lambda: and_gates_setting(steps=100, sae_steps=100) if quick else and_gates_setting(),
+        "and_gates": lambda: (and_gates_setting(steps=100, sae_steps=100, quick=True) if quick
+                              else and_gates_setting()),
         "and_gates_out": lambda: (and_gates_setting(steps=100, sae_steps=100, site="mlp_out") if quick
                                   else and_gates_setting(site="mlp_out")),
         "modular": lambda: modular_setting(steps=50, sae_steps=100) if quick else modular_setting(),
