@@ -97,19 +97,26 @@ def test_the_decompose_command_writes_the_table(tmp_path, capsys):
 def test_the_decompose_command_scores_a_trained_model(tmp_path):
     """A model-based truth trains its model inside the command, and methods are scored against it, with the truth's
     own scorer (each truth's construction and scoring: tests/decompose/test_truths.py; the AND-gate model is
-    the quickest to train). At the MLP's output transcoders run too, spliced in place of the whole MLP."""
+    the quickest to train). At the MLP's output transcoders run too, spliced in place of the whole MLP; at the
+    neurons, SPD decomposes the model's weights (it has no row at the output, the same model's other site)."""
     out = tmp_path / "bench"
-    assert main(["decompose", "--quick", "--truths", "and_gates_out", "--methods", "skip transcoder,neuron basis",
-                 "--seeds", "1", "--out", str(out)]) == 0
-    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
-    assert set(rows) == {"skip transcoder", "neuron basis"}
-    for row in rows.values():
-        assert row["truth"].startswith("and gates mlp_out")
-        assert 0 < row["summary"]["mmcs"][0] < 1, row["method"]
-        assert "monosemantic_fraction" in row["summary"]  # the truth's own scorer ran
+    assert main(["decompose", "--quick", "--truths", "and_gates_out,and_gates", "--methods",
+                 "skip transcoder,neuron basis,SPD", "--seeds", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = {(r["truth"].split(" (")[0], r["method"]): r for r in results["rows"]}
+    assert set(rows) == {("and gates mlp_out", "skip transcoder"), ("and gates mlp_out", "neuron basis"),
+                         ("and gates", "neuron basis"), ("and gates", "SPD")}
+    for (truth, method), row in rows.items():
+        if method != "SPD":
+            assert 0 < row["summary"]["mmcs"][0] < 1, method
+            assert "monosemantic_fraction" in row["summary"]  # the truth's own scorer ran
     # the truth's own scores get a table of their own under the main one
     own = (out / "table.md").read_text().split("the truth's own scores")[1]
     assert "monosemantic_fraction" in own.splitlines()[2] and "| skip transcoder |" in own
     # the transcoder, trained 100 steps, predicts the MLP's output and stands in for it
-    assert rows["skip transcoder"]["summary"]["variance_explained"][0] > 0.5
-    assert rows["skip transcoder"]["summary"]["loss_recovered"][0] > 0.5
+    transcoder = rows[("and gates mlp_out", "skip transcoder")]["summary"]
+    assert transcoder["variance_explained"][0] > 0.5 and transcoder["loss_recovered"][0] > 0.5
+    # SPD's scores are its own (gates with W_in subcomponents of their own, score_and_gates), beside the neurons'
+    spd = rows[("and gates", "SPD")]["summary"]
+    assert 0 <= spd["gates_found"][0] <= 1 and 0 < spd["w_in_alive"][0] <= 100 and "mmcs" not in spd
+    assert [s["spd"] and s["spd"]["C"] for s in results["settings"]] == [None, 100]  # SPD settings of each truth
