@@ -21,6 +21,8 @@ from toymi.experiment.sweep_training import train_sweep
 from toymi.train.optimizer import hyperparams
 from toymi.trees import unstack
 
+from fake_devices import fake_devices_environ
+
 BASE = {
     "task": {"name": "modular_arithmetic", "p": 11, "frac_train": 0.6, "data_seed": 0},
     "model": {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32},
@@ -157,9 +159,7 @@ SHARDED = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.long(14)
 def test_sharded_ensemble_equals_unsharded_on_eight_fake_devices():
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    import os
     result = subprocess.run([sys.executable, "-c", SHARDED.format(BASE=BASE)], capture_output=True, text=True,
-                            env={**os.environ, **env}, timeout=300)
+                            env=fake_devices_environ(8), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SHARDED OK 8" in result.stdout

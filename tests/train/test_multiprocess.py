@@ -6,7 +6,6 @@ process 0, checkpoints by orbax from every process), a hard-killed process loses
 and the result equals the same run in one process.
 """
 
-import os
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from toymi.train.checkpoints import Checkpoints
 from toymi.experiment.sweep_training import abstract_ensemble_state, train_sweep
 from toymi.experiment.training import abstract_state
 
+from fake_devices import fake_devices_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tasks" / "tms_quick.toml"  # batch 1024: splits evenly over 8 devices
 SETTINGS = ["task.eval_size=1000", "train.eval_every=10", "train.checkpoint_every=10"]
@@ -36,8 +37,7 @@ def _launch(args: list[str]) -> list[subprocess.Popen]:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": str(ROOT)}
+    env = {**fake_devices_environ(4), "PYTHONPATH": str(ROOT)}
     sets = [x for s in SETTINGS for x in ("--set", s)]
     return [subprocess.Popen([sys.executable, "-m", "toymi.cli", *args, *sets, "--distributed", "--coordinator",
                               f"localhost:{port}", "--num-processes", "2", "--process-id", str(i), "--no-progress",
