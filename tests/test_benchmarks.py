@@ -58,6 +58,27 @@ def test_readme_attribution_table_is_the_committed_results_file():
         assert line in readme, f"README lacks this line of the attribution-graph table: {line}"
 
 
+def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
+    """README's table of `toymi circuits` on the AND-gate transformer is the command's committed `table.md`, line for
+    line; its SPD rows state `toymi decompose --methods SPD`'s committed numbers as that command's table prints them."""
+    readme = (ROOT / "README.md").read_text()
+    results = ROOT / "benchmarks" / "results"
+    table = (results / "circuits" / "and_gates_transformer_quick_table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 9  # header, rule, seven methods
+    for line in rows:
+        assert line in readme, f"README lacks this line of the AND-gate circuits table: {line}"
+    spd = {r["truth"].split(" (")[0]: r["summary"] for r in
+           json.loads((results / "spd" / "decompose_spd_rows.json").read_text())["rows"]}
+    tms = " / ".join("{:.3f} ± {:.3f}".format(*spd["tms 40→10"][k]) for k in ("mmcs", "ml2r"))
+    assert f"| {tms} (" in readme
+    n_features = round(100 * spd["compressed computation mlp_post"]["own_fraction"][0])
+    assert f"features with their own `W_in` subcomponent {n_features} of 100 in every seed" in readme
+    assert spd["compressed computation mlp_post"]["own_fraction"][1] == 0  # "in every seed"
+    assert f"gates found {round(45 * spd['and gates']['gates_found'][0])} of 45 in every seed" in readme
+    assert spd["and gates"]["gates_found"][1] == 0
+
+
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
 # runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
 # compiled come from the compilation cache)
