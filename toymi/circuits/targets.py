@@ -97,14 +97,21 @@ def run_target(run, n_inputs: int = N_INPUTS) -> RunTarget:
     if gates is not None:
         return gates
     name, batch = next(iter(task.eval_batches().items()))
-    n = min(n_inputs, len(batch) // 2)  # a small eval set: half of it, patched from the other half
-    if n < 1:
-        raise ConfigError(f"the {name} eval set of {run.directory} has {len(batch)} input: patching needs two")
+    n = _n_clean(n_inputs, len(batch), f"the {name} eval set of {run.directory}")
     mask = batch.loss_mask[:n]
     metric = TargetLogit(jnp.where(mask > 0, batch.targets[:n], 0), mask)
     planted = Planted(run.directory.name, model, batch.tokens[:n], batch.tokens[n: 2 * n], metric, (), "patch")
     return RunTarget(planted, False, f"the first {n} {name} inputs, edges patched from the next {n} (noising); "
                                      "the true circuit is not known")
+
+
+def _n_clean(n_inputs: int, available: int, what: str) -> int:
+    """How many of `available` inputs are the clean ones, as many more being the corrupted: `n_inputs`, or half a
+    smaller set. A set of one input is a `ConfigError`."""
+    n = min(n_inputs, available // 2)
+    if n < 1:
+        raise ConfigError(f"{what} has {available} input: patching needs two")
+    return n
 
 
 def _induction_target(run, n_inputs: int) -> RunTarget | None:
@@ -127,15 +134,13 @@ def _induction_target(run, n_inputs: int) -> RunTarget | None:
 
 def _and_gates_target(run, n_inputs: int) -> RunTarget | None:
     """An AND-gate transformer on its eval inputs with the gate margin, or None for another task."""
-    from toymi.tasks.and_gates import AndGates, encode_tokens
+    from toymi.tasks.and_gates import AndGates
 
     if not isinstance(run.task, AndGates):
         return None
     batch = run.task.eval_set
-    n = min(n_inputs, len(batch.x) // 2)
-    if n < 1:
-        raise ConfigError(f"the eval set of {run.directory} has {len(batch.x)} input: patching needs two")
-    tokens = encode_tokens(batch.x[: 2 * n])
+    n = _n_clean(n_inputs, len(batch), f"the eval set of {run.directory}")
+    tokens = run.task.model_inputs(batch, "transformer")[: 2 * n]
     planted = Planted(run.directory.name, run.model, tokens[:n], tokens[n:], GateMargin(batch.y[:n]), (), "patch")
     absent = certain_absences(run.model.config)
     rules_out = (f", but patching cannot change {', '.join(absent)} (the readout position's token and position are "

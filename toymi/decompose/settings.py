@@ -44,16 +44,17 @@ SPD_STEPS = {"tms": (3000, 512), "compressed": (1500, 128), "and_gates": (5000, 
 TMS_SPD = {(5, 2): (20, 3e-3, 1.0), (40, 10): (200, 1e-4, 2.0)}
 
 
-def _spd(model, sample, score, C: int, coef: float, p: float, steps: str, lr: float = 1e-3) -> ParameterTruth:
-    """SPD on `model` as the benchmark runs it: `SPD_STEPS[steps]`, Adam at `lr`, cosine, after a 200-step
-    faithfulness warmup with weight decay 0.1 (the reference code's TMS and residual-MLP configs; 20 steps quick)."""
+def _spd(model, task, score, C: int, coef: float, p: float, truth: str, quick: bool,
+         lr: float = 1e-3) -> ParameterTruth:
+    """SPD on `model`, fed its `task`'s inputs, as the benchmark runs it: `SPD_STEPS[truth]` (`"quick"` when
+    `quick`), Adam at `lr`, cosine, after a 200-step faithfulness warmup with weight decay 0.1 (the reference code's
+    TMS and residual-MLP configs; 20 steps quick)."""
     from toymi.decompose.parameters.spd import SPDConfig
 
-    n_steps, batch = SPD_STEPS[steps]
+    n_steps, batch = SPD_STEPS["quick" if quick else truth]
     config = SPDConfig(C=C, steps=n_steps, batch_size=batch, lr=lr, schedule="cosine",
-                       faithfulness_warmup_steps=20 if steps == "quick" else 200,
-                       faithfulness_warmup_weight_decay=0.1)
-    return ParameterTruth(model, sample, score, config, coef, p)
+                       faithfulness_warmup_steps=20 if quick else 200, faithfulness_warmup_weight_decay=0.1)
+    return ParameterTruth(model, task.sample, score, config, coef, p)
 
 
 def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae_steps: int = 2000,
@@ -74,9 +75,9 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
                   "checkpoint_every": steps},
     }))
     C, coef, p = TMS_SPD.get((n_features, d_hidden), (5 * n_features, 1e-4, 2.0))
-    spd = _spd(model, task.sample,
+    spd = _spd(model, task,
                lambda params, seed: score_tms(model, params, task.sample, jax.random.PRNGKey(10_000 + seed)),
-               C, coef, p, "quick" if quick else "tms")
+               C, coef, p, "tms", quick)
     n_active = max(1, round(0.05 * n_features))
     return Setting(tms_truth(model, task), n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512, parameters=spd)
@@ -129,9 +130,8 @@ def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: st
 
     model, task = trained(source or shipped_spec("compressed_computation_quick"), steps)
     truth = compressed_computation_truth(model, task, site=site)
-    spd = None if site != "mlp_post" else _spd(model, lambda key, n: task.sample(key, n).x,
-                                               lambda params, seed: score_compressed(model, params), 100, 1e-5, 2.0,
-                                               "quick" if quick else "compressed", lr=2e-3)
+    spd = None if site != "mlp_post" else _spd(model, task, lambda params, seed: score_compressed(model, params),
+                                               100, 1e-5, 2.0, "compressed", quick, lr=2e-3)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.1 if site == "mlp_post" else 0.3,
                    l0=0.1, steps=sae_steps, batch_size=512, parameters=spd)
 
@@ -148,9 +148,9 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str
 
     model, task = trained(source or shipped_spec("and_gates_quick"), steps)
     truth = and_gates_truth(model, task, site=site)
-    spd = None if site != "mlp_post" else _spd(model, lambda key, n: task.sample(key, n).x,
+    spd = None if site != "mlp_post" else _spd(model, task,
                                                lambda params, seed: score_and_gates(model, params, task.pairs), 100,
-                                               1e-5, 2.0, "quick" if quick else "and_gates")
+                                               1e-5, 2.0, "and_gates", quick)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512, parameters=spd)
 

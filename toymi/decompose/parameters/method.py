@@ -31,7 +31,8 @@ class ParameterTruth:
     """What SPD needs to decompose a benchmark truth's model and score the result.
 
     - `model`: the model whose weight matrices are decomposed (`targets.model_targets`).
-    - `sample(key, n)`: `n` model inputs (the task's, drawn fresh).
+    - `sample(key, n)`: `n` model inputs drawn fresh, or a task's `sample`, whose batches' `inputs` are used (as
+      `train_spd` reads it).
     - `score(params, seed)`: one member's metrics (`seed` draws any inputs the scorer samples).
     - `config`: the shared SPD settings; `importance_coef`, `p`: every seed's importance-minimality term.
     """
