@@ -19,6 +19,18 @@ if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) impor
     from toymi.model.transformer import ModelConfig
 
 
+def heads_in(x: Float[Array, "pos d_model"], W) -> Float[Array, "pos head d_head"]:
+    """`x` through per-head input weights `W` `[head, d_model, d_head]` (queries, keys or values). `W` may instead be
+    an object with a `heads_in(x)` method that stands in for the array (SPD's masked, factored weights:
+    `toymi.decompose.parameters.heads`)."""
+    return jnp.einsum("pd,hde->phe", x, W) if isinstance(W, jax.Array) else W.heads_in(x)
+
+
+def heads_out(z: Float[Array, "pos head d_head"], W) -> Float[Array, "pos head d_model"]:
+    """Each head's output `z_h @ W_O[h]` for `W` `[head, d_head, d_model]`, or an object with `heads_out(z)`."""
+    return jnp.einsum("qhe,hed->qhd", z, W) if isinstance(W, jax.Array) else W.heads_out(z)
+
+
 class Attention(eqx.Module):
     W_Q: Float[Array, "head d_model d_head"]
     W_K: Float[Array, "head d_model d_head"]
@@ -48,9 +60,9 @@ class Attention(eqx.Module):
     ) -> tuple[Float[Array, "query head d_head"], Float[Array, "pos head d_head"], Float[Array, "pos head d_head"]]:
         """Queries (at `query_positions`, default all), keys and values of the residual stream `x` (with biases, or
         the linear part alone)."""
-        q = jnp.einsum("pd,hde->phe", take_positions(x, query_positions), self.W_Q)
-        k = jnp.einsum("pd,hde->phe", x, self.W_K)
-        v = jnp.einsum("pd,hde->phe", x, self.W_V)
+        q = heads_in(take_positions(x, query_positions), self.W_Q)
+        k = heads_in(x, self.W_K)
+        v = heads_in(x, self.W_V)
         if not with_bias:
             return q, k, v
         return q + self.b_Q, k + self.b_K, v + self.b_V
@@ -73,8 +85,10 @@ class Attention(eqx.Module):
         z = hooks("z", layer, jnp.einsum("hqk,khe->qhe", pattern, v))
         if hooks.wants("result"):
             # Per-head outputs cost n_heads times the memory of attn_out: only materialise them when asked.
-            result = hooks("result", layer, jnp.einsum("qhe,hed->qhd", z, self.W_O))
+            result = hooks("result", layer, heads_out(z, self.W_O))
             out = result.sum(1) + self.b_O
-        else:
+        elif isinstance(self.W_O, jax.Array):
             out = jnp.einsum("qhe,hed->qd", z, self.W_O) + self.b_O
+        else:
+            out = heads_out(z, self.W_O).sum(1) + self.b_O
         return hooks("attn_out", layer, out)

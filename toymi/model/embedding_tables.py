@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
@@ -30,6 +31,12 @@ UPSTREAM_SITES = frozenset({"embed", "pos_embed", "resid_pre"})
 def tables_possible(config: ModelConfig) -> bool:
     """Whether layer 0 can read q, k, v from tables at all: no norm before it and a toy vocabulary."""
     return not config.has_norm and config.d_vocab + config.n_ctx <= MAX_TABLE_ROWS
+
+
+def plain_weights(attn: Attention) -> bool:
+    """Whether the attention's input weights are plain arrays, which the tables are built from (SPD substitutes
+    masked, factored weights with a mask per position, which no per-token table can hold)."""
+    return all(isinstance(w, jax.Array) for w in (attn.W_Q, attn.W_K, attn.W_V))
 
 
 def tables_apply(config: ModelConfig, intervened_sites: frozenset[str]) -> bool:

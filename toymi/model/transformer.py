@@ -30,10 +30,11 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from toymi.model import init
 from toymi.model.activations import Activations
 from toymi.model.block import Block, normed
-from toymi.model.embedding_tables import UPSTREAM_SITES, layer0_qkv, tables_possible
+from toymi.model.embedding_tables import UPSTREAM_SITES, layer0_qkv, plain_weights, tables_possible
 from toymi.model.hooked import HookedModel
 from toymi.model.hooks import Hooks
 from toymi.model.interventions import AnyIntervention
+from toymi.model.layer_stack import layer_of
 from toymi.model.mlp import MLP
 from toymi.model.norm import Norm
 from toymi.model.registry import register_model_kind
@@ -214,10 +215,10 @@ class Transformer(HookedModel):
             table_input = table_input + self.W_pos[: tokens.shape[0]]
         last = self.config.n_layers - 1
         for layer in range(self.config.n_layers):
-            block = jax.tree.map(lambda w: w[layer], self.blocks)
+            block = layer_of(self.blocks, layer)
             query_positions = output_positions if layer == last else None
             qkv, qkv_input = None, None
-            if layer == 0 and tables_possible(self.config):
+            if layer == 0 and tables_possible(self.config) and plain_weights(block.attn):
                 qkv = layer0_qkv(block.attn, self.W_E, self.W_pos, tokens, query_positions)
                 if hooks.targets & UPSTREAM_SITES:  # the input may differ from the tables' embed + pos_embed
                     qkv_input = table_input

@@ -2,7 +2,8 @@
 
 - `faithfulness`: ‖W − Σ_c U_c V_cᵀ‖² summed over decomposed matrices, over their total number of entries.
 - `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
-  `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE).
+  `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE; for a transformer the KL
+  divergence of its next-token distributions, `OUTPUT_DISTANCE`).
 - `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
 - `tie`: the subcomponents of a target tied to another (TMS's `W_out`, `Target.tied`) set to that one's transposed,
   before every loss, so the gradient of both uses reaches the one shared set (`SPDConfig.tie = "gradients"`);
@@ -107,9 +108,24 @@ def mse(a: Array, b: Array) -> Float[Array, ""]:
     return jnp.mean((a - b) ** 2)
 
 
+def kl_logits(pred: Float[Array, "*lead vocab"], target: Float[Array, "*lead vocab"]) -> Float[Array, ""]:
+    """KL(target ‖ pred) between the next-token distributions of two logit arrays, mean over every position."""
+    log_p, log_q = jax.nn.log_softmax(target, axis=-1), jax.nn.log_softmax(pred, axis=-1)
+    return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
+
+
+# How far a masked model's output is from the target model's, by model kind: a language model's logits are compared
+# as distributions (as the reference code does for LMs); the other kinds' outputs are values (MSE).
+OUTPUT_DISTANCE = {"transformer": kl_logits}
+
+
+def output_distance(model: eqx.Module, pred: Array, target: Array) -> Float[Array, ""]:
+    return OUTPUT_DISTANCE.get(model.kind, mse)(pred, target)
+
+
 def stochastic_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
     """All matrices masked at once, against the target output."""
-    return mse(masked_output(model, targets, params, x, masks), target_out)
+    return output_distance(model, masked_output(model, targets, params, x, masks), target_out)
 
 
 def layerwise_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
@@ -117,13 +133,14 @@ def layerwise_reconstruction(model, targets, params, x, target_out, masks) -> Fl
     losses = []
     for i in range(len(targets)):
         only = [m if j == i else None for j, m in enumerate(masks)]
-        losses.append(mse(masked_output(model, targets, params, x, only), target_out))
+        losses.append(output_distance(model, masked_output(model, targets, params, x, only), target_out))
     return sum(losses) / len(losses)
 
 
 def importance_minimality(g_upper: Sequence[Array], p: Float[Array, ""]) -> Float[Array, ""]:
-    """Σ_matrices Σ_c mean_batch g^p (a tiny offset keeps the gradient of g^p finite at 0 for p < 1)."""
-    return sum(jnp.sum(jnp.mean((g + 1e-12) ** p, axis=0)) for g in g_upper)
+    """Σ_matrices Σ_c mean_batch g^p, the mean over every example (and position, for a transformer); a tiny offset keeps
+    the gradient of g^p finite at 0 for p < 1."""
+    return sum(jnp.sum(jnp.mean((g + 1e-12) ** p, axis=tuple(range(g.ndim - 1)))) for g in g_upper)
 
 
 def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Array, ""]:

@@ -24,6 +24,7 @@ transposed (`losses.tie`), one set of `U_c V_cᵀ` for both uses. One substitute
 |---|---|
 | `tms` | `W_in` (W in `W x`, input `x`), `W_out` (Wᵀ in `Wᵀ h`, input the bottleneck; tied to `W_in`); with a hidden identity also `W_hidden` (input `hidden`; the fixed identity is substituted through `W_hidden_trained`) |
 | `residual_mlp` | `W_in[l]` (input `resid_pre[l]`) and `W_out[l]` (input `mlp_post[l]`) per layer |
+| `transformer` | per layer `W_Q`, `W_K`, `W_V` (every head at once, input the attention's input), `W_O` (input the flattened `z`), and with an MLP `W_in`, `W_out` (`targets_transformer.py`) |
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from toymi.decompose.parameters.components import FactoredMatrix
+from toymi.decompose.parameters.targets_transformer import transformer_targets
 from toymi.model.interventions import patch
+from toymi.model.layer_stack import set_layer
 from toymi.model.residual_mlp import ResidualMLP
 from toymi.model.tms import TMS
 
@@ -51,25 +53,9 @@ class Target:
     get: Callable[[eqx.Module], Float[Array, "d_out d_in"]]
     put: Callable[[eqx.Module, Float[Array, "d_out d_in"]], eqx.Module]
     tied: str | None = None  # this matrix is that target's transposed: its subcomponents are tied to them
-
-
-class LayerStack(eqx.Module):
-    """A stacked `[layer, d_a, d_b]` weight as a tuple of per-layer matrices (arrays or `FactoredMatrix`): what a
-    model's forward gets in place of the array when one layer is factored (it only reads `W[layer]`)."""
-
-    layers: tuple
-
-    def __getitem__(self, layer: int):
-        return self.layers[layer]
-
-
-def _set_layer(stack, layer: int, M):
-    """`stack` with layer `layer` replaced by `M`: `.at[].set` while everything is dense, else a `LayerStack`."""
-    if not isinstance(stack, LayerStack) and not isinstance(M, FactoredMatrix):
-        return stack.at[layer].set(M)
-    layers = list(stack.layers) if isinstance(stack, LayerStack) else [stack[i] for i in range(stack.shape[0])]
-    layers[layer] = M
-    return LayerStack(tuple(layers))
+    # what the matrix reads, from the model and its captured activations (`site` captured), when that is not the
+    # site itself: a normalised input, a flattened `[pos, head·d_head]` z
+    read: Callable[[eqx.Module, object], Array] | None = None
 
 
 def _is_none(x) -> bool:
@@ -91,14 +77,15 @@ def _residual_targets(model: ResidualMLP) -> list[Target]:
     out = []
     for l in range(model.config.n_layers):
         out.append(Target(f"W_in.{l}", "resid_pre", l, lambda m, l=l: m.W_in[l].T,
-                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_in, m, _set_layer(m.W_in, l, M.T))))
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_in, m, set_layer(m.W_in, l, M.T))))
         out.append(Target(f"W_out.{l}", "mlp_post", l, lambda m, l=l: m.W_out[l].T,
-                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_out, m, _set_layer(m.W_out, l, M.T))))
+                          lambda m, M, l=l: eqx.tree_at(lambda t: t.W_out, m, set_layer(m.W_out, l, M.T))))
     return out
 
 
 # Each model kind's decomposable matrices, by kind (`HookedModel.kind`).
-TARGETS = {"tms": _tms_targets, "residual_mlp": _residual_targets}
+TARGETS = {"tms": _tms_targets, "residual_mlp": _residual_targets,
+           "transformer": lambda model: transformer_targets(model, Target)}
 
 
 def model_targets(model: eqx.Module, names: Sequence[str] | None = None) -> list[Target]:
@@ -139,10 +126,11 @@ def masked_forward(model: eqx.Module, targets: Sequence[Target], matrices: Seque
 
 
 def target_inputs(model: eqx.Module, targets: Sequence[Target], x: Array) -> tuple[Array, list[Array]]:
-    """The model's output on the batch `x` and each target's input activations `[batch, d_in]` (one run)."""
+    """The model's output on the batch `x` and each target's input activations `[batch, (pos,) d_in]` (one run)."""
     capture = sorted({t.site for t in targets})
     out, acts = jax.vmap(lambda xi: model.forward(xi, capture=frozenset(capture)))(x)
-    return out, [acts[t.site] if t.layer is None else acts[t.site, t.layer] for t in targets]
+    return out, [t.read(model, acts) if t.read is not None else acts[t.site] if t.layer is None
+                 else acts[t.site, t.layer] for t in targets]
 
 
 def model_input_sampler(sample: Callable) -> Callable[[PRNGKeyArray, int], Array]:
