@@ -8,7 +8,11 @@ eval MSE next to the naive solution's. `and_gates`: the AND-gate residual MLP of
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
 `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
-of coefficients × seeds), no published number.
+of coefficients × seeds), no published number. `induction`: the 2-layer attention-only model of
+`tasks/induction_quick.toml`, every attention matrix decomposed whole (`truths_induction.py`: subcomponents confined to
+one head, those of the previous-token and induction heads, K-composition; success: ≥ 90% of alive subcomponents in
+one head and the induction head with its own in all four matrices); the reference's induction config is
+`--C 100 --coef 1e-2 --p 0.1 --faithfulness-coef 100 --batch 16` (C 64 by default here).
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
@@ -68,6 +72,7 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
 
 COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
 AND_GATES = {"and_gates": "and_gates_quick"}  # the model `toymi decompose --truths and_gates` scores SAEs on
+INDUCTION = {"induction": "induction_quick"}  # the 2-layer attention-only model of `toymi decompose --truths induction`
 
 
 def model_losses(model, task) -> dict[str, float]:
@@ -94,7 +99,7 @@ def run_compressed(name: str, args) -> dict:
     model, task, model_seconds = train_spec(COMPRESSED[name], args)
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
-    result = decompose_residual_mlp(name, model, task, args, model_seconds, score_compressed,
+    result = decompose_members(name, model, task, args, model_seconds, score_compressed,
                                     lambda s: s["own_fraction"] == 1.0)
     return {"truth": name, "spec": COMPRESSED[name], **result, "model_seconds": model_seconds,
             "target_model": losses, "published": {"own_fraction": 1.0}}
@@ -108,17 +113,36 @@ def run_and_gates(name: str, args) -> dict:
     model, task, model_seconds = train_spec(AND_GATES[name], args)
     accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
-    result = decompose_residual_mlp(name, model, task, args, model_seconds,
-                                    lambda m, params: score_and_gates(m, params, task.pairs),
-                                    lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
-                                    args.p or (2.0,))
+    result = decompose_members(name, model, task, args, model_seconds,
+                               lambda m, params: score_and_gates(m, params, task.pairs),
+                               lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.p or (2.0,))
     return {"truth": name, "spec": AND_GATES[name], **result, "model_seconds": model_seconds,
             "target_model": {"accuracy": accuracy}}
 
 
-def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
-                           coefs=(1e-5,), ps=(2.0,)) -> dict:
-    """SPD on a residual MLP trained here (inputs: its task's feature vectors), every (coefficient, p) setting ×
+def run_induction(name: str, args) -> dict:
+    """SPD on the 2-layer attention-only induction model of `tasks/<INDUCTION[name]>.toml` (trained here), every
+    attention matrix decomposed whole, scored by `truths_induction.score_induction` (subcomponents of the
+    previous-token and induction heads, K-composition); defaults as the reference code's induction config (C 100,
+    coefficient 1e-2, p 0.1, faithfulness coefficient 100, batch 16) except C = 64."""
+    from toymi.decompose.parameters.truths_induction import key_heads, score_induction
+
+    model, task, model_seconds = train_spec(INDUCTION[name], args)
+    heads = key_heads(model, task)
+    tokens = task.sample(jax.random.PRNGKey(10_000), 128).inputs
+    print(f"{name} target model: previous-token head L0H{heads[0]}, induction head L1H{heads[1]}", flush=True)
+    result = decompose_members(name, model, task, args, model_seconds,
+                               lambda m, params: score_induction(m, params, tokens, heads),
+                               lambda s: s["single_head_fraction"] >= 0.9 and s["induction_head_matrices"] == 4,
+                               args.C or 64, args.coef or (1e-2,), args.p or (0.1,))
+    return {"truth": name, "spec": INDUCTION[name], **result, "model_seconds": model_seconds,
+            "heads": {"previous_token": heads[0], "induction": heads[1]}}
+
+
+def decompose_members(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
+                      coefs=(1e-5,), ps=(2.0,)) -> dict:
+    """SPD on a model trained here (inputs: its task's own), every (coefficient, p) setting ×
     `args.seeds` seeds as one vmapped run: each member's `score(model, params)` (with its setting and seed), whether
     it is `at_bar`, the success rate, SPD's wall time and final losses."""
     if len(ps) not in (1, len(coefs)):
@@ -127,9 +151,10 @@ def decompose_residual_mlp(name: str, model, task, args, model_seconds: float, s
     members = [(c, p, seed) for c, p in settings for seed in range(args.seeds)]
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd)
+                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
+                    faithfulness_coef=args.faithfulness_coef)
     t0 = time.perf_counter()
-    run = train_spd(model, lambda key, n: task.sample(key, n).x, cfg,
+    run = train_spd(model, task.sample, cfg,
                     stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
                     jnp.array([seed for _, _, seed in members]))
     jax.block_until_ready(run.losses["total"])
@@ -157,6 +182,8 @@ def run_truth(name: str, args) -> dict:
         return run_compressed(name, args)
     if name in AND_GATES:
         return run_and_gates(name, args)
+    if name in INDUCTION:
+        return run_induction(name, args)
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
@@ -189,7 +216,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
-                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES])}")
+                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES, *INDUCTION])}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
@@ -200,7 +227,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")
-    ap.add_argument("--C", type=int, default=None, help="subcomponents per matrix (and_gates; default 100)")
+    ap.add_argument("--C", type=int, default=None,
+                    help="subcomponents per matrix (and_gates: default 100; induction: 64)")
+    ap.add_argument("--faithfulness-coef", type=float, default=1.0,
+                    help="the faithfulness loss's weight (the reference's induction config: 100)")
     ap.add_argument("--coef", type=_floats, default=None,
                     help="importance-minimality coefficients, comma-separated: each one × --seeds members, one run "
                          "(and_gates; default 1e-5)")
@@ -212,9 +242,9 @@ def main(argv=None) -> int:
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES}]
+    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES, **INDUCTION}]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES]}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES, *INDUCTION]}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,

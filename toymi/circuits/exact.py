@@ -26,6 +26,7 @@ from jaxtyping import Array, Float
 
 from toymi.circuits.graph import QKV
 from toymi.model.interventions import apply_function
+from toymi.model.layer_stack import layer_of
 from toymi.model.mlp import ACTIVATIONS
 from toymi.model.norm import normalized
 
@@ -88,7 +89,7 @@ def receiver_logits(model, group: tuple[str, int], tokens, cache: dict, delta: A
     last = model.config.n_layers - 1
     if what == "logits":
         return _from_resid_post(model, tokens, last, cache["resid_post"][last] + delta)
-    block = jax.tree.map(lambda w: w[layer], model.blocks)
+    block = layer_of(model.blocks, layer)
     if what == "mlp":
         new = _mlp(block, cache["resid_mid"][layer] + delta)
         return _from_resid_post(model, tokens, layer, cache["resid_post"][layer] + new - cache["mlp_out"][layer])

@@ -25,6 +25,7 @@ from jaxtyping import Array, Float, Int
 
 from toymi.circuits.graph import Graph, build_graph
 from toymi.jit import jit
+from toymi.model.layer_stack import layer_of
 from toymi.model.mlp import ACTIVATIONS
 from toymi.model.norm import normalized
 
@@ -76,7 +77,7 @@ def graph_forward(
         return resid + delta
 
     for layer in range(start, model.config.n_layers):
-        block = jax.tree.map(lambda w: w[layer], model.blocks)
+        block = layer_of(model.blocks, layer)
         result = _attention(block.attn, normalized(block.ln1, inputs(graph.qkv_receivers(layer))))
         outs.extend(result)
         resid = resid + result.sum(0) + block.attn.b_O

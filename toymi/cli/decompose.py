@@ -25,8 +25,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
                              "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron "
-                             "basis, SPD (parameter decomposition: tms, compressed and and_gates only), or all (every "
-                             "method but SPD; default). E.g. all,SPD")
+                             "basis, SPD (parameter decomposition: tms, compressed, and_gates and induction only), "
+                             "or all (every method but SPD; default). E.g. all,SPD")
     parser.set_defaults(func=run)
 
 

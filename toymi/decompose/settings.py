@@ -5,9 +5,9 @@ used as it is), a `Spec`, or a spec TOML (trained here, in a temporary directory
 default the spec shipped with the package in `toymi/decompose/specs/` (copies of the repository's
 `tasks/*_quick.toml`, so an installed toymi finds them: `tests/decompose/test_settings.py` keeps them equal).
 
-The TMS, compressed-computation and AND-gate settings (at the neurons) also carry the model's `ParameterTruth`, so
-SPD runs on them when named (`toymi decompose --methods SPD`), with the paper's coefficients (`_spd`); the SPD step
-counts that fit 2 CPU cores are far below the paper's 30k-40k (`SPD_STEPS`).
+The TMS, compressed-computation, AND-gate (at the neurons) and induction settings also carry the model's
+`ParameterTruth`, so SPD runs on them when named (`toymi decompose --methods SPD`), with the paper's coefficients
+(`_spd`); the SPD step counts that fit 2 CPU cores are far below the paper's 30k-40k (`SPD_STEPS`).
 """
 
 from __future__ import annotations
@@ -39,21 +39,25 @@ def synthetic_setting(quick: bool = False) -> Setting:
 # SPD's (steps, batch size) in the benchmark, per truth: what 2 CPU cores run in minutes (the paper: 40k steps at
 # batch 4096 for TMS, 30k at 2048 for the residual MLP); compressed computation's and the AND gates' are the CPU runs
 # README reports from benchmarks/spd_recovery.py. `quick` is a smoke test.
-SPD_STEPS = {"tms": (3000, 512), "compressed": (1500, 128), "and_gates": (5000, 512), "quick": (60, 64)}
+SPD_STEPS = {"tms": (3000, 512), "compressed": (1500, 128), "and_gates": (5000, 512), "induction": (4000, 16),
+             "quick": (60, 64)}
 # Bushnaq et al.'s (C, importance coefficient, p) for TMS 5-2 and 40-10; other shapes take 40-10's with C = 5n.
 TMS_SPD = {(5, 2): (20, 3e-3, 1.0), (40, 10): (200, 1e-4, 2.0)}
+# The reference code's induction config (goodfire-ai/spd `spd/experiments/ih/ih_config.yaml`: coefficient 1e-2,
+# p = 0.1, faithfulness coefficient 100, batch 16, KL output loss), with C 64 rather than 100 to fit 2 CPU cores.
+INDUCTION_SPD = (64, 1e-2, 0.1)
 
 
 def _spd(model, task, score, C: int, coef: float, p: float, truth: str, quick: bool,
-         lr: float = 1e-3) -> ParameterTruth:
+         lr: float = 1e-3, **config) -> ParameterTruth:
     """SPD on `model`, fed its `task`'s inputs, as the benchmark runs it: `SPD_STEPS[truth]` (`"quick"` when
     `quick`), Adam at `lr`, cosine, after a 200-step faithfulness warmup with weight decay 0.1 (the reference code's
-    TMS and residual-MLP configs; 20 steps quick)."""
+    TMS, residual-MLP and induction configs; 20 steps quick); `config`: other `SPDConfig` settings."""
     from toymi.decompose.parameters.spd import SPDConfig
 
     n_steps, batch = SPD_STEPS["quick" if quick else truth]
     config = SPDConfig(C=C, steps=n_steps, batch_size=batch, lr=lr, schedule="cosine",
-                       faithfulness_warmup_steps=20 if quick else 200, faithfulness_warmup_weight_decay=0.1)
+                       faithfulness_warmup_steps=20 if quick else 200, faithfulness_warmup_weight_decay=0.1, **config)
     return ParameterTruth(model, task.sample, score, config, coef, p)
 
 
@@ -167,14 +171,24 @@ def modular_setting(steps: int | None = None, sae_steps: int = 2000, source=None
                    b_dec_init="mean")
 
 
-def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=None) -> Setting:
+def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=None, quick: bool = False) -> Setting:
     """The induction model of `source` (default: the shipped `induction_quick` spec, trained here); layer 1's attention output scored on whether
     latents separate repeated-token positions from first occurrences (`induction_truth`), against random
-    directions. 2× dictionary, k = 4; not tuned."""
+    directions. 2× dictionary, k = 4; not tuned. SPD decomposes every attention matrix (`score_induction`: the
+    previous-token and induction heads' own subcomponents, K-composition; `INDUCTION_SPD`)."""
+    import jax
+
+    from toymi.decompose.parameters.truths_induction import key_heads, score_induction
     from toymi.decompose.truths import induction_truth
 
-    truth = induction_truth(*trained(source or shipped_spec("induction_quick"), steps))
-    return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512)
+    model, task = trained(source or shipped_spec("induction_quick"), steps)
+    truth = induction_truth(model, task)
+    heads = key_heads(model, task)
+    spd = _spd(model, task, lambda params, seed: score_induction(
+        model, params, task.sample(jax.random.PRNGKey(10_000 + seed), 128).inputs, heads), *INDUCTION_SPD,
+        "induction", quick, faithfulness_coef=100.0)
+    return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512,
+                   parameters=spd)
 
 
 def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
@@ -193,7 +207,8 @@ def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", 
         "and_gates_out": lambda: (and_gates_setting(steps=100, sae_steps=100, site="mlp_out") if quick
                                   else and_gates_setting(site="mlp_out")),
         "modular": lambda: modular_setting(steps=50, sae_steps=100) if quick else modular_setting(),
-        "induction": lambda: induction_setting(steps=100, sae_steps=100) if quick else induction_setting(),
+        "induction": lambda: (induction_setting(steps=100, sae_steps=100, quick=True) if quick
+                              else induction_setting()),
     }
     unknown = [t for t in truths if t not in builders]
     if unknown:

@@ -237,7 +237,7 @@ class Transformer(HookedModel):
         resid = super().mlp_input(acts, layer)
         if self.blocks.ln2 is None:
             return resid
-        norm = jax.tree.map(lambda w: w[layer], self.blocks.ln2)
+        norm = layer_of(self.blocks.ln2, layer)
         return norm(resid)[0] if resid.ndim == 2 else jax.vmap(lambda r: norm(r)[0])(resid)
 
     def neuron_basis(self, site: str, layer: int = 0) -> Float[Array, "d_mlp d"] | None:

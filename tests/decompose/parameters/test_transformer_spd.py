@@ -143,6 +143,7 @@ def test_induction_scores_tell_per_head_subcomponents_from_mixed_ones():
     per_head = score_induction(model, _params(model, per_head=True), tokens, heads=(1, 0))
     whole = score_induction(model, _params(model), tokens, heads=(1, 0))
     assert per_head["single_head_fraction"] == 1.0 and whole["single_head_fraction"] < 0.5
+    assert per_head["mean_head_share"] == pytest.approx(1.0) and whole["mean_head_share"] < 0.9
     assert per_head["prev_head_matrices"] == 4 and per_head["induction_head_matrices"] == 4
     assert per_head["prev_head_subcomponents"] == 16  # d_head (4) per matrix, 4 matrices
     assert whole["prev_head_subcomponents"] < 4

@@ -138,8 +138,8 @@ def layerwise_reconstruction(model, targets, params, x, target_out, masks) -> Fl
 
 
 def importance_minimality(g_upper: Sequence[Array], p: Float[Array, ""]) -> Float[Array, ""]:
-    """Σ_matrices Σ_c mean_batch g^p, the mean over every example (and position, for a transformer); a tiny offset keeps
-    the gradient of g^p finite at 0 for p < 1."""
+    """Σ_matrices Σ_c mean_batch g^p, the mean over every example (and position, for a transformer); a tiny offset
+    keeps the gradient of g^p finite at 0 for p < 1."""
     return sum(jnp.sum(jnp.mean((g + 1e-12) ** p, axis=tuple(range(g.ndim - 1)))) for g in g_upper)
 
 

@@ -3,9 +3,10 @@
 A benchmark `Setting` whose model SPD can decompose carries a `ParameterTruth`: the model, its inputs, the SPD
 settings for it and the truth's scorer (`truths_tms.score_tms`: MMCS and ML2R on `W`, which land in the main
 table's MMCS and ML2R columns; `truths_compressed.score_compressed`, `truths_and_gates.score_and_gates`: features and
-gates with subcomponents of their own, in the truth's own table). `SPDMethod` trains all the seeds as one vmapped run
-(`spd.train_spd`) and scores each; on a setting without a `ParameterTruth` (a synthetic dictionary, a transformer,
-an MLP's output site, whose model the neuron site's row already decomposes) it returns no rows.
+gates with subcomponents of their own, `truths_induction.score_induction`: the induction circuit's heads' own
+subcomponents, in the truth's own table). `SPDMethod` trains all the seeds as one vmapped run (`spd.train_spd`) and
+scores each; on a setting without a `ParameterTruth` (a synthetic dictionary, the grokking transformer, an MLP's
+output site, whose model the neuron site's row already decomposes) it returns no rows.
 """
 
 from __future__ import annotations

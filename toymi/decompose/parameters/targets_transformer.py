@@ -42,7 +42,7 @@ class HeadsView(eqx.Module):
         return out.reshape(*out.shape[:-1], self.n_heads, -1)
 
     def heads_out(self, z: Float[Array, "pos head d_head"]) -> Float[Array, "pos head d_model"]:
-        """Each head's share `U (m ⊙ V_hᵀ z_h)` of `U (m ⊙ Vᵀ z)`: their sum over heads is the matrix times `z`."""
+        """Each head's share `U (m ⊙ V_hᵀ z_h)` of `U (m ⊙ Vᵀ z)`: summed over heads, the matrix times `z`."""
         m = self.matrix
         V = m.V.reshape(self.n_heads, -1, m.V.shape[-1])  # [head, d_head, C]
         inner = jnp.einsum("qhe,hec->qhc", z, V)

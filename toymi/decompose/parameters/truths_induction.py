@@ -13,7 +13,8 @@ Every attention matrix is decomposed whole (`targets_transformer`), so a subcomp
 
 `score_induction` reports, over the alive attention subcomponents:
 
-- `single_head_fraction`: those that belong to one head;
+- `single_head_fraction`: those that belong to one head; `mean_head_share`: their mean largest head share (a random
+  vector's is about 0.4 with 4 heads of 12 dimensions: the benchmark's untrained decomposition shows it);
 - `prev_head_subcomponents`, `induction_head_subcomponents`: those that belong to each of the two heads, and
   `prev_head_matrices`, `induction_head_matrices`: in how many of its `W_Q`, `W_K`, `W_V`, `W_O` the head has one;
 - `k_composition`: over the induction head's alive `W_K.1` subcomponents, the mean share of `V_c`'s energy (what it
@@ -72,11 +73,12 @@ def score_induction(model, params: SPDParams, tokens, heads: tuple[int, int], th
     targets = model_targets(model, [f"{m}.{l}" for l in (0, 1) for m in MATRICES])
     names = [t.name for t in targets]
     ci = causal_importances(params, model, targets, jnp.asarray(tokens))
-    alive, owner = {}, {}
+    alive, owner, top_share = {}, {}, {}
     for t, comps, g in zip(targets, params.components, ci):
         alive[t.name] = np.asarray(g).reshape(-1, comps.C).max(0) >= threshold
         shares = head_shares(comps.V if t.name.startswith("W_O") else comps.U, n_heads)
         owner[t.name] = np.where(shares.max(1) >= own, shares.argmax(1), -1)
+        top_share[t.name] = shares.max(1)
     n_alive = sum(int(a.sum()) for a in alive.values())
 
     def belonging(layer: int, head: int) -> list[int]:
@@ -90,6 +92,8 @@ def score_induction(model, params: SPDParams, tokens, heads: tuple[int, int], th
     return {
         "single_head_fraction": (sum(int((alive[n] & (owner[n] >= 0)).sum()) for n in names) / n_alive
                                  if n_alive else float("nan")),
+        "mean_head_share": (float(np.concatenate([top_share[n][alive[n]] for n in names]).mean()) if n_alive
+                            else float("nan")),
         "alive": float(n_alive),
         "prev_head_subcomponents": float(sum(prev_counts)), "prev_head_matrices": float(np.count_nonzero(prev_counts)),
         "induction_head_subcomponents": float(sum(ind_counts)),
