@@ -8,7 +8,8 @@ eval MSE next to the naive solution's. `and_gates`: the AND-gate residual MLP of
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
 `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
-of coefficients × seeds), no published number. `induction`: the 2-layer attention-only model of
+of coefficients × seeds), no published number; `and_gates_transformer`: the same gates computed by the 1-layer
+transformer of `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer attention-only model of
 `tasks/induction_quick.toml`, every attention matrix decomposed whole (`truths_induction.py`: subcomponents confined to
 one head, those of the previous-token and induction heads, K-composition; success: ≥ 90% of alive subcomponents in
 one head and the induction head with its own in all four matrices); the reference's induction config is
@@ -72,6 +73,7 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
 
 COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
 AND_GATES = {"and_gates": "and_gates_quick"}  # the model `toymi decompose --truths and_gates` scores SAEs on
+AND_GATES_TRANSFORMER = {"and_gates_transformer": "and_gates_transformer_quick"}  # `toymi circuits`' AND-gate model
 INDUCTION = {"induction": "induction_quick"}  # the 2-layer attention-only model of `toymi decompose --truths induction`
 
 
@@ -121,6 +123,26 @@ def run_and_gates(name: str, args) -> dict:
             "target_model": {"accuracy": accuracy}}
 
 
+def run_and_gates_transformer(name: str, args) -> dict:
+    """SPD on the 1-layer AND-gate transformer of `tasks/<AND_GATES_TRANSFORMER[name]>.toml` (trained here; its
+    inputs are the task's feature vectors as tokens), every matrix decomposed, scored at the readout position by
+    `truths_and_gates.score_and_gates_transformer`; the masked model's gate logits at the readout are compared with
+    the target's by MSE (independent sigmoids, not a next-token distribution). C, coefficient, p as `and_gates`."""
+    from toymi.decompose.parameters.truths_and_gates import score_and_gates_transformer
+
+    model, task, model_seconds = train_spec(AND_GATES_TRANSFORMER[name], args)
+    accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
+    print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
+    result = decompose_members(name, model, task, args, model_seconds,
+                               lambda m, params: score_and_gates_transformer(m, task, params),
+                               lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.p or (2.0,), sample=lambda key, n: task.model_inputs(task.sample(key, n),
+                                                                                         "transformer"),
+                               output_loss="mse", output_positions=(task.n_features,))
+    return {"truth": name, "spec": AND_GATES_TRANSFORMER[name], **result, "model_seconds": model_seconds,
+            "target_model": {"accuracy": accuracy}}
+
+
 def run_induction(name: str, args) -> dict:
     """SPD on the 2-layer attention-only induction model of `tasks/<INDUCTION[name]>.toml` (trained here), every
     attention matrix decomposed whole, scored by `truths_induction.score_induction` (subcomponents of the
@@ -141,8 +163,9 @@ def run_induction(name: str, args) -> dict:
 
 
 def decompose_members(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
-                      coefs=(1e-5,), ps=(2.0,)) -> dict:
-    """SPD on a model trained here (inputs: its task's own), every (coefficient, p) setting ×
+                      coefs=(1e-5,), ps=(2.0,), sample=None, **config) -> dict:
+    """SPD on a model trained here (inputs: `sample`, default its task's own; `config`: more `SPDConfig` settings),
+    every (coefficient, p) setting ×
     `args.seeds` seeds as one vmapped run: each member's `score(model, params)` (with its setting and seed), whether
     it is `at_bar`, the success rate, SPD's wall time and final losses."""
     if len(ps) not in (1, len(coefs)):
@@ -152,9 +175,9 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
-                    faithfulness_coef=args.faithfulness_coef)
+                    faithfulness_coef=args.faithfulness_coef, **config)
     t0 = time.perf_counter()
-    run = train_spd(model, task.sample, cfg,
+    run = train_spd(model, sample or task.sample, cfg,
                     stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
                     jnp.array([seed for _, _, seed in members]))
     jax.block_until_ready(run.losses["total"])
@@ -184,6 +207,8 @@ def run_truth(name: str, args) -> dict:
         return run_and_gates(name, args)
     if name in INDUCTION:
         return run_induction(name, args)
+    if name in AND_GATES_TRANSFORMER:
+        return run_and_gates_transformer(name, args)
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
@@ -216,7 +241,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
-                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES, *INDUCTION])}")
+                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES, *AND_GATES_TRANSFORMER, *INDUCTION])}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
@@ -242,9 +267,9 @@ def main(argv=None) -> int:
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES, **INDUCTION}]
+    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES, **AND_GATES_TRANSFORMER, **INDUCTION}]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES, *INDUCTION]}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES, *AND_GATES_TRANSFORMER, *INDUCTION]}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,

@@ -61,3 +61,32 @@ def test_a_subcomponent_that_reads_one_embedding_row_reads_that_input():
     V = jnp.stack([model.W_E[2], model.W_E[0] + model.W_E[3]], axis=1)  # [d_model, C = 2]
     reads = input_reads(model, Subcomponents(U=jnp.zeros((3, 2)), V=V))
     np.testing.assert_allclose(reads, [[0, 0, 1, 0], [1, 0, 0, 1]], atol=1e-6)
+
+
+def test_the_transformer_score_reads_the_mlp_at_the_readout():
+    from toymi.decompose.parameters.importance import ImportanceMLPs
+    from toymi.decompose.parameters.losses import SPDParams
+    from toymi.decompose.parameters.targets import model_targets
+    from toymi.decompose.parameters.truths_and_gates import score_and_gates_transformer
+    from toymi.model.transformer import ModelConfig, Transformer
+    from toymi.tasks.and_gates import AndGates
+
+    task = AndGates(n_features=3, gates="all")
+    dims = task.model_dims_for("transformer")
+    model = Transformer(ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=4, d_mlp=4, normalization="none",
+                                    **dims), jax.random.PRNGKey(0))
+
+    def params(level):  # C = 3 random subcomponents per matrix, importance 1 (level 5) or 0 (level -5) everywhere
+        comps = tuple(Subcomponents(jax.random.normal(jax.random.PRNGKey(1), (t.get(model).shape[0], 3)),
+                                    jax.random.normal(jax.random.PRNGKey(2), (t.get(model).shape[1], 3)))
+                      for t in model_targets(model))
+        return SPDParams(comps, tuple(ImportanceMLPs(*(jnp.zeros((3, 2)),) * 3, jnp.full(3, level)) for _ in comps))
+
+    on, off = score_and_gates_transformer(model, task, params(5.0)), score_and_gates_transformer(model, task,
+                                                                                                params(-5.0))
+    assert on["W_in.0_alive"] == on["W_O.0_alive"] == 3 and off["W_in.0_alive"] == 0
+    assert on["gates_found"] == off["gates_found"] == 0  # important everywhere or nowhere: never a gate's own
+    assert np.isnan(on["reads_own_inputs"])
+    with pytest.raises(ValueError, match="1-layer AND-gate transformer"):
+        score_and_gates_transformer(Transformer(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=4, d_mlp=4,
+                                                            **dims), jax.random.PRNGKey(0)), task, params(5.0))

@@ -2,8 +2,8 @@
 
 - `faithfulness`: ‖W − Σ_c U_c V_cᵀ‖² summed over decomposed matrices, over their total number of entries.
 - `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
-  `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (MSE; for a transformer the KL
-  divergence of its next-token distributions, `OUTPUT_DISTANCE`).
+  `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (`output_distance`: MSE; for a
+  transformer by default the KL divergence of its next-token distributions).
 - `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
 - `tie`: the subcomponents of a target tied to another (TMS's `W_out`, `Target.tied`) set to that one's transposed,
   before every loss, so the gradient of both uses reaches the one shared set (`SPDConfig.tie = "gradients"`);
@@ -19,7 +19,7 @@ vmap: each example has its own mask, so its own weights, substituted factored (`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -114,26 +114,36 @@ def kl_logits(pred: Float[Array, "*lead vocab"], target: Float[Array, "*lead voc
     return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
 
 
-# How far a masked model's output is from the target model's, by model kind: a language model's logits are compared
-# as distributions (as the reference code does for LMs); the other kinds' outputs are values (MSE).
-OUTPUT_DISTANCE = {"transformer": kl_logits}
+DISTANCES = {"mse": mse, "kl": kl_logits}
+OUTPUT_LOSSES = ("auto", *DISTANCES)  # `SPDConfig.output_loss`
 
 
-def output_distance(model: eqx.Module, pred: Array, target: Array) -> Float[Array, ""]:
-    return OUTPUT_DISTANCE.get(model.kind, mse)(pred, target)
+def output_distance(model: eqx.Module, name: str = "auto", positions: tuple[int, ...] | None = None
+                    ) -> Callable[[Array, Array], Float[Array, ""]]:
+    """How far a masked model's output is from the target model's: `"mse"`, or `"kl"` between next-token
+    distributions; `"auto"` is KL for a transformer (as the reference code compares LMs) and MSE for the other
+    kinds. `positions` (a transformer's) compares only those positions' outputs, for a task whose answer is read at
+    a few positions (the AND-gate transformer's gate logits at its readout: independent sigmoids, so MSE)."""
+    if name not in OUTPUT_LOSSES:
+        raise ValueError(f"output loss must be one of {OUTPUT_LOSSES}, got {name!r}")
+    fn = DISTANCES["kl" if model.kind == "transformer" else "mse"] if name == "auto" else DISTANCES[name]
+    if positions is None:
+        return fn
+    at = jnp.asarray(positions)
+    return lambda pred, target: fn(pred[..., at, :], target[..., at, :])
 
 
-def stochastic_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
-    """All matrices masked at once, against the target output."""
-    return output_distance(model, masked_output(model, targets, params, x, masks), target_out)
+def stochastic_reconstruction(model, targets, params, x, target_out, masks, distance=mse) -> Float[Array, ""]:
+    """All matrices masked at once, against the target output (`distance`: `output_distance`)."""
+    return distance(masked_output(model, targets, params, x, masks), target_out)
 
 
-def layerwise_reconstruction(model, targets, params, x, target_out, masks) -> Float[Array, ""]:
+def layerwise_reconstruction(model, targets, params, x, target_out, masks, distance=mse) -> Float[Array, ""]:
     """One matrix masked at a time (the rest the target's), mean over matrices."""
     losses = []
     for i in range(len(targets)):
         only = [m if j == i else None for j, m in enumerate(masks)]
-        losses.append(output_distance(model, masked_output(model, targets, params, x, only), target_out))
+        losses.append(distance(masked_output(model, targets, params, x, only), target_out))
     return sum(losses) / len(losses)
 
 
@@ -150,15 +160,18 @@ def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Ar
 
 
 def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], x: Array, key: PRNGKeyArray,
-               p: Float[Array, ""]) -> dict[str, Array]:
+               p: Float[Array, ""], distance: Callable | None = None) -> dict[str, Array]:
     """Every SPD loss term on the batch `x` (unweighted), tied subcomponents tied first (`tie`; targets without
-    `tied` use their own arrays)."""
+    `tied` use their own arrays); the reconstructions measured by `distance` (default `output_distance(model)`)."""
+    distance = output_distance(model) if distance is None else distance
     params = tie(params, targets)
     target_out, inputs = target_inputs(model, targets, x)
     target_out = jax.lax.stop_gradient(target_out)
     g_lower, g_upper = importance(params, [jax.lax.stop_gradient(a) for a in inputs])
     k_all, k_layer = jax.random.split(key)  # the two reconstructions draw their own masks (as the reference code)
-    recon = stochastic_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_all, g_lower))
-    layerwise = layerwise_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_layer, g_lower))
+    recon = stochastic_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_all, g_lower),
+                                      distance)
+    layerwise = layerwise_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_layer, g_lower),
+                                         distance)
     return {"faithfulness": faithfulness(params, model, targets), "recon": recon, "recon_layerwise": layerwise,
             "importance": importance_minimality(g_upper, p)}

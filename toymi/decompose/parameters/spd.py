@@ -21,7 +21,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from toymi.decompose.parameters.components import init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import (
-    SPDParams, annealed_p, faithfulness, merge_tied_updates, spd_losses, tie,
+    OUTPUT_LOSSES, SPDParams, annealed_p, faithfulness, merge_tied_updates, output_distance, spd_losses, tie,
 )
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
@@ -52,6 +52,9 @@ class SPDConfig(Config):
       use's factors get their own gradient and Adam state, and the shared factors move by the sum of the two
       updates, `losses.merge_tied_updates`); `"gradients"`: one set of factors, one Adam state, the two uses'
       gradients summed (`losses.tie`); `"none"`: the two uses decomposed independently.
+    - `output_loss`, `output_positions`: how the masked model's output is compared with the target's
+      (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise; positions: a transformer's outputs
+      compared, None for all).
     """
 
     title: ClassVar[str] = "SPD config"
@@ -73,6 +76,8 @@ class SPDConfig(Config):
     faithfulness_warmup_weight_decay: float = setting(0.0, number(0))
     hidden: int = setting(16, integer(1))
     tie: str = setting("updates", one_of(TIES))
+    output_loss: str = setting("auto", one_of(OUTPUT_LOSSES))
+    output_positions: tuple[int, ...] | None = None
 
     def optimizer(self) -> optax.GradientTransformation:
         return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
@@ -157,9 +162,10 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
     sample = model_input_sampler(sample)
     targets, loss_targets, after_step = _tying(model_targets(model, cfg.targets), cfg.tie)
     optimizer = cfg.optimizer()
+    distance = output_distance(model, cfg.output_loss, cfg.output_positions)
 
     def total(params, x, key, h, p):
-        terms = spd_losses(params, model, loss_targets, x, key, p)
+        terms = spd_losses(params, model, loss_targets, x, key, p, distance)
         loss = (cfg.faithfulness_coef * terms["faithfulness"] + cfg.recon_coef * terms["recon"]
                 + cfg.layerwise_coef * terms["recon_layerwise"] + h.importance_coef * terms["importance"])
         return loss, terms | {"total": loss}

@@ -12,6 +12,13 @@ reads, and the share on (a, b) says whether it reads the gate's own inputs.
 gates found, the mean share of the best exclusive subcomponent's read on the gate's two inputs), `inputs_found`
 (inputs with an exclusive subcomponent among the single-input patterns), and `w_in_alive` / `w_out_alive` (subcomponents
 important on some pattern). `gate_scores` is the same on plain arrays, for hand-made decompositions.
+
+The AND-gate transformer (`tasks/and_gates_transformer_quick.toml`: attention gathers the inputs at the readout
+position, the MLP computes the gates there) gets the same test at the readout position (`score_and_gates_transformer`):
+causal importances of the MLP's `W_in` there, on each pair and single input written as tokens (`encode_tokens`), and
+what a subcomponent reads of input j measured through the model, `V_c · (m_j − m_0)`, where `m_j` is the MLP's input
+at the readout with input j alone on and `m_0` with every input off (for the residual MLP that difference is `W_E`'s
+row j, the read above).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from toymi.decompose.parameters.losses import SPDParams
 from toymi.decompose.parameters.scoring import alive_by_importance, exclusive
 from toymi.decompose.parameters.targets import model_targets
 from toymi.model.residual_mlp import ResidualMLP
+from toymi.tasks.and_gates import AndGates, encode_tokens
 
 
 def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"],
@@ -72,3 +80,25 @@ def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: flo
     out["w_in_alive"] = float(alive_by_importance(ci["W_in.0"], threshold))
     out["w_out_alive"] = float(alive_by_importance(ci["W_out.0"], threshold))
     return out
+
+
+def score_and_gates_transformer(model, task: AndGates, params: SPDParams, threshold: float = 0.5
+                                ) -> dict[str, float]:
+    """`gate_scores` for a 1-layer AND-gate transformer's MLP `W_in.0` at the readout position (module docstring),
+    plus the alive counts of every decomposed matrix there (`<name>_alive`)."""
+    if model.kind != "transformer" or model.config.n_layers != 1 or model.blocks.mlp is None:
+        raise ValueError("score_and_gates_transformer needs a 1-layer AND-gate transformer with an MLP")
+    pairs, n = np.asarray(task.pairs), task.n_features
+    eye = jnp.eye(n)
+    patterns = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye, jnp.zeros((1, n))])
+    tokens = encode_tokens(patterns)  # [gate + feature + 1, pos]; the readout is the last position
+    targets = model_targets(model)
+    names = [t.name for t in targets]
+    ci = {t.name: np.asarray(g)[:, -1] for t, g in zip(targets, causal_importances(params, model, targets, tokens))}
+    _, acts = model.run(tokens, capture=[model.mlp_input_site()])
+    mlp_in = np.asarray(model.mlp_input(acts, 0))[:, -1]  # [pattern, d_model]
+    change = mlp_in[len(pairs):len(pairs) + n] - mlp_in[-1]  # [feature, d_model]: what input j alone adds
+    reads = (change @ np.asarray(params.components[names.index("W_in.0")].V)).T  # [C, feature]
+    g = ci["W_in.0"]
+    out = gate_scores(g[:len(pairs)], g[len(pairs):len(pairs) + n], reads, pairs, threshold)
+    return out | {f"{name}_alive": float(alive_by_importance(ci[name][:-1], threshold)) for name in names}
