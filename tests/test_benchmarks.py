@@ -77,6 +77,13 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert spd["compressed computation mlp_post"]["own_fraction"][1] == 0  # "in every seed"
     assert f"gates found {round(45 * spd['and gates']['gates_found'][0])} of 45 in every seed" in readme
     assert spd["and gates"]["gates_found"][1] == 0
+    induction = json.loads((results / "spd" / "decompose_spd_induction.json").read_text())["rows"][0]
+    seeds = induction["per_seed"]
+    single = {round(s["single_head_fraction"] * s["alive"]) for s in seeds}
+    assert len(single) == 1 and f"{single.pop()} of the {' / '.join(str(round(s['alive'])) for s in seeds)} alive" \
+        in readme
+    assert "mean largest head share {:.3f} ± {:.3f}".format(*induction["summary"]["mean_head_share"]) in readme
+    assert all(s["prev_head_subcomponents"] == s["induction_head_subcomponents"] == 0 for s in seeds)  # "none"
 
 
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke

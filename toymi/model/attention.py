@@ -22,13 +22,13 @@ if TYPE_CHECKING:  # annotations only: transformer.py (ModelConfig's home) impor
 def heads_in(x: Float[Array, "pos d_model"], W) -> Float[Array, "pos head d_head"]:
     """`x` through per-head input weights `W` `[head, d_model, d_head]` (queries, keys or values). `W` may instead be
     an object with a `heads_in(x)` method that stands in for the array (SPD's masked, factored weights:
-    `toymi.decompose.parameters.heads`)."""
-    return jnp.einsum("pd,hde->phe", x, W) if isinstance(W, jax.Array) else W.heads_in(x)
+    `toymi.decompose.parameters.targets_transformer.HeadsView`)."""
+    return W.heads_in(x) if hasattr(W, "heads_in") else jnp.einsum("pd,hde->phe", x, W)
 
 
 def heads_out(z: Float[Array, "pos head d_head"], W) -> Float[Array, "pos head d_model"]:
     """Each head's output `z_h @ W_O[h]` for `W` `[head, d_head, d_model]`, or an object with `heads_out(z)`."""
-    return jnp.einsum("qhe,hed->qhd", z, W) if isinstance(W, jax.Array) else W.heads_out(z)
+    return W.heads_out(z) if hasattr(W, "heads_out") else jnp.einsum("qhe,hed->qhd", z, W)
 
 
 class Attention(eqx.Module):
@@ -87,8 +87,8 @@ class Attention(eqx.Module):
             # Per-head outputs cost n_heads times the memory of attn_out: only materialise them when asked.
             result = hooks("result", layer, heads_out(z, self.W_O))
             out = result.sum(1) + self.b_O
-        elif isinstance(self.W_O, jax.Array):
-            out = jnp.einsum("qhe,hed->qd", z, self.W_O) + self.b_O
-        else:
+        elif hasattr(self.W_O, "heads_out"):
             out = heads_out(z, self.W_O).sum(1) + self.b_O
+        else:
+            out = jnp.einsum("qhe,hed->qd", z, self.W_O) + self.b_O
         return hooks("attn_out", layer, out)

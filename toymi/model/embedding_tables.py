@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
@@ -34,9 +33,9 @@ def tables_possible(config: ModelConfig) -> bool:
 
 
 def plain_weights(attn: Attention) -> bool:
-    """Whether the attention's input weights are plain arrays, which the tables are built from (SPD substitutes
-    masked, factored weights with a mask per position, which no per-token table can hold)."""
-    return all(isinstance(w, jax.Array) for w in (attn.W_Q, attn.W_K, attn.W_V))
+    """Whether the attention's input weights are plain arrays, which the tables are built from, rather than objects
+    standing in for them (SPD's masked weights, with a mask per position, which no per-token table can hold)."""
+    return not any(hasattr(w, "heads_in") for w in (attn.W_Q, attn.W_K, attn.W_V))
 
 
 def tables_apply(config: ModelConfig, intervened_sites: frozenset[str]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import numpy as np
 
 
 class LayerStack(eqx.Module):
@@ -32,7 +33,7 @@ def layer_of(stacked, layer: int):
 
 def set_layer(stack, layer: int, M):
     """`stack` with layer `layer` replaced by `M`: `.at[].set` while everything is an array, else a `LayerStack`."""
-    if not _is_stack(stack) and isinstance(M, jax.Array):
+    if not _is_stack(stack) and isinstance(M, (jax.Array, np.ndarray)):
         return stack.at[layer].set(M)
     layers = list(stack.layers) if _is_stack(stack) else [stack[i] for i in range(stack.shape[0])]
     layers[layer] = M

@@ -21,7 +21,6 @@ own layout.
 from __future__ import annotations
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -66,8 +65,8 @@ def _heads_in_target(name: str, layer: int, n_heads: int):
 
     def put(m, M):
         W = get_stack(m)
-        new = (M.reshape(n_heads, -1, M.shape[1]).transpose(0, 2, 1) if isinstance(M, jax.Array)
-               else HeadsView(M, n_heads))
+        new = (HeadsView(M, n_heads) if isinstance(M, FactoredMatrix)
+               else M.reshape(n_heads, -1, M.shape[1]).transpose(0, 2, 1))
         return eqx.tree_at(get_stack, m, set_layer(W, layer, new))
 
     return get, put
@@ -82,7 +81,7 @@ def _w_o_target(layer: int, n_heads: int):
         return W.reshape(-1, W.shape[-1]).T
 
     def put(m, M):
-        new = M.T.reshape(n_heads, -1, M.shape[0]) if isinstance(M, jax.Array) else HeadsView(M, n_heads)
+        new = HeadsView(M, n_heads) if isinstance(M, FactoredMatrix) else M.T.reshape(n_heads, -1, M.shape[0])
         return eqx.tree_at(get_stack, m, set_layer(get_stack(m), layer, new))
 
     return get, put
