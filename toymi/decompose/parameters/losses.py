@@ -10,7 +10,8 @@
   `merge_tied_updates`: the reference code's own tying, each use's factors updated by their own optimiser state
   and the two updates summed (`"updates"`).
 - `importance_minimality`: Σ_matrices Σ_c mean_batch |g_c|^p, on the upper-leaky importance; `annealed_p` moves p
-  linearly from `p_start` to `p_end` over the last part of training.
+  linearly from `p_start` to `p_end` over the last part of training. Optionally with the frequency term, and the
+  adversarial reconstruction `recon_pgd` (the 2026 version's options: `pgd.py`).
 
 The masked model is the target model with substituted parameters (`targets.masked_forward`), run per example under
 vmap: each example has its own mask, so its own weights, substituted factored (`Subcomponents.masked`, a
@@ -28,6 +29,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.importance import ImportanceMLPs, causal_importance
+from toymi.decompose.parameters.pgd import PGDSettings, adversarial_masks, adversarial_sources
 from toymi.decompose.parameters.targets import Target, masked_forward, target_inputs
 
 
@@ -147,10 +149,16 @@ def layerwise_reconstruction(model, targets, params, x, target_out, masks, dista
     return sum(losses) / len(losses)
 
 
-def importance_minimality(g_upper: Sequence[Array], p: Float[Array, ""]) -> Float[Array, ""]:
-    """Σ_matrices Σ_c mean_batch g^p, the mean over every example (and position, for a transformer); a tiny offset
-    keeps the gradient of g^p finite at 0 for p < 1."""
-    return sum(jnp.sum(jnp.mean((g + 1e-12) ** p, axis=tuple(range(g.ndim - 1)))) for g in g_upper)
+def importance_minimality(g_upper: Sequence[Array], p: Float[Array, ""], beta: float = 0.0,
+                          p2: float = 1.0) -> Float[Array, ""]:
+    """Σ_matrices Σ_c f_c with `f_c = mean_batch g^p`, the mean over every example (and position, for a
+    transformer); a tiny offset keeps the gradient of g^p finite at 0 for p < 1. With `beta` > 0, the frequency term
+    too: Σ_c (f_c + beta f_c^p2) (`pgd.py`'s docstring)."""
+    total = 0.0
+    for g in g_upper:
+        f = jnp.mean((g + 1e-12) ** p, axis=tuple(range(g.ndim - 1)))
+        total = total + jnp.sum(f if not beta else f + beta * f ** p2)
+    return total
 
 
 def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Array, ""]:
@@ -159,10 +167,22 @@ def annealed_p(frac: Float[Array, ""], p_start, p_end, anneal_start) -> Float[Ar
     return p_start + (p_end - p_start) * t
 
 
+def pgd_reconstruction(model, targets, params, x, target_out, g_lower, key, settings: PGDSettings,
+                       distance=mse) -> Float[Array, ""]:
+    """All matrices masked at once with the adversarial masks PGD finds (`pgd.py`), against the target output."""
+    def loss(sources):
+        return distance(masked_output(model, targets, params, x, adversarial_masks(g_lower, sources)), target_out)
+
+    return loss(adversarial_sources(loss, g_lower, key, settings))
+
+
 def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], x: Array, key: PRNGKeyArray,
-               p: Float[Array, ""], distance: Callable | None = None) -> dict[str, Array]:
+               p: Float[Array, ""], distance: Callable | None = None, pgd: PGDSettings | None = None,
+               frequency: tuple[float, float] = (0.0, 1.0)) -> dict[str, Array]:
     """Every SPD loss term on the batch `x` (unweighted), tied subcomponents tied first (`tie`; targets without
-    `tied` use their own arrays); the reconstructions measured by `distance` (default `output_distance(model)`)."""
+    `tied` use their own arrays); the reconstructions measured by `distance` (default `output_distance(model)`).
+    With `pgd` settings also `recon_pgd`, the adversarial reconstruction; `frequency` is importance-minimality's
+    `(beta, p2)` (`pgd.py`)."""
     distance = output_distance(model) if distance is None else distance
     params = tie(params, targets)
     target_out, inputs = target_inputs(model, targets, x)
@@ -173,5 +193,9 @@ def spd_losses(params: SPDParams, model: eqx.Module, targets: Sequence[Target], 
                                       distance)
     layerwise = layerwise_reconstruction(model, targets, params, x, target_out, stochastic_masks(k_layer, g_lower),
                                          distance)
-    return {"faithfulness": faithfulness(params, model, targets), "recon": recon, "recon_layerwise": layerwise,
-            "importance": importance_minimality(g_upper, p)}
+    terms = {"faithfulness": faithfulness(params, model, targets), "recon": recon, "recon_layerwise": layerwise,
+             "importance": importance_minimality(g_upper, p, *frequency)}
+    if pgd is not None:
+        terms["recon_pgd"] = pgd_reconstruction(model, targets, params, x, target_out, g_lower,
+                                                jax.random.fold_in(key, 1), pgd, distance)
+    return terms

@@ -20,6 +20,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.decompose.parameters.components import init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
+from toymi.decompose.parameters.pgd import PGD_INITS, PGDSettings
 from toymi.decompose.parameters.losses import (
     OUTPUT_LOSSES, SPDParams, annealed_p, faithfulness, merge_tied_updates, output_distance, spd_losses, tie,
 )
@@ -27,9 +28,9 @@ from toymi.decompose.parameters.targets import Target, model_input_sampler, mode
 from toymi.errors import ConfigError
 from toymi.train.optimizer import SCHEDULES, adamw
 from toymi.train.update import update
-from toymi.validate import Config, integer, number, one_of, positive_number, setting
+from toymi.validate import Config, boolean, integer, number, one_of, positive_number, setting
 
-LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")
+LOSS_TERMS = ("faithfulness", "recon", "recon_layerwise", "importance")  # and "recon_pgd" when on
 TIES = ("updates", "gradients", "none")  # `SPDConfig.tie`
 
 
@@ -55,6 +56,9 @@ class SPDConfig(Config):
     - `output_loss`, `output_positions`: how the masked model's output is compared with the target's
       (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise; positions: a transformer's outputs
       compared, None for all).
+    - The 2026 version's options (`pgd.py`), off by default: `pgd_coef` weighs the adversarial reconstruction
+      (`pgd_steps` signed-gradient steps of `pgd_step_size` from `pgd_init`, sources per example or `pgd_shared`
+      across the batch); `frequency_coef` (β) and `frequency_p` (p₂) add the frequency-minimality term.
     """
 
     title: ClassVar[str] = "SPD config"
@@ -78,6 +82,19 @@ class SPDConfig(Config):
     tie: str = setting("updates", one_of(TIES))
     output_loss: str = setting("auto", one_of(OUTPUT_LOSSES))
     output_positions: tuple[int, ...] | None = None
+    pgd_coef: float = setting(0.0, number(0))
+    pgd_steps: int = setting(1, integer(0))
+    pgd_step_size: float = setting(0.1, positive_number)
+    pgd_init: str = setting("random", one_of(PGD_INITS))
+    pgd_shared: bool = setting(False, boolean)
+    frequency_coef: float = setting(0.0, number(0))
+    frequency_p: float = setting(2.0, positive_number)
+
+    def pgd(self) -> PGDSettings | None:
+        """The adversarial reconstruction's settings, or None when it is off (`pgd_coef` 0)."""
+        if not self.pgd_coef:
+            return None
+        return PGDSettings(self.pgd_steps, self.pgd_step_size, self.pgd_init, self.pgd_shared)
 
     def optimizer(self) -> optax.GradientTransformation:
         return adamw(steps=self.steps, lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule)
@@ -165,9 +182,12 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
     distance = output_distance(model, cfg.output_loss, cfg.output_positions)
 
     def total(params, x, key, h, p):
-        terms = spd_losses(params, model, loss_targets, x, key, p, distance)
+        terms = spd_losses(params, model, loss_targets, x, key, p, distance, cfg.pgd(),
+                           (cfg.frequency_coef, cfg.frequency_p))
         loss = (cfg.faithfulness_coef * terms["faithfulness"] + cfg.recon_coef * terms["recon"]
                 + cfg.layerwise_coef * terms["recon_layerwise"] + h.importance_coef * terms["importance"])
+        if "recon_pgd" in terms:
+            loss = loss + cfg.pgd_coef * terms["recon_pgd"]
         return loss, terms | {"total": loss}
 
     def one(seed, h):
