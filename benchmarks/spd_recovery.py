@@ -24,6 +24,9 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR
     PYTHONPATH=. python benchmarks/spd_recovery.py --smoke                   # seconds: tiny steps, 2 seeds
 
+The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
+reconstruction, with `--pgd-steps`, `--pgd-step-size`) and `--frequency-coef` / `--frequency-p`.
+
 Writes `DIR/spd_recovery.json` (default DIR: benchmarks/results).
 """
 
@@ -175,7 +178,7 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
-                    faithfulness_coef=args.faithfulness_coef, **config)
+                    faithfulness_coef=args.faithfulness_coef, **options_2026(args), **config)
     t0 = time.perf_counter()
     run = train_spd(model, sample or task.sample, cfg,
                     stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
@@ -215,7 +218,7 @@ def run_truth(name: str, args) -> dict:
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, tie=args.tie,
-                    faithfulness_warmup_weight_decay=args.warmup_wd)
+                    faithfulness_warmup_weight_decay=args.warmup_wd, **options_2026(args))
     seeds = jnp.arange(args.seeds)
     t0 = time.perf_counter()
     run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
@@ -232,6 +235,12 @@ def run_truth(name: str, args) -> dict:
     return {"truth": name, "C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
             "spd_seconds": spd_seconds, "model_seconds": model_seconds, "final_losses": final,
             "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
+
+
+def options_2026(args) -> dict:
+    """The 2026 version's loss options from the command line (`SPDConfig.pgd_*`, `frequency_*`; off by default)."""
+    return {"pgd_coef": args.pgd_coef, "pgd_steps": args.pgd_steps, "pgd_step_size": args.pgd_step_size,
+            "frequency_coef": args.frequency_coef, "frequency_p": args.frequency_p}
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -261,6 +270,11 @@ def main(argv=None) -> int:
                          "(and_gates; default 1e-5)")
     ap.add_argument("--p", type=_floats, default=None,
                     help="importance-minimality exponents: one, or one per coefficient (and_gates; default 2)")
+    ap.add_argument("--pgd-coef", type=float, default=0.0, help="weight of the adversarial (PGD) reconstruction (0: off)")
+    ap.add_argument("--pgd-steps", type=int, default=1)
+    ap.add_argument("--pgd-step-size", type=float, default=0.1)
+    ap.add_argument("--frequency-coef", type=float, default=0.0, help="β of the frequency-minimality term (0: off)")
+    ap.add_argument("--frequency-p", type=float, default=2.0, help="p₂ of the frequency-minimality term")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)
