@@ -9,11 +9,12 @@ of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of thei
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
 `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
 of coefficients × seeds), no published number; `and_gates_transformer`: the same gates computed by the 1-layer
-transformer of `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer attention-only model of
-`tasks/induction_quick.toml`, every attention matrix decomposed whole (`truths_induction.py`: subcomponents confined to
-one head, those of the previous-token and induction heads, K-composition; success: ≥ 90% of alive subcomponents in
-one head and the induction head with its own in all four matrices); the reference's induction config is
-`--C 100 --coef 1e-2 --p 0.1 --faithfulness-coef 100 --batch 16` (C 64 by default here).
+transformer of `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer
+attention-only model of `tasks/induction_quick.toml`, every attention matrix decomposed whole
+(`truths_induction.py`: subcomponents confined to one head, those of the previous-token and induction heads,
+K-composition; success: ≥ 90% of alive subcomponents in one head and the induction head with its own in all four
+matrices); the reference's induction config is `--C 100 --coef 1e-2 --p 0.1 --faithfulness-coef 100 --batch 16` (C
+64 by default here).
 
 Paper settings (Bushnaq et al. 2025): 40k steps, batch 4096, Adam 1e-3 cosine; importance coefficient 3e-3 with
 p = 1 (5-2), 1e-4 with p = 2 (40-10); C = 20 (5-2) and 200 (40-10). As the reference code (goodfire-ai/spd): TMS's
@@ -78,6 +79,7 @@ COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": 
 AND_GATES = {"and_gates": "and_gates_quick"}  # the model `toymi decompose --truths and_gates` scores SAEs on
 AND_GATES_TRANSFORMER = {"and_gates_transformer": "and_gates_transformer_quick"}  # `toymi circuits`' AND-gate model
 INDUCTION = {"induction": "induction_quick"}  # the 2-layer attention-only model of `toymi decompose --truths induction`
+ALL_TRUTHS = {**TRUTHS, **COMPRESSED, **AND_GATES, **AND_GATES_TRANSFORMER, **INDUCTION}
 
 
 def model_losses(model, task) -> dict[str, float]:
@@ -250,7 +252,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--truths", default="tms_5_2",
-                    help=f"comma-separated, from {', '.join([*TRUTHS, *COMPRESSED, *AND_GATES, *AND_GATES_TRANSFORMER, *INDUCTION])}")
+                    help=f"comma-separated, from {', '.join(ALL_TRUTHS)}")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
@@ -270,7 +272,8 @@ def main(argv=None) -> int:
                          "(and_gates; default 1e-5)")
     ap.add_argument("--p", type=_floats, default=None,
                     help="importance-minimality exponents: one, or one per coefficient (and_gates; default 2)")
-    ap.add_argument("--pgd-coef", type=float, default=0.0, help="weight of the adversarial (PGD) reconstruction (0: off)")
+    ap.add_argument("--pgd-coef", type=float, default=0.0,
+                    help="weight of the adversarial (PGD) reconstruction (0: off)")
     ap.add_argument("--pgd-steps", type=int, default=1)
     ap.add_argument("--pgd-step-size", type=float, default=0.1)
     ap.add_argument("--frequency-coef", type=float, default=0.0, help="β of the frequency-minimality term (0: off)")
@@ -281,9 +284,9 @@ def main(argv=None) -> int:
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
-    unknown = [t for t in truths if t not in {**TRUTHS, **COMPRESSED, **AND_GATES, **AND_GATES_TRANSFORMER, **INDUCTION}]
+    unknown = [t for t in truths if t not in ALL_TRUTHS]
     if unknown:
-        raise SystemExit(f"unknown truths {unknown}; expected some of {[*TRUTHS, *COMPRESSED, *AND_GATES, *AND_GATES_TRANSFORMER, *INDUCTION]}")
+        raise SystemExit(f"unknown truths {unknown}; expected some of {list(ALL_TRUTHS)}")
     start = time.perf_counter()
     results = [run_truth(t, args) for t in truths]
     payload = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "results": results,

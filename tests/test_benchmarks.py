@@ -86,6 +86,26 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert all(s["prev_head_subcomponents"] == s["induction_head_subcomponents"] == 0 for s in seeds)  # "none"
 
 
+def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
+    """The chess 200k-game probe, SPD on the induction model at 12,000 steps, on the AND-gate transformer, and the PGD
+    comparison: README states what their committed JSON holds."""
+    readme = (ROOT / "README.md").read_text()
+    results = ROOT / "benchmarks" / "results"
+    chess = json.loads((results / "chess_200k" / "chess_probes.json").read_text())["best_layer"]
+    assert f"**{100 * chess['overall']:.2f}%** overall" in readme and f"**{100 * chess['changed']:.2f}%** on changed" \
+        in readme
+    ind = json.loads((results / "spd" / "cpu_induction_12000steps_batch16.json").read_text())["results"][0]
+    seed = ind["per_seed"][0]
+    single = round(seed["single_head_fraction"] * seed["alive"])
+    row = f"| {seed['alive']:.0f} | {single} | {seed['mean_head_share']:.3f} |"
+    assert row in readme and f"{ind['at_init']['mean_head_share']:.3f}" in readme
+    gates = json.loads((results / "spd" / "cpu_and_gates_transformer_1500steps_batch64.json").read_text())["results"][0]
+    assert all(s["gates_found"] == 0 for s in gates["per_seed"]) and "gates found **0 of 45** in both seeds" in readme
+    on = json.loads((results / "spd" / "cpu_tms_5_2_4000steps_pgd_on.json").read_text())["results"][0]["per_seed"]
+    alive = sorted(int(s["alive_norm"]) for s in on)
+    assert f"**{alive[0]}–{alive[-1]} alive**" in readme
+
+
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
 # runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
 # compiled come from the compilation cache)
