@@ -31,6 +31,11 @@ def heads_out(z: Float[Array, "pos head d_head"], W) -> Float[Array, "pos head d
     return W.heads_out(z) if hasattr(W, "heads_out") else jnp.einsum("qhe,hed->qhd", z, W)
 
 
+def heads_out_sum(z: Float[Array, "pos head d_head"], W) -> Float[Array, "pos d_model"]:
+    """`heads_out` summed over heads; for an array one einsum, without the per-head `[pos, head, d_model]`."""
+    return W.heads_out(z).sum(1) if hasattr(W, "heads_out") else jnp.einsum("qhe,hed->qd", z, W)
+
+
 class Attention(eqx.Module):
     W_Q: Float[Array, "head d_model d_head"]
     W_K: Float[Array, "head d_model d_head"]
@@ -87,8 +92,6 @@ class Attention(eqx.Module):
             # Per-head outputs cost n_heads times the memory of attn_out: only materialise them when asked.
             result = hooks("result", layer, heads_out(z, self.W_O))
             out = result.sum(1) + self.b_O
-        elif hasattr(self.W_O, "heads_out"):
-            out = heads_out(z, self.W_O).sum(1) + self.b_O
         else:
-            out = jnp.einsum("qhe,hed->qd", z, self.W_O) + self.b_O
+            out = heads_out_sum(z, self.W_O) + self.b_O
         return hooks("attn_out", layer, out)

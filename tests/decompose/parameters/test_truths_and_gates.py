@@ -90,3 +90,10 @@ def test_the_transformer_score_reads_the_mlp_at_the_readout():
     with pytest.raises(ValueError, match="1-layer AND-gate transformer"):
         score_and_gates_transformer(Transformer(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=4, d_mlp=4,
                                                             **dims), jax.random.PRNGKey(0)), task, params(5.0))
+
+
+def test_gate_patterns_are_each_pair_on_then_each_input_alone():
+    from toymi.decompose.parameters.truths_and_gates import gate_patterns
+
+    np.testing.assert_array_equal(gate_patterns(PAIRS, 3), [[1, 1, 0], [1, 0, 1], [0, 1, 1],
+                                                           [1, 0, 0], [0, 1, 0], [0, 0, 1]])

@@ -57,6 +57,12 @@ def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feat
             "inputs_found": float(input_own.any(axis=1).mean())}
 
 
+def gate_patterns(pairs: Int[Array, "gate 2"], n_features: int) -> Float[Array, "gate+feature n_features"]:
+    """The inputs the scores read importances on: each gate's pair on (the rest off), then each input alone."""
+    eye = jnp.eye(n_features)
+    return jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye])
+
+
 def input_reads(model: ResidualMLP, w_in: Subcomponents) -> Float[Array, "C feature"]:
     """What each `W_in` subcomponent reads of each input: `(W_E V_c)_j`, input j's embedding against its `V_c`."""
     return np.asarray(model.W_E @ w_in.V).T
@@ -71,8 +77,8 @@ def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: flo
     if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= model.config.n_features:
         raise ValueError(f"pairs must be [gate, 2] input indices below {model.config.n_features}, got {pairs.shape} "
                          f"in [{pairs.min()}, {pairs.max()}]")
-    targets, eye = model_targets(model), jnp.eye(model.config.n_features)
-    patterns = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye])
+    targets = model_targets(model)
+    patterns = gate_patterns(pairs, model.config.n_features)
     ci = {t.name: np.asarray(g) for t, g in zip(targets, causal_importances(params, model, targets, patterns))}
     w_in = params.components[[t.name for t in targets].index("W_in.0")]
     n = len(pairs)
@@ -89,8 +95,7 @@ def score_and_gates_transformer(model, task: AndGates, params: SPDParams, thresh
     if model.kind != "transformer" or model.config.n_layers != 1 or model.blocks.mlp is None:
         raise ValueError("score_and_gates_transformer needs a 1-layer AND-gate transformer with an MLP")
     pairs, n = np.asarray(task.pairs), task.n_features
-    eye = jnp.eye(n)
-    patterns = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye, jnp.zeros((1, n))])
+    patterns = jnp.concatenate([gate_patterns(pairs, n), jnp.zeros((1, n))])  # and every input off
     tokens = encode_tokens(patterns)  # [gate + feature + 1, pos]; the readout is the last position
     targets = model_targets(model)
     names = [t.name for t in targets]
