@@ -3,8 +3,14 @@
 `tasks/compressed_computation.toml` (100 features, 50 neurons), scored by the fraction of features with a `W_in`
 subcomponent of their own (success: all of them); paper settings batch 2048, lr 2e-3, coefficient 1e-5, p = 2,
 C = 100, 30k steps (pass `--steps 30000 --batch 2048 --lr 2e-3`); and `compressed_1l_clean`, the same on
-`tasks/compressed_computation_clean.toml` (orthogonal embedding, `W_E W_Eᵀ = I`). Both report the target model's
-eval MSE next to the naive solution's. `and_gates`: the AND-gate residual MLP of `tasks/and_gates_quick.toml` (45 gates
+`tasks/compressed_computation_clean.toml` (orthogonal embedding, `W_E W_Eᵀ = I`); `compressed_2l` and
+`compressed_3l`, the 2-layer (2 × 25 neurons) and 3-layer (102 features, 3 × 17) models of
+`tasks/compressed_computation_{2l,3l}.toml` (the reference's resid_mlp2 / resid_mlp3: C 400 / 500, coefficient 3e-5 /
+2e-5, p 2, lr 1e-3, 20k / 100k steps of 2048), every layer's `W_in` and `W_out` decomposed; `--model-run RUN`
+decomposes a run already trained from the spec. All report the target model's eval MSE next to the naive
+solution's, the features with a `W_in` subcomponent of their own per layer and in any layer, and the agreement of
+the neurons each feature's important subcomponents use with the model's own single-feature ablations
+(`truths_compressed.neuron_agreement`). `and_gates`: the AND-gate residual MLP of `tasks/and_gates_quick.toml` (45 gates
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
 `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
@@ -44,12 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _bench import RESULTS_DIR, machine, versions  # noqa: E402
+from _bench import REPO_ROOT, RESULTS_DIR, machine, versions  # noqa: E402
 
 from toymi.decompose.parameters.spd import (  # noqa: E402
     TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd,
 )
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
+from toymi.experiment.spec import Spec  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
@@ -75,7 +82,8 @@ def train_target(n_features: int, d_hidden: int, identity: bool, steps: int, see
     return trained(spec)
 
 
-COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean"}
+COMPRESSED = {"compressed_1l": "compressed_computation", "compressed_1l_clean": "compressed_computation_clean",
+              "compressed_2l": "compressed_computation_2l", "compressed_3l": "compressed_computation_3l"}
 AND_GATES = {"and_gates": "and_gates_quick"}  # the model `toymi decompose --truths and_gates` scores SAEs on
 AND_GATES_TRANSFORMER = {"and_gates_transformer": "and_gates_transformer_quick"}  # `toymi circuits`' AND-gate model
 INDUCTION = {"induction": "induction_quick"}  # the 2-layer attention-only model of `toymi decompose --truths induction`
@@ -94,20 +102,28 @@ def train_spec(spec_name: str, args):
     from toymi.decompose.settings import trained
 
     t0 = time.perf_counter()
-    model, task = trained(Path(__file__).resolve().parents[1] / "tasks" / f"{spec_name}.toml",
-                          50 if args.smoke else args.model_steps)
+    if args.model_run:
+        from toymi.run import load_run
+
+        run = load_run(args.model_run)
+        if run.spec.model != Spec.load(REPO_ROOT / "tasks" / f"{spec_name}.toml").model:
+            raise SystemExit(f"--model-run {args.model_run} is not a run of tasks/{spec_name}.toml (its model differs)")
+        return run.model, run.task, 0.0
+    model, task = trained(REPO_ROOT / "tasks" / f"{spec_name}.toml", 50 if args.smoke else args.model_steps)
     return model, task, time.perf_counter() - t0
 
 
 def run_compressed(name: str, args) -> dict:
-    """SPD on a 1-layer compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`)."""
+    """SPD on a compressed-computation model (trained here from `tasks/<COMPRESSED[name]>.toml`, or `--model-run`);
+    C, coefficient and p from `--C`, `--coef`, `--p` (default 100, 1e-5, 2: the paper's 1-layer settings)."""
     from toymi.decompose.parameters.truths_compressed import score_compressed
 
     model, task, model_seconds = train_spec(COMPRESSED[name], args)
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds, score_compressed,
-                                    lambda s: s["own_fraction"] == 1.0)
+                               lambda s: s["own_fraction"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.p or (2.0,))
     return {"truth": name, "spec": COMPRESSED[name], **result, "model_seconds": model_seconds,
             "target_model": losses, "published": {"own_fraction": 1.0}}
 
@@ -260,6 +276,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="faithfulness-only warmup steps (lr 1e-2)")
     ap.add_argument("--model-steps", type=int, default=None,
                     help="steps to train each target model (default: 10000 for TMS, the spec's own for compressed)")
+    ap.add_argument("--model-run", default=None,
+                    help="a trained run of the truth's spec to decompose instead of training one here (one "
+                         "compressed or AND-gate truth)")
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")

@@ -46,16 +46,19 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
     assert report["total_runtime_s"] > 0
 
 
-def test_readme_attribution_table_is_the_committed_results_file():
-    """README's attribution-graph table is `benchmarks/attribution_graphs.py`'s summary of its committed results,
-    line for line: rerunning the benchmark rewrites the file, and this fails until README states the new numbers."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from attribution_graphs import summary
+@pytest.mark.parametrize("script", ["attribution_graphs", "coactivation_clusters"])
+def test_readme_table_is_the_committed_results_file(script):
+    """README's attribution-graph and transcoder-clustering tables are their benchmark's `summary` of its committed
+    results, line for line: rerunning a benchmark rewrites its file, and this fails until README states the new
+    numbers."""
+    import importlib
 
-    rows = json.loads((ROOT / "benchmarks" / "results" / "attribution_graphs.json").read_text())["rows"]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    summary = importlib.import_module(script).summary
+    rows = json.loads((ROOT / "benchmarks" / "results" / f"{script}.json").read_text())["rows"]
     readme = (ROOT / "README.md").read_text()
     for line in summary(rows).splitlines():
-        assert line in readme, f"README lacks this line of the attribution-graph table: {line}"
+        assert line in readme, f"README lacks this line of {script}'s table: {line}"
 
 
 def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
@@ -112,6 +115,7 @@ def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
 IN_PROCESS_SMOKE = {
     "circuit_discovery": ((), [], None),
     "compressed_clean": ((), ["--out", "{tmp}"], "compressed_clean.json"),
+    "coactivation_clusters": ((), ["--out", "{tmp}"], "coactivation_clusters.json"),
     "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
 }
@@ -142,6 +146,10 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     if results:
         report = json.loads((tmp_path / results).read_text())
         assert report.get("results") or report.get("rows"), sorted(report)  # it wrote what it measured
+    if name == "coactivation_clusters":  # the circuit itself as units must pass the test it sets, whatever the model
+        control = next(r for r in report["rows"] if r["units"] == "circuit (control)")
+        assert control["gates_recovered"] == control["link"] == 1.0, control
+        assert {r["units"] for r in report["rows"]} >= {"neurons", "transcoder", "skip transcoder"}
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

@@ -53,6 +53,19 @@ def test_naive_model_computes_the_first_d_mlp_relus_exactly():
     np.testing.assert_allclose(naive(x) - x @ naive.W_E @ naive.W_E.T, [0.5, 0, 0.7, 0, 0, 0, 0, 0], atol=1e-5)
 
 
+def test_the_naive_model_of_a_clean_deeper_model_gives_each_layer_its_own_features():
+    """Three layers of 2 neurons and 7 features: layer l computes features 2l and 2l + 1 (the 7th is ignored);
+    with an orthonormal embedding nothing a layer writes leaks into what a later one reads, so the ReLUs are
+    exact."""
+    config = ResidualMLPConfig(n_features=7, d_model=30, d_mlp=2, n_layers=3, embedding="orthogonal")
+    naive = naive_model(ResidualMLP(config, jax.random.PRNGKey(0)))
+    x = jnp.array([0.5, -0.5, 0.7, 0.9, -0.2, 0.3, 0.8])
+    _, acts = naive.run(x, capture=["mlp_post"])
+    for layer, expected in enumerate([[0.5, 0.0], [0.7, 0.9], [0.0, 0.3]]):
+        np.testing.assert_allclose(acts["mlp_post", layer], expected, atol=1e-5)
+    np.testing.assert_allclose(naive(x), x + jax.nn.relu(x).at[6].set(0.0), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_naive_loss_matches_the_analytic_baseline():
     task = make_task("compressed_computation", n_features=20, feature_probability=0.05, n_eval=50_000)

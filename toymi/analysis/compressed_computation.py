@@ -3,7 +3,8 @@
 - `neuron_feature_weights`: the direct weights between features and neurons — feature i's read-in by neuron n,
   `W_E[i] · W_in[l, :, n]`, and neuron n's write-out to output i, `W_out[l, n] · W_U[:, i]`.
 - `neuron_ablation_effects`: on inputs with a single active feature, how much zero-ablating each neuron changes
-  that feature's output (through the model's `patch` intervention, so it is exact at any depth).
+  that feature's output (through the model's `patch` intervention, so it is exact at any depth);
+  `feature_ablation_effects` is one feature's row.
 - `neurons_used`: the per-feature map of neurons that carry a sizeable share of it.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from toymi.model.interventions import patch
 
@@ -31,6 +32,24 @@ def neuron_feature_weights(model) -> dict[str, Float[Array, "..."]]:
             "output": jnp.einsum("lmd,do->lmo", model.W_out, model.W_U)}
 
 
+def feature_ablation_effects(model, i: Int[Array, ""], value: float = 1.0) -> Float[Array, "layer d_mlp"]:
+    """Feature i's row of `neuron_ablation_effects`: |change in output i| when one neuron is zero-ablated, on the
+    input `value · e_i`. Traceable in `i` and in the model's weights, so it vmaps over features and over models
+    (an SPD decomposition's per-feature masked models, `truths_compressed.neuron_agreement`)."""
+    c = model.config
+    x = value * jax.nn.one_hot(i, c.n_features)
+    clean, acts = model.run(x, capture=["mlp_post"])
+    post = acts["mlp_post"]  # [layer, d_mlp]
+
+    def ablate(layer, neuron):
+        ablated = post[layer].at[neuron].set(0.0)
+        out, _ = model.run(x, interventions=[patch("mlp_post", ablated, layer=layer)])
+        return jnp.abs(out[i] - clean[i])
+
+    layers, neurons = jnp.meshgrid(jnp.arange(c.n_layers), jnp.arange(c.d_mlp), indexing="ij")
+    return jax.vmap(jax.vmap(ablate))(layers, neurons)
+
+
 @jax.jit
 def neuron_ablation_effects(model, value: float = 1.0) -> Float[Array, "feature layer d_mlp"]:
     """|change in output i| when one neuron is zero-ablated, on the input `value · e_i` (feature i alone).
@@ -40,24 +59,10 @@ def neuron_ablation_effects(model, value: float = 1.0) -> Float[Array, "feature 
     - `model`: a `ResidualMLP` with as many outputs as features.
     - `value`: the active feature's value (positive: its ReLU is on).
 
-    **Returns:** `[feature, layer, d_mlp]` effects; all features, layers and neurons in one vmapped call.
+    **Returns:** `[feature, layer, d_mlp]` effects (`feature_ablation_effects` per feature); all features, layers
+    and neurons in one vmapped call.
     """
-    c = model.config
-    inputs = value * jnp.eye(c.n_features)
-
-    def one_feature(i, x):
-        clean, acts = model.run(x, capture=["mlp_post"])
-        post = acts["mlp_post"]  # [layer, d_mlp]
-
-        def ablate(layer, neuron):
-            ablated = post[layer].at[neuron].set(0.0)
-            out, _ = model.run(x, interventions=[patch("mlp_post", ablated, layer=layer)])
-            return jnp.abs(out[i] - clean[i])
-
-        layers, neurons = jnp.meshgrid(jnp.arange(c.n_layers), jnp.arange(c.d_mlp), indexing="ij")
-        return jax.vmap(jax.vmap(ablate))(layers, neurons)
-
-    return jax.vmap(one_feature)(jnp.arange(c.n_features), inputs)
+    return jax.vmap(lambda i: feature_ablation_effects(model, i, value))(jnp.arange(model.config.n_features))
 
 
 def neurons_used(effects: Float[Array, "feature layer d_mlp"], threshold: float = 0.1, floor: float = 1e-3

@@ -111,11 +111,14 @@ class CompressedComputation(Task):
 
 
 def naive_model(model):
-    """The naive monosemantic solution in `model`'s shape: neuron n computes ReLU(x_n) exactly for the first
-    `min(d_mlp, n_features)` features, via the pseudo-inverses of `W_E` and `W_U`; other features get no ReLU.
+    """The naive monosemantic solution in `model`'s shape: one neuron per feature, for the first
+    `min(n_layers · d_mlp, n_features)` features (layer l's neuron n computes ReLU(x_{l·d_mlp + n})), reading and
+    writing through the pseudo-inverses of `W_E` and `W_U`; other features get no ReLU.
 
-    Its loss is the residual stream's interference plus `p / 6` per ignored feature (`facts`). Layers after
-    the first and all biases are zero.
+    With one layer its ReLUs are exact, and its loss is the residual stream's interference plus `p / 6` per ignored
+    feature (`facts`). A later layer also reads what earlier layers wrote, `pinv(W_U) pinv(W_E)` off its diagonal:
+    zero for an orthonormal embedding (the clean variant, `W_U = W_Eᵀ`), and interference-sized for a random one.
+    All biases are zero.
 
     **Arguments:**
 
@@ -124,11 +127,14 @@ def naive_model(model):
     **Returns:** a `ResidualMLP` of the same config.
     """
     c = model.config
-    k = min(c.d_mlp, c.n_features)
+    k = min(c.n_layers * c.d_mlp, c.n_features)
     read = jnp.linalg.pinv(model.W_E)[:, :k]  # [d_model, k]: r @ read = x[:k] exactly
     write = jnp.linalg.pinv(model.W_U)[:k, :]  # [k, d_model]: write @ W_U = identity on the first k outputs
-    W_in = jnp.zeros_like(model.W_in).at[0, :, :k].set(read)
-    W_out = jnp.zeros_like(model.W_out).at[0, :k, :].set(write)
+    W_in, W_out = jnp.zeros_like(model.W_in), jnp.zeros_like(model.W_out)
+    for layer, start in enumerate(range(0, k, c.d_mlp)):
+        n = min(c.d_mlp, k - start)
+        W_in = W_in.at[layer, :, :n].set(read[:, start:start + n])
+        W_out = W_out.at[layer, :n, :].set(write[start:start + n])
     zeros = lambda b: None if b is None else jnp.zeros_like(b)  # noqa: E731
     return eqx.tree_at(lambda m: (m.W_in, m.W_out, m.b_in, m.b_out), model,
                        (W_in, W_out, zeros(model.b_in), zeros(model.b_out)), is_leaf=lambda v: v is None)

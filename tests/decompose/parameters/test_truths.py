@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.importance import ImportanceMLPs
 from toymi.decompose.parameters.losses import SPDParams
-from toymi.decompose.parameters.truths_compressed import feature_importance, score_compressed
+from toymi.decompose.parameters.truths_compressed import feature_importance, neuron_agreement, score_compressed
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+from toymi.tasks.compressed_computation import naive_model
 
 
 def _step_importance(C: int) -> ImportanceMLPs:
@@ -35,3 +37,23 @@ def test_compressed_truth_counts_features_with_a_W_in_subcomponent_of_their_own(
     assert scores["own_fraction.0"] == pytest.approx(5 / 6)  # feature 0 has two subcomponents, the rest one each
     assert scores["own_fraction"] == scores["own_fraction.0"]
     assert scores["w_out_used.0"] == 2.0
+
+
+def test_neuron_agreement_is_one_for_the_mechanism_and_zero_without_its_W_out():
+    """The naive model on a clean embedding (neuron n computes ReLU(x_n)) decomposed one subcomponent per neuron:
+    `W_in`'s reads feature n's direction and writes neuron n, `W_out`'s reads neuron n and writes its row. Feature n
+    alone makes exactly its own two important, and the masked model's neuron effects are the model's."""
+    config = ResidualMLPConfig(n_features=5, d_model=40, d_mlp=5, embedding="orthogonal")
+    model = naive_model(ResidualMLP(config, jax.random.PRNGKey(0)))
+    w_in = Subcomponents(U=jnp.eye(5), V=model.W_in[0])  # Σ_c e_c W_in[:, c]ᵀ = W_inᵀ
+    w_out = Subcomponents(U=model.W_out[0].T, V=jnp.eye(5))  # Σ_c W_out[c] e_cᵀ = W_outᵀ
+    params = SPDParams((w_in, w_out), (_step_importance(5), _step_importance(5)))
+    ci = feature_importance(model, params)
+    np.testing.assert_allclose(ci["W_in.0"], np.eye(5), atol=1e-3)
+    assert neuron_agreement(model, params) == {"neuron_agreement": pytest.approx(1.0), "neurons_used_match": 1.0}
+    scores = score_compressed(model, params)
+    assert scores["own_fraction_any_layer"] == scores["own_fraction"] == 1.0 and scores["neuron_agreement"] > 0.999
+    # W_out's importances never fire: the decomposition says no feature needs W_out, so no neuron matters
+    never = eqx.tree_at(lambda g: g.w2, _step_importance(5), jnp.zeros((5, 16)))  # Γ = 0: importance 0
+    silent = SPDParams((w_in, w_out), (_step_importance(5), never))
+    assert neuron_agreement(model, silent) == {"neuron_agreement": 0.0, "neurons_used_match": 0.0}
