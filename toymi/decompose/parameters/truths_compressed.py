@@ -63,8 +63,8 @@ def _masked_effects(model: ResidualMLP, params: SPDParams, masks: list) -> jax.A
 def neuron_agreement(model: ResidualMLP, params: SPDParams, threshold: float = 0.5) -> dict[str, float]:
     """`neuron_agreement`: the mean over features of the cosine between the masked model's single-neuron ablation
     effects and the model's own (module docstring; masks: causal importance ≥ `threshold` on the feature alone, as
-    0/1; effects below 1e-5 count as 0), 0 where the masked model's are all zero; features whose own effects are all zero (served by no neuron)
-    are left out. `neurons_used_match`: the fraction of those features whose `neurons_used` maps agree exactly."""
+    0/1; effects below 1e-5 count as 0), 0 where the masked model's are all zero; features whose own effects are all
+    zero (served by no neuron) are left out. `neurons_used_match`: the fraction of those features whose `neurons_used` maps agree exactly."""
     ci = feature_importance(model, params)
     masks = [(jnp.asarray(ci[t.name]) >= threshold).astype(jnp.float32) for t in model_targets(model)]
     effects = _masked_effects(model, params, masks), neuron_ablation_effects(model)  # [feature, layer, d_mlp]
