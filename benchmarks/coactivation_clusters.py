@@ -153,7 +153,10 @@ def summary(rows: list[dict]) -> str:
         groups.setdefault((r["model"], r["units"]), []).append(r)
     lines = [HEADER.format(first="seeds")]
     for (model, units), rs in groups.items():
-        lines.append(line(model, units, len(rs), np.nanmean([[r[k] for k in KEYS] for r in rs], axis=0)))
+        values = np.array([[r[k] for k in KEYS] for r in rs], np.float64)
+        seen = ~np.isnan(values).all(0)  # a column NaN for every seed (no unit to measure) stays NaN
+        lines.append(line(model, units, len(rs), np.where(seen, np.nansum(values, 0) / np.maximum(
+            (~np.isnan(values)).sum(0), 1), np.nan)))
     return "\n".join(lines)
 
 
