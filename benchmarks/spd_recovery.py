@@ -122,7 +122,7 @@ def run_compressed(name: str, args) -> dict:
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds, score_compressed,
-                               lambda s: s["own_fraction"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.C or 100, args.coef or (1e-5,),
                                args.p or (2.0,))
     return {"truth": name, "spec": COMPRESSED[name], **result, "model_seconds": model_seconds,
             "target_model": losses, "published": {"own_fraction": 1.0}}
@@ -138,7 +138,7 @@ def run_and_gates(name: str, args) -> dict:
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
                                lambda m, params: score_and_gates(m, params, task.pairs),
-                               lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.C or 100, args.coef or (1e-5,),
                                args.p or (2.0,))
     return {"truth": name, "spec": AND_GATES[name], **result, "model_seconds": model_seconds,
             "target_model": {"accuracy": accuracy}}
@@ -156,7 +156,7 @@ def run_and_gates_transformer(name: str, args) -> dict:
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
                                lambda m, params: score_and_gates_transformer(m, task, params),
-                               lambda s: s["gates_found"] == 1.0, args.C or 100, args.coef or (1e-5,),
+                               args.C or 100, args.coef or (1e-5,),
                                args.p or (2.0,), sample=lambda key, n: task.model_inputs(task.sample(key, n),
                                                                                          "transformer"),
                                output_loss="mse", output_positions=(task.n_features,))
@@ -177,18 +177,17 @@ def run_induction(name: str, args) -> dict:
     print(f"{name} target model: previous-token head L0H{heads[0]}, induction head L1H{heads[1]}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
                                lambda m, params: score_induction(m, params, tokens, heads),
-                               lambda s: s["single_head_fraction"] >= 0.9 and s["induction_head_matrices"] == 4,
                                args.C or 64, args.coef or (1e-2,), args.p or (0.1,))
     return {"truth": name, "spec": INDUCTION[name], **result, "model_seconds": model_seconds,
             "heads": {"previous_token": heads[0], "induction": heads[1]}}
 
 
-def decompose_members(name: str, model, task, args, model_seconds: float, score, at_bar, C: int = 100,
+def decompose_members(name: str, model, task, args, model_seconds: float, score, C: int = 100,
                       coefs=(1e-5,), ps=(2.0,), sample=None, **config) -> dict:
     """SPD on a model trained here (inputs: `sample`, default its task's own; `config`: more `SPDConfig` settings),
     every (coefficient, p) setting ×
     `args.seeds` seeds as one vmapped run: each member's `score(model, params)` (with its setting and seed), whether
-    it is `at_bar`, the success rate, SPD's wall time and final losses."""
+    it reached the truth's bar (the scorer's `success`), the success rate, SPD's wall time and final losses."""
     if len(ps) not in (1, len(coefs)):
         raise SystemExit(f"give one p or one per coefficient: {len(coefs)} coefficients, {len(ps)} p")
     settings = [(c, ps[0] if len(ps) == 1 else ps[i]) for i, c in enumerate(coefs)]
@@ -210,7 +209,6 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     at_init = score(model, init_params(model, model_targets(model), cfg, jax.random.PRNGKey(0)))
     print(f"{name} untrained decomposition: " + ", ".join(f"{k} {v:.4g}" for k, v in at_init.items()), flush=True)
     for i, s in enumerate(per_seed):
-        s["success"] = float(at_bar(s))
         print(f"{name} member {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
     success = float(np.mean([s["success"] for s in per_seed]))
     print(f"{name}: success rate {success:.2f} ({len(members)} members), SPD {spd_seconds:.1f} s (compile included), "

@@ -21,11 +21,14 @@ def add_parser(commands) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; 2 with --quick)")
     parser.add_argument("--truths", default="synthetic,tms",
                         help="comma-separated: synthetic, tms, compressed, compressed_out, and_gates, and_gates_out, "
-                             "modular, induction (the _out truths are the MLP's output, where transcoders run too)")
+                             "modular, induction (the _out truths are the MLP's output, where transcoders run too); "
+                             "the SPD paper's tms_5_2, tms_40_10 (= tms), tms_5_2_id, tms_40_10_id, compressed_1l "
+                             "(= compressed), compressed_2l, compressed_3l")
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
                              "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron "
-                             "basis, SPD (parameter decomposition: tms, compressed, and_gates and induction only), "
+                             "basis, SPD (parameter decomposition: the tms, compressed, and_gates and induction "
+                             "truths), "
                              "or all (every method but SPD; default). E.g. all,SPD")
     parser.set_defaults(func=run)
 

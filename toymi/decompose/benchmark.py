@@ -79,21 +79,29 @@ def _cell(summary: dict, key: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per (method, truth): mean ± std over seeds of every metric, and the published number. A truth with
-    its own scorer (`GroundTruth.score`: AND gates, modular addition, induction) gets a second table of those
-    numbers below."""
-    head = ["method", "ground truth", *[title for _, title in COLUMNS], "seeds", "published"]
+    """One line per (method, truth): mean ± std over seeds of every metric, the seeds that reached the truth's bar
+    (`success`: a success rate, which none of the anchors reports), and the published number. A truth with its own
+    scorer (`GroundTruth.score`: AND gates, modular addition, induction) gets a second table of those numbers
+    below."""
+    head = ["method", "ground truth", *[title for _, title in COLUMNS], "success", "seeds", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         published = ", ".join(f"{k} {v:g}" for k, v in r["published"].items()) or "—"
-        cells = [r["method"], r["truth"], *[_cell(r["summary"], key) for key, _ in COLUMNS], str(len(r["per_seed"])),
-                 published]
+        cells = [r["method"], r["truth"], *[_cell(r["summary"], key) for key, _ in COLUMNS], _success(r),
+                 str(len(r["per_seed"])), published]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + "".join(_scorer_table(truth, [r for r in rows if r["truth"] == truth])
                                              for truth in dict.fromkeys(r["truth"] for r in rows))
 
 
-_NOT_SCORER = {key for key, _ in COLUMNS} | {"mmcs_learned", "frac_0.9", "loss_recovered_mean"}
+def _success(row: dict) -> str:
+    """Seeds at the truth's bar out of those scored (`success`: MMCS ≥ `scoring.MMCS_BAR` for activation methods,
+    the truth's own bar for SPD); "—" where the truth has none."""
+    marks = [s["success"] for s in row["per_seed"] if "success" in s]
+    return f"{sum(marks):.0f}/{len(marks)}" if marks else "—"
+
+
+_NOT_SCORER = {key for key, _ in COLUMNS} | {"mmcs_learned", "frac_0.9", "loss_recovered_mean", "success"}
 
 
 def _scorer_table(truth: str, rows: list[dict]) -> str:

@@ -11,6 +11,7 @@ from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.transcoder import Transcoder
 
 EVAL_SEED = 123_456  # every method of a truth is scored on the same held-out sample
+MMCS_BAR = 0.99  # a decomposition whose directions reach every true feature this closely recovered it (`success`)
 
 
 def evaluate(decomposition, truth: GroundTruth, x: np.ndarray) -> dict[str, float]:
@@ -50,6 +51,7 @@ def _scores(decomposition, truth: GroundTruth, codes: np.ndarray, target: np.nda
         features = features[alive]
         out |= {"mmcs": M.mmcs(features, directions), "mmcs_learned": M.mmcs(directions, features),
                 "mcc": M.hungarian_mcc(directions, features), "frac_0.9": M.fraction_recovered(directions, features)}
+        out["success"] = float(out["mmcs"] >= MMCS_BAR)
         if truth.feature_scales is not None:
             scales = np.asarray(truth.feature_scales, np.float64)[alive]
             components = directions * M.mean_active(codes)[:, None]

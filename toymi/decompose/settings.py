@@ -62,7 +62,7 @@ def _spd(model, task, score, C: int, coef: float, p: float, truth: str, quick: b
 
 
 def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae_steps: int = 2000,
-                seed: int = 0, quick: bool = False) -> Setting:
+                seed: int = 0, quick: bool = False, identity: bool = False) -> Setting:
     """A TMS `n_features`→`d_hidden` model trained here (feature probability 0.05, importance 1, as APD/SPD's),
     as a `GroundTruth` (`tms_truth`), with a 2× dictionary; SPD scored by `score_tms` (MMCS and ML2R on `W`)."""
     import jax
@@ -74,7 +74,7 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
     model, task = trained(Spec.from_dict({
         "task": {"name": "tms", "n_features": n_features, "feature_probability": 0.05, "batch_size": 1024,
                  "eval_size": 2048, "data_seed": seed},
-        "model": {"kind": "tms", "d_hidden": d_hidden},
+        "model": {"kind": "tms", "d_hidden": d_hidden, "hidden_identity": identity},
         "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
                   "checkpoint_every": steps},
     }))
@@ -194,12 +194,30 @@ def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=No
 def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", "tms")) -> list[Setting]:
     """The benchmark's truths by name: `"synthetic"`, `"tms"`, `"compressed"` / `"compressed_out"` (the
     MLP's neurons / its output, where transcoders run too), `"and_gates"` / `"and_gates_out"`, `"modular"`,
-    `"induction"` (quick: tiny versions)."""
+    `"induction"` (quick: tiny versions); and the SPD paper's: `"tms_5_2"`, `"tms_40_10"` (= `"tms"`), with a hidden
+    identity `"tms_5_2_id"`, `"tms_40_10_id"`; `"compressed_1l"` (= `"compressed"`), `"compressed_2l"`,
+    `"compressed_3l"` (the activation methods at layer 0's neurons, SPD on every layer)."""
+
+    def tms(n: int, m: int, identity: bool = False) -> Setting:
+        if quick:
+            return tms_setting(n, m, steps=300, sae_steps=200, quick=True, identity=identity)
+        return tms_setting(n, m, identity=identity)
+
+    def compressed(spec: str) -> Setting:
+        source = shipped_spec(spec)
+        return (compressed_setting(steps=50, sae_steps=100, source=source, quick=True) if quick
+                else compressed_setting(source=source))
+
     builders = {
         "synthetic": lambda: synthetic_setting(quick),
         "tms": lambda: tms_setting(5, 2, steps=300, sae_steps=200, quick=True) if quick else tms_setting(),
+        "tms_5_2": lambda: tms(5, 2), "tms_40_10": lambda: tms(40, 10), "tms_5_2_id": lambda: tms(5, 2, True),
+        "tms_40_10_id": lambda: tms(40, 10, True), "compressed_2l": lambda: compressed("compressed_computation_2l"),
+        "compressed_3l": lambda: compressed("compressed_computation_3l"),
         "compressed": lambda: (compressed_setting(steps=50, sae_steps=100, quick=True) if quick
                                else compressed_setting()),
+        "compressed_1l": lambda: (compressed_setting(steps=50, sae_steps=100, quick=True) if quick
+                                  else compressed_setting()),
         "compressed_out": lambda: (compressed_setting(steps=50, sae_steps=100, site="mlp_out") if quick
                                    else compressed_setting(site="mlp_out")),
         "and_gates": lambda: (and_gates_setting(steps=100, sae_steps=100, quick=True) if quick

@@ -8,10 +8,11 @@ whether its weights are kept or not). Those are the gate's *exclusive* subcompon
 (the residual direction `V_cᵀ a` measures), seen through the fixed embedding: `(W_E V_c)_j²` is how much input j it
 reads, and the share on (a, b) says whether it reads the gate's own inputs.
 
-`score_and_gates` reports `gates_found` (gates with an exclusive `W_in` subcomponent), `reads_own_inputs` (over the
-gates found, the mean share of the best exclusive subcomponent's read on the gate's two inputs), `inputs_found`
-(inputs with an exclusive subcomponent among the single-input patterns), and `w_in_alive` / `w_out_alive` (subcomponents
-important on some pattern). `gate_scores` is the same on plain arrays, for hand-made decompositions.
+`score_and_gates` reports `gates_found` (gates with an exclusive `W_in` subcomponent; `success` when every gate has
+one), `reads_own_inputs` (over the gates found, the mean share of the best exclusive subcomponent's read on the
+gate's two inputs), `inputs_found` (inputs with an exclusive subcomponent among the single-input patterns), and
+`w_in_alive` / `w_out_alive` (subcomponents important on some pattern). `gate_scores` is the same on plain arrays,
+for hand-made decompositions.
 
 The AND-gate transformer (`tasks/and_gates_transformer_quick.toml`: attention gathers the inputs at the readout
 position, the MLP computes the gates there) gets the same test at the readout position (`score_and_gates_transformer`):
@@ -85,7 +86,7 @@ def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: flo
     out = gate_scores(ci["W_in.0"][:n], ci["W_in.0"][n:], input_reads(model, w_in), pairs, threshold)
     out["w_in_alive"] = float(alive_by_importance(ci["W_in.0"], threshold))
     out["w_out_alive"] = float(alive_by_importance(ci["W_out.0"], threshold))
-    return out
+    return out | {"success": float(out["gates_found"] == 1.0)}  # the bar: every gate found
 
 
 def score_and_gates_transformer(model, task: AndGates, params: SPDParams, threshold: float = 0.5
@@ -106,4 +107,5 @@ def score_and_gates_transformer(model, task: AndGates, params: SPDParams, thresh
     reads = (change @ np.asarray(params.components[names.index("W_in.0")].V)).T  # [C, feature]
     g = ci["W_in.0"]
     out = gate_scores(g[:len(pairs)], g[len(pairs):len(pairs) + n], reads, pairs, threshold)
-    return out | {f"{name}_alive": float(alive_by_importance(ci[name][:-1], threshold)) for name in names}
+    return out | {f"{name}_alive": float(alive_by_importance(ci[name][:-1], threshold)) for name in names} | {
+        "success": float(out["gates_found"] == 1.0)}

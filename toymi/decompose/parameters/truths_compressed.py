@@ -35,7 +35,8 @@ def feature_importance(model: ResidualMLP, params: SPDParams, value: float = 1.0
 def score_compressed(model: ResidualMLP, params: SPDParams, threshold: float = 0.5) -> dict[str, float]:
     """`own_fraction.<l>` (features with a `W_in.<l>` subcomponent of their own), `own_fraction` (their mean over
     layers), `own_fraction_any_layer` (features with one in some layer), `w_out_used.<l>` (`W_out.<l>` subcomponents
-    important for some feature), and `neuron_agreement` / `neurons_used_match` (`neuron_agreement`)."""
+    important for some feature), `neuron_agreement` / `neurons_used_match` (`neuron_agreement`), and `success`
+    (the truth's bar: every feature has its own subcomponent in every layer)."""
     ci = feature_importance(model, params)
     out = {}
     for l in range(model.config.n_layers):
@@ -44,6 +45,7 @@ def score_compressed(model: ResidualMLP, params: SPDParams, threshold: float = 0
     out["own_fraction"] = float(np.mean([out[f"own_fraction.{l}"] for l in range(model.config.n_layers)]))
     own_any = np.any([own_subcomponents(ci[f"W_in.{l}"], threshold) >= 0 for l in range(model.config.n_layers)], 0)
     out["own_fraction_any_layer"] = float(own_any.mean())
+    out["success"] = float(out["own_fraction"] == 1.0)  # the bar: every feature its own subcomponent, every layer
     return out | neuron_agreement(model, params, threshold)
 
 

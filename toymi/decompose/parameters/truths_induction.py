@@ -20,7 +20,9 @@ Every attention matrix is decomposed whole (`targets_transformer`), so a subcomp
 - `k_composition`: over the induction head's alive `W_K.1` subcomponents, the mean share of `V_c`'s energy (what it
   reads of the residual stream) in the subspace the previous-token head writes (the row space of its `W_O`);
   `k_composition_model` is the same share for the induction head's own key weights, and `k_composition_random`
-  (`d_head / d_model`) what a random direction puts there.
+  (`d_head / d_model`) what a random direction puts there;
+- `success`, the truth's bar: at least 90% of the alive subcomponents belong to one head, and the induction head has
+  its own in all four matrices.
 """
 
 from __future__ import annotations
@@ -89,9 +91,10 @@ def score_induction(model, params: SPDParams, tokens, heads: tuple[int, int], th
     keys = params.components[names.index("W_K.1")]
     mine = alive["W_K.1"] & (owner["W_K.1"] == ind)
     model_keys = np.asarray(model.W_K[1, ind])  # [d_model, d_head]
+    single = (sum(int((alive[n] & (owner[n] >= 0)).sum()) for n in names) / n_alive if n_alive else float("nan"))
     return {
-        "single_head_fraction": (sum(int((alive[n] & (owner[n] >= 0)).sum()) for n in names) / n_alive
-                                 if n_alive else float("nan")),
+        "success": float(single >= 0.9 and np.count_nonzero(ind_counts) == len(MATRICES)),
+        "single_head_fraction": single,
         "mean_head_share": (float(np.concatenate([top_share[n][alive[n]] for n in names]).mean()) if n_alive
                             else float("nan")),
         "alive": float(n_alive),

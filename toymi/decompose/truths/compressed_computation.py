@@ -50,7 +50,9 @@ def compressed_computation_truth(model: ResidualMLP, task: CompressedComputation
         features, scales = unit_rows(patterns[keep]), 0.5 * norms[keep]
     batch = task.sample(jax.random.PRNGKey(SPLICE_SEED), n_splice)
     return GroundTruth(
-        name=f"compressed computation {site}", sample=activation_sampler(model, task, site, layer),
+        name=f"compressed computation {site}" + (f" (layer {layer} of {model.config.n_layers})"
+                                                 if model.config.n_layers > 1 else ""),
+        sample=activation_sampler(model, task, site, layer),
         d=int(features.shape[1]), features=features, splice=model_splice(model, task, site, layer, batch),
         feature_scales=scales, neurons=model.neuron_basis(site, layer),
         **mlp_out_fields(model, task, site, layer, batch))

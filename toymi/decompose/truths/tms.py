@@ -27,7 +27,8 @@ def tms_truth(model: TMS, task: ToyModelsOfSuperposition, n_splice: int = 10_000
     n, m = model.config.n_features, model.config.d_hidden
     batch = task.sample(jax.random.PRNGKey(SPLICE_SEED), n_splice)
     return GroundTruth(
-        name=f"tms {n}→{m}", sample=activation_sampler(model, task, "hidden"), d=m,
+        name=f"tms {n}→{m}" + (" + identity" if model.config.hidden_identity else ""),
+        sample=activation_sampler(model, task, "hidden"), d=m,
         features=unit_rows(model.W.T), published={"mmcs": 1.000},  # SPD (Bushnaq et al. 2025); APD: 0.996–0.998
         splice=model_splice(model, task, "hidden", None, batch),
         feature_scales=0.5 * jnp.linalg.norm(model.W, axis=0))
