@@ -6,8 +6,8 @@ across circuits, so clustering the units by co-activation should give one cluste
 models the circuits are known: gate k = (a, b) reads inputs a and b and computes their interaction.
 
 The clusters must overlap. Every input is shared by many gates (10 inputs and all 45 pairs: each input is in 9
-gates), so the units that carry input a belong to nine circuits; a partition puts each of them in one cluster and
-can hold both inputs of at most ⌊n_inputs / 2⌋ gates (5 of 45). Co-activation is also directed: a unit that
+gates), so the units that carry input a belong to nine circuits; a partition puts each of them in one cluster, so
+an input with one unit can complete at most one of its gates. Co-activation is also directed: a unit that
 computes a AND b fires only when a's units fire, while a's units fire on many examples where b is off. So:
 
 - `coactivation(active)`: `P[i, j]`, the fraction of the examples where unit i is active on which unit j is too;
