@@ -89,6 +89,17 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert all(s["prev_head_subcomponents"] == s["induction_head_subcomponents"] == 0 for s in seeds)  # "none"
 
 
+def test_readme_compressed_layer_numbers_are_their_committed_results():
+    runs = json.loads((ROOT / "benchmarks" / "results" / "compressed_layers.json").read_text())["runs"]
+    readme = (ROOT / "README.md").read_text()
+    for name, r in runs.items():
+        stated = (f"`{name}.toml` ", f"{r['eval_loss']:.2e} against", f"{r['eval_naive_loss']:.2e}, "
+                  f"{r['ratio_to_naive']:.2f}×; {r['elapsed_s']:.0f} s)")
+        line = readme[readme.index(stated[0]):][:260].replace("\n", " ")
+        for part in stated[1:]:
+            assert part.replace("e-04", "e-4").replace("e-03", "e-3") in line, (name, part, line)
+
+
 def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
     """The chess 200k-game probe, SPD on the induction model at 12,000 steps, on the AND-gate transformer, and the PGD
     comparison: README states what their committed JSON holds."""
