@@ -98,6 +98,17 @@ def test_readme_compressed_layer_numbers_are_their_committed_results():
         line = readme[readme.index(stated[0]):][:260].replace("\n", " ")
         for part in stated[1:]:
             assert part.replace("e-04", "e-4").replace("e-03", "e-3") in line, (name, part, line)
+    # SPD on them (benchmarks/spd_recovery.py --truths compressed_2l / compressed_3l): README's rows per seed
+    for path in sorted((ROOT / "benchmarks" / "results" / "spd").glob("cpu_compressed_[23]l_*.json")):
+        r = json.loads(path.read_text())["results"][0]
+        layers = int(r["truth"][len("compressed_")])
+        for i, m in enumerate(r["per_seed"]):
+            own = " / ".join(str(round(100 * m[f"own_fraction.{l}"])) for l in range(layers))
+            used = " / ".join(f"{m[f'w_out_used.{l}']:.0f}" for l in range(layers))
+            row = (f"| {m['seed']} | {own} / {round(100 * m['own_fraction_any_layer'])} of 100 | {used} | "
+                   f"{m['neuron_agreement']:.3f} / {m['neurons_used_match']:.2f} | "
+                   f"{r['final_losses']['importance'][i]:.2f} |")
+            assert row in readme, (path.name, row)
 
 
 def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
