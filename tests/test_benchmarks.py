@@ -89,7 +89,20 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert all(s["prev_head_subcomponents"] == s["induction_head_subcomponents"] == 0 for s in seeds)  # "none"
 
 
+def test_readme_one_table_is_the_committed_decompose_output():
+    """README's table of `toymi decompose` over the SPD paper's truths is the command's committed `table.md` (its main
+    table), line for line."""
+    table = (ROOT / "benchmarks" / "results" / "spd" / "decompose_paper_truths.table.md").read_text()
+    main = table.split("\n\n")[0].splitlines()
+    assert len(main) > 2 and all(line.startswith("|") for line in main)
+    readme = (ROOT / "README.md").read_text()
+    for line in main:
+        assert line in readme, f"README lacks this line of the decompose table: {line}"
+
+
 def test_readme_compressed_layer_numbers_are_their_committed_results():
+    from toymi.experiment.spec import Spec
+
     runs = json.loads((ROOT / "benchmarks" / "results" / "compressed_layers.json").read_text())["runs"]
     readme = (ROOT / "README.md").read_text()
     for name, r in runs.items():
@@ -102,10 +115,11 @@ def test_readme_compressed_layer_numbers_are_their_committed_results():
     for path in sorted((ROOT / "benchmarks" / "results" / "spd").glob("cpu_compressed_[23]l_*.json")):
         r = json.loads(path.read_text())["results"][0]
         layers = int(r["truth"][len("compressed_")])
+        n = Spec.load(ROOT / "tasks" / f"{r['spec']}.toml").task["n_features"]
         for i, m in enumerate(r["per_seed"]):
-            own = " / ".join(str(round(100 * m[f"own_fraction.{l}"])) for l in range(layers))
+            own = " / ".join(str(round(n * m[f"own_fraction.{l}"])) for l in range(layers))
             used = " / ".join(f"{m[f'w_out_used.{l}']:.0f}" for l in range(layers))
-            row = (f"| {m['seed']} | {own} / {round(100 * m['own_fraction_any_layer'])} of 100 | {used} | "
+            row = (f"| {m['seed']} | {own} / {round(n * m['own_fraction_any_layer'])} of {n} | {used} | "
                    f"{m['neuron_agreement']:.3f} / {m['neurons_used_match']:.2f} | "
                    f"{r['final_losses']['importance'][i]:.2f} |")
             assert row in readme, (path.name, row)
