@@ -56,8 +56,8 @@ from toymi.decompose.parameters.spd import (  # noqa: E402
     TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd,
 )
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
-from toymi.experiment.spec import Spec  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
+from toymi.experiment.spec import Spec  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
     "tms_5_2": (5, 2, False, 20, 3e-3, 1.0),
@@ -121,9 +121,8 @@ def run_compressed(name: str, args) -> dict:
     model, task, model_seconds = train_spec(COMPRESSED[name], args)
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
-    result = decompose_members(name, model, task, args, model_seconds, score_compressed,
-                               args.C or 100, args.coef or (1e-5,),
-                               args.p or (2.0,))
+    result = decompose_members(name, model, task, args, model_seconds, score_compressed, args.C or 100,
+                               args.coef or (1e-5,), args.p or (2.0,))
     return {"truth": name, "spec": COMPRESSED[name], **result, "model_seconds": model_seconds,
             "target_model": losses, "published": {"own_fraction": 1.0}}
 

@@ -72,6 +72,11 @@ def conditions(active: Bool[np.ndarray, "example unit"], x_on: Bool[np.ndarray, 
     return (on_given_active >= tau) & (n >= min_count)[:, None]
 
 
+def _single_input_units(cond: Bool[np.ndarray, "unit input"]) -> Bool[np.ndarray, "unit input"]:
+    """`[unit, input]`: True where the unit is conditioned on exactly that input."""
+    return (cond[:, None, :] == np.eye(cond.shape[1], dtype=bool)[None]).all(-1)
+
+
 def _gate_units(unit_conditions, pairs):
     """`(is_interaction [unit, gate], is_input [unit, input], gate_sets [gate, input])`: which units are conditioned
     on exactly a gate's two inputs, on exactly one input, and each gate's inputs as a mask."""
@@ -83,8 +88,7 @@ def _gate_units(unit_conditions, pairs):
     gate_sets = np.zeros((len(pairs), n_inputs), bool)
     gate_sets[np.arange(len(pairs)), pairs[:, 0]] = gate_sets[np.arange(len(pairs)), pairs[:, 1]] = True
     is_interaction = (cond[:, None, :] == gate_sets[None]).all(-1)
-    is_input = (cond[:, None, :] == np.eye(n_inputs, dtype=bool)[None]).all(-1)
-    return is_interaction, is_input, gate_sets
+    return is_interaction, _single_input_units(cond), gate_sets
 
 
 def input_links(p: Float[np.ndarray, "unit unit"], unit_conditions: Bool[np.ndarray, "unit input"],
@@ -107,8 +111,7 @@ def input_coverage(active: Bool[np.ndarray, "example unit"], x_on: Bool[np.ndarr
     is active (NaN for an input never on). Low coverage means the input's part is carried by units conditioned on
     more than the input (absorbed into combinations), so no unit of it can join the clusters of its gates."""
     active, x_on, cond = np.asarray(active, bool), np.asarray(x_on, bool), np.asarray(unit_conditions, bool)
-    own = (cond[:, None, :] == np.eye(cond.shape[1], dtype=bool)[None]).all(-1)  # [unit, input]
-    covered = (active.astype(np.float64) @ own) > 0  # [example, input]: some unit of the input is active
+    covered = (active.astype(np.float64) @ _single_input_units(cond)) > 0  # [example, input]: one of its units on
     with np.errstate(invalid="ignore"):
         return (covered & x_on).sum(0) / x_on.sum(0)
 

@@ -28,8 +28,7 @@ def add_parser(commands) -> None:
                         help="comma-separated, from: L1 SAE, TopK + AuxK, TopK (no aux), BatchTopK, JumpReLU, "
                              "transcoder, skip transcoder, PCA, FastICA, NMF, spherical k-means, random, neuron "
                              "basis, SPD (parameter decomposition: the tms, compressed, and_gates and induction "
-                             "truths), "
-                             "or all (every method but SPD; default). E.g. all,SPD")
+                             "truths), or all (every method but SPD; default). E.g. all,SPD")
     parser.set_defaults(func=run)
 
 

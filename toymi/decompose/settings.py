@@ -216,8 +216,6 @@ def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", 
         "compressed_3l": lambda: compressed("compressed_computation_3l"),
         "compressed": lambda: (compressed_setting(steps=50, sae_steps=100, quick=True) if quick
                                else compressed_setting()),
-        "compressed_1l": lambda: (compressed_setting(steps=50, sae_steps=100, quick=True) if quick
-                                  else compressed_setting()),
         "compressed_out": lambda: (compressed_setting(steps=50, sae_steps=100, site="mlp_out") if quick
                                    else compressed_setting(site="mlp_out")),
         "and_gates": lambda: (and_gates_setting(steps=100, sae_steps=100, quick=True) if quick
@@ -228,6 +226,7 @@ def default_settings(quick: bool = False, truths: Sequence[str] = ("synthetic", 
         "induction": lambda: (induction_setting(steps=100, sae_steps=100, quick=True) if quick
                               else induction_setting()),
     }
+    builders["compressed_1l"] = builders["compressed"]
     unknown = [t for t in truths if t not in builders]
     if unknown:
         raise ConfigError(f"unknown truths {unknown}; expected some of {list(builders)}")

@@ -40,6 +40,7 @@ def test_gate_scores_by_hand():
     assert scores["gates_found"] == pytest.approx(1 / 3)
     assert scores["reads_own_inputs"] == pytest.approx(0.8)
     assert scores["inputs_found"] == pytest.approx(1 / 3)
+    assert scores["success"] == 0.0  # two of the three gates have no exclusive subcomponent
 
 
 def test_a_higher_threshold_finds_less_and_no_gate_gives_nan():

@@ -17,10 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymi.analysis.compressed_computation import feature_ablation_effects, neuron_ablation_effects, neurons_used
 from toymi.decompose.parameters.evaluate import causal_importances
 from toymi.decompose.parameters.losses import SPDParams
 from toymi.decompose.parameters.scoring import alive_by_importance, own_subcomponents
-from toymi.analysis.compressed_computation import feature_ablation_effects, neuron_ablation_effects, neurons_used
 from toymi.decompose.parameters.targets import model_targets, substitute
 from toymi.model.residual_mlp import ResidualMLP
 
@@ -38,15 +38,16 @@ def score_compressed(model: ResidualMLP, params: SPDParams, threshold: float = 0
     important for some feature), `neuron_agreement` / `neurons_used_match` (`neuron_agreement`), and `success`
     (the truth's bar: every feature has its own subcomponent in every layer)."""
     ci = feature_importance(model, params)
+    layers = range(model.config.n_layers)
+    has_own = np.stack([own_subcomponents(ci[f"W_in.{l}"], threshold) >= 0 for l in layers])  # [layer, feature]
     out = {}
-    for l in range(model.config.n_layers):
-        out[f"own_fraction.{l}"] = float((own_subcomponents(ci[f"W_in.{l}"], threshold) >= 0).mean())
+    for l in layers:
+        out[f"own_fraction.{l}"] = float(has_own[l].mean())
         out[f"w_out_used.{l}"] = float(alive_by_importance(ci[f"W_out.{l}"], threshold))
-    out["own_fraction"] = float(np.mean([out[f"own_fraction.{l}"] for l in range(model.config.n_layers)]))
-    own_any = np.any([own_subcomponents(ci[f"W_in.{l}"], threshold) >= 0 for l in range(model.config.n_layers)], 0)
-    out["own_fraction_any_layer"] = float(own_any.mean())
+    out["own_fraction"] = float(has_own.mean(1).mean())
+    out["own_fraction_any_layer"] = float(has_own.any(0).mean())
     out["success"] = float(out["own_fraction"] == 1.0)  # the bar: every feature its own subcomponent, every layer
-    return out | neuron_agreement(model, params, threshold)
+    return out | neuron_agreement(model, params, threshold, ci)
 
 
 @eqx.filter_jit
@@ -62,12 +63,14 @@ def _masked_effects(model: ResidualMLP, params: SPDParams, masks: list) -> jax.A
     return jax.vmap(one)(jnp.arange(model.config.n_features), masks)
 
 
-def neuron_agreement(model: ResidualMLP, params: SPDParams, threshold: float = 0.5) -> dict[str, float]:
+def neuron_agreement(model: ResidualMLP, params: SPDParams, threshold: float = 0.5,
+                     ci: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """`neuron_agreement`: the mean over features of the cosine between the masked model's single-neuron ablation
     effects and the model's own (module docstring; masks: causal importance ≥ `threshold` on the feature alone, as
     0/1; effects below 1e-5 count as 0), 0 where the masked model's are all zero; features whose own effects are all
-    zero (served by no neuron) are left out. `neurons_used_match`: the fraction of those features whose `neurons_used` maps agree exactly."""
-    ci = feature_importance(model, params)
+    zero (served by no neuron) are left out. `neurons_used_match`: the fraction of those features whose
+    `neurons_used` maps agree exactly. `ci`: `feature_importance(model, params)` when the caller has it."""
+    ci = feature_importance(model, params) if ci is None else ci
     masks = [(jnp.asarray(ci[t.name]) >= threshold).astype(jnp.float32) for t in model_targets(model)]
     effects = _masked_effects(model, params, masks), neuron_ablation_effects(model)  # [feature, layer, d_mlp]
     match = np.all(np.asarray(neurons_used(effects[0]) == neurons_used(effects[1])), axis=(1, 2))
