@@ -3,15 +3,18 @@ scored against the circuits the tasks define and against the models' own input a
 
     PYTHONPATH=. python benchmarks/attribution_graphs.py                    # the README table (quick specs)
     PYTHONPATH=. python benchmarks/attribution_graphs.py --and-gates-full   # plus tasks/and_gates.toml
+    PYTHONPATH=. python benchmarks/attribution_graphs.py --deep             # compressed computation, 2 and 3 layers
     PYTHONPATH=. python benchmarks/attribution_graphs.py --smoke            # tiny: a test runs this
 
-Per model (trained from its spec into `--runs`, reused when already there): the model's own MLP neurons as an exact
-transcoder (`mlp_transcoder`: no error node; the reference), then a transcoder and a skip transcoder trained exactly
-as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out")`,
-`METHODS[...].train`), one per seed. Each example's attribution graph (`toymi.circuits.attribution_graph`) is
-averaged per output over the examples where that output matters (an AND gate: where it is on, i.e. both its inputs
-are on, the examples `input_ablation_effects` averages over too; compressed computation: where the output's own
-feature is non-zero), then scored (`toymi.circuits.attribution_scores`):
+Per model (trained from its spec into `--runs`, reused when already there): the model's own MLP neurons as exact
+transcoders (`neuron_transcoders`: no error node; the reference), then transcoders and skip transcoders trained
+exactly as the decomposition benchmark trains them (`toymi.decompose.settings.*_setting(site="mlp_out",
+layer=l)`, `METHODS[...].train`), one per seed and MLP layer: a deeper model (`--deep`: the 2- and 3-layer
+compressed-computation models) gets a per-layer transcoder graph, with edges between layers' latents. Each
+example's attribution graph (`toymi.circuits.attribution_graph`) is averaged per output over the examples where that
+output matters (an AND gate: where it is on, i.e. both its inputs are on, the examples `input_ablation_effects`
+averages over too; compressed computation: where the output's own feature is non-zero), then scored
+(`toymi.circuits.attribution_scores`):
 
 - AUC: per output, ROC AUC of ranking the inputs by mean |attribution| (all paths: latents + residual + skip)
   against its true inputs, the mean taken where the input is on as well (`given_present`: averaged over every
@@ -24,9 +27,15 @@ feature is non-zero), then scored (`toymi.circuits.attribution_scores`):
 - error share: the error node's share of the |edges| into each output (mean over outputs, and the worst);
 - carriers: latents whose strongest incoming edges are exactly an output's true inputs and whose strongest outgoing
   edge goes to it (mean per output, and the fraction of outputs with at least one);
-- FVU of the transcoder on the MLP's held-out output, L0, and (in the JSON) the completeness gap (rounding only).
+- FVU of the transcoder on the MLP's held-out output, L0 (both averaged over layers), and (in the JSON) the
+  completeness gap (rounding only);
+- deeper models (a second table): each layer's latents' share of the edge mass (sum of |edge|) into the outputs,
+  the share of the edge mass into each later layer's latents that comes from earlier layers' latents, and the
+  share of each output's attribution from its true input that goes through chains of latents (paths crossing a
+  latent → latent edge: computation composed across layers).
 
-Writes `DIR/attribution_graphs.json` (default DIR: benchmarks/results).
+Writes `DIR/attribution_graphs.json`, with `--deep` `DIR/attribution_graphs_deep.json` (default DIR:
+benchmarks/results).
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ from toymi.circuits.attribution_scores import (  # noqa: E402
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
 from toymi.decompose.settings import and_gates_setting, compressed_setting  # noqa: E402
-from toymi.decompose.transcoder import Transcoder, fraction_variance_unexplained, mlp_transcoder  # noqa: E402
+from toymi.circuits.attribution_graph import neuron_transcoders  # noqa: E402
+from toymi.decompose.transcoder import fraction_variance_unexplained  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
 
 GRAPH_SEED = 0xA77  # the examples the graphs are averaged over (not the transcoders' training stream)
@@ -61,9 +71,12 @@ GRAPH_SEED = 0xA77  # the examples the graphs are averaged over (not the transco
 def models(args) -> list[tuple[str, str, int, list[int]]]:
     """(label, spec file, eval examples, seeds): enough examples that every output is averaged over ~100 or more.
     Compressed computation gets two seeds: its transcoders (400 latents on d_model 1000) take ~90 s each here."""
-    if args.smoke:
+    if args.smoke:  # a one-layer and a two-layer model
         return [("and_gates_quick", "tasks/and_gates_quick.toml", 512, [0]),
-                ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 1024, [0])]
+                ("compressed_computation_2l", "tasks/compressed_computation_2l.toml", 1024, [0])]
+    if args.deep:  # ~100 examples per output (feature probability 0.01); one seed: 2 or 3 transcoders per seed
+        return [(label, f"tasks/{label}.toml", 10_000, args.seeds or [0])
+                for label in ("compressed_computation_2l", "compressed_computation_3l")]
     out = [("and_gates_quick", "tasks/and_gates_quick.toml", 8192, [0, 1, 2]),
            ("compressed_computation_quick", "tasks/compressed_computation_quick.toml", 20_000, [0, 1])]
     if args.and_gates_full:
@@ -104,15 +117,15 @@ TASKS = {"and_gates": (and_gates_setting, and_gates_probe),
          "compressed_computation": (compressed_setting, compressed_probe)}
 
 
-def score_row(model, transcoder, setting, p: Probe) -> dict:
+def score_row(model, transcoders, settings, p: Probe) -> dict:
     """AUCs from means over the examples where the input is on too (`GraphSummary.given_present`: presence alone
     cannot rank an input first), shares on the true inputs from the plain means (of the attribution or effect
     that the examples actually carry, as `circuit_agreement` counts it)."""
-    s = summarise_graphs(model, transcoder, p.x, p.where)
+    s = summarise_graphs(model, transcoders, p.x, p.where)
     parts = {"graph": s.attribution, "latents": s.latents, "ablation": p.effects, "output_ablation": p.output_effects}
     given = {k: score_against(s.given_present(v), p.truth, s.examples) for k, v in parts.items()}
     plain = {k: score_against(v, p.truth, s.examples) for k, v in parts.items()}
-    x_in, y = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
+    held_out = [s.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096) for s in settings]
     return {
         "auc": given["graph"]["auc"].tolist(), "auc_latents": given["latents"]["auc"].tolist(),
         "on_true": plain["graph"]["on_true"].tolist(), "on_true_latents": plain["latents"]["on_true"].tolist(),
@@ -125,22 +138,29 @@ def score_row(model, transcoder, setting, p: Probe) -> dict:
         "auc_presence_baseline": score_against(s.present, p.truth, s.examples)["auc"].tolist(),
         "error_share": np.asarray(s.error_share).tolist(), "carriers": latent_carriers(s, p.truth).tolist(),
         "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
-        "fvu": float(fraction_variance_unexplained(transcoder.predict, x_in, y)),
-        "l0": float(np.mean(np.asarray(transcoder.encode(x_in)) > 0) * transcoder.n_latents),
-        "n_latents": transcoder.n_latents}
+        "fvu": [float(fraction_variance_unexplained(tc.predict, x_in, y))
+                for tc, (x_in, y) in zip(transcoders, held_out)],
+        "l0": [float(np.mean(np.asarray(tc.encode(x_in)) > 0) * tc.n_latents)
+               for tc, (x_in, _) in zip(transcoders, held_out)],
+        "n_latents": [tc.n_latents for tc in transcoders],
+        "layer_share": np.asarray(s.layer_share).tolist(),
+        "cross_layer_share": np.asarray(s.cross_layer_share).tolist(),
+        "chain_share": _on_truth(s.chains, s.attribution, p.truth).tolist()}
 
 
-def neurons(model) -> Transcoder:
-    """The model's own MLP as a transcoder, one latent per neuron (exact: its error node is zero)."""
-    def layer0(a):
-        return None if a is None else a[0]
-
-    return mlp_transcoder(model.W_in[0], layer0(model.b_in), model.W_out[0], layer0(model.b_out))
+def _on_truth(part, whole, truth) -> np.ndarray:
+    """Per output, `part`'s mean |attribution| from its true inputs as a share of `whole`'s (NaN where it has none)."""
+    part, whole = (np.where(truth, np.asarray(a, np.float64), 0.0).sum(1) for a in (part, whole))
+    return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
 
 
 # --smoke: every model trained 50 steps; compressed computation also shrunk 5x (its transcoders dominate the time)
-SMOKE_SIZES = {"tasks/compressed_computation_quick.toml": ["task.n_features=20", "task.n_eval=1000",
-                                                           "model.d_model=200", "model.d_mlp=10"]}
+SMOKE_SIZES = {"tasks/compressed_computation_2l.toml": ["task.n_features=20", "task.n_eval=1000",
+                                                        "model.d_model=200", "model.d_mlp=5"]}
+
+
+# --smoke trains one kind per model, each kind once: every path runs, in half the time (the suite's budget)
+SMOKE_KINDS = {"and_gates_quick": ("transcoder",), "compressed_computation_2l": ("skip transcoder",)}
 
 
 def train_model(spec_file: str, runs: Path, smoke: bool):
@@ -156,16 +176,18 @@ def run(args, runs: Path) -> list[dict]:
         t0 = time.perf_counter()
         trained = train_model(spec_file, runs, args.smoke)
         build, probe = TASKS[trained.spec.task["name"]]
-        setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
+        settings = [build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000, layer=l)
+                    for l in range(trained.model.config.n_layers)]
         p = probe(trained.model, trained.task, trained.task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval))
         print(f"{label}: model, truth and ablations ready in {time.perf_counter() - t0:.1f}s", flush=True)
-        jobs = [("neurons (exact)", None)] + [(kind, seed) for kind in ("transcoder", "skip transcoder")
-                                              for seed in seeds]
+        kinds = SMOKE_KINDS[label] if args.smoke else ("transcoder", "skip transcoder")
+        jobs = [("neurons (exact)", None)] + [(kind, seed) for kind in kinds for seed in seeds]
         for kind, seed in jobs:
             t0 = time.perf_counter()
-            transcoder = neurons(trained.model) if seed is None else METHODS[kind].train(setting, seed)
-            row = {"model": label, "transcoder": kind, "seed": seed,
-                   **score_row(trained.model, transcoder, setting, p), "seconds": time.perf_counter() - t0}
+            transcoders = (neuron_transcoders(trained.model) if seed is None
+                           else [METHODS[kind].train(s, seed) for s in settings])
+            row = {"model": label, "transcoder": kind, "seed": seed, "layers": len(settings),
+                   **score_row(trained.model, transcoders, settings, p), "seconds": time.perf_counter() - t0}
             rows.append(row)
             print(row_line(row), flush=True)
     return rows
@@ -200,7 +222,7 @@ def cells(r: dict) -> list[float]:
             _mean(r["output_ablation_auc"]), _mean(r["output_ablation_on_true"]), _mean(r["ablation_auc"]),
             _mean(r["ablation_on_true"]), _mean(r["rho"]), _mean(r["auc_unconditioned"]),
             _mean(r["auc_presence_baseline"]), _mean(r["error_share"]), _max(r["error_share"]), float(c.mean()),
-            float((c > 0).mean()), r["fvu"], r["l0"], r["seconds"]]
+            float((c > 0).mean()), _mean(r["fvu"]), _mean(r["l0"]), r["seconds"]]
 
 
 def line(model: str, kind: str, first, v: list[float]) -> str:
@@ -213,21 +235,62 @@ def row_line(r: dict) -> str:
     return line(r["model"], r["transcoder"], "—" if r["seed"] is None else r["seed"], cells(r))
 
 
-def summary(rows: list[dict]) -> str:
-    """One line per (model, transcoder): every number the mean over its seeds."""
+def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["model"], r["transcoder"]), []).append(r)
+    return groups
+
+
+# "edge mass": the sum of the edges' absolute values (a literal bar would break the markdown table)
+DEPTH_COLUMNS = ("layers", "edge mass into the outputs from layer 0 / 1 / 2's latents", "from the residual stream "
+                 "and skips", "from the error nodes", "cross-layer share of the edge mass into layer 1 / 2's latents",
+                 "true input's attribution through chains of latents", "FVU per layer", "L0 per layer")
+
+
+def depth_cells(r: dict) -> dict[str, list[float]]:
+    """One deep row's per-layer numbers (per-output shares averaged over outputs)."""
+    layers = np.nanmean(np.asarray(r["layer_share"], np.float64), axis=0)
+    return {"layers": layers.tolist(), "rest": [1.0 - float(layers.sum()) - _mean(r["error_share"])],
+            "error": [_mean(r["error_share"])], "cross": r["cross_layer_share"][1:],
+            "chains": [_mean(r["chain_share"])], "fvu": r["fvu"], "l0": r["l0"]}
+
+
+def depth_line(model: str, kind: str, seeds: int, c: dict[str, list[float]]) -> str:
+    def join(values, fmt):
+        return " / ".join(format(v, fmt) for v in values)
+
+    return (f"| {model} | {kind} | {seeds} | {len(c['layers'])} | {join(c['layers'], '.3f')} | "
+            f"{join(c['rest'], '.3f')} | {join(c['error'], '.3f')} | {join(c['cross'], '.3f')} | "
+            f"{join(c['chains'], '.3f')} | "
+            f"{join(c['fvu'], '.3f')} | {join(c['l0'], '.1f')} |")
+
+
+def summary(rows: list[dict]) -> str:
+    """One line per (model, transcoder): every number the mean over its seeds; for models of more than one layer
+    a second table, per layer."""
+    groups = _groups(rows)
     lines = [header("seeds")]
     for (model, kind), rs in groups.items():
         lines.append(line(model, kind, len(rs), np.mean([cells(r) for r in rs], axis=0).tolist()))
+    deep = {key: rs for key, rs in groups.items() if rs[0].get("layers", 1) > 1}
+    if deep:
+        names = ["model", "transcoder", "seeds", *DEPTH_COLUMNS]
+        lines += ["", "| " + " | ".join(names) + " |", "|---" * len(names) + "|"]
+        for (model, kind), rs in deep.items():
+            per_seed = [depth_cells(r) for r in rs]
+            mean = {k: np.mean([c[k] for c in per_seed], axis=0).tolist() for k in per_seed[0]}
+            lines.append(depth_line(model, kind, len(rs), mean))
     return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="models cut to 50 steps, 100 transcoder steps, one seed")
+    ap.add_argument("--smoke", action="store_true",
+                    help="models cut to 50 steps, 100 transcoder steps, one seed, one trained kind per model")
     ap.add_argument("--and-gates-full", action="store_true", help="also tasks/and_gates.toml (190 gates)")
+    ap.add_argument("--deep", action="store_true",
+                    help="instead: the 2- and 3-layer compressed-computation models (attribution_graphs_deep.json)")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None,
                     help="e.g. 0,1,2 for every model (default: 3 on AND gates, 2 on compressed computation)")
     ap.add_argument("--runs", help="where the models are trained (reused when there); default a temporary folder")
@@ -238,8 +301,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args, Path(args.runs) if args.runs else Path(tmp))
     print("\nMeans over seeds:\n" + summary(rows))
-    path = write_json("attribution_graphs", {
-        "benchmark": "attribution_graphs", "smoke": args.smoke, "rows": rows,
+    path = write_json("attribution_graphs_deep" if args.deep else "attribution_graphs", {
+        "benchmark": "attribution_graphs", "deep": args.deep, "smoke": args.smoke, "rows": rows,
         "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
     print(f"wrote {path}")
 

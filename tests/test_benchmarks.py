@@ -46,16 +46,18 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
     assert report["total_runtime_s"] > 0
 
 
-@pytest.mark.parametrize("script", ["attribution_graphs", "coactivation_clusters"])
-def test_readme_table_is_the_committed_results_file(script):
-    """README's attribution-graph and transcoder-clustering tables are their benchmark's `summary` of its committed
-    results, line for line: rerunning a benchmark rewrites its file, and this fails until README states the new
-    numbers."""
+@pytest.mark.parametrize("script,results", [("attribution_graphs", "attribution_graphs"),
+                                            ("attribution_graphs", "attribution_graphs_deep"),
+                                            ("coactivation_clusters", "coactivation_clusters")])
+def test_readme_table_is_the_committed_results_file(script, results):
+    """README's attribution-graph (one-layer and deep) and transcoder-clustering tables are their benchmark's
+    `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and this fails
+    until README states the new numbers."""
     import importlib
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     summary = importlib.import_module(script).summary
-    rows = json.loads((ROOT / "benchmarks" / "results" / f"{script}.json").read_text())["rows"]
+    rows = json.loads((ROOT / "benchmarks" / "results" / f"{results}.json").read_text())["rows"]
     readme = (ROOT / "README.md").read_text()
     for line in summary(rows).splitlines():
         assert line in readme, f"README lacks this line of {script}'s table: {line}"
@@ -143,6 +145,23 @@ def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
     on = json.loads((results / "spd" / "cpu_tms_5_2_4000steps_pgd_on.json").read_text())["results"][0]["per_seed"]
     alive = sorted(int(s["alive_norm"]) for s in on)
     assert f"**{alive[0]}–{alive[-1]} alive**" in readme
+    # the frequency-minimality sweep on the AND gates: README's row is the four runs' JSON, β in order
+    runs = [json.loads((results / "spd" / f"cpu_and_gates_5k_batch512_coef1e-5_p2_frequency{b}.json").read_text())
+            for b in (0, 10, 100, 1000)]
+    assert [r["settings"]["frequency_coef"] for r in runs] == [0, 10, 100, 1000]
+    rs = [r["results"][0] for r in runs]
+
+    def joined(values, fmt="{:.0f}"):
+        return " / ".join(fmt.format(v) for v in values)
+
+    seeds = [r["per_seed"][0] for r in rs]
+    row = (f"| {joined(m['gates_found'] * 45 for m in seeds)} | "
+           f"{joined(m['w_in_alive'] for m in seeds)} and {joined(m['w_out_alive'] for m in seeds)}"
+           f" | Σ (f + β f²): {joined((r['final_losses']['importance'][0] for r in rs), '{:,.0f}')} | "
+           f"{joined(r['spd_seconds'] for r in rs)} s |")
+    assert row in readme, row
+    recon = joined((r["final_losses"]["recon"][0] for r in rs), "{:.2g}")
+    assert f"reconstruction loss meanwhile rises {recon}" in readme, recon
 
 
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke

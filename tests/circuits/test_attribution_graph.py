@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from toymi.circuits.attribution_graph import (
-    attribution_graph, completeness_gap, input_output, virtual_weights,
+    attribution_graph, completeness_gap, input_output, neuron_transcoders, virtual_weights,
 )
 from toymi.circuits.attribution_scores import (
     latent_carriers, output_ablation_effects, rank_agreement, score_against, summarise_graphs,
@@ -84,6 +84,7 @@ def test_the_edges_into_each_output_sum_to_it_and_the_paths_too(skip, k):
     assert float(jnp.abs(g.error).max()) > 0.1  # a random transcoder misses a lot: the error node holds it
     io = input_output(g, virtual_weights(model, tc))
     np.testing.assert_allclose(io.total().sum(-2) + io.latent_bias + io.error + io.output_bias, g.outputs, atol=1e-4)
+    assert not np.asarray(io.chains).any()  # one layer: no path crosses two latents
     # one example alone gives the same graph as its row of the batch
     one = attribution_graph(model, tc, x[3])
     np.testing.assert_allclose(one.latent_output, g.latent_output[3], atol=1e-6)
@@ -156,8 +157,12 @@ def test_the_batch_summary_is_the_mean_of_each_examples_graph():
         expected = ((total * both).sum(0) / both.sum(0)).T
     np.testing.assert_allclose(s.given_present(s.attribution), expected, rtol=1e-4)
     assert np.isnan(s.given_present(s.attribution)[:, 4]).all() and not np.isnan(expected[:, :4]).any()
-    mass = (np.abs(g.latent_output).sum(1) + np.abs(g.residual).sum(1) + np.abs(g.skip).sum(1) + np.abs(g.error))
-    np.testing.assert_allclose(s.error_share, (np.abs(g.error) * w).sum(0) / (mass * w).sum(0), rtol=1e-4)
+    error = np.abs(g.error).sum(1)  # [b, n_outputs]: the one layer's error node
+    mass = np.abs(g.latent_output).sum(1) + np.abs(g.residual).sum(1) + np.abs(g.skip).sum(1) + error
+    np.testing.assert_allclose(s.error_share, (error * w).sum(0) / (mass * w).sum(0), rtol=1e-4)
+    np.testing.assert_allclose(s.layer_share[:, 0], (np.abs(g.latent_output).sum(1) * w).sum(0) / (mass * w).sum(0),
+                               rtol=1e-4)
+    np.testing.assert_allclose(s.cross_layer_share, [0.0])  # one layer: no latent feeds another
 
 
 def test_scores_and_rank_agreement_by_hand():
@@ -182,3 +187,115 @@ def test_a_model_or_transcoder_that_cannot_be_right_is_refused():
         attribution_graph(deep, tc, x)
     with pytest.raises(ValueError, match="where must be"):
         summarise_graphs(model, tc, x, jnp.ones((16, 2), bool))
+
+
+def deep_replacement(n_layers=3, k=None):
+    """A random residual MLP of `n_layers` layers with every bias, random transcoders (skips on every other layer,
+    nonzero biases, TopK when `k`), and the model's own neurons as transcoders (exact)."""
+    cfg = ResidualMLPConfig(n_features=5, d_model=8, d_mlp=6, n_layers=n_layers, unembed="learned", n_outputs=3,
+                            in_bias=True, out_bias=True)
+    rng = np.random.default_rng(7)
+
+    def normal(scale, *shape):
+        return jnp.asarray(scale * rng.standard_normal(shape), jnp.float32)
+
+    model = eqx.tree_at(lambda m: (m.b_in, m.b_out, m.b_U), ResidualMLP(cfg, jax.random.PRNGKey(0)),
+                        (normal(0.1, n_layers, 6), normal(0.1, n_layers, 8), normal(1.0, 3)))
+    tcs = []
+    for layer in range(n_layers):
+        tc = Transcoder(8, 8, 10 + layer, jax.random.PRNGKey(layer), skip=layer % 2 == 1, k=k)
+        tc = eqx.tree_at(lambda t: (t.W_enc, t.b_enc, t.W_dec, t.b_dec), tc,
+                         (normal(0.5, 8, 10 + layer), normal(0.2, 10 + layer), normal(0.5, 10 + layer, 8),
+                          normal(0.3, 8)))
+        if tc.W_skip is not None:
+            tc = eqx.tree_at(lambda t: t.W_skip, tc, normal(0.3, 8, 8))
+        tcs.append(tc)
+    x = jnp.asarray(rng.uniform(-1.0, 1.0, (16, 5)), jnp.float32)
+    return model, tcs, x
+
+
+def frozen_replacement(model, tcs, x0, cut=False):
+    """The replacement model of example `x0` as a plain function of the inputs, in float64 NumPy: each layer's
+    latent gates and error node frozen at their values on `x0`. Independent of the library's virtual weights.
+    `cut`: every latent → latent edge removed (latents read a stream without the latents' writes)."""
+    f64 = [np.asarray(a, np.float64) for a in (model.W_E, model.W_U, model.b_U)]
+    W_E, W_U, b_U = f64
+    _, acts = model.run(x0, capture=["resid_pre", "mlp_out"])
+    gates, errors = [], []
+    for layer, tc in enumerate(tcs):
+        r = acts["resid_pre", layer]
+        gates.append(np.asarray(tc.encode(r)) > 0)
+        errors.append(np.asarray(acts["mlp_out", layer] - tc.predict(r), np.float64))
+
+    def f(x):
+        r = read = x @ W_E  # read: what the latents read (without the latents' writes when cut)
+        for tc, gate, err in zip(tcs, gates, errors):
+            enc, b_enc, dec, b_dec = (np.asarray(a, np.float64) for a in (tc.W_enc, tc.b_enc, tc.W_dec, tc.b_dec))
+            z = np.where(gate, read @ enc + b_enc, 0.0)
+            skip = (lambda a: 0.0) if tc.W_skip is None else (lambda a: a @ np.asarray(tc.W_skip, np.float64))
+            read = read + b_dec + skip(read) + err + (0.0 if cut else z @ dec)
+            r = r + z @ dec + b_dec + skip(r) + err
+        return r @ W_U + b_U
+
+    return f
+
+
+@pytest.mark.parametrize("k", [None, 4])
+def test_a_deep_graph_is_complete_and_each_inputs_paths_are_its_exact_effect(k):
+    model, tcs, x = deep_replacement(3, k)
+    w = virtual_weights(model, tcs)
+    g = attribution_graph(model, tcs, x, w)
+    gap = completeness_gap(g)
+    assert float(gap["outputs"]) < 1e-4 * float(jnp.abs(g.outputs).max()) and float(gap["latents"]) < 1e-4
+    assert float(jnp.abs(g.latent_latent).max()) > 0.1 and float(jnp.abs(g.error_latent).max()) > 0.1
+    io = input_output(g, w)
+    np.testing.assert_allclose(io.total().sum(-2) + io.latent_bias + io.error + io.output_bias, g.outputs, atol=1e-4)
+    # each input's total attribution is x_j times the frozen replacement's slope in x_j (it is linear in x)
+    assert float(jnp.abs(io.chains).max()) > 0.01
+    for b in (0, 5):
+        f, cut = frozen_replacement(model, tcs, x[b]), frozen_replacement(model, tcs, x[b], cut=True)
+        xb = np.asarray(x[b], np.float64)
+        assert np.allclose(f(xb), np.asarray(g.outputs[b]), atol=1e-4)  # frozen at x_b it is the model at x_b
+        for j in range(5):
+            without = xb.copy()
+            without[j] = 0.0
+            np.testing.assert_allclose(io.total()[b, j], f(xb) - f(without), atol=1e-4)
+            # the chains are what cutting every latent → latent edge takes away from the input's effect
+            np.testing.assert_allclose(io.chains[b, j], f(xb) - f(without) - (cut(xb) - cut(without)), atol=1e-4)
+
+
+def test_a_cross_layer_edge_is_the_activation_times_its_virtual_weight():
+    model, tcs, x = deep_replacement(3)
+    g = attribution_graph(model, tcs, x[:1])
+    w = virtual_weights(model, tcs)
+    assert w.sizes == (10, 11, 12) and w.starts == (0, 10, 21, 33)
+    dec0, enc2, skip1 = (np.asarray(a, np.float64) for a in (tcs[0].W_dec, tcs[2].W_enc, tcs[1].W_skip))
+    z = np.asarray(g.latents[0], np.float64)
+    pairs = [(i, j) for i in np.flatnonzero(z[:10] > 0) for j in 21 + np.flatnonzero(z[21:] > 0)]
+    assert pairs  # an active layer-0 latent and an active layer-2 latent
+    i, j = pairs[0]
+    # layer 0 → layer 2 crosses layer 1's skip: W_dec_0 (I + W_skip_1) W_enc_2
+    expected = z[i] * (dec0[i] @ (np.eye(8) + skip1) @ enc2[:, j - 21])
+    np.testing.assert_allclose(g.latent_latent[0, i, j], expected, rtol=1e-4)
+    assert not np.asarray(g.latent_latent[0][10:21, :21]).any()  # nothing flows back to a layer or within it
+
+
+def test_the_models_own_neurons_give_a_deep_graph_with_no_error():
+    model, _, x = deep_replacement(2)
+    tcs = neuron_transcoders(model)
+    g = attribution_graph(model, tcs, x)
+    assert float(jnp.abs(g.error).max()) < 1e-5 and float(completeness_gap(g)["outputs"]) < 1e-4
+    s = summarise_graphs(model, tcs, x, jnp.ones((16, 3), bool), chunk=5)
+    np.testing.assert_allclose(s.error_share, 0.0, atol=1e-6)
+    assert s.layer_share.shape == (3, 2) and 0.0 < float(s.cross_layer_share[1]) < 1.0
+    assert float(s.cross_layer_share[0]) == 0.0  # the first layer's latents are fed by inputs and biases only
+
+
+def test_deep_models_need_one_transcoder_per_layer():
+    model, tcs, x = deep_replacement(2)
+    with pytest.raises(ValueError, match="n_layers=2, got 1"):
+        attribution_graph(model, tcs[0], x)
+    with pytest.raises(ValueError, match="layer 1's transcoder maps 8 → 6"):
+        attribution_graph(model, [tcs[0], Transcoder(8, 6, 4, jax.random.PRNGKey(0))], x)
+    with pytest.raises(TypeError, match="layer 0 must be a Transcoder"):
+        attribution_graph(model, [None, tcs[1]], x)

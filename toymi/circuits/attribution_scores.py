@@ -3,9 +3,11 @@
 `summarise_graphs` builds every example's graph (`toymi.circuits.attribution_graph`) in chunks and keeps, per
 output, the mean |attribution| of each input over the examples where that output matters (`where`, the caller's
 choice: for an AND gate the examples where the gate is on, for compressed computation those where the output's own
-feature is active), the error node's share of the edges into the output, and per latent its mean edges in and out
-while it is active. Absolute values are averaged (not signed means) so that an input pushing an output up on some
-examples and down on others still counts as used, as `toymi.analysis.and_gates.input_ablation_effects` counts it.
+feature is active), the error nodes' share of the edges into the output, each layer's latents' share, and per
+latent its mean edges in and out while it is active; in a deeper model, also how much of what enters each layer's
+latents comes from earlier layers' latents (the cross-layer edges), and each input's paths through chains of
+latents. Absolute values are averaged (not signed means) so that an input pushing an output up on some examples and
+down on others still counts as used, as `toymi.analysis.and_gates.input_ablation_effects` counts it.
 `GraphSummary.given_present` turns such a mean into one over the examples where the input is on too: the plain mean
 rewards an input for being present (an AND gate's inputs are on whenever it is), not for being used.
 
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from toymi.circuits.attribution_graph import attribution_graph, input_output, virtual_weights
+from toymi.circuits.attribution_graph import as_layers, attribution_graph, input_output, virtual_weights
 from toymi.circuits.scoring import roc_auc
 from toymi.jit import jit
 
@@ -37,10 +39,13 @@ class GraphSummary(NamedTuple):
 
     attribution: Float[Array, "n_outputs n_features"]  # mean |latents + residual + skip| where the output matters
     latents: Float[Array, "n_outputs n_features"]  # mean |paths through the latents|
+    chains: Float[Array, "n_outputs n_features"]  # mean |paths through two or more latents| (cross-layer)
     residual: Float[Array, "n_outputs n_features"]  # mean |residual-stream edge|
     skip: Float[Array, "n_outputs n_features"]  # mean |skip edge|
     signed: Float[Array, "n_outputs n_features"]  # mean signed total attribution
-    error_share: Float[Array, " n_outputs"]  # E|error edge| / E Σ |every edge into the output|
+    error_share: Float[Array, " n_outputs"]  # E Σ_l |error_l edge| / E Σ |every edge into the output|
+    layer_share: Float[Array, "n_outputs layer"]  # E Σ |edges from layer l's latents| / E Σ |every edge in|
+    cross_layer_share: Float[Array, " layer"]  # Σ |latent → latent edges| / Σ |every edge into layer l's latents|
     examples: Float[Array, " n_outputs"]  # how many examples each output was averaged over
     latent_inputs: Float[Array, "n_latents n_features"]  # mean edge input → latent over examples where it is active
     latent_outputs: Float[Array, "n_latents n_outputs"]  # mean edge latent → output, same examples
@@ -63,38 +68,52 @@ class GraphSummary(NamedTuple):
                         np.nan)
 
 
-def summarise_graphs(model, transcoder, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"],
-                     chunk: int = 256) -> GraphSummary:
+def summarise_graphs(model, transcoders, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"],
+                     chunk: int | None = None) -> GraphSummary:
     """Every row of `x`'s attribution graph, averaged per output over the rows where `where` is True (a
-    `GraphSummary`); `chunk` rows at a time, so the per-example graphs never all exist at once."""
-    weights = virtual_weights(model, transcoder)  # checks the model and transcoder
+    `GraphSummary`); `transcoders` one per MLP layer (`toymi.circuits.attribution_graph.as_layers`). `chunk` rows
+    at a time, so the per-example graphs never all exist at once (default: 256, fewer where the latent → latent
+    edges of a deep model would pass ~64M numbers)."""
+    weights = virtual_weights(model, transcoders)  # checks the model and transcoders
     n, n_outputs = x.shape[0], weights.residual.shape[1]
     if where.shape != (n, n_outputs):
         raise ValueError(f"where must be [batch, n_outputs] = [{n}, {n_outputs}], got {where.shape}")
+    if chunk is None:
+        chunk = int(min(256, max(8, 2 ** 26 // weights.starts[-1] ** 2)))
     pad = -n % chunk
     valid = jnp.arange(n + pad) < n
     x = jnp.pad(jnp.asarray(x, jnp.float32), ((0, pad), (0, 0)))
     where = jnp.pad(jnp.asarray(where, jnp.float32), ((0, pad), (0, 0)))
-    return _summarise(model, transcoder, weights, x.reshape(-1, chunk, x.shape[1]),
+    return _summarise(model, as_layers(model, transcoders), weights, x.reshape(-1, chunk, x.shape[1]),
                       where.reshape(-1, chunk, n_outputs), valid.reshape(-1, chunk))
 
 
 @jit
-def _summarise(model, transcoder, weights, xs, wheres, valids):
+def _summarise(model, layers, weights, xs, wheres, valids):
+    to_layer = jax.nn.one_hot(weights.latent_layer, len(weights.sizes))  # [N, layer]
+
     def step(sums, chunk):
         x, w, valid = chunk
-        g = attribution_graph(model, transcoder, x, weights)
+        g = attribution_graph(model, layers, x, weights)
         io = input_output(g, weights)
-        parts = {"attribution": io.total(), "latents": io.latents, "residual": io.residual, "skip": io.skip}
-        mass = (jnp.abs(g.latent_output).sum(1) + jnp.abs(g.residual).sum(1) + jnp.abs(g.skip).sum(1)
-                + jnp.abs(g.error))  # [b, n_outputs]: every edge into each output
+        parts = {"attribution": io.total(), "latents": io.latents, "chains": io.chains, "residual": io.residual,
+                 "skip": io.skip}
+        from_layers = jnp.einsum("bik,il->bkl", jnp.abs(g.latent_output), to_layer)  # [b, n_outputs, layer]
+        errors = jnp.abs(g.error).sum(1)
+        mass = (from_layers.sum(-1) + jnp.abs(g.residual).sum(1) + jnp.abs(g.skip).sum(1)
+                + errors)  # [b, n_outputs]: every edge into each output
+        cross = jnp.abs(g.latent_latent).sum(1)  # [b, N]: edges from earlier layers' latents
+        into = cross + jnp.abs(g.input_latent).sum(1) + jnp.abs(g.error_latent).sum(1) + jnp.abs(g.latent_bias)
+        valid_f = valid.astype(jnp.float32)
         active = (g.active & valid[:, None]).astype(jnp.float32)
         gap = jnp.where(valid[:, None], jnp.abs(g.into_outputs() + g.output_bias - g.outputs), 0.0).max()
         new = {**{k: jnp.einsum("bjk,bk->kj", jnp.abs(v), w) for k, v in parts.items()},
-               "signed": jnp.einsum("bjk,bk->kj", io.total(), w), "error": (jnp.abs(g.error) * w).sum(0),
-               "mass": (mass * w).sum(0), "examples": w.sum(0),
+               "signed": jnp.einsum("bjk,bk->kj", io.total(), w), "error": (errors * w).sum(0),
+               "mass": (mass * w).sum(0), "examples": w.sum(0), "layers": jnp.einsum("bkl,bk->kl", from_layers, w),
+               "cross": jnp.einsum("bi,b,il->l", cross, valid_f, to_layer),
+               "into": jnp.einsum("bi,b,il->l", into, valid_f, to_layer),
                "latent_inputs": jnp.einsum("bji,bi->ij", g.input_latent, active),
-               "latent_outputs": jnp.einsum("bik,b->ik", g.latent_output, valid.astype(jnp.float32)),
+               "latent_outputs": jnp.einsum("bik,b->ik", g.latent_output, valid_f),
                "latent_active": active.sum(0), "present": jnp.einsum("bk,bj->kj", w, (x != 0).astype(jnp.float32))}
         return {k: sums[k] + v for k, v in new.items()} | {"gap": jnp.maximum(sums["gap"], gap)}, None
 
@@ -102,18 +121,23 @@ def _summarise(model, transcoder, weights, xs, wheres, valids):
     per_output = jnp.maximum(sums["examples"], 1.0)
     per_latent = jnp.maximum(sums["latent_active"], 1.0)[:, None]
     return GraphSummary(
-        **{k: sums[k] / per_output[:, None] for k in ("attribution", "latents", "residual", "skip", "signed")},
-        error_share=sums["error"] / jnp.maximum(sums["mass"], 1e-30), examples=sums["examples"],
+        **{k: sums[k] / per_output[:, None] for k in ("attribution", "latents", "chains", "residual", "skip",
+                                                       "signed")},
+        error_share=sums["error"] / jnp.maximum(sums["mass"], 1e-30),
+        layer_share=sums["layers"] / jnp.maximum(sums["mass"], 1e-30)[:, None],
+        cross_layer_share=sums["cross"] / jnp.maximum(sums["into"], 1e-30), examples=sums["examples"],
         latent_inputs=sums["latent_inputs"] / per_latent, latent_outputs=sums["latent_outputs"] / per_latent,
         latent_active=sums["latent_active"], present=sums["present"], completeness=sums["gap"])
 
 
 def _zero_sums(weights) -> dict:
     n_features, n_outputs = weights.residual.shape
-    n_latents = weights.latent_bias.shape[0]
+    n_latents, n_layers = weights.latent_bias.shape[0], len(weights.sizes)
     z = jnp.zeros
-    return {**{k: z((n_outputs, n_features)) for k in ("attribution", "latents", "residual", "skip", "signed")},
-            "error": z(n_outputs), "mass": z(n_outputs), "examples": z(n_outputs),
+    return {**{k: z((n_outputs, n_features)) for k in ("attribution", "latents", "chains", "residual", "skip",
+                                                       "signed")},
+            "error": z(n_outputs), "mass": z(n_outputs), "examples": z(n_outputs), "layers": z((n_outputs, n_layers)),
+            "cross": z(n_layers), "into": z(n_layers),
             "latent_inputs": z((n_latents, n_features)), "latent_outputs": z((n_latents, n_outputs)),
             "latent_active": z(n_latents), "present": z((n_outputs, n_features)), "gap": z(())}
 

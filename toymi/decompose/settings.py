@@ -120,7 +120,7 @@ def shipped_spec(name: str) -> Path:
 
 
 def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
-                       source=None, quick: bool = False) -> Setting:
+                       source=None, quick: bool = False, layer: int = 0) -> Setting:
     """The compressed-computation model of `source` (default: the shipped `compressed_computation_quick` spec,
     trained here), its MLP's neuron
     activations (`mlp_post`) or output (`mlp_out`, where transcoders are scored too) as the truth
@@ -128,12 +128,13 @@ def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: st
     the TMS ones except the L1 coefficient at the neurons, 0.1: a one-seed vmapped sweep there (shared data) gave
     MMCS 0.585 / 0.698 / 0.763 / 0.661 and loss recovered 0.98 / 0.98 / 0.91 / 0.32 at 0.01 / 0.03 / 0.1 / 0.3.
     (The same sweep on the AND-gate neurons kept their 0.3.) At the neurons, SPD too (`score_compressed`: features
-    with a `W_in` subcomponent of their own; the paper's C = 100, coefficient 1e-5, p = 2, lr 2e-3)."""
+    with a `W_in` subcomponent of their own; the paper's C = 100, coefficient 1e-5, p = 2, lr 2e-3). `layer`: which
+    MLP layer of a deeper model the truth reads (a per-layer transcoder is trained on each layer's setting)."""
     from toymi.decompose.parameters.truths_compressed import score_compressed
     from toymi.decompose.truths import compressed_computation_truth
 
     model, task = trained(source or shipped_spec("compressed_computation_quick"), steps)
-    truth = compressed_computation_truth(model, task, site=site)
+    truth = compressed_computation_truth(model, task, layer=layer, site=site)
     spd = None if site != "mlp_post" else _spd(model, task, lambda params, seed: score_compressed(model, params),
                                                100, 1e-5, 2.0, "compressed", quick, lr=2e-3)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.1 if site == "mlp_post" else 0.3,
@@ -141,17 +142,18 @@ def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: st
 
 
 def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str = "mlp_post",
-                      source=None, quick: bool = False) -> Setting:
+                      source=None, quick: bool = False, layer: int = 0) -> Setting:
     """The AND-gate residual MLP of `source` (default: the shipped `and_gates_quick` spec, trained here); truth: its neurons' (`mlp_post`) or
     its MLP output's (`mlp_out`, where transcoders are scored too) response to each input and each sparse gate's
     interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and their gates are on per
     example at feature probability 0.3). At the neurons, SPD too (`score_and_gates`: gates with `W_in`
-    subcomponents of their own; compressed computation's C = 100, coefficient 1e-5, p = 2)."""
+    subcomponents of their own; compressed computation's C = 100, coefficient 1e-5, p = 2). `layer`: as in
+    `compressed_setting`."""
     from toymi.decompose.parameters.truths_and_gates import score_and_gates
     from toymi.decompose.truths import and_gates_truth
 
     model, task = trained(source or shipped_spec("and_gates_quick"), steps)
-    truth = and_gates_truth(model, task, site=site)
+    truth = and_gates_truth(model, task, layer=layer, site=site)
     spd = None if site != "mlp_post" else _spd(model, task,
                                                lambda params, seed: score_and_gates(model, params, task.pairs), 100,
                                                1e-5, 2.0, "and_gates", quick)
