@@ -4,8 +4,9 @@
 
 writes docs/images/view_run.png (the grokking run's page), view_attention.png (the induction run's attention page),
 view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at `=`; the view itself trains
-nothing) and view_circuits.png (the induction run's circuits page); `--only circuits,run` takes some of them. Each
-screenshot is checked as the tests check theirs (expected size, not blank).
+nothing) and view_circuits.png (the induction run's circuits page); `--only circuits,run` takes some of them. With
+`--residual RUN` (a residual-MLP run: AND gates, compressed computation) also view_attribution.png, its attribution
+page. Each screenshot is checked as the tests check theirs (expected size, not blank).
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ def main(argv=None) -> int:
     parser.add_argument("--induction", required=True, help="an induction_quick run directory")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--sae-steps", type=int, default=2000)
-    parser.add_argument("--only", default="run,attention,latents,circuits", help="comma-separated screenshots")
+    parser.add_argument("--residual", help="a residual-MLP run directory, for the attribution page")
+    parser.add_argument("--only", default="run,attention,latents,circuits,attribution",
+                        help="comma-separated screenshots")
     args = parser.parse_args(argv)
-    only = set(args.only.split(","))
+    only = set(args.only.split(",")) - (set() if args.residual else {"attribution"})
 
     from toymi.run import load_run
     from toymi.views import latents_for_run, write_site
@@ -62,7 +65,10 @@ def main(argv=None) -> int:
         write_site(args.grokking, sites / "grokking", pages=["run"], extra=extra)
     if only & {"attention", "circuits"}:
         write_site(args.induction, sites / "induction", pages=sorted(only & {"attention", "circuits"}))
-    shots = {"run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
+    if "attribution" in only:
+        write_site(args.residual, sites / "residual", pages=["attribution"])
+    shots = {"attribution": sites / "residual" / "attribution.html",
+             "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
              "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html"}
     shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()

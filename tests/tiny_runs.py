@@ -20,6 +20,7 @@ TINY = {
                        "--set", "model.n_heads=2", "--set", "model.d_head=8"],
     "induction_quick": ["--set", "task.eval_size=16", "--set", "task.batch_size=8", "--set", "model.d_model=16",
                         "--set", "model.d_head=4"],
+    "and_gates_quick": ["--set", "task.n_eval=256", "--set", "task.batch_size=64"],
 }
 
 

@@ -116,7 +116,8 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
         text = (out / page).read_text()
         assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
     assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuit"]) == 2
-    assert "unknown pages ['circuit']; have ['attention', 'circuits', 'run'] (or 'all')" in capsys.readouterr().err
+    expected = "unknown pages ['circuit']; have ['attention', 'attribution', 'circuits', 'run'] (or 'all')"
+    assert expected in capsys.readouterr().err
     with make_server(out, 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
@@ -185,3 +186,21 @@ def test_a_view_renders_inline_as_in_a_notebook(tiny_model, tokens, chromium, tm
     assert "on input 2" in frame.locator("#pattern .gtitle").text_content()
     page.close()
     assert errors == []
+
+
+def test_attribution_page(chromium, tmp_path):
+    """A tiny AND-gate run: the graph is drawn, the example menu swaps in that example's graph and summary."""
+    from tiny_runs import tiny_run
+
+    write_site(tiny_run("and_gates_quick"), tmp_path / "site", pages=["attribution"])
+    page = Page(chromium, tmp_path / "site" / "attribution.html")
+    assert page.plots() == ["graph"]
+    summary = "() => document.getElementById('summary').textContent"
+    assert page.js(summary) == page.js("() => toymiData.summaries[0]")
+    nodes = "() => document.getElementById('graph').data.find(t => t.mode === 'markers+text').text"
+    page.page.select_option("#example", "1")  # another input (each distinct input appears once)
+    assert page.js(summary) == page.js("() => toymiData.summaries[1]") != page.js("() => toymiData.summaries[0]")
+    assert page.js(nodes) == page.js("() => toymiData.figures[1].data.find(t => t.mode === 'markers+text').text")
+    check_screenshot(page.screenshot(tmp_path / "attribution.png", full_page=True), VIEWPORT["width"],
+                     VIEWPORT["height"] // 2)
+    assert page.errors == []

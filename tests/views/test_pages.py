@@ -15,6 +15,7 @@ from toymi.model.tms import TMSConfig
 from toymi.views import View, attention_view, latents_view, token_labels
 from toymi.views.curves import curves_figure, metric_groups
 from toymi.views.page import to_json
+from tiny_runs import tiny_run as tiny_run_of
 
 
 def _data(view: View) -> dict:
@@ -210,8 +211,8 @@ def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
     from toymi.errors import ConfigError
     from toymi.views.site import DEFAULT_PAGES, PAGES, page_names
 
-    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention"]
-    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits"]
+    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention", "attribution"]
+    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits", "attribution"]
     assert page_names(["circuits"]) == ["circuits"]
     with pytest.raises(ConfigError, match=r"unknown pages \['latent'\]"):
         page_names(["run", "latent"])
@@ -292,3 +293,82 @@ def test_quick_sae_latents_refuse_a_model_that_is_not_a_transformer():
     tms = build_model(TMSConfig(n_features=5, d_hidden=2), jax.random.PRNGKey(0))
     with pytest.raises(ConfigError, match="this run's model is a tms model"):
         latents_page(SimpleNamespace(model=tms, task=None, directory=Path("tms_run")))
+
+
+def _replacement_with_errors():
+    """A random 2-layer residual MLP: its own neurons replace layer 0 (exact), a random transcoder layer 1 (its error
+    node is not zero), with sparse inputs and every active feature's output traced."""
+    import jax.numpy as jnp
+
+    from toymi.circuits.attribution_graph import neuron_transcoders
+    from toymi.decompose.transcoder import Transcoder
+    from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+
+    model = ResidualMLP(ResidualMLPConfig(n_features=6, d_model=12, d_mlp=5, n_layers=2), jax.random.PRNGKey(0))
+    layers = [neuron_transcoders(model)[0], Transcoder(12, 12, 8, jax.random.PRNGKey(1), dec_norm=0.5)]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 6)) * (rng.random((3, 6)) < 0.5)
+    x[:, 0] = 0.9  # every row has an output to trace
+    return model, layers, jnp.asarray(x, jnp.float32), x != 0
+
+
+def test_attribution_view_draws_the_graphs_own_edges_pruned_by_their_share():
+    from toymi.circuits.attribution_graph import attribution_graph
+    from toymi.views import attribution_view
+
+    model, layers, x, where = _replacement_with_errors()
+    view = attribution_view(model, layers, x, where, min_share=0.1)
+    data = _data(view)
+    assert view.figure_ids() == ["graph"] and len(data["figures"]) == len(data["summaries"]) == 3
+    g = attribution_graph(model, layers, x)
+    starts = (0, 5, 13)
+
+    def incoming(b, target):  # every edge into `target` (by its page name), as {source name: value}
+        kind, i = target
+        if kind == "y":
+            out = {f"L{l}·{a - starts[l]}": float(g.latent_output[b, a, i]) for l in (0, 1)
+                   for a in range(starts[l], starts[l + 1])}
+            out |= {f"x{j}": float(g.residual[b, j, i] + g.skip[b, j, i]) for j in range(6)}
+            return out | {f"err L{l}": float(g.error[b, l, i]) for l in (0, 1)}
+        out = {f"x{j}": float(g.input_latent[b, j, i]) for j in range(6)}
+        out |= {f"L0·{a}": float(g.latent_latent[b, a, i]) for a in range(5)}
+        return out | {f"err L{l}": float(g.error_latent[b, l, i]) for l in (0, 1)}
+
+    def node(name):
+        if name.startswith("y"):
+            return ("y", int(name[1:]))
+        layer, index = name[1:].split("·")
+        return ("z", starts[int(layer)] + int(index))
+
+    errors_drawn = 0
+    for b, edges in enumerate(data["edges"]):
+        assert edges, f"example {b} has no edge"
+        for source, target, value in edges:
+            into = incoming(b, node(target))
+            assert value == pytest.approx(into[source], rel=1e-3, abs=1e-6)  # the graph's own edge
+            assert abs(value) >= 0.1 * sum(abs(v) for v in into.values()) * (1 - 1e-3)  # ≥ its share
+            errors_drawn += source.startswith("err")
+        sources = {s for s, _, _ in edges}
+        # every latent drawn feeds something drawn: the pruning runs backwards from the outputs
+        assert {t for _, t, _ in edges if t.startswith("L")} <= sources
+        assert {t for _, t, _ in edges if t.startswith("y")} <= {f"y{k}" for k in np.flatnonzero(where[b])}
+    assert errors_drawn > 0  # layer 1's random transcoder misses most of its MLP: its error node carries the outputs
+    with pytest.raises(ValueError, match=r"rows \[1\] have none"):
+        attribution_view(model, layers, x, np.where(np.arange(3)[:, None] == 1, False, where))
+    with pytest.raises(ValueError, match="2 output names for 6 outputs"):
+        attribution_view(model, layers, x, where, output_names=["a", "b"])
+
+
+def test_attribution_for_run_names_the_gates_and_skips_models_without_an_mlp_stream(grokking_run):
+    from toymi.run import load_run
+    from toymi.views.attribution_page import attribution_for_run
+
+    assert attribution_for_run(load_run(grokking_run)) is None  # a transformer: no residual-MLP graph
+    run = load_run(tiny_run_of("and_gates_quick"))
+    view = attribution_for_run(run, n_examples=3)
+    data = _data(view)
+    assert len(data["figures"]) == 3 and view.title.startswith("Attribution graphs: run, step 20")
+    names = set(run.task.output_names())
+    traced = {t for edges in data["edges"] for _, t, _ in edges if not t.startswith(("L", "err"))}
+    assert traced and traced <= names  # outputs are named by their gate's inputs, e.g. x3∧x7
+    assert not any(s.startswith("err") for edges in data["edges"] for s, _, _ in edges)  # exact neurons: no error

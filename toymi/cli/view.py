@@ -9,8 +9,8 @@ def add_parser(commands) -> None:
     view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
     view.add_argument("run", help="a run directory")
     view.add_argument("--out", help="site directory (default: RUN/view)")
-    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, or all (default: "
-                      "run,attention; each is written where it applies)")
+    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, attribution, or all "
+                      "(default: run,attention,attribution; each is written where it applies)")
     view.add_argument("--latents", choices=["sae"], help="add a Latents page: train a small TopK SAE now on the "
                       "newest model's MLP neurons (last layer, last position; seconds) and show its latents")
     view.add_argument("--sae-steps", type=int, default=400, help="with --latents sae: training steps (default 400)")

@@ -160,6 +160,10 @@ class AndGates(Task):
     def n_gates(self) -> int:
         return len(self.pairs)
 
+    def output_names(self) -> list[str]:
+        """One name per output (gate k: `x3∧x7`, its two inputs), for views."""
+        return [f"x{a}∧x{b}" for a, b in self.pairs]
+
     def targets(self, x: Float[Array, "batch n_features"]) -> Float[Array, "batch n_gates"]:
         """Each gate's AND of its two inputs (1.0 or 0.0)."""
         return x[:, self.gate_inputs[:, 0]] * x[:, self.gate_inputs[:, 1]]

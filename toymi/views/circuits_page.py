@@ -74,7 +74,7 @@ def _end(graph, pos, receiver: str) -> tuple[float, float]:
     return (x + QKV_OFFSET[kind], y - QKV_DROP) if kind else (x, y)
 
 
-def _curve(a, b, n: int = 16) -> tuple[list, list]:
+def edge_curve(a, b, n: int = 16) -> tuple[list, list]:
     """A quadratic Bézier from `a` to `b`, bowed sideways by how many rows it skips (so an edge that passes a node's
     row, e.g. input -> logits, does not run through that node)."""
     (x0, y0), (x1, y1) = a, b
@@ -97,7 +97,7 @@ def _graph_figure(graph, has_truth: bool):
     fig = go.Figure()
     mids = []
     for s, r in graph.edges:
-        xs, ys = _curve(pos[graph.senders[s]], _end(graph, pos, graph.receivers[r]))
+        xs, ys = edge_curve(pos[graph.senders[s]], _end(graph, pos, graph.receivers[r]))
         fig.add_scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False, line=dict(color="#ddd"))
         mids.append((xs[len(xs) // 2], ys[len(ys) // 2]))
     names = list(pos)

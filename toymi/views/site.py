@@ -16,14 +16,17 @@ from pathlib import Path
 
 from toymi.errors import ConfigError
 from toymi.views.attention_page import attention_for_run
+from toymi.views.attribution_page import attribution_for_run
 from toymi.views.circuits_page import circuits_for_run
 from toymi.views.page import PLOTLY_FILE, View, plotly_js
 from toymi.views.run_page import run_view
 
-PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "circuits": circuits_for_run}
+PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "circuits": circuits_for_run,
+                              "attribution": attribution_for_run}
 # What `toymi view RUN` writes unless `--pages` says otherwise: the circuits page runs circuit discovery (compiling
-# exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget.
-DEFAULT_PAGES = ("run", "attention")
+# exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget. The
+# attribution page applies to residual MLPs only (none has attention), where it costs a few seconds.
+DEFAULT_PAGES = ("run", "attention", "attribution")
 
 
 def page_names(pages: Sequence[str] | None) -> list[str]:
