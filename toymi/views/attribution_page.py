@@ -215,13 +215,13 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
     compute something (a compressed-computation output of a negative feature is the residual stream alone)."""
+    model = run.model
+    if getattr(model, "kind", None) != "residual_mlp":
+        return None  # before the imports below: a transformer run's site does not pay for them
     import jax
 
     from toymi.circuits.attribution_graph import attribution_graph, neuron_transcoders
 
-    model = run.model
-    if getattr(model, "kind", None) != "residual_mlp":
-        return None
     batch = run.task.sample(jax.random.PRNGKey(seed), n_candidates)
     x, where = np.asarray(batch.x), np.asarray(batch.y) != 0
     _, first = np.unique(x, axis=0, return_index=True)  # boolean inputs repeat: each distinct input once
