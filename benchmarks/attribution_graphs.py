@@ -55,9 +55,7 @@ from _bench import REPO_ROOT, RESULTS_DIR, machine, versions, write_json  # noqa
 
 import toymi  # noqa: E402
 from toymi.analysis.and_gates import input_ablation_effects  # noqa: E402
-from toymi.circuits.attribution_scores import (  # noqa: E402
-    latent_carriers, output_ablation_effects, rank_agreement, score_against, summarise_graphs,
-)
+from toymi.circuits.attribution_scores import graph_scores, output_ablation_effects, summarise_graphs  # noqa: E402
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
 from toymi.decompose.settings import and_gates_setting, compressed_setting  # noqa: E402
@@ -118,40 +116,17 @@ TASKS = {"and_gates": (and_gates_setting, and_gates_probe),
 
 
 def score_row(model, transcoders, settings, p: Probe) -> dict:
-    """AUCs from means over the examples where the input is on too (`GraphSummary.given_present`: presence alone
-    cannot rank an input first), shares on the true inputs from the plain means (of the attribution or effect
-    that the examples actually carry, as `circuit_agreement` counts it)."""
+    """The graphs' scores (`graph_scores`) and the task-level ablations, plus each layer's transcoder's FVU and L0 on
+    held-out MLP inputs."""
     s = summarise_graphs(model, transcoders, p.x, p.where)
-    parts = {"graph": s.attribution, "latents": s.latents, "ablation": p.effects, "output_ablation": p.output_effects}
-    given = {k: score_against(s.given_present(v), p.truth, s.examples) for k, v in parts.items()}
-    plain = {k: score_against(v, p.truth, s.examples) for k, v in parts.items()}
     held_out = [s.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096) for s in settings]
     return {
-        "auc": given["graph"]["auc"].tolist(), "auc_latents": given["latents"]["auc"].tolist(),
-        "on_true": plain["graph"]["on_true"].tolist(), "on_true_latents": plain["latents"]["on_true"].tolist(),
-        "ablation_auc": given["ablation"]["auc"].tolist(), "ablation_on_true": plain["ablation"]["on_true"].tolist(),
-        "output_ablation_auc": given["output_ablation"]["auc"].tolist(),
-        "output_ablation_on_true": plain["output_ablation"]["on_true"].tolist(),
-        "on_true_given_present": given["graph"]["on_true"].tolist(),
-        "rho": rank_agreement(s.given_present(s.attribution), s.given_present(p.output_effects)).tolist(),
-        "auc_unconditioned": plain["graph"]["auc"].tolist(),
-        "auc_presence_baseline": score_against(s.present, p.truth, s.examples)["auc"].tolist(),
-        "error_share": np.asarray(s.error_share).tolist(), "carriers": latent_carriers(s, p.truth).tolist(),
-        "examples": np.asarray(s.examples).tolist(), "completeness_gap": float(s.completeness),
+        **graph_scores(s, p.truth, p.output_effects, p.effects),
         "fvu": [float(fraction_variance_unexplained(tc.predict, x_in, y))
                 for tc, (x_in, y) in zip(transcoders, held_out)],
         "l0": [float(np.mean(np.asarray(tc.encode(x_in)) > 0) * tc.n_latents)
                for tc, (x_in, _) in zip(transcoders, held_out)],
-        "n_latents": [tc.n_latents for tc in transcoders],
-        "layer_share": np.asarray(s.layer_share).tolist(),
-        "cross_layer_share": np.asarray(s.cross_layer_share).tolist(),
-        "chain_share": _on_truth(s.chains, s.attribution, p.truth).tolist()}
-
-
-def _on_truth(part, whole, truth) -> np.ndarray:
-    """Per output, `part`'s mean |attribution| from its true inputs as a share of `whole`'s (NaN where it has none)."""
-    part, whole = (np.where(truth, np.asarray(a, np.float64), 0.0).sum(1) for a in (part, whole))
-    return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
+        "n_latents": [tc.n_latents for tc in transcoders]}
 
 
 # --smoke: every model trained 50 steps; compressed computation also shrunk 5x (its transcoders dominate the time)

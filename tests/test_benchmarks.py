@@ -73,6 +73,10 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert len(rows) == 9  # header, rule, seven methods
     for line in rows:
         assert line in readme, f"README lacks this line of the AND-gate circuits table: {line}"
+    for name in ("and_gates_quick", "compressed_computation_2l"):  # `toymi circuits RUN` on residual MLPs
+        table = (results / "circuits" / f"{name}_attribution_table.md").read_text()
+        for line in (line for line in table.splitlines() if line.startswith("|")):
+            assert line in readme, f"README lacks this line of {name}'s attribution table: {line}"
     spd = {r["truth"].split(" (")[0]: r["summary"] for r in
            json.loads((results / "spd" / "decompose_spd_rows.json").read_text())["rows"]}
     tms = " / ".join("{:.3f} ± {:.3f}".format(*spd["tms 40→10"][k]) for k in ("mmcs", "ml2r"))

@@ -39,3 +39,21 @@ def test_readme_circuit_example_runs(capsys):
     assert namespace["graph"].n_edges == 29
     auc, cpr = capsys.readouterr().out.split()
     assert float(auc) == 1.0 and cpr.startswith("0.78")
+
+
+def test_circuits_command_scores_a_residual_mlps_attribution_graphs(tmp_path, capsys):
+    """An AND-gate residual MLP: its own neurons' graphs scored against the 45 gates' inputs, the page written;
+    edge-discovery methods are refused for it."""
+    from tiny_runs import tiny_run
+
+    run = tiny_run("and_gates_quick")
+    assert main(["circuits", str(run), "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "attribution graphs through the model's own neurons (exact)" in table and "\n| 45 | " in table
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert len(scores["auc"]) == len(scores["on_true"]) == 45
+    assert scores["completeness_gap"] < 1e-3  # the model's own neurons: the graph adds up to the model's outputs
+    assert all(0.0 <= v <= 1.0 for v in scores["on_true"] if v == v)
+    assert "toymiData" in (tmp_path / "attribution.html").read_text()
+    assert main(["circuits", str(run), "--methods", "exact", "--out", str(tmp_path)]) == 2
+    assert "edge-discovery methods (--methods) apply to transformers only" in capsys.readouterr().err

@@ -213,3 +213,47 @@ def output_ablation_effects(model, x: Float[Array, "batch n_features"], where: B
     # one input at a time, reduced at once: never [n_features, batch, n_outputs] in memory
     change = jax.lax.map(lambda j: (jnp.abs(model(x.at[:, j].set(0.0)) - clean) * w).sum(0), jnp.arange(x.shape[1]))
     return change.T / jnp.maximum(w.sum(0), 1.0)[:, None]
+
+
+def graph_scores(s: GraphSummary, truth, output_effects, effects=None) -> dict[str, list | float]:
+    """Every score of a `GraphSummary` against a truth `[n_outputs, n_features]` (lists per output, JSON-ready).
+
+    AUCs come from means over the examples where the input is on too (`given_present`: presence alone cannot rank
+    an input first), shares on the true inputs from the plain means (of the attribution or effect the examples
+    actually carry). `output_effects`: the model's own input ablations on the outputs the graph attributes
+    (`output_ablation_effects`); `effects`: optionally the same on what the task reads (an AND gate's
+    probability).
+
+    Keys: `auc`, `auc_latents` (paths through the latents alone), `on_true`, `on_true_latents`,
+    `on_true_given_present`, `output_ablation_auc` / `_on_true` (and `ablation_auc` / `_on_true` with `effects`),
+    `rho` (Spearman of the graph's ranking with the output ablation's), `auc_unconditioned`, `auc_presence_baseline`
+    (inputs ranked by how often they are on where the output matters), `error_share`, `carriers`
+    (`latent_carriers`), `examples`, `completeness_gap`, `layer_share`, `cross_layer_share`, `chain_share` (the
+    share of the true inputs' attribution through chains of latents).
+    """
+    truth = np.asarray(truth, bool)
+    parts = {"graph": s.attribution, "latents": s.latents, "output_ablation": output_effects}
+    if effects is not None:
+        parts["ablation"] = effects
+    given = {k: score_against(s.given_present(v), truth, s.examples) for k, v in parts.items()}
+    plain = {k: score_against(v, truth, s.examples) for k, v in parts.items()}
+    out = {"auc": given["graph"]["auc"], "auc_latents": given["latents"]["auc"],
+           "on_true": plain["graph"]["on_true"], "on_true_latents": plain["latents"]["on_true"],
+           "output_ablation_auc": given["output_ablation"]["auc"],
+           "output_ablation_on_true": plain["output_ablation"]["on_true"],
+           "on_true_given_present": given["graph"]["on_true"],
+           "rho": rank_agreement(s.given_present(s.attribution), s.given_present(output_effects)),
+           "auc_unconditioned": plain["graph"]["auc"],
+           "auc_presence_baseline": score_against(s.present, truth, s.examples)["auc"],
+           "error_share": s.error_share, "carriers": latent_carriers(s, truth), "examples": s.examples,
+           "layer_share": s.layer_share, "cross_layer_share": s.cross_layer_share,
+           "chain_share": _share_on_truth(s.chains, s.attribution, truth)}
+    if effects is not None:
+        out |= {"ablation_auc": given["ablation"]["auc"], "ablation_on_true": plain["ablation"]["on_true"]}
+    return {k: np.asarray(v).tolist() for k, v in out.items()} | {"completeness_gap": float(s.completeness)}
+
+
+def _share_on_truth(part, whole, truth) -> np.ndarray:
+    """Per output, `part`'s mean |attribution| from its true inputs as a share of `whole`'s (NaN where it has none)."""
+    part, whole = (np.where(truth, np.asarray(a, np.float64), 0.0).sum(1) for a in (part, whole))
+    return np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)

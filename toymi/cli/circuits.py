@@ -13,7 +13,8 @@ def add_parser(commands) -> None:
     parser.add_argument("target", help="a planted circuit (induction, copy_first or and_gate) or a run directory "
                                        "(a trained 2-layer attention-only induction model is scored against the "
                                        "circuit its head scores state; an AND-gate transformer by its gate margin, "
-                                       "with the edges its task rules out; other runs have no known circuit)")
+                                       "with the edges its task rules out; a residual MLP gets its attribution graphs "
+                                       "scored against its task's circuit; other runs have no known circuit)")
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: exact, eap, eap_ig, acdc, edge_pruning, node_patching, "
                              "node_attribution (default: all)")

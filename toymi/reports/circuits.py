@@ -24,7 +24,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path) ->
     """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
-    those each circuit keeps)."""
+    those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`)."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -37,6 +37,13 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path) ->
         from toymi.run import load_run
 
         run = load_run(target)
+        if run.model.kind == "residual_mlp":  # no attention: its circuits are attribution graphs, not edge graphs
+            if methods != list(METHODS):
+                raise ConfigError(f"{target} holds a residual MLP: `toymi circuits` scores its attribution graphs; "
+                                  "edge-discovery methods (--methods) apply to transformers only")
+            from toymi.reports.attribution import attribution_report
+
+            return attribution_report(run, out)
         found = run_target(run)
         planted, truth_known, ruled_out = found.planted, found.truth_known, found.ruled_out
         heading = (f"{Path(target).name}, step {run.model_step}: noising, {planted.ablation} ablation\n\n"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from toymi.tasks.base import Task
@@ -103,11 +104,12 @@ class CompressedComputation(Task):
         return features_from_string(text, self.n_features, 'compressed_computation')
 
     def facts(self) -> dict:
-        """What is known before training: the target, and the MSE each feature costs when its ReLU is ignored
-        (`p · E[ReLU(u)²] = p / 6` for u ~ U[-1, 1)). Which neurons serve which feature in a trained model is
-        measured by `toymi.analysis.compressed_computation`."""
+        """What is known before training: the target, its circuit (output i from input i), and the MSE each feature
+        costs when its ReLU is ignored (`p · E[ReLU(u)²] = p / 6` for u ~ U[-1, 1)). Which neurons serve which
+        feature in a trained model is measured by `toymi.analysis.compressed_computation`."""
         return {"target": "x + relu(x)", "feature_probability": self.feature_probability,
-                "mse_per_ignored_feature": self.feature_probability / 6}
+                "mse_per_ignored_feature": self.feature_probability / 6,
+                "circuit": np.eye(self.n_features, dtype=bool)}  # [output, input]: output i reads feature i alone
 
 
 def naive_model(model):
