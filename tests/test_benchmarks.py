@@ -132,8 +132,8 @@ def test_readme_compressed_layer_numbers_are_their_committed_results():
 
 
 def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
-    """The chess 200k-game probe, SPD on the induction model at 12,000 steps, on the AND-gate transformer, and the PGD
-    comparison: README states what their committed JSON holds."""
+    """The chess 200k-game probe, SPD on the induction model at 12,000 steps, on the AND-gate transformer, the PGD
+    comparison and the frequency-minimality sweeps: README states what their committed JSON holds."""
     readme = (ROOT / "README.md").read_text()
     results = ROOT / "benchmarks" / "results"
     chess = json.loads((results / "chess_200k" / "chess_probes.json").read_text())["best_layer"]
@@ -166,6 +166,15 @@ def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
     assert row in readme, row
     recon = joined((r["final_losses"]["recon"][0] for r in rs), "{:.2g}")
     assert f"reconstruction loss meanwhile rises {recon}" in readme, recon
+    # ... and on TMS 5-2, 5 seeds per β: README's table rows
+    for b in (0, 1, 10):
+        r = json.loads((results / "spd" / f"cpu_tms_5_2_4000steps_5seeds_frequency{b}.json").read_text())
+        assert r["settings"]["frequency_coef"] == b and r["settings"]["seeds"] == 5
+        per_seed = r["results"][0]["per_seed"]
+        mmcs, ml2r = (", ".join(format(m[key], ".3f") for m in per_seed) for key in ("mmcs", "ml2r"))
+        label = f"{b} (off)" if b == 0 else str(b)
+        row = f"| {label} | {mmcs} | {ml2r} | {sum(int(m['success']) for m in per_seed)} of 5 |"
+        assert row in readme, row
 
 
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
