@@ -348,9 +348,14 @@ def test_attribution_view_draws_the_graphs_own_edges_pruned_by_their_share():
             assert value == pytest.approx(into[source], rel=1e-3, abs=1e-6)  # the graph's own edge
             assert abs(value) >= 0.1 * sum(abs(v) for v in into.values()) * (1 - 1e-3)  # ≥ its share
             errors_drawn += source.startswith("err")
-        sources = {s for s, _, _ in edges}
+        sources, targets = {s for s, _, _ in edges}, {t for _, t, _ in edges}
         # every latent drawn feeds something drawn: the pruning runs backwards from the outputs
-        assert {t for _, t, _ in edges if t.startswith("L")} <= sources
+        assert {t for t in targets if t.startswith("L")} <= sources
+        # and is traced back in turn: a latent drawn as a source has its own large enough incoming edges drawn
+        for latent in (n for n in sources if n.startswith("L")):
+            into = incoming(b, node(latent))
+            if any(abs(v) >= 0.1 * sum(abs(u) for u in into.values()) for v in into.values()):
+                assert latent in targets, (b, latent)
         assert {t for _, t, _ in edges if t.startswith("y")} <= {f"y{k}" for k in np.flatnonzero(where[b])}
     assert errors_drawn > 0  # layer 1's random transcoder misses most of its MLP: its error node carries the outputs
     with pytest.raises(ValueError, match=r"rows \[1\] have none"):
@@ -372,3 +377,23 @@ def test_attribution_for_run_names_the_gates_and_skips_models_without_an_mlp_str
     traced = {t for edges in data["edges"] for _, t, _ in edges if not t.startswith(("L", "err"))}
     assert traced and traced <= names  # outputs are named by their gate's inputs, e.g. x3∧x7
     assert not any(s.startswith("err") for edges in data["edges"] for s, _, _ in edges)  # exact neurons: no error
+
+
+def test_pruning_traces_a_chain_of_latents_back_to_its_input():
+    """x0 → L0·0 → L1·0 → y0 and nothing else large: every link of the chain is drawn, the small edges are not."""
+    from types import SimpleNamespace
+
+    from toymi.views.attribution_page import pruned_edges
+
+    def one(*shape, at=None, value=1.0):
+        a = np.zeros((1, *shape))
+        if at is not None:
+            a[(0, *at)] = value
+        return a
+
+    g = SimpleNamespace(  # 2 inputs, 1 latent per layer (latent axis: L0·0 = 0, L1·0 = 1), 1 output
+        input_latent=one(2, 2, at=(0, 0)) + one(2, 2, at=(1, 0), value=0.01),
+        latent_latent=one(2, 2, at=(0, 1)), error_latent=one(2, 2), latent_output=one(2, 1, at=(1, 0)),
+        residual=one(2, 1, at=(1, 0), value=0.01), skip=one(2, 1), error=one(2, 1))
+    edges = {(s, t): v for s, t, v in pruned_edges(g, 0, [0], (1, 1), min_share=0.05)}
+    assert edges == {(("z", 1), ("y", 0)): 1.0, (("z", 0), ("z", 1)): 1.0, (("x", 0), ("z", 0)): 1.0}
