@@ -55,15 +55,15 @@ from _bench import REPO_ROOT, RESULTS_DIR, machine, versions, write_json  # noqa
 
 import toymi  # noqa: E402
 from toymi.analysis.and_gates import input_ablation_effects  # noqa: E402
-from toymi.circuits.attribution_scores import graph_scores, output_ablation_effects, summarise_graphs  # noqa: E402
+from toymi.circuits.attribution_scores import (  # noqa: E402
+    GRAPH_SEED, graph_scores, output_ablation_effects, summarise_graphs, where_outputs_matter,
+)
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
 from toymi.decompose.settings import and_gates_setting, compressed_setting  # noqa: E402
 from toymi.circuits.attribution_graph import neuron_transcoders  # noqa: E402
 from toymi.decompose.transcoder import fraction_variance_unexplained  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
-
-GRAPH_SEED = 0xA77  # the examples the graphs are averaged over (not the transcoders' training stream)
 
 
 def models(args) -> list[tuple[str, str, int, list[int]]]:
@@ -96,23 +96,19 @@ class Probe(NamedTuple):
     output_effects: np.ndarray
 
 
-def and_gates_probe(model, task, batch) -> Probe:
-    """Gate k's two inputs; examples where the gate is on (both its inputs on)."""
-    where = batch.y > 0.5
-    return Probe(batch.x, task.facts()["circuit"], where, np.asarray(input_ablation_effects(task, model, batch)),
-                 np.asarray(output_ablation_effects(model, batch.x, where)))
+def probe(model, task, batch, task_effects=None) -> Probe:
+    """The task's circuit (`facts()["circuit"]`: gate k's two inputs; output i from input i), the examples where
+    each output matters (`where_outputs_matter`: the gate is on; feature i is non-zero), and the ablations;
+    `task_effects(task, model, batch)` on what the task reads, where that is not the outputs themselves."""
+    where = where_outputs_matter(batch)
+    output_effects = np.asarray(output_ablation_effects(model, batch.x, where))
+    effects = output_effects if task_effects is None else np.asarray(task_effects(task, model, batch))
+    return Probe(batch.x, task.facts()["circuit"], where, effects, output_effects)
 
 
-def compressed_probe(model, task, batch) -> Probe:
-    """Output i from input i; examples where feature i is non-zero."""
-    where = batch.x != 0
-    effects = np.asarray(output_ablation_effects(model, batch.x, where))
-    return Probe(batch.x, np.eye(task.n_features, dtype=bool), where, effects, effects)
-
-
-# task name -> (its decomposition setting, its probe): one entry per task the benchmark scores
-TASKS = {"and_gates": (and_gates_setting, and_gates_probe),
-         "compressed_computation": (compressed_setting, compressed_probe)}
+# task name -> (its decomposition setting, its ablations on what the task reads, if not the outputs)
+TASKS = {"and_gates": (and_gates_setting, input_ablation_effects),
+         "compressed_computation": (compressed_setting, None)}
 
 
 def score_row(model, transcoders, settings, p: Probe) -> dict:
@@ -150,10 +146,11 @@ def run(args, runs: Path) -> list[dict]:
     for label, spec_file, n_eval, seeds in models(args):
         t0 = time.perf_counter()
         trained = train_model(spec_file, runs, args.smoke)
-        build, probe = TASKS[trained.spec.task["name"]]
+        build, task_effects = TASKS[trained.spec.task["name"]]
         settings = [build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000, layer=l)
                     for l in range(trained.model.config.n_layers)]
-        p = probe(trained.model, trained.task, trained.task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval))
+        p = probe(trained.model, trained.task, trained.task.sample(jax.random.PRNGKey(GRAPH_SEED), n_eval),
+                  task_effects)
         print(f"{label}: model, truth and ablations ready in {time.perf_counter() - t0:.1f}s", flush=True)
         kinds = SMOKE_KINDS[label] if args.smoke else ("transcoder", "skip transcoder")
         jobs = [("neurons (exact)", None)] + [(kind, seed) for kind in kinds for seed in seeds]

@@ -32,6 +32,14 @@ from toymi.circuits.attribution_graph import as_layers, attribution_graph, input
 from toymi.circuits.scoring import roc_auc
 from toymi.jit import jit
 
+GRAPH_SEED = 0xA77  # the task inputs graphs are averaged over (the attribution benchmark, `toymi circuits`)
+
+
+def where_outputs_matter(batch) -> Bool[np.ndarray, "batch n_outputs"]:
+    """Where each output of a residual-MLP task matters: its target is non-zero (an AND gate that is on; a
+    compressed-computation output whose feature is active). Graphs are averaged, and traced back, from there."""
+    return np.asarray(batch.y) != 0
+
 
 class GraphSummary(NamedTuple):
     """Attribution graphs averaged over a batch (see the module docstring). Output-indexed arrays come first in
@@ -74,7 +82,8 @@ def summarise_graphs(model, transcoders, x: Float[Array, "batch n_features"], wh
     `GraphSummary`); `transcoders` one per MLP layer (`toymi.circuits.attribution_graph.as_layers`). `chunk` rows
     at a time, so the per-example graphs never all exist at once (default: 256, fewer where the latent → latent
     edges of a deep model would pass ~64M numbers)."""
-    weights = virtual_weights(model, transcoders)  # checks the model and transcoders
+    layers = as_layers(model, transcoders)  # checks the model and transcoders
+    weights = virtual_weights(model, layers)
     n, n_outputs = x.shape[0], weights.residual.shape[1]
     if where.shape != (n, n_outputs):
         raise ValueError(f"where must be [batch, n_outputs] = [{n}, {n_outputs}], got {where.shape}")
@@ -84,7 +93,7 @@ def summarise_graphs(model, transcoders, x: Float[Array, "batch n_features"], wh
     valid = jnp.arange(n + pad) < n
     x = jnp.pad(jnp.asarray(x, jnp.float32), ((0, pad), (0, 0)))
     where = jnp.pad(jnp.asarray(where, jnp.float32), ((0, pad), (0, 0)))
-    return _summarise(model, as_layers(model, transcoders), weights, x.reshape(-1, chunk, x.shape[1]),
+    return _summarise(model, layers, weights, x.reshape(-1, chunk, x.shape[1]),
                       where.reshape(-1, chunk, n_outputs), valid.reshape(-1, chunk))
 
 

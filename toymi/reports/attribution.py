@@ -14,7 +14,6 @@ import numpy as np
 
 from toymi.errors import ConfigError
 
-SAMPLE_SEED = 0xA77  # the examples the graphs are averaged over (the attribution benchmark's)
 N_EXAMPLES = 8192
 
 
@@ -23,7 +22,9 @@ def attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str:
     `[output, input]`) on `n_examples` fresh inputs, each output averaged where its target is non-zero; write the
     report into `out` and return its markdown table."""
     from toymi.circuits.attribution_graph import neuron_transcoders
-    from toymi.circuits.attribution_scores import graph_scores, output_ablation_effects, summarise_graphs
+    from toymi.circuits.attribution_scores import (
+        GRAPH_SEED, graph_scores, output_ablation_effects, summarise_graphs, where_outputs_matter,
+    )
     from toymi.views.attribution_page import attribution_for_run
 
     model, task = run.model, run.task
@@ -32,8 +33,8 @@ def attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str:
         raise ConfigError(f"{type(task).__name__} states no input → output circuit to score attribution graphs "
                           "against (its facts() has no 'circuit')")
     start = time.perf_counter()
-    batch = task.sample(jax.random.PRNGKey(SAMPLE_SEED), n_examples)
-    where = np.asarray(batch.y) != 0
+    batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_examples)
+    where = where_outputs_matter(batch)
     s = summarise_graphs(model, neuron_transcoders(model), batch.x, where)
     scores = graph_scores(s, truth, output_ablation_effects(model, batch.x, where))
     seconds = time.perf_counter() - start

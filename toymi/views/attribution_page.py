@@ -76,10 +76,15 @@ def pruned_edges(graph, example: int, outputs: Sequence[int], sizes: Sequence[in
     return kept[:max_edges]
 
 
+def _layer_of(sizes: Sequence[int]) -> np.ndarray:
+    """Each latent's layer on the concatenated latent axis."""
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
 def _layout(edges, outputs, sizes) -> dict[tuple, tuple[float, float]]:
     """Node positions: a row per kind (inputs y = 0, layer l's latents y = l + 1, outputs on top), each row centred,
     its nodes in index order, error nodes at the right of their layer's row."""
-    layer_of = np.repeat(np.arange(len(sizes)), sizes)
+    layer_of = _layer_of(sizes)
     nodes = {n for e in edges for n in e[:2]} | {("y", k) for k in outputs}
 
     def row(node):
@@ -165,14 +170,14 @@ def attribution_view(model, transcoders, x, where, output_names: Sequence[str] |
     if len(names_out) != n_outputs:
         raise ValueError(f"{len(names_out)} output names for {n_outputs} outputs")
     g = attribution_graph(model, layers, x, weights)
-    sizes, starts = weights.sizes, weights.starts
+    sizes = weights.sizes
     figures, summaries, kept = [], [], []
     for b in range(len(x)):
         outputs = np.flatnonzero(where[b])
         outputs = outputs[np.argsort(-np.abs(np.asarray(g.outputs[b])[outputs]), kind="stable")][:MAX_OUTPUTS]
         edges = pruned_edges(g, b, outputs.tolist(), sizes, min_share, max_edges)
         pos = _layout(edges, outputs.tolist(), sizes)
-        names, values = _labels(pos, g, b, starts, names_out)
+        names, values = _labels(pos, g, b, sizes, names_out)
         figures.append(_figure(edges, pos, names, values, len(sizes)).to_plotly_json())
         active = ", ".join(f"x{j}={x[b, j]:.2g}" for j in np.flatnonzero(x[b]))
         shown = ", ".join(f"{names_out[k]} = {float(g.outputs[b, k]):.3g}" for k in outputs)
@@ -191,16 +196,17 @@ def attribution_view(model, transcoders, x, where, output_names: Sequence[str] |
     return View("attribution", title, parts, {"figures": figures, "summaries": summaries, "edges": kept}, _SCRIPT)
 
 
-def _labels(pos, g, b, starts, output_names) -> tuple[dict, dict]:
+def _labels(pos, g, b, sizes, output_names) -> tuple[dict, dict]:
     """Each drawn node's name and activation (an input's value, a latent's, an error node's largest |edge| out,
     an output's value)."""
+    layer_of, starts = _layer_of(sizes), np.concatenate([[0], np.cumsum(sizes)])
     names, values = {}, {}
     for node in pos:
         kind, i = node
         if kind == "x":
             names[node], values[node] = f"x{i}", float(g.inputs[b, i])
         elif kind == "z":
-            layer = int(np.searchsorted(starts, i, side="right") - 1)
+            layer = int(layer_of[i])
             names[node], values[node] = f"L{layer}·{i - starts[layer]}", float(g.latents[b, i])
         elif kind == "e":
             names[node], values[node] = f"err L{i}", float(np.abs(np.asarray(g.error[b, i])).max())
@@ -221,9 +227,10 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
     import jax
 
     from toymi.circuits.attribution_graph import attribution_graph, neuron_transcoders
+    from toymi.circuits.attribution_scores import where_outputs_matter
 
     batch = run.task.sample(jax.random.PRNGKey(seed), n_candidates)
-    x, where = np.asarray(batch.x), np.asarray(batch.y) != 0
+    x, where = np.asarray(batch.x), where_outputs_matter(batch)
     _, first = np.unique(x, axis=0, return_index=True)  # boolean inputs repeat: each distinct input once
     candidates = np.sort(first[where[first].any(1)])
     if candidates.size == 0:
