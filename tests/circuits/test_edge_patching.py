@@ -167,3 +167,22 @@ def test_ablation_values():
     matches = [[bool(jnp.allclose(drawn[i], values[j])) for j in range(len(values))] for i in range(len(values))]
     assert all(any(row) for row in matches)
     assert not all(row[i] for i, row in enumerate(matches))
+
+
+@pytest.mark.slow
+def test_each_position_edge_equals_a_hand_built_path_patch_of_that_position():
+    """`input[p] -> r`: the input's change at position p alone, added to r's input by hand."""
+    model, clean, corrupted = _model("layernorm"), _tokens(1), _tokens(2)
+    effects = edge_patching(model, clean, corrupted, METRIC, direction="noising", split_input=True)
+    graph = effects.graph
+    position = graph.input_position_of_edges()
+    chosen = np.flatnonzero(position >= 0)[:: 7]  # a spread over positions and receivers
+    change = [_sender_values(model, corrupted[b])[0] - _sender_values(model, clean[b])[0] for b in range(2)]
+    streams = [_streams(model, clean[b]) for b in range(2)]
+    for e in chosen:
+        at = jnp.zeros((5, 1)).at[position[e]].set(1.0)
+        receiver = graph.receivers[graph.edges[e, 1]]
+        logits = [_hand_path_patch(model, clean[b], streams[b], change[b] * at, receiver) for b in range(2)]
+        np.testing.assert_allclose(effects.patched[e], METRIC(jnp.stack(logits)), atol=2e-5,
+                                   err_msg=graph.edge_names()[e])
+    assert len(chosen) >= 8

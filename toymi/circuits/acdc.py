@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Bool, Float
 
-from toymi.circuits.forward import batched_forward, graph_of
+from toymi.circuits.forward import batched_forward, graph_for
 from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
@@ -25,7 +25,7 @@ def _metric_with(model, run, other, metric, ablate):
 
 def acdc(model, run, other, metric, threshold: float) -> Bool[np.ndarray, " edge"]:
     """The edges ACDC keeps at `threshold` (a boolean `[n_edges]` mask)."""
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     measure = lambda ablate: float(_metric_with(model, run, other, metric, ablate))  # noqa: E731
     ablated = np.zeros(graph.valid.shape, np.float32)
     full = measure(ablated)
@@ -50,7 +50,7 @@ def acdc(model, run, other, metric, threshold: float) -> Bool[np.ndarray, " edge
 def acdc_sweep(model, run, other, metric, thresholds) -> Float[np.ndarray, " edge"]:
     """ACDC at each threshold; an edge's score is the largest threshold at which it is kept (0 if never): ranking by
     it gives the ROC curve of the sweep."""
-    scores = np.zeros(graph_of(model.config).n_edges)
+    scores = np.zeros(graph_for(model, other).n_edges)
     for threshold in sorted(thresholds):
         scores[acdc(model, run, other, metric, threshold)] = threshold
     return scores

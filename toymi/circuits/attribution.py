@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from toymi.circuits.forward import batched_forward, graph_of
+from toymi.circuits.forward import batched_forward, graph_for
 from toymi.circuits.graph import Graph
 from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
@@ -33,7 +33,7 @@ def _metric_fn(model, run, other, metric):
 @jit
 def _edge_gradients(model, run, other, metric, alphas):
     """`[alpha, sender, receiver]`: the metric's gradient w.r.t. every edge weight, with every edge at `alpha`."""
-    valid = jnp.asarray(graph_of(model.config).valid, jnp.float32)
+    valid = jnp.asarray(graph_for(model, other).valid, jnp.float32)
     grad = jax.grad(_metric_fn(model, run, other, metric))
     return jax.vmap(lambda a: grad(a * valid))(alphas)
 
@@ -45,18 +45,18 @@ def _on_edges(graph: Graph, matrix: Array) -> np.ndarray:
 def eap(model, run, other, metric) -> Float[np.ndarray, " edge"]:
     """EAP: each edge's estimated effect on the metric (signed; rank by its absolute value)."""
     grads = _edge_gradients(model, run, other, metric, jnp.zeros(1))
-    return _on_edges(graph_of(model.config), grads[0])
+    return _on_edges(graph_for(model, other), grads[0])
 
 
 def eap_ig(model, run, other, metric, steps: int = 8) -> Float[np.ndarray, " edge"]:
     """EAP-IG: the gradient averaged over `steps` points on the path from no edge ablated to every edge ablated."""
     alphas = (jnp.arange(steps) + 0.5) / steps
-    return _on_edges(graph_of(model.config), _edge_gradients(model, run, other, metric, alphas).mean(0))
+    return _on_edges(graph_for(model, other), _edge_gradients(model, run, other, metric, alphas).mean(0))
 
 
 @jit
 def _node_patching(model, run, other, metric):
-    valid = jnp.asarray(graph_of(model.config).valid, jnp.float32)
+    valid = jnp.asarray(graph_for(model, other).valid, jnp.float32)
     f = _metric_fn(model, run, other, metric)
     rows = jnp.eye(valid.shape[0])[:, :, None] * valid[None]  # [sender, sender, receiver]: one node's edges each
     return jax.vmap(f)(rows) - f(jnp.zeros_like(valid))
@@ -68,7 +68,7 @@ def node_effects(model, run, other, metric, exact: bool = True) -> Float[np.ndar
     if exact:
         return np.asarray(_node_patching(model, run, other, metric))
     grads = np.asarray(_edge_gradients(model, run, other, metric, jnp.zeros(1))[0])
-    return (grads * graph_of(model.config).valid).sum(1)
+    return (grads * graph_for(model, other).valid).sum(1)
 
 
 def edges_from_nodes(graph: Graph, node_scores: np.ndarray) -> Float[np.ndarray, " edge"]:

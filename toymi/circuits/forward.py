@@ -33,9 +33,23 @@ ABLATIONS = ("patch", "zero", "mean", "resample")
 
 
 @functools.lru_cache(maxsize=32)
-def graph_of(config) -> Graph:
-    """The (cached) graph of a model config."""
-    return build_graph(config)
+def graph_of(config, input_positions: int = 0) -> Graph:
+    """The (cached) graph of a model config: one input node, or one per position for `input_positions` positions."""
+    return build_graph(config, input_positions)
+
+
+def graph_for(model, other: Float[Array, "*batch sender pos d_model"]) -> Graph:
+    """The graph whose senders `other` holds values for: one input node, or one per position when `other` has that
+    many more senders (`node_outputs(..., split_input=True)`). Shapes are static, so this is static under jit too."""
+    whole = graph_of(model.config)
+    n_senders, n_pos = other.shape[-3], other.shape[-2]
+    if n_senders == len(whole.senders):
+        return whole
+    split = graph_of(model.config, n_pos)
+    if n_senders != len(split.senders):
+        raise ValueError(f"other holds {n_senders} senders; this model's graph has {len(whole.senders)} (one input "
+                         f"node) or {len(split.senders)} (the input split over {n_pos} positions)")
+    return split
 
 
 def _attention(attn, x: Float[Array, "3 head pos d_model"]) -> Float[Array, "head pos d_model"]:
@@ -52,31 +66,25 @@ def _attention(attn, x: Float[Array, "3 head pos d_model"]) -> Float[Array, "hea
 
 def graph_forward(
     model, tokens: Int[Array, " pos"], other: Float[Array, "sender pos d_model"],
-    ablate: Float[Array, "sender receiver"], start: int = 0, prefix: Array | None = None,
+    ablate: Float[Array, "sender receiver"],
 ) -> tuple[Float[Array, "pos d_vocab_out"], Float[Array, "sender pos d_model"]]:
-    """One sequence through `model` with edge `(s, r)` moved by `ablate[s, r]` towards `other[s]`.
-
-    `start` (static) and `prefix` skip the layers before `start`: `prefix` holds the outputs of the senders before
-    it (`[graph.senders_before(start), pos, d_model]`) in a run where nothing before `start` was ablated. Exact when
-    `ablate` moves no edge into a receiver before `start`; it saves the work upstream of the earliest patch.
+    """One sequence through `model` with edge `(s, r)` moved by `ablate[s, r]` towards `other[s]`. The graph is the
+    one whose senders `other` holds (`graph_for`).
 
     **Returns:** `(logits, outputs)`: the logits and every sender's output in this run (`[sender, pos, d_model]`).
     """
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     ablate = ablate * jnp.asarray(graph.valid, ablate.dtype)  # an edge that does not exist moves nothing
     n = tokens.shape[0]
-    if start == 0:
-        first = model.W_E[tokens] + (model.W_pos[:n] if model.W_pos is not None else 0.0)
-        outs, resid = [first], first
-    else:  # the residual stream is the sum of the senders' outputs and the attention biases b_O
-        outs, resid = list(prefix), prefix.sum(0) + model.blocks.attn.b_O[:start].sum(0)
+    resid = model.W_E[tokens] + (model.W_pos[:n] if model.W_pos is not None else 0.0)
+    outs = list(resid[None] * jnp.eye(n)[:, :, None]) if graph.input_split else [resid]  # input[p]: position p
 
     def inputs(receivers) -> Array:  # receivers: an int or an int array; returns [*receivers, pos, d_model]
         k = len(outs)
         delta = jnp.einsum("s...,spd->...pd", ablate[:k, receivers], other[:k] - jnp.stack(outs))
         return resid + delta
 
-    for layer in range(start, model.config.n_layers):
+    for layer in range(model.config.n_layers):
         block = layer_of(model.blocks, layer)
         result = _attention(block.attn, normalized(block.ln1, inputs(graph.qkv_receivers(layer))))
         outs.extend(result)
@@ -98,24 +106,26 @@ def batched_forward(model, tokens: Int[Array, "batch pos"], other: Float[Array, 
 
 
 @jit
-def node_outputs(model, tokens: Int[Array, "batch pos"]) -> Float[Array, "batch sender pos d_model"]:
-    """Every sender's output on each example of `tokens` (an unpatched run)."""
-    graph = graph_of(model.config)
+def node_outputs(model, tokens: Int[Array, "batch pos"],
+                 split_input: bool = False) -> Float[Array, "batch sender pos d_model"]:
+    """Every sender's output on each example of `tokens` (an unpatched run); with `split_input` (static), the input
+    node split by position (`input[p]`: the embedding at position p, zero elsewhere)."""
+    graph = graph_of(model.config, tokens.shape[-1] if split_input else 0)
     shape = (len(graph.senders), tokens.shape[-1], model.config.d_model)
     zeros = jnp.zeros(graph.valid.shape)
     return jax.vmap(lambda t: graph_forward(model, t, jnp.zeros(shape), zeros)[1])(tokens)
 
 
-def ablation_values(model, source: Int[Array, "batch pos"], ablation: str,
-                    key: Array | None = None) -> Float[Array, "batch sender pos d_model"]:
+def ablation_values(model, source: Int[Array, "batch pos"], ablation: str, key: Array | None = None,
+                    split_input: bool = False) -> Float[Array, "batch sender pos d_model"]:
     """What an ablated edge carries, per example: `patch` the sender's output on `source` (example b from example
     b), `zero`, `mean` (its mean over the `source` batch), or `resample` (its output on a randomly drawn example of
-    `source`, drawn with `key`)."""
+    `source`, drawn with `key`); with `split_input`, for one input sender per position."""
     if ablation not in ABLATIONS:
         raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}")
     if ablation == "resample" and key is None:
         raise ValueError("ablation='resample' needs a key (jax.random.key) to draw the examples")
-    values = node_outputs(model, source)
+    values = node_outputs(model, source, split_input)
     if ablation == "zero":
         return jnp.zeros_like(values)
     if ablation == "mean":

@@ -1,11 +1,16 @@
 """The computational graph of a `Transformer` in ACDC / EAP vocabulary: nodes, and edges between them.
 
-Senders (node outputs) are `input` (embed + pos_embed), each head's output `a{layer}.h{head}` (its `result`,
+Senders (node outputs) are `input` (embed + pos_embed), or with `input_positions=n` one input node per position,
+`input[0]` .. `input[n-1]` (the embedding at that position alone: together they sum to `input`), each head's output `a{layer}.h{head}` (its `result`,
 `z @ W_O`, without the shared bias `b_O`) and each MLP `m{layer}` (its `mlp_out`). Receivers (node inputs) are each
 head's query, key and value inputs `a{layer}.h{head}<q>` / `<k>` / `<v>`, each MLP's input `m{layer}`, and `logits`.
 An edge joins a sender to every receiver downstream of it: in the residual stream a receiver's input is the sum of
 every upstream sender's output (plus biases, which are the same in every run and belong to no edge). A head in
 layer l feeds the MLP of layer l, but not the heads of layer l.
+
+Split by position, the graph says which positions' tokens a circuit reads: an edge `input[3] -> a0.h1<v>` is head 1's
+value input reading position 3's embedding (at every query position; a query input reads position p's embedding at
+position p only).
 
 The graph is static (Python ints and names): one graph, one compile.
 """
@@ -25,9 +30,8 @@ QKV = ("q", "k", "v")
 class Graph:
     """Nodes and edges of one model shape.
 
-    - `senders`, `receivers`: names, in topological order.
-    - `sender_layer[s]`: -1 for `input`, the layer for a head or MLP; `receiver_layer[r]`: the layer, n_layers for
-      `logits`.
+    - `senders`, `receivers`: names, in topological order; the input senders (`input`, or `input[p]` per
+      position) come first.
     - `edges`: `[n_edges, 2]` (sender index, receiver index), sender-major; `valid[s, r]`: whether s feeds r.
     """
 
@@ -40,6 +44,24 @@ class Graph:
     @property
     def n_edges(self) -> int:
         return len(self.edges)
+
+    @property
+    def n_input_senders(self) -> int:
+        """1 (`input`), or the number of positions where the input is split (`input[p]`)."""
+        return sum(name.startswith("input") for name in self.senders)
+
+    @property
+    def input_split(self) -> bool:
+        """Whether the input is one sender per position (`input[p]`) rather than one `input`."""
+        return self.senders[0] != "input"
+
+    def input_position_of_edges(self) -> np.ndarray:
+        """`[n_edges]`: the position an edge's sender reads (`input[p]`: p), -1 for every other edge (and for all
+        edges when the input is one node)."""
+        position = np.full(len(self.senders), -1)
+        if self.input_split:
+            position[: self.n_input_senders] = np.arange(self.n_input_senders)
+        return position[self.edges[:, 0]]
 
     def edge_names(self) -> list[str]:
         return [f"{self.senders[s]}->{self.receivers[r]}" for s, r in self.edges]
@@ -66,7 +88,7 @@ class Graph:
 
     def senders_before(self, layer: int) -> int:
         """How many senders come before `layer` (all of them for `layer == n_layers`, the logits)."""
-        return 1 + layer * self._per_layer_senders
+        return self.n_input_senders + layer * self._per_layer_senders
 
     def receiver_layers(self) -> np.ndarray:
         """`[n_receivers]`: each receiver's layer (n_layers for `logits`)."""
@@ -81,10 +103,10 @@ class Graph:
 
     # Indices used by the masked forward pass.
     def head_sender(self, layer: int, head: int) -> int:
-        return 1 + layer * self._per_layer_senders + head
+        return self.n_input_senders + layer * self._per_layer_senders + head
 
     def mlp_sender(self, layer: int) -> int:
-        return 1 + layer * self._per_layer_senders + self.config.n_heads
+        return self.n_input_senders + layer * self._per_layer_senders + self.config.n_heads
 
     def qkv_receivers(self, layer: int) -> np.ndarray:
         """`[3, head]` receiver indices of the layer's q, k, v inputs."""
@@ -107,9 +129,14 @@ class Graph:
         return 3 * self.config.n_heads + (0 if self.config.attn_only else 1)
 
 
-def build_graph(config: ModelConfig) -> Graph:
-    """The graph of a `Transformer` with this config (see the module docstring for the nodes)."""
-    senders, sender_layer = ["input"], [-1]
+def build_graph(config: ModelConfig, input_positions: int = 0) -> Graph:
+    """The graph of a `Transformer` with this config (see the module docstring for the nodes): one `input` sender,
+    or with `input_positions=n` (1 <= n <= n_ctx) one per position, `input[0]` .. `input[n-1]`."""
+    if not 0 <= input_positions <= config.n_ctx:
+        raise ValueError(f"input_positions must be 0 (one input node) or a sequence length 1..{config.n_ctx} "
+                         f"(n_ctx), got {input_positions}")
+    inputs = [f"input[{p}]" for p in range(input_positions)] if input_positions else ["input"]
+    senders, sender_layer = list(inputs), [-1] * len(inputs)
     receivers, receiver_layer, receiver_is_mlp = [], [], []
     for layer in range(config.n_layers):
         for head in range(config.n_heads):

@@ -14,7 +14,7 @@ import numpy as np
 
 from toymi.circuits import attribution
 from toymi.circuits.acdc import acdc_sweep
-from toymi.circuits.forward import graph_of
+from toymi.circuits.forward import graph_for
 from toymi.circuits.patching import Setup, _all_edges, as_static
 from toymi.circuits.pruning import edge_pruning
 from toymi.circuits.scoring import _metrics_of_circuits
@@ -34,14 +34,14 @@ class Found(NamedTuple):
 
 def metric_gap(model, s: Setup, metric) -> float:
     """|metric(full model) - metric(every edge ablated)|: the unit of the default thresholds."""
-    n = graph_of(model.config).n_edges
+    n = graph_for(model, s.other).n_edges
     m = np.asarray(_metrics_of_circuits(model, s.run, s.other, metric, jnp.asarray(np.stack([np.zeros(n),
                                                                                               np.ones(n)]))))
     return float(abs(m[1] - m[0]))
 
 
 def _scores(name, model, s: Setup, metric, threshold, sweep):
-    graph = graph_of(model.config)
+    graph = graph_for(model, s.other)
     if name == "exact":
         patched, baseline = _all_edges(model, s.run, s.other, metric, as_static(graph.edges))
         return np.asarray(patched - baseline), None

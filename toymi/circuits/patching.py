@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from toymi.circuits.exact import clean_cache, head_and_kind, receiver_group, receiver_logits
-from toymi.circuits.forward import ablation_values, batched_forward, graph_forward, graph_of
+from toymi.circuits.forward import ablation_values, batched_forward, graph_for, graph_forward
 from toymi.circuits.graph import Graph
 from toymi.dissect.grid import Metric, check_model, check_tokens, scalar_metric
 from toymi.dissect.patching import DIRECTIONS
@@ -40,13 +40,16 @@ class Setup(NamedTuple):
     other: Float[Array, "batch sender pos d_model"]
 
 
-def setup(model, clean, corrupted, *, direction: str, ablation: str = "patch", key=None) -> Setup:
+def setup(model, clean, corrupted, *, direction: str, ablation: str = "patch", key=None,
+          split_input: bool = False) -> Setup:
     """Checked tokens and ablation values, named as in `patching_grid`.
 
     - `direction="noising"`: run `clean`; an ablated edge carries its value from `corrupted` (or the ablation of it).
     - `direction="denoising"`: run `corrupted`; a patched edge carries its value from `clean`.
     - `ablation`: `patch` (the other input, example by example), `zero`, `mean` (over the other input's batch) or
       `resample` (a random example of the other input; needs `key`).
+    - `split_input`: one input sender per position (`input[p]`) instead of one `input`; every method then scores the
+      edges of that graph (`graph_for(model, setup.other)`).
     """
     check_model(model)
     if direction not in DIRECTIONS:
@@ -56,7 +59,7 @@ def setup(model, clean, corrupted, *, direction: str, ablation: str = "patch", k
     if clean.ndim == 1:
         clean, corrupted = clean[None], corrupted[None]
     run, source = (clean, corrupted) if direction == "noising" else (corrupted, clean)
-    return Setup(run, ablation_values(model, source, ablation, key))
+    return Setup(run, ablation_values(model, source, ablation, key, split_input))
 
 
 def as_static(edges) -> tuple:
@@ -75,7 +78,7 @@ def _all_edges(model, run, other, metric, edges: tuple, reuse_clean: bool = True
     With `reuse_clean`, edges are grouped by their receiver's kind and layer (static) and each edge's run recomputes
     only its receiver and what is downstream of it, from the unpatched run's cache (`toymi.circuits.exact`).
     """
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     edges = np.asarray(edges, int).reshape(-1, 2)  # static: a tuple of pairs
     zeros = jnp.zeros(graph.valid.shape)
     clean = jax.vmap(lambda t, o: graph_forward(model, t, o, zeros))(run, other)
@@ -117,7 +120,7 @@ def _checked_edges(graph: Graph, edges) -> np.ndarray:
 
 
 def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ablation: str = "patch",
-                  key=None, edges=None, reuse_clean: bool = True) -> EdgeEffects:
+                  key=None, edges=None, reuse_clean: bool = True, split_input: bool = False) -> EdgeEffects:
     """The metric with each edge patched alone (exact), all edges (or the `[n, 2]` `edges` given) in one call.
 
     **Arguments:** as `setup`, plus `metric` (logits `[batch, pos, d_vocab_out]` -> scalar, as for `patching_grid`);
@@ -126,16 +129,16 @@ def edge_patching(model, clean, corrupted, metric: Metric, *, direction: str, ab
     **Returns:** `EdgeEffects`, over `graph.edges` (or `edges`).
     """
     check_model(model)
-    graph = graph_of(model.config)
+    s = setup(model, clean, corrupted, direction=direction, ablation=ablation, key=key, split_input=split_input)
+    graph = graph_for(model, s.other)
     chosen = graph.edges if edges is None else _checked_edges(graph, edges)
-    s = setup(model, clean, corrupted, direction=direction, ablation=ablation, key=key)
     patched, baseline = _all_edges(model, s.run, s.other, metric, as_static(chosen), reuse_clean)
     return EdgeEffects(patched, baseline, graph)
 
 
 @jit
 def _with_ablated(model, run, other, ablated):
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     matrix = jnp.zeros(graph.valid.shape).at[graph.edges[:, 0], graph.edges[:, 1]].set(ablated.astype(jnp.float32))
     return batched_forward(model, run, other, matrix)
 
@@ -144,7 +147,7 @@ def logits_with_edges(model, s: Setup, kept: np.ndarray) -> Float[Array, "batch 
     """Logits of `s.run` with every edge outside `kept` (a boolean `[n_edges]` mask) ablated at once: the circuit
     `kept` alone. Removed edges compound (an ablated sender changes what its kept downstream edges carry)."""
     kept = np.asarray(kept, bool)
-    n = graph_of(model.config).n_edges
+    n = graph_for(model, s.other).n_edges
     if kept.shape != (n,):
         raise ValueError(f"kept must be a boolean mask over the graph's {n} edges, got shape {kept.shape}")
     return _with_ablated(model, s.run, s.other, jnp.asarray(~kept))

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from jaxtyping import Float
 
-from toymi.circuits.forward import batched_forward, graph_of
+from toymi.circuits.forward import batched_forward, graph_for
 from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 from toymi.train.update import update
@@ -23,7 +23,7 @@ from toymi.train.update import update
 
 @jit
 def _prune(model, run, other, metric, sparsity, steps, lr, key):
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     edges = jnp.asarray(graph.edges)
 
     def metric_of(kept):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from toymi.circuits.forward import batched_forward, graph_of
+from toymi.circuits.forward import batched_forward, graph_for
 from toymi.dissect.grid import scalar_metric
 from toymi.jit import jit
 
@@ -37,7 +37,7 @@ def ranking(scores) -> np.ndarray:
 
 @jit
 def _metrics_of_circuits(model, run, other, metric, kept):
-    graph = graph_of(model.config)
+    graph = graph_for(model, other)
     edges = jnp.asarray(graph.edges)
 
     def one(keep):
@@ -56,7 +56,7 @@ class Faithfulness(NamedTuple):
 
 def faithfulness_curve(model, run, other, metric, scores) -> Faithfulness:
     """`f` of the top-k circuits of `scores` for every k, with CPR and CMD (areas over the fraction kept)."""
-    n = graph_of(model.config).n_edges
+    n = graph_for(model, other).n_edges
     order = ranking(scores)
     position = np.empty(n, int)
     position[order] = np.arange(n)
