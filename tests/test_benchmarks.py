@@ -48,11 +48,12 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
 
 @pytest.mark.parametrize("script,results", [("attribution_graphs", "attribution_graphs"),
                                             ("attribution_graphs", "attribution_graphs_deep"),
-                                            ("coactivation_clusters", "coactivation_clusters")])
+                                            ("coactivation_clusters", "coactivation_clusters"),
+                                            ("gate_positions", "gate_positions")])
 def test_readme_table_is_the_committed_results_file(script, results):
-    """README's attribution-graph (one-layer and deep) and transcoder-clustering tables are their benchmark's
-    `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and this fails
-    until README states the new numbers."""
+    """README's attribution-graph (one-layer and deep), transcoder-clustering and gate-position tables are their
+    benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and this
+    fails until README states the new numbers."""
     import importlib
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -184,6 +185,7 @@ IN_PROCESS_SMOKE = {
     "circuit_discovery": ((), [], None),
     "compressed_clean": ((), ["--out", "{tmp}"], "compressed_clean.json"),
     "coactivation_clusters": ((), ["--out", "{tmp}"], "coactivation_clusters.json"),
+    "gate_positions": ((), ["--out", "{tmp}"], "gate_positions_smoke.json"),
     "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
 }
@@ -218,6 +220,8 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         control = next(r for r in report["rows"] if r["units"] == "circuit (control)")
         assert control["gates_recovered"] == control["link"] == 1.0, control
         assert {r["units"] for r in report["rows"]} >= {"neurons", "transcoder", "skip transcoder"}
+    if name == "gate_positions":  # the hand-written solution's gates read exactly their two positions
+        assert all(r["auc_mean"] == 1.0 and r["top_two"] == 1.0 for r in report["rows"]), report["rows"]
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

@@ -33,12 +33,9 @@ def test_the_gate_margin_weighs_on_and_off_gates_half_each():
             GateMargin(constant)
 
 
-def test_certain_absences_are_edges_of_the_graph_and_only_for_one_layer():
+def test_certain_absences_of_a_one_layer_model():
     one = toymi.ModelConfig(d_vocab=13, n_ctx=7, n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=8, d_vocab_out=15)
-    assert certain_absences(one) == ("input->a0.h0<q>", "input->a0.h1<q>", "input->m0", "input->logits")
-    graph_of(one).edge_set(certain_absences(one))  # every name is an edge (an unknown name raises)
-    two = toymi.ModelConfig(d_vocab=13, n_ctx=7, n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=8, d_vocab_out=15)
-    assert certain_absences(two) == ()
+    assert certain_absences(graph_of(one)) == ("input->a0.h0<q>", "input->a0.h1<q>", "input->m0", "input->logits")
 
 
 @pytest.mark.slow
@@ -50,7 +47,7 @@ def test_exact_patching_gives_the_ruled_out_edges_exactly_zero_and_others_not():
     tokens = encode_tokens(task.eval_set.x[:16])
     effects = edge_patching(model, tokens[:8], tokens[8:], GateMargin(task.eval_set.y[:8]), direction="noising")
     effect = np.asarray(effects.effect)
-    absent = graph_of(config).edge_set(certain_absences(config))
+    absent = graph_of(config).edge_set(certain_absences(graph_of(config)))
     # zero up to float32 rounding of the metric (the patched residual sum is formed in another order)
     assert np.abs(effect[absent]).max() < 1e-6
     assert np.abs(effect[~absent]).min() > 1e-4  # a random model: every other edge moves the margin

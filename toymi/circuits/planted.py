@@ -12,6 +12,8 @@ exactly zero under zero ablation, and every true edge changes it (the tests chec
 - `copy_first()`: one head attends to position 0 (its key reads `POS`) and copies the token there to the output.
 - `and_gate()`: two heads copy the bits at positions 0 and 1 into `F0` and `F1`; an MLP neuron computes
   `relu(F0 + F1 - 1)`, their AND, which the unembedding reads.
+- `and_gates_solution(task)`: not a `Planted` but a model for toymi's AND-gate task itself, every gate computed from
+  its two input positions alone (the truth of `toymi.circuits.gate_positions`).
 """
 
 from __future__ import annotations
@@ -218,6 +220,31 @@ def and_gate() -> Planted:
                   "a0.h0->m0", "a0.h1->m0", "m0->logits")
     return Planted("and_gate", _build(config, w), jnp.asarray(bits), jnp.asarray(corrupted),
                    TargetLogit(jnp.asarray(targets), jnp.asarray(mask)), true_edges)
+
+
+def and_gates_solution(task) -> Transformer:
+    """A one-layer transformer with hand-written weights that solves an AND-gate task (`toymi.tasks.and_gates`,
+    `encode_tokens` inputs: feature j at position j, then the readout) exactly, gate k reading positions a_k and b_k
+    alone. Its one head attends evenly from the readout to every position and writes each feature that is on into
+    its own dimension `Z` (the value scaled by n + 1, the positions averaged over, so `Z_j = x_j`); MLP neuron k is
+    `relu(Z_a + Z_b - 1)`, gate k's logit `2 * neuron_k - 1`: +1 when the gate is on, -1 when off. So every edge of
+    `input[p]` for p outside {a_k, b_k} changes gate k's logit by exactly zero: the truth `gate_positions` scores
+    against, with no interference."""
+    n, pairs = task.n_features, task.pairs
+    lay = _Layout(TOK=2 * n + 1, POS=n + 1, Z=n, OUT=len(pairs))
+    config = _config(2 * n + 1, n + 1, 1, 1, n, lay, d_mlp=len(pairs), d_vocab_out=len(pairs))
+    w = _blank(config)
+    _embed(w, lay, 2 * n + 1, n + 1)
+    for j in range(n):  # token 2j + 1 is feature j on; a zero query attends evenly to the n + 1 positions
+        w["W_V"][0, 0, lay("TOK", 2 * j + 1), j] = float(n + 1)
+        w["W_O"][0, 0, j, lay("Z", j)] = 1.0
+    for k, (a, b) in enumerate(pairs):
+        w["W_in"][0, lay("Z", a), k] = w["W_in"][0, lay("Z", b), k] = 1.0
+        w["b_in"][0, k] = -1.0
+        w["W_out"][0, k, lay("OUT", k)] = 1.0
+        w["W_U"][lay("OUT", k), k] = 2.0
+        w["b_U"][k] = -1.0
+    return _build(config, w)
 
 
 PLANTED = {"induction": induction, "copy_first": copy_first, "and_gate": and_gate}

@@ -12,10 +12,11 @@ task determines them.
 
 Only the induction model's true circuit is stated. The others' `true_edges` are None: methods can be compared with
 each other and with exact patching, not scored against a truth. For the AND-gate transformer the task fixes only
-absences: the readout position holds the same token at the same position in every input, so in a one-layer model
-`input -> a0.h<q>`, `input -> m0` and `input -> logits` change nothing under patching (`certain_absences`; the tests
-check exact patching gives them exactly zero). Which heads carry which inputs, through keys or values, and how much
-the MLP computes rather than the heads' direct path, the task does not determine.
+absences: the readout position holds the same token at the same position in every input, so the input's edges into
+the last layer's queries and MLP and into the logits change nothing under patching (`certain_absences`; the tests
+check exact patching gives them exactly zero). Per gate and per position it states more (`toymi.circuits.gate_positions`:
+gate (a, b) reads positions a and b). Which heads carry which inputs, through keys or values, and how much the MLP
+computes rather than the heads' direct path, the task does not determine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from toymi.circuits.forward import graph_of
+from toymi.circuits.graph import Graph
 from toymi.circuits.planted import Planted, TargetLogit
 from toymi.errors import ConfigError
 
@@ -46,33 +49,50 @@ class RunTarget(NamedTuple):
 class GateMargin(eqx.Module):
     """The AND-gate transformer's metric: each gate's logit at the readout (last) position, signed by the gate's
     value on that input (+ on, - off), averaged with on and off gates weighing half each (in sparse inputs most gates
-    are off, so a plain mean would barely register the ANDs that fire). `accuracy` is the share of gates right."""
+    are off, so a plain mean would barely register the ANDs that fire). With `gate=k`, gate k's alone (the others
+    weigh nothing). `accuracy` is the share of (scored) gates right."""
 
     sign: Float[Array, "batch gate"]
     weight: Float[Array, "batch gate"]
 
-    def __init__(self, gates_on: Float[Array, "batch gate"]):
+    def __init__(self, gates_on: Float[Array, "batch gate"], gate: int | None = None):
         on = jnp.asarray(gates_on) > 0
-        n_on = int(on.sum())
-        if n_on in (0, on.size):
+        if gate is not None and not 0 <= gate < on.shape[1]:
+            raise ConfigError(f"gate {gate} does not exist: there are {on.shape[1]} gates")
+        scored = jnp.ones(on.shape, bool) if gate is None else jnp.zeros(on.shape, bool).at[:, gate].set(True)
+        n_on, n_scored = int((on & scored).sum()), int(scored.sum())
+        if n_on in (0, n_scored):
+            which = "gate values" if gate is None else f"values of gate {gate}"
             raise ConfigError(f"the gate margin needs inputs where some gates are on and some off; in these "
-                              f"{on.shape[0]} inputs {n_on} of {on.size} gate values are on")
+                              f"{on.shape[0]} inputs {n_on} of {n_scored} {which} are on")
         self.sign = jnp.where(on, 1.0, -1.0)
-        self.weight = jnp.where(on, 0.5 / n_on, 0.5 / (on.size - n_on))
+        self.weight = jnp.where(scored, jnp.where(on, 0.5 / n_on, 0.5 / (n_scored - n_on)), 0.0)
 
     def __call__(self, logits: Float[Array, "batch pos gate"]) -> Float[Array, ""]:
         return (logits[:, -1] * self.sign * self.weight).sum()
 
     def accuracy(self, logits: Float[Array, "batch pos gate"]) -> Float[Array, ""]:
-        return ((logits[:, -1] > 0) == (self.sign > 0)).mean()
+        right = (logits[:, -1] > 0) == (self.sign > 0)
+        scored = self.weight > 0
+        return (right & scored).sum() / scored.sum()
 
 
-def certain_absences(config) -> tuple[str, ...]:
-    """Edges of a one-layer AND-gate transformer that patching cannot change (see the module docstring)."""
-    if config.n_layers != 1:
-        return ()
-    heads = tuple(f"input->a0.h{h}<q>" for h in range(config.n_heads))
-    return heads + (() if config.attn_only else ("input->m0",)) + ("input->logits",)
+def certain_absences(graph: Graph) -> tuple[str, ...]:
+    """Edges that patching cannot change when every input has the same token at the readout (last) position and the
+    metric reads that position only (the AND-gate transformer): from the input (or `input[p]`, p before the readout)
+    into the last layer's queries, the last layer's MLP and the logits, which touch only the positions the input
+    changed, and, with the input split by position, every edge from the readout position's `input[p]`."""
+    config = graph.config
+    last = config.n_layers - 1
+    local = {f"a{last}.h{h}<q>" for h in range(config.n_heads)} | {"logits"} | (
+        set() if config.attn_only else {f"m{last}"})
+    readout = f"input[{graph.n_input_senders - 1}]" if graph.input_split else None
+    names = []
+    for s, r in graph.edges:
+        sender, receiver = graph.senders[s], graph.receivers[r]
+        if sender == readout or (sender.startswith("input") and receiver in local):
+            names.append(f"{sender}->{receiver}")
+    return tuple(names)
 
 
 def has_target(run) -> bool:
@@ -142,7 +162,7 @@ def _and_gates_target(run, n_inputs: int) -> RunTarget | None:
     n = _n_clean(n_inputs, len(batch), f"the eval set of {run.directory}")
     tokens = run.task.model_inputs(batch, "transformer")[: 2 * n]
     planted = Planted(run.directory.name, run.model, tokens[:n], tokens[n:], GateMargin(batch.y[:n]), (), "patch")
-    absent = certain_absences(run.model.config)
+    absent = certain_absences(graph_of(run.model.config))
     rules_out = (f", but patching cannot change {', '.join(absent)} (the readout position's token and position are "
                  "the same in every input)") if absent else ""
     return RunTarget(planted, False, f"the first {n} eval inputs, edges patched from the next {n} (noising); metric: "
