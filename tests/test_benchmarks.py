@@ -182,6 +182,7 @@ def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
 # runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
 # compiled come from the compilation cache)
 IN_PROCESS_SMOKE = {
+    "addition_cascades": ((), ["--out", "{tmp}"], "addition_cascades.json"),
     "circuit_discovery": ((), [], None),
     "compressed_clean": ((), ["--out", "{tmp}"], "compressed_clean.json"),
     "coactivation_clusters": ((), ["--out", "{tmp}"], "coactivation_clusters.json"),
