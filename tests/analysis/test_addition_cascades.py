@@ -1,7 +1,6 @@
 """Cascade lengths and the questions built to have them (notebooks/06_addition.ipynb, benchmarks/addition_cascades.py)."""
 
 import jax
-import numpy as np
 
 from toymi.analysis.addition import cascade_length, cascade_questions
 from toymi.tasks.addition import digits_of
