@@ -1,31 +1,35 @@
-"""Transcoder clustering (Heimersheim's test of circuits in superposition) on the AND-gate models: cluster each
-decomposition's units by co-activation and score the clusters against the gates' circuits.
+"""Transcoder clustering (Heimersheim's test of circuits in superposition) on the AND-gate and compressed-computation
+models: cluster each decomposition's units by co-activation and score the clusters against the circuits the task
+states (`task.facts()["circuit"]`: a gate reads its two inputs; a compressed-computation output its own feature).
 
     PYTHONPATH=. python benchmarks/coactivation_clusters.py                    # the README table (and_gates_quick)
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --and-gates-full   # plus tasks/and_gates.toml
+    PYTHONPATH=. python benchmarks/coactivation_clusters.py --compressed       # compressed computation alone
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --smoke            # tiny: a test runs this
 
 Per model (trained from its spec into `--runs`, reused when already there), the units, each active or not on every
 example of a fresh sample of the task's inputs:
 
-- `circuit (control)`: the task's own circuit as units, one per input (on when the input is) and one per gate (on
-  when both its inputs are): what a decomposition that found the circuits would give; it must score 1;
+- `circuit (control)`: the task's own circuit as units, one per input (on when the input is non-zero) and one per
+  circuit of several inputs (a gate: on when both its inputs are): what a decomposition that found the circuits
+  would give; it must score 1;
 - `neurons`: the model's own MLP neurons;
 - `transcoder`, `skip transcoder`: trained exactly as the decomposition benchmark trains them
-  (`and_gates_setting(site="mlp_out")`, `METHODS[...].train`), one per seed;
+  (`and_gates_setting` / `compressed_setting` with `site="mlp_out"`, `METHODS[...].train`), one per seed;
 - `SPD`: `W_in` and `W_out` subcomponents together, active where their causal importance is ≥ 0.5 (the threshold
-  `score_and_gates` uses), trained as the benchmark's AND-gate row (`and_gates_setting()`'s `ParameterTruth`, 5,000
+  `score_and_gates` uses), trained as the benchmark's row of that model (the setting's `ParameterTruth`, 5,000
   × 512) at each `--spd` (coefficient, p), one vmapped run.
 
 A continuous unit (neuron, latent) is active where it exceeds `--floor` (0.1) of its largest value on the sample.
 `toymi.circuits.coactivation` clusters the units (`anchored_clusters`, `--tau` 0.9), reads each unit's conditions
-from the inputs, and scores: gates recovered (one cluster holds the gate's interaction unit and units of both its
-inputs, and nothing conditioned on other inputs), gates with an interaction unit at all, inputs with a unit of their
+from the inputs, and scores: circuits recovered (one cluster holds a unit conditioned on exactly the circuit's
+inputs, a unit of each of its inputs, and nothing conditioned on other inputs; for a one-input circuit its input's
+unit alone), circuits with such a whole unit at all (a gate: an interaction unit), inputs with a unit of their
 own, coverage (per input, the fraction of the examples where it is on on which some unit of its own is active,
-averaged over inputs), and the link: per gate with an interaction unit, the largest fraction of that unit's
-examples on which some one unit of input a is active (and the same for b; the smaller of the two), averaged over
-those gates. A gate is recovered at any `tau` at or below its link, so the link says how far each decomposition is
-from the test's bar.
+averaged over inputs), clusters per recovered circuit (1: one cluster each; more: its units never fire together),
+and the link: per gate with an interaction unit, the largest fraction of that unit's examples on which some one
+unit of input a is active (and the same for b; the smaller of the two), averaged over those gates. A gate is
+recovered at any `tau` at or below its link, so the link says how far each decomposition is from the test's bar.
 
 Writes `DIR/coactivation_clusters.json` (default DIR: benchmarks/results).
 """
@@ -44,24 +48,26 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import machine, versions, write_json, RESULTS_DIR  # noqa: E402
-from attribution_graphs import train_model  # noqa: E402
+from attribution_graphs import TASKS, train_model  # noqa: E402
 
 from toymi.circuits.coactivation import (  # noqa: E402
-    anchored_clusters, coactivation, conditions, input_coverage, input_links, score_gate_clusters,
+    anchored_clusters, coactivation, conditions, input_coverage, input_links, score_circuit_clusters,
 )
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.parameters.evaluate import causal_importances  # noqa: E402
 from toymi.decompose.parameters.spd import spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
-from toymi.decompose.settings import and_gates_setting  # noqa: E402
 
 SAMPLE_SEED = 0xC0AC  # the examples co-activation is counted on (not any training stream)
 
 
 def models(args) -> list[tuple[str, str, int, list[int]]]:
-    """(label, spec, examples, seeds): enough examples that every gate is on ~1,000 times or more."""
+    """(label, spec, examples, seeds): enough examples that every gate is on ~1,000 times or more, and every
+    compressed-computation feature ~650 times (probability 0.01)."""
     if args.smoke:
         return [("and_gates_quick", "tasks/and_gates_quick.toml", 2048, [0])]
+    if args.compressed:  # its transcoders (400 latents on d_model 1000) take ~90 s each here: two seeds
+        return [("compressed_computation", "tasks/compressed_computation.toml", 65_536, args.seeds or [0, 1])]
     out = [("and_gates_quick", "tasks/and_gates_quick.toml", 16_384, args.seeds or [0, 1, 2])]
     if args.and_gates_full:
         out.append(("and_gates", "tasks/and_gates.toml", 65_536, args.seeds or [0]))
@@ -74,20 +80,20 @@ def above_floor(values, floor: float) -> np.ndarray:
     return values > np.maximum(floor * values.max(0, keepdims=True), 0)
 
 
-def score(active: np.ndarray, x_on: np.ndarray, pairs: np.ndarray, tau: float) -> dict:
+def score(active: np.ndarray, x_on: np.ndarray, circuits: np.ndarray, tau: float) -> dict:
     p = coactivation(active)
     unit_conditions = conditions(active, x_on, tau)
-    links = input_links(p, unit_conditions, pairs)
-    return {**score_gate_clusters(anchored_clusters(p, tau), unit_conditions, pairs),
+    links = input_links(p, unit_conditions, circuits)
+    return {**score_circuit_clusters(anchored_clusters(p, tau), unit_conditions, circuits),
             "link": float(np.nanmean(links)) if np.isfinite(links).any() else float("nan"),
             "coverage": float(np.nanmean(input_coverage(active, x_on, unit_conditions))),
             "units_alive": float((active.sum(0) >= 10).sum()), "n_units": float(active.shape[1]),
             "mean_active": float(active.sum(1).mean())}
 
 
-def spd_units(trained, x, args) -> list[tuple[str, np.ndarray]]:
+def spd_units(trained, build, x, args) -> list[tuple[str, np.ndarray]]:
     """`("SPD coef c, p q", active)` per `--spd` setting: W_in's and W_out's subcomponents, CI ≥ 0.5."""
-    truth = and_gates_setting(source=trained.directory, quick=args.smoke).parameters
+    truth = build(source=trained.directory, quick=args.smoke).parameters
     hypers = stack_spd_hypers([spd_hyper(c, p) for c, p in args.spd])
     run = train_spd(truth.model, truth.sample, truth.config, hypers, jnp.arange(len(args.spd)))
     targets = model_targets(truth.model)
@@ -103,14 +109,16 @@ def run(args, runs: Path) -> list[dict]:
     for label, spec_file, n, seeds in models(args):
         trained = train_model(spec_file, runs, args.smoke)
         model, task = trained.model, trained.task
-        pairs = np.asarray(task.pairs)
+        circuits = np.asarray(task.facts()["circuit"], bool)  # [circuit, input]
         batch = task.sample(jax.random.PRNGKey(SAMPLE_SEED), n)
-        x_on = np.asarray(batch.x) > 0.5
+        x_on = np.asarray(batch.x) != 0
         _, acts = model.run(batch.x, capture=[model.mlp_input_site(), "mlp_post"])
         x_in = model.mlp_input(acts, 0)
-        setting = and_gates_setting(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
-        gates_on = x_on[:, pairs[:, 0]] & x_on[:, pairs[:, 1]]
-        jobs = [("circuit (control)", None, lambda: np.concatenate([x_on, gates_on], axis=1)),
+        build = TASKS[trained.spec.task["name"]][0]
+        setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
+        several = circuits[circuits.sum(1) > 1]  # circuits of several inputs (gates) get a unit of their own
+        whole_on = (x_on.astype(np.int32) @ several.T) == several.sum(1)
+        jobs = [("circuit (control)", None, lambda: np.concatenate([x_on, whole_on], axis=1)),
                 ("neurons", None, lambda: above_floor(acts["mlp_post", 0], args.floor))]
         jobs += [(kind, seed, lambda kind=kind, seed=seed: above_floor(METHODS[kind].train(setting, seed).encode(x_in),
                                                                         args.floor))
@@ -118,26 +126,26 @@ def run(args, runs: Path) -> list[dict]:
         for kind, seed, units in jobs:
             t0 = time.perf_counter()
             rows.append({"model": label, "units": kind, "seed": seed,
-                         **score(units(), x_on, pairs, args.tau), "seconds": time.perf_counter() - t0})
+                         **score(units(), x_on, circuits, args.tau), "seconds": time.perf_counter() - t0})
             print(row_line(rows[-1]), flush=True)
         if args.spd:
             t0 = time.perf_counter()
-            for kind, active in spd_units(trained, batch.x, args):
-                rows.append({"model": label, "units": kind, "seed": 0, **score(active, x_on, pairs, args.tau),
+            for kind, active in spd_units(trained, build, batch.x, args):
+                rows.append({"model": label, "units": kind, "seed": 0, **score(active, x_on, circuits, args.tau),
                              "seconds": (time.perf_counter() - t0) / len(args.spd)})
                 print(row_line(rows[-1]), flush=True)
     return rows
 
 
-KEYS = ("gates_recovered", "gates_with_interaction", "inputs_with_unit", "coverage", "link", "clusters",
+KEYS = ("circuits_recovered", "circuits_with_unit", "inputs_with_unit", "coverage", "link", "clusters",
         "mean_cluster_size", "units_alive", "mean_active", "seconds")
-HEADER = ("| model | units | {first} | gates recovered | gates with an interaction unit | inputs with a unit | "
+HEADER = ("| model | units | {first} | circuits recovered | circuits with a whole unit | inputs with a unit | "
           "coverage | link | clusters | mean size | units alive | active per example | seconds |\n" + "|---" * 13 + "|")
 
 
 def line(model: str, units: str, first, values) -> str:
     v = dict(zip(KEYS, values))
-    return (f"| {model} | {units} | {first} | {v['gates_recovered']:.3f} | {v['gates_with_interaction']:.3f} | "
+    return (f"| {model} | {units} | {first} | {v['circuits_recovered']:.3f} | {v['circuits_with_unit']:.3f} | "
             f"{v['inputs_with_unit']:.3f} | {v['coverage']:.3f} | {v['link']:.3f} | {v['clusters']:.0f} | "
             f"{v['mean_cluster_size']:.2f} | {v['units_alive']:.0f} | {v['mean_active']:.1f} | {v['seconds']:.1f} |")
 
@@ -169,6 +177,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="model cut to 50 steps, 100 transcoder steps, one seed")
     ap.add_argument("--and-gates-full", action="store_true", help="also tasks/and_gates.toml (190 gates)")
+    ap.add_argument("--compressed", action="store_true", help="tasks/compressed_computation.toml instead (writes "
+                    "coactivation_clusters_compressed.json)")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None,
                     help="transcoder seeds, e.g. 0,1,2 (default: 3 on and_gates_quick, 1 on and_gates)")
     ap.add_argument("--spd", type=_settings, default=_settings("1e-5:2,1e-2:1"),
@@ -185,7 +195,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args, Path(args.runs) if args.runs else Path(tmp))
     print("\nMeans over seeds:\n" + summary(rows))
-    path = write_json("coactivation_clusters", {
+    path = write_json("coactivation_clusters" + ("_compressed" if args.compressed else ""), {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
         "spd": args.spd, "rows": rows, "total_runtime_s": time.perf_counter() - start, "machine": machine(),
         "versions": versions()}, args.out)

@@ -219,7 +219,7 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         assert report.get("results") or report.get("rows"), sorted(report)  # it wrote what it measured
     if name == "coactivation_clusters":  # the circuit itself as units must pass the test it sets, whatever the model
         control = next(r for r in report["rows"] if r["units"] == "circuit (control)")
-        assert control["gates_recovered"] == control["link"] == 1.0, control
+        assert control["circuits_recovered"] == control["link"] == 1.0, control
         assert {r["units"] for r in report["rows"]} >= {"neurons", "transcoder", "skip transcoder"}
     if name == "gate_positions":  # the hand-written solution's gates read exactly their two positions
         assert all(r["auc_mean"] == 1.0 and r["top_two"] == 1.0 for r in report["rows"]), report["rows"]

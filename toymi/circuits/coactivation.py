@@ -3,7 +3,9 @@
 If a network is a sum of sparsely active circuits, the units of a decomposition that found them (transcoder latents,
 SPD subcomponents, or the model's own neurons as the reference) fire together within a circuit and independently
 across circuits, so clustering the units by co-activation should give one cluster per circuit. On the AND-gate
-models the circuits are known: gate k = (a, b) reads inputs a and b and computes their interaction.
+models the circuits are known: gate k = (a, b) reads inputs a and b and computes their interaction; on the
+compressed-computation models output i reads feature i alone. Circuits are given by their inputs, as the tasks state
+them (`task.facts()["circuit"]`, `[circuit, input]`).
 
 The clusters must overlap. Every input is shared by many gates (10 inputs and all 45 pairs: each input is in 9
 gates), so the units that carry input a belong to nine circuits; a partition puts each of them in one cluster, so
@@ -17,15 +19,15 @@ computes a AND b fires only when a's units fire, while a's units fire on many ex
 
 The clustering sees only which units are active. Scoring reads what each unit means from the task's inputs, which
 the clustering never saw: `conditions(active, x_on, tau)` are the inputs on in at least `tau` of a unit's examples
-(gate (a, b)'s interaction unit: exactly {a, b}; an input unit: exactly {a}). `score_gate_clusters` then counts, per
-gate, whether one cluster holds the whole circuit, and `input_links` how close each gate came: a gate is recovered at
-any `tau` up to its link (if nothing conditioned on another input joins its cluster there).
+(gate (a, b)'s interaction unit: exactly {a, b}; an input unit: exactly {a}). `score_circuit_clusters` then counts,
+per circuit, whether one cluster holds the whole circuit, and `input_links` how close each came: a gate is recovered
+at any `tau` up to its link (if nothing conditioned on another input joins its cluster there).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 
 
 def coactivation(active: Bool[np.ndarray, "example unit"], min_count: int = 10
@@ -77,31 +79,30 @@ def _single_input_units(cond: Bool[np.ndarray, "unit input"]) -> Bool[np.ndarray
     return (cond[:, None, :] == np.eye(cond.shape[1], dtype=bool)[None]).all(-1)
 
 
-def _gate_units(unit_conditions, pairs):
-    """`(is_interaction [unit, gate], is_input [unit, input], gate_sets [gate, input])`: which units are conditioned
-    on exactly a gate's two inputs, on exactly one input, and each gate's inputs as a mask."""
+def _circuit_units(unit_conditions, circuits):
+    """`(is_whole [unit, circuit], is_input [unit, input], circuits [circuit, input])`: which units are conditioned
+    on exactly a circuit's inputs (a gate's interaction; for a one-input circuit, its input's unit) and on exactly
+    one input, and the circuits as a boolean mask."""
     cond = np.asarray(unit_conditions, bool)
-    pairs = np.asarray(pairs)
-    n_inputs = cond.shape[1]
-    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= n_inputs:
-        raise ValueError(f"pairs must be [gate, 2] input indices below {n_inputs}, got shape {pairs.shape}")
-    gate_sets = np.zeros((len(pairs), n_inputs), bool)
-    gate_sets[np.arange(len(pairs)), pairs[:, 0]] = gate_sets[np.arange(len(pairs)), pairs[:, 1]] = True
-    is_interaction = (cond[:, None, :] == gate_sets[None]).all(-1)
-    return is_interaction, _single_input_units(cond), gate_sets
+    circuits = np.asarray(circuits)
+    if circuits.ndim != 2 or circuits.shape[1] != cond.shape[1] or circuits.dtype != bool or not circuits.any(1).all():
+        raise ValueError(f"circuits must be a boolean [circuit, input] mask over the {cond.shape[1]} inputs, each "
+                         f"reading at least one (task.facts()['circuit']); got {circuits.dtype} {circuits.shape}")
+    is_whole = (cond[:, None, :] == circuits[None]).all(-1)
+    return is_whole, _single_input_units(cond), circuits
 
 
 def input_links(p: Float[np.ndarray, "unit unit"], unit_conditions: Bool[np.ndarray, "unit input"],
-                pairs: Int[np.ndarray, "gate 2"]) -> Float[np.ndarray, "gate"]:
-    """Per gate (a, b), over its interaction units i (conditioned on exactly {a, b}): the largest
-    `min(max_{j of a} P[i, j], max_{j of b} P[i, j])`, how reliably some unit of each input fires with it (0 where an
-    input has no unit); NaN for a gate without an interaction unit."""
-    is_interaction, is_input, _ = _gate_units(unit_conditions, pairs)
-    pairs = np.asarray(pairs)
+                circuits: Bool[np.ndarray, "circuit input"]) -> Float[np.ndarray, " circuit"]:
+    """Per circuit, over its whole units i (conditioned on exactly its inputs): the largest, over i, of the smallest,
+    over its inputs a, of `max_{j of a} P[i, j]`: how reliably some unit of each input fires with it (0 where an
+    input has no unit; 1 for a one-input circuit, whose whole unit is its input's); NaN for a circuit without a
+    whole unit."""
+    is_whole, is_input, circuits = _circuit_units(unit_conditions, circuits)
     p = np.nan_to_num(np.asarray(p), nan=0.0)
     with_input = np.where(is_input[None, :, :], p[:, :, None], 0.0).max(axis=1)  # [unit, input]: best unit of it
-    per_unit = np.minimum(with_input[:, pairs[:, 0]], with_input[:, pairs[:, 1]])  # [unit, gate]
-    best = np.where(is_interaction, per_unit, -np.inf).max(axis=0)
+    per_unit = np.where(circuits[None], with_input[:, None, :], np.inf).min(-1)  # [unit, circuit]
+    best = np.where(is_whole, per_unit, -np.inf).max(axis=0)
     return np.where(np.isfinite(best), best, np.nan)
 
 
@@ -116,35 +117,36 @@ def input_coverage(active: Bool[np.ndarray, "example unit"], x_on: Bool[np.ndarr
         return (covered & x_on).sum(0) / x_on.sum(0)
 
 
-def score_gate_clusters(clusters: list[tuple[int, ...]], unit_conditions: Bool[np.ndarray, "unit input"],
-                        pairs: Int[np.ndarray, "gate 2"]) -> dict[str, float]:
-    """Clusters against the AND gates' circuits (gate k reads inputs `pairs[k]`):
+def score_circuit_clusters(clusters: list[tuple[int, ...]], unit_conditions: Bool[np.ndarray, "unit input"],
+                           circuits: Bool[np.ndarray, "circuit input"]) -> dict[str, float]:
+    """Clusters against circuits known by their inputs (`circuits[k]`: the inputs circuit k reads; an AND gate reads
+    two, a compressed-computation output one):
 
-    - `gates_recovered`: gates with a cluster holding the whole circuit: a unit conditioned on exactly {a, b} (the
-      interaction), units conditioned on exactly {a} and exactly {b} (the inputs), and no unit conditioned on any
+    - `circuits_recovered`: circuits with a cluster holding the whole circuit: a unit conditioned on exactly its
+      inputs (a gate's interaction), a unit conditioned on exactly each of its inputs, and no unit conditioned on any
       other input;
-    - `gates_with_interaction`: gates with some unit conditioned on exactly {a, b}, in any cluster (what the
+    - `circuits_with_unit`: circuits with some unit conditioned on exactly their inputs, in any cluster (what the
       clustering could at best assemble a circuit around);
     - `inputs_with_unit`: inputs with some unit conditioned on exactly that input;
-    - `clusters_per_recovered_gate`: distinct clusters that hold a recovered gate's whole circuit, averaged over
-      the recovered gates (1: one cluster per gate);
+    - `clusters_per_recovered_circuit`: distinct clusters that hold a recovered circuit whole, averaged over the
+      recovered circuits (1: one cluster per circuit);
     - `clusters`, `mean_cluster_size`.
     """
-    is_interaction, is_input, gate_sets = _gate_units(unit_conditions, pairs)
-    cond, pairs = np.asarray(unit_conditions, bool), np.asarray(pairs)
+    is_whole, is_input, circuits = _circuit_units(unit_conditions, circuits)
+    cond = np.asarray(unit_conditions, bool)
     if any(max(c) >= cond.shape[0] or min(c) < 0 for c in clusters if c):
         raise ValueError(f"a cluster names a unit outside the {cond.shape[0]} units of unit_conditions")
-    holds = np.zeros((len(clusters), len(pairs)), bool)
+    holds = np.zeros((len(clusters), len(circuits)), bool)
     for c, units in enumerate(clusters):
         units = list(units)
-        outside = cond[units][:, None, :] & ~gate_sets[None]  # [member, gate, input]: conditions off the gate's
+        outside = cond[units][:, None, :] & ~circuits[None]  # [member, circuit, input]: conditions off the circuit's
         pure = ~outside.any(axis=(0, 2))
-        holds[c] = (is_interaction[units].any(0) & is_input[units][:, pairs[:, 0]].any(0)
-                    & is_input[units][:, pairs[:, 1]].any(0) & pure)
+        has_inputs = ~(circuits & ~is_input[units].any(0)[None]).any(1)  # a unit of each of the circuit's inputs
+        holds[c] = is_whole[units].any(0) & has_inputs & pure
     recovered = holds.any(0)
     sizes = [len(c) for c in clusters]
-    return {"gates_recovered": float(recovered.mean()),
-            "gates_with_interaction": float(is_interaction.any(0).mean()),
+    return {"circuits_recovered": float(recovered.mean()),
+            "circuits_with_unit": float(is_whole.any(0).mean()),
             "inputs_with_unit": float(is_input.any(0).mean()),
-            "clusters_per_recovered_gate": float(holds[:, recovered].sum(0).mean()) if recovered.any() else np.nan,
+            "clusters_per_recovered_circuit": float(holds[:, recovered].sum(0).mean()) if recovered.any() else np.nan,
             "clusters": float(len(clusters)), "mean_cluster_size": float(np.mean(sizes)) if sizes else np.nan}
