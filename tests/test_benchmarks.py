@@ -49,6 +49,7 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
 @pytest.mark.parametrize("script,results", [("attribution_graphs", "attribution_graphs"),
                                             ("attribution_graphs", "attribution_graphs_deep"),
                                             ("coactivation_clusters", "coactivation_clusters"),
+                                            ("coactivation_clusters", "coactivation_clusters_compressed"),
                                             ("gate_positions", "gate_positions")])
 def test_readme_table_is_the_committed_results_file(script, results):
     """README's attribution-graph (one-layer and deep), transcoder-clustering and gate-position tables are their
