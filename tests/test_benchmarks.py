@@ -228,3 +228,14 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]
         assert {"gates_found", "reads_own_inputs", "inputs_found", "coef", "p", "seed"} <= set(scored["and_gates"])
+
+
+def test_readme_enriched_addition_row_is_the_committed_results():
+    """README's enriched 2-layer addition row states `benchmarks/addition_cascades.py`'s committed numbers."""
+    r = json.loads((ROOT / "benchmarks" / "results" / "addition_cascades.json").read_text())["results"]["2l_enriched"]
+    readme = (ROOT / "README.md").read_text()
+    uniform = f"**{100 * r['uniform']:.3f}%** on the same {r['n_test']:,} uniform questions ({r['uniform_wrong']} wrong)"
+    assert uniform in readme, uniform
+    assert set(r["cascade"]) == {1.0}, r["cascade"]  # README: "100.0% at every cascade length"
+    counts = f"{min(r['cascade_counts']):,}–{max(r['cascade_counts']):,} questions each"
+    assert "**100.0% at every cascade length 0–4** (" + counts in readme, counts
