@@ -231,11 +231,16 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
 
 
 def test_readme_enriched_addition_row_is_the_committed_results():
-    """README's enriched 2-layer addition row states `benchmarks/addition_cascades.py`'s committed numbers."""
-    r = json.loads((ROOT / "benchmarks" / "results" / "addition_cascades.json").read_text())["results"]["2l_enriched"]
+    """README's enriched addition rows state `benchmarks/addition_cascades.py`'s committed numbers."""
+    results = json.loads((ROOT / "benchmarks" / "results" / "addition_cascades.json").read_text())["results"]
+    r = results["2l_enriched"]
     readme = (ROOT / "README.md").read_text()
     uniform = f"**{100 * r['uniform']:.3f}%** on the same {r['n_test']:,} uniform questions ({r['uniform_wrong']} wrong)"
     assert uniform in readme, uniform
     assert set(r["cascade"]) == {1.0}, r["cascade"]  # README: "100.0% at every cascade length"
     counts = f"{min(r['cascade_counts']):,}–{max(r['cascade_counts']):,} questions each"
     assert "**100.0% at every cascade length 0–4** (" + counts in readme, counts
+    one = results["1l_enriched"]
+    row = (f"**{100 * one['uniform']:.3f}%** on the same uniform questions ({one['uniform_wrong']} wrong; 99.80% "
+           f"without enrichment) and {' / '.join(f'{100 * x:.1f}%' for x in one['cascade'])} at cascade lengths 0–4")
+    assert row in readme, row
