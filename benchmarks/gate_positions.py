@@ -18,22 +18,16 @@ import json
 import time
 from pathlib import Path
 
-from toymi.circuits.gate_positions import N_GATE_INPUTS, gate_position_study, summary as method_summary
+from toymi.circuits.gate_positions import COLUMNS, N_GATE_INPUTS, gate_position_study, row_cells
+from toymi.circuits.gate_positions import summary as method_summary
 from toymi.circuits.methods import METHODS
 from toymi.circuits.planted import and_gates_solution
 
 RESULTS = Path(__file__).parent / "results"
-HEADER = ("| model | method | gates | position AUC mean / min | top two = the gate's inputs | edges kept (mean) | "
-          "certain-zero edges kept (max) | seconds |\n|---|---|---|---|---|---|---|---|")
-
-
 def summary(rows: list[dict]) -> str:
-    """README's table from the results file's rows."""
-    lines = [HEADER]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['method']} | {r['gates']} | {r['auc_mean']:.3f} / {r['auc_min']:.3f} | "
-                     f"{r['top_two']:.3f} | {r['edges_mean']:.1f} | {r['absent_kept_max']} | {r['seconds']:.1f} |")
-    return "\n".join(lines)
+    """README's table from the results file's rows: `toymi circuits RUN --per-gate`'s with a model column."""
+    header = f"| model | {COLUMNS}\n" + "|---" * (COLUMNS.count("|") + 1) + "|"
+    return "\n".join([header] + [f"| {r['model']} | {row_cells(r)}" for r in rows])
 
 
 def study(name: str, model, task, methods, gates, n_inputs) -> tuple[list[dict], list[dict]]:

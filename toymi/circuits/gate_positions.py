@@ -93,3 +93,18 @@ def summary(results: list[GateResult]) -> list[dict]:
                      "absent_kept_max": int(max(r.absent_kept for r in mine)),
                      "seconds": float(sum(r.seconds for r in mine))})
     return rows
+
+
+COLUMNS = ("method | gates | position AUC mean / min | top two = the gate's inputs | edges kept (mean) | "
+           "certain-zero edges kept (max) | seconds |")
+
+
+def row_cells(row: dict) -> str:
+    """One `summary` row as markdown cells, from the method on (`COLUMNS`)."""
+    return (f"{row['method']} | {row['gates']} | {row['auc_mean']:.3f} / {row['auc_min']:.3f} | {row['top_two']:.3f} | "
+            f"{row['edges_mean']:.1f} | {row['absent_kept_max']} | {row['seconds']:.1f} |")
+
+
+def markdown(rows: list[dict]) -> str:
+    """`summary` rows as a markdown table (`toymi circuits RUN --per-gate`)."""
+    return "\n".join([f"| {COLUMNS}", "|---" * COLUMNS.count("|") + "|"] + [f"| {row_cells(r)}" for r in rows])

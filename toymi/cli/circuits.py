@@ -18,6 +18,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--methods", default="all",
                         help="comma-separated, from: exact, eap, eap_ig, acdc, edge_pruning, node_patching, "
                              "node_attribution (default: all)")
+    parser.add_argument("--per-gate", action="store_true",
+                        help="an AND-gate transformer run: also run each method once per gate and score which input "
+                             "positions it finds against the gate's two (gates.md, gates.json; ACDC and edge pruning "
+                             "take minutes)")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/circuits/TARGET for a planted circuit, RUN/circuits "
                              "for a run)")
@@ -33,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
     is_run = Path(args.target).is_dir()
     out = Path(args.out or (Path(args.target) / "circuits" if is_run else f"runs/circuits/{args.target}"))
     methods = None if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    table = circuits_report(args.target, methods, out)
+    table = circuits_report(args.target, methods, out, per_gate=args.per_gate)
     print(table + f"-> {out}")
     return 0

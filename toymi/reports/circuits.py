@@ -20,23 +20,32 @@ from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
 
 
-def circuits_report(target: str | Path, methods: list[str] | None, out: Path) -> str:
+def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False) -> str:
     """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
-    those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`)."""
+    those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`).
+    `per_gate` (an AND-gate transformer run only): also each method once per gate, scored against the gate's two
+    input positions (`toymi.circuits.gate_positions`), written as `gates.md` and `gates.json`."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     ruled_out: tuple[str, ...] = ()
+    not_gates = ConfigError(f"--per-gate needs an AND-gate transformer run (tasks/and_gates_transformer_quick.toml); "
+                            f"{target} is not one")
     if str(target) in PLANTED:
+        if per_gate:
+            raise not_gates
         planted, truth_known = PLANTED[str(target)](), True
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
     elif Path(target).is_dir():
         from toymi.run import load_run
+        from toymi.tasks.and_gates import AndGates
 
         run = load_run(target)
+        if per_gate and not (run.model.kind == "transformer" and isinstance(run.task, AndGates)):
+            raise not_gates
         if run.model.kind == "residual_mlp":  # no attention: its circuits are attribution graphs, not edge graphs
             if methods != list(METHODS):
                 raise ConfigError(f"{target} holds a residual MLP: `toymi circuits` scores its attribution graphs; "
@@ -52,7 +61,25 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path) ->
         raise ConfigError(f"unknown circuit target {str(target)!r}: it is not a run directory, and planted circuits "
                           f"are: {', '.join(PLANTED)}")
     out.mkdir(parents=True, exist_ok=True)
-    return _write(planted, truth_known, methods, out, heading, ruled_out)
+    table = _write(planted, truth_known, methods, out, heading, ruled_out)
+    return table + (_write_per_gate(run, methods, out) if per_gate else "")
+
+
+def _write_per_gate(run, methods: list[str], out: Path) -> str:
+    """Each method on each gate of an AND-gate transformer run (`gate_position_study`): `gates.md`, `gates.json`."""
+    from toymi.circuits.gate_positions import N_GATE_INPUTS, gate_position_study, markdown, summary
+
+    n = min(N_GATE_INPUTS, len(run.task.eval_set.x) // 2)
+    results = gate_position_study(run.model, run.task, methods, n_inputs=n)
+    rows = summary(results)
+    table = (f"\nPer gate ({run.task.n_gates} gates; {n} eval inputs patched from the next {n}; the input split by "
+             f"position; scored against each gate's two input positions):\n\n{markdown(rows)}\n")
+    (out / "gates.md").write_text(table.lstrip("\n"))
+    (out / "gates.json").write_text(json.dumps({"inputs": n, "methods": rows, "per_gate": [
+        {"gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(), "auc": r.auc,
+         "top_two": r.top_two, "absent_kept": r.absent_kept, "n_edges": r.n_edges, "seconds": r.seconds}
+        for r in results]}, indent=1))
+    return table
 
 
 def _write(p: Planted, truth_known: bool, methods: list[str], out: Path, heading: str,
