@@ -5,6 +5,7 @@ states (`task.facts()["circuit"]`: a gate reads its two inputs; a compressed-com
     PYTHONPATH=. python benchmarks/coactivation_clusters.py                    # the README table (and_gates_quick)
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --and-gates-full   # plus tasks/and_gates.toml
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --compressed       # compressed computation alone
+    PYTHONPATH=. python benchmarks/coactivation_clusters.py --transformer      # the AND-gate transformer alone
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --smoke            # tiny: a test runs this
 
 Per model (trained from its spec into `--runs`, reused when already there), the units, each active or not on every
@@ -13,12 +14,14 @@ example of a fresh sample of the task's inputs:
 - `circuit (control)`: the task's own circuit as units, one per input (on when the input is non-zero) and one per
   circuit of several inputs (a gate: on when both its inputs are): what a decomposition that found the circuits
   would give; it must score 1;
-- `neurons`: the model's own MLP neurons;
+- `neurons`: the model's own MLP neurons (for the AND-gate transformer, all units are read at its readout position,
+  where its MLP computes the gates);
 - `transcoder`, `skip transcoder`: trained exactly as the decomposition benchmark trains them
   (`and_gates_setting` / `compressed_setting` with `site="mlp_out"`, `METHODS[...].train`), one per seed;
 - `SPD`: `W_in` and `W_out` subcomponents together, active where their causal importance is ≥ 0.5 (the threshold
   `score_and_gates` uses), trained as the benchmark's row of that model (the setting's `ParameterTruth`, 5,000
-  × 512) at each `--spd` (coefficient, p), one vmapped run.
+  × 512) at each `--spd` (coefficient, p), one vmapped run (not for the transformer: its SPD has no per-position
+  clustering here).
 
 A continuous unit (neuron, latent) is active where it exceeds `--floor` (0.1) of its largest value on the sample.
 `toymi.circuits.coactivation` clusters the units (`anchored_clusters`, `--tau` 0.9), reads each unit's conditions
@@ -53,10 +56,12 @@ from attribution_graphs import TASKS, train_model  # noqa: E402
 from toymi.circuits.coactivation import (  # noqa: E402
     anchored_clusters, coactivation, conditions, input_coverage, input_links, score_circuit_clusters,
 )
-from toymi.decompose.methods import METHODS  # noqa: E402
+from toymi.decompose.ground_truth import GroundTruth  # noqa: E402
+from toymi.decompose.methods import METHODS, Setting  # noqa: E402
 from toymi.decompose.parameters.evaluate import causal_importances  # noqa: E402
 from toymi.decompose.parameters.spd import spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
+from toymi.decompose.truths.sampling import captured_rows, mlp_io_sampler  # noqa: E402
 
 SAMPLE_SEED = 0xC0AC  # the examples co-activation is counted on (not any training stream)
 
@@ -68,6 +73,9 @@ def models(args) -> list[tuple[str, str, int, list[int]]]:
         return [("and_gates_quick", "tasks/and_gates_quick.toml", 2048, [0])]
     if args.compressed:  # its transcoders (400 latents on d_model 1000) take ~90 s each here: two seeds
         return [("compressed_computation", "tasks/compressed_computation.toml", 65_536, args.seeds or [0, 1])]
+    if args.transformer:
+        return [("and_gates_transformer_quick", "tasks/and_gates_transformer_quick.toml", 16_384,
+                 args.seeds or [0, 1, 2])]
     out = [("and_gates_quick", "tasks/and_gates_quick.toml", 16_384, args.seeds or [0, 1, 2])]
     if args.and_gates_full:
         out.append(("and_gates", "tasks/and_gates.toml", 65_536, args.seeds or [0]))
@@ -104,6 +112,15 @@ def spd_units(trained, build, x, args) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def readout_setting(model, task, io, sae_steps: int) -> Setting:
+    """A transcoder setting on the AND-gate transformer's MLP at its readout position, with `and_gates_setting`'s
+    knobs (a 2× dictionary of the inputs and gates, batch 512); its truth holds only the MLP's stream."""
+    truth = GroundTruth(name="and_gates transformer readout MLP", sample=lambda k, n: io(k, n)[1],
+                        d=model.config.d_model, io_sample=io)
+    return Setting(truth, n_latents=2 * (task.n_features + task.n_gates), k=4, l1=0.3, l0=0.1, steps=sae_steps,
+                   batch_size=512)
+
+
 def run(args, runs: Path) -> list[dict]:
     rows = []
     for label, spec_file, n, seeds in models(args):
@@ -112,14 +129,18 @@ def run(args, runs: Path) -> list[dict]:
         circuits = np.asarray(task.facts()["circuit"], bool)  # [circuit, input]
         batch = task.sample(jax.random.PRNGKey(SAMPLE_SEED), n)
         x_on = np.asarray(batch.x) != 0
-        _, acts = model.run(batch.x, capture=[model.mlp_input_site(), "mlp_post"])
-        x_in = model.mlp_input(acts, 0)
+        readout = (task.n_features,) if model.kind == "transformer" else None  # where a transformer answers
+        io = mlp_io_sampler(model, task, 0, readout)
+        x_in = io(jax.random.PRNGKey(SAMPLE_SEED), n)[0]  # the same examples: `task.sample` with the same key
+        neurons = captured_rows(model, task.model_inputs(batch, model.kind), "mlp_post", 0, readout)
         build = TASKS[trained.spec.task["name"]][0]
-        setting = build(source=trained.directory, site="mlp_out", sae_steps=100 if args.smoke else 2000)
+        sae_steps = 100 if args.smoke else 2000
+        setting = (readout_setting(model, task, io, sae_steps) if readout else
+                   build(source=trained.directory, site="mlp_out", sae_steps=sae_steps))
         several = circuits[circuits.sum(1) > 1]  # circuits of several inputs (gates) get a unit of their own
         whole_on = (x_on.astype(np.int32) @ several.T) == several.sum(1)
         jobs = [("circuit (control)", None, lambda: np.concatenate([x_on, whole_on], axis=1)),
-                ("neurons", None, lambda: above_floor(acts["mlp_post", 0], args.floor))]
+                ("neurons", None, lambda: above_floor(neurons, args.floor))]
         jobs += [(kind, seed, lambda kind=kind, seed=seed: above_floor(METHODS[kind].train(setting, seed).encode(x_in),
                                                                         args.floor))
                  for kind in ("transcoder", "skip transcoder") for seed in seeds]
@@ -128,7 +149,7 @@ def run(args, runs: Path) -> list[dict]:
             rows.append({"model": label, "units": kind, "seed": seed,
                          **score(units(), x_on, circuits, args.tau), "seconds": time.perf_counter() - t0})
             print(row_line(rows[-1]), flush=True)
-        if args.spd:
+        if args.spd and not readout:
             t0 = time.perf_counter()
             for kind, active in spd_units(trained, build, batch.x, args):
                 rows.append({"model": label, "units": kind, "seed": 0, **score(active, x_on, circuits, args.tau),
@@ -179,6 +200,8 @@ def main(argv=None) -> None:
     ap.add_argument("--and-gates-full", action="store_true", help="also tasks/and_gates.toml (190 gates)")
     ap.add_argument("--compressed", action="store_true", help="tasks/compressed_computation.toml instead (writes "
                     "coactivation_clusters_compressed.json)")
+    ap.add_argument("--transformer", action="store_true", help="tasks/and_gates_transformer_quick.toml instead, at "
+                    "its readout position (writes coactivation_clusters_transformer.json)")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=None,
                     help="transcoder seeds, e.g. 0,1,2 (default: 3 on and_gates_quick, 1 on and_gates)")
     ap.add_argument("--spd", type=_settings, default=_settings("1e-5:2,1e-2:1"),
@@ -195,7 +218,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args, Path(args.runs) if args.runs else Path(tmp))
     print("\nMeans over seeds:\n" + summary(rows))
-    path = write_json("coactivation_clusters" + ("_compressed" if args.compressed else ""), {
+    suffix = "_compressed" if args.compressed else "_transformer" if args.transformer else ""
+    path = write_json("coactivation_clusters" + suffix, {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
         "spd": args.spd, "rows": rows, "total_runtime_s": time.perf_counter() - start, "machine": machine(),
         "versions": versions()}, args.out)

@@ -50,6 +50,7 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("attribution_graphs", "attribution_graphs_deep"),
                                             ("coactivation_clusters", "coactivation_clusters"),
                                             ("coactivation_clusters", "coactivation_clusters_compressed"),
+                                            ("coactivation_clusters", "coactivation_clusters_transformer"),
                                             ("gate_positions", "gate_positions")])
 def test_readme_table_is_the_committed_results_file(script, results):
     """README's attribution-graph (one-layer and deep), transcoder-clustering and gate-position tables are their
