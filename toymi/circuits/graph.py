@@ -2,8 +2,9 @@
 
 Senders (node outputs) are `input` (embed + pos_embed), or with `input_positions=n` one input node per position,
 `input[0]` .. `input[n-1]` (the embedding at that position alone: together they sum to `input`), each head's output
-`a{layer}.h{head}` (its `result`, `z @ W_O`, without the shared bias `b_O`) and each MLP `m{layer}` (its `mlp_out`). Receivers (node inputs) are each
-head's query, key and value inputs `a{layer}.h{head}<q>` / `<k>` / `<v>`, each MLP's input `m{layer}`, and `logits`.
+`a{layer}.h{head}` (its `result`, `z @ W_O`, without the shared bias `b_O`) and each MLP `m{layer}` (its `mlp_out`).
+Receivers (node inputs) are each head's query, key and value inputs `a{layer}.h{head}<q>` / `<k>` / `<v>`, each MLP's
+input `m{layer}`, and `logits`.
 An edge joins a sender to every receiver downstream of it: in the residual stream a receiver's input is the sum of
 every upstream sender's output (plus biases, which are the same in every run and belong to no edge). A head in
 layer l feeds the MLP of layer l, but not the heads of layer l.
