@@ -15,8 +15,8 @@ each other and with exact patching, not scored against a truth. For the AND-gate
 absences: the readout position holds the same token at the same position in every input, so the input's edges into
 the last layer's queries and MLP and into the logits change nothing under patching (`certain_absences`; the tests
 check exact patching gives them exactly zero). Per gate and per position it states more
-(`toymi.circuits.gate_positions`: gate (a, b) reads positions a and b). Which heads carry which inputs, through keys or values, and how much the MLP
-computes rather than the heads' direct path, the task does not determine.
+(`toymi.circuits.gate_positions`: gate (a, b) reads positions a and b). Which heads carry which inputs, through
+keys or values, and how much the MLP computes rather than the heads' direct path, the task does not determine.
 """
 
 from __future__ import annotations
