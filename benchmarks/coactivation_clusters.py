@@ -20,8 +20,8 @@ example of a fresh sample of the task's inputs:
   (`and_gates_setting` / `compressed_setting` with `site="mlp_out"`, `METHODS[...].train`), one per seed;
 - `SPD`: `W_in` and `W_out` subcomponents together, active where their causal importance is ≥ 0.5 (the threshold
   `score_and_gates` uses), trained as the benchmark's row of that model (the setting's `ParameterTruth`, 5,000
-  × 512) at each `--spd` (coefficient, p), one vmapped run (not for the transformer: its SPD has no per-position
-  clustering here).
+  × 512; the transformer: every matrix, as `spd_recovery.py --truths and_gates_transformer`, 1,500 × 64, its MLP's
+  subcomponents read at the readout position) at each `--spd` (coefficient, p), one vmapped run.
 
 A continuous unit (neuron, latent) is active where it exceeds `--floor` (0.1) of its largest value on the sample.
 `toymi.circuits.coactivation` clusters the units (`anchored_clusters`, `--tau` 0.9), reads each unit's conditions
@@ -59,7 +59,7 @@ from toymi.circuits.coactivation import (  # noqa: E402
 from toymi.decompose.ground_truth import GroundTruth  # noqa: E402
 from toymi.decompose.methods import METHODS, Setting  # noqa: E402
 from toymi.decompose.parameters.evaluate import causal_importances  # noqa: E402
-from toymi.decompose.parameters.spd import spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
+from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.truths.sampling import captured_rows, mlp_io_sampler  # noqa: E402
 
@@ -99,16 +99,40 @@ def score(active: np.ndarray, x_on: np.ndarray, circuits: np.ndarray, tau: float
             "mean_active": float(active.sum(1).mean())}
 
 
-def spd_units(trained, build, x, args) -> list[tuple[str, np.ndarray]]:
-    """`("SPD coef c, p q", active)` per `--spd` setting: W_in's and W_out's subcomponents, CI ≥ 0.5."""
-    truth = build(source=trained.directory, quick=args.smoke).parameters
+TRANSFORMER_SPD_STEPS = (1500, 64)  # the README's AND-gate transformer SPD rows (spd_recovery.py): 2 CPU cores
+
+
+def transformer_spd_config(task, smoke: bool) -> SPDConfig:
+    """SPD on the AND-gate transformer as `spd_recovery.py --truths and_gates_transformer` runs it: every matrix,
+    the gate logits at the readout compared by MSE, 1,500 × 64 (the residual MLP's C = 100, Adam 1e-3 cosine, a
+    200-step faithfulness warmup)."""
+    steps, batch = (60, 64) if smoke else TRANSFORMER_SPD_STEPS
+    return SPDConfig(C=100, steps=steps, batch_size=batch, lr=1e-3, schedule="cosine",
+                     faithfulness_warmup_steps=20 if smoke else 200, faithfulness_warmup_weight_decay=0.1,
+                     output_loss="mse", output_positions=(task.n_features,))
+
+
+def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarray]]:
+    """`("SPD coef c, p q", active)` per `--spd` setting: the MLP's `W_in` and `W_out` subcomponents (at the
+    readout position for a transformer), active at causal importance ≥ 0.5."""
+    model, task = trained.model, trained.task
+    inputs = task.model_inputs(batch, model.kind)
+    if readout:
+        sample, config = (lambda key, n: task.model_inputs(task.sample(key, n), "transformer"),
+                          transformer_spd_config(task, args.smoke))
+    else:
+        truth = build(source=trained.directory, quick=args.smoke).parameters
+        model, sample, config = truth.model, truth.sample, truth.config
     hypers = stack_spd_hypers([spd_hyper(c, p) for c, p in args.spd])
-    run = train_spd(truth.model, truth.sample, truth.config, hypers, jnp.arange(len(args.spd)))
-    targets = model_targets(truth.model)
+    run = train_spd(model, sample, config, hypers, jnp.arange(len(args.spd)))
+    targets = model_targets(model)
+    # A residual MLP's targets are its MLP's matrices; a transformer's MLP among its attention's.
+    mlp = [i for i, t in enumerate(targets) if t.name in ("W_in.0", "W_out.0")] if readout else range(len(targets))
     out = []
     for i, (c, p) in enumerate(args.spd):
-        g = causal_importances(run.member(i), truth.model, targets, x)
-        out.append((f"SPD coef {c:g}, p {p:g}", np.concatenate([np.asarray(v) for v in g], axis=1) >= 0.5))
+        g = causal_importances(run.member(i), model, targets, inputs)
+        g = [np.asarray(g[j])[:, readout[0]] if readout else np.asarray(g[j]) for j in mlp]
+        out.append((f"SPD coef {c:g}, p {p:g}", np.concatenate(g, axis=1) >= 0.5))
     return out
 
 
@@ -149,9 +173,9 @@ def run(args, runs: Path) -> list[dict]:
             rows.append({"model": label, "units": kind, "seed": seed,
                          **score(units(), x_on, circuits, args.tau), "seconds": time.perf_counter() - t0})
             print(row_line(rows[-1]), flush=True)
-        if args.spd and not readout:
+        if args.spd:
             t0 = time.perf_counter()
-            for kind, active in spd_units(trained, build, batch.x, args):
+            for kind, active in spd_units(trained, build, batch, args, readout):
                 rows.append({"model": label, "units": kind, "seed": 0, **score(active, x_on, circuits, args.tau),
                              "seconds": (time.perf_counter() - t0) / len(args.spd)})
                 print(row_line(rows[-1]), flush=True)
