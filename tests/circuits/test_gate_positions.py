@@ -98,3 +98,15 @@ def test_methods_find_each_gates_two_positions_in_the_hand_written_solution():
         assert outside.max() < 1e-6 < r.positions[list(r.gate)].min()
     with pytest.raises(ConfigError, match="raise task.n_eval"):
         gate_position_study(model, TASK, ["exact"], n_inputs=40)
+
+
+def test_readme_per_position_example_runs(capsys):
+    """The README's per-position block runs as written and prints what its comment says."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "split_input=True" in b)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed == block.strip().splitlines()[-1].removeprefix("# "), printed
