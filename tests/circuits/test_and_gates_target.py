@@ -75,7 +75,7 @@ def test_toymi_circuits_runs_on_an_and_gate_transformer(tmp_path, capsys):
     assert "ruled-out edges kept (of 4) |" in table and exact.split("|")[6].strip() == "0"
     gates = json.loads((run / "circuits" / "gates.json").read_text())
     assert gates["inputs"] == 32 and len(gates["per_gate"]) == 2 * 15  # two methods, every pair of 6 features
-    assert all(len(g["positions"]) == 6 and g["absent_kept"] == 0 for g in gates["per_gate"])
+    assert all(len(g["positions"]) == len(g["in_circuit"]) == 6 and g["absent_kept"] == 0 for g in gates["per_gate"])
     assert [m["method"] for m in gates["methods"]] == ["exact", "eap"]
     assert "| exact | 15 |" in (run / "circuits" / "gates.md").read_text()
     assert main(["circuits", "and_gate", "--per-gate"]) == 2  # a planted circuit has no gates to study

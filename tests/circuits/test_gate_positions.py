@@ -79,13 +79,18 @@ def test_position_scores_take_each_positions_largest_edge():
 
 
 def test_summary_of_hand_made_results():
-    def result(method, auc, top, kept, n):
-        return GateResult((0, 1), method, np.zeros(3), auc, top, kept, n, 1.5)
-    rows = summary([result("exact", 1.0, True, 0, 4), result("exact", 0.5, False, 2, 6), result("eap", 0.75, True,
-                                                                                             0, 3)])
+    def result(method, auc, top, in_circuit, kept, n):
+        return GateResult((0, 1), method, np.zeros(4), auc, top, np.array(in_circuit), kept, n, 1.5)
+    exact = result("exact", 1.0, True, [True, True, False, False], 0, 4)
+    extra = result("exact", 0.5, False, [True, True, True, True], 2, 6)  # reads two other positions
+    missing = result("eap", 0.75, True, [True, False, False, False], 0, 3)  # misses input 1
+    assert exact.reads_exactly_inputs and not extra.reads_exactly_inputs and not missing.reads_exactly_inputs
+    assert (exact.other_positions, extra.other_positions, missing.other_positions) == (0, 2, 0)
+    rows = summary([exact, extra, missing])
     assert rows[0] == {"method": "exact", "gates": 2, "auc_mean": 0.75, "auc_min": 0.5, "top_two": 0.5,
-                       "edges_mean": 5.0, "absent_kept_max": 2, "seconds": 3.0}
-    assert rows[1]["method"] == "eap" and rows[1]["gates"] == 1
+                       "circuit_exact": 0.5, "other_positions": 1.0, "edges_mean": 5.0, "absent_kept_max": 2,
+                       "seconds": 3.0}
+    assert rows[1]["method"] == "eap" and rows[1]["gates"] == 1 and rows[1]["circuit_exact"] == 0.0
 
 
 def test_methods_find_each_gates_two_positions_in_the_hand_written_solution():
@@ -93,7 +98,7 @@ def test_methods_find_each_gates_two_positions_in_the_hand_written_solution():
     results = gate_position_study(model, TASK, ["exact", "eap"], n_inputs=32)
     assert len(results) == 2 * TASK.n_gates
     for r in results:
-        assert r.auc == 1.0 and r.top_two and r.absent_kept == 0, r
+        assert r.auc == 1.0 and r.top_two and r.reads_exactly_inputs and r.absent_kept == 0, r
         outside = np.delete(r.positions, list(r.gate))
         assert outside.max() < 1e-6 < r.positions[list(r.gate)].min()
     with pytest.raises(ConfigError, match="raise task.n_eval"):

@@ -10,8 +10,9 @@ and b, through keys or values, the task does not say.
 
 Per gate, the metric is that gate's margin alone (`GateMargin(..., gate=k)`); the graph splits the input by position
 (`input[p]`), patched from other eval inputs (noising). A method's score for position p is the largest |score| of
-an edge from `input[p]`; the position AUC ranks the features' positions against {a, b}. The edges that patching
-cannot change (`certain_absences` on the split graph) are counted in each method's circuit.
+an edge from `input[p]`; the position AUC ranks the features' positions against {a, b}. At the method's threshold,
+its circuit should keep edges from positions a and b and from no other feature position (`in_circuit`). The edges
+that patching cannot change (`certain_absences` on the split graph) are counted in each method's circuit.
 """
 
 from __future__ import annotations
@@ -32,17 +33,29 @@ N_GATE_INPUTS = 128  # clean eval inputs per study (and as many corrupted): ~12 
 
 class GateResult(NamedTuple):
     """One method on one gate: `positions[p]` its score for feature position p; `auc` of those against the gate's
-    inputs; `top_two` whether its two highest positions are exactly the gate's inputs; `absent_kept` how many
-    certainly-zero edges its circuit keeps; `n_edges` the size of its circuit."""
+    inputs; `top_two` whether its two highest positions are exactly the gate's inputs; `in_circuit[p]` whether its
+    circuit (at its threshold) keeps an edge from position p; `absent_kept` how many certainly-zero edges its circuit
+    keeps; `n_edges` the size of its circuit."""
 
     gate: tuple[int, int]
     method: str
     positions: np.ndarray
     auc: float
     top_two: bool
+    in_circuit: np.ndarray
     absent_kept: int
     n_edges: int
     seconds: float
+
+    @property
+    def reads_exactly_inputs(self) -> bool:
+        """Whether the circuit keeps edges from the gate's two input positions and from no other feature position."""
+        return bool((self.in_circuit == np.isin(np.arange(len(self.in_circuit)), self.gate)).all())
+
+    @property
+    def other_positions(self) -> int:
+        """Feature positions outside the gate's inputs that the circuit keeps an edge from."""
+        return int(np.delete(self.in_circuit, list(self.gate)).sum())
 
 
 def position_scores(graph, edge_scores, n_positions: int) -> np.ndarray:
@@ -51,6 +64,12 @@ def position_scores(graph, edge_scores, n_positions: int) -> np.ndarray:
         raise ValueError("position scores need the input split by position (setup(..., split_input=True))")
     position, magnitude = graph.input_position_of_edges(), np.abs(np.asarray(edge_scores, np.float64))
     return np.array([magnitude[position == p].max() for p in range(n_positions)])
+
+
+def positions_in_circuit(graph, circuit, n_positions: int) -> np.ndarray:
+    """`[n_positions]` booleans: whether the circuit (a boolean `[n_edges]` mask) keeps an edge from `input[p]`."""
+    position, circuit = graph.input_position_of_edges(), np.asarray(circuit, bool)
+    return np.array([circuit[position == p].any() for p in range(n_positions)])
 
 
 def gate_position_study(model, task, methods, n_inputs: int = N_GATE_INPUTS, gates=None) -> list[GateResult]:
@@ -76,33 +95,39 @@ def gate_position_study(model, task, methods, n_inputs: int = N_GATE_INPUTS, gat
             positions = position_scores(graph, found.scores, n_features)
             top = set(np.argsort(-positions, kind="stable")[:2].tolist())
             results.append(GateResult(pair, found.method, positions, roc_auc(positions, truth), top == set(pair),
+                                      positions_in_circuit(graph, found.circuit, n_features),
                                       int((found.circuit & absent).sum()), int(found.circuit.sum()), found.seconds))
     return results
 
 
 def summary(results: list[GateResult]) -> list[dict]:
     """Per method: gates, mean and min position AUC, the share of gates whose top two positions are exactly its
-    inputs, the mean circuit size, the most certainly-zero edges any of its circuits keeps, and seconds in all."""
+    inputs, the share whose circuit reads exactly its inputs' positions and the mean number of other positions it
+    reads, the mean circuit size, the most certainly-zero edges any of its circuits keeps, and seconds in all."""
     rows = []
     for method in dict.fromkeys(r.method for r in results):
         mine = [r for r in results if r.method == method]
         auc = np.array([r.auc for r in mine])
         rows.append({"method": method, "gates": len(mine), "auc_mean": float(auc.mean()), "auc_min": float(auc.min()),
                      "top_two": float(np.mean([r.top_two for r in mine])),
+                     "circuit_exact": float(np.mean([r.reads_exactly_inputs for r in mine])),
+                     "other_positions": float(np.mean([r.other_positions for r in mine])),
                      "edges_mean": float(np.mean([r.n_edges for r in mine])),
                      "absent_kept_max": int(max(r.absent_kept for r in mine)),
                      "seconds": float(sum(r.seconds for r in mine))})
     return rows
 
 
-COLUMNS = ("method | gates | position AUC mean / min | top two = the gate's inputs | edges kept (mean) | "
-           "certain-zero edges kept (max) | seconds |")
+COLUMNS = ("method | gates | position AUC mean / min | top two = the gate's inputs | circuit reads exactly the "
+           "inputs | other positions in the circuit (mean) | edges kept (mean) | certain-zero edges kept (max) | "
+           "seconds |")
 
 
 def row_cells(row: dict) -> str:
     """One `summary` row as markdown cells, from the method on (`COLUMNS`)."""
     return (f"{row['method']} | {row['gates']} | {row['auc_mean']:.3f} / {row['auc_min']:.3f} | {row['top_two']:.3f} | "
-            f"{row['edges_mean']:.1f} | {row['absent_kept_max']} | {row['seconds']:.1f} |")
+            f"{row['circuit_exact']:.3f} | {row['other_positions']:.2f} | {row['edges_mean']:.1f} | "
+            f"{row['absent_kept_max']} | {row['seconds']:.1f} |")
 
 
 def markdown(rows: list[dict]) -> str:

@@ -77,7 +77,8 @@ def _write_per_gate(run, methods: list[str], out: Path) -> str:
     (out / "gates.md").write_text(table.lstrip("\n"))
     (out / "gates.json").write_text(json.dumps({"inputs": n, "methods": rows, "per_gate": [
         {"gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(), "auc": r.auc,
-         "top_two": r.top_two, "absent_kept": r.absent_kept, "n_edges": r.n_edges, "seconds": r.seconds}
+         "top_two": r.top_two, "in_circuit": r.in_circuit.tolist(), "absent_kept": r.absent_kept,
+         "n_edges": r.n_edges, "seconds": r.seconds}
         for r in results]}, indent=1))
     return table
 
