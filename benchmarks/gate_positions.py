@@ -46,6 +46,8 @@ def main(argv=None) -> None:
     parser.add_argument("--inputs", type=int, default=N_GATE_INPUTS, help="clean eval inputs (as many corrupted)")
     parser.add_argument("--smoke", action="store_true", help="the solution of a 6-feature task, three methods")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--figure", type=Path, default=Path(__file__).parents[1] / "docs" / "images" /
+                        "circuits_gate_positions.png", help="the trained model's per-gate heatmaps (smoke: in --out)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     methods = ["exact", "eap", "acdc"] if args.smoke else args.methods.split(",")
@@ -73,6 +75,16 @@ def main(argv=None) -> None:
     report = {"benchmark": "gate_positions", "inputs": n_inputs, "methods": methods, "rows": rows,
               "per_gate": per_gate, "total_runtime_s": time.perf_counter() - start}
     (args.out / f"gate_positions{'_smoke' if args.smoke else ''}.json").write_text(json.dumps(report, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from toymi.plot import save_figure
+    from toymi.plot.gate_positions import gate_positions_figure
+
+    last = models[-1][0]  # the trained model (the solution in --smoke)
+    figure = args.out / "gate_positions_smoke.png" if args.smoke else args.figure
+    save_figure(gate_positions_figure([r for r in per_gate if r["model"] == last],
+                                      f"{last}: each gate's position scores, its two inputs outlined"), figure, dpi=110)
 
 
 if __name__ == "__main__":

@@ -78,5 +78,6 @@ def test_toymi_circuits_runs_on_an_and_gate_transformer(tmp_path, capsys):
     assert all(len(g["positions"]) == len(g["in_circuit"]) == 6 and g["absent_kept"] == 0 for g in gates["per_gate"])
     assert [m["method"] for m in gates["methods"]] == ["exact", "eap"]
     assert "| exact | 15 |" in (run / "circuits" / "gates.md").read_text()
+    assert (run / "circuits" / "gates.png").stat().st_size > 0
     assert main(["circuits", "and_gate", "--per-gate"]) == 2  # a planted circuit has no gates to study
     assert "--per-gate needs an AND-gate transformer run" in capsys.readouterr().err

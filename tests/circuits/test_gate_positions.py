@@ -115,3 +115,18 @@ def test_readme_per_position_example_runs(capsys):
     exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.strip()
     assert printed == block.strip().splitlines()[-1].removeprefix("# "), printed
+
+
+def test_the_figure_has_a_panel_per_method_with_each_gates_inputs_outlined():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from toymi.plot.gate_positions import gate_positions_figure
+
+    rows = [{"gate": [a, b], "method": m, "positions": list(np.eye(4)[a] + np.eye(4)[b])}
+            for m in ("exact", "acdc") for a, b in ((0, 1), (2, 3))]
+    fig = gate_positions_figure(rows)
+    panels = [ax for ax in fig.axes if ax.get_title() in ("exact", "acdc")]
+    assert len(panels) == 2 and all(len(ax.patches) == 4 for ax in panels)  # two gates, two inputs each
+    with pytest.raises(ValueError, match="no per-gate results"):
+        gate_positions_figure([])

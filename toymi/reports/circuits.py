@@ -26,7 +26,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
     those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`).
     `per_gate` (an AND-gate transformer run only): also each method once per gate, scored against the gate's two
-    input positions (`toymi.circuits.gate_positions`), written as `gates.md` and `gates.json`."""
+    input positions (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -75,11 +75,14 @@ def _write_per_gate(run, methods: list[str], out: Path) -> str:
     table = (f"\nPer gate ({run.task.n_gates} gates; {n} eval inputs patched from the next {n}; the input split by "
              f"position; scored against each gate's two input positions):\n\n{markdown(rows)}\n")
     (out / "gates.md").write_text(table.lstrip("\n"))
-    (out / "gates.json").write_text(json.dumps({"inputs": n, "methods": rows, "per_gate": [
-        {"gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(), "auc": r.auc,
-         "top_two": r.top_two, "in_circuit": r.in_circuit.tolist(), "absent_kept": r.absent_kept,
-         "n_edges": r.n_edges, "seconds": r.seconds}
-        for r in results]}, indent=1))
+    per_gate = [{"gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(), "auc": r.auc,
+                 "top_two": r.top_two, "in_circuit": r.in_circuit.tolist(), "absent_kept": r.absent_kept,
+                 "n_edges": r.n_edges, "seconds": r.seconds} for r in results]
+    (out / "gates.json").write_text(json.dumps({"inputs": n, "methods": rows, "per_gate": per_gate}, indent=1))
+    from toymi.plot.gate_positions import gate_positions_figure
+
+    save_figure(gate_positions_figure(per_gate, f"{run.directory.name}: each gate's position scores, its two inputs "
+                                                "outlined"), out / "gates.png", dpi=110)
     return table
 
 
