@@ -32,10 +32,7 @@ def summary(rows: list[dict]) -> str:
 
 def study(name: str, model, task, methods, gates, n_inputs) -> tuple[list[dict], list[dict]]:
     results = gate_position_study(model, task, methods, n_inputs=n_inputs, gates=gates)
-    per_gate = [{"model": name, "gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(),
-                 "auc": r.auc, "top_two": r.top_two, "in_circuit": r.in_circuit.tolist(),
-                 "absent_kept": r.absent_kept, "n_edges": r.n_edges,
-                 "seconds": r.seconds} for r in results]
+    per_gate = [{"model": name, **r.as_dict()} for r in results]
     return [{"model": name, **row} for row in method_summary(results)], per_gate
 
 

@@ -57,6 +57,12 @@ class GateResult(NamedTuple):
         """Feature positions outside the gate's inputs that the circuit keeps an edge from."""
         return int(np.delete(self.in_circuit, list(self.gate)).sum())
 
+    def as_dict(self) -> dict:
+        """The result as JSON-ready values (the per-gate rows of `gates.json` and the benchmark's results)."""
+        return {"gate": list(self.gate), "method": self.method, "positions": self.positions.tolist(), "auc": self.auc,
+                "top_two": self.top_two, "in_circuit": self.in_circuit.tolist(), "absent_kept": self.absent_kept,
+                "n_edges": self.n_edges, "seconds": self.seconds}
+
 
 def position_scores(graph, edge_scores, n_positions: int) -> np.ndarray:
     """`[n_positions]`: for each input position, the largest |score| of an edge from `input[p]` (a split graph)."""

@@ -87,15 +87,6 @@ class Graph:
         out[self.edges[:, 0], self.edges[:, 1]] = per_edge
         return out
 
-    def senders_before(self, layer: int) -> int:
-        """How many senders come before `layer` (all of them for `layer == n_layers`, the logits)."""
-        return self.n_input_senders + layer * self._per_layer_senders
-
-    def receiver_layers(self) -> np.ndarray:
-        """`[n_receivers]`: each receiver's layer (n_layers for `logits`)."""
-        return np.array([self.config.n_layers if name == "logits" else int(name[1:].split(".")[0].split("<")[0])
-                         for name in self.receivers])
-
     def receiver_nodes(self) -> np.ndarray:
         """`[n_receivers]`: the sender index of the node each receiver is an input of (a head's q, k and v are all
         that head's); -1 for `logits`, which sends nothing."""

@@ -75,9 +75,7 @@ def _write_per_gate(run, methods: list[str], out: Path) -> str:
     table = (f"\nPer gate ({run.task.n_gates} gates; {n} eval inputs patched from the next {n}; the input split by "
              f"position; scored against each gate's two input positions):\n\n{markdown(rows)}\n")
     (out / "gates.md").write_text(table.lstrip("\n"))
-    per_gate = [{"gate": list(r.gate), "method": r.method, "positions": r.positions.tolist(), "auc": r.auc,
-                 "top_two": r.top_two, "in_circuit": r.in_circuit.tolist(), "absent_kept": r.absent_kept,
-                 "n_edges": r.n_edges, "seconds": r.seconds} for r in results]
+    per_gate = [r.as_dict() for r in results]
     (out / "gates.json").write_text(json.dumps({"inputs": n, "methods": rows, "per_gate": per_gate}, indent=1))
     from toymi.plot.gate_positions import gate_positions_figure
 
