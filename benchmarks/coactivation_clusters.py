@@ -56,11 +56,11 @@ from attribution_graphs import TASKS, train_model  # noqa: E402
 from toymi.circuits.coactivation import (  # noqa: E402
     anchored_clusters, coactivation, conditions, input_coverage, input_links, score_circuit_clusters,
 )
-from toymi.decompose.ground_truth import GroundTruth  # noqa: E402
-from toymi.decompose.methods import METHODS, Setting  # noqa: E402
+from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.parameters.evaluate import causal_importances  # noqa: E402
 from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
+from toymi.decompose.settings import readout_transcoder_setting  # noqa: E402
 from toymi.decompose.truths.sampling import captured_rows, mlp_io_sampler  # noqa: E402
 
 SAMPLE_SEED = 0xC0AC  # the examples co-activation is counted on (not any training stream)
@@ -136,15 +136,6 @@ def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarra
     return out
 
 
-def readout_setting(model, task, io, sae_steps: int) -> Setting:
-    """A transcoder setting on the AND-gate transformer's MLP at its readout position, with `and_gates_setting`'s
-    knobs (a 2× dictionary of the inputs and gates, batch 512); its truth holds only the MLP's stream."""
-    truth = GroundTruth(name="and_gates transformer readout MLP", sample=lambda k, n: io(k, n)[1],
-                        d=model.config.d_model, io_sample=io)
-    return Setting(truth, n_latents=2 * (task.n_features + task.n_gates), k=4, l1=0.3, l0=0.1, steps=sae_steps,
-                   batch_size=512)
-
-
 def run(args, runs: Path) -> list[dict]:
     rows = []
     for label, spec_file, n, seeds in models(args):
@@ -159,7 +150,7 @@ def run(args, runs: Path) -> list[dict]:
         neurons = captured_rows(model, task.model_inputs(batch, model.kind), "mlp_post", 0, readout)
         build = TASKS[trained.spec.task["name"]][0]
         sae_steps = 100 if args.smoke else 2000
-        setting = (readout_setting(model, task, io, sae_steps) if readout else
+        setting = (readout_transcoder_setting(model, task, sae_steps) if readout else
                    build(source=trained.directory, site="mlp_out", sae_steps=sae_steps))
         several = circuits[circuits.sum(1) > 1]  # circuits of several inputs (gates) get a unit of their own
         whole_on = (x_on.astype(np.int32) @ several.T) == several.sum(1)

@@ -51,11 +51,12 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("coactivation_clusters", "coactivation_clusters"),
                                             ("coactivation_clusters", "coactivation_clusters_compressed"),
                                             ("coactivation_clusters", "coactivation_clusters_transformer"),
-                                            ("gate_positions", "gate_positions")])
+                                            ("gate_positions", "gate_positions"),
+                                            ("transformer_attribution", "transformer_attribution")])
 def test_readme_table_is_the_committed_results_file(script, results):
-    """README's attribution-graph (one-layer and deep), transcoder-clustering and gate-position tables are their
-    benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and this
-    fails until README states the new numbers."""
+    """README's attribution-graph (one-layer, deep, transformer), transcoder-clustering and gate-position tables are
+    their benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and
+    this fails until README states the new numbers."""
     import importlib
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -76,6 +77,9 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     assert len(rows) == 9  # header, rule, seven methods
     for line in rows:
         assert line in readme, f"README lacks this line of the AND-gate circuits table: {line}"
+    graphs = (results / "circuits" / "and_gates_transformer_quick_attribution.md").read_text()
+    for line in (line for line in graphs.splitlines() if line.startswith("|")):
+        assert line in readme, f"README lacks this line of the AND-gate attribution-graph table: {line}"
     for name in ("and_gates_quick", "compressed_computation_2l"):  # `toymi circuits RUN` on residual MLPs
         table = (results / "circuits" / f"{name}_attribution_table.md").read_text()
         for line in (line for line in table.splitlines() if line.startswith("|")):
@@ -191,6 +195,7 @@ IN_PROCESS_SMOKE = {
     "gate_positions": ((), ["--out", "{tmp}"], "gate_positions_smoke.json"),
     "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
+    "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
 }
 
 
@@ -225,6 +230,11 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         assert {r["units"] for r in report["rows"]} >= {"neurons", "transcoder", "skip transcoder"}
     if name == "gate_positions":  # the hand-written solution's gates read exactly their two positions
         assert all(r["auc_mean"] == r["top_two"] == r["circuit_exact"] == 1.0 for r in report["rows"]), report["rows"]
+    if name == "transformer_attribution":  # the hand-written solution's graphs put everything on each gate's inputs
+        for r in report["rows"]:
+            assert r["completeness_gap"] < 1e-3, r
+            if r["model"] == "solution (control)":
+                assert all(v == 1.0 for v in r["auc"] + r["on_true"]) and max(r["error_share"]) == 0.0, r
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]
@@ -245,3 +255,18 @@ def test_readme_enriched_addition_row_is_the_committed_results():
     row = (f"**{100 * one['uniform']:.3f}%** on the same uniform questions ({one['uniform_wrong']} wrong; 99.80% "
            f"without enrichment) and {' / '.join(f'{100 * x:.1f}%' for x in one['cascade'])} at cascade lengths 0–4")
     assert row in readme, row
+
+
+def mlp_ablation_sentence(without_mlp: dict) -> str:
+    """README's sentence on the AND-gate transformer without its MLP, from `transformer_attribution.json`."""
+    clean, ablated = without_mlp["clean"], without_mlp["mlp_zero_ablated"]
+    return (f"{100 * ablated['accuracy']:.1f}% of gates right ({100 * ablated['on_accuracy']:.1f}% of those that are "
+            f"on; every gate right on {100 * ablated['exact_match']:.1f}% of inputs; loss {ablated['loss']:.2f} "
+            f"against {clean['loss']:.1e})")
+
+
+def test_readme_transformer_attribution_mlp_ablation_is_the_committed_results():
+    results = json.loads((ROOT / "benchmarks" / "results" / "transformer_attribution.json").read_text())
+    sentence = mlp_ablation_sentence(results["without_mlp"]["trained"])
+    readme = " ".join((ROOT / "README.md").read_text().split())  # wrapped lines joined
+    assert sentence in readme, sentence

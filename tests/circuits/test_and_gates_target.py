@@ -79,5 +79,8 @@ def test_toymi_circuits_runs_on_an_and_gate_transformer(tmp_path, capsys):
     assert [m["method"] for m in gates["methods"]] == ["exact", "eap"]
     assert "| exact | 15 |" in (run / "circuits" / "gates.md").read_text()
     assert (run / "circuits" / "gates.png").stat().st_size > 0
+    graphs = json.loads((run / "circuits" / "attribution.json").read_text())  # its gates as attribution graphs
+    assert len(graphs["none"]["auc"]) == len(graphs["all off"]["auc"]) == 15 and graphs["n_examples"] == 8192
+    assert "| the all-off sequence |" in (run / "circuits" / "attribution.md").read_text()
     assert main(["circuits", "and_gate", "--per-gate"]) == 2  # a planted circuit has no gates to study
     assert "--per-gate needs an AND-gate transformer run" in capsys.readouterr().err

@@ -19,26 +19,32 @@ from jaxtyping import Array, Bool, Float
 from toymi.tasks.features import FeatureBatch
 
 
-def input_ablation_effects(task, model, batch: FeatureBatch | None = None) -> Float[Array, "n_gates n_features"]:
-    """Mean |Δ sigmoid(output k)| when input j is set to 0, over the examples of `batch` where gate k is on.
+def input_ablation_effects(task, model, batch: FeatureBatch | None = None, *, logits: bool = False
+                           ) -> Float[Array, "n_gates n_features"]:
+    """Mean |Δ sigmoid(output k)| (with `logits`, |Δ output k|) when input j is set to 0, over the examples of
+    `batch` where gate k is on.
 
     **Arguments:**
 
     - `task`: the `AndGates` task the model was trained on (its `gate_logits` runs the model).
     - `model`: a trained model of any kind the task trains (residual MLP or transformer).
     - `batch`: inputs and their gate targets; default the task's eval set (`task.eval_batches()["eval"]`).
+    - `logits`: measure on the gate logits rather than the probabilities (which saturate: a logit moved from 9 to
+      5 moves the probability by 0.007), as the attribution graphs attribute them.
 
-    **Returns:** `[n_gates, n_features]` effects in [0, 1]; a gate never on in `batch` gets a row of zeros.
+    **Returns:** `[n_gates, n_features]` effects (in [0, 1] on probabilities); a gate never on in `batch` gets a row
+    of zeros.
     """
-    return _ablation_effects(task, model, task.eval_batches()["eval"] if batch is None else batch)
+    return _ablation_effects(task, model, task.eval_batches()["eval"] if batch is None else batch, logits)
 
 
 @eqx.filter_jit
-def _ablation_effects(task, model, batch: FeatureBatch) -> Float[Array, "n_gates n_features"]:
-    clean = jax.nn.sigmoid(task.gate_logits(model, batch.x))  # [batch, n_gates]
+def _ablation_effects(task, model, batch: FeatureBatch, logits: bool) -> Float[Array, "n_gates n_features"]:
+    read = (lambda v: v) if logits else jax.nn.sigmoid
+    clean = read(task.gate_logits(model, batch.x))  # [batch, n_gates]
 
     def without(j):
-        return jnp.abs(jax.nn.sigmoid(task.gate_logits(model, batch.x.at[:, j].set(0.0))) - clean)  # [batch, n_gates]
+        return jnp.abs(read(task.gate_logits(model, batch.x.at[:, j].set(0.0))) - clean)  # [batch, n_gates]
 
     change = jax.lax.map(without, jnp.arange(batch.x.shape[1]))  # [n_features, batch, n_gates]
     on = batch.y  # [batch, n_gates], 1.0 where the gate is on

@@ -161,6 +161,20 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str
                    batch_size=512, parameters=spd)
 
 
+def readout_transcoder_setting(model, task, sae_steps: int = 2000) -> Setting:
+    """Transcoders on the AND-gate transformer's MLP at its readout (last) position, where it answers every gate,
+    with `and_gates_setting`'s knobs (a 2× dictionary of the inputs and gates, k = 4, batch 512); the truth holds
+    only the MLP's stream (`mlp_io_sampler` at the readout), so it trains and splices transcoders, nothing else."""
+    from toymi.decompose.ground_truth import GroundTruth
+    from toymi.decompose.truths.sampling import mlp_io_sampler
+
+    io = mlp_io_sampler(model, task, 0, (task.n_features,))
+    truth = GroundTruth(name="and_gates transformer readout MLP", sample=lambda k, n: io(k, n)[1],
+                        d=model.config.d_model, io_sample=io)
+    return Setting(truth, n_latents=2 * (task.n_features + task.n_gates), k=4, l1=0.3, l0=0.1, steps=sae_steps,
+                   batch_size=512)
+
+
 def modular_setting(steps: int | None = None, sae_steps: int = 2000, source=None) -> Setting:
     """The grokking model of `source` (default: the shipped `grokking_quick` spec, trained here); its MLP neurons at `=` scored by the fraction
     of each latent's Fourier power in the key frequencies (`modular_truth`), against random directions. 2× dictionary

@@ -18,6 +18,7 @@ from toymi.circuits.targets import run_target
 from toymi.errors import ConfigError
 from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
+from toymi.tasks.and_gates import AndGates
 
 
 def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False) -> str:
@@ -25,13 +26,16 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
     those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`).
-    `per_gate` (an AND-gate transformer run only): also each method once per gate, scored against the gate's two
-    input positions (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`."""
+    An AND-gate transformer run also gets its attribution graphs scored against each gate's inputs
+    (`gate_attribution_report`: `attribution.md`, `attribution.json`). `per_gate` (an AND-gate transformer run
+    only): also each method once per gate, scored against the gate's two input positions
+    (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     ruled_out: tuple[str, ...] = ()
+    run = None  # a run directory's, when the target is one
     not_gates = ConfigError(f"--per-gate needs an AND-gate transformer run (tasks/and_gates_transformer_quick.toml); "
                             f"{target} is not one")
     if str(target) in PLANTED:
@@ -41,7 +45,6 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
     elif Path(target).is_dir():
         from toymi.run import load_run
-        from toymi.tasks.and_gates import AndGates
 
         run = load_run(target)
         if per_gate and not (run.model.kind == "transformer" and isinstance(run.task, AndGates)):
@@ -62,6 +65,10 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
                           f"are: {', '.join(PLANTED)}")
     out.mkdir(parents=True, exist_ok=True)
     table = _write(planted, truth_known, methods, out, heading, ruled_out)
+    if run is not None and isinstance(run.task, AndGates):  # its gates' circuits traced as attribution graphs
+        from toymi.reports.attribution import gate_attribution_report
+
+        table += gate_attribution_report(run, out)
     return table + (_write_per_gate(run, methods, out) if per_gate else "")
 
 

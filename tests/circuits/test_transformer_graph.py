@@ -1,0 +1,171 @@
+"""Attribution graphs for transformers: completeness with attention, normalisers and skips frozen; edges against
+hand-computed virtual weights in one layer; total effects against the model's own derivative with its patterns
+patched; the baseline; clear errors for what cannot be traced."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from toymi.circuits.transformer_graph import (
+    completeness_gap, neuron_transcoders, summarise_transformer_graphs, transformer_graph,
+)
+from toymi.decompose.transcoder import Transcoder
+from toymi.model.interventions import patch, steer
+from toymi.model.transformer import ModelConfig, Transformer
+
+TOKENS = jnp.array([1, 4, 2, 7, 3, 0])
+
+
+def model(n_layers=1, normalization="none", act_fn="relu", d_mlp=12, seed=1) -> Transformer:
+    """A small transformer with every bias non-zero (so constants are tested too)."""
+    cfg = ModelConfig(n_layers=n_layers, d_model=16, n_heads=2, d_head=8, d_mlp=d_mlp, d_vocab=9, n_ctx=6,
+                      act_fn=act_fn, normalization=normalization)
+    m = Transformer(cfg, jax.random.PRNGKey(seed))
+    leaves, tree = jax.tree.flatten(m)
+    keys = jax.random.split(jax.random.PRNGKey(seed + 100), len(leaves))
+    return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)])
+
+
+def skip_transcoders(n_layers: int, seed: int = 5) -> list[Transcoder]:
+    """Random transcoders with skips and biases: large error nodes, many active latents."""
+    out = []
+    for layer in range(n_layers):
+        tc = Transcoder(16, 16, 20, jax.random.PRNGKey(seed + layer), skip=True)
+        leaves, tree = jax.tree.flatten(tc)
+        keys = jax.random.split(jax.random.PRNGKey(seed + 50 + layer), len(leaves))
+        out.append(jax.tree.unflatten(tree, [leaf + 0.3 * jax.random.normal(k, leaf.shape)
+                                             for leaf, k in zip(leaves, keys)]))
+    return out
+
+
+@pytest.mark.parametrize("n_layers,normalization,replacement", [
+    (1, "none", "neurons"), (2, "layernorm", "skip transcoders"),
+    pytest.param(3, "rmsnorm", "neurons", marks=pytest.mark.slow),
+    pytest.param(3, "none", "skip transcoders", marks=pytest.mark.slow)])
+def test_edges_sum_to_every_latent_and_logit(n_layers, normalization, replacement):
+    m = model(n_layers, normalization)
+    layers = neuron_transcoders(m) if replacement == "neurons" else skip_transcoders(n_layers)
+    g = transformer_graph(m, layers, TOKENS, readout=(-1, 2))
+    gap = completeness_gap(g)
+    assert float(gap["outputs"]) < 1e-4 and float(gap["latents"]) < 1e-4
+    np.testing.assert_allclose(g.outputs, m(TOKENS)[jnp.array([5, 2])], atol=1e-5)  # the model's own logits
+    if replacement == "neurons":
+        assert float(jnp.abs(g.errors).max()) == 0.0  # exact: nothing to miss
+    else:
+        assert float(jnp.abs(g.error_output).max()) > 1e-3  # the error nodes are in the graph
+    assert int(g.active.sum()) > 0
+    # causality: nothing flows into a latent from a later position, or from its own or a later layer's latents
+    for l in range(n_layers):
+        assert float(jnp.abs(g.latent_latent[l:, :, :, l]).max()) == 0.0
+    future = jnp.tril(jnp.ones((6, 6), bool), -1)  # [source pos, target pos]: source after target
+    assert float(jnp.abs(jnp.where(future[:, None, :, None], g.input_latent, 0.0)).max()) == 0.0
+
+
+def test_one_layer_edges_are_activation_times_virtual_weight():
+    """In one layer without normalisers: an input's edge into logit k at the readout is its embedding through the
+    residual stream and each head's OV circuit under the clean pattern; a neuron's edge is z_i W_out[i] W_U[:, k]
+    at the readout position and zero elsewhere (it cannot reach another position's logits)."""
+    m = model(1, "none")
+    g = transformer_graph(m, neuron_transcoders(m), TOKENS, readout=(-1,))
+    _, acts = m.run(TOKENS, capture=["pattern", "mlp_post"])
+    A = np.asarray(acts["pattern", 0])  # [head, q, k]
+    W_V, W_O, W_U = (np.asarray(a, np.float64) for a in (m.W_V[0], m.W_O[0], m.W_U))
+    W_in, W_out = np.asarray(m.W_in[0], np.float64), np.asarray(m.W_out[0], np.float64)
+    emb = np.asarray(m.W_E[TOKENS] + m.W_pos[:6], np.float64)
+    OV = np.einsum("hde,hef->hdf", W_V, W_O)
+
+    def through_attention(p, q):  # input p's map into position q's stream (residual and attention)
+        return (p == q) * np.eye(16) + np.einsum("h,hdf->df", A[:, q, p], OV)
+
+    r = 5
+    want_out = np.stack([emb[p] @ through_attention(p, r) @ W_U for p in range(6)])
+    np.testing.assert_allclose(g.input_output[:, 0], want_out, atol=1e-4)
+    z = np.asarray(acts["mlp_post", 0], np.float64)  # [pos, d_mlp]
+    np.testing.assert_allclose(g.latent_output[0, r, :, 0], z[r][:, None] * (W_out @ W_U), atol=1e-4)
+    assert float(jnp.abs(g.latent_output[0, :r]).max()) == 0.0
+    active = z > 0
+    for q in (2, 5):
+        want_in = np.stack([emb[p] @ through_attention(p, q) @ W_in for p in range(6)]) * active[q]
+        np.testing.assert_allclose(g.input_latent[:, 0, q], want_in, atol=1e-4)
+
+
+def frozen_derivative(m, tokens, readout: int) -> np.ndarray:
+    """`[pos, d_vocab_out]`: d logit / d s_p, where input p's embedding is scaled by (1 + s_p), in the model itself
+    with every attention pattern patched to its clean value (ReLU neurons are piecewise linear, so the derivative
+    is the total effect with their gates frozen)."""
+    _, acts = m.run(tokens, capture=["pattern"])
+    emb = m.W_E[tokens] + m.W_pos[: tokens.shape[0]]
+    fixed = [patch("pattern", acts["pattern", l], layer=l) for l in range(m.config.n_layers)]
+
+    def logits(s):
+        return m.run(tokens, interventions=[*fixed, steer("resid_pre", s[:, None] * emb, layer=0)])[0][readout]
+
+    return np.asarray(jax.jacfwd(logits)(jnp.zeros(tokens.shape[0]))).T
+
+
+def test_total_attribution_is_the_frozen_models_derivative():
+    m = model(2, "none")
+    s = summarise_transformer_graphs(m, neuron_transcoders(m), TOKENS[None], jnp.ones((1, 9), bool))
+    np.testing.assert_allclose(np.asarray(s.signed).T, frozen_derivative(m, TOKENS, 5), atol=1e-4)
+    assert float(s.completeness) < 1e-4
+    # one layer: total = direct edge + every path input → active neuron → logit, read off the graph's own edges
+    m1 = model(1, "none")
+    g = transformer_graph(m1, neuron_transcoders(m1), TOKENS)
+    through = jnp.einsum("pqi,qik->pk", g.input_latent[:, 0],
+                         jnp.where(g.active[0, :, :, None], g.latent_output[0, :, :, 0] / jnp.where(
+                             g.active[0, :, :, None], g.latents[0, :, :, None], 1.0), 0.0))
+    s1 = summarise_transformer_graphs(m1, neuron_transcoders(m1), TOKENS[None], jnp.ones((1, 9), bool))
+    np.testing.assert_allclose(np.asarray(s1.signed).T, g.input_output[:, 0] + through, atol=1e-4)
+    np.testing.assert_allclose(s1.direct.T, jnp.abs(g.input_output[:, 0]), atol=1e-5)
+
+
+def test_summary_averages_only_where_each_output_matters():
+    m = model(1, "none")
+    tokens = jnp.stack([TOKENS, jnp.array([2, 2, 8, 1, 0, 3]), jnp.array([5, 6, 7, 8, 0, 1])])
+    where = jnp.zeros((3, 9), bool).at[0, 0].set(True).at[1, 0].set(True).at[2, 4].set(True)
+    s = summarise_transformer_graphs(m, neuron_transcoders(m), tokens, where, chunk=2)  # padded to 4 rows
+    np.testing.assert_array_equal(s.examples, [2, 0, 0, 0, 1, 0, 0, 0, 0])
+    totals = [frozen_derivative(m, t, 5) for t in tokens]
+    np.testing.assert_allclose(s.attribution[0], (np.abs(totals[0][:, 0]) + np.abs(totals[1][:, 0])) / 2, atol=1e-4)
+    np.testing.assert_allclose(s.attribution[4], np.abs(totals[2][:, 4]), atol=1e-4)
+    assert float(jnp.abs(s.attribution[1]).max()) == 0.0
+
+
+def test_a_baseline_moves_equal_positions_into_the_constant():
+    """Input nodes measured from a baseline: a position holding the baseline's token has a zero node and no edges,
+    and completeness still holds (the baseline's embeddings sit in the constants)."""
+    m = model(2, "layernorm")
+    baseline = jnp.array([1, 4, 0, 0, 3, 0])  # equal to TOKENS at positions 0, 1, 4 and 5
+    g = transformer_graph(m, neuron_transcoders(m), TOKENS, baseline=baseline)
+    assert float(completeness_gap(g)["outputs"]) < 1e-4
+    same = np.asarray(TOKENS == baseline)
+    assert float(jnp.abs(g.input_output[same]).max()) == 0.0 and float(jnp.abs(g.input_latent[same]).max()) == 0.0
+    assert float(jnp.abs(g.input_output[~same]).max()) > 1e-3
+    s = summarise_transformer_graphs(m, neuron_transcoders(m), TOKENS[None], jnp.ones((1, 9), bool),
+                                     baseline=baseline)
+    np.testing.assert_array_equal(np.asarray(s.present[0]) > 0, ~same)
+    assert np.isnan(s.given_present(s.attribution)[0, same]).all()
+
+
+def test_what_cannot_be_traced_is_a_clear_error():
+    m = model(1, "none")
+    with pytest.raises(ValueError, match="one transcoder per layer"):
+        transformer_graph(m, neuron_transcoders(model(2, "none")), TOKENS)
+    with pytest.raises(ValueError, match="ReLU MLP"):
+        neuron_transcoders(model(1, "none", act_fn="gelu"))
+    with pytest.raises(ValueError, match="attention-only"):
+        neuron_transcoders(model(1, "none", d_mlp=0))
+    with pytest.raises(ValueError, match="maps 8 → 8"):
+        transformer_graph(m, Transcoder(8, 8, 4, jax.random.PRNGKey(0)), TOKENS)
+    with pytest.raises(IndexError, match="readout position 6"):
+        transformer_graph(m, neuron_transcoders(m), TOKENS, readout=(6,))
+    with pytest.raises(ValueError, match="same shape"):
+        transformer_graph(m, neuron_transcoders(m), TOKENS, baseline=TOKENS[:3])
+    with pytest.raises(ValueError, match="where must be"):
+        summarise_transformer_graphs(m, neuron_transcoders(m), TOKENS[None], jnp.ones((2, 9), bool))
+    with pytest.raises(ValueError):  # a token out of the vocabulary
+        transformer_graph(m, neuron_transcoders(m), TOKENS.at[0].set(9))
+    from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+    with pytest.raises(TypeError, match="need a transformer"):
+        neuron_transcoders(ResidualMLP(ResidualMLPConfig(n_features=4, d_model=8, d_mlp=4), jax.random.PRNGKey(0)))
