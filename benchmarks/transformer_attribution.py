@@ -58,7 +58,7 @@ from attribution_graphs import train_model  # noqa: E402
 from toymi.circuits.planted import and_gates_solution  # noqa: E402
 from toymi.circuits.attribution_scores import GRAPH_SEED  # noqa: E402
 from toymi.circuits.gate_graphs import BASELINES, gate_graph_scores  # noqa: E402
-from toymi.circuits.transformer_graph import neuron_transcoders  # noqa: E402
+from toymi.circuits.frozen_transformer import neuron_transcoders  # noqa: E402
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
 from toymi.decompose.settings import readout_transcoder_setting  # noqa: E402
@@ -147,7 +147,8 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true",
-                    help="the model cut to 50 steps, 100 transcoder steps, one seed of skip transcoders, 128 examples")
+                    help="the model cut to 50 steps and 5 features on d_model 16, 100 transcoder steps, one seed "
+                         "of skip transcoders, 128 examples")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--examples", type=int, default=None, help="inputs the graphs are averaged over (default 8192)")
     ap.add_argument("--runs", help="where the model is trained (reused when there); default a temporary folder")

@@ -8,7 +8,7 @@ import pytest
 
 from toymi.circuits.gate_graphs import gate_graph_scores
 from toymi.circuits.planted import and_gates_solution
-from toymi.circuits.transformer_graph import neuron_transcoders
+from toymi.circuits.frozen_transformer import neuron_transcoders
 from toymi.errors import ConfigError
 from toymi.tasks.and_gates import AndGates
 

@@ -188,11 +188,13 @@ def test_a_view_renders_inline_as_in_a_notebook(tiny_model, tokens, chromium, tm
     assert errors == []
 
 
-def test_attribution_page(chromium, tmp_path):
-    """A tiny AND-gate run: the graph is drawn, the example menu swaps in that example's graph and summary."""
+@pytest.mark.parametrize("spec", ["and_gates_quick", "and_gates_transformer_quick"])
+def test_attribution_page(spec, chromium, tmp_path):
+    """A tiny AND-gate run (residual MLP, transformer): the graph is drawn, the example menu swaps in that example's
+    graph and summary."""
     from tiny_runs import tiny_run
 
-    write_site(tiny_run("and_gates_quick"), tmp_path / "site", pages=["attribution"])
+    write_site(tiny_run(spec), tmp_path / "site", pages=["attribution"])
     page = Page(chromium, tmp_path / "site" / "attribution.html")
     assert page.plots() == ["graph"]
     summary = "() => document.getElementById('summary').textContent"

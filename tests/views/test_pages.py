@@ -379,11 +379,69 @@ def test_attribution_for_run_names_the_gates_and_skips_models_without_an_mlp_str
     assert not any(s.startswith("err") for edges in data["edges"] for s, _, _ in edges)  # exact neurons: no error
 
 
+def test_transformer_attribution_view_draws_the_graphs_own_edges():
+    """A random 2-layer transformer with LayerNorm, its own neurons in layer 0 and a random transcoder in layer 1 (an
+    error node per position): every edge drawn is that graph's own edge from a node named for its layer and position,
+    and a position equal to the baseline has no node."""
+    import jax.numpy as jnp
+
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.transformer_graph import transformer_graph
+    from toymi.decompose.transcoder import Transcoder
+    from toymi.model.transformer import ModelConfig, Transformer
+    from toymi.views.attribution_page import transformer_attribution_view
+    from toymi.views.flat_graph import transformer_flat
+
+    cfg = ModelConfig(n_layers=2, d_model=12, n_heads=2, d_head=6, d_mlp=8, d_vocab=7, n_ctx=5, act_fn="relu",
+                      normalization="layernorm")
+    model = Transformer(cfg, jax.random.PRNGKey(0))
+    layers = [neuron_transcoders(model)[0], Transcoder(12, 12, 8, jax.random.PRNGKey(1), dec_norm=0.5)]
+    tokens = jnp.array([[1, 2, 3, 4, 5], [6, 5, 4, 3, 2]])
+    baseline = jnp.array([1, 0, 0, 0, 0])  # position 0 of the first sequence equals it
+    where = np.zeros((2, 7), bool)
+    where[:, [2, 5]] = True
+    names = ["a", "b", "c", "d", "e"]
+    view = transformer_attribution_view(model, layers, tokens, where, baseline=baseline, input_names=names,
+                                        min_share=0.1)
+    data = _data(view)
+    assert view.figure_ids() == ["graph"] and len(data["edges"]) == 2
+    for b, edges in enumerate(data["edges"]):
+        flat = transformer_flat(transformer_graph(model, layers, tokens[b], baseline=baseline), names)
+        index = {n: (kind, i) for kind, names in (("x", flat.input_names), ("z", flat.latent_names),
+                                                  ("e", flat.error_names)) for i, n in enumerate(names)}
+        matrices = {("x", "y"): flat.input_output, ("z", "y"): flat.latent_output, ("e", "y"): flat.error_output,
+                    ("x", "z"): flat.input_latent, ("z", "z"): flat.latent_latent, ("e", "z"): flat.error_latent}
+        assert edges
+        for source, target, value in edges:
+            kind, i = index[source]
+            t_kind, t = ("y", int(target.split("@")[0])) if target[0].isdigit() else index[target]
+            assert value == pytest.approx(matrices[kind, t_kind][i, t], rel=1e-3, abs=1e-6)
+        if b == 0:
+            assert not any(s == "a" for s, _, _ in edges)  # equal to the baseline: no node
+    assert any(s.startswith("err L1@") for edges in data["edges"] for s, _, _ in edges)
+    with pytest.raises(ValueError, match="where must be"):
+        transformer_attribution_view(model, layers, tokens, where[:, :3])
+
+
+def test_attribution_for_run_draws_an_and_gate_transformer():
+    from toymi.run import load_run
+    from toymi.views.attribution_page import attribution_for_run
+
+    run = load_run(tiny_run_of("and_gates_transformer_quick"))
+    view = attribution_for_run(run, n_examples=2)
+    data = _data(view)
+    assert len(data["figures"]) == 2 and view.title.startswith("Attribution graphs: run, step 20")
+    drawn = {n for edges in data["edges"] for s, t, _ in edges for n in (s, t)}
+    assert drawn & set(run.task.output_names()) and not any(n.startswith("err") for n in drawn)
+    inputs = {s for edges in data["edges"] for s, _, _ in edges if s.startswith("x") and "∧" not in s}
+    assert inputs and inputs <= {f"x{j}" for j in range(5)}  # positions named by their feature; "read" has no node
+
+
 def test_pruning_traces_a_chain_of_latents_back_to_its_input():
     """x0 → L0·0 → L1·0 → y0 and nothing else large: every link of the chain is drawn, the small edges are not."""
     from types import SimpleNamespace
 
-    from toymi.views.attribution_page import pruned_edges
+    from toymi.views.flat_graph import pruned_edges, residual_flat
 
     def one(*shape, at=None, value=1.0):
         a = np.zeros((1, *shape))
@@ -394,6 +452,7 @@ def test_pruning_traces_a_chain_of_latents_back_to_its_input():
     g = SimpleNamespace(  # 2 inputs, 1 latent per layer (latent axis: L0·0 = 0, L1·0 = 1), 1 output
         input_latent=one(2, 2, at=(0, 0)) + one(2, 2, at=(1, 0), value=0.01),
         latent_latent=one(2, 2, at=(0, 1)), error_latent=one(2, 2), latent_output=one(2, 1, at=(1, 0)),
-        residual=one(2, 1, at=(1, 0), value=0.01), skip=one(2, 1), error=one(2, 1))
-    edges = {(s, t): v for s, t, v in pruned_edges(g, 0, [0], (1, 1), min_share=0.05)}
+        residual=one(2, 1, at=(1, 0), value=0.01), skip=one(2, 1), error=one(2, 1),
+        inputs=one(2), latents=one(2), outputs=one(1))
+    edges = {(s, t): v for s, t, v in pruned_edges(residual_flat(g, 0, (1, 1)), [0], min_share=0.05)}
     assert edges == {(("z", 1), ("y", 0)): 1.0, (("z", 0), ("z", 1)): 1.0, (("x", 0), ("z", 0)): 1.0}

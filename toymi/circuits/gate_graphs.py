@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymi.analysis.and_gates import input_ablation_effects
-from toymi.circuits.transformer_graph import score_summary, summarise_transformer_graphs
+from toymi.circuits.transformer_graph_summary import score_summary, summarise_transformer_graphs
 from toymi.errors import ConfigError
 from toymi.tasks.and_gates import AndGates, encode_tokens
 

@@ -71,7 +71,7 @@ def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str
     one-line note for an MLP whose neurons are not ReLU, which the graphs cannot use as their own replacement)."""
     from toymi.circuits.attribution_scores import GRAPH_SEED
     from toymi.circuits.gate_graphs import BASELINES, gate_graph_scores
-    from toymi.circuits.transformer_graph import neuron_transcoders
+    from toymi.circuits.frozen_transformer import neuron_transcoders
 
     model, task = run.model, run.task
     if model.config.attn_only or model.config.act_fn != "relu":

@@ -1,8 +1,11 @@
-"""The Attribution page: a residual MLP's attribution graphs (circuit tracing, `toymi.circuits.attribution_graph`),
-one example at a time, for the AND-gate and compressed-computation models of any depth.
+"""The Attribution page: attribution graphs (circuit tracing), one example at a time, for the residual MLPs of any
+depth (the AND-gate and compressed-computation models, `toymi.circuits.attribution_graph`) and for transformers
+(the AND-gate transformer, `toymi.circuits.transformer_graph`: attention frozen, nodes per position).
 
-Nodes sit in rows: the example's active inputs at the bottom, then each layer's latents, each layer's error node at
-the right of its row, and the outputs at the top. The graph is pruned backwards from the outputs shown (those whose
+Both kinds of graph are drawn from one flat form (`FlatGraph`: named input, latent, error and output nodes, edges as
+source × target matrices). Nodes sit in rows: the example's inputs at the bottom (a residual MLP's active features;
+a transformer's positions), then each layer's latents, each layer's error nodes at the right of its row, and the
+outputs at the top. The graph is pruned backwards from the outputs shown (those whose
 target is non-zero: a gate that is on, a compressed-computation output whose feature is active): an edge is kept when
 it carries at least `min_share` of the edge mass (the sum of |edge|) into its target, and a latent is drawn when a
 kept edge leaves it for a node already drawn; at most `max_edges`, the largest. An edge's width grows with |value|
@@ -22,10 +25,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from toymi.views.circuits_page import edge_curve
+from toymi.views.flat_graph import (
+    MAX_EDGES, MIN_SHARE, FlatGraph, labels, layout, pruned_edges, residual_flat, transformer_flat,
+)
 from toymi.views.page import View
 
-MIN_SHARE = 0.05  # an edge is drawn when it carries ≥ 5% of the edge mass into its target
-MAX_EDGES = 80
 MAX_OUTPUTS = 4  # outputs drawn per example, the largest first
 N_EXAMPLES = 6
 COLOURS = {"positive": "#1f77b4", "negative": "#d62728"}
@@ -40,68 +44,6 @@ function show(i) {
 menu.addEventListener('change', e => show(+e.target.value));
 document.getElementById('summary').textContent = D.summaries[0];
 """
-
-
-def pruned_edges(graph, example: int, outputs: Sequence[int], sizes: Sequence[int], min_share: float = MIN_SHARE,
-                 max_edges: int = MAX_EDGES) -> list[tuple[tuple, tuple, float]]:
-    """The edges of `graph`'s row `example` drawn for `outputs`, as `(source, target, value)` with nodes `("x", j)`
-    (input), `("z", i)` (latent i on the concatenated latent axis), `("e", l)` (layer l's error node) and `("y", k)`
-    (output). Pruned backwards, targets from the top down: the outputs, then each layer's latents that a kept edge
-    leaves; at each target the sources carrying at least `min_share` of its incoming edge mass. The input → output
-    edge is the residual stream and the skips together."""
-    g = {k: np.asarray(getattr(graph, k)[example], np.float64) for k in
-         ("input_latent", "latent_latent", "error_latent", "latent_output", "residual", "skip", "error")}
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    kept: list[tuple[tuple, tuple, float]] = []
-
-    def keep(target, sources):
-        mass = sum(abs(v) for _, v in sources)
-        chosen = [(s, v) for s, v in sources if mass > 0 and abs(v) >= min_share * mass]
-        kept.extend((s, target, v) for s, v in chosen)
-        return [s for s, _ in chosen]
-
-    todo: set[int] = set()
-    for k in outputs:
-        sources = ([(("z", i), v) for i, v in enumerate(g["latent_output"][:, k]) if v != 0]
-                   + [(("x", j), v) for j, v in enumerate(g["residual"][:, k] + g["skip"][:, k]) if v != 0]
-                   + [(("e", l), v) for l, v in enumerate(g["error"][:, k]) if v != 0])
-        todo.update(s[1] for s in keep(("y", k), sources) if s[0] == "z")
-    for layer in reversed(range(len(sizes))):
-        for i in sorted(t for t in todo if starts[layer] <= t < starts[layer + 1]):
-            sources = ([(("x", j), v) for j, v in enumerate(g["input_latent"][:, i]) if v != 0]
-                       + [(("z", a), v) for a, v in enumerate(g["latent_latent"][:, i]) if v != 0]
-                       + [(("e", l), v) for l, v in enumerate(g["error_latent"][:, i]) if v != 0])
-            todo.update(s[1] for s in keep(("z", i), sources) if s[0] == "z")
-    kept.sort(key=lambda e: -abs(e[2]))
-    return kept[:max_edges]
-
-
-def _layer_of(sizes: Sequence[int]) -> np.ndarray:
-    """Each latent's layer on the concatenated latent axis."""
-    return np.repeat(np.arange(len(sizes)), sizes)
-
-
-def _layout(edges, outputs, sizes) -> dict[tuple, tuple[float, float]]:
-    """Node positions: a row per kind (inputs y = 0, layer l's latents y = l + 1, outputs on top), each row centred,
-    its nodes in index order, error nodes at the right of their layer's row."""
-    layer_of = _layer_of(sizes)
-    nodes = {n for e in edges for n in e[:2]} | {("y", k) for k in outputs}
-
-    def row(node):
-        kind, i = node
-        if kind in ("x", "y"):
-            return 0 if kind == "x" else len(sizes) + 1
-        return (int(layer_of[i]) if kind == "z" else i) + 1  # a latent's layer, or the error node's own
-
-    rows: dict[int, list] = {}
-    for n in nodes:
-        rows.setdefault(row(n), []).append(n)
-    pos = {}
-    for y, members in rows.items():
-        members.sort(key=lambda n: (n[0] == "e", n[1]))
-        for i, n in enumerate(members):
-            pos[n] = (i - (len(members) - 1) / 2, float(y))
-    return pos
 
 
 def _figure(edges, pos, names: dict, values: dict, n_layers: int):
@@ -138,7 +80,7 @@ def _figure(edges, pos, names: dict, values: dict, n_layers: int):
 def attribution_view(model, transcoders, x, where, output_names: Sequence[str] | None = None,
                      title: str = "Attribution graphs", note: str = "", min_share: float = MIN_SHARE,
                      max_edges: int = MAX_EDGES) -> View:
-    """Attribution graphs of a few examples, one shown at a time, as a page.
+    """Attribution graphs of a few examples of a residual MLP, one shown at a time, as a page.
 
     **Arguments:**
 
@@ -161,69 +103,118 @@ def attribution_view(model, transcoders, x, where, output_names: Sequence[str] |
     if x.ndim != 2 or where.shape != (len(x), n_outputs):
         raise ValueError(f"x must be [n_examples, n_features] and where [n_examples, n_outputs={n_outputs}]; got "
                          f"{x.shape} and {where.shape}")
+    names_out = _checked(where, output_names, n_outputs, min_share, max_edges)
+    g = attribution_graph(model, layers, x, weights)
+    flats = [residual_flat(g, b, weights.sizes) for b in range(len(x))]
+    shown = [", ".join(f"x{j}={x[b, j]:.2g}" for j in np.flatnonzero(x[b])) or "none" for b in range(len(x))]
+    return _page(flats, where, shown, names_out, title, note, min_share, max_edges,
+                 "Latents are named L<i>layer</i>·<i>index</i>; err L<i>l</i> is layer <i>l</i>'s error node (what "
+                 "its transcoder misses).")
+
+
+def transformer_attribution_view(model, transcoders, tokens, where, readout: Sequence[int] = (-1,),
+                                 baseline=None, input_names: Sequence[str] | None = None,
+                                 output_names: Sequence[str] | None = None, described: Sequence[str] | None = None,
+                                 title: str = "Attribution graphs", note: str = "", min_share: float = MIN_SHARE,
+                                 max_edges: int = MAX_EDGES) -> View:
+    """Attribution graphs of a few sequences of a transformer (`toymi.circuits.transformer_graph`), one shown at a
+    time, as a page.
+
+    **Arguments:**
+
+    - `model`: a `Transformer` with MLPs; `transcoders`: one per layer (`neuron_transcoders(model)`: its own ReLU
+      neurons, exact).
+    - `tokens`: `[n_examples, pos]`, one graph each; `readout`: the positions whose logits are the outputs.
+    - `where`: `[n_examples, len(readout) · d_vocab_out]` booleans, the outputs to trace back from (at most
+      `MAX_OUTPUTS` each, the largest |output| first); every example needs one.
+    - `baseline`: tokens `[pos]` the input nodes are measured from (None: from zero); a position holding the
+      baseline's token then has no node.
+    - `input_names`: one per position (default `p0`, `p1`, ...); `output_names`: one per output (default: `<logit
+      index>@<readout position>`); `described`: a line per example saying what its input is (default: its tokens);
+      `title`, `note`, `min_share`, `max_edges`: as `attribution_view`.
+
+    **Returns:** a `View`.
+    """
+    from toymi.circuits.frozen_transformer import as_replacements
+    from toymi.circuits.transformer_graph import transformer_graph
+
+    layers = as_replacements(model, transcoders)
+    tokens, where = np.asarray(tokens), np.asarray(where, bool)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [n_examples, pos], got shape {tokens.shape}")
+    n_pos, readout = tokens.shape[1], tuple(readout)
+    n_outputs = len(readout) * model.config.d_vocab_out
+    if where.shape != (len(tokens), n_outputs):
+        raise ValueError(f"where must be [n_examples, readout · d_vocab_out] = [{len(tokens)}, {n_outputs}], got "
+                         f"{where.shape}")
+    default_out = [f"{k}@{r}" for r in readout for k in range(model.config.d_vocab_out)]
+    names_out = _checked(where, output_names if output_names is not None else default_out, n_outputs, min_share,
+                         max_edges)
+    names_in = list(input_names) if input_names is not None else [f"p{p}" for p in range(n_pos)]
+    flats = [transformer_flat(transformer_graph(model, layers, t, readout, baseline), names_in) for t in tokens]
+    shown = list(described) if described is not None else [" ".join(str(int(t)) for t in row) for row in tokens]
+    if len(shown) != len(tokens):
+        raise ValueError(f"{len(shown)} descriptions for {len(tokens)} examples")
+    return _page(flats, where, shown, names_out, title, note, min_share, max_edges,
+                 "Inputs are positions (their embeddings"
+                 + (", measured from the baseline's: a position holding the baseline's token has none" if baseline
+                    is not None else "") + "); latents are named L<i>layer</i>·<i>index</i>@<i>position</i>, "
+                 "err L<i>l</i>@<i>position</i> is the error node there. Attention patterns are frozen: edges pass "
+                 "through heads' OV circuits, never their QK.")
+
+
+def _checked(where, output_names, n_outputs: int, min_share: float, max_edges: int) -> list[str]:
+    """The output names (default `y0`, `y1`, ...) after one-line errors for an example with nothing to trace, a
+    wrong number of names, or a pruning that cannot be."""
     if not where.any(1).all():
         raise ValueError(f"every example needs an output to trace back from; rows {np.flatnonzero(~where.any(1))} "
                          "have none")
     if not 0 < min_share < 1 or max_edges < 1:
         raise ValueError(f"min_share must be in (0, 1) and max_edges positive; got {min_share}, {max_edges}")
-    names_out = list(output_names) if output_names is not None else [f"y{k}" for k in range(n_outputs)]
-    if len(names_out) != n_outputs:
-        raise ValueError(f"{len(names_out)} output names for {n_outputs} outputs")
-    g = attribution_graph(model, layers, x, weights)
-    sizes = weights.sizes
-    figures, summaries, kept = [], [], []
-    for b in range(len(x)):
-        outputs = np.flatnonzero(where[b])
-        outputs = outputs[np.argsort(-np.abs(np.asarray(g.outputs[b])[outputs]), kind="stable")][:MAX_OUTPUTS]
-        edges = pruned_edges(g, b, outputs.tolist(), sizes, min_share, max_edges)
-        pos = _layout(edges, outputs.tolist(), sizes)
-        names, values = _labels(pos, g, b, sizes, names_out)
-        figures.append(_figure(edges, pos, names, values, len(sizes)).to_plotly_json())
-        active = ", ".join(f"x{j}={x[b, j]:.2g}" for j in np.flatnonzero(x[b]))
-        shown = ", ".join(f"{names_out[k]} = {float(g.outputs[b, k]):.3g}" for k in outputs)
-        summaries.append(f"inputs: {active or 'none'}; outputs traced: {shown}; {len(edges)} edges drawn")
-        kept.append([[names[s], names[t], v] for s, t, v in edges])
-    options = "".join(f'<option value="{b}">example {b}</option>' for b in range(len(x)))
+    names = list(output_names) if output_names is not None else [f"y{k}" for k in range(n_outputs)]
+    if len(names) != n_outputs:
+        raise ValueError(f"{len(names)} output names for {n_outputs} outputs")
+    return names
+
+
+def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: list[str], title: str, note: str,
+          min_share: float, max_edges: int, naming: str) -> View:
+    """The page of one flat graph per example: each traced back from its `where` outputs, a menu to pick one."""
     import plotly.graph_objects as go
 
+    figures, summaries, kept = [], [], []
+    for b, g in enumerate(flats):
+        outputs = np.flatnonzero(where[b])
+        outputs = outputs[np.argsort(-np.abs(g.outputs[outputs]), kind="stable")][:MAX_OUTPUTS]
+        edges = pruned_edges(g, outputs.tolist(), min_share, max_edges)
+        pos = layout(edges, outputs.tolist(), g)
+        names, values = labels(pos, g, output_names)
+        figures.append(_figure(edges, pos, names, values, g.n_layers).to_plotly_json())
+        shown = ", ".join(f"{output_names[k]} = {float(g.outputs[k]):.3g}" for k in outputs)
+        summaries.append(f"inputs: {inputs_shown[b]}; outputs traced: {shown}; {len(edges)} edges drawn")
+        kept.append([[names[s], names[t], v] for s, t, v in edges])
+    options = "".join(f'<option value="{b}">example {b}</option>' for b in range(len(flats)))
     parts = [f'<p class="note">{html.escape(note)} Edges point up, from a node to the node whose pre-activation it '
              f"feeds (activation × virtual weight); an edge is drawn when it carries at least {min_share:.0%} of the "
-             f"edge mass into its target (at most {max_edges} edges). Latents are named L<i>layer</i>·<i>index</i>; "
-             "err L<i>l</i> is layer <i>l</i>'s error node (what its transcoder misses). Hover a node or an edge's "
-             "midpoint for its value.</p>",
+             f"edge mass into its target (at most {max_edges} edges). {naming} Hover a node or an edge's midpoint "
+             "for its value.</p>",
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
              ("graph", go.Figure(figures[0]))]
     return View("attribution", title, parts, {"figures": figures, "summaries": summaries, "edges": kept}, _SCRIPT)
 
 
-def _labels(pos, g, b, sizes, output_names) -> tuple[dict, dict]:
-    """Each drawn node's name and activation (an input's value, a latent's, an error node's largest |edge| out,
-    an output's value)."""
-    layer_of, starts = _layer_of(sizes), np.concatenate([[0], np.cumsum(sizes)])
-    names, values = {}, {}
-    for node in pos:
-        kind, i = node
-        if kind == "x":
-            names[node], values[node] = f"x{i}", float(g.inputs[b, i])
-        elif kind == "z":
-            layer = int(layer_of[i])
-            names[node], values[node] = f"L{layer}·{i - starts[layer]}", float(g.latents[b, i])
-        elif kind == "e":
-            names[node], values[node] = f"err L{i}", float(np.abs(np.asarray(g.error[b, i])).max())
-        else:
-            names[node], values[node] = output_names[i], float(g.outputs[b, i])
-    return names, values
-
-
 def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_candidates: int = 256) -> View | None:
-    """The page for a run's newest residual MLP (None for any other model), its own neurons as the replacement.
+    """The page for a run's newest residual MLP or AND-gate transformer (`_gate_transformer_page`; None for any other
+    model), its own neurons as the replacement.
 
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
     compute something (a compressed-computation output of a negative feature is the residual stream alone)."""
     model = run.model
+    if getattr(model, "kind", None) == "transformer":
+        return _gate_transformer_page(run, n_examples, seed, n_candidates)
     if getattr(model, "kind", None) != "residual_mlp":
-        return None  # before the imports below: a transformer run's site does not pay for them
+        return None  # before the imports below: other runs' sites do not pay for them
     import jax
 
     from toymi.circuits.attribution_graph import attribution_graph, neuron_transcoders
@@ -247,3 +238,35 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
             f"{len(rows)} examples of a fresh sample; the outputs traced are those whose target is non-zero.")
     return attribution_view(model, layers, x[rows], where[rows], names,
                             f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)
+
+
+def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int) -> View | None:
+    """An AND-gate transformer run's page (None for any other transformer, or one whose MLP is not ReLU): the first
+    `n_examples` distinct inputs of `n_candidates` with a gate on, each gate that is on traced back from the readout,
+    the input nodes measured from the every-feature-off sequence (a feature that is off has no node), the model's
+    own neurons as the replacement."""
+    from toymi.tasks.and_gates import AndGates
+
+    model, task = run.model, run.task
+    if not isinstance(task, AndGates) or model.config.attn_only or model.config.act_fn != "relu":
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.tasks.and_gates import encode_tokens
+
+    batch = task.sample(jax.random.PRNGKey(seed), n_candidates)
+    x, where = np.asarray(batch.x), np.asarray(batch.y) != 0
+    _, first = np.unique(x, axis=0, return_index=True)
+    rows = np.sort(first[where[first].any(1)])[:n_examples]
+    if rows.size == 0:
+        return None
+    n = task.n_features
+    note = (f"The model's own neurons as the replacement (exact: every error node is zero), attention frozen. "
+            f"{len(rows)} examples of a fresh sample; the gates traced are those that are on; each input is feature "
+            "j's token at position j, measured from its off-token.")
+    return transformer_attribution_view(
+        model, neuron_transcoders(model), np.asarray(encode_tokens(jnp.asarray(x[rows]))), where[rows], (n,),
+        encode_tokens(jnp.zeros(n)), [f"x{j}" for j in range(n)] + ["read"], task.output_names(),
+        [", ".join(f"x{j}" for j in np.flatnonzero(row)) + " on" for row in x[rows]], f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)

@@ -25,7 +25,7 @@ PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "
                               "attribution": attribution_for_run}
 # What `toymi view RUN` writes unless `--pages` says otherwise: the circuits page runs circuit discovery (compiling
 # exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget. The
-# attribution page applies to residual MLPs only (none has attention), where it costs a few seconds.
+# attribution page applies to residual MLPs and AND-gate transformers only, where it costs a few seconds.
 DEFAULT_PAGES = ("run", "attention", "attribution")
 
 

@@ -1,0 +1,152 @@
+"""An attribution graph as the Attribution page draws it (`toymi.views.attribution_page`): one flat form for both
+kinds of graph, and the pruning that picks the edges drawn.
+
+`FlatGraph` holds named input, latent, error and output nodes and the edges as source × target matrices.
+`residual_flat` makes one of a residual MLP's graph (`toymi.circuits.attribution_graph`), `transformer_flat` of a
+transformer's (`toymi.circuits.transformer_graph`: nodes per position). `pruned_edges` walks it backwards from the
+outputs traced, keeping at each target the sources that carry at least `min_share` of its incoming edge mass;
+`layout` places the nodes drawn in rows (inputs, each layer's latents and error nodes, outputs) and `labels` names
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+MIN_SHARE = 0.05  # an edge is drawn when it carries ≥ 5% of the edge mass into its target
+MAX_EDGES = 80
+
+
+class FlatGraph(NamedTuple):
+    """One example's attribution graph as the page draws it: `X` inputs, `Z` latents (each with its layer), `E`
+    error nodes (each with its layer) and `K` outputs; edges as `[source, target]` matrices, zero where absent."""
+
+    input_latent: np.ndarray  # [X, Z]
+    latent_latent: np.ndarray  # [Z, Z]
+    error_latent: np.ndarray  # [E, Z]
+    input_output: np.ndarray  # [X, K]: every path that passes no latent (residual stream, attention, skips)
+    latent_output: np.ndarray  # [Z, K]
+    error_output: np.ndarray  # [E, K]
+    inputs: np.ndarray  # [X] each input node's value (a transformer's: its embedding's norm)
+    latents: np.ndarray  # [Z]
+    errors: np.ndarray  # [E] each error node's largest |edge| out
+    outputs: np.ndarray  # [K]
+    latent_layer: np.ndarray  # [Z]
+    error_layer: np.ndarray  # [E]
+    input_names: tuple[str, ...]
+    latent_names: tuple[str, ...]
+    error_names: tuple[str, ...]
+
+    @property
+    def n_layers(self) -> int:
+        return int(max(self.latent_layer.max(initial=-1), self.error_layer.max(initial=-1))) + 1
+
+
+def residual_flat(graph, example: int, sizes: Sequence[int]) -> FlatGraph:
+    """Row `example` of a residual MLP's batch of graphs (`toymi.circuits.attribution_graph.AttributionGraph`; its
+    latents `sizes` per layer): the input → output edge is the residual stream and the skips together. Inputs are
+    named `x<j>`, latents `L<layer>·<index>`, error nodes `err L<layer>`."""
+    g = {k: np.asarray(getattr(graph, k)[example], np.float64) for k in
+         ("input_latent", "latent_latent", "error_latent", "latent_output", "residual", "skip", "error")}
+    layer_of, starts = np.repeat(np.arange(len(sizes)), sizes), np.concatenate([[0], np.cumsum(sizes)])
+    values = {k: np.asarray(getattr(graph, k)[example], np.float64) for k in ("inputs", "latents", "outputs")}
+    return FlatGraph(
+        input_latent=g["input_latent"], latent_latent=g["latent_latent"], error_latent=g["error_latent"],
+        input_output=g["residual"] + g["skip"], latent_output=g["latent_output"], error_output=g["error"],
+        inputs=values["inputs"], latents=values["latents"], errors=np.abs(g["error"]).max(1),
+        outputs=values["outputs"], latent_layer=layer_of, error_layer=np.arange(len(sizes)),
+        input_names=tuple(f"x{j}" for j in range(len(g["residual"]))),
+        latent_names=tuple(f"L{layer_of[i]}·{i - starts[layer_of[i]]}" for i in range(len(layer_of))),
+        error_names=tuple(f"err L{l}" for l in range(len(sizes))))
+
+
+def transformer_flat(graph, input_names: Sequence[str]) -> FlatGraph:
+    """One transformer graph (`toymi.circuits.transformer_graph.TransformerGraph`) flattened: an input node per
+    position (named by `input_names`), latents per (layer, position, index) named `L<layer>·<index>@<position name>`,
+    an error node per (layer, position), the outputs per (readout, logit)."""
+    a = {k: np.asarray(getattr(graph, k), np.float64) for k in
+         ("input_latent", "latent_latent", "error_latent", "input_output", "latent_output", "error_output",
+          "latents", "outputs")}
+    n_layers, n_pos, n = a["latents"].shape
+    Z, E = n_layers * n_pos * n, n_layers * n_pos
+    if len(input_names) != n_pos:
+        raise ValueError(f"{len(input_names)} input names for {n_pos} positions")
+    layer, pos, index = (g.ravel() for g in np.meshgrid(*map(np.arange, (n_layers, n_pos, n)), indexing="ij"))
+    err_layer, err_pos = (g.ravel() for g in np.meshgrid(np.arange(n_layers), np.arange(n_pos), indexing="ij"))
+    return FlatGraph(
+        input_latent=a["input_latent"].reshape(n_pos, Z), latent_latent=a["latent_latent"].reshape(Z, Z),
+        error_latent=a["error_latent"].reshape(E, Z), input_output=a["input_output"].reshape(n_pos, -1),
+        latent_output=a["latent_output"].reshape(Z, -1), error_output=a["error_output"].reshape(E, -1),
+        inputs=np.linalg.norm(np.asarray(graph.inputs, np.float64), axis=-1), latents=a["latents"].ravel(),
+        errors=np.abs(a["error_output"].reshape(E, -1)).max(1, initial=0.0), outputs=a["outputs"].ravel(),
+        latent_layer=layer, error_layer=err_layer, input_names=tuple(input_names),
+        latent_names=tuple(f"L{l}·{i}@{input_names[p]}" for l, p, i in zip(layer, pos, index)),
+        error_names=tuple(f"err L{l}@{input_names[p]}" for l, p in zip(err_layer, err_pos)))
+
+
+def pruned_edges(g: FlatGraph, outputs: Sequence[int], min_share: float = MIN_SHARE,
+                 max_edges: int = MAX_EDGES) -> list[tuple[tuple, tuple, float]]:
+    """The edges of `g` drawn for `outputs`, as `(source, target, value)` with nodes `("x", j)` (input), `("z", i)`
+    (latent), `("e", i)` (error node) and `("y", k)` (output). Pruned backwards, targets from the top down: the
+    outputs, then each layer's latents that a kept edge leaves; at each target the sources carrying at least
+    `min_share` of its incoming edge mass."""
+    kept: list[tuple[tuple, tuple, float]] = []
+
+    def keep(target, sources):
+        mass = sum(abs(v) for _, v in sources)
+        chosen = [(s, v) for s, v in sources if mass > 0 and abs(v) >= min_share * mass]
+        kept.extend((s, target, v) for s, v in chosen)
+        return [s for s, _ in chosen]
+
+    def into(column: int, latent: np.ndarray, inputs: np.ndarray, errors: np.ndarray):
+        return ([(("z", i), v) for i, v in enumerate(latent[:, column]) if v != 0]
+                + [(("x", j), v) for j, v in enumerate(inputs[:, column]) if v != 0]
+                + [(("e", e), v) for e, v in enumerate(errors[:, column]) if v != 0])
+
+    todo: set[int] = set()
+    for k in outputs:
+        chosen = keep(("y", k), into(k, g.latent_output, g.input_output, g.error_output))
+        todo.update(s[1] for s in chosen if s[0] == "z")
+    for layer in reversed(range(g.n_layers)):
+        for i in sorted(t for t in todo if g.latent_layer[t] == layer):
+            chosen = keep(("z", i), into(i, g.latent_latent, g.input_latent, g.error_latent))
+            todo.update(s[1] for s in chosen if s[0] == "z")
+    kept.sort(key=lambda e: -abs(e[2]))
+    return kept[:max_edges]
+
+
+def layout(edges, outputs, g: FlatGraph) -> dict[tuple, tuple[float, float]]:
+    """Node positions: a row per kind (inputs y = 0, layer l's latents y = l + 1, outputs on top), each row centred,
+    its nodes in index order, error nodes at the right of their layer's row."""
+    nodes = {n for e in edges for n in e[:2]} | {("y", k) for k in outputs}
+
+    def row(node):
+        kind, i = node
+        if kind in ("x", "y"):
+            return 0 if kind == "x" else g.n_layers + 1
+        return int((g.latent_layer if kind == "z" else g.error_layer)[i]) + 1
+
+    rows: dict[int, list] = {}
+    for n in nodes:
+        rows.setdefault(row(n), []).append(n)
+    pos = {}
+    for y, members in rows.items():
+        members.sort(key=lambda n: (n[0] == "e", n[1]))
+        for i, n in enumerate(members):
+            pos[n] = (i - (len(members) - 1) / 2, float(y))
+    return pos
+
+
+def labels(pos, g: FlatGraph, output_names) -> tuple[dict, dict]:
+    """Each drawn node's name and value (an input's, a latent's activation, an error node's largest |edge| out, an
+    output's value)."""
+    names, values = {}, {}
+    for node in pos:
+        kind, i = node
+        table = {"x": (g.input_names, g.inputs), "z": (g.latent_names, g.latents), "e": (g.error_names, g.errors),
+                 "y": (output_names, g.outputs)}[kind]
+        names[node], values[node] = table[0][i], float(table[1][i])
+    return names, values
