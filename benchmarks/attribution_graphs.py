@@ -130,8 +130,8 @@ def score_row(model, transcoders, settings, p: Probe) -> dict:
 SMOKE_SIZES = {"tasks/compressed_computation_2l.toml": ["task.n_features=20", "task.n_eval=1000",
                                                         "model.d_model=200", "model.d_mlp=5"],
                "tasks/and_gates_transformer_quick.toml": ["task.n_features=5", "task.feature_probability=0.5",
-                                                          "model.d_model=16", "model.n_heads=2", "model.d_head=8",
-                                                          "model.d_mlp=8"]}  # transformer_attribution.py
+                                                          "task.n_eval=256", "model.d_model=16", "model.n_heads=2",
+                                                          "model.d_head=8", "model.d_mlp=8"]}  # transformer_attribution.py
 
 
 # --smoke trains one kind per model, each kind once: every path runs, in half the time (the suite's budget)

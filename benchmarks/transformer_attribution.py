@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true",
                     help="the model cut to 50 steps and 5 features on d_model 16, 100 transcoder steps, one seed "
-                         "of skip transcoders, 128 examples")
+                         "of skip transcoders, 64 examples")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--examples", type=int, default=None, help="inputs the graphs are averaged over (default 8192)")
     ap.add_argument("--runs", help="where the model is trained (reused when there); default a temporary folder")
@@ -156,7 +156,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.smoke:
         args.seeds = [0]
-    args.examples = args.examples or (128 if args.smoke else 8192)
+    args.examples = args.examples or (64 if args.smoke else 8192)
     start = time.perf_counter()
     print(HEADER.format(first="seed"), flush=True)
     with tempfile.TemporaryDirectory() as tmp:

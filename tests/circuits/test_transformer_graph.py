@@ -169,3 +169,15 @@ def test_what_cannot_be_traced_is_a_clear_error():
     from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
     with pytest.raises(TypeError, match="need a transformer"):
         neuron_transcoders(ResidualMLP(ResidualMLPConfig(n_features=4, d_model=8, d_mlp=4), jax.random.PRNGKey(0)))
+
+
+def test_readme_example_runs(capsys):
+    """The README's transformer attribution-graph block runs as written and prints what its comment says."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "transformer_graph(" in b)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed == block.strip().splitlines()[-1].removeprefix("# "), printed
