@@ -29,13 +29,9 @@ def test_circuits_command_rejects_unknown_targets_and_methods(tmp_path, capsys):
 @pytest.mark.slow
 def test_readme_circuit_example_runs(capsys):
     """The README's circuit-discovery block runs as written and prints what its comment says."""
-    import re
-    from pathlib import Path
+    from readme_python import run_python_block
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "edge_patching(" in b)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    _, namespace = run_python_block("edge_patching(")
     assert namespace["graph"].n_edges == 29
     auc, cpr = capsys.readouterr().out.split()
     assert float(auc) == 1.0 and cpr.startswith("0.78")

@@ -107,14 +107,11 @@ def test_methods_find_each_gates_two_positions_in_the_hand_written_solution():
 
 def test_readme_per_position_example_runs(capsys):
     """The README's per-position block runs as written and prints what its comment says."""
-    import re
-    from pathlib import Path
+    from readme_python import promised_output, run_python_block
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "split_input=True" in b)
-    exec(compile(block, "README.md", "exec"), {})
+    block, _ = run_python_block("split_input=True")
     printed = capsys.readouterr().out.strip()
-    assert printed == block.strip().splitlines()[-1].removeprefix("# "), printed
+    assert printed == promised_output(block), printed
 
 
 def test_the_figure_has_a_panel_per_method_with_each_gates_inputs_outlined():

@@ -173,11 +173,8 @@ def test_what_cannot_be_traced_is_a_clear_error():
 
 def test_readme_example_runs(capsys):
     """The README's transformer attribution-graph block runs as written and prints what its comment says."""
-    import re
-    from pathlib import Path
+    from readme_python import promised_output, run_python_block
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "transformer_graph(" in b)
-    exec(compile(block, "README.md", "exec"), {})
+    block, _ = run_python_block("transformer_graph(")
     printed = capsys.readouterr().out.strip()
-    assert printed == block.strip().splitlines()[-1].removeprefix("# "), printed
+    assert printed == promised_output(block), printed
