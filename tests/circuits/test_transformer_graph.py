@@ -92,11 +92,14 @@ def test_one_layer_edges_are_activation_times_virtual_weight():
 
 def frozen_derivative(m, tokens, readout: int) -> np.ndarray:
     """`[pos, d_vocab_out]`: d logit / d s_p, where input p's embedding is scaled by (1 + s_p), in the model itself
-    with every attention pattern patched to its clean value (ReLU neurons are piecewise linear, so the derivative
-    is the total effect with their gates frozen)."""
-    _, acts = m.run(tokens, capture=["pattern"])
+    with every attention pattern and normaliser scale patched to its clean value (ReLU neurons are piecewise linear,
+    so the derivative is the total effect with their gates frozen)."""
+    per_layer = [site for site in ("pattern", "ln1_scale", "ln2_scale") if site in m.sites]
+    _, acts = m.run(tokens, capture=[*per_layer, *(["ln_final_scale"] if "ln_final_scale" in m.sites else [])])
     emb = m.W_E[tokens] + m.W_pos[: tokens.shape[0]]
-    fixed = [patch("pattern", acts["pattern", l], layer=l) for l in range(m.config.n_layers)]
+    fixed = [patch(site, acts[site, l], layer=l) for site in per_layer for l in range(m.config.n_layers)]
+    if "ln_final_scale" in m.sites:
+        fixed.append(patch("ln_final_scale", acts["ln_final_scale"]))
 
     def logits(s):
         return m.run(tokens, interventions=[*fixed, steer("resid_pre", s[:, None] * emb, layer=0)])[0][readout]
@@ -105,7 +108,7 @@ def frozen_derivative(m, tokens, readout: int) -> np.ndarray:
 
 
 def test_total_attribution_is_the_frozen_models_derivative():
-    m = model(2, "none")
+    m = model(2, "layernorm")
     s = summarise_transformer_graphs(m, neuron_transcoders(m), TOKENS[None], jnp.ones((1, 9), bool))
     np.testing.assert_allclose(np.asarray(s.signed).T, frozen_derivative(m, TOKENS, 5), atol=1e-4)
     assert float(s.completeness) < 1e-4
@@ -118,6 +121,20 @@ def test_total_attribution_is_the_frozen_models_derivative():
     s1 = summarise_transformer_graphs(m1, neuron_transcoders(m1), TOKENS[None], jnp.ones((1, 9), bool))
     np.testing.assert_allclose(np.asarray(s1.signed).T, g.input_output[:, 0] + through, atol=1e-4)
     np.testing.assert_allclose(s1.direct.T, jnp.abs(g.input_output[:, 0]), atol=1e-5)
+
+
+def test_an_attention_only_model_has_input_and_output_nodes_alone():
+    """No MLP, nothing to replace: the graph's only edges are the inputs' through the residual stream and the heads'
+    OV circuits, they sum to every logit, and each input's total attribution is the frozen model's derivative."""
+    m = model(2, "layernorm", d_mlp=0)
+    assert neuron_transcoders(m) == ()
+    g = transformer_graph(m, (), TOKENS, readout=(-1, 3))
+    assert g.latents.shape == (0, 6, 0) and g.error_output.shape == (0, 6, 2, 9)
+    assert float(completeness_gap(g)["outputs"]) < 1e-4
+    s = summarise_transformer_graphs(m, (), TOKENS[None], jnp.ones((1, 9), bool))
+    np.testing.assert_allclose(np.asarray(s.signed).T, frozen_derivative(m, TOKENS, 5), atol=1e-4)
+    np.testing.assert_allclose(s.attribution, s.direct, atol=1e-6)  # every path is direct
+    assert float(jnp.abs(s.latent_share).max()) == 0.0
 
 
 def test_summary_averages_only_where_each_output_matters():
@@ -150,12 +167,10 @@ def test_a_baseline_moves_equal_positions_into_the_constant():
 
 def test_what_cannot_be_traced_is_a_clear_error():
     m = model(1, "none")
-    with pytest.raises(ValueError, match="one transcoder per layer"):
+    with pytest.raises(ValueError, match="one transcoder per MLP layer"):
         transformer_graph(m, neuron_transcoders(model(2, "none")), TOKENS)
     with pytest.raises(ValueError, match="ReLU MLP"):
         neuron_transcoders(model(1, "none", act_fn="gelu"))
-    with pytest.raises(ValueError, match="attention-only"):
-        neuron_transcoders(model(1, "none", d_mlp=0))
     with pytest.raises(ValueError, match="maps 8 → 8"):
         transformer_graph(m, Transcoder(8, 8, 4, jax.random.PRNGKey(0)), TOKENS)
     with pytest.raises(IndexError, match="readout position 6"):

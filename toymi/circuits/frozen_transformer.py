@@ -27,9 +27,10 @@ _SCALE_SITES = ("ln1_scale", "ln2_scale")  # per layer; `ln_final_scale` is one
 
 
 def neuron_transcoders(model) -> tuple[Transcoder, ...]:
-    """The model's own MLP neurons as transcoders, one per layer (exact: every error node is zero). ReLU MLPs
-    only: a frozen GELU neuron is not a latent whose edges sum to its activation."""
-    mlp_layers(model)
+    """The model's own MLP neurons as transcoders, one per layer (exact: every error node is zero); none for an
+    attention-only model. ReLU MLPs only: a frozen GELU neuron is not a latent whose edges sum to its activation."""
+    if mlp_layers(model) == 0:
+        return ()
     if model.config.act_fn != "relu":
         raise ValueError(f"the model's own neurons stand in as transcoders only for a ReLU MLP; this one's act_fn "
                          f"is {model.config.act_fn!r} (train a transcoder per layer instead)")
@@ -39,13 +40,12 @@ def neuron_transcoders(model) -> tuple[Transcoder, ...]:
 
 
 def mlp_layers(model) -> int:
-    """The number of MLP layers, after a one-line error unless `model` is a transformer with MLPs."""
+    """The number of MLP layers (0 for an attention-only model: its graph has inputs and outputs alone), after a
+    one-line error unless `model` is a transformer."""
     if getattr(model, "kind", None) != "transformer":
         raise TypeError(f"transformer attribution graphs need a transformer, got {type(model).__name__} "
                         "(residual MLPs: toymi.circuits.attribution_graph)")
-    if model.config.attn_only:
-        raise ValueError("this transformer is attention-only (d_mlp = 0): an attribution graph needs MLPs to replace")
-    return model.config.n_layers
+    return 0 if model.config.attn_only else model.config.n_layers
 
 
 def as_replacements(model, transcoders: Transcoder | Sequence[Transcoder]) -> tuple[Transcoder, ...]:
@@ -54,7 +54,7 @@ def as_replacements(model, transcoders: Transcoder | Sequence[Transcoder]) -> tu
     n_layers = mlp_layers(model)
     layers = (transcoders,) if isinstance(transcoders, Transcoder) else tuple(transcoders)
     if len(layers) != n_layers:
-        raise ValueError(f"give one transcoder per layer: the model has n_layers={n_layers}, got {len(layers)}")
+        raise ValueError(f"give one transcoder per MLP layer: the model has {n_layers}, got {len(layers)}")
     d = model.config.d_model
     for layer, tc in enumerate(layers):
         if not isinstance(tc, Transcoder):
@@ -126,27 +126,34 @@ def freeze(model, layers, tokens, base_embedding, readout) -> Frozen:
     """`tokens`' clean run with `layers` in place of the MLPs: the patches freezing its patterns and scales, the
     input nodes (embeddings minus `base_embedding`), each latent's value and gate, the error nodes, the latents'
     pre-activations and the logits at `readout`."""
-    n_layers = len(layers)
-    names = {"pattern", "resid_mid", "embed", "mlp_out"}
+    n_layers, n_pos, mlp = model.config.n_layers, tokens.shape[0], bool(layers)
+    names = {"pattern", "embed", *(("resid_mid", "mlp_out") if mlp else ())}
     if model.config.has_norm:
-        names |= {*_SCALE_SITES, "ln_final_scale"}
+        names |= {*(_SCALE_SITES if mlp else _SCALE_SITES[:1]), "ln_final_scale"}
     if model.W_pos is not None:
         names.add("pos_embed")
     logits, acts = model.forward(tokens, frozenset(names))
     fixed = [patch("pattern", acts["pattern", l], layer=l) for l in range(n_layers)]
-    scales = [None] * n_layers
+    scales = [None] * len(layers)
     if model.config.has_norm:
-        fixed += [patch(s, acts[s, l], layer=l) for s in _SCALE_SITES for l in range(n_layers)]
+        fixed += [patch(s, acts[s, l], layer=l) for s in _SCALE_SITES if s in names for l in range(n_layers)]
         fixed.append(patch("ln_final_scale", acts["ln_final_scale"]))
-        scales = [acts["ln2_scale", l] for l in range(n_layers)]
+        scales = [acts["ln2_scale", l] for l in range(len(layers))]
     embedding = acts["embed"] + (acts["pos_embed"] if model.W_pos is not None else 0.0)
     embedding = embedding - base_embedding
-    x_in = jnp.stack([frozen_mlp_input(model, acts, l, scales[l]) for l in range(n_layers)])
-    pre = jnp.stack([x_in[l] @ tc.W_enc + tc.b_enc for l, tc in enumerate(layers)])
-    z = jnp.stack([tc.encode(x_in[l]) for l, tc in enumerate(layers)])
-    errors = jnp.stack([acts["mlp_out", l] - tc.predict(x_in[l]) for l, tc in enumerate(layers)])
+    x_in = [frozen_mlp_input(model, acts, l, scales[l]) for l in range(len(layers))]
+    n = layers[0].n_latents if layers else 0
+    pre = _stack([x @ tc.W_enc + tc.b_enc for x, tc in zip(x_in, layers)], (0, n_pos, n))
+    z = _stack([tc.encode(x) for x, tc in zip(x_in, layers)], (0, n_pos, n))
+    errors = _stack([acts["mlp_out", l] - tc.predict(x_in[l]) for l, tc in enumerate(layers)],
+                    (0, n_pos, model.config.d_model))
     gates = jnp.where(pre != 0, z / jnp.where(pre != 0, pre, 1.0), 0.0)
     return Frozen(tuple(fixed), embedding, z, gates, errors, pre, logits[jnp.asarray(readout)], tuple(scales))
+
+
+def _stack(arrays: list, empty: tuple[int, ...]) -> Array:
+    """`jnp.stack(arrays)`, or zeros of shape `empty` when there are none (an attention-only model's latents)."""
+    return jnp.stack(arrays) if arrays else jnp.zeros(empty)
 
 
 def frozen_forward(model, layers, tokens, frozen: Frozen, d_input, d_latent, d_error, readout: tuple[int, ...],
@@ -158,7 +165,7 @@ def frozen_forward(model, layers, tokens, frozen: Frozen, d_input, d_latent, d_e
     scales = frozen.mlp_scales
     base = [*frozen.fixed, steer("resid_pre", d_input, layer=0)]
     needs_input = follow or any(tc.W_skip is not None for tc in layers)
-    names = frozenset({"resid_mid"})
+    names = frozenset({"resid_mid"} if layers else ())
     replaced = []
     for l, tc in enumerate(layers):
         x_in = None
@@ -169,11 +176,13 @@ def frozen_forward(model, layers, tokens, frozen: Frozen, d_input, d_latent, d_e
         if follow:
             z = frozen.gates[l] * (x_in @ tc.W_enc + tc.b_enc) + d_latent[l]
         replaced.append(FrozenMLP(tc, z, frozen.errors[l] + d_error[l], x_in if tc.W_skip is not None else None,
-                                   layer=l))
+                                  layer=l))
     logits, acts = model.forward(tokens, names, (*base, *replaced))
-    pre = jnp.stack([frozen_mlp_input(model, acts, l, scales[l]) @ tc.W_enc + tc.b_enc for l, tc in enumerate(layers)])
+    pre = _stack([frozen_mlp_input(model, acts, l, scales[l]) @ tc.W_enc + tc.b_enc
+                  for l, tc in enumerate(layers)], frozen.pre.shape)
     return pre, logits[jnp.asarray(readout)]
 
 
 def no_moves(frozen: Frozen):
+    """Every node unmoved: zeros shaped as the input, latent and error nodes."""
     return jnp.zeros_like(frozen.inputs), jnp.zeros_like(frozen.latents), jnp.zeros_like(frozen.errors)

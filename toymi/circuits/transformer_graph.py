@@ -144,4 +144,4 @@ def completeness_gap(graph: TransformerGraph) -> dict[str, Float[Array, ""]]:
     its constant - the model's logit|; `"latents"`, |edges into an active latent + its constant - its
     pre-activation|."""
     gap = jnp.where(graph.active, jnp.abs(graph.into_latents() - graph.pre), 0.0)
-    return {"outputs": jnp.max(jnp.abs(graph.into_outputs() - graph.outputs)), "latents": jnp.max(gap)}
+    return {"outputs": jnp.max(jnp.abs(graph.into_outputs() - graph.outputs)), "latents": jnp.max(gap, initial=0.0)}

@@ -74,7 +74,7 @@ def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str
     from toymi.circuits.frozen_transformer import neuron_transcoders
 
     model, task = run.model, run.task
-    if model.config.attn_only or model.config.act_fn != "relu":
+    if not model.config.attn_only and model.config.act_fn != "relu":
         return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
                 "train a transcoder per layer and use toymi.circuits.gate_graphs).\n")
     start = time.perf_counter()

@@ -248,7 +248,7 @@ def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int) -
     from toymi.tasks.and_gates import AndGates
 
     model, task = run.model, run.task
-    if not isinstance(task, AndGates) or model.config.attn_only or model.config.act_fn != "relu":
+    if not isinstance(task, AndGates) or (not model.config.attn_only and model.config.act_fn != "relu"):
         return None
     import jax
     import jax.numpy as jnp
