@@ -52,7 +52,8 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("coactivation_clusters", "coactivation_clusters_compressed"),
                                             ("coactivation_clusters", "coactivation_clusters_transformer"),
                                             ("gate_positions", "gate_positions"),
-                                            ("transformer_attribution", "transformer_attribution")])
+                                            ("transformer_attribution", "transformer_attribution"),
+                                            ("induction_attribution", "induction_attribution")])
 def test_readme_table_is_the_committed_results_file(script, results):
     """README's attribution-graph (one-layer, deep, transformer), transcoder-clustering and gate-position tables are
     their benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and
@@ -196,6 +197,7 @@ IN_PROCESS_SMOKE = {
     "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
     "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
+    "induction_attribution": ((), ["--out", "{tmp}"], "induction_attribution.json"),
 }
 
 
