@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toymi.analysis.and_gates import input_ablation_effects
+from toymi.circuits.attribution_scores import score_against
 from toymi.circuits.transformer_graph_summary import score_summary, summarise_transformer_graphs
 from toymi.errors import ConfigError
 from toymi.tasks.and_gates import AndGates, encode_tokens
@@ -33,8 +34,6 @@ def gate_graph_scores(model, task, transcoders, batch, baselines: Sequence[str] 
     """`{baseline: score_summary(...)}` for `model` (an AND-gate transformer of `task`) with `transcoders` in place of
     its MLPs, each gate averaged over the rows of `batch` (a `FeatureBatch`) where it is on; each entry also holds the
     gates' `examples`, and `"ablation"` the model's own logit ablations' `auc` and `on_true` per gate."""
-    from toymi.circuits.attribution_scores import score_against
-
     if not (isinstance(task, AndGates) and getattr(model, "kind", None) == "transformer"):
         raise ConfigError(f"gate attribution graphs need an AND-gate transformer; got a {getattr(model, 'kind', '?')} "
                           f"model of {type(task).__name__}")

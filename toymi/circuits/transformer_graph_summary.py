@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from toymi.circuits.attribution_scores import rank_agreement, score_against
 from toymi.circuits.frozen_transformer import as_replacements, baseline_embedding, freeze, frozen_forward, no_moves
 from toymi.circuits.transformer_graph import readout_positions
 from toymi.jit import jit
@@ -136,8 +137,6 @@ def score_summary(s: TransformerGraphSummary, truth, ablation, inputs: Sequence[
       ablations, averaged where the output matters), compared where the input is present;
     - `latent_share`, `error_share`, and `completeness_gap`.
     """
-    from toymi.circuits.attribution_scores import rank_agreement, score_against
-
     cols = np.asarray(inputs)
     ranked = s.given_present(s.attribution)[:, cols]
     truth, ablation = np.asarray(truth, bool), np.asarray(ablation, np.float64)
