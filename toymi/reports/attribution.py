@@ -104,3 +104,37 @@ def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str
     (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
                                                       "n_examples": n_examples, "seconds": seconds, **scores}))
     return table
+
+
+def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
+    """`toymi circuits RUN` for an induction run, beside its edge discovery: at every repeated position of its first
+    eval set's first `n_sequences` sequences, the right token's logit traced back with attention frozen, against the
+    model's own token ablations (`toymi.circuits.induction_graphs`): the shares on the copied position s, on s - 1
+    and t (why s is attended) and elsewhere. Writes `attribution.md` and `attribution.json` into `out`; returns the
+    table (a one-line note for an MLP whose neurons are not ReLU)."""
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.induction_graphs import PARTS, induction_attribution
+
+    model = run.model
+    if not model.config.attn_only and model.config.act_fn != "relu":
+        return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
+                "train a transcoder per layer and use toymi.circuits.induction_graphs).\n")
+    name, batch = next(iter(run.task.eval_batches().items()))
+    start = time.perf_counter()
+    scores = induction_attribution(model, batch.tokens[:n_sequences], neuron_transcoders(model))
+    seconds = time.perf_counter() - start
+    lines = [f"\nThe right token's logit at every repeated position of {min(n_sequences, len(batch.tokens))} {name} "
+             f"sequences, traced back to the positions up to it ({seconds:.1f} s): s holds the token copied, s − 1 and t "
+             "make the induction head attend to it\n",
+             "| measured by | traced logits | share on s | on s − 1 | on t | elsewhere | s the largest |",
+             "|---|---|---|---|---|---|---|"]
+    for how, label in (("graph", "graph, attention frozen"), ("ablation", "ablation (token embedding zeroed)")):
+        v = scores[how]
+        lines.append(f"| {label} | {v['traced']} | " + " | ".join(f"{v[k]:.3f}" for k in PARTS)
+                     + f" | {v['top_is_s']:.3f} |")
+    table = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attribution.md").write_text(table.lstrip("\n"))
+    (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
+                                                      "seconds": seconds, **scores}))
+    return table

@@ -19,6 +19,7 @@ from toymi.errors import ConfigError
 from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
 from toymi.tasks.and_gates import AndGates
+from toymi.tasks.induction import Induction
 
 
 def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False) -> str:
@@ -27,7 +28,8 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
     those each circuit keeps). A residual-MLP run gets its attribution graphs instead (`attribution_report`).
     An AND-gate transformer run also gets its attribution graphs scored against each gate's inputs
-    (`gate_attribution_report`: `attribution.md`, `attribution.json`). `per_gate` (an AND-gate transformer run
+    (`gate_attribution_report`), an induction run the shares its graphs and ablations put on the induction
+    mechanism's positions (`induction_attribution_report`): `attribution.md`, `attribution.json`. `per_gate` (an AND-gate transformer run
     only): also each method once per gate, scored against the gate's two input positions
     (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`."""
     methods = list(METHODS) if methods is None else methods
@@ -69,6 +71,10 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
         from toymi.reports.attribution import gate_attribution_report
 
         table += gate_attribution_report(run, out)
+    if run is not None and isinstance(run.task, Induction):  # what a graph with attention frozen sees of induction
+        from toymi.reports.attribution import induction_attribution_report
+
+        table += induction_attribution_report(run, out)
     return table + (_write_per_gate(run, methods, out) if per_gate else "")
 
 
