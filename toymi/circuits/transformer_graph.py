@@ -108,7 +108,7 @@ def transformer_graph(model, transcoders: Transcoder | Sequence[Transcoder], tok
 
     **Arguments:**
 
-    - `model`: a `Transformer` with MLPs.
+    - `model`: a `Transformer` (attention-only: `transcoders` is empty, the graph has inputs and outputs alone).
     - `transcoders`: one `Transcoder` per layer from its MLP's input to its output (`neuron_transcoders(model)`:
       the model's own neurons, exact).
     - `tokens`: one sequence `[pos]`.

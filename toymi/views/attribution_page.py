@@ -122,8 +122,8 @@ def transformer_attribution_view(model, transcoders, tokens, where, readout: Seq
 
     **Arguments:**
 
-    - `model`: a `Transformer` with MLPs; `transcoders`: one per layer (`neuron_transcoders(model)`: its own ReLU
-      neurons, exact).
+    - `model`: a `Transformer`; `transcoders`: one per MLP layer (`neuron_transcoders(model)`: its own ReLU neurons,
+      exact; none for an attention-only model).
     - `tokens`: `[n_examples, pos]`, one graph each; `readout`: the positions whose logits are the outputs.
     - `where`: `[n_examples, len(readout) · d_vocab_out]` booleans, the outputs to trace back from (at most
       `MAX_OUTPUTS` each, the largest |output| first); every example needs one.
