@@ -125,13 +125,9 @@ def score_row(model, transcoders, settings, p: Probe) -> dict:
         "n_latents": [tc.n_latents for tc in transcoders]}
 
 
-# --smoke: every model trained 50 steps; compressed computation also shrunk 5x (its transcoders dominate the time),
-# the AND-gate transformer (benchmarks/transformer_attribution.py) to 5 features on d_model 16
+# --smoke: every model trained 50 steps; compressed computation also shrunk 5x (its transcoders dominate the time)
 SMOKE_SIZES = {"tasks/compressed_computation_2l.toml": ["task.n_features=20", "task.n_eval=1000",
-                                                        "model.d_model=200", "model.d_mlp=5"],
-               "tasks/and_gates_transformer_quick.toml": ["task.n_features=5", "task.feature_probability=0.5",
-                                                          "task.n_eval=256", "model.d_model=16", "model.n_heads=2",
-                                                          "model.d_head=8", "model.d_mlp=8"]}  # transformer_attribution.py
+                                                        "model.d_model=200", "model.d_mlp=5"]}
 
 
 # --smoke trains one kind per model, each kind once: every path runs, in half the time (the suite's budget)

@@ -3,7 +3,7 @@ transformer, and on its hand-written solution (a control), scored against the ga
 model's own input ablations.
 
     PYTHONPATH=. python benchmarks/transformer_attribution.py          # the README table
-    PYTHONPATH=. python benchmarks/transformer_attribution.py --smoke  # tiny: a test runs this
+    PYTHONPATH=. python benchmarks/transformer_attribution.py --smoke  # the solution alone, tiny: a test runs this
 
 The model (`tasks/and_gates_transformer_quick.toml`, trained into `--runs`, reused when already there) reads feature
 j at position j and answers all 45 gates at its last position. Its MLP is replaced by the model's own neurons
@@ -50,6 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from _bench import RESULTS_DIR, machine, versions, write_json  # noqa: E402
@@ -64,20 +65,25 @@ from toymi.decompose.scoring import EVAL_SEED  # noqa: E402
 from toymi.decompose.settings import readout_transcoder_setting  # noqa: E402
 from toymi.decompose.transcoder import fraction_variance_unexplained  # noqa: E402
 from toymi.model.interventions import zero_ablate  # noqa: E402
+from toymi.tasks.and_gates import AndGates  # noqa: E402
 
 SPEC = "tasks/and_gates_transformer_quick.toml"
 
 
 def run(args, runs: Path) -> tuple[list[dict], dict]:
-    trained = train_model(SPEC, runs, args.smoke)
-    task = trained.task
+    if args.smoke:  # nothing trained but one transcoder: the hand-written solution on 5 features stands in
+        task = AndGates(n_features=5, feature_probability=0.5, n_eval=256)
+        model = and_gates_solution(task)
+        models = [("solution (control)", model, [("neurons (exact)", None), ("skip transcoder", 0)])]
+    else:
+        trained = train_model(SPEC, runs, False)
+        task, model = trained.task, trained.model
+        models = [("solution (control)", and_gates_solution(task), [("neurons (exact)", None)]),
+                  ("trained", model, [("neurons (exact)", None)]
+                   + [(kind, seed) for kind in ("transcoder", "skip transcoder") for seed in args.seeds])]
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), args.examples)
-    setting = readout_transcoder_setting(trained.model, task, sae_steps=100 if args.smoke else 2000)
+    setting = readout_transcoder_setting(model, task, sae_steps=100 if args.smoke else 2000)
     held_out = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
-    kinds = ("skip transcoder",) if args.smoke else ("transcoder", "skip transcoder")
-    models = [("solution (control)", and_gates_solution(task), [("neurons (exact)", None)]),
-              ("trained", trained.model, [("neurons (exact)", None)]
-               + [(kind, seed) for kind in kinds for seed in args.seeds])]
     rows, without_mlp = [], {}
     for label, model, jobs in models:
         without_mlp[label] = mlp_ablation(model, task)
@@ -100,8 +106,8 @@ def run(args, runs: Path) -> tuple[list[dict], dict]:
 def mlp_ablation(model, task) -> dict[str, dict[str, float]]:
     """The task's eval metrics (`gate_metrics` on its 4,096 eval inputs), clean and with `mlp_out` zero-ablated:
     how much of the gates attention and the residual stream get right without the MLP."""
-    batch = task.eval_batches()["eval"]
-    return {name: {k: float(v) for k, v in task.evaluate(m, batch).items()}
+    batch, evaluate = task.eval_batches()["eval"], eqx.filter_jit(task.evaluate)  # one program, not op by op
+    return {name: {k: float(v) for k, v in evaluate(m, batch).items()}
             for name, m in (("clean", model), ("mlp_zero_ablated",
                                                 model.with_interventions([zero_ablate("mlp_out", layer=0)])))}
 
@@ -147,15 +153,13 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true",
-                    help="the model cut to 50 steps and 5 features on d_model 16, 100 transcoder steps, one seed "
-                         "of skip transcoders, 64 examples")
+                    help="no training: the hand-written solution on 5 features, through its neurons and a skip "
+                         "transcoder of 100 steps, 64 examples")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--examples", type=int, default=None, help="inputs the graphs are averaged over (default 8192)")
     ap.add_argument("--runs", help="where the model is trained (reused when there); default a temporary folder")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
-    if args.smoke:
-        args.seeds = [0]
     args.examples = args.examples or (64 if args.smoke else 8192)
     start = time.perf_counter()
     print(HEADER.format(first="seed"), flush=True)

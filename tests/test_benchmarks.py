@@ -232,11 +232,15 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         assert {r["units"] for r in report["rows"]} >= {"neurons", "transcoder", "skip transcoder"}
     if name == "gate_positions":  # the hand-written solution's gates read exactly their two positions
         assert all(r["auc_mean"] == r["top_two"] == r["circuit_exact"] == 1.0 for r in report["rows"]), report["rows"]
-    if name == "transformer_attribution":  # the hand-written solution's graphs put everything on each gate's inputs
+    if name == "transformer_attribution":  # the hand-written solution's own neurons put everything on the inputs
         for r in report["rows"]:
             assert r["completeness_gap"] < 1e-3, r
-            if r["model"] == "solution (control)":
+            if r["replacement"] == "neurons (exact)":
                 assert all(v == 1.0 for v in r["auc"] + r["on_true"]) and max(r["error_share"]) == 0.0, r
+        assert {r["replacement"] for r in report["rows"]} == {"neurons (exact)", "skip transcoder"}
+    if name == "induction_attribution":  # the hand-written circuit: the graph sees s, QK attribution (t, s - 1)
+        control = report["rows"][0]
+        assert control["graph"]["s"] == control["qk"]["t, s-1"] == control["qk"]["top_is_t_s-1"] == 1.0, control
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

@@ -162,25 +162,32 @@ def frozen_forward(model, layers, tokens, frozen: Frozen, d_input, d_latent, d_e
     [layer, pos, d_model]`: `(pre [layer, pos, n], logits [readout, k])`, affine in the moves. `follow=False`:
     latents are frozen values (`frozen.latents + d_latent`), so derivatives are direct edges; `follow=True`:
     latents follow their pre-activations through their frozen gates (total effects through every path)."""
-    scales = frozen.mlp_scales
+    names = frozenset({"resid_mid"} if layers else ())
+    interventions = frozen_interventions(model, layers, tokens, frozen, d_input, d_latent, d_error, follow)
+    logits, acts = model.forward(tokens, names, interventions)
+    pre = _stack([frozen_mlp_input(model, acts, l, frozen.mlp_scales[l]) @ tc.W_enc + tc.b_enc
+                  for l, tc in enumerate(layers)], frozen.pre.shape)
+    return pre, logits[jnp.asarray(readout)]
+
+
+def frozen_interventions(model, layers, tokens, frozen: Frozen, d_input, d_latent, d_error, follow: bool) -> tuple:
+    """The interventions that make `model.forward` the frozen model with its nodes moved (see `frozen_forward`):
+    the patches of `frozen`, the input moves as a `steer` of `resid_pre`, and a `FrozenMLP` per layer. With skips or
+    `follow`, each layer's MLP input is read in a pass with the earlier layers already replaced."""
     base = [*frozen.fixed, steer("resid_pre", d_input, layer=0)]
     needs_input = follow or any(tc.W_skip is not None for tc in layers)
-    names = frozenset({"resid_mid"} if layers else ())
     replaced = []
     for l, tc in enumerate(layers):
         x_in = None
-        if needs_input:  # this layer's MLP input, with the earlier layers already replaced
-            _, acts = model.forward(tokens, names, (*base, *replaced))
-            x_in = frozen_mlp_input(model, acts, l, scales[l])
+        if needs_input:
+            _, acts = model.forward(tokens, frozenset({"resid_mid"}), (*base, *replaced))
+            x_in = frozen_mlp_input(model, acts, l, frozen.mlp_scales[l])
         z = frozen.latents[l] + d_latent[l]
         if follow:
             z = frozen.gates[l] * (x_in @ tc.W_enc + tc.b_enc) + d_latent[l]
         replaced.append(FrozenMLP(tc, z, frozen.errors[l] + d_error[l], x_in if tc.W_skip is not None else None,
                                   layer=l))
-    logits, acts = model.forward(tokens, names, (*base, *replaced))
-    pre = _stack([frozen_mlp_input(model, acts, l, scales[l]) @ tc.W_enc + tc.b_enc
-                  for l, tc in enumerate(layers)], frozen.pre.shape)
-    return pre, logits[jnp.asarray(readout)]
+    return (*base, *replaced)
 
 
 def no_moves(frozen: Frozen):

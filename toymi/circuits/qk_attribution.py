@@ -1,0 +1,143 @@
+"""Why a head attends where it does: its attention score split over pairs of input positions (QK attribution).
+
+An attribution graph freezes attention patterns (`toymi.circuits.transformer_graph`), so it says what a head moves
+but not why it looks there. The score a head gives from a query position to a key position is bilinear in the two
+residual streams that feed it, and with everything before the head frozen (earlier patterns, normaliser scales,
+latents' gates; `toymi.circuits.frozen_transformer`) each stream is an exact sum of the input positions'
+contributions and a constant. So the score is exactly a sum over pairs:
+
+    score = Σ_{i, j} (q_i · k_j) / √d_head,   q_i = A_q(c_i^query) W_Q,  k_j = A_k(c_j^key) W_K
+
+where c_i is input i's contribution to the stream at that position (i running over the positions, then the
+constant, which carries the biases), and A the frozen normaliser's linear part (the identity without one).
+`pairs[i, j]` is that term: which query-side input, meeting which key-side input, makes the head attend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from toymi.circuits.frozen_transformer import (
+    as_replacements, baseline_embedding, freeze, frozen_interventions, no_moves,
+)
+from toymi.jit import jit
+from toymi.model.layer_stack import layer_of
+from toymi.tasks.induction import induction_targets, repeated_positions
+
+
+class QKAttribution(NamedTuple):
+    """One head's score from `query` to `key`, split over (query-side source, key-side source) pairs; sources are
+    the input positions, then the constant."""
+
+    pairs: Float[Array, "source source"]
+    score: Float[Array, ""]  # the model's own score (scaled, before the softmax)
+
+
+def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, query: int, key: int,
+                   transcoders: Sequence = ()) -> QKAttribution:
+    """The score of `head` at `layer` from position `query` to `key` of `tokens`, split over pairs of input
+    positions (module docstring); `transcoders` one per MLP layer (none for an attention-only model). The pairs sum
+    to the score (tested)."""
+    layers = as_replacements(model, transcoders)
+    tokens = model.check_inputs(tokens)
+    c = model.config
+    n = tokens.shape[-1] if tokens.ndim == 1 else -1
+    for name, value, size in (("layer", layer, c.n_layers), ("head", head, c.n_heads), ("query", query, n),
+                              ("key", key, n)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+            raise IndexError(f"{name} {value!r} is outside [0, {size})" if size > 0 else
+                             f"one sequence at a time: tokens must be [pos], got shape {tokens.shape}")
+    if key > query:
+        raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
+    pairs = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
+                   jnp.asarray([query]), jnp.asarray([key]))[0]
+    _, acts = model.forward(tokens, frozenset({"attn_scores"}))
+    return QKAttribution(pairs, acts["attn_scores", layer][head, query, key])
+
+
+@jit
+def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys) -> Float[Array, "m source source"]:
+    """`[m, pos + 1, pos + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`."""
+    length = tokens.shape[0]
+    frozen = freeze(model, layers, tokens, base, (length - 1,))
+    zero = no_moves(frozen)
+
+    def stream(scale):  # the stream entering `layer`, input p moved by scale_p times its own node
+        moves = frozen_interventions(model, layers, tokens, frozen, scale[:, None] * frozen.inputs, zero[1], zero[2],
+                                     follow=True)
+        return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
+
+    resid = stream(jnp.zeros(length))  # [pos, d_model]
+    parts = jnp.moveaxis(jax.jacfwd(stream)(jnp.zeros(length)), -1, 0)  # [input, pos, d_model]: each input's share
+    sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [input + 1, pos, d_model]
+    attn = layer_of(model.blocks.attn, layer)
+    norm = None if model.blocks.ln1 is None else layer_of(model.blocks.ln1, layer)
+    scale = None if norm is None else model.forward(tokens, frozenset({"ln1_scale"}))[1]["ln1_scale", layer]
+
+    def side(position, W, b):  # [input + 1, d_head]: each source's part of the query (or key) at `position`
+        x = sources[:, position]
+        if norm is not None:  # the frozen normaliser: centring and scale act on every source, its bias is constant
+            x = norm.centre_and_scale(x)[0] / scale[position] * norm.w
+            x = x if norm.b is None else x.at[-1].add(norm.b)
+        return (x @ W[head]).at[-1].add(b[head])
+
+    def one(q, k):
+        return side(q, attn.W_Q, attn.b_Q) @ side(k, attn.W_K, attn.b_K).T / math.sqrt(attn.W_Q.shape[-1])
+
+    return jax.vmap(one)(queries, keys)
+
+
+def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, transcoders: Sequence = (),
+                 chunk: int = 16) -> dict[str, float]:
+    """At every repeated position t of `tokens` (`toymi.tasks.induction.repeated_positions`), the score `head` at
+    `layer` gives from t to s (the position after the current token's previous occurrence), split over pairs: the
+    mean share of the |pair terms| on the pair (t, s - 1), the query's own token meeting the key's previous token
+    (what an induction head's K-composition reads); on query-side t with any key-side source; on key-side s - 1 with
+    any query-side source; on pairs with the constant; and how often (t, s - 1) is the largest pair."""
+    layers = as_replacements(model, transcoders)
+    tokens = model.check_inputs(tokens)
+    repeated, sources = np.asarray(repeated_positions(tokens)), np.asarray(induction_targets(tokens))
+    n, length = tokens.shape
+    base = baseline_embedding(model, None, length)
+    keys = np.maximum(sources, 0)  # any key where nothing repeats: those pairs are not read
+    pairs = []
+    for start in range(0, n, chunk):
+        rows = jnp.asarray(tokens[start: start + chunk])
+        pairs.append(np.asarray(jax.vmap(lambda r, k: _pairs(model, layers, r, base, layer, head, jnp.arange(length),
+                                                             k))(rows, jnp.asarray(keys[start: start + chunk]))))
+    pairs = np.abs(np.concatenate(pairs))  # [b, t, source, source]
+    shares = {"t, s-1": [], "t, any": [], "any, s-1": [], "constant": []}
+    top = []
+    for b, t in zip(*np.nonzero(repeated)):
+        p, s = pairs[b, t], int(sources[b, t])
+        total = p.sum()
+        if total == 0:
+            continue
+        shares["t, s-1"].append(p[t, s - 1] / total)
+        shares["t, any"].append(p[t].sum() / total)
+        shares["any, s-1"].append(p[:, s - 1].sum() / total)
+        shares["constant"].append((p[-1].sum() + p[:, -1].sum() - p[-1, -1]) / total)
+        top.append(np.unravel_index(p.argmax(), p.shape) == (t, s - 1))
+    return {**{k: float(np.mean(v)) for k, v in shares.items()}, "top_is_t_s-1": float(np.mean(top)),
+            "traced": len(top)}
+
+
+def induction_head(model, tokens: Int[Array, "batch pos"]) -> tuple[int, int, float]:
+    """`(layer, head, score)`: the head that attends most from the repeated positions of `tokens` to the position
+    after their token's previous occurrence (mean attention there, over every head of every layer)."""
+    _, acts = model.run(tokens, capture=["pattern"])
+    repeated, sources = repeated_positions(tokens), jnp.maximum(induction_targets(tokens), 0)
+    scores = []
+    for layer in range(model.config.n_layers):
+        pattern = acts["pattern", layer]  # [batch, head, query, key]
+        at = jnp.take_along_axis(pattern, sources[:, None, :, None], axis=-1)[..., 0]  # [batch, head, query]
+        scores.append(np.asarray((at * repeated[:, None]).sum((0, 2)) / np.maximum(np.asarray(repeated).sum(), 1)))
+    layer, head = np.unravel_index(np.argmax(scores), np.shape(scores))
+    return int(layer), int(head), float(np.max(scores))
