@@ -71,10 +71,10 @@ SPEC = "tasks/and_gates_transformer_quick.toml"
 
 
 def run(args, runs: Path) -> tuple[list[dict], dict]:
-    if args.smoke:  # nothing trained but one transcoder: the hand-written solution on 5 features stands in
+    if args.smoke:  # nothing trained: the hand-written solution on 5 features, through its own neurons
         task = AndGates(n_features=5, feature_probability=0.5, n_eval=256)
         model = and_gates_solution(task)
-        models = [("solution (control)", model, [("neurons (exact)", None), ("skip transcoder", 0)])]
+        models = [("solution (control)", model, [("neurons (exact)", None)])]
     else:
         trained = train_model(SPEC, runs, False)
         task, model = trained.task, trained.model
@@ -82,8 +82,9 @@ def run(args, runs: Path) -> tuple[list[dict], dict]:
                   ("trained", model, [("neurons (exact)", None)]
                    + [(kind, seed) for kind in ("transcoder", "skip transcoder") for seed in args.seeds])]
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), args.examples)
-    setting = readout_transcoder_setting(model, task, sae_steps=100 if args.smoke else 2000)
-    held_out = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
+    if not args.smoke:  # the transcoders' training stream and held-out set (no transcoder in --smoke)
+        setting = readout_transcoder_setting(model, task, sae_steps=2000)
+        held_out = setting.truth.io_sample(jax.random.PRNGKey(EVAL_SEED), 4096)
     rows, without_mlp = [], {}
     for label, model, jobs in models:
         without_mlp[label] = mlp_ablation(model, task)
@@ -153,8 +154,8 @@ def summary(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true",
-                    help="no training: the hand-written solution on 5 features, through its neurons and a skip "
-                         "transcoder of 100 steps, 64 examples")
+                    help="no training: the hand-written solution on 5 features through its own neurons, 64 "
+                         "examples")
     ap.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     ap.add_argument("--examples", type=int, default=None, help="inputs the graphs are averaged over (default 8192)")
     ap.add_argument("--runs", help="where the model is trained (reused when there); default a temporary folder")

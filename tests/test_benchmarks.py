@@ -237,7 +237,7 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
             assert r["completeness_gap"] < 1e-3, r
             if r["replacement"] == "neurons (exact)":
                 assert all(v == 1.0 for v in r["auc"] + r["on_true"]) and max(r["error_share"]) == 0.0, r
-        assert {r["replacement"] for r in report["rows"]} == {"neurons (exact)", "skip transcoder"}
+        assert {r["baseline"] for r in report["rows"]} == {"none", "all off"}
     if name == "induction_attribution":  # the hand-written circuit: the graph sees s, QK attribution (t, s - 1)
         control = report["rows"][0]
         assert control["graph"]["s"] == control["qk"]["t, s-1"] == control["qk"]["top_is_t_s-1"] == 1.0, control

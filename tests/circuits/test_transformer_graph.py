@@ -29,8 +29,7 @@ def skip_transcoders(n_layers: int, seed: int = 5) -> list[Transcoder]:
 
 @pytest.mark.parametrize("n_layers,normalization,replacement", [
     (1, "none", "neurons"), pytest.param(2, "layernorm", "skip transcoders", marks=pytest.mark.slow),
-    pytest.param(3, "rmsnorm", "neurons", marks=pytest.mark.slow),
-    pytest.param(3, "none", "skip transcoders", marks=pytest.mark.slow)])
+    pytest.param(3, "rmsnorm", "neurons", marks=pytest.mark.slow)])
 def test_edges_sum_to_every_latent_and_logit(n_layers, normalization, replacement):
     m = model(n_layers, normalization)
     layers = neuron_transcoders(m) if replacement == "neurons" else skip_transcoders(n_layers)
