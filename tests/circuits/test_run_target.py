@@ -40,17 +40,3 @@ def test_circuits_on_a_run_without_an_edge_graph_is_a_one_line_error(tmp_path, c
     assert main(["circuits", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "circuit discovery needs a transformer" in err and "tms" in err
-
-
-@pytest.mark.slow
-def test_circuits_on_an_induction_run_adds_what_its_attribution_graphs_see(tmp_path):
-    """Beside edge discovery, the repeated positions' right-token logits traced back with attention frozen and
-    ablated in the model itself: shares on the copied position s, on s - 1, on t and elsewhere, each summing to 1."""
-    from tiny_runs import tiny_run
-
-    assert main(["circuits", str(tiny_run("induction_quick")), "--methods", "exact", "--out", str(tmp_path)]) == 0
-    scores = json.loads((tmp_path / "attribution.json").read_text())
-    for how in ("graph", "ablation"):
-        assert scores[how]["traced"] > 0
-        assert sum(scores[how][k] for k in ("s", "s-1", "t", "other")) == pytest.approx(1.0)
-    assert "| graph, attention frozen |" in (tmp_path / "attribution.md").read_text()
