@@ -94,6 +94,7 @@ def frozen_derivative(m, tokens, readout: int) -> np.ndarray:
     return np.asarray(jax.jacfwd(logits)(jnp.zeros(tokens.shape[0]))).T
 
 
+@pytest.mark.slow
 def test_total_attribution_is_the_frozen_models_derivative():
     m = model(2, "layernorm")
     s = summarise_transformer_graphs(m, neuron_transcoders(m), TOKENS[None], jnp.ones((1, 9), bool))
