@@ -71,9 +71,16 @@ class GraphSummary(NamedTuple):
         input only as often as it happens to be, so a ranking by mean |attribution| puts the true inputs first for
         any attribution proportional to the activation (the input itself would score AUC 1): the plain mean
         measures presence, not use."""
-        present, examples = np.asarray(self.present, np.float64), np.asarray(self.examples, np.float64)
-        return np.where(present > 0, np.asarray(values, np.float64) * examples[:, None] / np.maximum(present, 1.0),
-                        np.nan)
+        return mean_given_present(values, self.present, self.examples)
+
+
+def mean_given_present(values, present, examples) -> np.ndarray:
+    """`values [n_outputs, n_inputs]`, means over `examples [n_outputs]` examples, as means over the `present
+    [n_outputs, n_inputs]` of them where the input is non-zero (NaN where it never was): `GraphSummary.given_present`
+    and the transformer graphs' (`toymi.circuits.transformer_graph_summary`)."""
+    present, examples = np.asarray(present, np.float64), np.asarray(examples, np.float64)
+    return np.where(present > 0, np.asarray(values, np.float64) * examples[:, None] / np.maximum(present, 1.0),
+                    np.nan)
 
 
 def summarise_graphs(model, transcoders, x: Float[Array, "batch n_features"], where: Bool[Array, "batch n_outputs"],

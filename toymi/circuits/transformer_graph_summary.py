@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from toymi.circuits.attribution_scores import rank_agreement, score_against
+from toymi.circuits.attribution_scores import mean_given_present, rank_agreement, score_against
 from toymi.circuits.frozen_transformer import as_replacements, baseline_embedding, freeze, frozen_forward, no_moves
 from toymi.circuits.transformer_graph import readout_positions
 from toymi.jit import jit
@@ -40,9 +40,7 @@ class TransformerGraphSummary(NamedTuple):
         """`values` `[n_outputs, pos]` as means over the examples where the input node is non-zero too (see
         `toymi.circuits.attribution_scores.GraphSummary.given_present`; with a baseline, an input equal to it has
         a zero node and no attribution)."""
-        present, examples = np.asarray(self.present, np.float64), np.asarray(self.examples, np.float64)
-        return np.where(present > 0, np.asarray(values, np.float64) * examples[:, None] / np.maximum(present, 1.0),
-                        np.nan)
+        return mean_given_present(values, self.present, self.examples)
 
 
 def summarise_transformer_graphs(model, transcoders, tokens: Int[Array, "batch pos"],
