@@ -37,6 +37,7 @@ def test_readme_circuit_example_runs(capsys):
     assert float(auc) == 1.0 and cpr.startswith("0.78")
 
 
+@pytest.mark.slow  # ~6 s: trains a tiny run, then the graphs and the page
 def test_circuits_command_scores_a_residual_mlps_attribution_graphs(tmp_path, capsys):
     """An AND-gate residual MLP: its own neurons' graphs scored against the 45 gates' inputs, the page written;
     edge-discovery methods are refused for it."""

@@ -111,6 +111,7 @@ def test_total_attribution_is_the_frozen_models_derivative():
     np.testing.assert_allclose(s1.direct.T, jnp.abs(g.input_output[:, 0]), atol=1e-5)
 
 
+@pytest.mark.slow  # ~5-6 s: two compiles (graphs and their summary)
 def test_an_attention_only_model_has_input_and_output_nodes_alone():
     """No MLP, nothing to replace: the graph's only edges are the inputs' through the residual stream and the heads'
     OV circuits, they sum to every logit, and each input's total attribution is the frozen model's derivative."""
