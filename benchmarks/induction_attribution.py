@@ -36,7 +36,7 @@ from attribution_graphs import train_model  # noqa: E402
 
 from toymi.circuits.induction_graphs import PARTS, induction_attribution  # noqa: E402
 from toymi.circuits.planted import induction  # noqa: E402
-from toymi.circuits.qk_attribution import induction_head, induction_qk  # noqa: E402
+from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk  # noqa: E402
 
 SPEC = "tasks/induction_quick.toml"
 
@@ -94,7 +94,7 @@ def qk_summary(rows: list[dict]) -> str:
     for r in rows:
         q = r["qk"]
         out.append(f"| {r['model']} | L{q['layer']}H{q['head']} ({q['attention']:.3f}) | {q['traced']} | "
-                   + " | ".join(f"{q[k]:.3f}" for k in ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1"))
+                   + " | ".join(f"{q[k]:.3f}" for k in QK_PARTS)
                    + f" | {q['seconds']:.1f} |")
     return "\n".join(out)
 

@@ -54,3 +54,19 @@ def test_circuits_command_scores_a_residual_mlps_attribution_graphs(tmp_path, ca
     assert "toymiData" in (tmp_path / "attribution.html").read_text()
     assert main(["circuits", str(run), "--methods", "exact", "--out", str(tmp_path)]) == 2
     assert "edge-discovery methods (--methods) apply to transformers only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_circuits_command_on_an_induction_run_adds_its_attribution_tables(tmp_path):
+    """`toymi circuits RUN` on a (tiny, barely trained) induction run: edge discovery on its own inputs, then the
+    graph / ablation shares and the QK table of whichever head attends most to s, each row's shares summing to 1."""
+    from tiny_runs import tiny_run
+
+    assert main(["circuits", str(tiny_run("induction_quick")), "--methods", "eap", "--out", str(tmp_path)]) == 0
+    scores = json.loads((tmp_path / "attribution.json").read_text())
+    for how in ("graph", "ablation"):
+        assert sum(scores[how][k] for k in ("s", "s-1", "t", "other")) == pytest.approx(1.0, abs=1e-5)
+        assert scores[how]["traced"] > 0
+    assert scores["qk"]["traced"] > 0 and 0.0 <= scores["qk"]["t, s-1"] <= scores["qk"]["t, any"] <= 1.0
+    assert "| eap |" in (tmp_path / "table.md").read_text()
+    assert "Why it attends" in (tmp_path / "attribution.md").read_text()

@@ -218,3 +218,6 @@ def test_the_induction_report_of_toymi_circuits(tmp_path):
     assert scores["graph"]["s"] == pytest.approx(1.0) and scores["graph"]["traced"] == 16 * 3
     assert sum(scores["ablation"][k] for k in ("s", "s-1", "t", "other")) == pytest.approx(1.0)
     assert "| graph, attention frozen | 48 | 1.000 |" in table
+    qk = scores["qk"]  # the planted induction head, a1.h0, found by its attention; its score all on (t, s - 1)
+    assert (qk["layer"], qk["head"], qk["traced"]) == (1, 0, 48) and qk["t, s-1"] == pytest.approx(1.0, abs=1e-3)
+    assert "induction head L1H0" in table and "| 48 | 1.000 | 1.000 | 1.000 | 0.000 | 1.000 |" in table

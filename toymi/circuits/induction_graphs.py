@@ -44,20 +44,31 @@ def induction_attribution(model, tokens: Int[Array, "batch pos"], transcoders: S
     **Returns:** `{"graph": ..., "ablation": ...}`, each `{"s", "s-1", "t", "other"}` mean shares, `"top_is_s"` (the
     fraction of traced logits whose largest position is s) and `"traced"` (how many logits were traced).
     """
-    layers = as_replacements(model, transcoders)
     tokens = model.check_inputs(tokens)
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be a batch [batch, pos], got shape {tokens.shape}")
     repeated = np.asarray(repeated_positions(tokens))
     if not repeated.any():
         raise ValueError("no position of these sequences repeats an earlier token's successor: nothing to trace")
-    n, length = tokens.shape
-    pad = -n % chunk
-    padded = jnp.pad(tokens, ((0, pad), (0, 0)), mode="edge").reshape(-1, chunk, length)
-    base = baseline_embedding(model, None, length)
-    graph, ablation = (np.concatenate(a)[:n] for a in zip(*[_effects(model, layers, c, base) for c in padded]))
+    graph, ablation = induction_effects(model, tokens, transcoders, chunk)
     sources = np.asarray(induction_targets(tokens))
     return {"graph": _shares(graph, sources, repeated), "ablation": _shares(ablation, sources, repeated)}
+
+
+def induction_effects(model, tokens: Int[Array, "batch pos"], transcoders: Sequence = (), chunk: int = 32
+                      ) -> tuple[Float[np.ndarray, "batch t p"], Float[np.ndarray, "batch t p"]]:
+    """Per sequence, per position t and input position p: p's total attribution to the logit of the token that
+    follows t (attention frozen, every other path followed), and the change of that logit when p's token embedding is
+    zeroed in the model itself. Only p ≤ t can be non-zero; the last t reads the first token (it has no successor)."""
+    layers = as_replacements(model, transcoders)
+    tokens = model.check_inputs(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be a batch [batch, pos], got shape {tokens.shape}")
+    n, length = tokens.shape
+    padded = jnp.pad(tokens, ((0, -n % chunk), (0, 0)), mode="edge").reshape(-1, chunk, length)
+    base = baseline_embedding(model, None, length)
+    graph, ablation = (np.concatenate(a)[:n] for a in zip(*[_effects(model, layers, c, base) for c in padded]))
+    return graph, ablation
 
 
 @jit

@@ -31,6 +31,9 @@ from toymi.jit import jit
 from toymi.model.layer_stack import layer_of
 from toymi.tasks.induction import induction_targets, repeated_positions
 
+# `induction_qk`'s shares, in the order the tables print them
+QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
+
 
 class QKAttribution(NamedTuple):
     """One head's score from `query` to `key`, split over (query-side source, key-side source) pairs; sources are

@@ -74,9 +74,8 @@ def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str
     from toymi.circuits.frozen_transformer import neuron_transcoders
 
     model, task = run.model, run.task
-    if not model.config.attn_only and model.config.act_fn != "relu":
-        return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
-                "train a transcoder per layer and use toymi.circuits.gate_graphs).\n")
+    if _needs_transcoders(model):
+        return _not_drawn("toymi.circuits.gate_graphs")
     start = time.perf_counter()
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_examples)
     scores = gate_graph_scores(model, task, neuron_transcoders(model), batch)
@@ -114,17 +113,22 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
     table (a one-line note for an MLP whose neurons are not ReLU)."""
     from toymi.circuits.frozen_transformer import neuron_transcoders
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
+    from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
 
     model = run.model
-    if not model.config.attn_only and model.config.act_fn != "relu":
-        return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
-                "train a transcoder per layer and use toymi.circuits.induction_graphs).\n")
+    if _needs_transcoders(model):
+        return _not_drawn("toymi.circuits.induction_graphs and toymi.circuits.qk_attribution")
     name, batch = next(iter(run.task.eval_batches().items()))
+    tokens, transcoders = batch.tokens[:n_sequences], neuron_transcoders(model)
     start = time.perf_counter()
-    scores = induction_attribution(model, batch.tokens[:n_sequences], neuron_transcoders(model))
+    scores = induction_attribution(model, tokens, transcoders)
+    layer, head, attention = induction_head(model, tokens)
+    scores["qk"] = {"layer": layer, "head": head, "attention": attention,
+                    **induction_qk(model, tokens, layer, head, transcoders)}
     seconds = time.perf_counter() - start
-    lines = [f"\nThe right token's logit at every repeated position of {min(n_sequences, len(batch.tokens))} {name} "
-             f"sequences, traced back to the positions up to it ({seconds:.1f} s): s holds the token copied, s − 1 and t "
+    qk = scores["qk"]
+    lines = [f"\nThe right token's logit at every repeated position of {len(tokens)} {name} sequences, traced back "
+             f"to the positions up to it ({seconds:.1f} s with the QK table): s holds the token copied, s − 1 and t "
              "make the induction head attend to it\n",
              "| measured by | traced logits | share on s | on s − 1 | on t | elsewhere | s the largest |",
              "|---|---|---|---|---|---|---|"]
@@ -132,9 +136,26 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
         v = scores[how]
         lines.append(f"| {label} | {v['traced']} | " + " | ".join(f"{v[k]:.3f}" for k in PARTS)
                      + f" | {v['top_is_s']:.3f} |")
+    lines += [f"\nWhy it attends: the induction head L{layer}H{head} (the head attending most from t to s: mean "
+              f"{attention:.3f}), its score from t to s split over (query-side, key-side) input pairs, everything "
+              "before it frozen (QK attribution)\n",
+              "| traced scores | share on (t, s − 1) | query t, any key | any query, key s − 1 | with the constant | "
+              "(t, s − 1) the largest |", "|---|---|---|---|---|---|",
+              f"| {qk['traced']} | " + " | ".join(f"{qk[k]:.3f}" for k in QK_PARTS) + " |"]
     table = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "attribution.md").write_text(table.lstrip("\n"))
     (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
                                                       "seconds": seconds, **scores}))
     return table
+
+
+def _needs_transcoders(model) -> bool:
+    """Whether the model's MLP cannot be its own replacement (its neurons are not ReLU: a frozen GELU neuron is not
+    a latent whose edges sum to it)."""
+    return not model.config.attn_only and model.config.act_fn != "relu"
+
+
+def _not_drawn(where: str) -> str:
+    return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
+            f"train a transcoder per layer and use {where}).\n")
