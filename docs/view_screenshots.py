@@ -4,7 +4,8 @@
 
 writes docs/images/view_run.png (the grokking run's page), view_attention.png (the induction run's attention page),
 view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at `=`; the view itself trains
-nothing) and view_circuits.png (the induction run's circuits page); `--only circuits,run` takes some of them. With
+nothing), view_circuits.png (the induction run's circuits page) and view_induction_attribution.png (its attribution
+page: graph, ablations and the induction head's QK attribution); `--only circuits,run` takes some of them. With
 `--residual RUN` (a residual-MLP run: AND gates, compressed computation) also view_attribution.png, its attribution
 page. Each screenshot is checked as the tests check theirs (expected size, not blank).
 """
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--sae-steps", type=int, default=2000)
     parser.add_argument("--residual", help="a residual-MLP run directory, for the attribution page")
-    parser.add_argument("--only", default="run,attention,latents,circuits,attribution",
+    parser.add_argument("--only", default="run,attention,latents,circuits,induction_attribution,attribution",
                         help="comma-separated screenshots")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) - (set() if args.residual else {"attribution"})
@@ -63,13 +64,16 @@ def main(argv=None) -> int:
                                  "neurons at '='")]
     if only & {"run", "latents"}:
         write_site(args.grokking, sites / "grokking", pages=["run"], extra=extra)
-    if only & {"attention", "circuits"}:
-        write_site(args.induction, sites / "induction", pages=sorted(only & {"attention", "circuits"}))
+    induction_pages = sorted(only & {"attention", "circuits"}) + (["attribution"] if "induction_attribution" in only
+                                                                   else [])
+    if induction_pages:
+        write_site(args.induction, sites / "induction", pages=induction_pages)
     if "attribution" in only:
         write_site(args.residual, sites / "residual", pages=["attribution"])
     shots = {"attribution": sites / "residual" / "attribution.html",
              "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
-             "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html"}
+             "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html",
+             "induction_attribution": sites / "induction" / "attribution.html"}
     shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()
     with browser(sync_playwright, path) as b:

@@ -81,6 +81,9 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     graphs = (results / "circuits" / "and_gates_transformer_quick_attribution.md").read_text()
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the AND-gate attribution-graph table: {line}"
+    graphs = (results / "circuits" / "induction_quick_attribution.md").read_text()  # on an induction run
+    for line in (line for line in graphs.splitlines() if line.startswith("|")):
+        assert line in readme, f"README lacks this line of the induction run's attribution tables: {line}"
     for name in ("and_gates_quick", "compressed_computation_2l"):  # `toymi circuits RUN` on residual MLPs
         table = (results / "circuits" / f"{name}_attribution_table.md").read_text()
         for line in (line for line in table.splitlines() if line.startswith("|")):

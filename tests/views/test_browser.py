@@ -206,3 +206,20 @@ def test_attribution_page(spec, chromium, tmp_path):
     check_screenshot(page.screenshot(tmp_path / "attribution.png", full_page=True), VIEWPORT["width"],
                      VIEWPORT["height"] // 2)
     assert page.errors == []
+
+
+def test_induction_attribution_page(induction_run, chromium, tmp_path):
+    """A tiny induction run: both panels drawn (bars per position, the head's pair terms), the example menu swaps in
+    that example's figure and summary."""
+    write_site(induction_run, tmp_path / "site", pages=["attribution"])
+    page = Page(chromium, tmp_path / "site" / "attribution.html")
+    assert page.plots() == ["induction"]
+    drawn = "() => document.getElementById('induction')._fullData.map(t => t.type)"
+    assert page.js(drawn) == ["bar", "bar", "heatmap"]
+    summary = "() => document.getElementById('summary').textContent"
+    assert page.js(summary) == page.js("() => toymiData.summaries[0]")
+    page.page.select_option("#example", "1")
+    assert page.js(summary) == page.js("() => toymiData.summaries[1]") != page.js("() => toymiData.summaries[0]")
+    check_screenshot(page.screenshot(tmp_path / "induction_attribution.png", full_page=True), VIEWPORT["width"],
+                     VIEWPORT["height"] // 2)
+    assert page.errors == []

@@ -31,12 +31,18 @@ def neuron_transcoders(model) -> tuple[Transcoder, ...]:
     attention-only model. ReLU MLPs only: a frozen GELU neuron is not a latent whose edges sum to its activation."""
     if mlp_layers(model) == 0:
         return ()
-    if model.config.act_fn != "relu":
+    if not own_neurons_exact(model):
         raise ValueError(f"the model's own neurons stand in as transcoders only for a ReLU MLP; this one's act_fn "
                          f"is {model.config.act_fn!r} (train a transcoder per layer instead)")
     mlp = model.blocks.mlp
     return tuple(mlp_transcoder(mlp.W_in[l], mlp.b_in[l], mlp.W_out[l], mlp.b_out[l])
                  for l in range(model.config.n_layers))
+
+
+def own_neurons_exact(model) -> bool:
+    """Whether a transformer's own neurons can be its replacement (`neuron_transcoders`): attention-only, or a ReLU
+    MLP."""
+    return mlp_layers(model) == 0 or model.config.act_fn == "relu"
 
 
 def mlp_layers(model) -> int:

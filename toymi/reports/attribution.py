@@ -71,10 +71,10 @@ def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str
     one-line note for an MLP whose neurons are not ReLU, which the graphs cannot use as their own replacement)."""
     from toymi.circuits.attribution_scores import GRAPH_SEED
     from toymi.circuits.gate_graphs import BASELINES, gate_graph_scores
-    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
 
     model, task = run.model, run.task
-    if _needs_transcoders(model):
+    if not own_neurons_exact(model):
         return _not_drawn("toymi.circuits.gate_graphs")
     start = time.perf_counter()
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_examples)
@@ -111,12 +111,12 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
     model's own token ablations (`toymi.circuits.induction_graphs`): the shares on the copied position s, on s - 1
     and t (why s is attended) and elsewhere. Writes `attribution.md` and `attribution.json` into `out`; returns the
     table (a one-line note for an MLP whose neurons are not ReLU)."""
-    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
     from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
 
     model = run.model
-    if _needs_transcoders(model):
+    if not own_neurons_exact(model):
         return _not_drawn("toymi.circuits.induction_graphs and toymi.circuits.qk_attribution")
     name, batch = next(iter(run.task.eval_batches().items()))
     tokens, transcoders = batch.tokens[:n_sequences], neuron_transcoders(model)
@@ -148,12 +148,6 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
     (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
                                                       "seconds": seconds, **scores}))
     return table
-
-
-def _needs_transcoders(model) -> bool:
-    """Whether the model's MLP cannot be its own replacement (its neurons are not ReLU: a frozen GELU neuron is not
-    a latent whose edges sum to it)."""
-    return not model.config.attn_only and model.config.act_fn != "relu"
 
 
 def _not_drawn(where: str) -> str:

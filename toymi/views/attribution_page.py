@@ -204,14 +204,20 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
 
 
 def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_candidates: int = 256) -> View | None:
-    """The page for a run's newest residual MLP or AND-gate transformer (`_gate_transformer_page`; None for any other
-    model), its own neurons as the replacement.
+    """The page for a run's newest residual MLP, AND-gate transformer (`_gate_transformer_page`) or induction model
+    (`toymi.views.induction_attribution_page`; None for any other model), its own neurons as the replacement.
 
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
     compute something (a compressed-computation output of a negative feature is the residual stream alone)."""
     model = run.model
     if getattr(model, "kind", None) == "transformer":
+        from toymi.tasks.induction import Induction
+
+        if isinstance(run.task, Induction):
+            from toymi.views.induction_attribution_page import induction_page_for_run
+
+            return induction_page_for_run(run, n_examples)
         return _gate_transformer_page(run, n_examples, seed, n_candidates)
     if getattr(model, "kind", None) != "residual_mlp":
         return None  # before the imports below: other runs' sites do not pay for them
@@ -245,15 +251,15 @@ def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int) -
     `n_examples` distinct inputs of `n_candidates` with a gate on, each gate that is on traced back from the readout,
     the input nodes measured from the every-feature-off sequence (a feature that is off has no node), the model's
     own neurons as the replacement."""
+    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
     from toymi.tasks.and_gates import AndGates
 
     model, task = run.model, run.task
-    if not isinstance(task, AndGates) or (not model.config.attn_only and model.config.act_fn != "relu"):
+    if not isinstance(task, AndGates) or not own_neurons_exact(model):
         return None
     import jax
     import jax.numpy as jnp
 
-    from toymi.circuits.frozen_transformer import neuron_transcoders
     from toymi.tasks.and_gates import encode_tokens
 
     batch = task.sample(jax.random.PRNGKey(seed), n_candidates)

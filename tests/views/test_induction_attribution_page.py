@@ -1,0 +1,69 @@
+"""The induction Attribution page: its bars are the graph's and the ablations' effects, its heat map the head's
+exact QK pair terms, and it refuses positions that do not repeat."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from toymi.circuits.planted import induction
+from toymi.views.induction_attribution_page import induction_attribution_view
+from views.test_pages import _data
+
+
+def array(v) -> np.ndarray:
+    """A trace's values as the page holds them: a list, or Plotly's typed array ({dtype, bdata, shape})."""
+    if isinstance(v, dict):
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+        return a.reshape([int(n) for n in str(v.get("shape", len(a))).split(",")])
+    return np.asarray(v, float)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return induction()
+
+
+def test_the_planted_circuit_is_drawn_as_its_mechanism(planted):
+    """<bos> a b c d a b c d at t = 7, 6, 5: the graph's bar is all on s, the ablations' bars on s − 1, s and t only,
+    and the induction head's pair terms are all on (t, s − 1) and add up to its score."""
+    from toymi.circuits.induction_graphs import induction_effects
+    from toymi.tasks.induction import induction_targets
+
+    tokens, positions = np.asarray(planted.clean[:3]), [7, 6, 5]
+    view = induction_attribution_view(planted.model, tokens, positions)
+    data, sources = view.data, np.asarray(induction_targets(tokens))
+    graph, ablation = induction_effects(planted.model, tokens, chunk=3)  # the view's own compiled program
+    assert view.figure_ids() == ["induction"] and len(data["figures"]) == 3
+    for b, t in enumerate(positions):
+        s = int(sources[b, t])
+        owed, lost, heat = data["figures"][b]["data"][:3]
+        owed, lost, z = array(owed["y"]), array(lost["y"]), array(heat["z"])
+        np.testing.assert_allclose(owed, graph[b, t, : t + 1], atol=1e-3)
+        np.testing.assert_allclose(lost, -ablation[b, t, : t + 1], atol=1e-3)
+        assert np.argmax(owed) == s and np.flatnonzero(np.abs(lost) > 1e-3).tolist() == [s - 1, s, t]  # query side 0..t then the constant, key side 0..s then the constant
+        assert z.shape == (t + 2, s + 2) and np.unravel_index(np.abs(z).argmax(), z.shape) == (t, s - 1)
+        assert z.sum() == pytest.approx(30.0, rel=1e-3)  # the planted head's score to its wanted key: SHARP
+        assert f"copied from s = {s}" in data["summaries"][b] and "100% of its |pair terms| on (t, s − 1)" in \
+            data["summaries"][b]
+
+
+def test_a_position_that_does_not_repeat_and_wrong_labels_are_one_line_errors(planted):
+    tokens = np.asarray(planted.clean[:2])
+    with pytest.raises(ValueError, match=r"\(example, position\) \[\(1, 2\)\] are not repeated positions"):
+        induction_attribution_view(planted.model, tokens, [7, 2])  # position 2: its token has not occurred yet
+    with pytest.raises(ValueError, match="one position each"):
+        induction_attribution_view(planted.model, tokens, [7])
+    with pytest.raises(ValueError, match="one label per token"):
+        induction_attribution_view(planted.model, tokens, [7, 7], labels=[["a"] * 9, ["b"] * 8])
+
+
+def test_an_induction_run_gets_the_page(induction_run):
+    from toymi.run import load_run
+    from toymi.views.attribution_page import attribution_for_run
+
+    run = load_run(induction_run)
+    view = attribution_for_run(run, n_examples=2)
+    data = _data(view)
+    assert view.title == "Attribution: run, step 20" and len(data["figures"]) == 2
+    assert all(s.startswith("t = ") for s in data["summaries"])
