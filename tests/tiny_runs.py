@@ -21,6 +21,8 @@ TINY = {
     "induction_quick": ["--set", "task.eval_size=16", "--set", "task.batch_size=8", "--set", "model.d_model=16",
                         "--set", "model.d_head=4"],
     "and_gates_quick": ["--set", "task.n_eval=256", "--set", "task.batch_size=64"],
+    "addition_quick": ["--set", "task.n_digits=2", "--set", "task.eval_size=32", "--set", "task.batch_size=16",
+                       "--set", "model.d_model=16", "--set", "model.d_head=4", "--set", "model.d_mlp=32"],
     "and_gates_transformer_quick": ["--set", "task.n_features=5", "--set", "task.feature_probability=0.6",
                                     "--set", "task.n_eval=64", "--set", "task.batch_size=64", "--set",
                                     "model.d_model=16", "--set", "model.n_heads=2", "--set", "model.d_head=8",

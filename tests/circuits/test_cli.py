@@ -70,3 +70,18 @@ def test_circuits_command_on_an_induction_run_adds_its_attribution_tables(tmp_pa
     assert scores["qk"]["traced"] > 0 and 0.0 <= scores["qk"]["t, s-1"] <= scores["qk"]["t, any"] <= 1.0
     assert "| eap |" in (tmp_path / "table.md").read_text()
     assert "Why it attends" in (tmp_path / "attribution.md").read_text()
+
+
+@pytest.mark.slow
+def test_circuits_command_per_digit_on_an_addition_run(tmp_path, capsys):
+    """`--per-digit` on a (tiny) addition run writes each method's per-digit scores; on another run it is refused."""
+    from tiny_runs import tiny_run
+
+    run = tiny_run("addition_quick")
+    assert main(["circuits", str(run), "--methods", "eap", "--per-digit", "--out", str(tmp_path)]) == 0
+    scores = json.loads((tmp_path / "digits.json").read_text())
+    assert [r["method"] for r in scores["methods"]] == ["eap"] and scores["inputs"] == 16
+    assert [(r["digit"], r["method"]) for r in scores["per_digit"]] == [(0, "eap"), (1, "eap")]
+    assert "| eap | 2 |" in (tmp_path / "digits.md").read_text()
+    assert main(["circuits", "copy_first", "--per-digit", "--out", str(tmp_path)]) == 2
+    assert "--per-digit needs an addition run" in capsys.readouterr().err

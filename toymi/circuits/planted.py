@@ -40,7 +40,9 @@ class TargetLogit(eqx.Module):
 
     def __call__(self, logits: Float[Array, "batch pos vocab"]) -> Float[Array, ""]:
         picked = jnp.take_along_axis(logits, self.targets[..., None], axis=-1)[..., 0]
-        return ((picked - logits.mean(-1)) * self.mask).sum() / self.mask.sum()
+        # `where`, not a product: an unscored position's target may lie outside the outputs (addition's `+`), and its
+        # gather's NaN times a zero mask would still be NaN
+        return jnp.where(self.mask > 0, picked - logits.mean(-1), 0.0).sum() / self.mask.sum()
 
     def accuracy(self, logits: Float[Array, "batch pos vocab"]) -> Float[Array, ""]:
         right = (logits.argmax(-1) == self.targets) & (self.mask > 0)

@@ -22,6 +22,9 @@ def add_parser(commands) -> None:
                         help="an AND-gate transformer run: also run each method once per gate and score which input "
                              "positions it finds against the gate's two (gates.md, gates.json; ACDC and edge pruning "
                              "take minutes)")
+    parser.add_argument("--per-digit", action="store_true",
+                        help="an addition run: also run each method once per answer digit and score which input "
+                             "positions it finds against the digit's own two (digits.md, digits.json)")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/circuits/TARGET for a planted circuit, RUN/circuits "
                              "for a run)")
@@ -37,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
     is_run = Path(args.target).is_dir()
     out = Path(args.out or (Path(args.target) / "circuits" if is_run else f"runs/circuits/{args.target}"))
     methods = None if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    table = circuits_report(args.target, methods, out, per_gate=args.per_gate)
+    table = circuits_report(args.target, methods, out, per_gate=args.per_gate, per_digit=args.per_digit)
     print(table + f"-> {out}")
     return 0

@@ -18,11 +18,13 @@ from toymi.circuits.targets import run_target
 from toymi.errors import ConfigError
 from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
+from toymi.tasks.addition import Addition
 from toymi.tasks.and_gates import AndGates
 from toymi.tasks.induction import Induction
 
 
-def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False) -> str:
+def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False,
+                    per_digit: bool = False) -> str:
     """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
@@ -31,26 +33,24 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     (`gate_attribution_report`), an induction run the shares its graphs and ablations put on the induction
     mechanism's positions (`induction_attribution_report`): `attribution.md`, `attribution.json`. `per_gate` (an AND-gate transformer run
     only): also each method once per gate, scored against the gate's two input positions
-    (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`."""
+    (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`. `per_digit` (an
+    addition run only): each method once per answer digit, scored against the digit's own two positions
+    (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ConfigError(f"unknown methods {unknown}; expected some of {list(METHODS)}")
     ruled_out: tuple[str, ...] = ()
     run = None  # a run directory's, when the target is one
-    not_gates = ConfigError(f"--per-gate needs an AND-gate transformer run (tasks/and_gates_transformer_quick.toml); "
-                            f"{target} is not one")
     if str(target) in PLANTED:
-        if per_gate:
-            raise not_gates
+        studies = _studies_asked(None, target, per_gate, per_digit)
         planted, truth_known = PLANTED[str(target)](), True
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
     elif Path(target).is_dir():
         from toymi.run import load_run
 
         run = load_run(target)
-        if per_gate and not (run.model.kind == "transformer" and isinstance(run.task, AndGates)):
-            raise not_gates
+        studies = _studies_asked(run, target, per_gate, per_digit)
         if run.model.kind == "residual_mlp":  # no attention: its circuits are attribution graphs, not edge graphs
             if methods != list(METHODS):
                 raise ConfigError(f"{target} holds a residual MLP: `toymi circuits` scores its attribution graphs; "
@@ -75,7 +75,36 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
         from toymi.reports.attribution import induction_attribution_report
 
         table += induction_attribution_report(run, out)
-    return table + (_write_per_gate(run, methods, out) if per_gate else "")
+    return table + "".join(write(run, methods, out) for write in studies)
+
+
+def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list:
+    """The writers of the per-output studies asked for, after a one-line error for one the target does not fit."""
+    asked = [(per_gate, "--per-gate", AndGates, "an AND-gate transformer run (tasks/and_gates_transformer_quick.toml)",
+              _write_per_gate),
+             (per_digit, "--per-digit", Addition, "an addition run (tasks/addition_quick.toml)", _write_per_digit)]
+    writers = []
+    for on, flag, task_type, what, write in asked:
+        if on and (run is None or run.model.kind != "transformer" or not isinstance(run.task, task_type)):
+            raise ConfigError(f"{flag} needs {what}; {target} is not one")
+        writers += [write] if on else []
+    return writers
+
+
+def _write_per_digit(run, methods: list[str], out: Path) -> str:
+    """Each method on each answer digit of an addition run (`digit_position_study`): `digits.md`, `digits.json`."""
+    from toymi.circuits.digit_positions import N_DIGIT_INPUTS, digit_position_study, markdown, summary
+
+    n = min(N_DIGIT_INPUTS, len(run.task.test) // 2)
+    results = digit_position_study(run.model, run.task, methods, n_inputs=n)
+    rows = summary(results)
+    table = (f"\nPer answer digit (s_0 .. s_{run.task.n_digits - 1}; {n} test questions patched from the next {n}; "
+             "the input split by position; each digit's own positions a_i, b_i are certain, the digits above it "
+             f"change nothing of it):\n\n{markdown(rows)}\n")
+    (out / "digits.md").write_text(table.lstrip("\n"))
+    (out / "digits.json").write_text(json.dumps({"inputs": n, "methods": rows,
+                                                 "per_digit": [r.as_dict() for r in results]}, indent=1))
+    return table
 
 
 def _write_per_gate(run, methods: list[str], out: Path) -> str:
