@@ -81,6 +81,9 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     graphs = (results / "circuits" / "and_gates_transformer_quick_attribution.md").read_text()
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the AND-gate attribution-graph table: {line}"
+    digits = (results / "circuits" / "addition_quick_digits.md").read_text()  # --per-digit on an addition run
+    for line in (line for line in digits.splitlines() if line.startswith("|")):
+        assert line in readme, f"README lacks this line of the addition run's per-digit table: {line}"
     graphs = (results / "circuits" / "induction_quick_attribution.md").read_text()  # on an induction run
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the induction run's attribution tables: {line}"

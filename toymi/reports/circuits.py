@@ -99,8 +99,8 @@ def _write_per_digit(run, methods: list[str], out: Path) -> str:
     results = digit_position_study(run.model, run.task, methods, n_inputs=n)
     rows = summary(results)
     table = (f"\nPer answer digit (s_0 .. s_{run.task.n_digits - 1}; {n} test questions patched from the next {n}; "
-             "the input split by position; each digit's own positions a_i, b_i are certain, the digits above it "
-             f"change nothing of it):\n\n{markdown(rows)}\n")
+             "the input split by position; each digit's own positions a_i, b_i are certain; the digits above it "
+             f"never change its value, so they are judged absent):\n\n{markdown(rows)}\n")
     (out / "digits.md").write_text(table.lstrip("\n"))
     (out / "digits.json").write_text(json.dumps({"inputs": n, "methods": rows,
                                                  "per_digit": [r.as_dict() for r in results]}, indent=1))
