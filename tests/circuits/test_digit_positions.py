@@ -78,3 +78,37 @@ def test_the_study_on_a_small_model_scores_only_what_patching_can_change():
         assert sum(r.shares.values()) == pytest.approx(1.0)
     with pytest.raises(Exception, match="raise task.eval_size"):
         digit_position_study(model, task, ["exact"], n_inputs=9)
+
+
+@pytest.mark.slow  # ~6 s: one compile per question count
+def test_graph_scores_average_each_questions_right_digit_attribution():
+    """`digit_graph_scores`' position scores are, per digit, the mean over questions of each position's |total
+    attribution| to that question's right digit at the position predicting it (checked one question at a time);
+    with the zeros question as baseline, `+`, `=` and every 0 digit have no attribution."""
+    from toymi.circuits.digit_graphs import digit_graph_scores
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.transformer_graph_summary import summarise_transformer_graphs
+    from toymi.model.transformer import ModelConfig, Transformer
+
+    task = Addition(n_digits=2, eval_size=8)
+    model = Transformer(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=16, d_vocab=12,
+                                    d_vocab_out=10, n_ctx=9, act_fn="relu", normalization="layernorm"),
+                        jax.random.PRNGKey(1))
+    tokens, layers = task.test.tokens[:5], neuron_transcoders(model)
+    scores = digit_graph_scores(model, task, layers, tokens, chunk=4)
+    assert scores["completeness_gap"] < 1e-4 and scores["error_share"] == 0.0
+    for d in scores["digits"]:
+        at = int(task.facts()["predicted_at"][d["digit"]])
+        one = []
+        for q in np.asarray(tokens):
+            where = np.zeros((1, 10), bool)
+            where[0, q[at + 1]] = True
+            s = summarise_transformer_graphs(model, layers, jnp.asarray(q)[None], jnp.asarray(where), (at,), chunk=1)
+            one.append(np.abs(np.asarray(s.signed)[q[at + 1], : at + 1]))
+        np.testing.assert_allclose(d["positions"], np.mean(one, 0), rtol=1e-4, atol=1e-6)
+        assert sum(d["shares"].values()) == pytest.approx(1.0)
+    zeros = digit_graph_scores(model, task, layers, tokens, baseline="zeros question", chunk=4)
+    for d in zeros["digits"]:
+        assert d["positions"][2] == 0.0 and d["positions"][5] == 0.0  # `+` and `=`
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        digit_graph_scores(model, task, layers, tokens, baseline="ones")

@@ -105,6 +105,15 @@ def digit_result(digit: int, method: str, positions: np.ndarray, kept: np.ndarra
                  seconds: float = 0.0) -> DigitResult:
     """Score one method's `positions` (its score per position) and `kept` (whether its circuit keeps an edge from
     each position) against `groups` (`digit_groups`)."""
+    auc, top_two, shares = position_truth_scores(positions, groups)
+    return DigitResult(digit, method, positions, auc, top_two, shares, bool(kept[groups["own"]].all()),
+                       int(kept[groups["above"]].sum()), n_edges, seconds)
+
+
+def position_truth_scores(positions: np.ndarray, groups: dict) -> tuple[float, bool, dict]:
+    """`(auc, top_two, shares)` of non-negative scores per position against one digit's `groups`: the AUC of the own
+    pair against the digits above (NaN where there are none), whether the two highest question positions are the
+    own pair, and each group's share of the scores over the question and answer digits."""
     question = np.concatenate([groups["own"], groups["below"], groups["above"]])
     top = set(question[np.argsort(-positions[question], kind="stable")[:2]].tolist())
     total = positions[np.concatenate([question, groups["answer"]])].sum()
@@ -112,8 +121,7 @@ def digit_result(digit: int, method: str, positions: np.ndarray, kept: np.ndarra
     above = groups["above"]
     auc = (roc_auc(positions[np.concatenate([groups["own"], above])], np.arange(2 + len(above)) < 2) if len(above)
            else float("nan"))
-    return DigitResult(digit, method, positions, auc, top == set(groups["own"].tolist()), shares,
-                       bool(kept[groups["own"]].all()), int(kept[above].sum()), n_edges, seconds)
+    return auc, top == set(groups["own"].tolist()), shares
 
 
 def summary(results: list[DigitResult]) -> list[dict]:

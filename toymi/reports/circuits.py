@@ -5,6 +5,7 @@ overlaid; found edges alone where the truth is not known)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +102,36 @@ def _write_per_digit(run, methods: list[str], out: Path) -> str:
     table = (f"\nPer answer digit (s_0 .. s_{run.task.n_digits - 1}; {n} test questions patched from the next {n}; "
              "the input split by position; each digit's own positions a_i, b_i are certain; the digits above it "
              f"never change its value, so they are judged absent):\n\n{markdown(rows)}\n")
+    graphs = _digit_graphs(run)
+    if graphs:
+        from toymi.circuits.digit_graphs import graph_markdown
+
+        table += (f"\nAttribution graphs through the model's own neurons (exact), attention frozen, the right digit's "
+                  f"logit traced back on the first {GRAPH_QUESTIONS} test questions, scored the same way:\n\n"
+                  f"{graph_markdown(graphs)}\n")
     (out / "digits.md").write_text(table.lstrip("\n"))
-    (out / "digits.json").write_text(json.dumps({"inputs": n, "methods": rows,
+    (out / "digits.json").write_text(json.dumps({"inputs": n, "methods": rows, "graphs": graphs,
                                                  "per_digit": [r.as_dict() for r in results]}, indent=1))
     return table
+
+
+GRAPH_QUESTIONS = 512
+
+
+def _digit_graphs(run) -> dict:
+    """Both baselines' `digit_graph_scores` through the model's own neurons (empty for a GELU MLP, whose neurons
+    cannot stand in)."""
+    from toymi.circuits.digit_graphs import BASELINES, digit_graph_scores
+    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
+
+    if not own_neurons_exact(run.model):
+        return {}
+    tokens, graphs = run.task.test.tokens[:GRAPH_QUESTIONS], {}
+    for baseline in BASELINES:
+        start = time.perf_counter()
+        graphs[baseline] = digit_graph_scores(run.model, run.task, neuron_transcoders(run.model), tokens, baseline)
+        graphs[baseline]["seconds"] = time.perf_counter() - start
+    return graphs
 
 
 def _write_per_gate(run, methods: list[str], out: Path) -> str:
