@@ -58,6 +58,7 @@ def test_a_position_that_does_not_repeat_and_wrong_labels_are_one_line_errors(pl
         induction_attribution_view(planted.model, tokens, [7, 7], labels=[["a"] * 9, ["b"] * 8])
 
 
+@pytest.mark.slow  # ~4-8 s: compiles the graph, ablation and QK programs for the run's shapes
 def test_an_induction_run_gets_the_page(induction_run):
     from toymi.run import load_run
     from toymi.views.attribution_page import attribution_for_run
