@@ -28,22 +28,13 @@ from toymi.views.circuits_page import edge_curve
 from toymi.views.flat_graph import (
     MAX_EDGES, MIN_SHARE, FlatGraph, labels, layout, pruned_edges, residual_flat, transformer_flat,
 )
-from toymi.views.page import View
+from toymi.views.page import View, example_menu_script
 
 MAX_OUTPUTS = 4  # outputs drawn per example, the largest first
 N_EXAMPLES = 6
 COLOURS = {"positive": "#1f77b4", "negative": "#d62728"}
 NODE_FILL = {"x": "#d9f2d9", "z": "#dde8f7", "e": "#fff0c2", "y": "#fde2cc"}  # input, latent, error node, output
 
-_SCRIPT = """
-const D = toymiData, menu = document.getElementById('example');
-function show(i) {
-  Plotly.react('graph', D.figures[i].data, D.figures[i].layout);
-  document.getElementById('summary').textContent = D.summaries[i];
-}
-menu.addEventListener('change', e => show(+e.target.value));
-document.getElementById('summary').textContent = D.summaries[0];
-"""
 
 
 def _figure(edges, pos, names: dict, values: dict, n_layers: int):
@@ -200,7 +191,8 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
              "for its value.</p>",
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
              ("graph", go.Figure(figures[0]))]
-    return View("attribution", title, parts, {"figures": figures, "summaries": summaries, "edges": kept}, _SCRIPT)
+    data = {"figures": figures, "summaries": summaries, "edges": kept}
+    return View("attribution", title, parts, data, example_menu_script("graph"))
 
 
 def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_candidates: int = 256) -> View | None:

@@ -23,19 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from toymi.views.page import View
+from toymi.views.page import View, example_menu_script
 
 N_EXAMPLES = 6
 MARKS = {"s": "#2ca02c", "s − 1": "#9467bd", "t": "#ff7f0e"}  # the mechanism's three positions
-_SCRIPT = """
-const D = toymiData, menu = document.getElementById('example');
-function show(i) {
-  Plotly.react('induction', D.figures[i].data, D.figures[i].layout);
-  document.getElementById('summary').textContent = D.summaries[i];
-}
-menu.addEventListener('change', e => show(+e.target.value));
-document.getElementById('summary').textContent = D.summaries[0];
-"""
 
 
 def induction_attribution_view(model, tokens, positions: Sequence[int], transcoders: Sequence = (),
@@ -135,7 +126,7 @@ def _page(figures, summaries, tokens, labels, positions, title: str, note: str, 
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
              ("induction", go.Figure(figures[0]))]
     data = {"figures": figures, "summaries": summaries, "tokens": tokens, "labels": labels, "positions": positions}
-    return View("attribution", title, parts, data, _SCRIPT)
+    return View("attribution", title, parts, data, example_menu_script("induction"))
 
 
 def induction_page_for_run(run, n_examples: int = N_EXAMPLES) -> View | None:

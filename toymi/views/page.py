@@ -66,6 +66,20 @@ def to_json(data) -> str:
     return json.dumps(plain(data), separators=(",", ":")).replace("</", "<\\/")
 
 
+def example_menu_script(figure_id: str) -> str:
+    """The script of a page that shows one example at a time: the `<select id="example">` menu swaps in
+    `toymiData.figures[i]` (drawn in `figure_id`) and `toymiData.summaries[i]` (into `<b id="summary">`)."""
+    return f"""
+const D = toymiData, menu = document.getElementById('example');
+function show(i) {{
+  Plotly.react('{figure_id}', D.figures[i].data, D.figures[i].layout);
+  document.getElementById('summary').textContent = D.summaries[i];
+}}
+menu.addEventListener('change', e => show(+e.target.value));
+document.getElementById('summary').textContent = D.summaries[0];
+"""
+
+
 @dataclasses.dataclass(repr=False)
 class View:
     """One page: a title, parts in order (HTML strings, or `(div_id, plotly Figure)` pairs), JSON data for the
