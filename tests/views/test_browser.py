@@ -211,9 +211,10 @@ def test_attribution_page(spec, chromium, tmp_path):
 def test_induction_attribution_page(induction_run, chromium, tmp_path):
     """A tiny induction run: both panels drawn (bars per position, the head's pair terms), the example menu swaps in
     that example's figure and summary."""
-    write_site(induction_run, tmp_path / "site", pages=["attribution"])
+    write_site(induction_run, tmp_path / "site", pages=["attribution"])  # attribution_for_run picks the induction page
     page = Page(chromium, tmp_path / "site" / "attribution.html")
-    assert page.plots() == ["induction"]
+    assert page.plots() == ["induction"] and page.js("() => document.title") == "Attribution: run, step 20"
+    assert page.js("() => toymiData.summaries.every(s => s.startsWith('t = '))")
     drawn = "() => document.getElementById('induction')._fullData.map(t => t.type)"
     assert page.js(drawn) == ["bar", "bar", "heatmap"]
     summary = "() => document.getElementById('summary').textContent"

@@ -8,7 +8,6 @@ import pytest
 
 from toymi.circuits.planted import induction
 from toymi.views.induction_attribution_page import induction_attribution_view
-from views.test_pages import _data
 
 
 def array(v) -> np.ndarray:
@@ -56,15 +55,3 @@ def test_a_position_that_does_not_repeat_and_wrong_labels_are_one_line_errors(pl
         induction_attribution_view(planted.model, tokens, [7])
     with pytest.raises(ValueError, match="one label per token"):
         induction_attribution_view(planted.model, tokens, [7, 7], labels=[["a"] * 9, ["b"] * 8])
-
-
-@pytest.mark.slow  # ~4-8 s: compiles the graph, ablation and QK programs for the run's shapes
-def test_an_induction_run_gets_the_page(induction_run):
-    from toymi.run import load_run
-    from toymi.views.attribution_page import attribution_for_run
-
-    run = load_run(induction_run)
-    view = attribution_for_run(run, n_examples=2)
-    data = _data(view)
-    assert view.title == "Attribution: run, step 20" and len(data["figures"]) == 2
-    assert all(s.startswith("t = ") for s in data["summaries"])
