@@ -78,6 +78,10 @@ def test_the_study_on_a_small_model_scores_only_what_patching_can_change():
         assert sum(r.shares.values()) == pytest.approx(1.0)
     with pytest.raises(Exception, match="raise task.eval_size"):
         digit_position_study(model, task, ["exact"], n_inputs=9)
+    from toymi.tasks.induction import Induction
+
+    with pytest.raises(Exception, match="the per-digit truth is addition's; got a Induction task"):
+        digit_position_study(model, Induction(vocab=16, subseq_len=4, eval_size=4), ["exact"])
 
 
 @pytest.mark.slow  # ~6 s: one compile per question count
@@ -112,3 +116,5 @@ def test_graph_scores_average_each_questions_right_digit_attribution():
         assert d["positions"][2] == 0.0 and d["positions"][5] == 0.0  # `+` and `=`
     with pytest.raises(ValueError, match="baseline must be one of"):
         digit_graph_scores(model, task, layers, tokens, baseline="ones")
+    with pytest.raises(ValueError, match=r"tokens must be whole questions and answers \[batch, 9\]"):
+        digit_graph_scores(model, task, layers, tokens[:, :6])

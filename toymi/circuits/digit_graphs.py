@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
-from toymi.circuits.digit_positions import digit_groups, position_truth_scores
+from toymi.circuits.digit_positions import check_addition, digit_groups, position_truth_scores
 from toymi.circuits.transformer_graph_summary import summarise_transformer_graphs
 from toymi.tasks.addition import sequence_tokens
 
@@ -36,6 +36,7 @@ def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "b
     "completeness_gap", "latent_share", "error_share"}` (the last two: mean over the digits' right-digit logits)."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    check_addition(task, tokens)
     n, (b, length) = task.n_digits, tokens.shape
     readout = tuple(int(p) for p in task.facts()["predicted_at"][:n])  # digit i is predicted at readout[i]
     right = np.asarray(tokens)[:, np.array(readout) + 1]  # [batch, n] the right digit at each readout

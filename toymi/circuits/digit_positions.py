@@ -43,6 +43,19 @@ N_DIGIT_INPUTS = 128  # clean eval questions per study (and as many corrupted)
 PARTS = ("own", "below", "above", "answer")  # the position groups whose share of the scores is reported
 
 
+def check_addition(task, tokens=None) -> None:
+    """A one-line error unless `task` is an addition task (and `tokens`, when given, its full sequences
+    `[batch, 3 n + 3]`)."""
+    from toymi.tasks.addition import Addition
+
+    if not isinstance(task, Addition):
+        raise ConfigError(f"the per-digit truth is addition's; got a {type(task).__name__} task")
+    length = 3 * task.n_digits + 3
+    if tokens is not None and (np.ndim(tokens) != 2 or np.shape(tokens)[1] != length):
+        raise ValueError(f"tokens must be whole questions and answers [batch, {length}], got shape "
+                         f"{np.shape(tokens)}")
+
+
 def digit_groups(n_digits: int, digit: int) -> dict[str, np.ndarray]:
     """The positions of each group for answer digit `digit` (< n_digits) of an `n_digits` question: `own` (a_i,
     b_i), `below` (less significant question digits), `above` (more significant), `answer` (s_n .. s_{i+1})."""
@@ -81,6 +94,7 @@ def digit_position_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, d
     """Every method of `methods` on every answer digit 0 .. n - 1 of an addition `task` (or the digits `digits`),
     one `DigitResult` each: the first `n_inputs` uniform test questions run, patched from the next `n_inputs`; the
     ablation values are computed once and shared by every digit (only the metric changes)."""
+    check_addition(task)
     batch = task.eval_batches()["test"]
     if len(batch) < 2 * n_inputs:
         raise ConfigError(f"the digit study patches {n_inputs} test questions from {n_inputs} others; the task's "
