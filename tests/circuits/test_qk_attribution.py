@@ -16,6 +16,8 @@ def test_the_pairs_sum_to_the_heads_score(n_layers, normalization, d_mlp):
     m = model(n_layers, normalization, d_mlp=d_mlp)
     r = qk_attribution(m, TOKENS, n_layers - 1, 1, query=5, key=2, transcoders=neuron_transcoders(m))
     assert r.pairs.shape == (7, 7)
+    own = m.run(TOKENS, capture=["attn_scores"])[1]["attn_scores", n_layers - 1][1, 5, 2]  # the model's own score
+    assert float(jnp.abs(r.score - own)) < 1e-5
     assert float(jnp.abs(r.pairs.sum() - r.score)) < 1e-4, (float(r.pairs.sum()), float(r.score))
     if n_layers == 1:  # layer 0 reads the embeddings: each side's sources are its own position and the constant
         nonzero = np.argwhere(np.abs(np.asarray(r.pairs)) > 1e-7)

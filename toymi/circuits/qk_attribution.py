@@ -59,15 +59,16 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                              f"one sequence at a time: tokens must be [pos], got shape {tokens.shape}")
     if key > query:
         raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
-    pairs = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
-                   jnp.asarray([query]), jnp.asarray([key]))[0]
-    _, acts = model.forward(tokens, frozenset({"attn_scores"}))
-    return QKAttribution(pairs, acts["attn_scores", layer][head, query, key])
+    pairs, scores = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
+                           jnp.asarray([query]), jnp.asarray([key]))
+    return QKAttribution(pairs[0], scores[0])
 
 
 @jit
-def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys) -> Float[Array, "m source source"]:
-    """`[m, pos + 1, pos + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`."""
+def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys
+           ) -> tuple[Float[Array, "m source source"], Float[Array, " m"]]:
+    """`[m, pos + 1, pos + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`; and `[m]` the
+    model's own scores, from the same clean run that gives the normaliser's scale."""
     length = tokens.shape[0]
     frozen = freeze(model, layers, tokens, base, (length - 1,))
     zero = no_moves(frozen)
@@ -82,7 +83,8 @@ def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys) ->
     sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [input + 1, pos, d_model]
     attn = layer_of(model.blocks.attn, layer)
     norm = None if model.blocks.ln1 is None else layer_of(model.blocks.ln1, layer)
-    scale = None if norm is None else model.forward(tokens, frozenset({"ln1_scale"}))[1]["ln1_scale", layer]
+    clean = model.forward(tokens, frozenset({"attn_scores", *(("ln1_scale",) if norm is not None else ())}))[1]
+    scale = None if norm is None else clean["ln1_scale", layer]
 
     def side(position, W, b):  # [input + 1, d_head]: each source's part of the query (or key) at `position`
         x = sources[:, position]
@@ -94,7 +96,7 @@ def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys) ->
     def one(q, k):
         return side(q, attn.W_Q, attn.b_Q) @ side(k, attn.W_K, attn.b_K).T / math.sqrt(attn.W_Q.shape[-1])
 
-    return jax.vmap(one)(queries, keys)
+    return jax.vmap(one)(queries, keys), clean["attn_scores", layer][head, queries, keys]
 
 
 def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, transcoders: Sequence = (),
@@ -114,7 +116,7 @@ def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, 
     for start in range(0, n, chunk):
         rows = jnp.asarray(tokens[start: start + chunk])
         pairs.append(np.asarray(jax.vmap(lambda r, k: _pairs(model, layers, r, base, layer, head, jnp.arange(length),
-                                                             k))(rows, jnp.asarray(keys[start: start + chunk]))))
+                                                             k)[0])(rows, jnp.asarray(keys[start: start + chunk]))))
     pairs = np.abs(np.concatenate(pairs))  # [b, t, source, source]
     shares = {"t, s-1": [], "t, any": [], "any, s-1": [], "constant": []}
     top = []
