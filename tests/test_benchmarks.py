@@ -53,7 +53,8 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("coactivation_clusters", "coactivation_clusters_transformer"),
                                             ("gate_positions", "gate_positions"),
                                             ("transformer_attribution", "transformer_attribution"),
-                                            ("induction_attribution", "induction_attribution")])
+                                            ("induction_attribution", "induction_attribution"),
+                                            ("digit_attribution", "digit_attribution")])
 def test_readme_table_is_the_committed_results_file(script, results):
     """README's attribution-graph (one-layer, deep, transformer), transcoder-clustering and gate-position tables are
     their benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and
@@ -204,6 +205,7 @@ IN_PROCESS_SMOKE = {
     "tl_parity": (("torch", "transformer_lens"), [], None),
     "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
     "induction_attribution": ((), ["--out", "{tmp}"], "induction_attribution.json"),
+    "digit_attribution": ((), ["--out", "{tmp}"], "digit_attribution.json"),
 }
 
 
@@ -247,6 +249,9 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     if name == "induction_attribution":  # the hand-written circuit: the graph sees s, QK attribution (t, s - 1)
         control = report["rows"][0]
         assert control["graph"]["s"] == control["qk"]["t, s-1"] == control["qk"]["top_is_t_s-1"] == 1.0, control
+    if name == "digit_attribution":  # a GELU model: trained transcoders, graphs that add up to the logits
+        assert [(r["model"], r["replacement"]) for r in report["rows"]] == [("gelu", "transcoders")]
+        assert report["rows"][0]["completeness_gap"] < 1e-4 and len(report["rows"][0]["digits"]) == 2
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

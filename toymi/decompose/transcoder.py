@@ -213,3 +213,21 @@ def fraction_variance_unexplained(predict: Callable[[Array], Array], x: Float[Ar
     """`E‖predict(x) - y‖² / E‖y - E y‖²` on one batch (0 = perfect, 1 = no better than the mean)."""
     return jnp.mean(jnp.sum((predict(x) - y) ** 2, -1)) / jnp.mean(jnp.sum((y - y.mean(0)) ** 2, -1))
 
+
+
+def layer_transcoders(model, task, n_latents: int, seed: int = 0, skip: bool = False, **train) -> tuple:
+    """One transcoder per MLP layer of a transformer, each trained on its layer's MLP at every position of fresh task
+    inputs (`mlp_io_sampler`): the replacement a multi-layer attribution graph needs where the model's own neurons
+    cannot stand in (GELU). `train`: `train_transcoder`'s settings (steps, batch_size, lr, l1)."""
+    from toymi.decompose.truths.sampling import mlp_io_sampler
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), model.config.n_layers)
+    out = []
+    for layer, key in enumerate(keys):
+        init_key, data_key = jax.random.split(key)
+        d = model.config.d_model
+        trained, _ = train_transcoder(mlp_io_sampler(model, task, layer), Transcoder(d, d, n_latents, init_key,
+                                                                                      skip=skip),
+                                      data_key, log_every=train.get("steps", 2000), **train)
+        out.append(trained)
+    return tuple(out)
