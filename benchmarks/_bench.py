@@ -63,6 +63,30 @@ def write_json(name: str, payload: dict, directory: Path = RESULTS_DIR) -> Path:
     return path
 
 
+def runs_main(name: str, doc: str, smoke_help: str, run, summary, spec: str, argv=None, first: str = "") -> None:
+    """The `main` of a benchmark whose models are trained into `--runs` (reused when there; default a temporary
+    folder): parse `--smoke`, `--runs`, `--out`; print `first`; `rows = run(args, runs)`; print `summary(rows)`;
+    write `OUT/name.json` with the rows, the total runtime, the machine and the versions."""
+    import argparse
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help=smoke_help)
+    ap.add_argument("--runs", help="where the models are trained (reused when there); default a temporary folder")
+    ap.add_argument("--out", default=str(RESULTS_DIR))
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    if first:
+        print(first, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run(args, Path(args.runs) if args.runs else Path(tmp))
+    print("\n" + summary(rows))
+    path = write_json(name, {"benchmark": name, "smoke": args.smoke, "spec": spec, "rows": rows,
+                             "total_runtime_s": time.perf_counter() - start, "machine": machine(),
+                             "versions": versions()}, args.out)
+    print(f"wrote {path}")
+
+
 def _cpu_seconds() -> tuple[float, float, float]:
     """(wall time, busy CPU seconds of the whole machine, CPU seconds of this process's threads)."""
     with open("/proc/stat") as f:

@@ -17,9 +17,7 @@ Writes `DIR/digit_attribution.json` (default DIR: benchmarks/results).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import RESULTS_DIR, REPO_ROOT, machine, versions, write_json  # noqa: E402
+from _bench import REPO_ROOT, runs_main  # noqa: E402
 
 import toymi  # noqa: E402
 from toymi.circuits.digit_graphs import BASELINES, GRAPH_COLUMNS, digit_graph_scores, graph_markdown  # noqa: E402
@@ -98,20 +96,8 @@ def summary(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="an untrained 2-digit GELU model, transcoders of 20 steps, "
-                                                         "input nodes from zero")
-    ap.add_argument("--runs", help="where the models are trained (reused when there); default a temporary folder")
-    ap.add_argument("--out", default=str(RESULTS_DIR))
-    args = ap.parse_args(argv)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = run(args, Path(args.runs) if args.runs else Path(tmp))
-    print("\n" + summary(rows))
-    path = write_json("digit_attribution", {
-        "benchmark": "digit_attribution", "smoke": args.smoke, "spec": SPEC, "rows": rows,
-        "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
-    print(f"wrote {path}")
+    runs_main("digit_attribution", __doc__, "an untrained 2-digit GELU model, transcoders of 20 steps, input nodes "
+              "from zero", run, summary, SPEC, argv)
 
 
 if __name__ == "__main__":

@@ -23,15 +23,13 @@ Writes `DIR/induction_attribution.json` (default DIR: benchmarks/results).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import RESULTS_DIR, machine, versions, write_json  # noqa: E402
+from _bench import runs_main  # noqa: E402
 from attribution_graphs import train_model  # noqa: E402
 
 from toymi.circuits.induction_graphs import PARTS, induction_attribution  # noqa: E402
@@ -100,20 +98,7 @@ def qk_summary(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="the planted model only")
-    ap.add_argument("--runs", help="where the model is trained (reused when there); default a temporary folder")
-    ap.add_argument("--out", default=str(RESULTS_DIR))
-    args = ap.parse_args(argv)
-    start = time.perf_counter()
-    print(HEADER, flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = run(args, Path(args.runs) if args.runs else Path(tmp))
-    print("\n" + summary(rows))
-    path = write_json("induction_attribution", {
-        "benchmark": "induction_attribution", "smoke": args.smoke, "spec": SPEC, "rows": rows,
-        "total_runtime_s": time.perf_counter() - start, "machine": machine(), "versions": versions()}, args.out)
-    print(f"wrote {path}")
+    runs_main("induction_attribution", __doc__, "the planted model only", run, summary, SPEC, argv, first=HEADER)
 
 
 if __name__ == "__main__":
