@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, Int
 from toymi.circuits.frozen_transformer import (
     as_replacements, baseline_embedding, freeze, frozen_interventions, no_moves,
 )
+from toymi.dissect.attention import pattern_score
 from toymi.jit import jit
 from toymi.model.layer_stack import layer_of
 from toymi.tasks.induction import induction_targets, repeated_positions
@@ -78,12 +79,13 @@ def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys
                                      follow=True)
         return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
 
-    resid = stream(jnp.zeros(length))  # [pos, d_model]
-    parts = jnp.moveaxis(jax.jacfwd(stream)(jnp.zeros(length)), -1, 0)  # [input, pos, d_model]: each input's share
-    sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [input + 1, pos, d_model]
     attn = layer_of(model.blocks.attn, layer)
     norm = None if model.blocks.ln1 is None else layer_of(model.blocks.ln1, layer)
-    clean = model.forward(tokens, frozenset({"attn_scores", *(("ln1_scale",) if norm is not None else ())}))[1]
+    clean = model.forward(tokens, frozenset({"resid_pre", "attn_scores",
+                                             *(("ln1_scale",) if norm is not None else ())}))[1]
+    resid = clean["resid_pre", layer]  # [pos, d_model]: the frozen model with no moves is the model
+    parts = jnp.moveaxis(jax.jacfwd(stream)(jnp.zeros(length)), -1, 0)  # [input, pos, d_model]: each input's share
+    sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [input + 1, pos, d_model]
     scale = None if norm is None else clean["ln1_scale", layer]
 
     def side(position, W, b):  # [input + 1, d_head]: each source's part of the query (or key) at `position`
@@ -138,11 +140,7 @@ def induction_head(model, tokens: Int[Array, "batch pos"]) -> tuple[int, int, fl
     """`(layer, head, score)`: the head that attends most from the repeated positions of `tokens` to the position
     after their token's previous occurrence (mean attention there, over every head of every layer)."""
     _, acts = model.run(tokens, capture=["pattern"])
-    repeated, sources = repeated_positions(tokens), jnp.maximum(induction_targets(tokens), 0)
-    scores = []
-    for layer in range(model.config.n_layers):
-        pattern = acts["pattern", layer]  # [batch, head, query, key]
-        at = jnp.take_along_axis(pattern, sources[:, None, :, None], axis=-1)[..., 0]  # [batch, head, query]
-        scores.append(np.asarray((at * repeated[:, None]).sum((0, 2)) / np.maximum(np.asarray(repeated).sum(), 1)))
-    layer, head = np.unravel_index(np.argmax(scores), np.shape(scores))
-    return int(layer), int(head), float(np.max(scores))
+    targets = jnp.where(repeated_positions(tokens), induction_targets(tokens), -1)  # repeated positions only
+    scores = np.asarray(pattern_score(acts["pattern"], targets))  # [layer, head]
+    layer, head = np.unravel_index(np.argmax(scores), scores.shape)
+    return int(layer), int(head), float(scores.max())
