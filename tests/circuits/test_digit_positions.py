@@ -60,6 +60,7 @@ def test_an_unscored_target_outside_the_outputs_does_not_poison_the_metric():
     assert value == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_the_study_on_a_small_model_scores_only_what_patching_can_change():
     """A random 1-layer model on 2-digit addition, exact patching: `+`, `=` and positions after the one that predicts
     the digit have no score (nothing there differs between questions, or nothing there reaches it), and the shares

@@ -16,6 +16,7 @@ TASK = AndGates(n_features=5, feature_probability=0.5, n_eval=64)  # 10 gates
 BATCH = TASK.sample(jax.random.PRNGKey(0), 256)
 
 
+@pytest.mark.slow
 def test_the_hand_written_solution_puts_every_gates_attribution_on_its_two_inputs():
     model = and_gates_solution(TASK)
     scores = gate_graph_scores(model, TASK, neuron_transcoders(model), BATCH)

@@ -34,6 +34,7 @@ def test_split_graph_names_one_input_sender_per_position():
         build_graph(CONFIG, input_positions=6)
 
 
+@pytest.mark.slow
 def test_every_position_ablated_together_is_the_whole_input_node_ablated():
     model = Transformer(CONFIG, jax.random.key(0))
     clean, corrupted = _tokens(1), _tokens(2)

@@ -126,6 +126,7 @@ def test_an_attention_only_model_has_input_and_output_nodes_alone():
     assert float(jnp.abs(s.latent_share).max()) == 0.0
 
 
+@pytest.mark.slow
 def test_summary_averages_only_where_each_output_matters():
     m = model(1, "none")
     tokens = jnp.stack([TOKENS, jnp.array([2, 2, 8, 1, 0, 3]), jnp.array([5, 6, 7, 8, 0, 1])])

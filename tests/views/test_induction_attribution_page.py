@@ -23,6 +23,7 @@ def planted():
     return induction()
 
 
+@pytest.mark.slow
 def test_the_planted_circuit_is_drawn_as_its_mechanism(planted):
     """<bos> a b c d a b c d at t = 7, 6, 5: the graph's bar is all on s, the ablations' bars on s − 1, s and t only,
     and the induction head's pair terms are all on (t, s − 1) and add up to its score."""

@@ -364,6 +364,7 @@ def test_attribution_view_draws_the_graphs_own_edges_pruned_by_their_share():
         attribution_view(model, layers, x, where, output_names=["a", "b"])
 
 
+@pytest.mark.slow
 def test_attribution_for_run_names_the_gates_and_skips_models_without_an_mlp_stream(grokking_run):
     from toymi.run import load_run
     from toymi.views.attribution_page import attribution_for_run
@@ -423,6 +424,7 @@ def test_transformer_attribution_view_draws_the_graphs_own_edges():
         transformer_attribution_view(model, layers, tokens, where[:, :3])
 
 
+@pytest.mark.slow
 def test_attribution_for_run_draws_an_and_gate_transformer():
     from toymi.run import load_run
     from toymi.views.attribution_page import attribution_for_run

@@ -67,6 +67,7 @@ def test_frequency_minimality_adds_beta_f_to_the_p2():
         2.0 + 2.0 * (0.25 + 1.0 + 0.25))
 
 
+@pytest.mark.slow
 def test_spd_trains_with_the_2026_options():
     model, targets, params, x, target, g = _setup()
     cfg = SPDConfig(C=4, steps=3, batch_size=8, pgd_coef=1.0, pgd_steps=2, frequency_coef=0.5)

@@ -128,6 +128,7 @@ def test_transformer_losses_compare_next_token_distributions():
                            jax.vmap(model)(tokens))) > 1e-3
 
 
+@pytest.mark.slow
 def test_spd_trains_on_a_transformer_as_one_vmapped_run():
     model = _model(False)
     cfg = SPDConfig(C=6, steps=3, batch_size=4, targets=("W_Q.1", "W_K.1", "W_O.0"))

@@ -64,6 +64,7 @@ def test_a_subcomponent_that_reads_one_embedding_row_reads_that_input():
     np.testing.assert_allclose(reads, [[0, 0, 1, 0], [1, 0, 0, 1]], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_transformer_score_reads_the_mlp_at_the_readout():
     from toymi.decompose.parameters.importance import ImportanceMLPs
     from toymi.decompose.parameters.losses import SPDParams
