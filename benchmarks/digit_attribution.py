@@ -29,9 +29,8 @@ from _bench import REPO_ROOT, runs_main  # noqa: E402
 
 import toymi  # noqa: E402
 from toymi.circuits.digit_graphs import BASELINES, GRAPH_COLUMNS, digit_graph_scores, graph_markdown  # noqa: E402
-from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact  # noqa: E402
-from toymi.decompose.transcoder import fraction_variance_unexplained, layer_transcoders  # noqa: E402
-from toymi.decompose.truths.sampling import mlp_io_sampler  # noqa: E402
+from toymi.circuits.frozen_transformer import own_neurons_exact  # noqa: E402
+from toymi.circuits.replacement import own_neurons, trained_transcoders  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
 
 SPEC = "tasks/addition_quick.toml"
@@ -39,17 +38,13 @@ MODELS = {"relu": [], "gelu": ["model.act_fn=gelu"]}
 
 
 def replacements(model, task, smoke: bool):
-    """`(label, transcoders, fvu per layer)`: trained transcoders, and the model's own neurons where they can be."""
-    t0 = time.perf_counter()
-    tcs = layer_transcoders(model, task, n_latents=32 if smoke else 1024, seed=0, steps=20 if smoke else 2000,
-                            batch_size=64 if smoke else 1024)
-    fvu = [float(fraction_variance_unexplained(tc.predict, *mlp_io_sampler(model, task, l)(jax.random.PRNGKey(99),
-                                                                                          4096)))
-           for l, tc in enumerate(tcs)]
-    out = [("transcoders", tcs, fvu, time.perf_counter() - t0)]
+    """`(label, transcoders, fvu per layer, seconds)`: trained transcoders, and the model's own neurons where they can
+    be (`toymi.circuits.replacement`)."""
+    out = [trained_transcoders(model, task, n_latents=32 if smoke else 1024, steps=20 if smoke else 2000,
+                               batch_size=64 if smoke else 1024, seed=0)]
     if own_neurons_exact(model):
-        out.append(("neurons (exact)", neuron_transcoders(model), [0.0] * len(tcs), 0.0))
-    return out
+        out.append(own_neurons(model))
+    return [("neurons (exact)" if r.exact else "transcoders", r.transcoders, list(r.fvu), r.seconds) for r in out]
 
 
 def run(args, runs: Path) -> list[dict]:

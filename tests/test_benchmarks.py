@@ -82,6 +82,12 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     graphs = (results / "circuits" / "and_gates_transformer_quick_attribution.md").read_text()
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the AND-gate attribution-graph table: {line}"
+    for name, label in (("transcoders", "ReLU"), ("gelu_transcoders", "GELU")):  # `--transcoders 1024`, one table
+        graphs = (results / "circuits" / f"and_gates_transformer_quick_{name}_attribution.md").read_text()
+        fvu = graphs.split("FVU ")[1].split(")")[0]
+        for line in (line for line in graphs.splitlines() if line.startswith("| ") and "measured from" not in line):
+            row = f"| {label}, transcoders (FVU {fvu}) {line}"
+            assert row in readme, f"README lacks this line of the --transcoders table: {row}"
     digits = (results / "circuits" / "addition_quick_digits.md").read_text()  # --per-digit on an addition run
     for line in (line for line in digits.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the addition run's per-digit table: {line}"

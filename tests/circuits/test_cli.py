@@ -53,7 +53,8 @@ def test_circuits_command_scores_a_residual_mlps_attribution_graphs(tmp_path, ca
     assert all(0.0 <= v <= 1.0 for v in scores["on_true"] if v == v)
     assert "toymiData" in (tmp_path / "attribution.html").read_text()
     assert main(["circuits", str(run), "--methods", "exact", "--out", str(tmp_path)]) == 2
-    assert "edge-discovery methods (--methods) apply to transformers only" in capsys.readouterr().err
+    assert "edge-discovery methods (--methods) and --transcoders apply to transformers only" in capsys.readouterr().err
+    assert main(["circuits", str(run), "--transcoders", "16", "--out", str(tmp_path)]) == 2
 
 
 @pytest.mark.slow

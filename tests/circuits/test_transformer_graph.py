@@ -209,12 +209,13 @@ def test_the_induction_report_of_toymi_circuits(tmp_path):
     from types import SimpleNamespace
 
     from toymi.circuits.planted import induction
+    from toymi.circuits.replacement import own_neurons
     from toymi.reports.attribution import induction_attribution_report
     from toymi.tasks.induction import Induction
 
     task = Induction(vocab=8, subseq_len=4, n_repeats=2, mode="repeat", bos=True, eval_size=16)
     run = SimpleNamespace(model=induction().model, task=task, directory=tmp_path, model_step=0)
-    table = induction_attribution_report(run, tmp_path / "circuits")
+    table = induction_attribution_report(run, tmp_path / "circuits", own_neurons(run.model))
     scores = json.loads((tmp_path / "circuits" / "attribution.json").read_text())
     assert scores["graph"]["s"] == pytest.approx(1.0) and scores["graph"]["traced"] == 16 * 3
     assert sum(scores["ablation"][k] for k in ("s", "s-1", "t", "other")) == pytest.approx(1.0)

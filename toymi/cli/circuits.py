@@ -25,6 +25,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--per-digit", action="store_true",
                         help="an addition run: also run each method once per answer digit and score which input "
                              "positions it finds against the digit's own two (digits.md, digits.json)")
+    parser.add_argument("--transcoders", type=int, default=None, metavar="LATENTS",
+                        help="a transformer run with an MLP: train one transcoder of LATENTS latents per MLP layer "
+                             "(2,000 steps, about a minute on a CPU) and trace the attribution graphs through it "
+                             "instead of the model's own neurons; a GELU MLP needs this (e.g. 1024)")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/circuits/TARGET for a planted circuit, RUN/circuits "
                              "for a run)")
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     is_run = Path(args.target).is_dir()
     out = Path(args.out or (Path(args.target) / "circuits" if is_run else f"runs/circuits/{args.target}"))
     methods = None if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    table = circuits_report(args.target, methods, out, per_gate=args.per_gate, per_digit=args.per_digit)
+    table = circuits_report(args.target, methods, out, per_gate=args.per_gate, per_digit=args.per_digit,
+                            transcoders=args.transcoders)
     print(table + f"-> {out}")
     return 0

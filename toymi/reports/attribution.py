@@ -1,7 +1,14 @@
-"""`toymi circuits RUN` for a residual MLP (the AND-gate and compressed-computation models, any depth): its
-attribution graphs through its own neurons (exact: no error nodes), averaged where each output matters and scored
-against the circuit its task states, beside the model's own input ablations. Writes `table.md`, `scores.json` and
-`attribution.html` (the attribution page: one example's graph at a time)."""
+"""The attribution-graph parts of `toymi circuits RUN`.
+
+- A residual MLP (the AND-gate and compressed-computation models, any depth), `attribution_report`: its graphs
+  through its own neurons (exact: no error nodes), averaged where each output matters and scored against the circuit
+  its task states, beside the model's own input ablations: `table.md`, `scores.json` and `attribution.html` (the
+  Attribution page: one example's graph at a time).
+- An AND-gate transformer or an induction run, beside its edge discovery (`gate_attribution_report`,
+  `induction_attribution_report`): graphs with attention frozen, through a `toymi.circuits.replacement` (the model's
+  own ReLU neurons, or transcoders trained on it), scored against what the task states: `attribution.md`,
+  `attribution.json`, `attribution.html`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from toymi.circuits.replacement import Replacement
 from toymi.errors import ConfigError
 
 N_EXAMPLES = 8192
@@ -63,63 +71,61 @@ def attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str:
     return table
 
 
-def gate_attribution_report(run, out: Path, n_examples: int = N_EXAMPLES) -> str:
-    """`toymi circuits RUN` for an AND-gate transformer, beside its edge discovery: attribution graphs through the
-    model's own neurons (exact; `toymi.circuits.gate_graphs`), each gate traced back from the readout over
-    `n_examples` fresh inputs where it is on, input nodes measured from zero and from the all-off sequence, scored
-    against the gate's two inputs. Writes `attribution.md` and `attribution.json` into `out`; returns the table (a
-    one-line note for an MLP whose neurons are not ReLU, which the graphs cannot use as their own replacement)."""
+def gate_attribution_report(run, out: Path, replacement: Replacement | None, n_examples: int | None = None) -> str:
+    """`toymi circuits RUN` for an AND-gate transformer, beside its edge discovery: attribution graphs through
+    `replacement` (`toymi.circuits.replacement`; `toymi.circuits.gate_graphs`), each gate traced back from the
+    readout over `n_examples` (default `N_EXAMPLES`) fresh inputs where it is on, input nodes measured from zero and
+    from the all-off sequence, scored against the gate's two inputs. Writes `attribution.md`, `attribution.json` and
+    the page `attribution.html` into `out`; returns the table (a one-line note when `replacement` is None: a GELU MLP
+    without trained transcoders)."""
     from toymi.circuits.attribution_scores import GRAPH_SEED
     from toymi.circuits.gate_graphs import BASELINES, gate_graph_scores
-    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
 
     model, task = run.model, run.task
-    if not own_neurons_exact(model):
-        return _not_drawn("toymi.circuits.gate_graphs")
+    if replacement is None:
+        return _not_drawn(out)
+    n_examples = N_EXAMPLES if n_examples is None else n_examples
     start = time.perf_counter()
     batch = task.sample(jax.random.PRNGKey(GRAPH_SEED), n_examples)
-    scores = gate_graph_scores(model, task, neuron_transcoders(model), batch)
+    scores = gate_graph_scores(model, task, replacement.transcoders, batch)
     seconds = time.perf_counter() - start
 
     def mean(values):
         return float(np.nanmean(np.asarray(values, np.float64)))
 
     ablation = scores["ablation"]
-    lines = [f"\nAttribution graphs through the model's own neurons (exact), attention frozen: each of the "
+    lines = [f"\nAttribution graphs through {replacement.description}, attention frozen: each of the "
              f"{task.n_gates} gates traced back from the readout over {n_examples} fresh inputs, averaged where it "
-             f"is on ({seconds:.1f} s)\n",
+             f"is on ({seconds:.1f} s{_trained(replacement)})\n",
              "| input nodes measured from | AUC mean / min | gates at AUC 1 | on true: graph / logit ablation | on "
-             "true, direct edges | ρ graph vs ablation | latent share |", "|---|---|---|---|---|---|---|"]
+             "true, direct edges | ρ graph vs ablation | latent share | error share |", "|---|---|---|---|---|---|---|---|"]
     for name in BASELINES:
         r = scores[name]
         auc = np.asarray(r["auc"], np.float64)
         lines.append(f"| {'zero' if name == 'none' else 'the all-off sequence'} | {mean(auc):.3f} / "
                      f"{np.nanmin(auc):.3f} | {int((auc == 1.0).sum())} of {len(auc)} | {mean(r['on_true']):.3f} / "
                      f"{mean(ablation['on_true']):.3f} | {mean(r['on_true_direct']):.3f} | {mean(r['rho']):.3f} | "
-                     f"{mean(r['latent_share']):.3f} |")
+                     f"{mean(r['latent_share']):.3f} | {mean(r['error_share']):.3f} |")
     table = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "attribution.md").write_text(table.lstrip("\n"))
-    (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
-                                                      "n_examples": n_examples, "seconds": seconds, **scores}))
+    _write(run, out, table, replacement, {"n_examples": n_examples, "seconds": seconds, **scores})
     return table
 
 
-def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
+def induction_attribution_report(run, out: Path, replacement: Replacement | None, n_sequences: int = 512) -> str:
     """`toymi circuits RUN` for an induction run, beside its edge discovery: at every repeated position of its first
     eval set's first `n_sequences` sequences, the right token's logit traced back with attention frozen, against the
-    model's own token ablations (`toymi.circuits.induction_graphs`): the shares on the copied position s, on s - 1
-    and t (why s is attended) and elsewhere. Writes `attribution.md` and `attribution.json` into `out`; returns the
-    table (a one-line note for an MLP whose neurons are not ReLU)."""
-    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
+    model's own token ablations (`toymi.circuits.induction_graphs`), MLPs (if any) replaced by `replacement`: the
+    shares on the copied position s, on s - 1 and t (why s is attended) and elsewhere. Writes `attribution.md`,
+    `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when `replacement` is None: a GELU MLP without
+    trained transcoders)."""
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
     from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
 
     model = run.model
-    if not own_neurons_exact(model):
-        return _not_drawn("toymi.circuits.induction_graphs and toymi.circuits.qk_attribution")
+    if replacement is None:
+        return _not_drawn(out)
     name, batch = next(iter(run.task.eval_batches().items()))
-    tokens, transcoders = batch.tokens[:n_sequences], neuron_transcoders(model)
+    tokens, transcoders = batch.tokens[:n_sequences], replacement.transcoders
     start = time.perf_counter()
     scores = induction_attribution(model, tokens, transcoders)
     layer, head, attention = induction_head(model, tokens)
@@ -128,8 +134,9 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
     seconds = time.perf_counter() - start
     qk = scores["qk"]
     lines = [f"\nThe right token's logit at every repeated position of {len(tokens)} {name} sequences, traced back "
-             f"to the positions up to it ({seconds:.1f} s with the QK table): s holds the token copied, s − 1 and t "
-             "make the induction head attend to it\n",
+             f"to the positions up to it ({seconds:.1f} s with the QK table{_trained(replacement)}"
+             f"{'' if not transcoders else f'; MLPs replaced by {replacement.description}'}): s holds the token "
+             "copied, s − 1 and t make the induction head attend to it\n",
              "| measured by | traced logits | share on s | on s − 1 | on t | elsewhere | s the largest |",
              "|---|---|---|---|---|---|---|"]
     for how, label in (("graph", "graph, attention frozen"), ("ablation", "ablation (token embedding zeroed)")):
@@ -143,13 +150,37 @@ def induction_attribution_report(run, out: Path, n_sequences: int = 512) -> str:
               "(t, s − 1) the largest |", "|---|---|---|---|---|---|",
               f"| {qk['traced']} | " + " | ".join(f"{qk[k]:.3f}" for k in QK_PARTS) + " |"]
     table = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "attribution.md").write_text(table.lstrip("\n"))
-    (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
-                                                      "seconds": seconds, **scores}))
+    _write(run, out, table, replacement, {"seconds": seconds, **scores})
     return table
 
 
-def _not_drawn(where: str) -> str:
-    return ("\nAttribution graphs: not drawn (they replace the MLP by its own neurons, which needs a ReLU MLP; "
-            f"train a transcoder per layer and use {where}).\n")
+NOT_DRAWN = ("\nAttribution graphs: not drawn (the model's own neurons stand in for its MLP only where they are "
+             "ReLU; pass --transcoders N to train N-latent transcoders per MLP layer and trace through them).\n")
+
+
+def _write(run, out: Path, table: str, replacement: Replacement, scores: dict) -> None:
+    """A transformer's graphs: `attribution.md`, `attribution.json` (with what replaced the MLPs) and the
+    Attribution page through the same replacement, `attribution.html`."""
+    from toymi.views.attribution_page import attribution_for_run
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attribution.md").write_text(table.lstrip("\n"))
+    (out / "attribution.json").write_text(json.dumps({"run": str(run.directory), "step": run.model_step,
+                                                      **replacement.as_dict(), **scores}))
+    page = attribution_for_run(run, replacement=replacement)
+    if page is not None:  # None: no example to draw (no gate on, nothing repeated)
+        page.save(out / "attribution.html")
+
+
+def _not_drawn(out: Path) -> str:
+    """`NOT_DRAWN`, also as `attribution.md` in `out` (and no `attribution.json` or `.html`), so an earlier report's graphs in
+    the same directory cannot pass for this one's."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attribution.md").write_text(NOT_DRAWN.lstrip("\n"))
+    for stale in ("attribution.json", "attribution.html"):
+        (out / stale).unlink(missing_ok=True)
+    return NOT_DRAWN
+
+
+def _trained(replacement: Replacement) -> str:
+    return f"; the transcoders trained in {replacement.seconds:.1f} s" if replacement.seconds else ""

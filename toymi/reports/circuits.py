@@ -25,7 +25,7 @@ from toymi.tasks.induction import Induction
 
 
 def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False,
-                    per_digit: bool = False) -> str:
+                    per_digit: bool = False, transcoders: int | None = None) -> str:
     """Run each of `methods` (names in `METHODS`; None: all of them) on `target`, a planted circuit's name (in
     `PLANTED`) or a run directory, noising, and write the report into `out`; returns the markdown table (AUC where
     the true edges are known, CPR, CMD, edges found, seconds; for a run whose task rules some edges out, how many of
@@ -36,7 +36,10 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     only): also each method once per gate, scored against the gate's two input positions
     (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`. `per_digit` (an
     addition run only): each method once per answer digit, scored against the digit's own two positions
-    (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`."""
+    (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`. The attribution graphs of a
+    transformer trace through its own neurons (a ReLU MLP) or, with `transcoders` (a latent count), through that
+    many latents' transcoders per MLP layer trained on the run (`toymi.circuits.replacement`), which a GELU MLP
+    needs."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -45,6 +48,8 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     run = None  # a run directory's, when the target is one
     if str(target) in PLANTED:
         studies = _studies_asked(None, target, per_gate, per_digit)
+        if transcoders is not None:
+            raise ConfigError("--transcoders applies to a run directory; planted circuits are drawn as edge graphs")
         planted, truth_known = PLANTED[str(target)](), True
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
     elif Path(target).is_dir():
@@ -53,12 +58,14 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
         run = load_run(target)
         studies = _studies_asked(run, target, per_gate, per_digit)
         if run.model.kind == "residual_mlp":  # no attention: its circuits are attribution graphs, not edge graphs
-            if methods != list(METHODS):
-                raise ConfigError(f"{target} holds a residual MLP: `toymi circuits` scores its attribution graphs; "
-                                  "edge-discovery methods (--methods) apply to transformers only")
+            if methods != list(METHODS) or transcoders is not None:
+                raise ConfigError(f"{target} holds a residual MLP: `toymi circuits` scores its attribution graphs "
+                                  "through its own neurons; edge-discovery methods (--methods) and --transcoders apply "
+                                  "to transformers only")
             from toymi.reports.attribution import attribution_report
 
             return attribution_report(run, out)
+        replacement = _graph_replacement(run, target, transcoders, per_digit)
         found = run_target(run)
         planted, truth_known, ruled_out = found.planted, found.truth_known, found.ruled_out
         heading = (f"{Path(target).name}, step {run.model_step}: noising, {planted.ablation} ablation\n\n"
@@ -71,12 +78,29 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     if run is not None and isinstance(run.task, AndGates):  # its gates' circuits traced as attribution graphs
         from toymi.reports.attribution import gate_attribution_report
 
-        table += gate_attribution_report(run, out)
+        table += gate_attribution_report(run, out, replacement)
     if run is not None and isinstance(run.task, Induction):  # what a graph with attention frozen sees of induction
         from toymi.reports.attribution import induction_attribution_report
 
-        table += induction_attribution_report(run, out)
-    return table + "".join(write(run, methods, out) for write in studies)
+        table += induction_attribution_report(run, out, replacement)
+    return table + "".join(write(run, methods, out, replacement) for write in studies)
+
+
+def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
+    """What the run's attribution graphs trace through (`replacement_for`; None where no graph is drawn or a GELU
+    MLP has no transcoders), after a one-line error for `--transcoders` where they would not be used."""
+    from toymi.circuits.frozen_transformer import mlp_layers
+    from toymi.circuits.replacement import replacement_for
+
+    draws = isinstance(run.task, (AndGates, Induction)) or (per_digit and isinstance(run.task, Addition))
+    if n_latents is not None and not draws:
+        raise ConfigError(f"--transcoders: the report on {target} draws no attribution graphs (those of an AND-gate "
+                          "transformer, an induction run, or an addition run with --per-digit do)")
+    if n_latents is not None and mlp_layers(run.model) == 0:
+        raise ConfigError(f"--transcoders: {target} holds an attention-only model, with no MLP to replace")
+    if n_latents is not None and n_latents < 1:
+        raise ConfigError(f"--transcoders needs a latent count >= 1, got {n_latents}")
+    return replacement_for(run.model, run.task, n_latents) if draws else None
 
 
 def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list:
@@ -92,7 +116,7 @@ def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list:
     return writers
 
 
-def _write_per_digit(run, methods: list[str], out: Path) -> str:
+def _write_per_digit(run, methods: list[str], out: Path, replacement) -> str:
     """Each method on each answer digit of an addition run (`digit_position_study`): `digits.md`, `digits.json`."""
     from toymi.circuits.digit_positions import N_DIGIT_INPUTS, digit_position_study, markdown, summary
 
@@ -102,15 +126,20 @@ def _write_per_digit(run, methods: list[str], out: Path) -> str:
     table = (f"\nPer answer digit (s_0 .. s_{run.task.n_digits - 1}; {n} test questions patched from the next {n}; "
              "the input split by position; each digit's own positions a_i, b_i are certain; the digits above it "
              f"never change its value, so they are judged absent):\n\n{markdown(rows)}\n")
-    graphs = _digit_graphs(run)
+    graphs = _digit_graphs(run, replacement)
     if graphs:
         from toymi.circuits.digit_graphs import graph_markdown
 
-        table += (f"\nAttribution graphs through the model's own neurons (exact), attention frozen, the right digit's "
+        table += (f"\nAttribution graphs through {replacement.description}, attention frozen, the right digit's "
                   f"logit traced back on the first {GRAPH_QUESTIONS} test questions, scored the same way:\n\n"
                   f"{graph_markdown(graphs)}\n")
+    else:
+        from toymi.reports.attribution import NOT_DRAWN
+
+        table += NOT_DRAWN
     (out / "digits.md").write_text(table.lstrip("\n"))
     (out / "digits.json").write_text(json.dumps({"inputs": n, "methods": rows, "graphs": graphs,
+                                                 **(replacement.as_dict() if replacement else {}),
                                                  "per_digit": [r.as_dict() for r in results]}, indent=1))
     return table
 
@@ -118,24 +147,24 @@ def _write_per_digit(run, methods: list[str], out: Path) -> str:
 GRAPH_QUESTIONS = 512
 
 
-def _digit_graphs(run) -> dict:
-    """Both baselines' `digit_graph_scores` through the model's own neurons (empty for a GELU MLP, whose neurons
-    cannot stand in)."""
+def _digit_graphs(run, replacement) -> dict:
+    """Both baselines' `digit_graph_scores` through `replacement` (empty when it is None: a GELU MLP without trained
+    transcoders)."""
     from toymi.circuits.digit_graphs import BASELINES, digit_graph_scores
-    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
 
-    if not own_neurons_exact(run.model):
+    if replacement is None:
         return {}
     tokens, graphs = run.task.test.tokens[:GRAPH_QUESTIONS], {}
     for baseline in BASELINES:
         start = time.perf_counter()
-        graphs[baseline] = digit_graph_scores(run.model, run.task, neuron_transcoders(run.model), tokens, baseline)
+        graphs[baseline] = digit_graph_scores(run.model, run.task, replacement.transcoders, tokens, baseline)
         graphs[baseline]["seconds"] = time.perf_counter() - start
     return graphs
 
 
-def _write_per_gate(run, methods: list[str], out: Path) -> str:
-    """Each method on each gate of an AND-gate transformer run (`gate_position_study`): `gates.md`, `gates.json`."""
+def _write_per_gate(run, methods: list[str], out: Path, replacement=None) -> str:
+    """Each method on each gate of an AND-gate transformer run (`gate_position_study`): `gates.md`, `gates.json`.
+    (`replacement` is unused: this study patches the model, it draws no graphs.)"""
     from toymi.circuits.gate_positions import N_GATE_INPUTS, gate_position_study, markdown, summary
 
     n = min(N_GATE_INPUTS, len(run.task.eval_set.x) // 2)

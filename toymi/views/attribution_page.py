@@ -14,7 +14,8 @@ example.
 
 `attribution_view(model, transcoders, x, where)` draws any replacement (e.g. transcoders trained in a notebook);
 `attribution_for_run` a run's newest model with its own neurons as the replacement (exact: the error nodes are zero,
-so no training is needed).
+so no training is needed), or, for a transformer, transcoders trained on it (`toymi.circuits.replacement`: what
+`toymi circuits RUN --transcoders` draws, and a GELU MLP needs).
 """
 
 from __future__ import annotations
@@ -195,9 +196,12 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
     return View("attribution", title, parts, data, example_menu_script("graph"))
 
 
-def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_candidates: int = 256) -> View | None:
+def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_candidates: int = 256,
+                        replacement=None) -> View | None:
     """The page for a run's newest residual MLP, AND-gate transformer (`_gate_transformer_page`) or induction model
-    (`toymi.views.induction_attribution_page`; None for any other model), its own neurons as the replacement.
+    (`toymi.views.induction_attribution_page`; None for any other model), its own neurons as the replacement; a
+    transformer's may be `replacement` instead (a `toymi.circuits.replacement.Replacement`, e.g. trained
+    transcoders; without one, a GELU transformer has no page).
 
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
@@ -209,8 +213,8 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
         if isinstance(run.task, Induction):
             from toymi.views.induction_attribution_page import induction_page_for_run
 
-            return induction_page_for_run(run, n_examples)
-        return _gate_transformer_page(run, n_examples, seed, n_candidates)
+            return induction_page_for_run(run, n_examples, replacement)
+        return _gate_transformer_page(run, n_examples, seed, n_candidates, replacement)
     if getattr(model, "kind", None) != "residual_mlp":
         return None  # before the imports below: other runs' sites do not pay for them
     import jax
@@ -238,16 +242,19 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
                             f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)
 
 
-def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int) -> View | None:
-    """An AND-gate transformer run's page (None for any other transformer, or one whose MLP is not ReLU): the first
-    `n_examples` distinct inputs of `n_candidates` with a gate on, each gate that is on traced back from the readout,
-    the input nodes measured from the every-feature-off sequence (a feature that is off has no node), the model's
-    own neurons as the replacement."""
-    from toymi.circuits.frozen_transformer import neuron_transcoders, own_neurons_exact
+def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int, replacement=None) -> View | None:
+    """An AND-gate transformer run's page (None for any other transformer, or a GELU one without `replacement`): the
+    first `n_examples` distinct inputs of `n_candidates` with a gate on, each gate that is on traced back from the
+    readout, the input nodes measured from the every-feature-off sequence (a feature that is off has no node),
+    `replacement` (default: the model's own neurons) in place of the MLP."""
+    from toymi.circuits.replacement import replacement_for
     from toymi.tasks.and_gates import AndGates
 
     model, task = run.model, run.task
-    if not isinstance(task, AndGates) or not own_neurons_exact(model):
+    if not isinstance(task, AndGates):
+        return None
+    replacement = replacement or replacement_for(model, task, None)
+    if replacement is None:
         return None
     import jax
     import jax.numpy as jnp
@@ -261,10 +268,17 @@ def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int) -
     if rows.size == 0:
         return None
     n = task.n_features
-    note = (f"The model's own neurons as the replacement (exact: every error node is zero), attention frozen. "
-            f"{len(rows)} examples of a fresh sample; the gates traced are those that are on; each input is feature "
-            "j's token at position j, measured from its off-token.")
+    said = replacement_note(replacement)
+    note = (f"{said[:1].upper()}{said[1:]}, attention frozen. {len(rows)} examples of a fresh sample; the gates "
+            "traced are those that are on; each input is feature j's token at position j, measured from its "
+            "off-token.")
     return transformer_attribution_view(
-        model, neuron_transcoders(model), np.asarray(encode_tokens(jnp.asarray(x[rows]))), where[rows], (n,),
+        model, replacement.transcoders, np.asarray(encode_tokens(jnp.asarray(x[rows]))), where[rows], (n,),
         encode_tokens(jnp.zeros(n)), [f"x{j}" for j in range(n)] + ["read"], task.output_names(),
         [", ".join(f"x{j}" for j in np.flatnonzero(row)) + " on" for row in x[rows]], f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)
+
+
+def replacement_note(replacement) -> str:
+    """How a page names what stands in for the MLPs: its `description` and what its error nodes hold."""
+    return (f"{replacement.description} as the replacement" + (": every error node is zero" if replacement.exact
+                                                              else ": the error nodes hold what it misses"))
