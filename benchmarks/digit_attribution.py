@@ -81,12 +81,11 @@ def smoke_model():
 
 def summary(rows: list[dict]) -> str:
     """The README table: one row per model × replacement × baseline."""
-    header = f"| model | replacement | FVU per layer | error share | {GRAPH_COLUMNS}"
+    header = f"| model | replacement | FVU per layer | {GRAPH_COLUMNS}"
     lines = [header, "|---" * header.count("|") + "|"]
     for r in rows:
         table = graph_markdown({r["baseline"]: r}).splitlines()[-1]
-        lines.append(f"| {r['model']} | {r['replacement']} | {' / '.join(f'{v:.4f}' for v in r['fvu'])} | "
-                     f"{r['error_share']:.3f} {table}")
+        lines.append(f"| {r['model']} | {r['replacement']} | {' / '.join(f'{v:.4f}' for v in r['fvu'])} {table}")
     return "\n".join(lines)
 
 

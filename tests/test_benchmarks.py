@@ -69,6 +69,23 @@ def test_readme_table_is_the_committed_results_file(script, results):
         assert line in readme, f"README lacks this line of {script}'s table: {line}"
 
 
+def _check_cli_digit_graphs_are_the_benchmarks(results: Path) -> None:
+    """`toymi circuits RUN --per-digit --transcoders 1024` on the GELU addition model trains the same transcoders as
+    benchmarks/digit_attribution.py (the same run, seed and settings), so its graph rows are the benchmark's GELU
+    rows, all but the seconds."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from toymi.circuits.digit_graphs import graph_markdown
+
+    rows = json.loads((results / "digit_attribution.json").read_text())["rows"]
+    expected = [graph_markdown({r["baseline"]: r}).splitlines()[-1].rsplit("|", 2)[0] for r in rows
+                if r["model"] == "gelu" and r["replacement"] == "transcoders"]
+    digits = (results / "circuits" / "addition_quick_gelu_transcoders_digits.md").read_text()
+    graph_rows = [line.rsplit("|", 2)[0] for line in digits.split("Attribution graphs")[1].splitlines()
+                  if line.startswith("| z")]
+    assert graph_rows == expected, (graph_rows, expected)
+    assert "trained transcoders (1024 latents per layer, 2000 steps; FVU 0.005 / 0.005)" in digits
+
+
 def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     """README's table of `toymi circuits` on the AND-gate transformer is the command's committed `table.md`, line for
     line; its SPD rows state `toymi decompose --methods SPD`'s committed numbers as that command's table prints them."""
@@ -91,6 +108,7 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     digits = (results / "circuits" / "addition_quick_digits.md").read_text()  # --per-digit on an addition run
     for line in (line for line in digits.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the addition run's per-digit table: {line}"
+    _check_cli_digit_graphs_are_the_benchmarks(results)
     graphs = (results / "circuits" / "induction_quick_attribution.md").read_text()  # on an induction run
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the induction run's attribution tables: {line}"

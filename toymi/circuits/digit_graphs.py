@@ -59,7 +59,7 @@ def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "b
 
 
 GRAPH_COLUMNS = ("input nodes measured from | digits | AUC own pair vs digits above, mean / min | top two = own pair | "
-                 "share own / below / above / answer | latent share | completeness gap | seconds |")
+                 "share own / below / above / answer | latent share | error share | completeness gap | seconds |")
 
 
 def graph_markdown(scores: dict[str, dict]) -> str:
@@ -71,5 +71,5 @@ def graph_markdown(scores: dict[str, dict]) -> str:
         shares = " / ".join(f"{np.mean([d['shares'][g] for d in digits]):.3f}" for g in digits[0]["shares"])
         lines.append(f"| {baseline} | {len(digits)} | {auc.mean():.3f} / {auc.min():.3f} | "
                      f"{np.mean([d['top_two'] for d in digits]):.3f} | {shares} | {r['latent_share']:.3f} | "
-                     f"{r['completeness_gap']:.1e} | {r['seconds']:.1f} |")
+                     f"{r['error_share']:.3f} | {r['completeness_gap']:.1e} | {r['seconds']:.1f} |")
     return "\n".join(lines)
