@@ -26,8 +26,7 @@ PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "
 # What `toymi view RUN` writes unless `--pages` says otherwise: the circuits page runs circuit discovery (compiling
 # exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget. The
 # attribution page applies to residual MLPs, AND-gate transformers and induction models only, where it costs a few
-# seconds (an induction run's: ~4-5 s on induction_quick, nearly all compiling its programs, which takes that site
-# to ~10 s).
+# seconds (an induction run's: ~3-4 s on induction_quick, nearly all compiling its programs; that site ~8-9 s).
 DEFAULT_PAGES = ("run", "attention", "attribution")
 
 
