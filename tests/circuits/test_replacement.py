@@ -1,22 +1,17 @@
 """What stands in for a transformer's MLPs in its attribution graphs: its own neurons (exact) or trained
-transcoders, with their FVU; and `toymi circuits RUN --transcoders` on a GELU model, which needs them."""
+transcoders, with their FVU; and `toymi circuits RUN --transcoders`, which a GELU model needs."""
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tiny_runs import tiny_run
 from transformer_models import model
 
 from toymi.circuits.replacement import own_neurons, replacement_for, trained_transcoders
 from toymi.cli import main
 from toymi.errors import ConfigError
 from toymi.tasks.induction import Induction
-
-ROOT = Path(__file__).parents[2]
-SMALL = ["task.n_features=5", "task.feature_probability=0.6", "task.n_eval=64", "task.batch_size=64",
-         "model.d_model=16", "model.n_heads=2", "model.d_head=8", "model.d_mlp=8",
-         "model.act_fn=gelu", "train.steps=20", "train.eval_every=10", "train.checkpoint_every=10"]
 
 
 def test_own_neurons_are_exact_and_a_gelu_mlp_has_no_replacement_without_transcoders():
@@ -44,39 +39,37 @@ def test_transcoders_are_refused_where_no_graph_would_use_them(tmp_path, capsys)
     assert "--transcoders applies to a run directory" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~8 s: trains a tiny GELU run, then its transcoders and graphs
-def test_toymi_circuits_traces_a_gelu_model_through_transcoders_it_trains(tmp_path, capsys, monkeypatch):
-    """Without `--transcoders` a GELU AND-gate transformer's graphs are not drawn, and the report says how to get
-    them; with it, they are traced through transcoders trained on it, one per layer, complete up to float error (the
-    error nodes hold what the transcoders miss), their FVU and error share reported."""
+@pytest.mark.slow  # ~8 s: transcoders trained on a tiny run, its graphs and page
+def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path, capsys, monkeypatch):
+    """With `--transcoders`, an AND-gate transformer's graphs are traced through transcoders trained on it, one per
+    layer (here the tiny ReLU run the views' tests share), complete up to float error (the error nodes hold what
+    the transcoders miss), their FVU and error share reported, the page drawn through them. Without a replacement
+    (a GELU MLP without `--transcoders`) the report says how to get one and leaves no earlier graphs behind."""
     import toymi.circuits.replacement as replacement
     from toymi.reports import attribution
-    from toymi.reports.attribution import gate_attribution_report
     from toymi.run import load_run
 
-    run = tmp_path / "run"
-    settings = [x for setting in SMALL for x in ("--set", setting)]
-    assert main(["train", str(ROOT / "tasks" / "and_gates_transformer_quick.toml"), "--out", str(run), *settings,
-                 "--no-progress", "--no-plot"]) == 0
-    (tmp_path / "tc").mkdir()
+    run = tiny_run("and_gates_transformer_quick")
+    out = tmp_path / "tc"
+    out.mkdir()
     for stale in ("attribution.json", "attribution.html"):  # an earlier report's graphs, not to be left behind
-        (tmp_path / "tc" / stale).write_text("{}")
-    assert "pass --transcoders N" in gate_attribution_report(load_run(run), tmp_path / "tc", None)
-    assert "pass --transcoders N" in (tmp_path / "tc" / "attribution.md").read_text()
-    assert not (tmp_path / "tc" / "attribution.json").exists() and not (tmp_path / "tc" / "attribution.html").exists()
-    monkeypatch.setattr(replacement, "TRANSCODER_STEPS", 100)  # seconds, not the minute of the default 2,000
-    monkeypatch.setattr(attribution, "N_EXAMPLES", 1024)
-    assert main(["circuits", str(run), "--methods", "eap", "--transcoders", "16", "--out", str(tmp_path / "tc")]) == 0
-    scores = json.loads((tmp_path / "tc" / "attribution.json").read_text())
-    assert scores["replacement"].startswith("trained transcoders (16 latents per layer, 100 steps")
-    assert len(scores["fvu"]) == 1 and all(0.0 < v < 1.0 for v in scores["fvu"]) and scores["train_seconds"] > 0
-    assert scores["n_examples"] == 1024
+        (out / stale).write_text("{}")
+    assert "pass --transcoders N" in attribution.gate_attribution_report(load_run(run), out, None)
+    assert "pass --transcoders N" in (out / "attribution.md").read_text()
+    assert not (out / "attribution.json").exists() and not (out / "attribution.html").exists()
+    monkeypatch.setattr(replacement, "TRANSCODER_STEPS", 50)  # seconds, not the minute of the default 2,000
+    monkeypatch.setattr(attribution, "N_EXAMPLES", 512)
+    assert main(["circuits", str(run), "--methods", "node_attribution", "--transcoders", "16", "--out", str(out)]) == 0
+    scores = json.loads((out / "attribution.json").read_text())
+    assert scores["replacement"].startswith("trained transcoders (16 latents per layer, 50 steps")
+    assert len(scores["fvu"]) == 1 and 0.0 < scores["fvu"][0] < 1.0 and scores["train_seconds"] > 0
+    assert scores["n_examples"] == 512
     for baseline in ("none", "all off"):
         assert scores[baseline]["completeness_gap"] < 1e-3 and len(scores[baseline]["auc"]) == 10
         assert all(0.0 < e < 1.0 for e in scores[baseline]["error_share"])
-    table = (tmp_path / "tc" / "attribution.md").read_text()
+    table = (out / "attribution.md").read_text()
     assert "through trained transcoders (16 latents per layer" in table and "| error share |" in table
-    page = (tmp_path / "tc" / "attribution.html").read_text()  # the page drawn through the same transcoders
+    page = (out / "attribution.html").read_text()  # the page drawn through the same transcoders
     assert "Trained transcoders (16 latents per layer" in page and "the error nodes hold what it misses" in page
     assert main(["circuits", str(run), "--transcoders", "0", "--out", str(tmp_path / "x")]) == 2
     assert "latent count >= 1" in capsys.readouterr().err

@@ -443,7 +443,7 @@ def test_pruning_traces_a_chain_of_latents_back_to_its_input():
     """x0 → L0·0 → L1·0 → y0 and nothing else large: every link of the chain is drawn, the small edges are not."""
     from types import SimpleNamespace
 
-    from toymi.views.flat_graph import pruned_edges, residual_flat
+    from toymi.views.flat_graph import output_mass_drawn, pruned_edges, residual_flat
 
     def one(*shape, at=None, value=1.0):
         a = np.zeros((1, *shape))
@@ -456,5 +456,8 @@ def test_pruning_traces_a_chain_of_latents_back_to_its_input():
         latent_latent=one(2, 2, at=(0, 1)), error_latent=one(2, 2), latent_output=one(2, 1, at=(1, 0)),
         residual=one(2, 1, at=(1, 0), value=0.01), skip=one(2, 1), error=one(2, 1),
         inputs=one(2), latents=one(2), outputs=one(1))
-    edges = {(s, t): v for s, t, v in pruned_edges(residual_flat(g, 0, (1, 1)), [0], min_share=0.05)}
+    flat = residual_flat(g, 0, (1, 1))
+    drawn = pruned_edges(flat, [0], min_share=0.05)
+    edges = {(s, t): v for s, t, v in drawn}
     assert edges == {(("z", 1), ("y", 0)): 1.0, (("z", 0), ("z", 1)): 1.0, (("x", 0), ("z", 0)): 1.0}
+    assert output_mass_drawn(flat, drawn, [0]) == pytest.approx(1.0 / 1.01)  # the 0.01 residual edge is hidden

@@ -27,7 +27,8 @@ import numpy as np
 
 from toymi.views.circuits_page import edge_curve
 from toymi.views.flat_graph import (
-    MAX_EDGES, MIN_SHARE, FlatGraph, labels, layout, pruned_edges, residual_flat, transformer_flat,
+    MAX_EDGES, MIN_SHARE, FlatGraph, labels, layout, output_mass_drawn, pruned_edges, residual_flat,
+    transformer_flat,
 )
 from toymi.views.page import View, example_menu_script
 
@@ -183,7 +184,8 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
         names, values = labels(pos, g, output_names)
         figures.append(_figure(edges, pos, names, values, g.n_layers).to_plotly_json())
         shown = ", ".join(f"{output_names[k]} = {float(g.outputs[k]):.3g}" for k in outputs)
-        summaries.append(f"inputs: {inputs_shown[b]}; outputs traced: {shown}; {len(edges)} edges drawn")
+        summaries.append(f"inputs: {inputs_shown[b]}; outputs traced: {shown}; {len(edges)} edges drawn, those into "
+                         f"the outputs {output_mass_drawn(g, edges, outputs.tolist()):.0%} of their edge mass")
         kept.append([[names[s], names[t], v] for s, t, v in edges])
     options = "".join(f'<option value="{b}">example {b}</option>' for b in range(len(flats)))
     parts = [f'<p class="note">{html.escape(note)} Edges point up, from a node to the node whose pre-activation it '

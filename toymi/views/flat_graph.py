@@ -4,8 +4,8 @@ kinds of graph, and the pruning that picks the edges drawn.
 `FlatGraph` holds named input, latent, error and output nodes and the edges as source × target matrices.
 `residual_flat` makes one of a residual MLP's graph (`toymi.circuits.attribution_graph`), `transformer_flat` of a
 transformer's (`toymi.circuits.transformer_graph`: nodes per position). `pruned_edges` walks it backwards from the
-outputs traced, keeping at each target the sources that carry at least `min_share` of its incoming edge mass;
-`layout` places the nodes drawn in rows (inputs, each layer's latents and error nodes, outputs) and `labels` names
+outputs traced, keeping at each target the sources that carry at least `min_share` of its incoming edge mass, and
+`output_mass_drawn` says how much of the outputs' mass that leaves drawn; `layout` places the nodes drawn in rows (inputs, each layer's latents and error nodes, outputs) and `labels` names
 them.
 """
 
@@ -116,6 +116,15 @@ def pruned_edges(g: FlatGraph, outputs: Sequence[int], min_share: float = MIN_SH
             todo.update(s[1] for s in chosen if s[0] == "z")
     kept.sort(key=lambda e: -abs(e[2]))
     return kept[:max_edges]
+
+
+def output_mass_drawn(g: FlatGraph, edges, outputs: Sequence[int]) -> float:
+    """The share of the edge mass (Σ |edge|) into `outputs` that the drawn `edges` carry: what the pruning hides,
+    e.g. a wide transcoder spreading an output over many latents each below `min_share` (1.0 when nothing enters)."""
+    cols = list(outputs)
+    total = sum(float(np.abs(m[:, cols]).sum()) for m in (g.input_output, g.latent_output, g.error_output))
+    drawn = sum(abs(v) for _, target, v in edges if target[0] == "y" and target[1] in cols)
+    return drawn / total if total > 0 else 1.0
 
 
 def layout(edges, outputs, g: FlatGraph) -> dict[tuple, tuple[float, float]]:
