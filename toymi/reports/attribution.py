@@ -98,7 +98,7 @@ def gate_attribution_report(run, out: Path, replacement: Replacement | None, n_e
              f"{task.n_gates} gates traced back from the readout over {n_examples} fresh inputs, averaged where it "
              f"is on ({seconds:.1f} s{_trained(replacement)})\n",
              "| input nodes measured from | AUC mean / min | gates at AUC 1 | on true: graph / logit ablation | on "
-             "true, direct edges | ρ graph vs ablation | latent share | error share |", "|---|---|---|---|---|---|---|---|"]
+             "true, direct edges | ρ graph vs ablation | latent share | error share |", "|---" * 8 + "|"]
     for name in BASELINES:
         r = scores[name]
         auc = np.asarray(r["auc"], np.float64)
@@ -116,8 +116,8 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     eval set's first `n_sequences` sequences, the right token's logit traced back with attention frozen, against the
     model's own token ablations (`toymi.circuits.induction_graphs`), MLPs (if any) replaced by `replacement`: the
     shares on the copied position s, on s - 1 and t (why s is attended) and elsewhere. Writes `attribution.md`,
-    `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when `replacement` is None: a GELU MLP without
-    trained transcoders)."""
+    `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when
+    `replacement` is None: a GELU MLP without trained transcoders)."""
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
     from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
 
@@ -173,8 +173,8 @@ def _write(run, out: Path, table: str, replacement: Replacement, scores: dict) -
 
 
 def _not_drawn(out: Path) -> str:
-    """`NOT_DRAWN`, also as `attribution.md` in `out` (and no `attribution.json` or `.html`), so an earlier report's graphs in
-    the same directory cannot pass for this one's."""
+    """`NOT_DRAWN`, also as `attribution.md` in `out` (and no `attribution.json` or `.html`), so an earlier
+    report's graphs in the same directory cannot pass for this one's."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "attribution.md").write_text(NOT_DRAWN.lstrip("\n"))
     for stale in ("attribution.json", "attribution.html"):

@@ -5,8 +5,8 @@ kinds of graph, and the pruning that picks the edges drawn.
 `residual_flat` makes one of a residual MLP's graph (`toymi.circuits.attribution_graph`), `transformer_flat` of a
 transformer's (`toymi.circuits.transformer_graph`: nodes per position). `pruned_edges` walks it backwards from the
 outputs traced, keeping at each target the sources that carry at least `min_share` of its incoming edge mass, and
-`output_mass_drawn` says how much of the outputs' mass that leaves drawn; `layout` places the nodes drawn in rows (inputs, each layer's latents and error nodes, outputs) and `labels` names
-them.
+`output_mass_drawn` says how much of the outputs' mass that leaves drawn; `layout` places the nodes drawn in rows
+(inputs, each layer's latents and error nodes, outputs) and `labels` names them.
 """
 
 from __future__ import annotations
