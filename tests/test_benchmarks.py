@@ -109,9 +109,10 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     for line in (line for line in digits.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the addition run's per-digit table: {line}"
     _check_cli_digit_graphs_are_the_benchmarks(results)
-    graphs = (results / "circuits" / "induction_quick_attribution.md").read_text()  # on an induction run
-    for line in (line for line in graphs.splitlines() if line.startswith("|")):
-        assert line in readme, f"README lacks this line of the induction run's attribution tables: {line}"
+    for name in ("induction_quick", "induction_quick_gelu_transcoders"):  # on induction runs
+        graphs = (results / "circuits" / f"{name}_attribution.md").read_text()
+        for line in (line for line in graphs.splitlines() if line.startswith("|")):
+            assert line in readme, f"README lacks this line of {name}'s attribution tables: {line}"
     for name in ("and_gates_quick", "compressed_computation_2l"):  # `toymi circuits RUN` on residual MLPs
         table = (results / "circuits" / f"{name}_attribution_table.md").read_text()
         for line in (line for line in table.splitlines() if line.startswith("|")):
