@@ -71,6 +71,27 @@ def test_random_offsets_mode_copies_one_chunk_later():
 
 
 @pytest.mark.slow
+def test_random_period_mode_repeats_a_chunk_of_each_sequences_own_length():
+    task = Induction(vocab=40, subseq_len=8, n_repeats=3, mode="random_period", min_subseq_len=3, batch_size=256,
+                     loss_on="repeated", eval_size=4)
+    batch = task.train_batch(jax.random.PRNGKey(0))
+    tokens = np.asarray(batch.tokens)
+    assert tokens.shape == (256, 25) and (tokens[:, 0] == 40).all()
+    periods = []
+    for row in tokens[:, 1:]:
+        period = len(set(row.tolist()))  # the chunk's tokens are distinct, so the period is how many there are
+        assert 3 <= period <= 8
+        np.testing.assert_array_equal(row[period:], row[:-period])  # every token repeats the one a period back
+        periods.append(period)
+    assert set(periods) == set(range(3, 9))  # every allowed period occurs: no fixed offset solves the batch
+    # from the first repeated token on (BOS, then a period of first occurrences), every position but the last
+    # predicts a repeat
+    expected = np.arange(25)[None, :] >= 1 + np.asarray(periods)[:, None]
+    np.testing.assert_array_equal(np.asarray(batch.loss_mask), expected & (np.arange(25) < 24))
+    assert set(task.eval_batches()) == {"test", "offsets"}
+
+
+@pytest.mark.slow
 def test_loss_on_repeated_masks_only_predictable_positions():
     task = Induction(vocab=30, subseq_len=5, n_repeats=4, mode="random_offsets", loss_on="repeated", bos=False,
                      batch_size=16, eval_size=4)
@@ -119,7 +140,7 @@ def test_facts_for_eval_sets():
 
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match=r"n_repeats must be an integer >= 2, got 1.*mode must be one of "
-                                         r"\('repeat', 'random_offsets'\), got 'shuffle'"):
+                                         r"\('repeat', 'random_period', 'random_offsets'\), got 'shuffle'"):
         Induction(n_repeats=1, mode="shuffle")
     with pytest.raises(ValueError, match="loss_on must be one of"):
         make_task("induction", loss_on="some")
@@ -127,6 +148,10 @@ def test_bad_settings_are_named():
         Induction(vocab=40, mode="random_offsets")
     with pytest.raises(ValueError, match="bos must be true or false, got 1"):
         Induction(bos=1)
+    with pytest.raises(ValueError, match="min_subseq_len applies to mode 'random_period' only"):
+        Induction(min_subseq_len=4)
+    with pytest.raises(ValueError, match=r"min_subseq_len \(20\) must be at most subseq_len \(16\)"):
+        Induction(mode="random_period", min_subseq_len=20)
 
 
 @pytest.mark.slow

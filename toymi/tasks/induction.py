@@ -1,10 +1,12 @@
 """Induction on random tokens: sequences whose second half can only be predicted by copying from earlier in context.
 
-Two modes, both sampled fresh on device every step, with `body = subseq_len * n_repeats` random tokens from
+Three modes, each sampled fresh on device every step, with `body = subseq_len * n_repeats` random tokens from
 `[0, vocab)`, optionally after a BOS token (id `vocab`):
 
 - `"repeat"` (Nanda's recipe): `subseq_len` distinct random tokens, repeated `n_repeats` times. The period is
   fixed, so a head attending a fixed `subseq_len - 1` positions back solves it as well as an induction head does.
+- `"random_period"`: the same with a period drawn per sequence, uniformly in `[min_subseq_len, subseq_len]`: a
+  chunk of that many distinct tokens repeated until the body is full. No fixed offset copies every sequence.
 - `"random_offsets"`: `body` distinct random tokens in which one chunk of `subseq_len` tokens is copied to a random
   later, non-overlapping offset. Only content-based attention (an induction head) finds the copy.
 
@@ -16,7 +18,7 @@ Position `i` predicts token `i + 1`. Every position but the last has a target; `
 token occurred before and the token after that occurrence is the target). Metrics split the loss into
 `repeated_loss` (those positions) and `first_loss` (positions whose target token has not occurred yet), and give the
 in-context-learning score `icl_score` = loss at the last position minus loss at an early position,
-`(subseq_len - 1) // 2`, which is a first occurrence in both modes (Olsson et al. use tokens 500 and 50 of natural text). In
+`(min_subseq_len - 1) // 2`, which is a first occurrence in every mode (Olsson et al. use tokens 500 and 50 of natural text). In
 `"random_offsets"` mode the last position is part of a copy in only some sequences, so the score is an average
 over sequences that do and do not end in a copy.
 """
@@ -34,12 +36,12 @@ from toymi.tasks.render import as_tokens, one_sequence
 from toymi.validate import boolean, integer, one_of, problems, require
 
 BOS_TEXT = "<bos>"
-MODES = ("repeat", "random_offsets")
+MODES = ("repeat", "random_period", "random_offsets")
 LOSS_ON = ("all", "repeated")
 _COUNT = integer(1, says="an integer >= 1")  # the wording its errors have always had
 _CHECKS = {"vocab": integer(2), "subseq_len": integer(2), "n_repeats": integer(2), "batch_size": _COUNT,
            "eval_size": _COUNT, "mode": one_of(MODES), "loss_on": one_of(LOSS_ON), "bos": boolean,
-           "data_seed": integer()}
+           "data_seed": integer(), "min_subseq_len": integer(2)}
 EVAL_STREAM = 0x1D
 
 
@@ -97,6 +99,16 @@ def repeat_body(key: PRNGKeyArray, n_seqs: int, subseq_len: int, n_repeats: int,
     return jnp.tile(distinct_tokens(key, n_seqs, subseq_len, vocab), (1, n_repeats))
 
 
+def random_period_body(key: PRNGKeyArray, n_seqs: int, min_len: int, max_len: int, length: int, vocab: int
+                       ) -> Int[Array, "n body"]:
+    """`"random_period"` mode: per sequence a period uniform in `[min_len, max_len]` and a chunk of that many
+    distinct random tokens, repeated until `length` tokens are filled (the last repeat cut short)."""
+    k_tokens, k_period = jax.random.split(key)
+    chunk = distinct_tokens(k_tokens, n_seqs, max_len, vocab)
+    period = jax.random.randint(k_period, (n_seqs, 1), min_len, max_len + 1)
+    return jnp.take_along_axis(chunk, jnp.arange(length)[None, :] % period, axis=-1)
+
+
 def offset_copy_body(key: PRNGKeyArray, n_seqs: int, subseq_len: int, length: int, vocab: int) -> Int[Array, "n body"]:
     """`"random_offsets"` mode: distinct random tokens with one `subseq_len` chunk copied to a later offset.
 
@@ -121,11 +133,12 @@ class Induction(Task):
     - `subseq_len`: length of the repeated chunk (of the copied chunk in `"random_offsets"` mode).
     - `n_repeats`: sequences have `subseq_len * n_repeats` random tokens (in `"repeat"` mode: the chunk that many
       times), >= 2.
-    - `mode`: `"repeat"` or `"random_offsets"`.
+    - `mode`: `"repeat"`, `"random_period"` or `"random_offsets"`.
+    - `min_subseq_len`: `"random_period"` mode's shortest period (default, and in the other modes: `subseq_len`).
     - `bos`: start every sequence with a BOS token (id `vocab`, so the model reads `vocab + 1` tokens).
     - `loss_on`: `"all"` positions with a target, or only the `"repeated"` ones an induction head can predict.
     - `batch_size`: sequences per training step.
-    - `eval_size`: sequences in each fixed eval set (`test`: the training distribution; in `"repeat"` mode also
+    - `eval_size`: sequences in each fixed eval set (`test`: the training distribution; in the other modes also
       `offsets`, the `"random_offsets"` distribution, which a fixed-offset head cannot solve).
     - `data_seed`: seed of the eval sets.
     """
@@ -139,26 +152,34 @@ class Induction(Task):
     batch_size: int = eqx.field(static=True)
     eval_size: int = eqx.field(static=True)
     data_seed: int = eqx.field(static=True)
+    min_subseq_len: int = eqx.field(static=True)
     evals: dict[str, Batch]
 
     def __init__(self, vocab: int = 128, subseq_len: int = 16, n_repeats: int = 3, mode: str = "repeat",
                  bos: bool = True, loss_on: str = "all", batch_size: int = 128, eval_size: int = 512,
-                 data_seed: int = 0):
+                 data_seed: int = 0, min_subseq_len: int | None = None):
+        min_subseq_len = subseq_len if min_subseq_len is None else min_subseq_len
         values = {"vocab": vocab, "subseq_len": subseq_len, "n_repeats": n_repeats, "batch_size": batch_size,
-                  "eval_size": eval_size, "mode": mode, "loss_on": loss_on, "bos": bos, "data_seed": data_seed}
+                  "eval_size": eval_size, "mode": mode, "loss_on": loss_on, "bos": bos, "data_seed": data_seed,
+                  "min_subseq_len": min_subseq_len}
         found = problems(values, _CHECKS)
+        if not found and min_subseq_len != subseq_len and mode != "random_period":
+            found.append(f"min_subseq_len applies to mode 'random_period' only (mode is {mode!r})")
+        if not found and min_subseq_len > subseq_len:
+            found.append(f"min_subseq_len ({min_subseq_len}) must be at most subseq_len ({subseq_len})")
         if not found:
             # Tokens are distinct apart from the copies (unambiguous ground truth), so they must fit in the vocab.
-            distinct = subseq_len if mode == "repeat" else subseq_len * n_repeats
+            distinct = subseq_len * n_repeats if mode == "random_offsets" else subseq_len
             if distinct > vocab:
                 found.append(f"mode {mode!r} needs {distinct} distinct tokens but vocab is {vocab}")
         require("induction task", found)
         self.vocab, self.subseq_len, self.n_repeats, self.mode = vocab, subseq_len, n_repeats, mode
         self.bos, self.loss_on, self.batch_size, self.eval_size, self.data_seed = (
             bos, loss_on, batch_size, eval_size, data_seed)
+        self.min_subseq_len = min_subseq_len
         k_test, k_offsets = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(data_seed), EVAL_STREAM))
         self.evals = {"test": self._sample(k_test, eval_size, mode)}
-        if mode == "repeat":
+        if mode != "random_offsets":  # which a fixed-offset head cannot solve
             self.evals["offsets"] = self._sample(k_offsets, eval_size, "random_offsets")
 
     @property
@@ -169,6 +190,8 @@ class Induction(Task):
         body_len = self.subseq_len * self.n_repeats
         if mode == "repeat":
             body = repeat_body(key, n_seqs, self.subseq_len, self.n_repeats, self.vocab)
+        elif mode == "random_period":
+            body = random_period_body(key, n_seqs, self.min_subseq_len, self.subseq_len, body_len, self.vocab)
         else:
             body = offset_copy_body(key, n_seqs, self.subseq_len, body_len, self.vocab)
         tokens = jnp.concatenate([jnp.full((n_seqs, 1), self.vocab, jnp.int32), body], axis=1) if self.bos else body
@@ -209,7 +232,7 @@ class Induction(Task):
             "repeated_loss": mean_over(nll, repeated),
             "repeated_accuracy": mean_over(correct, repeated),
             "first_loss": mean_over(nll, first),
-            "icl_score": nll[:, -1].mean() - nll[:, (self.subseq_len - 1) // 2].mean(),
+            "icl_score": nll[:, -1].mean() - nll[:, (self.min_subseq_len - 1) // 2].mean(),
         }
 
     def render_tokens(self, tokens) -> list[str]:
