@@ -54,7 +54,8 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("gate_positions", "gate_positions"),
                                             ("transformer_attribution", "transformer_attribution"),
                                             ("induction_attribution", "induction_attribution"),
-                                            ("digit_attribution", "digit_attribution")])
+                                            ("digit_attribution", "digit_attribution"),
+                                            ("induction_phase", "induction_phase")])
 def test_readme_table_is_the_committed_results_file(script, results):
     """README's attribution-graph (one-layer, deep, transformer), transcoder-clustering and gate-position tables are
     their benchmark's `summary` of its committed results, line for line: rerunning a benchmark rewrites its file, and
@@ -231,6 +232,7 @@ IN_PROCESS_SMOKE = {
     "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
     "induction_attribution": ((), ["--out", "{tmp}"], "induction_attribution.json"),
     "digit_attribution": ((), ["--out", "{tmp}"], "digit_attribution.json"),
+    "induction_phase": ((), ["--out", "{tmp}"], "induction_phase.json"),
 }
 
 
@@ -312,3 +314,21 @@ def test_readme_transformer_attribution_mlp_ablation_is_the_committed_results():
     sentence = mlp_ablation_sentence(results["without_mlp"]["trained"])
     readme = " ".join((ROOT / "README.md").read_text().split())  # wrapped lines joined
     assert sentence in readme, sentence
+
+
+def test_readme_induction_phase_row_is_its_committed_results():
+    """The reproductions table's random-period row states benchmarks/induction_phase.py's committed numbers."""
+    rows = json.loads((ROOT / "benchmarks" / "results" / "induction_phase.json").read_text())["rows"]
+    two, one = (next(r for r in rows if r["layers"] == n) for n in (2, 1))
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| … the recipe with the period drawn"))
+    heads = {h["step"]: h for h in two["heads"]}
+    below = two["first_below"]
+    for stated in (f"4.88 → {two['loss_at'][0]:.2f} at step 200 → {two['loss_at'][1]:.2f} at 400",
+                   f"< 4.0 at {below['4.0']}, **< 2.0 at {below['2.0']}, < 1.0 at {below['1.0']}**",
+                   f"{two['loss_at'][3]:.2f} at 800, final {two['final_loss']:.3f}",
+                   f"({heads[500]['induction_max']:.2f} each at step 500, {heads[1000]['induction_min']:.2f}–"
+                   f"{heads[1000]['induction_max']:.2f} at 1,000, {heads[2000]['induction_min']:.2f}–"
+                   f"{heads[2000]['induction_max']:.2f} at 2,000)",
+                   f"({one['loss_at'][2]:.2f} at 600, {one['final_loss']:.2f} at {one['final_step']:,})"):
+        assert stated in row, stated

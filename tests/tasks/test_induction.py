@@ -146,6 +146,8 @@ def test_bad_settings_are_named():
         make_task("induction", loss_on="some")
     with pytest.raises(ValueError, match="needs 48 distinct tokens but vocab is 40"):
         Induction(vocab=40, mode="random_offsets")
+    with pytest.raises(ValueError, match=r"'repeat' needs 24 distinct tokens but vocab is 20 \(its 'offsets' eval"):
+        Induction(vocab=20, subseq_len=8, n_repeats=3)  # the chunk fits; the offsets eval set would not
     with pytest.raises(ValueError, match="bos must be true or false, got 1"):
         Induction(bos=1)
     with pytest.raises(ValueError, match="min_subseq_len applies to mode 'random_period' only"):

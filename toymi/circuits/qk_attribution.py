@@ -139,13 +139,15 @@ def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, 
 def induction_head(model, tokens: Int[Array, "batch pos"]) -> tuple[int, int, float]:
     """`(layer, head, score)`: the head that attends most from the repeated positions of `tokens` to the position
     after their token's previous occurrence (mean attention there, over every head of every layer)."""
-    scores = np.asarray(_induction_scores(model, model.check_inputs(tokens)))  # [layer, head]
+    scores = np.asarray(induction_scores(model, model.check_inputs(tokens)))  # [layer, head]
     layer, head = np.unravel_index(np.argmax(scores), scores.shape)
     return int(layer), int(head), float(scores.max())
 
 
 @jit  # one program: run eagerly, the forward and the score compile op by op (~2 s on induction_quick's model)
-def _induction_scores(model, tokens: Int[Array, "batch pos"]) -> Float[Array, "layer head"]:
+def induction_scores(model, tokens: Int[Array, "batch pos"]) -> Float[Array, "layer head"]:
+    """Every head's mean attention from the repeated positions of `tokens` to the position after their token's
+    previous occurrence (`toymi.dissect.attention.pattern_score` with `induction_targets`)."""
     _, acts = model.run(tokens, capture=["pattern"])
     targets = jnp.where(repeated_positions(tokens), induction_targets(tokens), -1)  # repeated positions only
     return pattern_score(acts["pattern"], targets)

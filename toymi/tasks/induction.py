@@ -169,9 +169,12 @@ class Induction(Task):
             found.append(f"min_subseq_len ({min_subseq_len}) must be at most subseq_len ({subseq_len})")
         if not found:
             # Tokens are distinct apart from the copies (unambiguous ground truth), so they must fit in the vocab.
-            distinct = subseq_len * n_repeats if mode == "random_offsets" else subseq_len
+            # ... and the other modes' `offsets` eval set is drawn in "random_offsets" mode
+            distinct = subseq_len * n_repeats
             if distinct > vocab:
-                found.append(f"mode {mode!r} needs {distinct} distinct tokens but vocab is {vocab}")
+                found.append(f"mode {mode!r} needs {distinct} distinct tokens but vocab is {vocab}"
+                             + ("" if mode == "random_offsets" else " (its 'offsets' eval set has subseq_len * "
+                                "n_repeats tokens, all distinct apart from one copy)"))
         require("induction task", found)
         self.vocab, self.subseq_len, self.n_repeats, self.mode = vocab, subseq_len, n_repeats, mode
         self.bos, self.loss_on, self.batch_size, self.eval_size, self.data_seed = (
