@@ -319,7 +319,7 @@ def test_readme_transformer_attribution_mlp_ablation_is_the_committed_results():
 def test_readme_induction_phase_row_is_its_committed_results():
     """The reproductions table's random-period row states benchmarks/induction_phase.py's committed numbers."""
     rows = json.loads((ROOT / "benchmarks" / "results" / "induction_phase.json").read_text())["rows"]
-    two, one = (next(r for r in rows if r["layers"] == n) for n in (2, 1))
+    two, one = (next(r for r in rows if r["model"] == label) for label in ("2 layers", "1 layer"))
     readme = (ROOT / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| … the recipe with the period drawn"))
     heads = {h["step"]: h for h in two["heads"]}
