@@ -41,8 +41,9 @@ def modular_sae(run, steps: int, n_latents: int, k: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grokking", required=True, help="a grokking_quick run directory")
-    parser.add_argument("--induction", required=True, help="an induction_quick run directory")
+    parser.add_argument("--grokking", help="a grokking_quick run directory (for run, latents)")
+    parser.add_argument("--induction", help="an induction_quick run directory (for attention, circuits, "
+                                             "induction_attribution)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--sae-steps", type=int, default=2000)
     parser.add_argument("--residual", help="a residual-MLP run directory, for the attribution page")
@@ -50,6 +51,11 @@ def main(argv=None) -> int:
                         help="comma-separated screenshots")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) - (set() if args.residual else {"attribution"})
+    for run, needs in ((args.grokking, {"run", "latents"}), (args.induction, {"attention", "circuits",
+                                                                             "induction_attribution"})):
+        if run is None and only & needs:
+            parser.error(f"{', '.join(sorted(only & needs))} need{'s' * (len(only & needs) == 1)} "
+                         f"--{'grokking' if 'run' in needs else 'induction'} RUN")
 
     from toymi.run import load_run
     from toymi.views import latents_for_run, write_site
