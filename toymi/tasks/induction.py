@@ -18,8 +18,8 @@ Position `i` predicts token `i + 1`. Every position but the last has a target; `
 token occurred before and the token after that occurrence is the target). Metrics split the loss into
 `repeated_loss` (those positions) and `first_loss` (positions whose target token has not occurred yet), and give the
 in-context-learning score `icl_score` = loss at the last position minus loss at an early position,
-`(min_subseq_len - 1) // 2`, which is a first occurrence in every mode (Olsson et al. use tokens 500 and 50 of natural text). In
-`"random_offsets"` mode the last position is part of a copy in only some sequences, so the score is an average
+`(min_subseq_len - 1) // 2`, which is a first occurrence in every mode (Olsson et al. use tokens 500 and 50 of
+natural text). In `"random_offsets"` mode the last position is part of a copy in only some sequences, so the score is an average
 over sequences that do and do not end in a copy.
 """
 
