@@ -55,32 +55,30 @@ def test_exact_patching_gives_the_ruled_out_edges_exactly_zero_and_others_not():
 
 @pytest.mark.slow
 def test_toymi_circuits_runs_on_an_and_gate_transformer(tmp_path, capsys):
-    run = tmp_path / "run"
-    tiny = ["--set", "task.n_features=6", "--set", "task.feature_probability=0.5",  # every gate on in 32 inputs
-            "--set", "task.batch_size=64", "--set", "task.n_eval=64", "--set",
-            "model.d_model=16", "--set", "model.n_heads=2", "--set", "model.d_head=8", "--set", "model.d_mlp=8",
-            "--set", "train.steps=20", "--set", "train.eval_every=10", "--set", "train.checkpoint_every=10",
-            "--no-progress", "--no-plot"]
-    assert main(["train", str(ROOT / "tasks" / "and_gates_transformer_quick.toml"), "--out", str(run), *tiny]) == 0
-    assert main(["circuits", str(run), "--methods", "exact,eap", "--per-gate"]) == 0
-    scores = json.loads((run / "circuits" / "scores.json").read_text())
+    from tiny_runs import tiny_run
+
+    run = tiny_run("and_gates_transformer_quick")  # 5 features, each on with p = 0.6: every gate on in 32 inputs
+    out = tmp_path / "circuits"  # the shared run is only read
+    assert main(["circuits", str(run), "--methods", "exact,eap", "--per-gate", "--out", str(out)]) == 0
+    scores = json.loads((out / "scores.json").read_text())
     assert scores["true_edges"] is None and all(m["auc"] is None for m in scores["methods"])
     for method in scores["methods"]:  # EAP's gradient through a ruled-out edge is zero too
         assert all(abs(method["scores"][e]) < 1e-6 for e in ("input->a0.h0<q>", "input->m0", "input->logits"))
         assert max(abs(v) for v in method["scores"].values()) > 1e-3
     assert scores["ruled_out_edges"] == ["input->a0.h0<q>", "input->a0.h1<q>", "input->m0", "input->logits"]
-    table = (run / "circuits" / "table.md").read_text()
+    table = (out / "table.md").read_text()
     assert "gate margin" in table and "patching cannot change input->a0.h0<q>" in table
     exact = next(line for line in table.splitlines() if line.startswith("| exact |"))
     assert "ruled-out edges kept (of 4) |" in table and exact.split("|")[6].strip() == "0"
-    gates = json.loads((run / "circuits" / "gates.json").read_text())
-    assert gates["inputs"] == 32 and len(gates["per_gate"]) == 2 * 15  # two methods, every pair of 6 features
-    assert all(len(g["positions"]) == len(g["in_circuit"]) == 6 and g["absent_kept"] == 0 for g in gates["per_gate"])
+    gates = json.loads((out / "gates.json").read_text())
+    assert gates["inputs"] == 32 and len(gates["per_gate"]) == 2 * 10  # two methods, every pair of 5 features
+    assert all(len(g["positions"]) == len(g["in_circuit"]) == 5 and g["absent_kept"] == 0 for g in gates["per_gate"])
     assert [m["method"] for m in gates["methods"]] == ["exact", "eap"]
-    assert "| exact | 15 |" in (run / "circuits" / "gates.md").read_text()
-    assert (run / "circuits" / "gates.png").stat().st_size > 0
-    graphs = json.loads((run / "circuits" / "attribution.json").read_text())  # its gates as attribution graphs
-    assert len(graphs["none"]["auc"]) == len(graphs["all off"]["auc"]) == 15 and graphs["n_examples"] == 8192
-    assert "| the all-off sequence |" in (run / "circuits" / "attribution.md").read_text()
+    assert "| exact | 10 |" in (out / "gates.md").read_text()
+    assert (out / "gates.png").stat().st_size > 0
+    graphs = json.loads((out / "attribution.json").read_text())  # its gates as attribution graphs
+    assert len(graphs["none"]["auc"]) == len(graphs["all off"]["auc"]) == 10 and graphs["n_examples"] == 8192
+    assert "| the all-off sequence |" in (out / "attribution.md").read_text()
+    assert "toymiData" in (out / "attribution.html").read_text()  # and the page, through the same neurons
     assert main(["circuits", "and_gate", "--per-gate"]) == 2  # a planted circuit has no gates to study
     assert "--per-gate needs an AND-gate transformer run" in capsys.readouterr().err
