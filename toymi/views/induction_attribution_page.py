@@ -64,7 +64,7 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
     if len(labels) != len(tokens) or any(len(r) != tokens.shape[1] for r in labels):
         raise ValueError(f"labels must give one label per token of each of the {len(tokens)} examples")
     layer, h = induction_head(model, tokens)[:2] if head is None else head
-    graph, ablation = induction_effects(model, tokens, transcoders, chunk=len(tokens))
+    graph, ablation = induction_effects(model, tokens, transcoders)  # the default chunk: `toymi circuits` compiled it
     figures, summaries = [], []
     for b, t in enumerate(positions):
         s = int(sources[b, t])
