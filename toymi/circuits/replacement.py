@@ -38,6 +38,12 @@ class Replacement(NamedTuple):
     def exact(self) -> bool:
         return not any(self.fvu)
 
+    @property
+    def note(self) -> str:
+        """How a page names it: its description and what its error nodes hold."""
+        return f"{self.description} as the replacement: " + ("every error node is zero" if self.exact
+                                                              else "the error nodes hold what it misses")
+
     def as_dict(self) -> dict:
         return {"replacement": self.description, "fvu": list(self.fvu), "train_seconds": self.seconds}
 

@@ -214,7 +214,6 @@ def fraction_variance_unexplained(predict: Callable[[Array], Array], x: Float[Ar
     return jnp.mean(jnp.sum((predict(x) - y) ** 2, -1)) / jnp.mean(jnp.sum((y - y.mean(0)) ** 2, -1))
 
 
-
 def layer_transcoders(model, task, n_latents: int, seed: int = 0, skip: bool = False, **train) -> tuple:
     """One transcoder per MLP layer of a transformer, each trained on its layer's MLP at every position of fresh task
     inputs (`mlp_io_sampler`): the replacement a multi-layer attribution graph needs where the model's own neurons

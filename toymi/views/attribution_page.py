@@ -210,13 +210,20 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
     compute something (a compressed-computation output of a negative feature is the residual stream alone)."""
     model = run.model
     if getattr(model, "kind", None) == "transformer":
+        from toymi.circuits.replacement import replacement_for
+        from toymi.tasks.and_gates import AndGates
         from toymi.tasks.induction import Induction
 
+        if not isinstance(run.task, (AndGates, Induction)):
+            return None
+        replacement = replacement or replacement_for(model, run.task, None)
+        if replacement is None:
+            return None  # a GELU MLP without trained transcoders
         if isinstance(run.task, Induction):
             from toymi.views.induction_attribution_page import induction_page_for_run
 
-            return induction_page_for_run(run, n_examples, replacement)
-        return _gate_transformer_page(run, n_examples, seed, n_candidates, replacement)
+            return induction_page_for_run(run, replacement, n_examples)
+        return _gate_transformer_page(run, replacement, n_examples, seed, n_candidates)
     if getattr(model, "kind", None) != "residual_mlp":
         return None  # before the imports below: other runs' sites do not pay for them
     import jax
@@ -244,25 +251,17 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
                             f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)
 
 
-def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int, replacement=None) -> View | None:
-    """An AND-gate transformer run's page (None for any other transformer, or a GELU one without `replacement`): the
-    first `n_examples` distinct inputs of `n_candidates` with a gate on, each gate that is on traced back from the
-    readout, the input nodes measured from the every-feature-off sequence (a feature that is off has no node),
-    `replacement` (default: the model's own neurons) in place of the MLP."""
-    from toymi.circuits.replacement import replacement_for
-    from toymi.tasks.and_gates import AndGates
-
-    model, task = run.model, run.task
-    if not isinstance(task, AndGates):
-        return None
-    replacement = replacement or replacement_for(model, task, None)
-    if replacement is None:
-        return None
+def _gate_transformer_page(run, replacement, n_examples: int, seed: int, n_candidates: int) -> View | None:
+    """An AND-gate transformer run's page (None when no gate is on in the sample): the first `n_examples` distinct
+    inputs of `n_candidates` with a gate on, each gate that is on traced back from the readout, the input nodes
+    measured from the every-feature-off sequence (a feature that is off has no node), `replacement` (a
+    `toymi.circuits.replacement.Replacement`) in place of the MLP."""
     import jax
     import jax.numpy as jnp
 
     from toymi.tasks.and_gates import encode_tokens
 
+    model, task = run.model, run.task
     batch = task.sample(jax.random.PRNGKey(seed), n_candidates)
     x, where = np.asarray(batch.x), np.asarray(batch.y) != 0
     _, first = np.unique(x, axis=0, return_index=True)
@@ -270,17 +269,10 @@ def _gate_transformer_page(run, n_examples: int, seed: int, n_candidates: int, r
     if rows.size == 0:
         return None
     n = task.n_features
-    said = replacement_note(replacement)
-    note = (f"{said[:1].upper()}{said[1:]}, attention frozen. {len(rows)} examples of a fresh sample; the gates "
+    note = (f"{replacement.note[:1].upper()}{replacement.note[1:]}, attention frozen. {len(rows)} examples of a fresh sample; the gates "
             "traced are those that are on; each input is feature j's token at position j, measured from its "
             "off-token.")
     return transformer_attribution_view(
         model, replacement.transcoders, np.asarray(encode_tokens(jnp.asarray(x[rows]))), where[rows], (n,),
         encode_tokens(jnp.zeros(n)), [f"x{j}" for j in range(n)] + ["read"], task.output_names(),
         [", ".join(f"x{j}" for j in np.flatnonzero(row)) + " on" for row in x[rows]], f"Attribution graphs: {run.directory.name}, step {run.model_step}", note)
-
-
-def replacement_note(replacement) -> str:
-    """How a page names what stands in for the MLPs: its `description` and what its error nodes hold."""
-    return (f"{replacement.description} as the replacement" + (": every error node is zero" if replacement.exact
-                                                              else ": the error nodes hold what it misses"))

@@ -129,19 +129,14 @@ def _page(figures, summaries, tokens, labels, positions, title: str, note: str, 
     return View("attribution", title, parts, data, example_menu_script("induction"))
 
 
-def induction_page_for_run(run, n_examples: int = N_EXAMPLES, replacement=None) -> View | None:
+def induction_page_for_run(run, replacement, n_examples: int = N_EXAMPLES) -> View | None:
     """An induction run's page: the first `n_examples` sequences of its first eval set with a repeated position, each
-    at its last one (the most context), `replacement` (default: the model's own neurons) in place of its MLPs, if
-    any (None for a GELU MLP without one)."""
-    from toymi.circuits.replacement import replacement_for
+    at its last one (the most context), `replacement` (a `toymi.circuits.replacement.Replacement`: the model's own
+    neurons, or trained transcoders) in place of its MLPs, if any (None when no sequence repeats anything)."""
     from toymi.tasks.induction import repeated_positions
-    from toymi.views.attribution_page import replacement_note
     from toymi.views.tokens import token_labels
 
     model = run.model
-    replacement = replacement or replacement_for(model, run.task, None)
-    if replacement is None:
-        return None
     name, batch = next(iter(run.task.eval_batches().items()))
     tokens = np.asarray(batch.tokens)
     repeated = np.asarray(repeated_positions(tokens))
@@ -150,7 +145,7 @@ def induction_page_for_run(run, n_examples: int = N_EXAMPLES, replacement=None) 
         return None
     positions = [int(np.flatnonzero(repeated[b])[-1]) for b in rows]
     note = (f"{len(rows)} {name} sequences, each at its last repeated position t"
-            + (f"; {replacement_note(replacement)}." if replacement.transcoders else "; no MLP to replace."))
+            + (f"; {replacement.note}." if replacement.transcoders else "; no MLP to replace."))
     return induction_attribution_view(model, tokens[rows], positions, replacement.transcoders,
                                       labels=[token_labels(run.task, tokens[b]) for b in rows],
                                       title=f"Attribution: {run.directory.name}, step {run.model_step}", note=note)
