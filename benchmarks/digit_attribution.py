@@ -18,7 +18,6 @@ Writes `DIR/digit_attribution.json` (default DIR: benchmarks/results).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import REPO_ROOT, runs_main  # noqa: E402
 
 import toymi  # noqa: E402
-from toymi.circuits.digit_graphs import BASELINES, GRAPH_COLUMNS, digit_graph_scores, graph_markdown  # noqa: E402
+from toymi.circuits.digit_graphs import BASELINES, GRAPH_COLUMNS, digit_graphs, graph_markdown  # noqa: E402
 from toymi.circuits.frozen_transformer import own_neurons_exact  # noqa: E402
 from toymi.circuits.replacement import own_neurons, trained_transcoders  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
@@ -55,11 +54,9 @@ def run(args, runs: Path) -> list[dict]:
         model, task = smoke_model() if args.smoke else trained(overrides, runs / f"addition_quick_{name}")
         tokens = task.test.tokens[:512]
         for label, layers, fvu, train_seconds in replacements(model, task, args.smoke):
-            for baseline in baselines:
-                t0 = time.perf_counter()
-                scores = digit_graph_scores(model, task, layers, tokens, baseline)
+            for baseline, scores in digit_graphs(model, task, layers, tokens, baselines).items():
                 rows.append({"model": name, "replacement": label, "baseline": baseline, "fvu": fvu,
-                             "train_seconds": train_seconds, **scores, "seconds": time.perf_counter() - t0})
+                             "train_seconds": train_seconds, **scores})
             print(summary(rows[-len(baselines):]), flush=True)
     return rows
 

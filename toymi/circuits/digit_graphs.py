@@ -15,6 +15,7 @@ holding 0, `+` or `=` has none.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import jax
@@ -56,6 +57,18 @@ def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "b
     share = {k: float((weight * np.asarray(getattr(s, k)).reshape(n, d_out)).sum(1).mean())
              for k in ("latent_share", "error_share")}
     return {"digits": digits, "completeness_gap": float(s.completeness), **share}
+
+
+def digit_graphs(model, task, transcoders: Sequence, tokens: Int[Array, "batch pos"],
+                 baselines: Sequence[str] = BASELINES) -> dict[str, dict]:
+    """`{baseline: digit_graph_scores(...)}` for each of `baselines`, each with the `"seconds"` it took (the table
+    `graph_markdown` prints)."""
+    out = {}
+    for baseline in baselines:
+        start = time.perf_counter()
+        out[baseline] = {**digit_graph_scores(model, task, transcoders, tokens, baseline),
+                         "seconds": time.perf_counter() - start}
+    return out
 
 
 GRAPH_COLUMNS = ("input nodes measured from | digits | AUC own pair vs digits above, mean / min | top two = own pair | "

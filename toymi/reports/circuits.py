@@ -5,7 +5,6 @@ overlaid; found edges alone where the truth is not known)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -150,16 +149,11 @@ GRAPH_QUESTIONS = 512
 def _digit_graphs(run, replacement) -> dict:
     """Both baselines' `digit_graph_scores` through `replacement` (empty when it is None: a GELU MLP without trained
     transcoders)."""
-    from toymi.circuits.digit_graphs import BASELINES, digit_graph_scores
+    from toymi.circuits.digit_graphs import digit_graphs
 
     if replacement is None:
         return {}
-    tokens, graphs = run.task.test.tokens[:GRAPH_QUESTIONS], {}
-    for baseline in BASELINES:
-        start = time.perf_counter()
-        graphs[baseline] = digit_graph_scores(run.model, run.task, replacement.transcoders, tokens, baseline)
-        graphs[baseline]["seconds"] = time.perf_counter() - start
-    return graphs
+    return digit_graphs(run.model, run.task, replacement.transcoders, run.task.test.tokens[:GRAPH_QUESTIONS])
 
 
 def _write_per_gate(run, methods: list[str], out: Path, replacement=None) -> str:
