@@ -39,7 +39,8 @@ def test_transcoders_are_refused_where_no_graph_would_use_them(tmp_path, capsys)
     assert "--transcoders applies to a run directory" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~8 s: transcoders trained on a tiny run, its graphs and page
+@pytest.mark.slow
+@pytest.mark.long(10)  # transcoders trained on a tiny run, its graphs and page
 def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path, capsys, monkeypatch):
     """With `--transcoders`, an AND-gate transformer's graphs are traced through transcoders trained on it, one per
     layer (here the tiny ReLU run the views' tests share), complete up to float error (the error nodes hold what
@@ -58,12 +59,12 @@ def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path
     assert "pass --transcoders N" in (out / "attribution.md").read_text()
     assert not (out / "attribution.json").exists() and not (out / "attribution.html").exists()
     monkeypatch.setattr(replacement, "TRANSCODER_STEPS", 50)  # seconds, not the minute of the default 2,000
-    monkeypatch.setattr(attribution, "N_EXAMPLES", 512)
+    monkeypatch.setattr(attribution, "N_EXAMPLES", 128)
     assert main(["circuits", str(run), "--methods", "node_attribution", "--transcoders", "16", "--out", str(out)]) == 0
     scores = json.loads((out / "attribution.json").read_text())
     assert scores["replacement"].startswith("trained transcoders (16 latents per layer, 50 steps")
     assert len(scores["fvu"]) == 1 and 0.0 < scores["fvu"][0] < 1.0 and scores["train_seconds"] > 0
-    assert scores["n_examples"] == 512
+    assert scores["n_examples"] == 128
     for baseline in ("none", "all off"):
         assert scores[baseline]["completeness_gap"] < 1e-3 and len(scores[baseline]["auc"]) == 10
         assert all(0.0 < e < 1.0 for e in scores[baseline]["error_share"])
