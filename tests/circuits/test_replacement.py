@@ -44,13 +44,18 @@ def test_transcoders_are_refused_where_no_graph_would_use_them(tmp_path, capsys)
 def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path, capsys, monkeypatch):
     """With `--transcoders`, an AND-gate transformer's graphs are traced through transcoders trained on it, one per
     layer (here the tiny ReLU run the views' tests share), complete up to float error (the error nodes hold what
-    the transcoders miss), their FVU and error share reported, the page drawn through them. Without a replacement
-    (a GELU MLP without `--transcoders`) the report says how to get one and leaves no earlier graphs behind."""
+    the transcoders miss), their FVU and error share reported, the page drawn through them; they are saved with
+    the run, and the same command again loads them. Without a replacement (a GELU MLP without `--transcoders`) the
+    report says how to get one and leaves no earlier graphs behind."""
+    import shutil
+
     import toymi.circuits.replacement as replacement
+    import toymi.circuits.saved_replacement as saved
     from toymi.reports import attribution
     from toymi.run import load_run
 
-    run = tiny_run("and_gates_transformer_quick")
+    run = tmp_path / "run"  # a copy: the transcoders are saved into the run, and the tiny run is shared
+    shutil.copytree(tiny_run("and_gates_transformer_quick"), run)
     out = tmp_path / "tc"
     out.mkdir()
     for stale in ("attribution.json", "attribution.html"):  # an earlier report's graphs, not to be left behind
@@ -72,5 +77,10 @@ def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path
     assert "through trained transcoders (16 latents per layer" in table and "| error share |" in table
     page = (out / "attribution.html").read_text()  # the page drawn through the same transcoders
     assert "Trained transcoders (16 latents per layer" in page and "the error nodes hold what it misses" in page
+    assert json.loads((run / "transcoders" / "transcoders.json").read_text())["settings"]["steps"] == 50
+    monkeypatch.setattr(saved, "trained_transcoders", None)  # `--transcoders 16` again: loaded, not trained
+    again = saved.replacement_for_run(load_run(run), 16)
+    assert again.loaded_from == str(run / "transcoders") and again.fvu == tuple(scores["fvu"])
+    assert attribution._trained(again).startswith(f"; the transcoders loaded from {run / 'transcoders'} (trained in")
     assert main(["circuits", str(run), "--transcoders", "0", "--out", str(tmp_path / "x")]) == 2
     assert "latent count >= 1" in capsys.readouterr().err

@@ -420,6 +420,22 @@ def test_transformer_attribution_view_draws_the_graphs_own_edges():
         if b == 0:
             assert not any(s == "a" for s, _, _ in edges)  # equal to the baseline: no node
     assert any(s.startswith("err L1@") for edges in data["edges"] for s, _, _ in edges)
+    # only active latents are nodes: an inactive one has no edge in or out, and keeps its own name when others drop
+    g = transformer_graph(model, layers, tokens[1], baseline=baseline)
+    flat, z = transformer_flat(g, names), 2 * 5 * 8
+    full = {k: np.asarray(getattr(g, k)) for k in ("latent_latent", "input_latent", "error_latent", "latent_output")}
+    full = {"latent_latent": full["latent_latent"].reshape(z, z), "input_latent": full["input_latent"].reshape(5, z),
+            "error_latent": full["error_latent"].reshape(10, z), "latent_output": full["latent_output"].reshape(z, -1)}
+    active = np.flatnonzero(np.asarray(g.latents).ravel())
+    inactive = np.setdiff1d(np.arange(z), active)
+    assert 0 < active.size < z and len(flat.latent_names) == active.size
+    assert not full["latent_latent"][inactive].any() and not full["latent_latent"][:, inactive].any()
+    assert not full["input_latent"][:, inactive].any() and not full["latent_output"][inactive].any()
+    np.testing.assert_allclose(flat.latent_latent, full["latent_latent"][np.ix_(active, active)])
+    np.testing.assert_allclose(flat.latent_output, full["latent_output"][active])
+    np.testing.assert_allclose(flat.error_latent, full["error_latent"][:, active])
+    layer, rest = divmod(int(active[-1]), 5 * 8)
+    assert flat.latent_names[-1] == f"L{layer}·{rest % 8}@{names[rest // 8]}"
     with pytest.raises(ValueError, match="where must be"):
         transformer_attribution_view(model, layers, tokens, where[:, :3])
 
@@ -432,6 +448,12 @@ def test_attribution_for_run_draws_an_and_gate_transformer():
     run = load_run(tiny_run_of("and_gates_transformer_quick"))
     view = attribution_for_run(run, n_examples=2)
     data = _data(view)
+    # its other default pages read the tokens the task makes of its features (they read `batch.tokens` and failed)
+    from toymi.views.attention_page import attention_for_run
+    from toymi.views.run_page import run_view
+
+    assert "f0=" in attention_for_run(run).html()  # its positions labelled by feature
+    assert "head scores on" in run_view(run).html()
     assert len(data["figures"]) == 2 and view.title.startswith("Attribution graphs: run, step 20")
     drawn = {n for edges in data["edges"] for s, t, _ in edges for n in (s, t)}
     assert drawn & set(run.task.output_names()) and not any(n.startswith("err") for n in drawn)

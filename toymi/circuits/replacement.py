@@ -27,12 +27,17 @@ class Replacement(NamedTuple):
       layer, FVU 0.005 / 0.004)").
     - `fvu`: each layer's fraction of variance unexplained (0 for the model's own neurons).
     - `seconds`: training and measuring time (0 for the model's own neurons).
+    - `settings`: how trained transcoders were trained (`n_latents`, `steps`, `batch_size`, `seed`; None for the
+      model's own neurons): what `toymi.circuits.saved_replacement` matches saved ones by.
+    - `loaded_from`: the directory they were loaded from, when they were saved with the run rather than trained now.
     """
 
     transcoders: tuple[Transcoder, ...]
     description: str
     fvu: tuple[float, ...]
     seconds: float
+    settings: dict | None = None
+    loaded_from: str | None = None
 
     @property
     def exact(self) -> bool:
@@ -45,7 +50,8 @@ class Replacement(NamedTuple):
                                                               else "the error nodes hold what it misses")
 
     def as_dict(self) -> dict:
-        return {"replacement": self.description, "fvu": list(self.fvu), "train_seconds": self.seconds}
+        return {"replacement": self.description, "fvu": list(self.fvu), "train_seconds": self.seconds,
+                **({"loaded_from": self.loaded_from} if self.loaded_from else {})}
 
 
 def own_neurons(model) -> Replacement:
@@ -75,7 +81,8 @@ def trained_transcoders(model, task, n_latents: int, steps: int | None = None, b
         for layer, tc in enumerate(transcoders))
     description = (f"trained transcoders ({n_latents} latents per layer, {steps} steps; FVU "
                    f"{' / '.join(f'{v:.3f}' for v in fvu)})")
-    return Replacement(transcoders, description, fvu, time.perf_counter() - start)
+    settings = {"n_latents": n_latents, "steps": steps, "batch_size": batch_size, "seed": seed}
+    return Replacement(transcoders, description, fvu, time.perf_counter() - start, settings)
 
 
 def replacement_for(model, task, n_latents: int | None) -> Replacement | None:

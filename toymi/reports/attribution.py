@@ -183,4 +183,6 @@ def _not_drawn(out: Path) -> str:
 
 
 def _trained(replacement: Replacement) -> str:
+    if replacement.loaded_from:
+        return f"; the transcoders loaded from {replacement.loaded_from} (trained in {replacement.seconds:.1f} s)"
     return f"; the transcoders trained in {replacement.seconds:.1f} s" if replacement.seconds else ""

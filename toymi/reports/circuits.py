@@ -37,8 +37,8 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     addition run only): each method once per answer digit, scored against the digit's own two positions
     (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`. The attribution graphs of a
     transformer trace through its own neurons (a ReLU MLP) or, with `transcoders` (a latent count), through that
-    many latents' transcoders per MLP layer trained on the run (`toymi.circuits.replacement`), which a GELU MLP
-    needs."""
+    many latents' transcoders per MLP layer trained on the run, which a GELU MLP needs, or saved with it
+    (`toymi.circuits.saved_replacement`: kept in `RUN/transcoders/`, reused by later reports and `toymi view`)."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -86,10 +86,11 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
 
 
 def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
-    """What the run's attribution graphs trace through (`replacement_for`; None where no graph is drawn or a GELU
-    MLP has no transcoders), after a one-line error for `--transcoders` where they would not be used."""
+    """What the run's attribution graphs trace through (`replacement_for_run`: transcoders saved with the run are
+    reused; None where no graph is drawn or a GELU MLP has no transcoders), after a one-line error for
+    `--transcoders` where they would not be used."""
     from toymi.circuits.frozen_transformer import mlp_layers
-    from toymi.circuits.replacement import replacement_for
+    from toymi.circuits.saved_replacement import replacement_for_run
 
     draws = isinstance(run.task, (AndGates, Induction)) or (per_digit and isinstance(run.task, Addition))
     if n_latents is not None and not draws:
@@ -99,7 +100,7 @@ def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
         raise ConfigError(f"--transcoders: {target} holds an attention-only model, with no MLP to replace")
     if n_latents is not None and n_latents < 1:
         raise ConfigError(f"--transcoders needs a latent count >= 1, got {n_latents}")
-    return replacement_for(run.model, run.task, n_latents) if draws else None
+    return replacement_for_run(run, n_latents) if draws else None
 
 
 def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list:

@@ -147,6 +147,7 @@ def attention_for_run(run) -> View | None:
     if "pattern" not in model.sites:
         return None
     name, batch = next(iter(run.task.eval_batches().items()))
-    tokens = np.asarray(batch.tokens[:N_INPUTS])
+    # what the model reads: a batch's tokens, or tokens the task makes of its features (AND gates for a transformer)
+    tokens = np.asarray(run.task.model_inputs(batch, model.kind)[:N_INPUTS])
     return attention_view(model, tokens, [token_labels(run.task, t) for t in tokens],
                           f"Attention: {run.directory.name}, step {run.model_step}, {name} inputs")

@@ -203,22 +203,23 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
     """The page for a run's newest residual MLP, AND-gate transformer (`_gate_transformer_page`) or induction model
     (`toymi.views.induction_attribution_page`; None for any other model), its own neurons as the replacement; a
     transformer's may be `replacement` instead (a `toymi.circuits.replacement.Replacement`, e.g. trained
-    transcoders; without one, a GELU transformer has no page).
+    transcoders). Without one, a GELU transformer's page traces through the transcoders `toymi circuits RUN
+    --transcoders N` saved with the run for its newest step (`toymi.circuits.saved_replacement`), or is not drawn.
 
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
     compute something (a compressed-computation output of a negative feature is the residual stream alone)."""
     model = run.model
     if getattr(model, "kind", None) == "transformer":
-        from toymi.circuits.replacement import replacement_for
+        from toymi.circuits.saved_replacement import replacement_for_run
         from toymi.tasks.and_gates import AndGates
         from toymi.tasks.induction import Induction
 
         if not isinstance(run.task, (AndGates, Induction)):
             return None
-        replacement = replacement or replacement_for(model, run.task, None)
+        replacement = replacement or replacement_for_run(run)
         if replacement is None:
-            return None  # a GELU MLP without trained transcoders
+            return None  # a GELU MLP without transcoders saved with the run
         if isinstance(run.task, Induction):
             from toymi.views.induction_attribution_page import induction_page_for_run
 

@@ -92,7 +92,8 @@ def _modular_measures(run, steps):
 def _head_score_measures(run, steps):
     from toymi.views.attention_page import SCORE_NAMES, patterns_and_scores
 
-    tokens = next(iter(run.task.eval_batches().values())).tokens[:N_SCORE_INPUTS]
+    batch = next(iter(run.task.eval_batches().values()))
+    tokens = run.task.model_inputs(batch, "transformer")[:N_SCORE_INPUTS]  # the tokens a transformer reads
     per_step = [patterns_and_scores(run.checkpoint(s), tokens)[1] for s in steps]  # compiled once, for every step
     scores = {k: np.stack([np.asarray(d[k]) for d in per_step]) for k in SCORE_NAMES}
     return head_score_figure(np.asarray(steps), scores)

@@ -66,22 +66,31 @@ def residual_flat(graph, example: int, sizes: Sequence[int]) -> FlatGraph:
 def transformer_flat(graph, input_names: Sequence[str]) -> FlatGraph:
     """One transformer graph (`toymi.circuits.transformer_graph.TransformerGraph`) flattened: an input node per
     position (named by `input_names`), latents per (layer, position, index) named `L<layer>·<index>@<position name>`,
-    an error node per (layer, position), the outputs per (readout, logit)."""
-    a = {k: np.asarray(getattr(graph, k), np.float64) for k in
-         ("input_latent", "latent_latent", "error_latent", "input_output", "latent_output", "error_output",
-          "latents", "outputs")}
-    n_layers, n_pos, n = a["latents"].shape
+    an error node per (layer, position), the outputs per (readout, logit). Only active latents become nodes: one that
+    is off has no edge in or out (its value and its mask are zero), and dropping it before converting to float64
+    spares converting a wide transcoder's whole latent × latent matrix (1,024 latents at 11 positions: 127M
+    entries) for each example."""
+    n_layers, n_pos, n = np.shape(graph.latents)
     Z, E = n_layers * n_pos * n, n_layers * n_pos
     if len(input_names) != n_pos:
         raise ValueError(f"{len(input_names)} input names for {n_pos} positions")
-    layer, pos, index = (g.ravel() for g in np.meshgrid(*map(np.arange, (n_layers, n_pos, n)), indexing="ij"))
+    keep = np.flatnonzero(np.asarray(graph.latents).ravel())
+
+    def edges(name: str, rows: int, latent_rows: bool, latent_cols: bool) -> np.ndarray:
+        m = np.asarray(getattr(graph, name)).reshape(rows, -1)  # a view of the array on a CPU: no copy
+        m = m[keep] if latent_rows else m
+        return np.asarray(m[:, keep] if latent_cols else m, np.float64)
+
+    layer, pos, index = (g.ravel()[keep] for g in np.meshgrid(*map(np.arange, (n_layers, n_pos, n)), indexing="ij"))
     err_layer, err_pos = (g.ravel() for g in np.meshgrid(np.arange(n_layers), np.arange(n_pos), indexing="ij"))
+    error_output = edges("error_output", E, False, False)
     return FlatGraph(
-        input_latent=a["input_latent"].reshape(n_pos, Z), latent_latent=a["latent_latent"].reshape(Z, Z),
-        error_latent=a["error_latent"].reshape(E, Z), input_output=a["input_output"].reshape(n_pos, -1),
-        latent_output=a["latent_output"].reshape(Z, -1), error_output=a["error_output"].reshape(E, -1),
-        inputs=np.linalg.norm(np.asarray(graph.inputs, np.float64), axis=-1), latents=a["latents"].ravel(),
-        errors=np.abs(a["error_output"].reshape(E, -1)).max(1, initial=0.0), outputs=a["outputs"].ravel(),
+        input_latent=edges("input_latent", n_pos, False, True), latent_latent=edges("latent_latent", Z, True, True),
+        error_latent=edges("error_latent", E, False, True), input_output=edges("input_output", n_pos, False, False),
+        latent_output=edges("latent_output", Z, True, False), error_output=error_output,
+        inputs=np.linalg.norm(np.asarray(graph.inputs, np.float64), axis=-1),
+        latents=np.asarray(graph.latents, np.float64).ravel()[keep],
+        errors=np.abs(error_output).max(1, initial=0.0), outputs=np.asarray(graph.outputs, np.float64).ravel(),
         latent_layer=layer, error_layer=err_layer, input_names=tuple(input_names),
         latent_names=tuple(f"L{l}·{i}@{input_names[p]}" for l, p, i in zip(layer, pos, index)),
         error_names=tuple(f"err L{l}@{input_names[p]}" for l, p in zip(err_layer, err_pos)))
@@ -141,8 +150,8 @@ def layout(edges, outputs, g: FlatGraph) -> dict[tuple, tuple[float, float]]:
     rows: dict[int, list] = {}
     for n in nodes:
         rows.setdefault(row(n), []).append(n)
-    pos = {}
-    for y, members in rows.items():
+    pos = {}  # filled row by row, so the page lists its nodes in one order in every process (a set's is not)
+    for y, members in sorted(rows.items()):
         members.sort(key=lambda n: (n[0] == "e", n[1]))
         for i, n in enumerate(members):
             pos[n] = (i - (len(members) - 1) / 2, float(y))
