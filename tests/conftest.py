@@ -17,7 +17,8 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2 --x
 # One compilation cache for the whole test session: the pytest-xdist workers and the notebook kernels they start
 # inherit this environment, so a program compiled once (a model's initialisation, a training chunk of the same
 # shapes) is loaded, not recompiled, by every other process. It starts empty, so no test depends on an earlier run;
-# the process that made it removes it at exit.
+# the process that made it removes it at exit. JAX writes an entry in place, so a process may read one that another
+# is still writing: JAX then warns and compiles the program itself (pyproject.toml's filterwarnings lets it).
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="toymi-tests-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
