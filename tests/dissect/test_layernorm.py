@@ -172,3 +172,19 @@ def test_layernorm_removal_on_a_trained_model_keeps_the_loss():
     assert loss[0] < 0.5  # the model learnt the task (chance is ln 10 = 2.3)
     assert loss[-1] < loss[0] + 0.15, loss
     assert loss[-1] == pytest.approx(loss[-2], abs=1e-4)  # folding the fixed norms away changes nothing
+
+
+@pytest.mark.slow  # 3 s: compiles a removal schedule
+def test_layernorm_removal_measures_a_feature_task_on_the_tokens_its_transformer_reads():
+    """An AND-gate transformer reads tokens its task makes of feature vectors (`Task.model_inputs`); the scales are
+    measured on those (its batches have no `tokens`: this raised AttributeError)."""
+    from toymi.tasks.and_gates import AndGates
+
+    task = AndGates(n_features=4, batch_size=16, n_eval=32)
+    config = toymi.ModelConfig(**task.model_dims_for("transformer"), n_layers=1, d_model=16, n_heads=2, d_head=8,
+                               d_mlp=8, normalization="layernorm")
+    model = toymi.Transformer(config, jax.random.PRNGKey(0))
+    result = remove_layernorm(model, task, optax.sgd(0.0), key=jax.random.PRNGKey(1), steps_per_removal=1)
+    assert result.model.config.normalization == "none" and np.isfinite(result.scales).all()
+    loss = result.metric("eval_loss")  # no training (learning rate 0): fixing the norms alone moves the loss
+    assert np.isfinite(loss).all() and loss[-1] == pytest.approx(loss[-2], abs=1e-5)

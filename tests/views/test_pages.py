@@ -452,8 +452,13 @@ def test_attribution_for_run_draws_an_and_gate_transformer():
     from toymi.views.attention_page import attention_for_run
     from toymi.views.run_page import run_view
 
+    from toymi.decompose.transcoder import Transcoder
+    from toymi.views.latents_page import latents_for_run
+
     assert "f0=" in attention_for_run(run).html()  # its positions labelled by feature
     assert "head scores on" in run_view(run).html()
+    latents = latents_for_run(run, Transcoder(8, 8, 4, jax.random.PRNGKey(0)), n_inputs=16)
+    assert len(_data(latents)["labels"]) == 16 and "f0=" in latents.html()
     assert len(data["figures"]) == 2 and view.title.startswith("Attribution graphs: run, step 20")
     drawn = {n for edges in data["edges"] for s, t, _ in edges for n in (s, t)}
     assert drawn & set(run.task.output_names()) and not any(n.startswith("err") for n in drawn)

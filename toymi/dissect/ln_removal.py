@@ -101,7 +101,8 @@ def measure_scales(model: Intervened, tokens: Int[Array, "batch pos"]) -> Float[
 @eqx.filter_jit
 def _measure(model: Intervened, task: Task, keys: PRNGKeyArray) -> Float[Array, " norm"]:
     """`measure_scales` on one training batch per key, sampled inside the compiled call."""
-    tokens = jax.vmap(lambda k: task.train_batch(k).tokens)(keys)  # [batches, batch, pos]
+    # the tokens a transformer reads (an AND-gate task makes them of its features): [batches, batch, pos]
+    tokens = jax.vmap(lambda k: task.model_inputs(task.train_batch(k), "transformer"))(keys)
     return measure_scales(model, tokens.reshape(-1, tokens.shape[-1]))
 
 

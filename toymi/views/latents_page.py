@@ -171,7 +171,8 @@ def latents_for_run(run, decomposition, site: str = "mlp_post", layer: int = -1,
     task, model = run.task, run.model
     where = task.input_map(n_inputs)
     if where is None:
-        tokens = np.asarray(next(iter(task.eval_batches().values())).tokens[:n_inputs])
+        batch = next(iter(task.eval_batches().values()))
+        tokens = np.asarray(task.model_inputs(batch, model.kind)[:n_inputs])  # e.g. tokens made of AND-gate features
         positions, layout = np.full(len(tokens), position), {}
     else:
         tokens, positions = where.tokens, where.positions
