@@ -138,3 +138,12 @@ def load_run(directory: str | Path) -> Run:
         return SweepRun(directory)
     return Run(directory)
 
+
+def load_single_run(directory: str | Path, command: str) -> Run:
+    """`load_run` for a command that reads one model (`command`: e.g. "dissect"): a sweep is a one-line error."""
+    run = load_run(directory)
+    if isinstance(run, SweepRun):
+        raise RunDirectoryError(f"{directory} is a sweep; {command} one member's model in Python (run.member(i)) or "
+                                "use `toymi phase` for the sweep as a whole")
+    return run
+

@@ -58,17 +58,21 @@ def test_dissect_refuses_what_it_cannot_read(tmp_path, capsys):
     assert "not a toymi run directory" in capsys.readouterr().err
 
 
-def test_dissect_refuses_a_sweep_or_a_task_without_recipe_as_user_errors(monkeypatch, capsys):
-    # once plain ValueError / KeyError, which the CLI now treats as bugs (traceback, exit 1)
+def test_dissect_refuses_a_sweep_or_a_task_without_recipe_as_user_errors(monkeypatch, capsys, tmp_path):
+    # once plain ValueError / KeyError, which the CLI now treats as bugs (traceback, exit 1); `toymi circuits` on a
+    # sweep failed deep inside (an AttributeError or a shape error, depending on the task) until it said so too
     from types import SimpleNamespace
 
     import toymi.reports.dissect
+    import toymi.run
     from toymi.run import SweepRun
 
-    monkeypatch.setattr(toymi.reports.dissect, "load_run", lambda path: SweepRun.__new__(SweepRun))
+    monkeypatch.setattr(toymi.run, "load_run", lambda path: SweepRun.__new__(SweepRun))
     assert main(["dissect", "a_sweep"]) == 2
     assert "a_sweep is a sweep; dissect one member's model" in capsys.readouterr().err
+    assert main(["circuits", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a sweep; find the circuits of one member's model" in capsys.readouterr().err
     run = SimpleNamespace(spec=SimpleNamespace(task={"name": "no_such_task"}), steps=[10])
-    monkeypatch.setattr(toymi.reports.dissect, "load_run", lambda path: run)
+    monkeypatch.setattr(toymi.reports.dissect, "load_single_run", lambda path, command: run)
     assert main(["dissect", "a_run"]) == 2
     assert "no dissection recipe for task 'no_such_task'" in capsys.readouterr().err

@@ -52,9 +52,9 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
         planted, truth_known = PLANTED[str(target)](), True
         heading = f"{target}: planted circuit, noising, {planted.ablation} ablation"
     elif Path(target).is_dir():
-        from toymi.run import load_run
+        from toymi.run import load_single_run
 
-        run = load_run(target)
+        run = load_single_run(target, "find the circuits of")
         studies = _studies_asked(run, target, per_gate, per_digit)
         if run.model.kind == "residual_mlp":  # no attention: its circuits are attribution graphs, not edge graphs
             if methods != list(METHODS) or transcoders is not None:

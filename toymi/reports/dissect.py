@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toymi.errors import NoCheckpoints, RunDirectoryError, UnknownName
+from toymi.errors import NoCheckpoints, UnknownName
 from toymi.reports.recipes import RECIPES
 from toymi.reports.report import Report
-from toymi.run import SweepRun, load_run
+from toymi.run import load_single_run
 
 
 def dissect_run(run_dir: str | Path, out: str | Path | None = None, smoke: bool = False) -> Path:
@@ -19,10 +19,7 @@ def dissect_run(run_dir: str | Path, out: str | Path | None = None, smoke: bool 
     - `out`: the report directory (default `RUN/dissect`).
     - `smoke`: smallest settings (seconds), for tests.
     """
-    run = load_run(run_dir)
-    if isinstance(run, SweepRun):
-        raise RunDirectoryError(f"{run_dir} is a sweep; dissect one member's model in Python (run.member(i)) or use "
-                                "`toymi phase` for the sweep as a whole")
+    run = load_single_run(run_dir, "dissect")
     name = run.spec.task["name"]
     if name not in RECIPES:
         raise UnknownName(f"no dissection recipe for task {name!r}; recipes exist for {sorted(RECIPES)}")
