@@ -100,17 +100,23 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     graphs = (results / "circuits" / "and_gates_transformer_quick_attribution.md").read_text()
     for line in (line for line in graphs.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the AND-gate attribution-graph table: {line}"
-    for name, label in (("transcoders", "ReLU"), ("gelu_transcoders", "GELU")):  # `--transcoders 1024`, one table
+    # `--transcoders 1024` on the ReLU and GELU models, and the GELU model's own neurons: one table
+    for name, label in (("transcoders", "ReLU, transcoders"), ("gelu_transcoders", "GELU, transcoders"),
+                        ("gelu", "GELU, own neurons (gates frozen)")):
         graphs = (results / "circuits" / f"and_gates_transformer_quick_{name}_attribution.md").read_text()
-        fvu = graphs.split("FVU ")[1].split(")")[0]
+        if "transcoders" in name:
+            label += f" (FVU {graphs.split('FVU ')[1].split(')')[0]})"
         for line in (line for line in graphs.splitlines() if line.startswith("| ") and "measured from" not in line):
-            row = f"| {label}, transcoders (FVU {fvu}) {line}"
+            row = f"| {label} {line}"
             assert row in readme, f"README lacks this line of the --transcoders table: {row}"
     digits = (results / "circuits" / "addition_quick_digits.md").read_text()  # --per-digit on an addition run
     for line in (line for line in digits.splitlines() if line.startswith("|")):
         assert line in readme, f"README lacks this line of the addition run's per-digit table: {line}"
+    graphs = (results / "circuits" / "addition_quick_gelu_digits.md").read_text().split("Attribution graphs")[1]
+    for line in (line for line in graphs.splitlines() if line.startswith("|")):  # the GELU run's own neurons
+        assert line in readme, f"README lacks this line of the GELU addition run's graph table: {line}"
     _check_cli_digit_graphs_are_the_benchmarks(results)
-    for name in ("induction_quick", "induction_quick_gelu_transcoders"):  # on induction runs
+    for name in ("induction_quick", "induction_quick_gelu_transcoders", "induction_quick_gelu"):  # induction runs
         graphs = (results / "circuits" / f"{name}_attribution.md").read_text()
         for line in (line for line in graphs.splitlines() if line.startswith("|")):
             assert line in readme, f"README lacks this line of {name}'s attribution tables: {line}"
@@ -276,9 +282,11 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     if name == "induction_attribution":  # the hand-written circuit: the graph sees s, QK attribution (t, s - 1)
         control = report["rows"][0]
         assert control["graph"]["s"] == control["qk"]["t, s-1"] == control["qk"]["top_is_t_s-1"] == 1.0, control
-    if name == "digit_attribution":  # a GELU model: trained transcoders, graphs that add up to the logits
-        assert [(r["model"], r["replacement"]) for r in report["rows"]] == [("gelu", "transcoders")]
-        assert report["rows"][0]["completeness_gap"] < 1e-4 and len(report["rows"][0]["digits"]) == 2
+    if name == "digit_attribution":  # a GELU model: trained transcoders and its own neurons (gates frozen, exact)
+        assert [(r["model"], r["replacement"]) for r in report["rows"]] == [("gelu", "transcoders"),
+                                                                             ("gelu", "neurons (exact)")]
+        assert all(r["completeness_gap"] < 1e-4 and len(r["digits"]) == 2 for r in report["rows"])
+        assert report["rows"][1]["error_share"] < 1e-6, report["rows"][1]  # rounding: the MLP computed twice
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

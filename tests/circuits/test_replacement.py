@@ -1,9 +1,11 @@
 """What stands in for a transformer's MLPs in its attribution graphs: its own neurons (exact) or trained
-transcoders, with their FVU; and `toymi circuits RUN --transcoders`, which a GELU model needs."""
+transcoders, with their FVU; and `toymi circuits RUN --transcoders`, which a SoLU model needs."""
 
 import json
 from types import SimpleNamespace
 
+import jax
+import numpy as np
 import pytest
 from tiny_runs import tiny_run
 from transformer_models import model
@@ -14,14 +16,21 @@ from toymi.errors import ConfigError
 from toymi.tasks.induction import Induction
 
 
-def test_own_neurons_are_exact_and_a_gelu_mlp_has_no_replacement_without_transcoders():
+def test_own_neurons_are_exact_and_a_solu_mlp_has_no_replacement_without_transcoders():
     relu = own_neurons(model(1, "none"))
     assert len(relu.transcoders) == 1 and relu.exact and relu.fvu == (0.0,) and "exact" in relu.description
-    gelu, attention_only = model(1, "none", act_fn="gelu"), model(1, "none", d_mlp=0)
-    assert replacement_for(gelu, None, None) is None
+    gelu = model(2, "none", act_fn="gelu")  # every neuron a latent, frozen at its gate: value / pre-activation
+    own = replacement_for(gelu, None, None)
+    assert own.exact and own.description == "the model's own neurons (gelu, each frozen at its gate; exact)"
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 16))
+    mlp = gelu.blocks.mlp  # the neurons predict the MLP exactly (a splice changes nothing)
+    want = jax.nn.gelu(x @ mlp.W_in[1] + mlp.b_in[1], approximate=False) @ mlp.W_out[1] + mlp.b_out[1]
+    np.testing.assert_allclose(own.transcoders[1].predict(x), want, rtol=1e-5, atol=1e-6)
+    solu, attention_only = model(1, "none", act_fn="solu"), model(1, "none", d_mlp=0)
+    assert replacement_for(solu, None, None) is None  # its softmax mixes the neurons: no gate of their own
     assert replacement_for(attention_only, None, None).transcoders == ()  # nothing to replace
     with pytest.raises(ValueError, match="at least 1 latent"):
-        trained_transcoders(gelu, None, n_latents=0)
+        trained_transcoders(solu, None, n_latents=0)
     with pytest.raises(ValueError, match="no MLP to replace"):
         trained_transcoders(attention_only, None, n_latents=16)
 
@@ -45,7 +54,7 @@ def test_toymi_circuits_traces_the_graphs_through_transcoders_it_trains(tmp_path
     """With `--transcoders`, an AND-gate transformer's graphs are traced through transcoders trained on it, one per
     layer (here the tiny ReLU run the views' tests share), complete up to float error (the error nodes hold what
     the transcoders miss), their FVU and error share reported, the page drawn through them; they are saved with
-    the run, and the same command again loads them. Without a replacement (a GELU MLP without `--transcoders`) the
+    the run, and the same command again loads them. Without a replacement (a SoLU MLP without `--transcoders`) the
     report says how to get one and leaves no earlier graphs behind."""
     import shutil
 

@@ -1,5 +1,6 @@
 """Transcoders saved with a run (`RUN/transcoders/`): reused for the same model step and settings, never for another
-step, other settings, or arrays their checksum does not vouch for; a GELU model's page traces through them."""
+step, other settings, or arrays their checksum does not vouch for; a model without exact neurons of its own (SoLU)
+traces through them."""
 
 from types import SimpleNamespace
 
@@ -55,13 +56,13 @@ def test_arrays_their_json_does_not_describe_are_not_used(tmp_path):
 
 
 def test_a_run_without_an_exact_replacement_reuses_what_was_saved_for_its_step(tmp_path, monkeypatch):
-    gelu = SimpleNamespace(model=model(2, "none", act_fn="gelu"), task=None, directory=tmp_path, model_step=20)
-    relu = SimpleNamespace(**{**vars(gelu), "model": model(2, "none")})
-    assert saved.replacement_for_run(gelu) is None  # nothing saved: a GELU MLP has no page
+    gelu = SimpleNamespace(model=model(2, "none", act_fn="solu"), task=None, directory=tmp_path, model_step=20)
+    relu = SimpleNamespace(**{**vars(gelu), "model": model(2, "none", act_fn="gelu")})
+    assert saved.replacement_for_run(gelu) is None  # nothing saved: a SoLU MLP has no page
     original = _replacement()
     saved.save_replacement(tmp_path, original, model_step=20)
     assert _same(saved.replacement_for_run(gelu), original)
-    assert saved.replacement_for_run(relu).exact  # its own neurons are exact: preferred to any transcoders
+    assert saved.replacement_for_run(relu).exact  # GELU neurons are exact: preferred to any transcoders
     assert saved.replacement_for_run(SimpleNamespace(**{**vars(gelu), "model_step": 40})) is None
 
     def train(*args):

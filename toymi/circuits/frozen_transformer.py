@@ -19,7 +19,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from toymi.decompose.transcoder import Transcoder, mlp_transcoder
+from toymi.decompose.transcoder import ELEMENTWISE, Transcoder, mlp_transcoder
 from toymi.model.interventions import patch, steer
 from toymi.model.layer_stack import layer_of
 
@@ -27,22 +27,25 @@ _SCALE_SITES = ("ln1_scale", "ln2_scale")  # per layer; `ln_final_scale` is one
 
 
 def neuron_transcoders(model) -> tuple[Transcoder, ...]:
-    """The model's own MLP neurons as transcoders, one per layer (exact: every error node is zero); none for an
-    attention-only model. ReLU MLPs only: a frozen GELU neuron is not a latent whose edges sum to its activation."""
+    """The model's own MLP neurons as transcoders, one per layer (`mlp_transcoder`: exact, every error node is zero);
+    none for an attention-only model. Any elementwise activation (ReLU, the GELUs): the graph freezes each neuron at
+    its gate `value / pre-activation` (`freeze`), so its edges and its value stay exact; SoLU, whose softmax mixes
+    the neurons, needs trained transcoders."""
     if mlp_layers(model) == 0:
         return ()
     if not own_neurons_exact(model):
-        raise ValueError(f"the model's own neurons stand in as transcoders only for a ReLU MLP; this one's act_fn "
-                         f"is {model.config.act_fn!r} (train a transcoder per layer instead)")
+        raise ValueError(f"the model's own neurons stand in as transcoders only for an elementwise activation "
+                         f"({', '.join(ELEMENTWISE)}); this one's act_fn is {model.config.act_fn!r} (train a "
+                         "transcoder per layer instead)")
     mlp = model.blocks.mlp
-    return tuple(mlp_transcoder(mlp.W_in[l], mlp.b_in[l], mlp.W_out[l], mlp.b_out[l])
+    return tuple(mlp_transcoder(mlp.W_in[l], mlp.b_in[l], mlp.W_out[l], mlp.b_out[l], model.config.act_fn)
                  for l in range(model.config.n_layers))
 
 
 def own_neurons_exact(model) -> bool:
-    """Whether a transformer's own neurons can be its replacement (`neuron_transcoders`): attention-only, or a ReLU
-    MLP."""
-    return mlp_layers(model) == 0 or model.config.act_fn == "relu"
+    """Whether a transformer's own neurons can be its replacement (`neuron_transcoders`): attention-only, or an MLP
+    with an elementwise activation."""
+    return mlp_layers(model) == 0 or model.config.act_fn in ELEMENTWISE
 
 
 def mlp_layers(model) -> int:

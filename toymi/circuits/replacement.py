@@ -1,7 +1,8 @@
 """What stands in for a transformer's MLPs in its attribution graphs (`toymi.circuits.transformer_graph`), with what
-a reader of the graph must know about it: the model's own neurons where they are exact (a ReLU MLP, or none), or one
-transcoder per MLP layer trained on the model (`layer_transcoders`), the replacement a GELU model needs, whose
-imperfection shows as each layer's FVU here and as error nodes in the graph."""
+a reader of the graph must know about it: the model's own neurons where they are exact (an MLP with an elementwise
+activation, ReLU or GELU, each neuron frozen at its gate; or none), or one transcoder per MLP layer trained on the
+model (`layer_transcoders`: sparse latents in place of dense GELU neurons, and the replacement a SoLU model needs),
+whose imperfection shows as each layer's FVU here and as error nodes in the graph."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ class Replacement(NamedTuple):
 
 
 def own_neurons(model) -> Replacement:
-    """The model's own neurons (`neuron_transcoders`: a ReLU MLP or none; exact, so the graph has no error)."""
+    """The model's own neurons (`neuron_transcoders`: an elementwise activation, or none; exact, so the graph has no
+    error). Named as such; non-ReLU neurons with their activation, since every one of them is a node."""
     transcoders = neuron_transcoders(model)
-    return Replacement(transcoders, "the model's own neurons (exact)", (0.0,) * len(transcoders), 0.0)
+    act = model.config.act_fn if transcoders else "relu"
+    what = "exact" if act == "relu" else f"{act}, each frozen at its gate; exact"
+    return Replacement(transcoders, f"the model's own neurons ({what})", (0.0,) * len(transcoders), 0.0)
 
 
 def trained_transcoders(model, task, n_latents: int, steps: int | None = None, batch_size: int | None = None,
@@ -87,7 +91,7 @@ def trained_transcoders(model, task, n_latents: int, steps: int | None = None, b
 
 def replacement_for(model, task, n_latents: int | None) -> Replacement | None:
     """`trained_transcoders` when `n_latents` is given, else the model's own neurons where they are exact, else None
-    (a GELU MLP: its graphs need transcoders)."""
+    (a SoLU MLP: its graphs need transcoders)."""
     if n_latents is not None:
         return trained_transcoders(model, task, n_latents)
     return own_neurons(model) if own_neurons_exact(model) else None

@@ -1,6 +1,6 @@
 """Transcoders trained on a run, kept with it: `toymi circuits RUN --transcoders N` trains them once (about a minute
 on a CPU) and writes them into `RUN/transcoders/`; the next report with the same settings, and `toymi view RUN`'s
-Attribution page of a GELU model (which has no exact replacement of its own), load them instead of training.
+Attribution page of a model without an exact replacement of its own (SoLU), load them instead of training.
 
 Two files: `transcoders.eqx` (the arrays, Equinox's serialisation) and `transcoders.json` (what they are: the model
 step they were trained on, their training settings, each layer's FVU, the training time and the SHA-256 of the
@@ -74,7 +74,7 @@ def replacement_for_run(run, n_latents: int | None = None) -> Replacement | None
     """What a run's attribution graphs trace through. With `n_latents`: `trained_transcoders` at their default
     settings, loaded from the run directory where they were saved for this model step and these settings, else
     trained now and saved there. Without: the model's own neurons where they are exact, else the transcoders saved
-    with the run for this step (any settings), else None (a GELU MLP nobody has trained transcoders for)."""
+    with the run for this step (any settings), else None (a SoLU MLP nobody has trained transcoders for)."""
     if n_latents is None:
         exact = replacement_for(run.model, run.task, None)
         return exact if exact is not None else load_replacement(run.directory, run.model_step)

@@ -2,8 +2,8 @@
 
 The replacement model swaps each layer's MLP for a transcoder (`toymi.decompose.transcoder`, one per layer; or the
 model's own neurons, `neuron_transcoders`: exact) and, for one example, freezes everything nonlinear at its value
-on that example: every layer's attention patterns, the normalisers' scales, and which latents are active (each
-latent's value, or for total effects its gate `z / pre`). What is left is linear, so every target is exactly a sum
+on that example: every layer's attention patterns, the normalisers' scales, and each latent's gate `z / pre` (1
+for an active ReLU or TopK latent, 0 for an inactive one; a GELU neuron's value over its pre-activation). What is left is linear, so every target is exactly a sum
 of edges plus a constant. The nodes:
 
     input p               that position's embedding (token + position), minus a baseline's when one is given
@@ -11,8 +11,8 @@ of edges plus a constant. The nodes:
     error (l, p)          mlp_out_l[p] - transcoder_l.predict(mlp_input_l[p]): what the replacement misses
     output (r, k)         the logit k at readout position r (the targets a graph is traced back from)
 
-An edge s → t is s's activation times the derivative of t's pre-activation (a latent's `mlp_input @ W_enc + b_enc`,
-or the logit) with respect to s in the frozen model: the virtual weight through the residual stream, the attention
+An edge s → t is s's activation times the derivative of t (a latent's frozen-gate value `gate · (mlp_input @ W_enc +
+b_enc)`, for an active ReLU latent its pre-activation; or the logit) with respect to s in the frozen model: the virtual weight through the residual stream, the attention
 heads' OV circuits under the frozen patterns, and the transcoders' skips, never through another latent (latents are
 frozen values, not functions of the stream). Attention's QK side is not in the graph: the patterns are held fixed,
 as circuit tracing does, so an input that matters only by moving attention gets no edge.
@@ -43,8 +43,8 @@ from toymi.jit import jit
 
 class TransformerGraph(NamedTuple):
     """One example's attribution graph (see the module docstring). Latent axes are `[layer, pos, n_latents]`
-    (every layer's transcoder has the same width); outputs `[readout, d_vocab_out]`. Edges into inactive latents
-    are zero."""
+    (every layer's transcoder has the same width); outputs `[readout, d_vocab_out]`. Edges into a latent go
+    through its frozen gate: zero into an inactive one."""
 
     tokens: Int[Array, " pos"]
     inputs: Float[Array, "pos d_model"]  # the input nodes' activations (embedding minus the baseline's)
@@ -57,13 +57,14 @@ class TransformerGraph(NamedTuple):
     input_output: Float[Array, "pos readout k"]  # the direct paths: residual stream and attention, no latent
     latent_output: Float[Array, "layer pos n readout k"]
     error_output: Float[Array, "layer pos readout k"]
-    latent_bias: Float[Array, "layer pos n"]  # the constant part of each active latent's pre-activation
+    latent_bias: Float[Array, "layer pos n"]  # the constant part of each latent's value (through its gate)
     output_bias: Float[Array, "readout k"]  # the constant part of each output (biases, the baseline's embedding)
     pre: Float[Array, "layer pos n"]  # the latents' pre-activations in the model
     outputs: Float[Array, "readout k"]  # the model's own logits at the readout positions
 
     def into_latents(self) -> Float[Array, "layer pos n"]:
-        """Each latent's incoming edges summed, plus its constant part (its pre-activation where active)."""
+        """Each latent's incoming edges summed, plus its constant part: its value `z` (for a ReLU latent, its
+        pre-activation where active)."""
         return (self.input_latent.sum(0) + self.latent_latent.sum((0, 1, 2)) + self.error_latent.sum((0, 1))
                 + self.latent_bias)
 
@@ -83,7 +84,7 @@ def _graph(model, layers, tokens, baseline, readout) -> TransformerGraph:
     (j_pre, j_out) = jax.jacrev(f, argnums=(0, 1, 2))(*zero)  # each: derivatives w.r.t. (input, latent, error)
     const_pre, const_out = f(-frozen.inputs, -frozen.latents, -frozen.errors)  # every node removed
     active = frozen.latents != 0
-    mask = active.astype(jnp.float32)
+    mask = frozen.gates  # edges into a latent in units of its value; for ReLU and TopK latents the 0/1 of `active`
 
     def from_inputs(j):  # j[..., pos, d_model] → edges [pos, ...]
         return jnp.moveaxis(jnp.einsum("...pd,pd->...p", j, frozen.inputs), -1, 0)
@@ -141,7 +142,7 @@ def readout_positions(readout: Sequence[int], n: int) -> tuple[int, ...]:
 
 def completeness_gap(graph: TransformerGraph) -> dict[str, Float[Array, ""]]:
     """The largest violation of completeness, which must be rounding only: `"outputs"`, |edges into an output +
-    its constant - the model's logit|; `"latents"`, |edges into an active latent + its constant - its
-    pre-activation|."""
-    gap = jnp.where(graph.active, jnp.abs(graph.into_latents() - graph.pre), 0.0)
+    its constant - the model's logit|; `"latents"`, |edges into an active latent + its constant - its value| (an
+    active ReLU latent's value is its pre-activation)."""
+    gap = jnp.where(graph.active, jnp.abs(graph.into_latents() - graph.latents), 0.0)
     return {"outputs": jnp.max(jnp.abs(graph.into_outputs() - graph.outputs)), "latents": jnp.max(gap, initial=0.0)}

@@ -28,9 +28,10 @@ def add_parser(commands) -> None:
     parser.add_argument("--transcoders", type=int, default=None, metavar="LATENTS",
                         help="a transformer run with an MLP: train one transcoder of LATENTS latents per MLP layer "
                              "(2,000 steps, about a minute on a CPU) and trace the attribution graphs through it "
-                             "instead of the model's own neurons; a GELU MLP needs this (e.g. 1024). They are saved "
-                             "in RUN/transcoders/ and reused: by the next report with the same LATENTS, and by "
-                             "`toymi view RUN` (the Attribution page of a GELU model) until the run trains further")
+                             "instead of the model's own neurons (sparse latents in place of dense GELU neurons; a "
+                             "SoLU MLP needs this), e.g. 1024. They are saved in RUN/transcoders/ and reused: by the "
+                             "next report with the same LATENTS, and by `toymi view RUN` where the model's own "
+                             "neurons are not exact, until the run trains further")
     parser.add_argument("--out", default=None,
                         help="output directory (default: runs/circuits/TARGET for a planted circuit, RUN/circuits "
                              "for a run)")

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.model.mlp import ACTIVATIONS
 from toymi.train.update import update
 from toymi.validate import is_int
 
@@ -194,8 +195,10 @@ def _fit(params, static, optimizer, sample, key, steps, batch_size, log_every, l
 
 
 def mlp_transcoder(W_in: Float[Array, "d_in d_mlp"], b_in: Float[Array, " d_mlp"] | None,
-                   W_out: Float[Array, "d_mlp d_out"], b_out: Float[Array, " d_out"] | None) -> Transcoder:
-    """The exact transcoder of a ReLU MLP `ReLU(x W_in + b_in) W_out + b_out`: one latent per neuron.
+                   W_out: Float[Array, "d_mlp d_out"], b_out: Float[Array, " d_out"] | None,
+                   act_fn: str = "relu") -> Transcoder:
+    """The exact transcoder of an MLP `act(x W_in + b_in) W_out + b_out`: one latent per neuron (a `Transcoder` for
+    ReLU, else `ActivatedNeurons` with the MLP's elementwise activation, named as in `toymi.model.mlp.ACTIVATIONS`).
 
     Why: the model's own neurons as a transcoder — the reference a trained one is compared with, and a splice
     that must leave the loss unchanged (tests). Missing biases are zeros.
@@ -203,9 +206,32 @@ def mlp_transcoder(W_in: Float[Array, "d_in d_mlp"], b_in: Float[Array, " d_mlp"
     d_in, d_mlp = W_in.shape
     d_out = W_out.shape[1]
     tc = Transcoder(d_in, d_out, d_mlp, jax.random.PRNGKey(0))
-    return eqx.tree_at(lambda t: (t.W_enc, t.b_enc, t.W_dec, t.b_dec), tc,
-                       (W_in, jnp.zeros(d_mlp) if b_in is None else b_in, W_out,
-                        jnp.zeros(d_out) if b_out is None else b_out))
+    tc = eqx.tree_at(lambda t: (t.W_enc, t.b_enc, t.W_dec, t.b_dec), tc,
+                     (W_in, jnp.zeros(d_mlp) if b_in is None else b_in, W_out,
+                      jnp.zeros(d_out) if b_out is None else b_out))
+    return tc if act_fn == "relu" else ActivatedNeurons(tc, act_fn)
+
+
+class ActivatedNeurons(Transcoder):
+    """An MLP's own neurons with an elementwise activation other than ReLU (`"gelu"`, `"gelu_new"`, `"gelu_fast"`)
+    as a transcoder: `encode` applies that activation. Every neuron is then a latent, none exactly zero; an
+    attribution graph freezes each at its gate `value / pre-activation` (`toymi.circuits.frozen_transformer`), which
+    keeps the graph exact (Σ edges + constant = the value), as a ReLU neuron's gate of 0 or 1 does."""
+
+    act_fn: str = eqx.field(static=True)
+
+    def __init__(self, neurons: Transcoder, act_fn: str):
+        if act_fn not in ELEMENTWISE:
+            raise ValueError(f"neurons need an elementwise activation, one of {sorted(ELEMENTWISE)}; got {act_fn!r}")
+        self.W_enc, self.b_enc, self.W_dec, self.b_dec = neurons.W_enc, neurons.b_enc, neurons.W_dec, neurons.b_dec
+        self.W_skip, self.k, self.act_fn = None, None, act_fn
+
+    def encode(self, x: Float[Array, "*batch d_in"]) -> Float[Array, "*batch n_latents"]:
+        return ACTIVATIONS[self.act_fn](x @ self.W_enc + self.b_enc)
+
+
+# The activations whose neurons are each a function of their own pre-activation (SoLU's softmax mixes them all).
+ELEMENTWISE = ("relu", "gelu", "gelu_new", "gelu_fast")
 
 
 def fraction_variance_unexplained(predict: Callable[[Array], Array], x: Float[Array, "n d_in"],

@@ -154,8 +154,8 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     return table
 
 
-NOT_DRAWN = ("\nAttribution graphs: not drawn (the model's own neurons stand in for its MLP only where they are "
-             "ReLU; pass --transcoders N to train N-latent transcoders per MLP layer and trace through them).\n")
+NOT_DRAWN = ("\nAttribution graphs: not drawn (the model's own neurons stand in for its MLP only where their "
+             "activation is elementwise, ReLU or GELU; pass --transcoders N to train N-latent transcoders per MLP layer and trace through them).\n")
 
 
 def _write(run, out: Path, table: str, replacement: Replacement, scores: dict) -> None:

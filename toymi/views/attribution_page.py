@@ -15,7 +15,7 @@ example.
 `attribution_view(model, transcoders, x, where)` draws any replacement (e.g. transcoders trained in a notebook);
 `attribution_for_run` a run's newest model with its own neurons as the replacement (exact: the error nodes are zero,
 so no training is needed), or, for a transformer, transcoders trained on it (`toymi.circuits.replacement`: what
-`toymi circuits RUN --transcoders` draws, and a GELU MLP needs).
+`toymi circuits RUN --transcoders` draws, and a SoLU MLP needs).
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
                          f"the outputs {output_mass_drawn(g, edges, outputs.tolist()):.0%} of their edge mass")
         kept.append([[names[s], names[t], v] for s, t, v in edges])
     options = "".join(f'<option value="{b}">example {b}</option>' for b in range(len(flats)))
-    parts = [f'<p class="note">{html.escape(note)} Edges point up, from a node to the node whose pre-activation it '
-             f"feeds (activation × virtual weight); an edge is drawn when it carries at least {min_share:.0%} of the "
+    parts = [f'<p class="note">{html.escape(note)} Edges point up, from a node to the node it feeds '
+             f"(activation × virtual weight; into a latent through its frozen gate, 1 for an active ReLU); an edge is drawn when it carries at least {min_share:.0%} of the "
              f"edge mass into its target (at most {max_edges} edges). {naming} Hover a node or an edge's midpoint "
              "for its value.</p>",
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
@@ -203,8 +203,9 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
     """The page for a run's newest residual MLP, AND-gate transformer (`_gate_transformer_page`) or induction model
     (`toymi.views.induction_attribution_page`; None for any other model), its own neurons as the replacement; a
     transformer's may be `replacement` instead (a `toymi.circuits.replacement.Replacement`, e.g. trained
-    transcoders). Without one, a GELU transformer's page traces through the transcoders `toymi circuits RUN
-    --transcoders N` saved with the run for its newest step (`toymi.circuits.saved_replacement`), or is not drawn.
+    transcoders). Without one, a transformer whose own neurons are not exact (SoLU) traces through the transcoders
+    `toymi circuits RUN --transcoders N` saved with the run for its newest step (`toymi.circuits.saved_replacement`),
+    or has no page.
 
     Of `n_candidates` fresh task inputs with an output to trace (target non-zero; each distinct input once), the
     `n_examples` where the neurons carry the largest share of the traced outputs' incoming edge mass: where the MLPs
@@ -219,7 +220,7 @@ def attribution_for_run(run, n_examples: int = N_EXAMPLES, seed: int = 0, n_cand
             return None
         replacement = replacement or replacement_for_run(run)
         if replacement is None:
-            return None  # a GELU MLP without transcoders saved with the run
+            return None  # a SoLU MLP without transcoders saved with the run
         if isinstance(run.task, Induction):
             from toymi.views.induction_attribution_page import induction_page_for_run
 
