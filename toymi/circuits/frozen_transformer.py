@@ -1,6 +1,6 @@
 """The replacement model of a transformer's attribution graph (`toymi.circuits.transformer_graph`): each MLP
-replaced by a transcoder per layer (`as_replacements`; `neuron_transcoders`: the model's own ReLU neurons, exact),
-and everything nonlinear frozen at its value on one example (`freeze`): the attention patterns, the normalisers'
+replaced by a transcoder per layer (`as_replacements`; `neuron_transcoders`: the model's own ReLU or GELU neurons,
+exact), and everything nonlinear frozen at its value on one example (`freeze`): the attention patterns, the normalisers'
 scales and the latents. `frozen_forward` runs that model, through the model's own forward pass and sites, with its
 nodes moved (the input embeddings, the latents, the error nodes): the result is affine in the moves, so JAX's
 derivatives of it are the graph's virtual weights.

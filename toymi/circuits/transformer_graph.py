@@ -3,8 +3,8 @@
 The replacement model swaps each layer's MLP for a transcoder (`toymi.decompose.transcoder`, one per layer; or the
 model's own neurons, `neuron_transcoders`: exact) and, for one example, freezes everything nonlinear at its value
 on that example: every layer's attention patterns, the normalisers' scales, and each latent's gate `z / pre` (1
-for an active ReLU or TopK latent, 0 for an inactive one; a GELU neuron's value over its pre-activation). What is left is linear, so every target is exactly a sum
-of edges plus a constant. The nodes:
+for an active ReLU or TopK latent, 0 for an inactive one; a GELU neuron's value over its pre-activation). What is
+left is linear, so every target is exactly a sum of edges plus a constant. The nodes:
 
     input p               that position's embedding (token + position), minus a baseline's when one is given
     latent (l, p, i)      transcoder l's latent i at position p: z = encode(mlp_input_l)[p, i]
@@ -12,10 +12,11 @@ of edges plus a constant. The nodes:
     output (r, k)         the logit k at readout position r (the targets a graph is traced back from)
 
 An edge s → t is s's activation times the derivative of t (a latent's frozen-gate value `gate · (mlp_input @ W_enc +
-b_enc)`, for an active ReLU latent its pre-activation; or the logit) with respect to s in the frozen model: the virtual weight through the residual stream, the attention
-heads' OV circuits under the frozen patterns, and the transcoders' skips, never through another latent (latents are
-frozen values, not functions of the stream). Attention's QK side is not in the graph: the patterns are held fixed,
-as circuit tracing does, so an input that matters only by moving attention gets no edge.
+b_enc)`, for an active ReLU latent its pre-activation; or the logit) with respect to s in the frozen model: the
+virtual weight through the residual stream, the attention heads' OV circuits under the frozen patterns, and the
+transcoders' skips, never through another latent (latents are frozen values, not functions of the stream).
+Attention's QK side is not in the graph: the patterns are held fixed, as circuit tracing does, so an input that
+matters only by moving attention gets no edge.
 
 The replacement and its freezing live in `toymi.circuits.frozen_transformer`: everything runs through the model's
 own forward pass and sites, and derivatives are JAX's.

@@ -6,7 +6,7 @@
   Attribution page: one example's graph at a time).
 - An AND-gate transformer or an induction run, beside its edge discovery (`gate_attribution_report`,
   `induction_attribution_report`): graphs with attention frozen, through a `toymi.circuits.replacement` (the model's
-  own ReLU neurons, or transcoders trained on it), scored against what the task states: `attribution.md`,
+  own ReLU or GELU neurons, or transcoders trained on it), scored against what the task states: `attribution.md`,
   `attribution.json`, `attribution.html`.
 """
 
@@ -155,7 +155,8 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
 
 
 NOT_DRAWN = ("\nAttribution graphs: not drawn (the model's own neurons stand in for its MLP only where their "
-             "activation is elementwise, ReLU or GELU; pass --transcoders N to train N-latent transcoders per MLP layer and trace through them).\n")
+             "activation is elementwise, ReLU or GELU; pass --transcoders N to train N-latent transcoders per MLP "
+             "layer and trace through them).\n")
 
 
 def _write(run, out: Path, table: str, replacement: Replacement, scores: dict) -> None:

@@ -36,7 +36,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     (`toymi.circuits.gate_positions`), written as `gates.md`, `gates.json` and `gates.png`. `per_digit` (an
     addition run only): each method once per answer digit, scored against the digit's own two positions
     (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`. The attribution graphs of a
-    transformer trace through its own neurons (a ReLU MLP) or, with `transcoders` (a latent count), through that
+    transformer trace through its own neurons (ReLU or GELU) or, with `transcoders` (a latent count), through that
     many latents' transcoders per MLP layer trained on the run, which a GELU MLP needs, or saved with it
     (`toymi.circuits.saved_replacement`: kept in `RUN/transcoders/`, reused by later reports and `toymi view`)."""
     methods = list(METHODS) if methods is None else methods

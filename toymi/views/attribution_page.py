@@ -115,8 +115,8 @@ def transformer_attribution_view(model, transcoders, tokens, where, readout: Seq
 
     **Arguments:**
 
-    - `model`: a `Transformer`; `transcoders`: one per MLP layer (`neuron_transcoders(model)`: its own ReLU neurons,
-      exact; none for an attention-only model).
+    - `model`: a `Transformer`; `transcoders`: one per MLP layer (`neuron_transcoders(model)`: its own ReLU or
+      GELU neurons, exact; none for an attention-only model).
     - `tokens`: `[n_examples, pos]`, one graph each; `readout`: the positions whose logits are the outputs.
     - `where`: `[n_examples, len(readout) · d_vocab_out]` booleans, the outputs to trace back from (at most
       `MAX_OUTPUTS` each, the largest |output| first); every example needs one.
@@ -189,9 +189,9 @@ def _page(flats: list[FlatGraph], where, inputs_shown: list[str], output_names: 
         kept.append([[names[s], names[t], v] for s, t, v in edges])
     options = "".join(f'<option value="{b}">example {b}</option>' for b in range(len(flats)))
     parts = [f'<p class="note">{html.escape(note)} Edges point up, from a node to the node it feeds '
-             f"(activation × virtual weight; into a latent through its frozen gate, 1 for an active ReLU); an edge is drawn when it carries at least {min_share:.0%} of the "
-             f"edge mass into its target (at most {max_edges} edges). {naming} Hover a node or an edge's midpoint "
-             "for its value.</p>",
+             "(activation × virtual weight; into a latent through its frozen gate, 1 for an active ReLU); an edge is "
+             f"drawn when it carries at least {min_share:.0%} of the edge mass into its target (at most {max_edges} "
+             f"edges). {naming} Hover a node or an edge's midpoint for its value.</p>",
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
              ("graph", go.Figure(figures[0]))]
     data = {"figures": figures, "summaries": summaries, "edges": kept}

@@ -37,7 +37,7 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
     **Arguments:**
 
     - `model`: a `Transformer`; `transcoders`: one per MLP layer (none for an attention-only model;
-      `neuron_transcoders(model)` for its own ReLU neurons).
+      `neuron_transcoders(model)` for its own ReLU or GELU neurons).
     - `tokens`: `[n_examples, pos]`; `positions`: one repeated position t per example (its token occurred before
       and the token after that occurrence comes next: `toymi.tasks.induction.repeated_positions`).
     - `head`: `(layer, head)` whose QK attribution is drawn (default: the head attending most from the repeated
