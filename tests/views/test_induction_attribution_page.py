@@ -56,3 +56,25 @@ def test_a_position_that_does_not_repeat_and_wrong_labels_are_one_line_errors(pl
         induction_attribution_view(planted.model, tokens, [7])
     with pytest.raises(ValueError, match="one label per token"):
         induction_attribution_view(planted.model, tokens, [7, 7], labels=[["a"] * 9, ["b"] * 8])
+
+
+@pytest.mark.slow
+def test_a_runs_page_draws_the_head_its_circuits_report_names(induction_run, monkeypatch):
+    """The head is chosen on the first `HEAD_SEQUENCES` eval sequences, as `toymi circuits`' report chooses it, not on
+    the few sequences drawn (on close heads the two could pick differently)."""
+    import toymi.circuits.qk_attribution as qk
+    from toymi.circuits.replacement import own_neurons
+    from toymi.run import load_run
+    from toymi.views.induction_attribution_page import induction_page_for_run
+
+    chosen_on = []
+
+    def recording(model, tokens):
+        chosen_on.append(len(tokens))
+        return 1, 1, 0.5  # a head the drawn sequences would not pick on their own
+
+    monkeypatch.setattr(qk, "induction_head", recording)
+    run = load_run(induction_run)
+    view = induction_page_for_run(run, own_neurons(run.model), n_examples=2)
+    n_eval = len(next(iter(run.task.eval_batches().values())).tokens)
+    assert chosen_on == [min(qk.HEAD_SEQUENCES, n_eval)] and "L1H1" in view.html()

@@ -32,6 +32,10 @@ from toymi.jit import jit
 from toymi.model.layer_stack import layer_of
 from toymi.tasks.induction import induction_targets, repeated_positions
 
+# A run's induction head is the head attending most on the first 512 sequences of its first eval set: `toymi
+# circuits`' induction report and the run's Attribution page both choose it there, so they name the same head.
+HEAD_SEQUENCES = 512
+
 # `induction_qk`'s shares, in the order the tables print them
 QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from toymi.circuits.qk_attribution import HEAD_SEQUENCES
 from toymi.circuits.replacement import Replacement
 from toymi.errors import ConfigError
 
@@ -111,7 +112,8 @@ def gate_attribution_report(run, out: Path, replacement: Replacement | None, n_e
     return table
 
 
-def induction_attribution_report(run, out: Path, replacement: Replacement | None, n_sequences: int = 512) -> str:
+def induction_attribution_report(run, out: Path, replacement: Replacement | None,
+                                 n_sequences: int = HEAD_SEQUENCES) -> str:
     """`toymi circuits RUN` for an induction run, beside its edge discovery: at every repeated position of its first
     eval set's first `n_sequences` sequences, the right token's logit traced back with attention frozen, against the
     model's own token ablations (`toymi.circuits.induction_graphs`), MLPs (if any) replaced by `replacement`: the

@@ -132,7 +132,9 @@ def _page(figures, summaries, tokens, labels, positions, title: str, note: str, 
 def induction_page_for_run(run, replacement, n_examples: int = N_EXAMPLES) -> View | None:
     """An induction run's page: the first `n_examples` sequences of its first eval set with a repeated position, each
     at its last one (the most context), `replacement` (a `toymi.circuits.replacement.Replacement`: the model's own
-    neurons, or trained transcoders) in place of its MLPs, if any (None when no sequence repeats anything)."""
+    neurons, or trained transcoders) in place of its MLPs, if any (None when no sequence repeats anything). The head
+    drawn is the one `toymi circuits`' report names (chosen on `HEAD_SEQUENCES` sequences, not on the few drawn)."""
+    from toymi.circuits.qk_attribution import HEAD_SEQUENCES, induction_head
     from toymi.tasks.induction import repeated_positions
     from toymi.views.tokens import token_labels
 
@@ -146,6 +148,7 @@ def induction_page_for_run(run, replacement, n_examples: int = N_EXAMPLES) -> Vi
     positions = [int(np.flatnonzero(repeated[b])[-1]) for b in rows]
     note = (f"{len(rows)} {name} sequences, each at its last repeated position t"
             + (f"; {replacement.note}." if replacement.transcoders else "; no MLP to replace."))
-    return induction_attribution_view(model, tokens[rows], positions, replacement.transcoders,
+    head = induction_head(model, tokens[:HEAD_SEQUENCES])[:2]
+    return induction_attribution_view(model, tokens[rows], positions, replacement.transcoders, head,
                                       labels=[token_labels(run.task, tokens[b]) for b in rows],
                                       title=f"Attribution: {run.directory.name}, step {run.model_step}", note=note)
