@@ -10,10 +10,10 @@ import pytest
 from transformer_models import model
 
 import toymi.circuits.saved_replacement as saved
-from toymi.circuits.replacement import Replacement
+from toymi.circuits.replacement import Replacement, transcoder_settings
 from toymi.decompose.transcoder import Transcoder
 
-SETTINGS = saved._default_settings(8)
+SETTINGS = transcoder_settings(8)
 
 
 def _replacement(seed: int = 0) -> Replacement:
@@ -70,7 +70,7 @@ def test_a_run_without_an_exact_replacement_reuses_what_was_saved_for_its_step(t
 
     monkeypatch.setattr(saved, "trained_transcoders", train)
     assert _same(saved.replacement_for_run(gelu, 8), original)  # `--transcoders 8` again: loaded
-    fresh = _replacement(seed=2)._replace(settings=saved._default_settings(16))
+    fresh = _replacement(seed=2)._replace(settings=transcoder_settings(16))
     monkeypatch.setattr(saved, "trained_transcoders", lambda model, task, n: fresh)
     assert saved.replacement_for_run(gelu, 16) is fresh  # other settings: trained, and saved in their place
     assert _same(saved.load_replacement(tmp_path, 20), fresh)

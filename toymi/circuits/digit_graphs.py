@@ -2,8 +2,8 @@
 (`toymi.circuits.digit_positions`: the digit's own a_i and b_i certain, the digits above judged absent).
 
 Each question's graph (`toymi.circuits.transformer_graph`: attention frozen, each MLP replaced by a transcoder, or
-by the model's own ReLU or GELU neurons, exact) traces the right digit's logit at every position that predicts an answer
-digit back to the input positions. Per digit, the mean over questions of each position's |total attribution| (every
+by the model's own ReLU or GELU neurons, exact) traces the right digit's logit at every position that predicts an
+answer digit back to the input positions. Per digit, the mean over questions of each position's |total attribution| (every
 path, the latents' gates frozen) is scored as the edge methods' position scores are: the AUC of the own pair against
 the digits above, whether the own pair is the top two, and the shares on the own pair, below, above and on the
 answer digits written.

@@ -71,9 +71,8 @@ def trained_transcoders(model, task, n_latents: int, steps: int | None = None, b
     layer's FVU on `FVU_ROWS` held-out rows; a one-line error for a model with no MLP."""
     from toymi.decompose.truths.sampling import mlp_io_sampler
 
-    steps = TRANSCODER_STEPS if steps is None else steps
-    batch_size = TRANSCODER_BATCH if batch_size is None else batch_size
-
+    settings = transcoder_settings(n_latents, steps, batch_size, seed)
+    steps, batch_size = settings["steps"], settings["batch_size"]
     if n_latents < 1:
         raise ValueError(f"transcoders need at least 1 latent, got {n_latents}")
     if mlp_layers(model) == 0:
@@ -85,8 +84,15 @@ def trained_transcoders(model, task, n_latents: int, steps: int | None = None, b
         for layer, tc in enumerate(transcoders))
     description = (f"trained transcoders ({n_latents} latents per layer, {steps} steps; FVU "
                    f"{' / '.join(f'{v:.3f}' for v in fvu)})")
-    settings = {"n_latents": n_latents, "steps": steps, "batch_size": batch_size, "seed": seed}
     return Replacement(transcoders, description, fvu, time.perf_counter() - start, settings)
+
+
+def transcoder_settings(n_latents: int, steps: int | None = None, batch_size: int | None = None,
+                        seed: int = 0) -> dict:
+    """How `trained_transcoders` trains: `steps` and `batch_size` default to `TRANSCODER_STEPS` and
+    `TRANSCODER_BATCH`, read at call time. A `Replacement`'s `settings`, which saved transcoders are matched by."""
+    return {"n_latents": n_latents, "steps": TRANSCODER_STEPS if steps is None else steps,
+            "batch_size": TRANSCODER_BATCH if batch_size is None else batch_size, "seed": seed}
 
 
 def replacement_for(model, task, n_latents: int | None) -> Replacement | None:

@@ -13,6 +13,7 @@ stale and the caller trains anew.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import equinox as eqx
 import jax
 
-from toymi.circuits.replacement import Replacement, replacement_for, trained_transcoders
+from toymi.circuits.replacement import Replacement, replacement_for, trained_transcoders, transcoder_settings
 from toymi.decompose.transcoder import Transcoder
 
 DIRECTORY = "transcoders"
@@ -65,7 +66,7 @@ def load_replacement(run_dir: str | Path, model_step: int, settings: dict | None
         return None
     like = [eqx.filter_eval_shape(Transcoder, s["d_in"], s["d_out"], s["n_latents"], jax.random.PRNGKey(0),
                                   skip=s["skip"], k=s["k"]) for s in meta["layers"]]
-    transcoders = eqx.tree_deserialise_leaves(where / "transcoders.eqx", like)
+    transcoders = eqx.tree_deserialise_leaves(io.BytesIO(data), like)  # the bytes checked, not a second read
     return Replacement(tuple(transcoders), meta["description"], tuple(meta["fvu"]), meta["seconds"],
                        meta["settings"], str(where))
 
@@ -78,15 +79,8 @@ def replacement_for_run(run, n_latents: int | None = None) -> Replacement | None
     if n_latents is None:
         exact = replacement_for(run.model, run.task, None)
         return exact if exact is not None else load_replacement(run.directory, run.model_step)
-    replacement = load_replacement(run.directory, run.model_step, _default_settings(n_latents))
+    replacement = load_replacement(run.directory, run.model_step, transcoder_settings(n_latents))
     if replacement is None:
         replacement = trained_transcoders(run.model, run.task, n_latents)
         save_replacement(run.directory, replacement, run.model_step)
     return replacement
-
-
-def _default_settings(n_latents: int) -> dict:
-    from toymi.circuits import replacement
-
-    return {"n_latents": n_latents, "steps": replacement.TRANSCODER_STEPS, "batch_size": replacement.TRANSCODER_BATCH,
-            "seed": 0}

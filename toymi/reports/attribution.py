@@ -77,7 +77,7 @@ def gate_attribution_report(run, out: Path, replacement: Replacement | None, n_e
     `replacement` (`toymi.circuits.replacement`; `toymi.circuits.gate_graphs`), each gate traced back from the
     readout over `n_examples` (default `N_EXAMPLES`) fresh inputs where it is on, input nodes measured from zero and
     from the all-off sequence, scored against the gate's two inputs. Writes `attribution.md`, `attribution.json` and
-    the page `attribution.html` into `out`; returns the table (a one-line note when `replacement` is None: a GELU MLP
+    the page `attribution.html` into `out`; returns the table (a one-line note when `replacement` is None: a SoLU MLP
     without trained transcoders)."""
     from toymi.circuits.attribution_scores import GRAPH_SEED
     from toymi.circuits.gate_graphs import BASELINES, gate_graph_scores
@@ -119,7 +119,7 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     model's own token ablations (`toymi.circuits.induction_graphs`), MLPs (if any) replaced by `replacement`: the
     shares on the copied position s, on s - 1 and t (why s is attended) and elsewhere. Writes `attribution.md`,
     `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when
-    `replacement` is None: a GELU MLP without trained transcoders)."""
+    `replacement` is None: a SoLU MLP without trained transcoders)."""
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
     from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
 

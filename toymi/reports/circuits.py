@@ -37,7 +37,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
     addition run only): each method once per answer digit, scored against the digit's own two positions
     (`toymi.circuits.digit_positions`), written as `digits.md` and `digits.json`. The attribution graphs of a
     transformer trace through its own neurons (ReLU or GELU) or, with `transcoders` (a latent count), through that
-    many latents' transcoders per MLP layer trained on the run, which a GELU MLP needs, or saved with it
+    many latents' transcoders per MLP layer trained on the run, which a SoLU MLP needs, or saved with it
     (`toymi.circuits.saved_replacement`: kept in `RUN/transcoders/`, reused by later reports and `toymi view`)."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
@@ -87,7 +87,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
 
 def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
     """What the run's attribution graphs trace through (`replacement_for_run`: transcoders saved with the run are
-    reused; None where no graph is drawn or a GELU MLP has no transcoders), after a one-line error for
+    reused; None where no graph is drawn or a SoLU MLP has no transcoders), after a one-line error for
     `--transcoders` where they would not be used."""
     from toymi.circuits.frozen_transformer import mlp_layers
     from toymi.circuits.saved_replacement import replacement_for_run
@@ -148,7 +148,7 @@ GRAPH_QUESTIONS = 512
 
 
 def _digit_graphs(run, replacement) -> dict:
-    """Both baselines' `digit_graph_scores` through `replacement` (empty when it is None: a GELU MLP without trained
+    """Both baselines' `digit_graph_scores` through `replacement` (empty when it is None: a SoLU MLP without trained
     transcoders)."""
     from toymi.circuits.digit_graphs import digit_graphs
 
