@@ -40,10 +40,10 @@ def test_transcoders_are_refused_where_no_graph_would_use_them(tmp_path, capsys)
 
     induction = SimpleNamespace(model=model(1, "none", d_mlp=0), task=Induction(vocab=8, subseq_len=4, n_repeats=2))
     with pytest.raises(ConfigError, match="attention-only model, with no MLP to replace"):
-        _graph_replacement(induction, "RUN", 16, per_digit=False)
-    grokking = SimpleNamespace(model=model(1, "none"), task=object())
+        _graph_replacement(induction, "RUN", 16, studies=[])
+    grokking = SimpleNamespace(model=model(1, "none"), task=SimpleNamespace(known_circuit=None))
     with pytest.raises(ConfigError, match="draws no attribution graphs"):
-        _graph_replacement(grokking, "RUN", 16, per_digit=False)
+        _graph_replacement(grokking, "RUN", 16, studies=[])
     assert main(["circuits", "copy_first", "--transcoders", "16", "--out", str(tmp_path)]) == 2
     assert "--transcoders applies to a run directory" in capsys.readouterr().err
 

@@ -5,7 +5,9 @@ overlaid; found edges alone where the truth is not known)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,9 +20,6 @@ from toymi.circuits.targets import run_target
 from toymi.errors import ConfigError
 from toymi.plot import save_figure
 from toymi.plot.circuits import circuit_figure
-from toymi.tasks.addition import Addition
-from toymi.tasks.and_gates import AndGates
-from toymi.tasks.induction import Induction
 
 
 def circuits_report(target: str | Path, methods: list[str] | None, out: Path, per_gate: bool = False,
@@ -64,7 +63,7 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
             from toymi.reports.attribution import attribution_report
 
             return attribution_report(run, out)
-        replacement = _graph_replacement(run, target, transcoders, per_digit)
+        replacement = _graph_replacement(run, target, transcoders, studies)
         found = run_target(run)
         planted, truth_known, ruled_out = found.planted, found.truth_known, found.ruled_out
         heading = (f"{Path(target).name}, step {run.model_step}: noising, {planted.ablation} ablation\n\n"
@@ -74,25 +73,31 @@ def circuits_report(target: str | Path, methods: list[str] | None, out: Path, pe
                           f"are: {', '.join(PLANTED)}")
     out.mkdir(parents=True, exist_ok=True)
     table = _write(planted, truth_known, methods, out, heading, ruled_out)
-    if run is not None and isinstance(run.task, AndGates):  # its gates' circuits traced as attribution graphs
-        from toymi.reports.attribution import gate_attribution_report
-
-        table += gate_attribution_report(run, out, replacement)
-    if run is not None and isinstance(run.task, Induction):  # what a graph with attention frozen sees of induction
-        from toymi.reports.attribution import induction_attribution_report
-
-        table += induction_attribution_report(run, out, replacement)
-    return table + "".join(write(run, methods, out, replacement) for write in studies)
+    graphs = _graph_report(run)
+    if graphs is not None:
+        table += graphs(run, out, replacement)
+    return table + "".join(study.write(run, methods, out, replacement) for study in studies)
 
 
-def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
+def _graph_report(run):
+    """The writer of the attribution-graph tables of a run's stated circuit (`Task.known_circuit`), or None: an
+    AND-gate transformer's gates traced as graphs, and what a graph with attention frozen sees of induction."""
+    if run is None:
+        return None
+    from toymi.reports.attribution import gate_attribution_report, induction_attribution_report
+
+    return {"and_gates": gate_attribution_report,
+            "induction": induction_attribution_report}.get(run.task.known_circuit)
+
+
+def _graph_replacement(run, target, n_latents: int | None, studies: list[Study]):
     """What the run's attribution graphs trace through (`replacement_for_run`: transcoders saved with the run are
     reused; None where no graph is drawn or a SoLU MLP has no transcoders), after a one-line error for
     `--transcoders` where they would not be used."""
     from toymi.circuits.frozen_transformer import mlp_layers
     from toymi.circuits.saved_replacement import replacement_for_run
 
-    draws = isinstance(run.task, (AndGates, Induction)) or (per_digit and isinstance(run.task, Addition))
+    draws = _graph_report(run) is not None or any(study.draws_graphs for study in studies)
     if n_latents is not None and not draws:
         raise ConfigError(f"--transcoders: the report on {target} draws no attribution graphs (those of an AND-gate "
                           "transformer, an induction run, or an addition run with --per-digit do)")
@@ -103,17 +108,30 @@ def _graph_replacement(run, target, n_latents: int | None, per_digit: bool):
     return replacement_for_run(run, n_latents) if draws else None
 
 
-def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list:
-    """The writers of the per-output studies asked for, after a one-line error for one the target does not fit."""
-    asked = [(per_gate, "--per-gate", AndGates, "an AND-gate transformer run (tasks/and_gates_transformer_quick.toml)",
-              _write_per_gate),
-             (per_digit, "--per-digit", Addition, "an addition run (tasks/addition_quick.toml)", _write_per_digit)]
-    writers = []
-    for on, flag, task_type, what, write in asked:
-        if on and (run is None or run.model.kind != "transformer" or not isinstance(run.task, task_type)):
-            raise ConfigError(f"{flag} needs {what}; {target} is not one")
-        writers += [write] if on else []
-    return writers
+class Study(NamedTuple):
+    """A per-output study (`--per-gate`, `--per-digit`): which stated circuit (`Task.known_circuit`) it needs, the
+    runs that have one, its writer (`write(run, methods, out, replacement) -> markdown`), and whether it draws
+    attribution graphs (so `--transcoders` applies to it)."""
+
+    flag: str
+    circuit: str
+    runs: str
+    write: Callable
+    draws_graphs: bool
+
+
+def _studies_asked(run, target, per_gate: bool, per_digit: bool) -> list[Study]:
+    """The per-output studies asked for, after a one-line error for one the target does not fit."""
+    asked = [(per_gate, Study("--per-gate", "and_gates", "an AND-gate transformer run "
+                              "(tasks/and_gates_transformer_quick.toml)", _write_per_gate, False)),
+             (per_digit, Study("--per-digit", "addition", "an addition run (tasks/addition_quick.toml)",
+                               _write_per_digit, True))]
+    studies = []
+    for on, study in asked:
+        if on and (run is None or run.model.kind != "transformer" or run.task.known_circuit != study.circuit):
+            raise ConfigError(f"{study.flag} needs {study.runs}; {target} is not one")
+        studies += [study] if on else []
+    return studies
 
 
 def _write_per_digit(run, methods: list[str], out: Path, replacement) -> str:

@@ -152,6 +152,7 @@ class Addition(Task):
     - `data_seed`: seed of the eval sets (training questions come from the run's seed).
     """
 
+    known_circuit = "addition"
     n_digits: int = eqx.field(static=True)
     batch_size: int = eqx.field(static=True)
     enriched: float = eqx.field(static=True)

@@ -137,6 +137,7 @@ class AndGates(Task):
     """
 
     model_kinds = ("residual_mlp", "transformer")
+    known_circuit = "and_gates"
     predicts_next_token = False  # independent gate logits (sigmoid), not a next token, with either kind
 
     n_features: int = eqx.field(static=True)

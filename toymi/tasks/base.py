@@ -25,6 +25,9 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis;
 - `render_tokens(tokens)`: one readable string per token id (per feature, for a feature vector);
   `to_string(tokens)` / `from_string(text)`: a whole input as text and back (a bad string is a one-line error);
+- `known_circuit`: the circuit the task states by construction, by name (`"induction"`, `"and_gates"`,
+  `"addition"`; None for the rest): `toymi.circuits`, its reports and its pages choose a task's targets, studies and
+  attribution pages by this name, not by the task's class;
 - `predicts_next_token`: whether the model's output is a next token (what `toymi.show` and `toymi.generate` read);
   then `shown_positions(tokens)`, `generation_limit(n)` and `generation_step(...)`: where predictions are scored
   (never at `padding_token`, which fills a sequence after its end), and the task's stopping rule for generation.
@@ -110,6 +113,10 @@ class Task(eqx.Module):
     sweep_summary: ClassVar[tuple[str, float | None]] = ("test_loss", 0.1)
     # False for feature-vector tasks, whose models output values rather than a distribution over next tokens.
     predicts_next_token: ClassVar[bool] = True
+    # What the task states of its circuit by construction, by name (module docstring): "induction" (a previous-token
+    # head, then an induction head), "and_gates" (each gate reads its two inputs), "addition" (each answer digit reads
+    # its two operand digits), or None.
+    known_circuit: ClassVar[str | None] = None
     # The token that fills a sequence after its end (chess: PAD), if any: never predicted, never a prediction's target.
     padding_token: ClassVar[int | None] = None
 

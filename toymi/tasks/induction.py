@@ -143,6 +143,7 @@ class Induction(Task):
     - `data_seed`: seed of the eval sets.
     """
 
+    known_circuit = "induction"
     vocab: int = eqx.field(static=True)
     subseq_len: int = eqx.field(static=True)
     n_repeats: int = eqx.field(static=True)
