@@ -47,3 +47,60 @@ def test_qk_attribution_refuses_what_cannot_be():
         qk_attribution(m, TOKENS, 1, 0, 2, 5)
     with pytest.raises(IndexError, match="one sequence"):
         qk_attribution(m, jnp.stack([TOKENS, TOKENS]), 1, 0, 5, 2)
+
+
+@pytest.mark.parametrize("n_layers,normalization,act_fn", [(2, "layernorm", "relu"), (2, "none", "gelu"),
+                                                          (1, "rmsnorm", "relu")])
+def test_inside_the_graph_the_pairs_sum_to_the_score_and_a_latent_is_a_source_at_its_own_position(
+        n_layers, normalization, act_fn):
+    m = model(n_layers, normalization, act_fn=act_fn)
+    layers = neuron_transcoders(m)
+    query, key = 5, 2
+    r = qk_attribution(m, TOKENS, n_layers - 1, 1, query, key, transcoders=layers, nodes="graph")
+    n_pos, width = len(TOKENS), layers[0].n_latents
+    assert r.pairs.shape == (len(r.sources),) * 2 == (n_pos + n_layers * n_pos * (width + 1) + 1,) * 2
+    assert r.sources[n_pos] == "L0 latent 0 @ 0" and r.sources[-2] == f"L{n_layers - 1} error @ {n_pos - 1}"
+    assert float(jnp.abs(r.pairs.sum() - r.score)) < 1e-4, (float(r.pairs.sum()), float(r.score))
+    pairs = np.asarray(r.pairs)
+    if n_layers == 2:  # layer 0's latents reach layer 1's head only at their own position: no attention between
+        latent = {name: i for i, name in enumerate(r.sources) if name.startswith("L0 latent")}
+        for name, i in latent.items():
+            p = int(name.split("@ ")[1])
+            assert p == query or not np.abs(pairs[i]).any(), name
+            assert p == key or not np.abs(pairs[:, i]).any(), name
+        # A source that reaches the query's stream and not the key's (a layer-0 latent at the query; the input at 4,
+        # after the key) moves the score linearly: its row is exactly what removing it from the frozen graph model
+        # (latents frozen values, not following the inputs) takes from the score.
+        row = np.abs(pairs[[latent[f"L0 latent {i} @ {query}"] for i in range(width)]].sum(1))
+        i = int(row.argmax())
+        assert row[i] > 1e-3
+        for source, node in ((latent[f"L0 latent {i} @ {query}"], ("latent", (0, query, i))), (4, ("input", 4))):
+            removed = _frozen_score_without(m, layers, *node, key=key, query=query)
+            np.testing.assert_allclose(float(r.score) - removed, pairs[source].sum(), rtol=1e-3, atol=1e-5)
+    else:  # in layer 0 the head reads the embeddings alone: no latent or error is a source
+        assert not np.abs(pairs[n_pos:-1]).any() and not np.abs(pairs[:, n_pos:-1]).any()
+
+
+def _frozen_score_without(m, layers, kind: str, where, key: int, query: int) -> float:
+    """Layer 1's head 1 score from `query` to `key` in the frozen graph model with one node (`kind` "input" or
+    "latent", at index `where`) removed."""
+    from toymi.circuits.frozen_transformer import baseline_embedding, freeze, frozen_interventions, no_moves
+
+    frozen = freeze(m, layers, TOKENS, baseline_embedding(m, None, len(TOKENS)), (len(TOKENS) - 1,))
+    d_input, d_latent, d_error = no_moves(frozen)
+    if kind == "input":
+        d_input = d_input.at[where].set(-frozen.inputs[where])
+    else:
+        d_latent = d_latent.at[where].set(-frozen.latents[where])
+    moves = frozen_interventions(m, layers, TOKENS, frozen, d_input, d_latent, d_error, follow=False)
+    return float(m.forward(TOKENS, frozenset({"attn_scores"}), moves)[1]["attn_scores", 1][1, query, key])
+
+
+def test_for_an_attention_only_model_the_graph_is_the_positions():
+    m = model(2, "layernorm", d_mlp=0)
+    by_position = qk_attribution(m, TOKENS, 1, 0, 5, 2)
+    in_graph = qk_attribution(m, TOKENS, 1, 0, 5, 2, nodes="graph")
+    assert in_graph.sources == by_position.sources == (*(f"input {p}" for p in range(6)), "constant")
+    np.testing.assert_array_equal(np.asarray(in_graph.pairs), np.asarray(by_position.pairs))
+    with pytest.raises(ValueError, match="nodes must be one of"):
+        qk_attribution(m, TOKENS, 1, 0, 5, 2, nodes="latents")

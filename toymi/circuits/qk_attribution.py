@@ -11,6 +11,13 @@ contributions and a constant. So the score is exactly a sum over pairs:
 where c_i is input i's contribution to the stream at that position (i running over the positions, then the
 constant, which carries the biases), and A the frozen normaliser's linear part (the identity without one).
 `pairs[i, j]` is that term: which query-side input, meeting which key-side input, makes the head attend.
+
+**Inside the graph** (`nodes="graph"`, Kamath et al. 2025's QK attribution in an attribution graph): the sources are
+the attribution graph's nodes instead (`toymi.circuits.transformer_graph`): the input positions, every latent of an
+earlier layer at every position, every error node, then the constant. A latent is then a source of its own, frozen
+at its value, rather than a function of the inputs: an input's part is only what reaches the head without passing
+through a latent (the residual stream, earlier heads' OV circuits under their frozen patterns, skips). The pairs
+still sum to the score; for an attention-only model the two are the same.
 """
 
 from __future__ import annotations
@@ -40,19 +47,26 @@ HEAD_SEQUENCES = 512
 QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
 
 
+NODES = ("positions", "graph")
+
+
 class QKAttribution(NamedTuple):
     """One head's score from `query` to `key`, split over (query-side source, key-side source) pairs; sources are
-    the input positions, then the constant."""
+    the input positions (or the graph's nodes: `source_names`), then the constant."""
 
     pairs: Float[Array, "source source"]
     score: Float[Array, ""]  # the model's own score (scaled, before the softmax)
+    sources: tuple[str, ...] = ()  # each source's name: "input 3", "L0 latent 12 @ 3", "L0 error @ 3", "constant"
 
 
 def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, query: int, key: int,
-                   transcoders: Sequence = ()) -> QKAttribution:
-    """The score of `head` at `layer` from position `query` to `key` of `tokens`, split over pairs of input
-    positions (module docstring); `transcoders` one per MLP layer (none for an attention-only model). The pairs sum
-    to the score (tested)."""
+                   transcoders: Sequence = (), nodes: str = "positions") -> QKAttribution:
+    """The score of `head` at `layer` from position `query` to `key` of `tokens`, split over pairs of sources
+    (module docstring): `nodes="positions"`, the input positions, each with everything computed from it; `"graph"`,
+    the attribution graph's nodes (inputs, latents, error nodes). `transcoders` one per MLP layer (none for an
+    attention-only model). The pairs sum to the score (tested)."""
+    if nodes not in NODES:
+        raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
     layers = as_replacements(model, transcoders)
     tokens = model.check_inputs(tokens)
     c = model.config
@@ -65,34 +79,56 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
     if key > query:
         raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
     pairs, scores = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
-                           jnp.asarray([query]), jnp.asarray([key]))
-    return QKAttribution(pairs[0], scores[0])
+                           jnp.asarray([query]), jnp.asarray([key]), nodes == "graph")
+    return QKAttribution(pairs[0], scores[0], source_names(n, layers, nodes == "graph"))
+
+
+def source_names(length: int, layers: Sequence, graph: bool) -> tuple[str, ...]:
+    """The sources' names, in the order of `QKAttribution.pairs`' axes."""
+    names = [f"input {p}" for p in range(length)]
+    if graph:
+        n = layers[0].n_latents if layers else 0
+        names += [f"L{l} latent {i} @ {p}" for l in range(len(layers)) for p in range(length) for i in range(n)]
+        names += [f"L{l} error @ {p}" for l in range(len(layers)) for p in range(length)]
+    return (*names, "constant")
+
+
+def _parts(model, layers, tokens, frozen, layer: int, graph: bool) -> Float[Array, "source pos d_model"]:
+    """Each source's part of the stream entering `layer` (the constant left out): an input position's with the
+    latents following it through their frozen gates, or (`graph`) each graph node's own, the latents and errors
+    frozen values and sources of their own."""
+    zero = no_moves(frozen)
+
+    def stream(s_input, s_latent, s_error):  # the stream entering `layer`, each node moved by a multiple of itself
+        moves = frozen_interventions(model, layers, tokens, frozen, s_input[:, None] * frozen.inputs,
+                                     s_latent * frozen.latents, s_error[..., None] * frozen.errors, follow=not graph)
+        return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
+
+    scales = (zero[0][:, 0], zero[1], zero[2][..., 0])
+    if not graph or not layers:  # without MLPs the graph's nodes are the input positions
+        return jnp.moveaxis(jax.jacfwd(stream)(*scales), -1, 0)  # [input, pos, d_model]
+    j_input, j_latent, j_error = jax.jacfwd(stream, argnums=(0, 1, 2))(*scales)
+    length, d = j_input.shape[:2]
+    return jnp.concatenate([jnp.moveaxis(j.reshape(length, d, -1), -1, 0) for j in (j_input, j_latent, j_error)])
 
 
 @jit
-def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys
+def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys, graph: bool = False
            ) -> tuple[Float[Array, "m source source"], Float[Array, " m"]]:
-    """`[m, pos + 1, pos + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`; and `[m]` the
-    model's own scores, from the same clean run that gives the normaliser's scale."""
-    length = tokens.shape[0]
-    frozen = freeze(model, layers, tokens, base, (length - 1,))
-    zero = no_moves(frozen)
-
-    def stream(scale):  # the stream entering `layer`, input p moved by scale_p times its own node
-        moves = frozen_interventions(model, layers, tokens, frozen, scale[:, None] * frozen.inputs, zero[1], zero[2],
-                                     follow=True)
-        return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
-
+    """`[m, source + 1, source + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`
+    (`source_names` the sources, the constant last); and `[m]` the model's own scores, from the same clean run
+    that gives the normaliser's scale."""
+    frozen = freeze(model, layers, tokens, base, (tokens.shape[0] - 1,))
     attn = layer_of(model.blocks.attn, layer)
     norm = None if model.blocks.ln1 is None else layer_of(model.blocks.ln1, layer)
     clean = model.forward(tokens, frozenset({"resid_pre", "attn_scores",
                                              *(("ln1_scale",) if norm is not None else ())}))[1]
     resid = clean["resid_pre", layer]  # [pos, d_model]: the frozen model with no moves is the model
-    parts = jnp.moveaxis(jax.jacfwd(stream)(jnp.zeros(length)), -1, 0)  # [input, pos, d_model]: each input's share
-    sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [input + 1, pos, d_model]
+    parts = _parts(model, layers, tokens, frozen, layer, graph)  # [source, pos, d_model]: each source's share
+    sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [source + 1, pos, d_model]
     scale = None if norm is None else clean["ln1_scale", layer]
 
-    def side(position, W, b):  # [input + 1, d_head]: each source's part of the query (or key) at `position`
+    def side(position, W, b):  # [source + 1, d_head]: each source's part of the query (or key) at `position`
         x = sources[:, position]
         if norm is not None:  # the frozen normaliser: centring and scale act on every source, its bias is constant
             x = norm.centre_and_scale(x)[0] / scale[position] * norm.w
