@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from toymi.circuits.frozen_transformer import neuron_transcoders
-from toymi.circuits.qk_attribution import qk_attribution
+from toymi.circuits.qk_attribution import _pairs, qk_attribution, source_names
 from transformer_models import TOKENS, model
 
 
@@ -57,9 +57,10 @@ def test_inside_the_graph_the_pairs_sum_to_the_score_and_a_latent_is_a_source_at
     layers = neuron_transcoders(m)
     query, key = 5, 2
     r = qk_attribution(m, TOKENS, n_layers - 1, 1, query, key, transcoders=layers, nodes="graph")
-    n_pos, width = len(TOKENS), layers[0].n_latents
-    assert r.pairs.shape == (len(r.sources),) * 2 == (n_pos + n_layers * n_pos * (width + 1) + 1,) * 2
-    assert r.sources[n_pos] == "L0 latent 0 @ 0" and r.sources[-2] == f"L{n_layers - 1} error @ {n_pos - 1}"
+    n_pos, width, earlier = len(TOKENS), layers[0].n_latents, n_layers - 1  # the MLPs before the head
+    assert r.pairs.shape == (len(r.sources),) * 2 == (n_pos + earlier * n_pos * (width + 1) + 1,) * 2
+    if earlier:
+        assert r.sources[n_pos] == "L0 latent 0 @ 0" and r.sources[-2] == f"L0 error @ {n_pos - 1}"
     assert float(jnp.abs(r.pairs.sum() - r.score)) < 1e-4, (float(r.pairs.sum()), float(r.score))
     pairs = np.asarray(r.pairs)
     if n_layers == 2:  # layer 0's latents reach layer 1's head only at their own position: no attention between
@@ -77,8 +78,18 @@ def test_inside_the_graph_the_pairs_sum_to_the_score_and_a_latent_is_a_source_at
         for source, node in ((latent[f"L0 latent {i} @ {query}"], ("latent", (0, query, i))), (4, ("input", 4))):
             removed = _frozen_score_without(m, layers, *node, key=key, query=query)
             np.testing.assert_allclose(float(r.score) - removed, pairs[source].sum(), rtol=1e-3, atol=1e-5)
-    else:  # in layer 0 the head reads the embeddings alone: no latent or error is a source
-        assert not np.abs(pairs[n_pos:-1]).any() and not np.abs(pairs[:, n_pos:-1]).any()
+        # each layer's latents at a position as one source (what induction_qk reads): exactly their pairs' sums
+        grouped, _ = _pairs(m, layers, TOKENS, jnp.zeros((n_pos, 16)), 1, 1, jnp.asarray([query]),
+                            jnp.asarray([key]), "latents_by_position")
+        names = source_names(n_pos, layers, 1, "latents_by_position")
+        assert grouped.shape[1:] == (len(names),) * 2 and names[n_pos] == "L0 latents @ 0"
+        blocks = np.zeros((len(names), len(r.sources)))  # source -> its group
+        for j, name in enumerate(r.sources):
+            group = f"{name.split(' latent ')[0]} latents @ {name.split('@ ')[1]}" if " latent " in name else name
+            blocks[names.index(group), j] = 1.0
+        np.testing.assert_allclose(np.asarray(grouped[0]), blocks @ pairs @ blocks.T, rtol=1e-4, atol=1e-5)
+    else:  # in layer 0 the head reads the embeddings alone: the inputs and the constant are the only sources
+        assert r.sources == (*(f"input {p}" for p in range(n_pos)), "constant")
 
 
 def _frozen_score_without(m, layers, kind: str, where, key: int, query: int) -> float:
@@ -104,3 +115,18 @@ def test_for_an_attention_only_model_the_graph_is_the_positions():
     np.testing.assert_array_equal(np.asarray(in_graph.pairs), np.asarray(by_position.pairs))
     with pytest.raises(ValueError, match="nodes must be one of"):
         qk_attribution(m, TOKENS, 1, 0, 5, 2, nodes="latents")
+
+
+def test_induction_qk_inside_the_graph_puts_a_share_on_the_latents_and_none_on_exact_error_nodes():
+    from toymi.circuits.qk_attribution import induction_qk
+
+    m = model(2, "layernorm")
+    tokens = jnp.array([[1, 4, 2, 1, 4, 2], [3, 5, 7, 3, 5, 7]])
+    by_position = induction_qk(m, tokens, 1, 1, neuron_transcoders(m))
+    in_graph = induction_qk(m, tokens, 1, 1, neuron_transcoders(m), nodes="graph")
+    assert in_graph["traced"] == by_position["traced"] > 0 and "latents" not in by_position
+    assert 0.01 < in_graph["latents"] < 1 and in_graph["errors"] < 1e-6  # the own neurons are exact: errors are 0
+    assert in_graph["t, s-1"] != by_position["t, s-1"]  # t and s - 1 are the input nodes alone
+    attention_only = model(2, "layernorm", d_mlp=0)
+    same = induction_qk(attention_only, tokens, 1, 1, nodes="graph")
+    assert same == {**induction_qk(attention_only, tokens, 1, 1), "latents": 0.0, "latents t, s": 0.0, "errors": 0.0}

@@ -225,4 +225,28 @@ def test_the_induction_report_of_toymi_circuits(tmp_path):
     assert "| graph, attention frozen | 48 | 1.000 |" in table
     qk = scores["qk"]  # the planted induction head, a1.h0, found by its attention; its score all on (t, s - 1)
     assert (qk["layer"], qk["head"], qk["traced"]) == (1, 0, 48) and qk["t, s-1"] == pytest.approx(1.0, abs=1e-3)
-    assert "induction head L1H0" in table and "| 48 | 1.000 | 1.000 | 1.000 | 0.000 | 1.000 |" in table
+    assert "induction head L1H0" in table and "| graph nodes |" not in table  # attention-only: nodes are positions
+    assert "| input positions | 48 | 1.000 | 1.000 | 1.000 | 0.000 | – | – | – | 1.000 |" in table
+
+
+@pytest.mark.slow
+
+def test_the_induction_report_splits_the_qk_score_over_graph_nodes_after_an_mlp(tmp_path):
+    """With an MLP before the chosen head (a random 2-layer model whose most induction-like head is in layer 1), the
+    QK table has a second row, by graph node: the own neurons' latents take a share, their exact error nodes none."""
+    import json
+    from types import SimpleNamespace
+
+    from toymi.circuits.replacement import own_neurons
+    from toymi.reports.attribution import induction_attribution_report
+    from toymi.tasks.induction import Induction
+
+    task = Induction(vocab=8, subseq_len=2, n_repeats=2, mode="repeat", bos=True, eval_size=16)
+    run = SimpleNamespace(model=model(2, "layernorm", seed=3), task=task, directory=tmp_path, model_step=0)
+    table = induction_attribution_report(run, tmp_path / "circuits", own_neurons(run.model))
+    scores = json.loads((tmp_path / "circuits" / "attribution.json").read_text())
+    assert scores["qk"]["layer"] == 1 and scores["qk_graph"]["traced"] == scores["qk"]["traced"] == 16
+    graph = scores["qk_graph"]
+    assert graph["latents"] > graph["latents t, s"] > 0 and graph["errors"] < 1e-6
+    row = next(line for line in table.splitlines() if line.startswith("| graph nodes | 16 |"))
+    assert row.split(" | ")[8] == "0.000"  # the error nodes' column

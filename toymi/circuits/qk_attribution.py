@@ -45,14 +45,20 @@ HEAD_SEQUENCES = 512
 
 # `induction_qk`'s shares, in the order the tables print them
 QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
+QK_GRAPH = ("latents", "latents t, s", "errors")  # `induction_qk(nodes="graph")`'s three more shares
 
 
 NODES = ("positions", "graph")
+# How `_parts` splits a stream: by input position (latents following the inputs); by graph node, each latent its
+# own source; or by graph node with each layer's latents at a position summed into one source (the pairs are
+# bilinear, so a group's pairs are exactly the sums of its latents' pairs: what `induction_qk` reads, at the cost of
+# one source per position rather than one per latent).
+_SPLITS = ("positions", "latents", "latents_by_position")
 
 
 class QKAttribution(NamedTuple):
     """One head's score from `query` to `key`, split over (query-side source, key-side source) pairs; sources are
-    the input positions (or the graph's nodes: `source_names`), then the constant."""
+    the input positions (or the graph's nodes), then the constant, as `sources` names them."""
 
     pairs: Float[Array, "source source"]
     score: Float[Array, ""]  # the model's own score (scaled, before the softmax)
@@ -63,8 +69,8 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                    transcoders: Sequence = (), nodes: str = "positions") -> QKAttribution:
     """The score of `head` at `layer` from position `query` to `key` of `tokens`, split over pairs of sources
     (module docstring): `nodes="positions"`, the input positions, each with everything computed from it; `"graph"`,
-    the attribution graph's nodes (inputs, latents, error nodes). `transcoders` one per MLP layer (none for an
-    attention-only model). The pairs sum to the score (tested)."""
+    the attribution graph's nodes (inputs, the latents and error nodes of the layers before `layer`). `transcoders`
+    one per MLP layer (none for an attention-only model). The pairs sum to the score (tested)."""
     if nodes not in NODES:
         raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
     layers = as_replacements(model, transcoders)
@@ -78,42 +84,59 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                              f"one sequence at a time: tokens must be [pos], got shape {tokens.shape}")
     if key > query:
         raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
+    split = "positions" if nodes == "positions" else "latents"
     pairs, scores = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
-                           jnp.asarray([query]), jnp.asarray([key]), nodes == "graph")
-    return QKAttribution(pairs[0], scores[0], source_names(n, layers, nodes == "graph"))
+                           jnp.asarray([query]), jnp.asarray([key]), split)
+    return QKAttribution(pairs[0], scores[0], source_names(n, layers, layer, split))
 
 
-def source_names(length: int, layers: Sequence, graph: bool) -> tuple[str, ...]:
-    """The sources' names, in the order of `QKAttribution.pairs`' axes."""
+def source_names(length: int, layers: Sequence, layer: int, split: str = "positions") -> tuple[str, ...]:
+    """The sources' names for a head at `layer`, in the order of the pairs' axes (`_SPLITS` for `split`)."""
     names = [f"input {p}" for p in range(length)]
-    if graph:
-        n = layers[0].n_latents if layers else 0
-        names += [f"L{l} latent {i} @ {p}" for l in range(len(layers)) for p in range(length) for i in range(n)]
-        names += [f"L{l} error @ {p}" for l in range(len(layers)) for p in range(length)]
+    earlier = range(min(layer, len(layers)))  # only the MLPs before the head reach it
+    if split == "latents":
+        names += [f"L{l} latent {i} @ {p}" for l in earlier for p in range(length) for i in range(layers[0].n_latents)]
+    if split == "latents_by_position":
+        names += [f"L{l} latents @ {p}" for l in earlier for p in range(length)]
+    if split != "positions":
+        names += [f"L{l} error @ {p}" for l in earlier for p in range(length)]
     return (*names, "constant")
 
 
-def _parts(model, layers, tokens, frozen, layer: int, graph: bool) -> Float[Array, "source pos d_model"]:
-    """Each source's part of the stream entering `layer` (the constant left out): an input position's with the
-    latents following it through their frozen gates, or (`graph`) each graph node's own, the latents and errors
-    frozen values and sources of their own."""
-    zero = no_moves(frozen)
+def _parts(model, layers, tokens, frozen, layer: int, split: str) -> Float[Array, "source pos d_model"]:
+    """Each source's part of the stream entering `layer` (the constant left out), split as `split` says
+    (`_SPLITS`): the latents and error nodes of the MLPs before `layer` are sources of their own, frozen values, or
+    (`"positions"`) the latents follow the inputs through their frozen gates."""
+    follow, earlier = split == "positions", min(layer, len(layers))
+    if follow or earlier == 0:  # no earlier MLP: the graph's nodes before the head are the input positions
+        def by_input(scale):
+            d_input, d_latent, d_error = no_moves(frozen)
+            moves = frozen_interventions(model, layers, tokens, frozen, scale[:, None] * frozen.inputs, d_latent,
+                                         d_error, follow=follow)
+            return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
 
-    def stream(s_input, s_latent, s_error):  # the stream entering `layer`, each node moved by a multiple of itself
+        return jnp.moveaxis(jax.jacfwd(by_input)(jnp.zeros(tokens.shape[0])), -1, 0)  # [input, pos, d_model]
+    late = frozen.latents.shape[0] - earlier  # the MLPs at and after `layer`: never moved
+
+    def pad(scale):  # a scale per earlier layer, zeros after
+        return jnp.concatenate([scale, jnp.zeros((late, *scale.shape[1:]))])
+
+    def stream(s_input, s_latent, s_error):  # each node moved by a multiple of itself
+        s_latent = pad(s_latent if split == "latents" else jnp.broadcast_to(s_latent[..., None],
+                                                                            (*s_latent.shape, frozen.latents.shape[2])))
         moves = frozen_interventions(model, layers, tokens, frozen, s_input[:, None] * frozen.inputs,
-                                     s_latent * frozen.latents, s_error[..., None] * frozen.errors, follow=not graph)
+                                     s_latent * frozen.latents, pad(s_error)[..., None] * frozen.errors, follow=False)
         return model.forward(tokens, frozenset({"resid_pre"}), moves)[1]["resid_pre", layer]
 
-    scales = (zero[0][:, 0], zero[1], zero[2][..., 0])
-    if not graph or not layers:  # without MLPs the graph's nodes are the input positions
-        return jnp.moveaxis(jax.jacfwd(stream)(*scales), -1, 0)  # [input, pos, d_model]
-    j_input, j_latent, j_error = jax.jacfwd(stream, argnums=(0, 1, 2))(*scales)
-    length, d = j_input.shape[:2]
-    return jnp.concatenate([jnp.moveaxis(j.reshape(length, d, -1), -1, 0) for j in (j_input, j_latent, j_error)])
+    length, n = tokens.shape[0], frozen.latents.shape[2]
+    latent_scales = jnp.zeros((earlier, length, n) if split == "latents" else (earlier, length))
+    js = jax.jacfwd(stream, argnums=(0, 1, 2))(jnp.zeros(length), latent_scales, jnp.zeros((earlier, length)))
+    d = js[0].shape[1]
+    return jnp.concatenate([jnp.moveaxis(j.reshape(length, d, -1), -1, 0) for j in js])
 
 
 @jit
-def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys, graph: bool = False
+def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys, split: str = "positions"
            ) -> tuple[Float[Array, "m source source"], Float[Array, " m"]]:
     """`[m, source + 1, source + 1]`: the pair terms of the scores from each `queries[i]` to `keys[i]`
     (`source_names` the sources, the constant last); and `[m]` the model's own scores, from the same clean run
@@ -124,7 +147,7 @@ def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys, gr
     clean = model.forward(tokens, frozenset({"resid_pre", "attn_scores",
                                              *(("ln1_scale",) if norm is not None else ())}))[1]
     resid = clean["resid_pre", layer]  # [pos, d_model]: the frozen model with no moves is the model
-    parts = _parts(model, layers, tokens, frozen, layer, graph)  # [source, pos, d_model]: each source's share
+    parts = _parts(model, layers, tokens, frozen, layer, split)  # [source, pos, d_model]: each source's share
     sources = jnp.concatenate([parts, (resid - parts.sum(0))[None]])  # the constant last: [source + 1, pos, d_model]
     scale = None if norm is None else clean["ln1_scale", layer]
 
@@ -142,25 +165,37 @@ def _pairs(model, layers, tokens, base, layer: int, head: int, queries, keys, gr
 
 
 def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, transcoders: Sequence = (),
-                 chunk: int = 16) -> dict[str, float]:
+                 chunk: int = 16, nodes: str = "positions") -> dict[str, float]:
     """At every repeated position t of `tokens` (`toymi.tasks.induction.repeated_positions`), the score `head` at
     `layer` gives from t to s (the position after the current token's previous occurrence), split over pairs: the
     mean share of the |pair terms| on the pair (t, s - 1), the query's own token meeting the key's previous token
     (what an induction head's K-composition reads); on query-side t with any key-side source; on key-side s - 1 with
-    any query-side source; on pairs with the constant; and how often (t, s - 1) is the largest pair."""
+    any query-side source; on pairs with the constant; and how often (t, s - 1) is the largest pair.
+
+    `nodes="graph"`: the sources are the attribution graph's nodes (`qk_attribution`), each earlier layer's latents
+    at a position summed into one source, so t and s - 1 are the input nodes alone, and two more shares (`QK_GRAPH`):
+    on pairs with a latent source on either side, on the pairs (latents at t, latents at s), and on pairs with an
+    error node."""
+    if nodes not in NODES:
+        raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
     layers = as_replacements(model, transcoders)
     tokens = model.check_inputs(tokens)
     repeated, sources = np.asarray(repeated_positions(tokens)), np.asarray(induction_targets(tokens))
     n, length = tokens.shape
     base = baseline_embedding(model, None, length)
     keys = np.maximum(sources, 0)  # any key where nothing repeats: those pairs are not read
+    split = "positions" if nodes == "positions" else "latents_by_position"
+    names = source_names(length, layers, layer, split)
+    kinds = {"latents": np.array([" latents @ " in name for name in names]),
+             "errors": np.array([" error @ " in name for name in names])} if nodes == "graph" else {}
+    latents_at = [[i for i, name in enumerate(names) if name.endswith(f" latents @ {p}")] for p in range(length)]
     pairs = []
     for start in range(0, n, chunk):
-        rows = jnp.asarray(tokens[start: start + chunk])
+        rows, row_keys = jnp.asarray(tokens[start: start + chunk]), jnp.asarray(keys[start: start + chunk])
         pairs.append(np.asarray(jax.vmap(lambda r, k: _pairs(model, layers, r, base, layer, head, jnp.arange(length),
-                                                             k)[0])(rows, jnp.asarray(keys[start: start + chunk]))))
+                                                             k, split)[0])(rows, row_keys)))
     pairs = np.abs(np.concatenate(pairs))  # [b, t, source, source]
-    shares = {"t, s-1": [], "t, any": [], "any, s-1": [], "constant": []}
+    shares = {k: [] for k in ("t, s-1", "t, any", "any, s-1", "constant", *(QK_GRAPH if kinds else ()))}
     top = []
     for b, t in zip(*np.nonzero(repeated)):
         p, s = pairs[b, t], int(sources[b, t])
@@ -171,6 +206,10 @@ def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, 
         shares["t, any"].append(p[t].sum() / total)
         shares["any, s-1"].append(p[:, s - 1].sum() / total)
         shares["constant"].append((p[-1].sum() + p[:, -1].sum() - p[-1, -1]) / total)
+        for kind, mask in kinds.items():  # pairs with such a source on either side
+            shares[kind].append((p[mask].sum() + p[:, mask].sum() - p[np.ix_(mask, mask)].sum()) / total)
+        if kinds:
+            shares["latents t, s"].append(p[np.ix_(latents_at[t], latents_at[s])].sum() / total)
         top.append(np.unravel_index(p.argmax(), p.shape) == (t, s - 1))
     return {**{k: float(np.mean(v)) for k, v in shares.items()}, "top_is_t_s-1": float(np.mean(top)),
             "traced": len(top)}

@@ -121,7 +121,7 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when
     `replacement` is None: a SoLU MLP without trained transcoders)."""
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
-    from toymi.circuits.qk_attribution import QK_PARTS, induction_head, induction_qk
+    from toymi.circuits.qk_attribution import induction_head, induction_qk
 
     model = run.model
     if replacement is None:
@@ -133,8 +133,9 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     layer, head, attention = induction_head(model, tokens)
     scores["qk"] = {"layer": layer, "head": head, "attention": attention,
                     **induction_qk(model, tokens, layer, head, transcoders)}
+    if transcoders and layer > 0:  # an MLP before the head: its latents and error nodes as sources of their own
+        scores["qk_graph"] = induction_qk(model, tokens, layer, head, transcoders, nodes="graph")
     seconds = time.perf_counter() - start
-    qk = scores["qk"]
     lines = [f"\nThe right token's logit at every repeated position of {len(tokens)} {name} sequences, traced back "
              f"to the positions up to it ({seconds:.1f} s with the QK table{_trained(replacement)}"
              f"{'' if not transcoders else f'; MLPs replaced by {replacement.description}'}): s holds the token "
@@ -145,15 +146,31 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
         v = scores[how]
         lines.append(f"| {label} | {v['traced']} | " + " | ".join(f"{v[k]:.3f}" for k in PARTS)
                      + f" | {v['top_is_s']:.3f} |")
-    lines += [f"\nWhy it attends: the induction head L{layer}H{head} (the head attending most from t to s: mean "
-              f"{attention:.3f}), its score from t to s split over (query-side, key-side) input pairs, everything "
-              "before it frozen (QK attribution)\n",
-              "| traced scores | share on (t, s − 1) | query t, any key | any query, key s − 1 | with the constant | "
-              "(t, s − 1) the largest |", "|---|---|---|---|---|---|",
-              f"| {qk['traced']} | " + " | ".join(f"{qk[k]:.3f}" for k in QK_PARTS) + " |"]
+    lines += _qk_table(scores, layer, head, attention)
     table = "\n".join(lines) + "\n"
     _write(run, out, table, replacement, {"seconds": seconds, **scores})
     return table
+
+
+def _qk_table(scores: dict, layer: int, head: int, attention: float) -> list[str]:
+    """The induction report's QK table: a row by input position, and one by graph node where `scores` has it."""
+    from toymi.circuits.qk_attribution import QK_GRAPH, QK_PARTS
+
+    lines = [f"\nWhy it attends: the induction head L{layer}H{head} (the head attending most from t to s: mean "
+             f"{attention:.3f}), its score from t to s split over (query-side, key-side) source pairs, everything "
+             "before it frozen (QK attribution): by input position (each with what the earlier latents compute "
+             "from it), and where an MLP comes before the head, by the graph's nodes (its latents at each "
+             "position and its error nodes sources of their own; t and s − 1 then the input nodes alone)\n",
+             "| sources | traced scores | share on (t, s − 1) | query t, any key | any query, key s − 1 | "
+             "with the constant | with latents | (latents at t, latents at s) | with error nodes | "
+             "(t, s − 1) the largest |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("qk", "input positions"), ("qk_graph", "graph nodes")):
+        if key in scores:
+            qk = scores[key]
+            graph = [f"{qk[k]:.3f}" if k in qk else "–" for k in QK_GRAPH]
+            lines.append(f"| {label} | {qk['traced']} | " + " | ".join(f"{qk[k]:.3f}" for k in QK_PARTS[:-1])
+                         + f" | {' | '.join(graph)} | {qk[QK_PARTS[-1]]:.3f} |")
+    return lines
 
 
 NOT_DRAWN = ("\nAttribution graphs: not drawn (the model's own neurons stand in for its MLP only where their "
