@@ -7,7 +7,10 @@ view_latents.png (a TopK SAE trained here on the grokking model's MLP neurons at
 nothing), view_circuits.png (the induction run's circuits page) and view_induction_attribution.png (its attribution
 page: graph, ablations and the induction head's QK attribution); `--only circuits,run` takes some of them. With
 `--residual RUN` (a residual-MLP run: AND gates, compressed computation) also view_attribution.png, its attribution
-page. Each screenshot is checked as the tests check theirs (expected size, not blank).
+page. With `--induction-mlp RUN` (an induction run with an MLP in each layer, e.g. `toymi train
+tasks/induction_quick.toml --set model.d_mlp=64 --set model.act_fn=gelu`) also view_induction_attribution_mlp.png,
+its attribution page, whose second heat map splits the induction head's score over graph nodes. Each screenshot is
+checked as the tests check theirs (expected size, not blank).
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--sae-steps", type=int, default=2000)
     parser.add_argument("--residual", help="a residual-MLP run directory, for the attribution page")
-    parser.add_argument("--only", default="run,attention,latents,circuits,induction_attribution,attribution",
-                        help="comma-separated screenshots")
+    parser.add_argument("--induction-mlp", help="an induction run with MLPs, for its attribution page")
+    parser.add_argument("--only", default="run,attention,latents,circuits,induction_attribution,attribution,"
+                                          "induction_attribution_mlp", help="comma-separated screenshots")
     args = parser.parse_args(argv)
-    only = set(args.only.split(",")) - (set() if args.residual else {"attribution"})
+    only = (set(args.only.split(",")) - (set() if args.residual else {"attribution"})
+            - (set() if args.induction_mlp else {"induction_attribution_mlp"}))
     for run, needs in ((args.grokking, {"run", "latents"}), (args.induction, {"attention", "circuits",
                                                                              "induction_attribution"})):
         if run is None and only & needs:
@@ -76,10 +81,13 @@ def main(argv=None) -> int:
         write_site(args.induction, sites / "induction", pages=induction_pages)
     if "attribution" in only:
         write_site(args.residual, sites / "residual", pages=["attribution"])
+    if "induction_attribution_mlp" in only:
+        write_site(args.induction_mlp, sites / "induction_mlp", pages=["attribution"])
     shots = {"attribution": sites / "residual" / "attribution.html",
              "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
              "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html",
-             "induction_attribution": sites / "induction" / "attribution.html"}
+             "induction_attribution": sites / "induction" / "attribution.html",
+             "induction_attribution_mlp": sites / "induction_mlp" / "attribution.html"}
     shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()
     with browser(sync_playwright, path) as b:

@@ -78,3 +78,27 @@ def test_a_runs_page_draws_the_head_its_circuits_report_names(induction_run, mon
     view = induction_page_for_run(run, own_neurons(run.model), n_examples=2)
     n_eval = len(next(iter(run.task.eval_batches().values())).tokens)
     assert chosen_on == [min(qk.HEAD_SEQUENCES, n_eval)] and "L1H1" in view.html()
+
+
+@pytest.mark.slow
+def test_after_an_mlp_the_page_also_splits_the_score_over_graph_nodes():
+    """A random 2-layer model whose head in layer 1 is drawn: a second heat map over graph nodes (inputs, layer 0's
+    latents per position; its exact neurons' error nodes left out) whose terms add up to the head's score, with the
+    summary's shares on the boxed pairs."""
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.circuits.qk_attribution import qk_attribution
+    from transformer_models import model
+
+    m, tokens, t, s = model(2, "layernorm", seed=3), np.array([[1, 4, 2, 1, 4, 2]]), 4, 2  # 4 at t copies s
+    view = induction_attribution_view(m, tokens, [t], neuron_transcoders(m), head=(1, 1))
+    traces = view.data["figures"][0]["data"]
+    assert len(traces) == 4 and traces[3]["type"] == "heatmap"
+    z, rows, cols = array(traces[3]["z"]), traces[3]["y"], traces[3]["x"]
+    assert rows[:t + 1] == [f"{p}·{v}" for p, v in enumerate(tokens[0][:t + 1])] and rows[-1] == "const"
+    assert rows[t + 1] == "L0 latents @ 0" and not any("error" in r for r in rows)  # exact: no error node drawn
+    assert len(rows) == 2 * (t + 1) + 1 and len(cols) == 2 * (s + 1) + 1  # the key side up to s
+    score = float(qk_attribution(m, tokens[0], 1, 1, t, s, neuron_transcoders(m)).score)
+    assert z.sum() == pytest.approx(score, rel=1e-3, abs=1e-4)
+    assert "inside the graph" in view.data["summaries"][0] and "on (latents at t, latents at s)" in \
+        view.data["summaries"][0]
+    assert "Below: the same score over pairs of the attribution graph's nodes" in view.html()

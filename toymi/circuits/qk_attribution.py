@@ -48,7 +48,7 @@ QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
 QK_GRAPH = ("latents", "latents t, s", "errors")  # `induction_qk(nodes="graph")`'s three more shares
 
 
-NODES = ("positions", "graph")
+NODES = ("positions", "graph", "graph_by_position")
 # How `_parts` splits a stream: by input position (latents following the inputs); by graph node, each latent its
 # own source; or by graph node with each layer's latents at a position summed into one source (the pairs are
 # bilinear, so a group's pairs are exactly the sums of its latents' pairs: what `induction_qk` reads, at the cost of
@@ -69,8 +69,10 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                    transcoders: Sequence = (), nodes: str = "positions") -> QKAttribution:
     """The score of `head` at `layer` from position `query` to `key` of `tokens`, split over pairs of sources
     (module docstring): `nodes="positions"`, the input positions, each with everything computed from it; `"graph"`,
-    the attribution graph's nodes (inputs, the latents and error nodes of the layers before `layer`). `transcoders`
-    one per MLP layer (none for an attention-only model). The pairs sum to the score (tested)."""
+    the attribution graph's nodes (inputs, the latents and error nodes of the layers before `layer`);
+    `"graph_by_position"`, the same with each layer's latents at a position one source (exactly the sums of their
+    pairs). `transcoders` one per MLP layer (none for an attention-only model). The pairs sum to the score
+    (tested)."""
     if nodes not in NODES:
         raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
     layers = as_replacements(model, transcoders)
@@ -84,7 +86,7 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                              f"one sequence at a time: tokens must be [pos], got shape {tokens.shape}")
     if key > query:
         raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
-    split = "positions" if nodes == "positions" else "latents"
+    split = {"positions": "positions", "graph": "latents", "graph_by_position": "latents_by_position"}[nodes]
     pairs, scores = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
                            jnp.asarray([query]), jnp.asarray([key]), split)
     return QKAttribution(pairs[0], scores[0], source_names(n, layers, layer, split))
@@ -176,8 +178,8 @@ def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, 
     at a position summed into one source, so t and s - 1 are the input nodes alone, and two more shares (`QK_GRAPH`):
     on pairs with a latent source on either side, on the pairs (latents at t, latents at s), and on pairs with an
     error node."""
-    if nodes not in NODES:
-        raise ValueError(f"nodes must be one of {NODES}, got {nodes!r}")
+    if nodes not in NODES[:2]:
+        raise ValueError(f"nodes must be one of {NODES[:2]}, got {nodes!r}")
     layers = as_replacements(model, transcoders)
     tokens = model.check_inputs(tokens)
     repeated, sources = np.asarray(repeated_positions(tokens)), np.asarray(induction_targets(tokens))

@@ -9,7 +9,10 @@ head attends from t to s and copies the token there. Each example shows, side by
   in the model itself (which also sees s − 1 and t);
 - **why the head attends there:** the induction head's score from t to s split exactly over (query-side input,
   key-side input) pairs, everything before the head frozen (`toymi.circuits.qk_attribution`). The circuit puts it
-  on the pair (t, s − 1): the current token meeting the key's previous token, moved there by a previous-token head.
+  on the pair (t, s − 1): the current token meeting the key's previous token, moved there by a previous-token head;
+- **inside the graph** (when an MLP comes before the head): the same score over pairs of the graph's nodes, the
+  inputs, each earlier layer's latents at each position (one source per layer and position) and the error nodes
+  (`nodes="graph_by_position"`), so a pair through an MLP is not credited back to the inputs it reads.
 
 `induction_attribution_view(model, tokens, positions)` draws any sequences and positions;
 `induction_page_for_run` a run's newest model on its first eval set (`attribution_for_run` picks it for induction
@@ -71,14 +74,20 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
         qk = qk_attribution(model, tokens[b], layer, h, t, s, transcoders)
         pairs = np.asarray(qk.pairs, np.float64)
         owed, lost = graph[b, t, : t + 1], -ablation[b, t, : t + 1]
-        figures.append(_figure(owed, lost, pairs, labels[b], t, s, (layer, h)).to_plotly_json())
+        fig = _figure(owed, lost, pairs, labels[b], t, s, (layer, h))
         share = np.abs(pairs).sum()
-        summaries.append(f"t = {t} ({labels[b][t]}): next token {labels[b][s]}, copied from s = {s}. Graph: "
-                         f"{abs(owed[s]) / max(np.abs(owed).sum(), 1e-30):.0%} of |attribution| on s; ablation: "
-                         f"{abs(lost[s]) / max(np.abs(lost).sum(), 1e-30):.0%} on s. L{layer}H{h}'s score t → s "
-                         f"{float(qk.score):.3g}: {abs(pairs[t, s - 1]) / max(share, 1e-30):.0%} of its |pair terms| "
-                         "on (t, s − 1)")
-    return _page(figures, summaries, tokens, labels, positions, title, note, (layer, h))
+        summary = (f"t = {t} ({labels[b][t]}): next token {labels[b][s]}, copied from s = {s}. Graph: "
+                   f"{abs(owed[s]) / max(np.abs(owed).sum(), 1e-30):.0%} of |attribution| on s; ablation: "
+                   f"{abs(lost[s]) / max(np.abs(lost).sum(), 1e-30):.0%} on s. L{layer}H{h}'s score t → s "
+                   f"{float(qk.score):.3g}: {abs(pairs[t, s - 1]) / max(share, 1e-30):.0%} of its |pair terms| on "
+                   "(t, s − 1)")
+        if transcoders and layer > 0:  # an MLP before the head: the score over the graph's nodes too
+            nodes = qk_attribution(model, tokens[b], layer, h, t, s, transcoders, nodes="graph_by_position")
+            summary += graph_qk_heatmap(fig, np.asarray(nodes.pairs, np.float64), nodes.sources, labels[b], t, s)
+        figures.append(fig.to_plotly_json())
+        summaries.append(summary)
+    return _page(figures, summaries, tokens, labels, positions, title, note, (layer, h),
+                 graph=bool(transcoders) and layer > 0)
 
 
 def _figure(owed, lost, pairs, labels: list[str], t: int, s: int, head: tuple[int, int]):
@@ -87,7 +96,8 @@ def _figure(owed, lost, pairs, labels: list[str], t: int, s: int, head: tuple[in
 
     names = [f"{p}·{labels[p]}" for p in range(t + 1)]
     role = {s: "s", s - 1: "s − 1", t: "t"}
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12, subplot_titles=(
+    fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12, vertical_spacing=0.1,
+                        row_heights=[0.4, 0.6], specs=[[{}, {}], [{"colspan": 2}, None]], subplot_titles=(
         "the right next token's logit at t, per input position",
         f"L{head[0]}H{head[1]}'s score t → s over (query-side, key-side) input pairs"))
     for values, label, colour in ((owed, "graph, attention frozen", "#1f77b4"),
@@ -109,10 +119,55 @@ def _figure(owed, lost, pairs, labels: list[str], t: int, s: int, head: tuple[in
                   row=1, col=2)  # the pair the mechanism predicts: (t, s - 1)
     fig.update_layout(height=520, width=1240, barmode="group", plot_bgcolor="white",
                       margin=dict(t=60, b=40, l=40, r=20), legend=dict(orientation="h", y=-0.36, yanchor="top"))
+    fig.update_yaxes(domain=[0, 1], row=1)  # one row unless `graph_qk_heatmap` adds the second
+    fig.update_xaxes(visible=False, row=2, col=1)
+    fig.update_yaxes(visible=False, row=2, col=1)
     return fig
 
 
-def _page(figures, summaries, tokens, labels, positions, title: str, note: str, head: tuple[int, int]) -> View:
+def graph_qk_heatmap(fig, pairs, sources: Sequence[str], labels: list[str], t: int, s: int) -> str:
+    """Add to `_figure`'s second row the head's score t → s over pairs of graph nodes (`sources`, as
+    `qk_attribution(nodes="graph_by_position")` names them: "input p", "L0 latents @ p", "L0 error @ p",
+    "constant"; error nodes left out when all their terms are zero, as the model's own neurons' are), boxing (input
+    t, input s − 1) and (latents at t, latents at s); returns the summary's sentence on those two."""
+    at = [-1 if n == "constant" else int(n.split()[-1]) for n in sources]  # each source's position
+    errors = np.array([" error @ " in n for n in sources])
+    keep_errors = bool(np.abs(pairs[errors]).any() or np.abs(pairs[:, errors]).any())
+    shown = [i for i in range(len(sources)) if keep_errors or not errors[i]]
+    queries = [i for i in shown if at[i] <= t]  # later sources reach neither side (causal)
+    keys = [i for i in shown if at[i] <= s]
+    names = [f"{at[i]}·{labels[at[i]]}" if n.startswith("input") else "const" if n == "constant" else n
+             for i, n in enumerate(sources)]
+    block = pairs[np.ix_(queries, keys)]
+    largest = float(np.abs(block).max()) or 1.0
+    fig.add_heatmap(z=block, x=[names[i] for i in keys], y=[names[i] for i in queries], colorscale="RdBu", zmid=0,
+                    zmin=-largest, zmax=largest, row=2, col=1, colorbar=dict(x=1.02, y=0, yanchor="bottom", len=0.5,
+                                                                             title="term"),
+                    hovertemplate="query side %{y}, key side %{x}: %{z:.3g}<extra></extra>")
+    latents = [i for i, n in enumerate(sources) if " latents @ " in n]
+    boxes = {"(t, s − 1)": [(t, s - 1)],
+             "(latents at t, latents at s)": [(q, k) for q in latents if at[q] == t for k in latents if at[k] == s]}
+    total, said = max(float(np.abs(pairs).sum()), 1e-30), []
+    for label, cells in boxes.items():
+        for q, k in cells:
+            r, c = queries.index(q), keys.index(k)
+            fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, row=2, col=1,
+                          line=dict(color="black", width=2))
+        said.append(f"{sum(abs(pairs[q, k]) for q, k in cells) / total:.0%} on {label}")
+    fig.update_xaxes(visible=True, title_text="key side (graph nodes)", tickfont=dict(size=8), row=2, col=1)
+    fig.update_yaxes(visible=True, title_text="query side (graph nodes)", autorange="reversed", tickfont=dict(size=8),
+                     domain=[0, 0.5], row=2, col=1)
+    fig.update_yaxes(domain=[0.72, 1], row=1)
+    fig.data[2].colorbar.update(y=0.72, yanchor="bottom", len=0.28)  # the input-pair map's, beside its own row
+    fig.add_annotation(text="the same score over pairs of graph nodes (boxed: (t, s − 1) and (latents at t, "
+                       "latents at s))", x=0.5, y=0.53, xref="paper", yref="paper", xanchor="center",
+                       yanchor="bottom", showarrow=False, font=dict(size=16))
+    fig.update_layout(height=1250, legend=dict(y=-0.06))
+    return "; inside the graph " + " and ".join(said)
+
+
+def _page(figures, summaries, tokens, labels, positions, title: str, note: str, head: tuple[int, int],
+          graph: bool = False) -> View:
     import plotly.graph_objects as go
 
     options = "".join(f'<option value="{b}">example {b}: t = {t}</option>' for b, t in enumerate(positions))
@@ -122,7 +177,10 @@ def _page(figures, summaries, tokens, labels, positions, title: str, note: str, 
              "zeroed in the model itself (which also sees s − 1 and t, the positions that make the head attend to s). "
              f"Right: why L{head[0]}H{head[1]} attends from t to s: its score split exactly over (query-side input, "
              "key-side input) pairs, everything before it frozen; an induction head puts it on the boxed pair "
-             "(t, s − 1). Hover for values.</p>",
+             "(t, s − 1)." + (" Below: the same score over pairs of the attribution graph's nodes (the inputs, each "
+                              "earlier layer's latents at each position, the error nodes), so a pair that runs "
+                              "through an MLP is not credited back to the inputs the MLP reads." if graph else "")
+             + " Hover for values.</p>",
              f'<p>example: <select id="example">{options}</select></p><p><b id="summary"></b></p>',
              ("induction", go.Figure(figures[0]))]
     data = {"figures": figures, "summaries": summaries, "tokens": tokens, "labels": labels, "positions": positions}
