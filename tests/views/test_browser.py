@@ -224,3 +224,24 @@ def test_induction_attribution_page(induction_run, chromium, tmp_path):
     check_screenshot(page.screenshot(tmp_path / "induction_attribution.png", full_page=True), VIEWPORT["width"],
                      VIEWPORT["height"] // 2)
     assert page.errors == []
+
+
+def test_induction_attribution_page_after_an_mlp(chromium, tmp_path):
+    """With an MLP before the drawn head, the page's second heat map (the score over graph nodes) renders below the
+    first, with its own colour bar, and the page has no console errors."""
+    import numpy as np
+
+    from toymi.circuits.frozen_transformer import neuron_transcoders
+    from toymi.views.induction_attribution_page import induction_attribution_view
+    from transformer_models import model
+
+    m = model(2, "layernorm", seed=3)
+    tokens = np.array([[1, 4, 2, 1, 4, 2], [3, 5, 7, 3, 5, 7]])
+    induction_attribution_view(m, tokens, [4, 4], neuron_transcoders(m), head=(1, 1)).save(tmp_path / "page.html")
+    page = Page(chromium, tmp_path / "page.html")
+    drawn = "() => document.getElementById('induction')._fullData.map(t => [t.type, t.showscale])"
+    assert page.js(drawn) == [["bar", None], ["bar", None], ["heatmap", True], ["heatmap", True]]
+    rows = "() => document.querySelectorAll('#induction .heatmaplayer image').length"
+    assert page.js(rows) == 2  # both maps painted
+    check_screenshot(page.screenshot(tmp_path / "mlp.png", full_page=True), VIEWPORT["width"], VIEWPORT["height"])
+    assert page.errors == []
