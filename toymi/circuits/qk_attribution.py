@@ -48,11 +48,11 @@ QK_PARTS = ("t, s-1", "t, any", "any, s-1", "constant", "top_is_t_s-1")
 QK_GRAPH = ("latents", "latents t, s", "errors")  # `induction_qk(nodes="graph")`'s three more shares
 
 
+# `qk_attribution`'s `nodes`, and how `_parts` splits the stream for each: by input position (latents following the
+# inputs); by graph node, each latent its own source; or by graph node with each layer's latents at a position summed
+# into one source (the pairs are bilinear, so a group's pairs are exactly the sums of its latents' pairs: what
+# `induction_qk` reads, at the cost of one source per position rather than one per latent).
 NODES = ("positions", "graph", "graph_by_position")
-# How `_parts` splits a stream: by input position (latents following the inputs); by graph node, each latent its
-# own source; or by graph node with each layer's latents at a position summed into one source (the pairs are
-# bilinear, so a group's pairs are exactly the sums of its latents' pairs: what `induction_qk` reads, at the cost of
-# one source per position rather than one per latent).
 _SPLITS = ("positions", "latents", "latents_by_position")
 
 
@@ -86,7 +86,7 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
                              f"one sequence at a time: tokens must be [pos], got shape {tokens.shape}")
     if key > query:
         raise ValueError(f"key {key} is after query {query}: a causal head gives it no score")
-    split = {"positions": "positions", "graph": "latents", "graph_by_position": "latents_by_position"}[nodes]
+    split = dict(zip(NODES, _SPLITS))[nodes]
     pairs, scores = _pairs(model, layers, tokens, baseline_embedding(model, None, n), layer, head,
                            jnp.asarray([query]), jnp.asarray([key]), split)
     return QKAttribution(pairs[0], scores[0], source_names(n, layers, layer, split))
@@ -175,7 +175,7 @@ def induction_qk(model, tokens: Int[Array, "batch pos"], layer: int, head: int, 
     any query-side source; on pairs with the constant; and how often (t, s - 1) is the largest pair.
 
     `nodes="graph"`: the sources are the attribution graph's nodes (`qk_attribution`), each earlier layer's latents
-    at a position summed into one source, so t and s - 1 are the input nodes alone, and two more shares (`QK_GRAPH`):
+    at a position summed into one source, so t and s - 1 are the input nodes alone, and three more shares (`QK_GRAPH`):
     on pairs with a latent source on either side, on the pairs (latents at t, latents at s), and on pairs with an
     error node."""
     if nodes not in NODES[:2]:
