@@ -40,12 +40,17 @@ def test_the_scores_of_hand_made_position_scores():
     r = digit_result(1, "made", positions, kept, g)
     assert r.shares == pytest.approx({"own": 0.5, "below": 0.1, "above": 0.2, "answer": 0.2})
     assert r.auc_vs_above == pytest.approx(11.5 / 12)  # own (3, 2) against above (2, 0, 0, 0, 0, 0): a tie counts half
+    assert r.auc_below_vs_above == pytest.approx(7.5 / 12)  # below (1, 0) against the same
     assert r.top_two  # the tie goes to the own position, which comes first in the question's order
     assert r.reads_own and r.above_kept == 1
     positions[0] = 4.0
     r = digit_result(1, "made", positions, kept, g)
     assert not r.top_two and r.auc_vs_above == pytest.approx(10 / 12)
-    assert np.isnan(digit_result(4, "made", np.zeros(13), np.zeros(13, bool), digit_groups(5, 4)).auc_vs_above)
+    top_digit = digit_result(4, "made", np.zeros(13), np.zeros(13, bool), digit_groups(5, 4))
+    assert np.isnan(top_digit.auc_vs_above) and np.isnan(top_digit.auc_below_vs_above)  # nothing above digit 4
+    g0 = digit_groups(5, 0)  # nothing below digit 0
+    size = int(g0["answer"].max()) + 1
+    assert np.isnan(digit_result(0, "made", np.ones(size), np.zeros(size, bool), g0).auc_below_vs_above)
     assert set(PARTS) == set(r.shares)
 
 

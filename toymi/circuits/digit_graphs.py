@@ -1,12 +1,13 @@
 """Attribution graphs of an addition model, scored against what the task states per answer digit
-(`toymi.circuits.digit_positions`: the digit's own a_i and b_i certain, the digits above judged absent).
+(`toymi.circuits.digit_positions`: the digit's own a_i and b_i certain, the digits below certain through the carry,
+the digits above judged absent).
 
 Each question's graph (`toymi.circuits.transformer_graph`: attention frozen, each MLP replaced by a transcoder, or
 by the model's own ReLU or GELU neurons, exact) traces the right digit's logit at every position that predicts an
-answer digit back to the input positions. Per digit, the mean over questions of each position's |total attribution| (every
-path, the latents' gates frozen) is scored as the edge methods' position scores are: the AUC of the own pair against
-the digits above, whether the own pair is the top two, and the shares on the own pair, below, above and on the
-answer digits written.
+answer digit back to the input positions. Per digit, the mean over questions of each position's |total attribution|
+(every path, the latents' gates frozen) is scored as the edge methods' position scores are: the AUCs of the own pair
+and of the digits below against the digits above, whether the own pair is the top two, and the shares on the own
+pair, below, above and on the answer digits written.
 
 Input nodes are measured from zero (circuit tracing's convention for token embeddings) or from the question
 `0…0+0…0=0…0` (`"zeros question"`): a digit's node is then its embedding minus 0's at that position, and a position
@@ -23,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int
 
-from toymi.circuits.digit_positions import check_addition, digit_groups, position_truth_scores
+from toymi.circuits.digit_positions import (
+    auc_cell, check_addition, digit_groups, mean_and_min, position_truth_scores,
+)
 from toymi.circuits.transformer_graph_summary import summarise_transformer_graphs
 from toymi.tasks.addition import sequence_tokens
 
@@ -33,7 +36,8 @@ BASELINES = ("zero", "zeros question")
 def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "batch pos"], baseline: str = "zero",
                        chunk: int = 64) -> dict:
     """The graphs of `tokens` (full question-and-answer sequences of the addition `task`) scored per answer digit
-    0 .. n - 1 (module docstring). Returns `{"digits": [{digit, auc_vs_above, top_two, shares, positions}, ...],
+    0 .. n - 1 (module docstring). Returns `{"digits": [{digit, auc_vs_above, auc_below_vs_above, top_two, shares,
+    positions}, ...],
     "completeness_gap", "latent_share", "error_share"}` (the last two: mean over the digits' right-digit logits)."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -51,8 +55,9 @@ def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "b
     per_digit = np.einsum("ik,ikp->ip", weight, np.asarray(s.attribution).reshape(n, d_out, length))
     digits = []
     for i in range(n):
-        auc, top_two, shares = position_truth_scores(per_digit[i, : readout[i] + 1], digit_groups(n, i))
-        digits.append({"digit": i, "auc_vs_above": auc, "top_two": top_two, "shares": shares,
+        auc, auc_below, top_two, shares = position_truth_scores(per_digit[i, : readout[i] + 1], digit_groups(n, i))
+        digits.append({"digit": i, "auc_vs_above": auc, "auc_below_vs_above": auc_below, "top_two": top_two,
+                       "shares": shares,
                        "positions": per_digit[i, : readout[i] + 1].tolist()})
     share = {k: float((weight * np.asarray(getattr(s, k)).reshape(n, d_out)).sum(1).mean())
              for k in ("latent_share", "error_share")}
@@ -71,8 +76,9 @@ def digit_graphs(model, task, transcoders: Sequence, tokens: Int[Array, "batch p
     return out
 
 
-GRAPH_COLUMNS = ("input nodes measured from | digits | AUC own pair vs digits above, mean / min | top two = own pair | "
-                 "share own / below / above / answer | latent share | error share | completeness gap | seconds |")
+GRAPH_COLUMNS = ("input nodes measured from | digits | AUC own pair vs digits above, mean / min | AUC digits below vs "
+                 "above, mean / min | top two = own pair | share own / below / above / answer | latent share | "
+                 "error share | completeness gap | seconds |")
 
 
 def graph_markdown(scores: dict[str, dict]) -> str:
@@ -80,9 +86,10 @@ def graph_markdown(scores: dict[str, dict]) -> str:
     lines = [f"| {GRAPH_COLUMNS}", "|---" * GRAPH_COLUMNS.count("|") + "|"]
     for baseline, r in scores.items():
         digits = r["digits"]
-        auc = np.array([d["auc_vs_above"] for d in digits if d["auc_vs_above"] == d["auc_vs_above"]])
+        aucs = {**mean_and_min([d["auc_vs_above"] for d in digits], "auc"),
+                **mean_and_min([d.get("auc_below_vs_above", float("nan")) for d in digits], "auc_below")}
         shares = " / ".join(f"{np.mean([d['shares'][g] for d in digits]):.3f}" for g in digits[0]["shares"])
-        lines.append(f"| {baseline} | {len(digits)} | {auc.mean():.3f} / {auc.min():.3f} | "
+        lines.append(f"| {baseline} | {len(digits)} | {auc_cell(aucs, 'auc')} | {auc_cell(aucs, 'auc_below')} | "
                      f"{np.mean([d['top_two'] for d in digits]):.3f} | {shares} | {r['latent_share']:.3f} | "
                      f"{r['error_share']:.3f} | {r['completeness_gap']:.1e} | {r['seconds']:.1f} |")
     return "\n".join(lines)

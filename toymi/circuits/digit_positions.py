@@ -7,11 +7,14 @@ a function of the digits below i. So, of the positions before the one that predi
 
 - **certain:** a_i's and b_i's. Changing either alone always changes s_i (the carry does not depend on them), so a
   model that answers right must read both.
+- **certain, through the carry:** the less significant digits (a_j, b_j, j < i). Changing one alone changes s_i on
+  the questions where the carry it starts or stops reaches digit i (every digit between summing to 9; for j = i - 1
+  none is between), so a model that answers every question right reads each of them too, though on fewer questions
+  the further below.
 - **certain for the function, judged for the model:** the more significant digits (a_j, b_j, j > i). They never
   change s_i, but a model may let them move its logits without changing its answer.
-- **judged:** the less significant digits (they matter through the carry, on the questions where one arrives) and
-  the answer digits already written (s_n .. s_{i+1}: functions of the question, so redundant with it); `+` and `=`
-  are the same in every question, so patching cannot change them.
+- **judged:** the answer digits already written (s_n .. s_{i+1}: functions of the question, so redundant with it);
+  `+` and `=` are the same in every question, so patching cannot change them.
 
 The leading digit s_n is the final carry: no single position is certain for it, and it is left out.
 
@@ -19,7 +22,8 @@ Per digit, the metric is the right digit's logit minus the mean logit at the pos
 (`TargetLogit`); the graph splits the input by position (`input[p]`), patched from other eval questions (noising).
 A method's score for position p is the largest |score| of an edge from `input[p]` (`position_scores`). Scores: the
 AUC of {a_i, b_i} against the more significant digits (the certain part of the truth; NaN for digit n - 1, which
-has none above it), whether the two highest question-digit positions are exactly {a_i, b_i}, the share of the
+has none above it), the AUC of the less significant digits against the more significant ones (the carry's part;
+NaN for digits 0 and n - 1), whether the two highest question-digit positions are exactly {a_i, b_i}, the share of the
 position scores on the own pair, on the digits below, above, and on the answer digits written, and whether the
 method's circuit (at its threshold) reads both own positions and how many positions above it reads.
 """
@@ -71,7 +75,8 @@ def digit_groups(n_digits: int, digit: int) -> dict[str, np.ndarray]:
 
 class DigitResult(NamedTuple):
     """One method on one answer digit: `positions[p]` its score for position p (every position up to the one that
-    predicts the digit); `auc_vs_above` of the own pair against the digits above; `top_two`; `shares` of the
+    predicts the digit); `auc_vs_above` of the own pair against the digits above; `auc_below_vs_above` of the
+    digits below (the carry) against those above; `top_two`; `shares` of the
     position scores per group (`PARTS`); `reads_own` whether its circuit keeps edges from both own positions;
     `above_kept` how many positions above it keeps; `n_edges`, `seconds`."""
 
@@ -79,6 +84,7 @@ class DigitResult(NamedTuple):
     method: str
     positions: np.ndarray
     auc_vs_above: float
+    auc_below_vs_above: float
     top_two: bool
     shares: dict
     reads_own: bool
@@ -119,35 +125,41 @@ def digit_result(digit: int, method: str, positions: np.ndarray, kept: np.ndarra
                  seconds: float = 0.0) -> DigitResult:
     """Score one method's `positions` (its score per position) and `kept` (whether its circuit keeps an edge from
     each position) against `groups` (`digit_groups`)."""
-    auc, top_two, shares = position_truth_scores(positions, groups)
-    return DigitResult(digit, method, positions, auc, top_two, shares, bool(kept[groups["own"]].all()),
+    auc, auc_below, top_two, shares = position_truth_scores(positions, groups)
+    return DigitResult(digit, method, positions, auc, auc_below, top_two, shares, bool(kept[groups["own"]].all()),
                        int(kept[groups["above"]].sum()), n_edges, seconds)
 
 
-def position_truth_scores(positions: np.ndarray, groups: dict) -> tuple[float, bool, dict]:
-    """`(auc, top_two, shares)` of non-negative scores per position against one digit's `groups`: the AUC of the own
-    pair against the digits above (NaN where there are none), whether the two highest question positions are the
-    own pair, and each group's share of the scores over the question and answer digits."""
+def position_truth_scores(positions: np.ndarray, groups: dict) -> tuple[float, float, bool, dict]:
+    """`(auc, auc_below, top_two, shares)` of non-negative scores per position against one digit's `groups`: the
+    AUC of the own pair against the digits above and of the digits below against those above (NaN where a group is
+    empty), whether the two highest question positions are the own pair, and each group's share of the scores over
+    the question and answer digits."""
     question = np.concatenate([groups["own"], groups["below"], groups["above"]])
     top = set(question[np.argsort(-positions[question], kind="stable")[:2]].tolist())
     total = positions[np.concatenate([question, groups["answer"]])].sum()
     shares = {g: float(positions[groups[g]].sum() / total) if total > 0 else float("nan") for g in PARTS}
-    above = groups["above"]
-    auc = (roc_auc(positions[np.concatenate([groups["own"], above])], np.arange(2 + len(above)) < 2) if len(above)
-           else float("nan"))
-    return auc, top == set(groups["own"].tolist()), shares
+    own, below = (_auc_over(positions, groups[g], groups["above"]) for g in ("own", "below"))
+    return own, below, top == set(groups["own"].tolist()), shares
+
+
+def _auc_over(positions: np.ndarray, certain: np.ndarray, absent: np.ndarray) -> float:
+    """The ROC AUC of the `certain` positions' scores against the `absent` ones' (NaN if either is empty)."""
+    if not len(certain) or not len(absent):
+        return float("nan")
+    return roc_auc(positions[np.concatenate([certain, absent])], np.arange(len(certain) + len(absent)) < len(certain))
 
 
 def summary(results: list[DigitResult]) -> list[dict]:
     """Per method: digits, mean and min AUC against the digits above (where there are any), the share of digits whose
     top two positions are their own pair and whose circuit reads both, the mean shares per group, the mean number of
-    positions above kept, the mean circuit size, seconds in all."""
+    positions above kept, the mean circuit size, seconds in all; and the mean and min AUC of the digits below against
+    those above."""
     rows = []
     for method in dict.fromkeys(r.method for r in results):
         mine = [r for r in results if r.method == method]
-        auc = np.array([r.auc_vs_above for r in mine if r.auc_vs_above == r.auc_vs_above])
-        rows.append({"method": method, "digits": len(mine), "auc_mean": float(auc.mean()) if auc.size else None,
-                     "auc_min": float(auc.min()) if auc.size else None,
+        rows.append({"method": method, "digits": len(mine), **mean_and_min([r.auc_vs_above for r in mine], "auc"),
+                     **mean_and_min([r.auc_below_vs_above for r in mine], "auc_below"),
                      "top_two": float(np.mean([r.top_two for r in mine])),
                      "reads_own": float(np.mean([r.reads_own for r in mine])),
                      **{f"share_{g}": float(np.nanmean([r.shares[g] for r in mine])) for g in PARTS},
@@ -157,18 +169,29 @@ def summary(results: list[DigitResult]) -> list[dict]:
     return rows
 
 
-COLUMNS = ("method | digits | AUC own pair vs digits above, mean / min | top two = own pair | circuit reads both | "
-           "share own / below / above / answer | positions above kept (mean) | edges kept (mean) | seconds |")
+def mean_and_min(aucs: list[float], key: str) -> dict:
+    """`{key_mean, key_min}` over the digits where the AUC is defined (None where it is nowhere)."""
+    defined = np.array([a for a in aucs if a == a])
+    return {f"{key}_mean": float(defined.mean()) if defined.size else None,
+            f"{key}_min": float(defined.min()) if defined.size else None}
+
+
+def auc_cell(row: dict, key: str) -> str:
+    """`mean / min` of `row`'s `key` AUC, or – where it is nowhere defined."""
+    return "–" if row[f"{key}_mean"] is None else f"{row[f'{key}_mean']:.3f} / {row[f'{key}_min']:.3f}"
+
+
+COLUMNS = ("method | digits | AUC own pair vs digits above, mean / min | AUC digits below vs above, mean / min | "
+           "top two = own pair | circuit reads both | share own / below / above / answer | positions above kept "
+           "(mean) | edges kept (mean) | seconds |")
 
 
 def markdown(rows: list[dict]) -> str:
     """`summary` rows as a markdown table."""
-    def auc(r):
-        return "–" if r["auc_mean"] is None else f"{r['auc_mean']:.3f} / {r['auc_min']:.3f}"
-
     lines = [f"| {COLUMNS}", "|---" * COLUMNS.count("|") + "|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['digits']} | {auc(r)} | {r['top_two']:.3f} | {r['reads_own']:.3f} | "
+        lines.append(f"| {r['method']} | {r['digits']} | {auc_cell(r, 'auc')} | {auc_cell(r, 'auc_below')} | "
+                     f"{r['top_two']:.3f} | {r['reads_own']:.3f} | "
                      + " / ".join(f"{r[f'share_{g}']:.3f}" for g in PARTS)
                      + f" | {r['above_kept']:.2f} | {r['edges_mean']:.1f} | {r['seconds']:.1f} |")
     return "\n".join(lines)

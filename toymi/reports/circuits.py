@@ -142,8 +142,9 @@ def _write_per_digit(run, methods: list[str], out: Path, replacement) -> str:
     results = digit_position_study(run.model, run.task, methods, n_inputs=n)
     rows = summary(results)
     table = (f"\nPer answer digit (s_0 .. s_{run.task.n_digits - 1}; {n} test questions patched from the next {n}; "
-             "the input split by position; each digit's own positions a_i, b_i are certain; the digits above it "
-             f"never change its value, so they are judged absent):\n\n{markdown(rows)}\n")
+             "the input split by position; each digit's own positions a_i, b_i are certain, and the digits below it "
+             "too, through the carry; the digits above it never change its value, so they are judged absent):"
+             f"\n\n{markdown(rows)}\n")
     graphs = _digit_graphs(run, replacement)
     if graphs:
         from toymi.circuits.digit_graphs import graph_markdown
