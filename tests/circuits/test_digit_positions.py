@@ -84,6 +84,10 @@ def test_the_study_on_a_small_model_scores_only_what_patching_can_change():
         assert sum(r.shares.values()) == pytest.approx(1.0)
     with pytest.raises(Exception, match="raise task.eval_size"):
         digit_position_study(model, task, ["exact"], n_inputs=9)
+    cascade = digit_position_study(model, task, ["exact"], n_inputs=8, digits=[1], eval_set="cascade")
+    assert not np.allclose(cascade[0].positions, results[1].positions)  # other questions, so other scores
+    with pytest.raises(Exception, match=r"eval_set must be one of \['cascade', 'test'\], got 'train'"):
+        digit_position_study(model, task, ["exact"], n_inputs=8, eval_set="train")
     from toymi.tasks.induction import Induction
 
     with pytest.raises(Exception, match="the per-digit truth is addition's; got a Induction task"):

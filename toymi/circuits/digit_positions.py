@@ -96,15 +96,20 @@ class DigitResult(NamedTuple):
         return {**self._asdict(), "positions": self.positions.tolist()}
 
 
-def digit_position_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digits=None) -> list[DigitResult]:
+def digit_position_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digits=None,
+                         eval_set: str = "test") -> list[DigitResult]:
     """Every method of `methods` on every answer digit 0 .. n - 1 of an addition `task` (or the digits `digits`),
-    one `DigitResult` each: the first `n_inputs` uniform test questions run, patched from the next `n_inputs`; the
-    ablation values are computed once and shared by every digit (only the metric changes)."""
+    one `DigitResult` each: the first `n_inputs` questions of the eval set `eval_set` run (`"test"`: uniform;
+    `"cascade"`: built to carry and cascade, where a far digit below reaches s_i more often), patched from the next
+    `n_inputs`; the ablation values are computed once and shared by every digit (only the metric changes)."""
     check_addition(task)
-    batch = task.eval_batches()["test"]
+    sets = task.eval_batches()
+    if eval_set not in sets:
+        raise ConfigError(f"eval_set must be one of {sorted(sets)}, got {eval_set!r}")
+    batch = sets[eval_set]
     if len(batch) < 2 * n_inputs:
-        raise ConfigError(f"the digit study patches {n_inputs} test questions from {n_inputs} others; the task's "
-                          f"test set has {len(batch)} (raise task.eval_size)")
+        raise ConfigError(f"the digit study patches {n_inputs} {eval_set} questions from {n_inputs} others; the "
+                          f"task's {eval_set} set has {len(batch)} (raise task.eval_size)")
     tokens = batch.tokens[: 2 * n_inputs]
     s = setup(model, tokens[:n_inputs], tokens[n_inputs:], direction="noising", split_input=True)
     graph = graph_for(model, s.other)
