@@ -6,17 +6,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-tl_patching = pytest.importorskip("transformer_lens.patching")
-
-from toymi.dissect.metrics import LogitDiff  # noqa: E402
-from toymi.dissect.patching import patching_grid  # noqa: E402
-from toymi.interop.parity import parity_config, random_weights  # noqa: E402
-from toymi.interop.transformer_lens import to_transformer_lens  # noqa: E402
+from toymi.dissect.metrics import LogitDiff
+from toymi.dissect.patching import patching_grid
+from toymi.interop.parity import parity_config, random_weights
+from toymi.interop.transformer_lens import to_transformer_lens
 
 
 @pytest.fixture(scope="module")
 def setup():
+    # imported here, not at collection: importing TransformerLens takes ~6 s, which every pytest-xdist worker paid
+    # while collecting, though only the worker running these tests needs it
+    torch = pytest.importorskip("torch")
+    tl_patching = pytest.importorskip("transformer_lens.patching")
     model = random_weights(parity_config("LN/gelu_new"), jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     clean = rng.integers(0, 13, (2, 6))
@@ -31,7 +32,7 @@ def setup():
         rows = torch.arange(2)
         return (last[rows, torch.tensor(correct)] - last[rows, torch.tensor(wrong)]).mean()
 
-    return model, hooked, clean, corrupted, clean_cache, LogitDiff(correct, wrong), tl_metric
+    return model, hooked, clean, corrupted, clean_cache, LogitDiff(correct, wrong), tl_metric, torch, tl_patching
 
 
 @pytest.mark.slow
@@ -41,7 +42,7 @@ def setup():
     ("mlp_out", ("layer", "pos"), "get_act_patch_mlp_out", False),
 ])
 def test_denoising_grid_matches_transformer_lens(setup, site, over, tl_fn, swap):
-    model, hooked, clean, corrupted, clean_cache, metric, tl_metric = setup
+    model, hooked, clean, corrupted, clean_cache, metric, tl_metric, torch, tl_patching = setup
     ours = np.asarray(patching_grid(model, jnp.asarray(clean), jnp.asarray(corrupted), metric, site, over,
                                     direction="denoising"))
     theirs = getattr(tl_patching, tl_fn)(hooked, torch.tensor(corrupted), clean_cache, tl_metric).numpy()

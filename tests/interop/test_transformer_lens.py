@@ -2,6 +2,8 @@
 and patching grids on the same weights. Skipped where torch / transformer_lens are not installed."""
 
 import functools
+import importlib
+import importlib.util
 
 import equinox as eqx
 import jax
@@ -9,13 +11,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformer_lens")
-
-from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln  # noqa: E402
-from toymi.interop.parity import CONFIGS, parity_config, random_weights, site_differences, train_briefly  # noqa: E402
-from toymi.interop.transformer_lens import (  # noqa: E402
+from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln
+from toymi.interop.parity import CONFIGS, parity_config, random_weights, site_differences, train_briefly
+from toymi.interop.transformer_lens import (
     activations_to_cache, cache_to_activations, from_transformer_lens, hook_name, to_transformer_lens)
+
+# Checked without importing: importing torch and TransformerLens takes ~6 s, which every pytest-xdist worker paid
+# while collecting this module, though only the workers running its tests need them. `torch` is imported on first use.
+pytestmark = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("torch", "transformer_lens")),
+                                reason="torch and transformer_lens are not installed")
+
+
+class _ImportedOnFirstUse:
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+torch = _ImportedOnFirstUse("torch")
 
 TOKENS = np.random.default_rng(0).integers(0, 13, (3, 8))
 GOAL = {"float32": 1e-5, "float64": 1e-10}

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from toymi.circuits.forward import batched_forward, graph_for
 from toymi.dissect.grid import scalar_metric
@@ -27,6 +26,9 @@ def roc_auc(scores, true_edges) -> float:
     true_edges = np.asarray(true_edges, bool)
     if true_edges.all() or not true_edges.any():
         raise ValueError("ROC AUC needs both true and false edges")
+    from sklearn.metrics import roc_auc_score  # imported when first needed: scikit-learn takes ~2 s to import,
+    # which every import of this module paid (the attribution pages and reports, and each test worker's collection)
+
     return float(roc_auc_score(true_edges, np.abs(np.asarray(scores, np.float64))))
 
 

@@ -23,9 +23,6 @@ from collections.abc import Callable
 
 import numpy as np
 from jaxtyping import Float
-from sklearn.cluster import KMeans
-from sklearn.decomposition import NMF, PCA, FastICA
-from sklearn.exceptions import ConvergenceWarning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +57,9 @@ def _least_squares(directions: np.ndarray, centre: np.ndarray) -> Callable[[np.n
 
 
 def pca(x, n_components: int, seed: int = 0) -> LinearDictionary:
+    from sklearn.decomposition import PCA  # each baseline imports scikit-learn when run: importing it takes ~2 s,
+    # which every import of toymi.decompose paid, baselines used or not
+
     x = _check(x, n_components, True, "pca")
     model = PCA(n_components, random_state=seed).fit(x)
     return LinearDictionary("PCA", model.components_, model.mean_, lambda v: (v - model.mean_) @ model.components_.T)
@@ -68,6 +68,9 @@ def pca(x, n_components: int, seed: int = 0) -> LinearDictionary:
 def fast_ica(x, n_components: int, seed: int = 0) -> LinearDictionary:
     """At most as many components as the data's rank: whitening a rank-deficient direction (e.g. a dead neuron's
     constant activation) divides by a zero variance and leaves every component NaN."""
+    from sklearn.decomposition import FastICA
+    from sklearn.exceptions import ConvergenceWarning
+
     x = _check(x, n_components, True, "fast_ica")
     n_components = min(n_components, int(np.linalg.matrix_rank(x - x.mean(axis=0))))
     # scikit-learn's whitening divides by rank-deficient data's zero singular values; the rows kept are finite
@@ -78,6 +81,9 @@ def fast_ica(x, n_components: int, seed: int = 0) -> LinearDictionary:
 
 
 def nmf(x, n_components: int, seed: int = 0) -> LinearDictionary:
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
     x = _check(x, n_components, False, "nmf")[:2048]  # multiplicative-update cost grows with n · components
     shift = np.minimum(x.min(axis=0), 0.0)  # NMF needs non-negative data; shift only the coordinates that need it
     init = "nndsvda" if n_components <= min(x.shape) else "random"  # nndsvd cannot be overcomplete
@@ -94,6 +100,8 @@ def nmf(x, n_components: int, seed: int = 0) -> LinearDictionary:
 
 
 def spherical_kmeans(x, n_components: int, seed: int = 0) -> LinearDictionary:
+    from sklearn.cluster import KMeans
+
     x = _check(x, n_components, False, "spherical_kmeans")
     unit = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     model = KMeans(n_components, random_state=seed, n_init=1).fit(unit)
