@@ -57,8 +57,7 @@ def digit_graph_scores(model, task, transcoders: Sequence, tokens: Int[Array, "b
     for i in range(n):
         auc, auc_below, top_two, shares = position_truth_scores(per_digit[i, : readout[i] + 1], digit_groups(n, i))
         digits.append({"digit": i, "auc_vs_above": auc, "auc_below_vs_above": auc_below, "top_two": top_two,
-                       "shares": shares,
-                       "positions": per_digit[i, : readout[i] + 1].tolist()})
+                       "shares": shares, "positions": per_digit[i, : readout[i] + 1].tolist()})
     share = {k: float((weight * np.asarray(getattr(s, k)).reshape(n, d_out)).sum(1).mean())
              for k in ("latent_share", "error_share")}
     return {"digits": digits, "completeness_gap": float(s.completeness), **share}
@@ -87,7 +86,7 @@ def graph_markdown(scores: dict[str, dict]) -> str:
     for baseline, r in scores.items():
         digits = r["digits"]
         aucs = {**mean_and_min([d["auc_vs_above"] for d in digits], "auc"),
-                **mean_and_min([d.get("auc_below_vs_above", float("nan")) for d in digits], "auc_below")}
+                **mean_and_min([d["auc_below_vs_above"] for d in digits], "auc_below")}
         shares = " / ".join(f"{np.mean([d['shares'][g] for d in digits]):.3f}" for g in digits[0]["shares"])
         lines.append(f"| {baseline} | {len(digits)} | {auc_cell(aucs, 'auc')} | {auc_cell(aucs, 'auc_below')} | "
                      f"{np.mean([d['top_two'] for d in digits]):.3f} | {shares} | {r['latent_share']:.3f} | "

@@ -92,10 +92,17 @@ def qk_attribution(model, tokens: Int[Array, " pos"], layer: int, head: int, que
     return QKAttribution(pairs[0], scores[0], source_names(n, layers, layer, split))
 
 
+def mlps_before(transcoders: Sequence, layer: int) -> int:
+    """How many MLP layers come before a head at `layer` (one replacement per MLP layer; none for an attention-only
+    model): only theirs are graph nodes that reach the head, and with none the graph's split of its score is the
+    input positions' (`nodes="graph"` adds nothing)."""
+    return min(layer, len(transcoders))
+
+
 def source_names(length: int, layers: Sequence, layer: int, split: str = "positions") -> tuple[str, ...]:
     """The sources' names for a head at `layer`, in the order of the pairs' axes (`_SPLITS` for `split`)."""
     names = [f"input {p}" for p in range(length)]
-    earlier = range(min(layer, len(layers)))  # only the MLPs before the head reach it
+    earlier = range(mlps_before(layers, layer))
     if split == "latents":
         names += [f"L{l} latent {i} @ {p}" for l in earlier for p in range(length) for i in range(layers[0].n_latents)]
     if split == "latents_by_position":
@@ -109,7 +116,7 @@ def _parts(model, layers, tokens, frozen, layer: int, split: str) -> Float[Array
     """Each source's part of the stream entering `layer` (the constant left out), split as `split` says
     (`_SPLITS`): the latents and error nodes of the MLPs before `layer` are sources of their own, frozen values, or
     (`"positions"`) the latents follow the inputs through their frozen gates."""
-    follow, earlier = split == "positions", min(layer, len(layers))
+    follow, earlier = split == "positions", mlps_before(layers, layer)
     if follow or earlier == 0:  # no earlier MLP: the graph's nodes before the head are the input positions
         def by_input(scale):
             d_input, d_latent, d_error = no_moves(frozen)

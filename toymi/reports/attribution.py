@@ -121,7 +121,7 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     `attribution.json` and the page `attribution.html` into `out`; returns the table (a one-line note when
     `replacement` is None: a SoLU MLP without trained transcoders)."""
     from toymi.circuits.induction_graphs import PARTS, induction_attribution
-    from toymi.circuits.qk_attribution import induction_head, induction_qk
+    from toymi.circuits.qk_attribution import induction_head, induction_qk, mlps_before
 
     model = run.model
     if replacement is None:
@@ -133,7 +133,7 @@ def induction_attribution_report(run, out: Path, replacement: Replacement | None
     layer, head, attention = induction_head(model, tokens)
     scores["qk"] = {"layer": layer, "head": head, "attention": attention,
                     **induction_qk(model, tokens, layer, head, transcoders)}
-    if transcoders and layer > 0:  # an MLP before the head: its latents and error nodes as sources of their own
+    if mlps_before(transcoders, layer):  # its latents and error nodes as sources of their own
         scores["qk_graph"] = induction_qk(model, tokens, layer, head, transcoders, nodes="graph")
     seconds = time.perf_counter() - start
     lines = [f"\nThe right token's logit at every repeated position of {len(tokens)} {name} sequences, traced back "

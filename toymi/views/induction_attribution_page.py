@@ -50,7 +50,7 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
     **Returns:** a `View`.
     """
     from toymi.circuits.induction_graphs import induction_effects
-    from toymi.circuits.qk_attribution import induction_head, qk_attribution
+    from toymi.circuits.qk_attribution import induction_head, mlps_before, qk_attribution
     from toymi.tasks.induction import induction_targets, repeated_positions
 
     tokens = np.asarray(model.check_inputs(tokens))
@@ -68,6 +68,7 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
         raise ValueError(f"labels must give one label per token of each of the {len(tokens)} examples")
     layer, h = induction_head(model, tokens)[:2] if head is None else head
     graph, ablation = induction_effects(model, tokens, transcoders)  # the default chunk: `toymi circuits` compiled it
+    in_graph = mlps_before(transcoders, layer) > 0  # the score over the graph's nodes too
     figures, summaries = [], []
     for b, t in enumerate(positions):
         s = int(sources[b, t])
@@ -81,13 +82,13 @@ def induction_attribution_view(model, tokens, positions: Sequence[int], transcod
                    f"{abs(lost[s]) / max(np.abs(lost).sum(), 1e-30):.0%} on s. L{layer}H{h}'s score t → s "
                    f"{float(qk.score):.3g}: {abs(pairs[t, s - 1]) / max(share, 1e-30):.0%} of its |pair terms| on "
                    "(t, s − 1)")
-        if transcoders and layer > 0:  # an MLP before the head: the score over the graph's nodes too
+        if in_graph:
             nodes = qk_attribution(model, tokens[b], layer, h, t, s, transcoders, nodes="graph_by_position")
             summary += graph_qk_heatmap(fig, np.asarray(nodes.pairs, np.float64), nodes.sources, labels[b], t, s)
         figures.append(fig.to_plotly_json())
         summaries.append(summary)
     return _page(figures, summaries, tokens, labels, positions, title, note, (layer, h),
-                 graph=bool(transcoders) and layer > 0)
+                 graph=in_graph)
 
 
 def _figure(owed, lost, pairs, labels: list[str], t: int, s: int, head: tuple[int, int]):
