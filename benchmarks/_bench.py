@@ -47,6 +47,17 @@ def timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def compiled_flops(fn, *args) -> float:
+    """Floating-point operations of `fn(*args)` as XLA counts them in the compiled program (after its optimisations,
+    dead code removed). Non-array arguments (static tuples, flags, a module's static fields) are baked in."""
+    import equinox as eqx
+    import jax
+
+    arrays, static = eqx.partition(args, eqx.is_array)
+    cost = jax.jit(lambda a: fn(*eqx.combine(a, static))).lower(arrays).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
+
 def median(xs) -> float:
     return statistics.median(xs)
 

@@ -96,23 +96,10 @@ def main(argv=None) -> dict:
         ablation_max_loss_diff = float(np.max(np.abs(np.asarray(full_losses) - np.asarray(toymi_losses))))
 
     # ---- FLOPs from XLA's cost analysis --------------------------------------------------------------------------
-    def cost_flops(compiled) -> float:
-        ca = compiled.cost_analysis()
-        if isinstance(ca, (list, tuple)):
-            ca = ca[0]
-        return float(ca["flops"])
-
-    flops_toymi = cost_flops(
-        jax.jit(lambda m, b: eqx.filter_value_and_grad(toymi.train.step.loss_fn)(m, task, b))
-        .lower(state.model, task.train).compile()
-    )
-    flops_full = cost_flops(
-        jax.jit(lambda m, b: eqx.filter_value_and_grad(full_positions_loss)(m, task, b))
-        .lower(state.model, task.train).compile()
-    )
-    flops_toymi_step_with_adamw = cost_flops(
-        jax.jit(lambda s, t: train_step(s, t, opt)).lower(state, task).compile()
-    )
+    grad_of = lambda loss: lambda m, b: eqx.filter_value_and_grad(loss)(m, task, b)  # noqa: E731
+    flops_toymi = _bench.compiled_flops(grad_of(toymi.train.step.loss_fn), state.model, task.train)
+    flops_full = _bench.compiled_flops(grad_of(full_positions_loss), state.model, task.train)
+    flops_toymi_step_with_adamw = _bench.compiled_flops(lambda s, t: train_step(s, t, opt), state, task)
 
     # ---- matmul reference ------------------------------------------------------------------------------------
     mm = args.matmul_size
