@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -12,6 +13,18 @@ from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# Tiny versions of quick specs for the scripts' `--smoke` runs: one set per spec, so that several scripts' smoke runs
+# compile the same programs and the tests' shared compilation cache serves all but the first. Induction keeps the
+# task as specified (`patching_speed.induction_pairs` needs its 32 tokens and 25 positions); grokking keeps 11
+# checkpoints (the progress measures' chunked check runs a full chunk of 9 and a remainder; CKA has several steps).
+SMOKE_OVERRIDES = {
+    "induction_quick": ["model.d_model=16", "model.d_head=4", "task.batch_size=8", "task.eval_size=16",
+                        "train.steps=20", "train.eval_every=10", "train.checkpoint_every=10"],
+    "grokking_quick": ["task.p=23", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
+                       "train.steps=50", "train.eval_every=5", "train.checkpoint_every=5"],
+}
 
 
 def versions() -> dict[str, str]:
@@ -56,6 +69,20 @@ def compiled_flops(fn, *args) -> float:
     arrays, static = eqx.partition(args, eqx.is_array)
     cost = jax.jit(lambda a: fn(*eqx.combine(a, static))).lower(arrays).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch at `n` threads inside the block, its previous count restored after (a smoke run in a test process must
+    not change what the process's later tests run with)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def median(xs) -> float:

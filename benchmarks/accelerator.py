@@ -165,7 +165,7 @@ def tms(args, out: Path) -> dict:
     import tms_sweep_speed
 
     return tms_sweep_speed.main(["--rounds", str(args.tms_rounds), "--steps", str(args.tms_steps), "--device", "auto",
-                                 "--results-dir", str(out)])
+                                 "--out", str(out)])
 
 
 def sae(args, out: Path) -> dict:

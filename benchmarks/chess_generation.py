@@ -1,12 +1,13 @@
 """Chess games generated per second: random and heuristic players, in this process and over worker processes.
 
     python benchmarks/chess_generation.py [--games 400] [--max-plies 40] [--workers N] [--rounds 3]
+    python benchmarks/chess_generation.py --smoke --out DIR    # seconds: 4 games of 4 plies, 2 workers, 1 round
 
 Times `toymi.tasks.chess.generate.generate` (no cache) for each player with `workers=1` (played in this process) and
 with `--workers` processes (default: one per CPU; their start-up, ~0.3 s each, is included), the median of
 `--rounds` rounds. Also checks that the parallel games equal the serial ones. Prints a report and writes the numbers
-to benchmarks/results/chess_generation.json, with the foreign load (cores other processes kept busy) of each timing:
-on a shared machine the parallel speed-up says more about the neighbours than the code.
+to `DIR/chess_generation.json` (default DIR: benchmarks/results), with the foreign load (cores other processes kept
+busy) of each timing: on a shared machine the parallel speed-up says more about the neighbours than the code.
 """
 
 from __future__ import annotations
@@ -30,18 +31,38 @@ def parse_args(argv=None):
     p.add_argument("--max-plies", type=int, default=40, help="plies per game at most")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel timing")
     p.add_argument("--rounds", type=int, default=3, help="timings per variant (median taken)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=str(_bench.RESULTS_DIR), help="where chess_generation.json goes")
+    p.add_argument("--smoke", action="store_true", help="4 games of 4 plies, 2 workers, 1 round")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.games, args.max_plies, args.workers, args.rounds = 4, 4, 2, 1
+    return args
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import toymi.tasks.chess.generate as generate_module
+
+    machine = _bench.machine()  # its load average is the one at the start
+    saved = generate_module.MIN_GAMES_PER_WORKER
+    generate_module.MIN_GAMES_PER_WORKER = 1  # always use the pool when asked to, however few the games
+    try:
+        results = measure(args)
+    finally:  # a caller in this process (a test) gets the module as it was
+        generate_module.MIN_GAMES_PER_WORKER = saved
+    payload = {"benchmark": "chess_generation", "args": {k: v for k, v in vars(args).items() if k != "out"},
+               "machine": machine, "versions": _bench.versions(), "results": results}
+    print(f"wrote {_bench.write_json('chess_generation', payload, args.out)}")
+    return payload
+
+
+def measure(args) -> dict:
+    """Per player and worker count: games/s (median of the rounds), the round times, plies per game and foreign load;
+    per player the parallel speed-up."""
     import numpy as np
 
-    import toymi.tasks.chess.generate as generate_module
     from toymi.tasks.chess.generate import Players, generate
 
-    generate_module.MIN_GAMES_PER_WORKER = 1  # always use the pool when asked to, however few the games
-    machine = _bench.machine()
     results = {}
     for player in ("random", "heuristic"):
         players = Players(player, temperature=0.25, epsilon=0.05, max_plies=args.max_plies, seed=0)
@@ -73,10 +94,7 @@ def main(argv=None) -> dict:
         results[f"{player}_speedup"] = (results[f"{player}_workers{args.workers}"]["games_per_s"]
                                         / results[f"{player}_workers1"]["games_per_s"])
         print(f"{player:9s} parallel speed-up with {args.workers} workers: {results[f'{player}_speedup']:.2f}x")
-    payload = {"benchmark": "chess_generation", "args": vars(args), "machine": machine,
-               "versions": _bench.versions(), "results": results}
-    print(f"wrote {_bench.write_json('chess_generation', payload)}")
-    return payload
+    return results
 
 
 if __name__ == "__main__":

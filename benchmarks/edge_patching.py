@@ -23,6 +23,7 @@ interleaved rounds. Results: benchmarks/results/edge_patching.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -72,7 +73,6 @@ def _transformer_lens_baseline(model, graph, clean, corrupted, metric, ours):
 
     from toymi.interop.transformer_lens import to_transformer_lens
 
-    torch.set_num_threads(1)
     tl = to_transformer_lens(model)
     tl.set_use_split_qkv_input(True)
     tl.set_use_attn_result(True)
@@ -93,6 +93,21 @@ def _transformer_lens_baseline(model, graph, clean, corrupted, metric, ours):
     tl_agree = float(np.abs(tl_all() - ours).max())
     assert tl_agree < 1e-4, f"TransformerLens edge patching differs from toymi's by {tl_agree}"
     return tl_all, tl_agree
+
+
+def timed_rounds(rounds: int, all_edges, edge_by_edge, tl_all) -> list[dict]:
+    """Seconds of each way per round, the order reversed every other round, with the cores others kept busy."""
+    per_round = []
+    for i in range(rounds):
+        order = [("toymi", all_edges), ("edge_by_edge", edge_by_edge)] + ([("transformer_lens", tl_all)] if tl_all else [])
+        times = {}
+        for name, fn in (order if i % 2 == 0 else order[::-1]):
+            time.sleep(0.2)
+            with _bench.ForeignLoad() as load:
+                times[name] = _bench.timed(fn)
+            times[f"{name}_foreign_load"] = load.cores
+        per_round.append(times)
+    return per_round
 
 
 def main(argv=None) -> dict:
@@ -160,18 +175,10 @@ def main(argv=None) -> dict:
     flops_all = _bench.compiled_flops(_all_edges, model, s.run, s.other, metric, as_static(graph.edges))
     flops = {"toymi": flops_all, "edge_by_edge": flops_one_edge * graph.n_edges, "one_edge": flops_one_edge}
 
-    tl_all, tl_agree = (None, None) if args.no_transformer_lens else _transformer_lens_baseline(
-        model, graph, clean, corrupted, metric, ours)
-    per_round = []
-    for i in range(rounds):
-        order = [("toymi", all_edges), ("edge_by_edge", edge_by_edge)] + ([("transformer_lens", tl_all)] if tl_all else [])
-        times = {}
-        for name, fn in (order if i % 2 == 0 else order[::-1]):
-            time.sleep(0.2)
-            with _bench.ForeignLoad() as load:
-                times[name] = _bench.timed(fn)
-            times[f"{name}_foreign_load"] = load.cores
-        per_round.append(times)
+    with contextlib.nullcontext() if args.no_transformer_lens else _bench.torch_threads(1):
+        tl_all, tl_agree = (None, None) if args.no_transformer_lens else _transformer_lens_baseline(
+            model, graph, clean, corrupted, metric, ours)
+        per_round = timed_rounds(rounds, all_edges, edge_by_edge, tl_all)
     med = {k: _bench.median([r[k] for r in per_round]) for k in per_round[0] if not k.endswith("_foreign_load")}
     report = {
         "benchmark": "edge_patching", "smoke": args.smoke, "sizes": sizes, "n_edges": graph.n_edges,

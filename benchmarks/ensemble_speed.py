@@ -1,6 +1,7 @@
 """Ensemble throughput on this machine: N members trained as one vmapped program against N runs one after another.
 
     python benchmarks/ensemble_speed.py [--spec tasks/grokking_quick.toml] [--sizes 1 4 16 64] [--chunk-steps 10]
+    python benchmarks/ensemble_speed.py --smoke --out DIR     # tms_quick, 1 and 2 members, 2 steps (a test runs this)
 
 Default task: the demo's grokking setup, (a + b) mod 59 at train fraction 0.5 (1,740 pairs, full batch), 1 layer,
 d_model 128, 4 heads, d_mlp 512; `--spec tasks/tms_quick.toml` is the other extreme (a 5→2 model, batch 1024), where
@@ -9,12 +10,13 @@ and each ensemble size (`make_ensemble_chunk`) are timed, interleaved; "sequenti
 time in the same round. Compile time is the first call's time less a steady call's, per size: a 64-member program
 should compile in about the time of one member.
 
-Prints a table and writes benchmarks/results/ensemble_speed.json.
+Prints a table and writes benchmarks/results/ensemble_speed_SPEC.json (or to `--out DIR`), SPEC the spec's name.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import _bench
@@ -26,7 +28,13 @@ def main(argv=None) -> dict:
     p.add_argument("--chunk-steps", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--spec", default="tasks/grokking_quick.toml")
+    p.add_argument("--out", default=str(_bench.RESULTS_DIR), help="directory of the JSON results")
+    p.add_argument("--smoke", action="store_true",
+                   help="tasks/tms_quick.toml (the smallest model), 1 and 2 members, one round of 2 steps")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.chunk_steps, args.rounds, args.spec = [1, 2], 2, 1, "tasks/tms_quick.toml"
+    start = time.perf_counter()
     machine = _bench.machine()
 
     import jax
@@ -84,10 +92,11 @@ def main(argv=None) -> dict:
     for row in rows:
         print(f"| {row['members']} | {row['ensemble_s_per_step'] * 1e3:.1f} | {row['sequential_s_per_step'] * 1e3:.1f}"
               f" | {row['speedup']:.2f}× ({row['speedup_range']}) | {row['compile_s']:.2f} |")
-    payload = {"machine": machine, "versions": _bench.versions(), "args": vars(args), "rows": rows,
-               "alone_s_per_step": _bench.median(times["alone"]) / args.chunk_steps,
-               "alone_compile_s": compile_s["1 alone"], "foreign_load_cores": loads}
-    print(f"wrote {_bench.write_json('ensemble_speed_' + Path(args.spec).stem, payload)}")
+    payload = {"benchmark": "ensemble_speed", "machine": machine, "versions": _bench.versions(), "args": vars(args),
+               "rows": rows, "alone_s_per_step": _bench.median(times["alone"]) / args.chunk_steps,
+               "alone_compile_s": compile_s["1 alone"], "foreign_load_cores": loads,
+               "total_runtime_s": time.perf_counter() - start}
+    print(f"wrote {_bench.write_json('ensemble_speed_' + Path(args.spec).stem, payload, args.out)}")
     return payload
 
 

@@ -1,6 +1,7 @@
 """The causal-methods figures of docs/images/ (dissect_*.png), from a small induction model trained here.
 
     python benchmarks/figures_dissect_causal.py [--run DIR] [--out docs/images]
+    python benchmarks/figures_dissect_causal.py --smoke --out DIR   # a tiny model trained 20 steps: a test
 
 Trains tasks/induction_quick.toml (about a minute on 2 cores) unless `--run` names a finished run, then draws:
 
@@ -14,6 +15,9 @@ The clean/corrupted pair (`benchmarks/patching_speed.py::induction_pairs`): BOS,
 positions 3..10 copied to 17..24, so the last token A occurred at position 10 and the induction answer is B, the
 token at 11. The corrupted input replaces that earlier A: no induction is possible. Metric: logit(B) - logit(C), C the
 token at 12; grids are shown as the fraction of the clean -> corrupted change each patch causes.
+
+`--smoke` trains a tiny model on the same task 20 steps into `--out/run` and draws every figure into `--out` from
+pairs of 8.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import toymi  # noqa: E402
+from _bench import SMOKE_OVERRIDES  # noqa: E402
 from patching_speed import induction_pairs  # noqa: E402
 from toymi.dissect.ablation import ablate_heads  # noqa: E402
 from toymi.dissect.attribution import compare_attribution  # noqa: E402
@@ -46,6 +51,10 @@ from toymi.plot.patching import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "tasks" / "induction_quick.toml"
+FIGURES = ("dissect_activation_patching.png", "dissect_path_patching.png", "dissect_attribution_patching.png",
+           "dissect_ablation.png", "dissect_steering.png")
+SMOKE_BATCH = 8
 
 
 def position_labels(n: int) -> list[str]:
@@ -60,20 +69,23 @@ def with_answer(tokens, token: int):
     return swapped.at[:, 11].set(token)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", default=None)
     p.add_argument("--out", default=str(ROOT / "docs" / "images"))
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--smoke", action="store_true", help="a tiny model trained 20 steps into --out/run, pairs of 8")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.smoke:  # a tiny run of its own, never a full one
+        args.run, args.batch = None, SMOKE_BATCH
     if args.run is None:
         from toymi.experiment.spec import Spec
         from toymi.experiment import train
 
-        args.run = f"/tmp/toymi_figures_causal_{os.getpid()}"
-        train(Spec.load(ROOT / "tasks" / "induction_quick.toml"), args.run, progress=False)
+        args.run = out / "run" if args.smoke else f"/tmp/toymi_figures_causal_{os.getpid()}"
+        train(Spec.load(SPEC, SMOKE_OVERRIDES["induction_quick"] if args.smoke else []), args.run, progress=False)
     run = toymi.load_run(args.run)
     model = run.model
     n_layers = model.config.n_layers
@@ -104,7 +116,8 @@ def main(argv=None) -> None:
     save_stacked([fig, fig2], out / "dissect_activation_patching.png")
 
     # ---- path patching -------------------------------------------------------------------------------------------
-    by_head = np.asarray(effect(patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"), direction="noising")))
+    by_head = np.asarray(effect(patching_grid(model, clean, corrupted, metric, "z", ("layer", "head"),
+                                              direction="noising")))
     induction = int(np.argmax(by_head[-1]))
     print(f"layer {n_layers - 1} head with the largest patching effect: {n_layers - 1}.{induction}")
     paths = {"sender -> logits": effect(path_patching(model, clean, corrupted, metric))}
@@ -121,8 +134,10 @@ def main(argv=None) -> None:
     # ---- attribution patching ------------------------------------------------------------------------------------
     cmp_resid = compare_attribution(model, clean, corrupted, metric, "resid_pre", ("layer", "pos"))
     cmp_heads = compare_attribution(model, clean, corrupted, metric, "z", ("layer", "head", "pos"))
+    correlations = {}
     for name, c in (("resid_pre", cmp_resid), ("z", cmp_heads)):
-        print(f"attribution vs patching, {name}: r = {float(c.correlation):.3f}, "
+        correlations[name] = float(c.correlation)
+        print(f"attribution vs patching, {name}: r = {correlations[name]:.3f}, "
               f"max |diff| {float(c.max_abs_diff):.3f}")
     fig = attribution_scatter({
         "resid_pre, layer x pos": (effect(cmp_resid.patched), effect(cmp_resid.attributed)),
@@ -161,7 +176,10 @@ def main(argv=None) -> None:
                           ylabel="logit(5) - logit(true answer), last position",
                           title="steering with mean(answer = 5) - mean(answer != 5)")
     save_figure(fig, out / "dissect_steering.png")
-    print(f"wrote {', '.join(sorted(p.name for p in out.glob('dissect_*.png')))}")
+    print(f"wrote {', '.join(FIGURES)} to {out}")
+    return {"run": str(args.run), "smoke": args.smoke, "logit_diff_clean": m_clean, "logit_diff_corrupted": m_corrupt,
+            "induction_head": [n_layers - 1, induction], "attribution_correlation": correlations,
+            "unablated_loss": base_loss, "figures": [str(out / f) for f in FIGURES]}
 
 
 def save_stacked(figs, path) -> None:

@@ -1,9 +1,11 @@
 """Figures for the residual-stream and attention dissection tools (docs/images/dissect_*.png), from two real runs.
 
     .venv/bin/python benchmarks/figures_dissect_residual.py [--induction RUN] [--grokking RUN] [--out docs/images]
+    .venv/bin/python benchmarks/figures_dissect_residual.py --smoke --out DIR   # tiny models, 20 steps: a test
 
 Trains `tasks/induction_quick.toml` (~1 min on 2 cores) and `tasks/grokking_quick.toml` (~2-7 min) into
 /tmp/toymi_dissect_figures/ unless given existing run directories, then prints the numbers the figures show.
+`--smoke` trains tiny versions of both into `--out/runs` and draws the same figures into `--out`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import toymi  # noqa: E402
+from _bench import SMOKE_OVERRIDES  # noqa: E402
 from toymi.dissect.attention import head_scores, repeated_random_tokens  # noqa: E402
 from toymi.dissect.circuits import composition_scores, ov_copying_scores  # noqa: E402
 from toymi.dissect.logit_lens import final_scale, logit_diff_directions, logit_lens, read_out  # noqa: E402
@@ -31,14 +34,16 @@ from toymi.plot.curves import save_figure  # noqa: E402
 from toymi.plot.residual import attribution_bars, cka_heatmap, logit_lens_heatmap, pca_scatter  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+FIGURES = ("dissect_head_scores.png", "dissect_attention_patterns.png", "dissect_composition.png",
+           "dissect_logit_lens.png", "dissect_dla.png", "dissect_pca.png", "dissect_cka.png")
 
 
-def trained(task: str, directory: Path | None) -> toymi.Run:
+def trained(task: str, directory: Path | None, overrides: list[str] = ()) -> toymi.Run:
     directory = directory or Path("/tmp/toymi_dissect_figures") / task
     if not (directory / "spec.toml").exists():
         from toymi.experiment import train
 
-        train(toymi.Spec.load(REPO / "tasks" / f"{task}.toml"), directory, progress=False)
+        train(toymi.Spec.load(REPO / "tasks" / f"{task}.toml", list(overrides)), directory, progress=False)
     return toymi.load_run(directory)
 
 
@@ -106,7 +111,7 @@ def grokking_figures(run: toymi.Run, out: Path) -> None:
     final = acts["resid_post", -1][:, -1]  # [pair, d_model] at "="
     projected, _, explained = pca(final, 2)
     print("PCA of the final residual at '=': explained variance of PC1, PC2:", np.round(np.asarray(explained), 3))
-    save_figure(pca_scatter(projected, answers, explained, colour_label="answer (a + b) mod 59",
+    save_figure(pca_scatter(projected, answers, explained, colour_label=f"answer (a + b) mod {task.p}",
                             title="grokking_quick: final residual at '=' (all pairs)"),
                 out / "dissect_pca.png")
 
@@ -120,15 +125,25 @@ def grokking_figures(run: toymi.Run, out: Path) -> None:
                 out / "dissect_cka.png")
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--induction", type=Path, help="an existing induction_quick run directory")
     parser.add_argument("--grokking", type=Path, help="an existing grokking_quick run directory")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="tiny models trained 20 steps into --out/runs")
+    args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    induction_figures(trained("induction_quick", args.induction), args.out)
-    grokking_figures(trained("grokking_quick", args.grokking), args.out)
+    runs = {"induction_quick": args.induction, "grokking_quick": args.grokking}
+    if args.smoke:  # tiny runs of their own, never the full runs' defaults in /tmp
+        runs = {task: args.out / "runs" / task for task in runs}
+
+    def run(task: str) -> toymi.Run:
+        return trained(task, runs[task], SMOKE_OVERRIDES[task] if args.smoke else [])
+
+    induction_figures(run("induction_quick"), args.out)
+    grokking_figures(run("grokking_quick"), args.out)
+    print(f"wrote {len(FIGURES)} figures to {args.out}: {', '.join(FIGURES)}")
+    return {"out": str(args.out), "smoke": args.smoke, "figures": [str(args.out / f) for f in FIGURES]}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Activation patching grids: toymi vs TransformerLens's `transformer_lens.patching` on the same model and tokens.
 
-    python benchmarks/patching_speed.py [--rounds 7] [--batch 8] [--run DIR]
+    python benchmarks/patching_speed.py [--rounds 7] [--batch 8] [--run DIR] [--out DIR]
+    python benchmarks/patching_speed.py --smoke --out DIR     # an untrained model, batch 2, one round (a test)
 
 Model: the 2-layer attention-only induction model of tasks/induction_quick.toml (d_model 48, 4 heads x 12, no
 LayerNorm, 25 tokens), trained here (40 s; or loaded with `--run DIR`), copied into a TransformerLens
@@ -21,12 +22,13 @@ disabled for TL (TQDM_DISABLE=1), which only makes the baseline faster.
 
 TransformerLens is timed at torch's default threads and at one thread: on a shared 2-core machine torch's threads
 can collapse (a hooked forward measured 160 ms at 2 threads against 8 ms at 1), so each round's speedup is taken
-against the faster of the two, the conservative ratio.
+against the faster of the two, the conservative ratio. (`--smoke` runs torch at one thread throughout.)
 
 Timing: toymi's first call (trace + compile + run) is reported separately; then `--rounds` interleaved rounds (order
 reversed every other round), each timing toymi (several calls, median) and TL (one grid). Ratios are medians of the
 per-round ratios; ranges are over rounds; the 1-minute load average is recorded at start and end, and each round's
-foreign load (cores other processes kept busy). Results go to benchmarks/results/patching_speed.json.
+foreign load (cores other processes kept busy). Results go to benchmarks/results/patching_speed.json (or `--out
+DIR`). The exit status is 1 when a grid misses the goal, except under `--smoke`, whose timings mean nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import _bench  # noqa: E402
 GOAL = 20.0
 
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=7)
@@ -50,7 +53,33 @@ def parse_args(argv=None):
     p.add_argument("--toymi-reps", type=int, default=5, help="toymi grid calls per round (median taken)")
     p.add_argument("--run", default=None, help="a trained induction run directory (default: train one in /tmp)")
     p.add_argument("--settle", type=float, default=0.2, help="seconds slept (untimed) before each measurement")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true",
+                   help="the model untrained, batch 2, one round, one toymi call: checks the script runs")
+    p.add_argument("--out", default=str(_bench.RESULTS_DIR), help="directory of the JSON results")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.batch, args.toymi_reps, args.settle = 1, 2, 1, 0.0
+    return args
+
+
+def load_model(args):
+    """`--run`'s model, else tasks/induction_quick.toml's trained here into /tmp (40 s); under `--smoke`, that
+    spec's model at initialisation (timing does not depend on the weights)."""
+    import jax
+
+    import toymi
+    from toymi.experiment import train
+    from toymi.experiment.spec import Spec
+    from toymi.model.registry import build_model
+
+    if args.run is not None:
+        return toymi.load_run(args.run).model
+    spec = Spec.load(_bench.REPO_ROOT / "tasks" / "induction_quick.toml")
+    if args.smoke:
+        return build_model(spec.model, jax.random.PRNGKey(0))
+    args.run = f"/tmp/toymi_patching_speed_{os.getpid()}"
+    train(spec, args.run, progress=False)
+    return toymi.load_run(args.run).model
 
 
 def induction_pairs(key, batch: int, vocab: int = 32):
@@ -70,6 +99,14 @@ def induction_pairs(key, batch: int, vocab: int = 32):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    command = "python benchmarks/patching_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.smoke:
+        return measure(args, command)
+    with _bench.torch_threads(1):  # default threads can take seconds, not 0.1 s, per TL grid on a shared machine
+        return measure(args, command)
+
+
+def measure(args, command: str) -> dict:
     t_start = time.perf_counter()
     start_machine = _bench.machine()
 
@@ -79,20 +116,11 @@ def main(argv=None) -> dict:
     import torch
     from transformer_lens import patching as tl_patching
 
-    import toymi
     from toymi.dissect.metrics import LogitDiff
     from toymi.dissect.patching import patching_grid
-
-    if args.run is None:
-        from toymi.experiment.spec import Spec
-        from toymi.experiment import train
-
-        run_dir = f"/tmp/toymi_patching_speed_{os.getpid()}"
-        train(Spec.load(_bench.REPO_ROOT / "tasks" / "induction_quick.toml"), run_dir, progress=False)
-        args.run = run_dir
-    model = toymi.load_run(args.run).model
     from toymi.interop.transformer_lens import to_transformer_lens
 
+    model = load_model(args)
     tl = to_transformer_lens(model)
 
     clean, corrupted, answer, distractor = induction_pairs(jax.random.PRNGKey(0), args.batch)
@@ -204,10 +232,10 @@ def main(argv=None) -> dict:
 
     results = {
         "benchmark": "patching_speed",
-        "command": "python benchmarks/patching_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": command,
         "config": {"model": "induction_quick: 2 layers, attention-only, d_model 48, 4 heads x 12, no norm, 25 tokens",
                    "run": args.run, "batch": args.batch, "rounds": args.rounds, "toymi_reps": args.toymi_reps,
-                   "torch_threads": torch.get_num_threads(), "goal": GOAL},
+                   "torch_threads": torch.get_num_threads(), "goal": GOAL, "smoke": args.smoke},
         "versions": _bench.versions(),
         "machine": {**start_machine, "loadavg_1min_at_end": _bench.machine()["loadavg_1min_at_start"]},
         "logits_max_abs_diff_vs_tl": logits_diff,
@@ -216,8 +244,8 @@ def main(argv=None) -> dict:
         "total_runtime_s": time.perf_counter() - t_start,
     }
     report(results)
-    path = _bench.write_json("patching_speed", results)
-    print(f"\nwrote {path.relative_to(_bench.REPO_ROOT)}")
+    path = _bench.write_json("patching_speed", results, args.out)
+    print(f"\nwrote {path}")
     return results
 
 
@@ -254,4 +282,4 @@ def report(r: dict) -> None:
 
 if __name__ == "__main__":
     res = main()
-    sys.exit(0 if all(g["meets_goal"] for g in res["grids"].values()) else 1)
+    sys.exit(0 if res["config"]["smoke"] or all(g["meets_goal"] for g in res["grids"].values()) else 1)

@@ -4,9 +4,11 @@ The claim: N configurations in one `eqx.filter_vmap`ped program cost far less th
 Each size is timed as compile (first call minus a cached call) and run (median of cached calls), for 1 and 8 members
 (8 L1 coefficients, one seed: the usual sweep), each member drawing its own batches or all sharing one stream
 (`train_saes(..., data_seed=...)`). Two sizes: a toy SAE (TMS-like: d = 10, 80 latents) and Sharkey et
-al.'s synthetic dictionary (d = 256, 1024 latents). Results go to `benchmarks/results/sae_vmap_speed.json`.
+al.'s synthetic dictionary (d = 256, 1024 latents). Results go to `DIR/sae_vmap_speed.json` (default DIR:
+benchmarks/results).
 
     .venv/bin/python benchmarks/sae_vmap_speed.py [--steps 200] [--repeats 3]
+    .venv/bin/python benchmarks/sae_vmap_speed.py --smoke --out DIR    # seconds: the toy size, 5 steps, 1 repeat
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-from _bench import machine, median, spread, versions, write_json  # noqa: E402
+from _bench import RESULTS_DIR, machine, median, spread, versions, write_json  # noqa: E402
 
 from toymi.decompose.sae import hyper, stack_hypers  # noqa: E402
 from toymi.decompose.synthetic import sparse_dictionary  # noqa: E402
@@ -49,13 +51,18 @@ def time_members(truth, cfg, n_members: int, repeats: int, shared: bool) -> dict
     return {"first_call_s": first, "compile_s": first - median(runs), "run_s": median(runs), "run_spread": spread(runs)}
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="all", help="'toy', 'synthetic' or 'all'")
-    args = parser.parse_args()
-    results = {"machine": machine(), "versions": versions(), "steps": args.steps, "sizes": {}}
+    parser.add_argument("--out", default=str(RESULTS_DIR), help="where sae_vmap_speed.json goes")
+    parser.add_argument("--smoke", action="store_true", help="the toy size, 5 steps, 1 repeat")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.steps, args.repeats, args.sizes = 5, 1, "toy"
+    results = {"benchmark": "sae_vmap_speed", "smoke": args.smoke, "machine": machine(), "versions": versions(),
+               "steps": args.steps, "sizes": {}}
     for name, (truth_kw, n_latents, batch) in SIZES.items():
         if args.sizes != "all" and not name.startswith(args.sizes):
             continue
@@ -71,8 +78,9 @@ def main() -> None:
                   f"{eight['run_s']:.3f}s (compile {eight['compile_s']:.1f}s): ratio {ratio:.2f}x "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
         results["sizes"][name] = entry | {"1": one, "loadavg_at_end": os.getloadavg()}
-    path = write_json("sae_vmap_speed", results)
+    path = write_json("sae_vmap_speed", results, args.out)
     print(f"wrote {path}")
+    return results
 
 
 if __name__ == "__main__":

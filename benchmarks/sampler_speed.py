@@ -1,6 +1,7 @@
 """Data generation does not dominate training: on-device sampling vs the full training step, per sampled task.
 
     python benchmarks/sampler_speed.py [--tasks addition induction] [--chunk-steps 50] [--rounds 7]
+    python benchmarks/sampler_speed.py --smoke --out DIR    # seconds: one task, 2 steps per chunk, 1 round
 
 For each task named (a key of `toymi.tasks.TASKS` with a spec at `tasks/<name>_quick.toml`; add a newly registered
 sampled task by name), in the same process and interleaved in rounds (order reversed every other round):
@@ -14,7 +15,7 @@ The report gives steps/s of both (medians over rounds) and the median per-round 
 training-step time: the share of a step that generating its data would cost if it were not overlapped. Each round
 also records how many cores other processes kept busy (`foreign_load`).
 
-Prints a report and writes the same numbers to benchmarks/results/sampler_speed.json.
+Prints a report and writes the same numbers to `DIR/sampler_speed.json` (default DIR: benchmarks/results).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import time
 import _bench
 
 
+SMOKE_TASK = "tms"  # the quickest to compile: the smoke run times its sampling and training step as any other
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+",
@@ -33,7 +37,12 @@ def parse_args(argv=None):
                    help="registered task names, each with a spec at tasks/<name>_quick.toml")
     p.add_argument("--chunk-steps", type=int, default=50, help="steps per compiled lax.scan")
     p.add_argument("--rounds", type=int, default=7, help="interleaved measurement rounds (median taken)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default=str(_bench.RESULTS_DIR), help="where sampler_speed.json goes")
+    p.add_argument("--smoke", action="store_true", help=f"{SMOKE_TASK} only, 2 steps per chunk, 1 round")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.tasks, args.chunk_steps, args.rounds = [SMOKE_TASK], 2, 1
+    return args
 
 
 def sampling_chunk(n_steps: int):
@@ -129,13 +138,12 @@ def main(argv=None) -> dict:
         "benchmark": "sampler_speed",
         "versions": _bench.versions(),
         "machine": machine,
-        "config": {"chunk_steps": args.chunk_steps, "rounds": args.rounds},
+        "config": {"chunk_steps": args.chunk_steps, "rounds": args.rounds, "smoke": args.smoke},
         "tasks": {name: measure_task(name, args) for name in args.tasks},
     }
     results["total_runtime_s"] = time.perf_counter() - t_start
     report(results)
-    path = _bench.write_json("sampler_speed", results)
-    print(f"\nwrote {path.relative_to(_bench.REPO_ROOT)}")
+    print(f"\nwrote {_bench.write_json('sampler_speed', results, args.out)}")
     return results
 
 

@@ -1,7 +1,8 @@
 """The TMS sparsity sweep (Elhage et al.: n=100 features, m=20 dims, batch 1024, 20 instances over feature
 density): toymi's vmapped ensemble against an ARENA-style PyTorch loop that batches the instances by hand.
 
-    python benchmarks/tms_sweep_speed.py [--rounds 5] [--steps 50]
+    python benchmarks/tms_sweep_speed.py [--rounds 5] [--steps 50] [--out DIR]
+    python benchmarks/tms_sweep_speed.py --smoke --out DIR     # 3 instances of 10 features, 2 steps (a test runs this)
 
 Both sides train the same thing: W [instance, m, n], b [instance, n]; x' = ReLU(Wᵀ W x + b); features U[0, 1] with
 probability p_i = 20^-linspace(0, 1, 20) per instance; importance 100^-linspace(0, 1, n) (`tasks/tms_100_20.toml`);
@@ -10,14 +11,19 @@ The PyTorch side is ARENA's TMS model (one einsum per layer over an instance axi
 eagerly with torch's default threads. Each round times `--steps` steps of each, interleaved; the speedup is the
 median of per-round ratios. It also times toymi's batch drawing alone (the same members' batches, drawn
 the same way, summed so that nothing is skipped), to split toymi's step into sampling and everything else. Prints
-a report and writes benchmarks/results/tms_sweep_speed.json.
+a report and writes benchmarks/results/tms_sweep_speed.json (or `--out DIR`).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import _bench
+
+# instances (densities), features, hidden dims, batch: the paper's sweep, and --smoke's a few ms a step
+SIZES = {"full": dict(instances=20, features=100, hidden=20, batch=1024),
+         "smoke": dict(instances=3, features=10, hidden=4, batch=32)}
 
 
 def torch_tms(n_instances: int, n_features: int, d_hidden: int, probabilities, importance, batch: int,
@@ -50,8 +56,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=50, help="steps timed per side per round")
     ap.add_argument("--device", default="cpu", help="torch's device: cpu, cuda, or auto (cuda when available)")
-    ap.add_argument("--results-dir", default=str(_bench.RESULTS_DIR))
+    ap.add_argument("--out", default=str(_bench.RESULTS_DIR), help="directory of the JSON results")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, one round of 2 steps: checks the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.steps = 1, 2
+    size = SIZES["smoke" if args.smoke else "full"]
+    start = time.perf_counter()
     machine = _bench.machine()
 
     import equinox as eqx
@@ -63,11 +74,12 @@ def main(argv=None) -> dict:
     from toymi.experiment.ensemble import init_ensemble
     from toymi.train.ensemble import make_ensemble_chunk
 
-    n_instances = 20
+    n_instances = size["instances"]
     probabilities = (20.0 ** -np.linspace(0, 1, n_instances)).round(6).tolist()
     sweep = Sweep.from_args(_bench.REPO_ROOT / "tasks" / "tms_100_20.toml",
                             [f"task.feature_probability={','.join(map(str, probabilities))}"],
-                            overrides=["task.eval_size=1000"])
+                            overrides=["task.eval_size=1000", f"task.n_features={size['features']}",
+                                       f"model.d_hidden={size['hidden']}", f"task.batch_size={size['batch']}"])
     specs = sweep.member_specs()
     state, task, optimizer = init_ensemble(specs)
     chunk = make_ensemble_chunk(optimizer, args.steps)
@@ -87,7 +99,8 @@ def main(argv=None) -> dict:
     jax.block_until_ready(draw_only(state, task))
     importance = np.asarray(task.feature_importance[0])
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    torch_step = torch_tms(n_instances, 100, 20, probabilities, importance, 1024, device)
+    torch_step = torch_tms(n_instances, size["features"], size["hidden"], probabilities, importance, size["batch"],
+                           device)
     for _ in range(5):
         torch_step()
 
@@ -117,8 +130,9 @@ def main(argv=None) -> dict:
           f"{result['speedup']:.2f}× (per-round {result['speedup_range']}); foreign load {loads}")
     print(f"toymi's step {result['toymi_step_ms']:.1f} ms, of which drawing the batches alone "
           f"{result['toymi_sampling_ms']:.1f} ms")
-    payload = {"machine": machine, "versions": _bench.versions(), "args": vars(args), **result}
-    print(f"wrote {_bench.write_json('tms_sweep_speed', payload, args.results_dir)}")
+    payload = {"benchmark": "tms_sweep_speed", "machine": machine, "versions": _bench.versions(), "args": vars(args),
+               "sizes": size, **result, "total_runtime_s": time.perf_counter() - start}
+    print(f"wrote {_bench.write_json('tms_sweep_speed', payload, args.out)}")
     return payload
 
 

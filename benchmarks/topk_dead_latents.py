@@ -8,8 +8,9 @@ data stream and differ only in AuxK: off, Gao et al.'s 1/32 with a 50k-example d
 rarest features' latents would be counted dead there by chance only 0.5% of the time). One seed.
 
     .venv/bin/python benchmarks/topk_dead_latents.py [--steps 3000]
+    .venv/bin/python benchmarks/topk_dead_latents.py --smoke --out DIR    # seconds: the quick dictionary, 5 steps
 
-Prints a table and writes benchmarks/results/topk_dead_latents.json.
+Prints a table and writes `DIR/topk_dead_latents.json` (default DIR: benchmarks/results).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _bench import machine, versions, write_json  # noqa: E402
+from _bench import RESULTS_DIR, machine, versions, write_json  # noqa: E402
 
 from toymi.decompose.scoring import EVAL_SEED, evaluate  # noqa: E402
 from toymi.decompose.settings import synthetic_setting  # noqa: E402
@@ -37,12 +38,17 @@ AUX = (("off", 0.0, 50_000), ("1/32, dead after 50k", 1 / 32, 50_000), ("1/32, d
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--out", default=str(RESULTS_DIR), help="where topk_dead_latents.json goes")
+    ap.add_argument("--smoke", action="store_true", help="the quick dictionary (24 features in 12 dims), 5 steps")
     args = ap.parse_args(argv)
-    setting = synthetic_setting()
+    if args.smoke:
+        args.steps = 5
+    setting = synthetic_setting(quick=args.smoke)
     truth = setting.truth
     x_eval = np.asarray(truth.sample(jax.random.PRNGKey(EVAL_SEED), setting.n_eval), np.float64)
     rows = []
-    for n_latents in (512, 1024):
+    n_true = truth.features.shape[0]
+    for n_latents in (n_true, 2 * n_true):  # 512 and 1,024 latents (24 and 48 smoke)
         cfg = SAEConfig("topk", n_latents=n_latents, steps=args.steps, batch_size=setting.batch_size, lr=3e-3,
                         k_max=setting.k, k_aux=truth.d // 2)
         hypers = stack_hypers([hyper(k=setting.k, aux_coef=coef, dead_after=window) for _, coef, window in AUX])
@@ -58,8 +64,9 @@ def main(argv=None) -> dict:
     for r in rows:
         print(f"| {r['n_latents']} | {r['auxk']} | {r['dead_fraction']:.3f} | {r['mmcs']:.3f} | {r['l0']:.2f} | "
               f"{r['variance_explained']:.3f} |")
-    payload = {"machine": machine(), "versions": versions(), "args": vars(args), "rows": rows}
-    print(f"wrote {write_json('topk_dead_latents', payload)}")
+    payload = {"benchmark": "topk_dead_latents", "machine": machine(), "versions": versions(),
+               "args": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows}
+    print(f"wrote {write_json('topk_dead_latents', payload, args.out)}")
     return payload
 
 

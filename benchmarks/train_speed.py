@@ -1,6 +1,7 @@
 """Full-batch training speed on Nanda et al.'s grokking setup: toymi vs an eager TransformerLens loop.
 
-    python benchmarks/train_speed.py [--chunk-steps 20] [--rounds 9] [--tl-steps 5]
+    python benchmarks/train_speed.py [--chunk-steps 20] [--rounds 9] [--tl-steps 5] [--out DIR]
+    python benchmarks/train_speed.py --smoke --out DIR     # one round of 2-step chunks, a tiny model (a test runs this)
 
 Task: (a + b) mod 113 from the tokens `a b =`, the 3,830 training pairs, loss on the last position only.
 Model: 1 layer, d_model 128, 4 heads x 32, d_mlp 512, ReLU, no LayerNorm. AdamW lr 1e-3, wd 1.0, betas (0.9, 0.98).
@@ -15,7 +16,7 @@ torch's OpenMP threads can collapse (10x slower steps) when another process hold
 faster of the two is the conservative one. Each round also records how many cores other processes kept busy
 (`foreign_load`): numbers from rounds that shared the CPU are flagged in the report.
 
-Prints a report and writes the same numbers to benchmarks/results/train_speed.json.
+Prints a report and writes the same numbers to benchmarks/results/train_speed.json (or `--out DIR`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import time
 import _bench
 
 QUIET_CORES = 0.15  # a round is "quiet" when other processes used less than this many cores on average
+# --smoke: (a + b) mod 13 (50 training pairs) on a model of d_model 16, so the run is mostly compiling
+SMOKE_SPEC = ["task.p=13", "model.d_model=16", "model.n_heads=2", "model.d_head=8", "model.d_mlp=32"]
 
 
 def parse_args(argv=None):
@@ -43,7 +46,14 @@ def parse_args(argv=None):
     p.add_argument("--settle", type=float, default=0.2,
                    help="seconds slept (untimed) before each measurement, so the other framework's spinning worker "
                         "threads go idle first")
-    return p.parse_args(argv)
+    p.add_argument("--smoke", action="store_true",
+                   help="a tiny model, one round of 2-step chunks, 1 TL step, a 64^3 matmul: checks the script runs")
+    p.add_argument("--out", default=str(_bench.RESULTS_DIR), help="directory of the JSON results")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.chunk_steps, args.rounds, args.tl_steps, args.tl_warmup = 2, 1, 1, 1
+        args.matmul_size, args.matmul_reps, args.settle = 64, 1, 0.0
+    return args
 
 
 def main(argv=None) -> dict:
@@ -67,7 +77,7 @@ def main(argv=None) -> dict:
     n = args.chunk_steps
 
     # ---- toymi, through the public API exactly as a user would ------------------------------------------------
-    spec = Spec.load(_bench.REPO_ROOT / "tasks" / "grokking.toml")
+    spec = Spec.load(_bench.REPO_ROOT / "tasks" / "grokking.toml", SMOKE_SPEC if args.smoke else [])
     task = spec.build_task()
     opt = make_optimizer(spec.train)
     state = init_state(spec.model, opt, spec.train.seed)
@@ -112,9 +122,11 @@ def main(argv=None) -> dict:
         matmul(a, b).block_until_ready()
 
     # ---- TransformerLens, a normal eager loop ------------------------------------------------------------------
+    mc = spec.model
     cfg = HookedTransformerConfig(
-        n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu", normalization_type=None,
-        d_vocab=114, d_vocab_out=113, n_ctx=3, init_weights=True, device="cpu", seed=0,
+        n_layers=mc.n_layers, d_model=mc.d_model, n_heads=mc.n_heads, d_head=mc.d_head, d_mlp=mc.d_mlp,
+        act_fn=mc.act_fn, normalization_type=None, d_vocab=mc.d_vocab, d_vocab_out=mc.d_vocab_out, n_ctx=3,
+        init_weights=True, device="cpu", seed=0,
     )
     import warnings
 
@@ -124,7 +136,7 @@ def main(argv=None) -> dict:
     tl_opt = torch.optim.AdamW(tl_model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
     x = torch.tensor(np.asarray(task.train.tokens), dtype=torch.long)
     y = torch.tensor(np.asarray(task.train.targets[:, -1]), dtype=torch.long)
-    assert x.shape == (3830, 3) and y.shape == (3830,), (x.shape, y.shape)
+    assert x.shape == (len(y), 3) and y.shape == (len(y),), (x.shape, y.shape)
 
     def tl_step() -> float:
         tl_opt.zero_grad()
@@ -232,12 +244,14 @@ def main(argv=None) -> dict:
     results = {
         "benchmark": "train_speed",
         "config": {
-            "task": "(a+b) mod 113, tokens `a b =`, 3830 training pairs, full batch, loss on last position",
-            "model": "1 layer, d_model 128, 4 heads x d_head 32, d_mlp 512, relu, no LayerNorm",
+            "task": f"(a+b) mod {mc.d_vocab_out}, tokens `a b =`, {len(y)} training pairs, full batch, "
+                    "loss on last position",
+            "model": f"{mc.n_layers} layer, d_model {mc.d_model}, {mc.n_heads} heads x d_head {mc.d_head}, "
+                     f"d_mlp {mc.d_mlp}, relu, no LayerNorm",
             "optimizer": "AdamW lr 1e-3 (toymi: 10-step linear warmup, from tasks/grokking.toml), wd 1.0, "
                          "betas (0.9, 0.98)",
             "chunk_steps": n, "rounds": args.rounds, "tl_steps_per_round": args.tl_steps,
-            "matmul_size": mm, "torch_threads": torch.get_num_threads(),
+            "matmul_size": mm, "torch_threads": torch.get_num_threads(), "smoke": args.smoke,
         },
         "versions": _bench.versions(),
         "machine": {**load_at_start, "loadavg_1min_at_end": _bench.machine()["loadavg_1min_at_start"]},
@@ -305,8 +319,8 @@ def main(argv=None) -> dict:
     results["total_runtime_s"] = time.perf_counter() - t_start
 
     report(results, ablation)
-    path = _bench.write_json("train_speed", results)
-    print(f"\nwrote {path.relative_to(_bench.REPO_ROOT)}")
+    path = _bench.write_json("train_speed", results, args.out)
+    print(f"\nwrote {path}")
     return results
 
 
@@ -314,7 +328,7 @@ def report(r: dict, ablation: bool) -> None:
     v, c, t, tl, s, f = (r["versions"], r["config"], r["toymi"], r["transformer_lens"], r["speedup_toymi_over_tl"],
                          r["flops"])
     m = r["machine"]
-    print("train_speed: grokking (a+b) mod 113, full batch of 3830 pairs, 1L d_model 128 4x32 heads d_mlp 512 relu")
+    print(f"train_speed: grokking {c['task']}; {c['model']}")
     print(f"versions: jax {v['jax']} (jaxlib {v['jaxlib']}), equinox {v['equinox']}, optax {v['optax']}, "
           f"torch {v['torch']}, transformer_lens {v['transformer-lens']}, python {v['python']}")
     print(f"machine: {m['cpu']}, {m['cpu_count']} cores; 1-min load average {m['loadavg_1min_at_start']:.2f} at start, "

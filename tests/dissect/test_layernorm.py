@@ -9,12 +9,15 @@ import pytest
 
 import toymi
 from toymi import patch
+from toymi.dissect import ln_removal
 from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln
 from toymi.dissect.ln_removal import (
     default_order, fixed_norms, finetune_with_norms, fold_fixed_norms, measure_scales, norm_sites, remove_layernorm,
     with_fixed_norms,
 )
 from toymi.tasks.addition import Addition
+
+finetune = ln_removal._finetune
 
 CONFIG = toymi.ModelConfig(d_vocab=11, n_ctx=8, n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32,
                            normalization="layernorm")
@@ -151,7 +154,7 @@ def test_fixed_norms_are_constant_and_fold_into_a_model_without_normalisation():
 
 
 @pytest.mark.slow
-def test_layernorm_removal_on_a_trained_model_keeps_the_loss():
+def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch):
     """One-digit addition (1 layer, LayerNorm) trained briefly, then every norm removed with fine-tuning between:
     the result has no normalisation and its loss stays close to the trained model's. Training reuses the control
     (`finetune_with_norms`, norms kept) so that one compiled chunk serves training and removal alike."""
@@ -162,16 +165,36 @@ def test_layernorm_removal_on_a_trained_model_keeps_the_loss():
     model = toymi.Transformer(config, jax.random.PRNGKey(0))
     for i in range(4):
         model = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(10 + i), steps=50).model
-    result = remove_layernorm(model, task, optimizer, key=jax.random.PRNGKey(1), steps_per_removal=50)
+    lengths = []  # every fine-tuning call's scan length: one length, one compiled program for every stage
+    monkeypatch.setattr(ln_removal, "_finetune", lambda *a: lengths.append(a[-1]) or finetune(*a))
+    result = remove_layernorm(model, task, optimizer, key=jax.random.PRNGKey(1), steps_per_removal=50,
+                              final_steps=60)
+    assert lengths == [50, 50, 50, 50, 10]  # the final 110 steps reuse the stages' program, then the remainder
     loss = result.metric("test_loss")
     assert [row["stage"] for row in result.stages] == [
         "before", "removed ln2_scale[0]", "tuned ln2_scale[0]", "removed ln1_scale[0]", "tuned ln1_scale[0]",
         "removed ln_final_scale", "tuned ln_final_scale", "after"]
     assert result.model.config.normalization == "none" and result.model.ln_final is None
-    assert np.isfinite(loss).all() and result.train_loss.shape == (150,) and np.isfinite(result.train_loss).all()
+    assert np.isfinite(loss).all() and result.train_loss.shape == (210,) and np.isfinite(result.train_loss).all()
     assert loss[0] < 0.5  # the model learnt the task (chance is ln 10 = 2.3)
     assert loss[-1] < loss[0] + 0.15, loss
     assert loss[-1] == pytest.approx(loss[-2], abs=1e-4)  # folding the fixed norms away changes nothing
+
+
+@pytest.mark.slow  # 3 s: compiles three scan lengths
+def test_fine_tuning_in_chunks_is_the_same_fine_tuning():
+    """The removal's stages and its control run their steps as calls of one length (one compiled program); the
+    steps, their batches and the result are those of one call."""
+    task = Addition(n_digits=1, batch_size=8, eval_size=8)
+    config = toymi.ModelConfig(d_vocab=12, d_vocab_out=10, n_ctx=6, n_layers=1, d_model=8, n_heads=1, d_head=8,
+                               d_mlp=0, normalization="layernorm")
+    model, optimizer = toymi.Transformer(config, jax.random.PRNGKey(0)), optax.adam(1e-2)
+    whole = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(1), steps=3)
+    chunked = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(1), steps=3, chunk_steps=2)
+    np.testing.assert_allclose(chunked.train_loss, whole.train_loss, rtol=1e-5)
+    np.testing.assert_allclose(chunked.model.W_E, whole.model.W_E, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="chunk_steps must be >= 1"):
+        finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(1), steps=3, chunk_steps=0)
 
 
 @pytest.mark.slow  # 3 s: compiles a removal schedule

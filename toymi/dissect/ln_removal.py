@@ -149,12 +149,23 @@ def fold_fixed_norms(model: Intervened) -> Transformer:
 def _finetune(state: TrainState, task: Task, scales: Array, removed: Array,
               optimizer: optax.GradientTransformation, n_steps: int) -> tuple[TrainState, Float[Array, " n_steps"]]:
     """`n_steps` optimiser steps of the transformer inside `fixed_norms(., scales, removed)` on the task's loss; the
-    scales are arguments, not parameters, so they stay fixed. One compile serves every stage of a schedule."""
+    scales are arguments, not parameters, so they stay fixed. One compile serves every stage of the same length."""
 
     def loss(model, task, batch):
         return task.loss(fixed_norms(model, scales, removed), batch)
 
     return jax.lax.scan(lambda carry, _: train_step(carry, task, optimizer, loss), state, length=n_steps)
+
+
+def _finetune_chunked(state: TrainState, task: Task, scales: Array, removed: Array,
+                      optimizer: optax.GradientTransformation, steps: int, chunk: int) -> tuple[TrainState, np.ndarray]:
+    """`_finetune` for `steps` steps as calls of `chunk` steps (and one of the remainder): the scan's length is part
+    of the compiled program, so a stage as long as the others reuses theirs. Same steps, same keys, same result."""
+    losses = []
+    for n in [chunk] * (steps // chunk) + ([steps % chunk] if steps % chunk else []):
+        state, chunk_losses = _finetune(state, task, scales, removed, optimizer, n)
+        losses.append(np.asarray(chunk_losses))
+    return state, np.concatenate(losses) if losses else np.zeros(0, np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,8 +233,8 @@ def remove_layernorm(
         name = _name(site)
         stages.append(_row(f"removed {name}", int(state.step), fixed_norms(state.model, scales, removed), task))
         n = steps_per_removal + (final_steps if site == order[-1] else 0)
-        state, chunk = _finetune(state, task, scales, removed, optimizer, n)
-        losses.append(np.asarray(chunk))
+        state, chunk = _finetune_chunked(state, task, scales, removed, optimizer, n, steps_per_removal)
+        losses.append(chunk)
         stages.append(_row(f"tuned {name}", int(state.step), fixed_norms(state.model, scales, removed), task))
     plain = fold_fixed_norms(fixed_norms(state.model, scales, removed))
     stages.append(_row("after", int(state.step), plain, task))
@@ -231,13 +242,18 @@ def remove_layernorm(
 
 
 def finetune_with_norms(model: Transformer, task: Task, optimizer: optax.GradientTransformation, *,
-                        key: PRNGKeyArray, steps: int) -> LNRemoval:
+                        key: PRNGKeyArray, steps: int, chunk_steps: int | None = None) -> LNRemoval:
     """The control for `remove_layernorm`: the same kind of fine-tuning for `steps` steps with every norm kept, so a
-    loss change can be told apart from what fine-tuning alone does. Stages: `before`, `after`."""
+    loss change can be told apart from what fine-tuning alone does. Stages: `before`, `after`. `chunk_steps`: run
+    the steps in calls of that many (the removal's `steps_per_removal` reuses its compiled program; default one
+    call)."""
+    chunk_steps = steps if chunk_steps is None else chunk_steps
+    if steps < 1 or chunk_steps < 1:
+        raise ValueError(f"steps and chunk_steps must be >= 1; got {steps}, {chunk_steps}")
     fixed = with_fixed_norms(model)
     scales, removed = norm_scales(fixed)
     state = _start(model, optimizer, key)
-    state, losses = _finetune(state, task, scales, removed, optimizer, steps)
+    state, losses = _finetune_chunked(state, task, scales, removed, optimizer, steps, chunk_steps)
     stages = [_row("before", 0, fixed, task), _row("after", int(state.step), fixed_norms(state.model, scales, removed),
                                                    task)]
     return LNRemoval(state.model, (), np.zeros(0), stages, np.asarray(losses))

@@ -38,6 +38,7 @@ def kl_divergence(base_logits: Float[Array, "*b vocab"], logits: Float[Array, "*
     return (jnp.exp(base) * (base - new)).sum(-1)
 
 
+@jit
 def site_activation(model, tokens: Int[Array, "batch pos"], site: str, layer: int | None,
                     position: int) -> Float[Array, "batch ..."]:
     """The activation at `site` (at `layer`) and `position` for each sequence, e.g. `[batch, d_model]`."""
