@@ -140,6 +140,26 @@ def enriched_digits(key: PRNGKeyArray, shape: tuple[int, ...]) -> tuple[Int[Arra
     return a, b
 
 
+def loss_positions(n_digits: int) -> tuple[int, ...]:
+    """The positions scored: `=` .. s_1, predicting s_n .. s_0."""
+    return tuple(range(2 * n_digits + 1, 3 * n_digits + 2))
+
+
+def question_batch(a_digits: Int[Array, "b n"], b_digits: Int[Array, "b n"]) -> Batch:
+    """The questions `a + b`, their next-token targets and the answer positions' loss mask."""
+    tokens = sequence_tokens(a_digits, b_digits)
+    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)  # the last predicts nothing
+    mask = np.zeros(tokens.shape[1], np.float32)
+    mask[list(loss_positions(a_digits.shape[-1]))] = 1.0
+    return Batch(tokens, targets, jnp.broadcast_to(jnp.asarray(mask), tokens.shape))
+
+
+@eqx.filter_jit  # one compiled program per eval set a task builds at construction (eagerly, dozens of one-op programs)
+def questions(key: PRNGKeyArray, n: int, n_digits: int, enriched: bool) -> Batch:
+    """`n` questions of `n_digits`-digit operands, uniform or all enriched."""
+    return question_batch(*(enriched_digits if enriched else random_digits)(key, (n, n_digits)))
+
+
 class Addition(Task):
     """`n_digits`-digit addition, questions sampled on device (module docstring for the format and labels).
 
@@ -169,20 +189,13 @@ class Addition(Task):
         self.eval_size, self.data_seed = eval_size, data_seed
         # A stream of its own, so an eval set never equals a training batch drawn from PRNGKey(seed) by chance.
         k_test, k_cascade = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(data_seed), EVAL_STREAM))
-        self.test = self._batch(*random_digits(k_test, (eval_size, n_digits)))
-        self.cascade = self._batch(*enriched_digits(k_cascade, (eval_size, n_digits)))
+        self.test = questions(k_test, eval_size, n_digits, enriched=False)
+        self.cascade = questions(k_cascade, eval_size, n_digits, enriched=True)
 
     @property
     def n_enriched(self) -> int:
         """Enriched questions per training batch (static)."""
         return round(self.enriched * self.batch_size)
-
-    def _batch(self, a_digits: Int[Array, "b n"], b_digits: Int[Array, "b n"]) -> Batch:
-        tokens = sequence_tokens(a_digits, b_digits)
-        targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)  # the last predicts nothing
-        mask = np.zeros(tokens.shape[1], np.float32)
-        mask[list(self.loss_positions())] = 1.0
-        return Batch(tokens, targets, jnp.broadcast_to(jnp.asarray(mask), tokens.shape))
 
     def train_batch(self, key: PRNGKeyArray) -> Batch:
         k_rand, k_enr = jax.random.split(key)
@@ -190,14 +203,13 @@ class Addition(Task):
         if self.n_enriched:
             ea, eb = enriched_digits(k_enr, (self.n_enriched, self.n_digits))
             a, b = jnp.concatenate([a, ea]), jnp.concatenate([b, eb])
-        return self._batch(a, b)
+        return question_batch(a, b)
 
     def eval_batches(self) -> dict[str, Batch]:
         return {"test": self.test, "cascade": self.cascade}
 
     def loss_positions(self) -> tuple[int, ...]:
-        n = self.n_digits
-        return tuple(range(2 * n + 1, 3 * n + 2))  # `=` .. s_1, predicting s_n .. s_0
+        return loss_positions(self.n_digits)
 
     def model_dims(self) -> dict[str, int]:
         return {"d_vocab": 12, "d_vocab_out": 10, "n_ctx": 3 * self.n_digits + 3}

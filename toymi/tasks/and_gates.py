@@ -123,6 +123,20 @@ def gate_metrics(logits: Float[Array, "batch n_gates"], y: Float[Array, "batch n
     }
 
 
+def gate_targets(x: Float[Array, "batch n_features"], gate_inputs: Int[Array, "n_gates 2"]
+                 ) -> Float[Array, "batch n_gates"]:
+    """Each gate's AND of its two inputs (1.0 or 0.0)."""
+    return x[:, gate_inputs[:, 0]] * x[:, gate_inputs[:, 1]]
+
+
+@eqx.filter_jit  # one compiled program for the eval set a task draws at construction (eagerly, several one-op ones)
+def gate_examples(key: PRNGKeyArray, n: int, n_features: int, p: float, gate_inputs: Int[Array, "n_gates 2"]
+                  ) -> FeatureBatch:
+    """`n` sparse boolean inputs and their gates' targets."""
+    x = sparse_boolean(key, n, n_features, p)
+    return FeatureBatch(x, gate_targets(x, gate_inputs))
+
+
 class AndGates(Task):
     """ANDs of pairs of sparse boolean features.
 
@@ -167,11 +181,10 @@ class AndGates(Task):
 
     def targets(self, x: Float[Array, "batch n_features"]) -> Float[Array, "batch n_gates"]:
         """Each gate's AND of its two inputs (1.0 or 0.0)."""
-        return x[:, self.gate_inputs[:, 0]] * x[:, self.gate_inputs[:, 1]]
+        return gate_targets(x, self.gate_inputs)
 
     def sample(self, key: PRNGKeyArray, n: int) -> FeatureBatch:
-        x = sparse_boolean(key, n, self.n_features, self.feature_probability)
-        return FeatureBatch(x, self.targets(x))
+        return gate_examples(key, n, self.n_features, self.feature_probability, self.gate_inputs)
 
     def train_batch(self, key: PRNGKeyArray) -> FeatureBatch:
         return self.sample(key, self.batch_size)

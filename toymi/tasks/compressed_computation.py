@@ -39,6 +39,13 @@ def relu_plus_identity(x: Float[Array, "*batch n_features"]) -> Float[Array, "*b
     return x + jax.nn.relu(x)
 
 
+@eqx.filter_jit  # one compiled program for the eval set a task draws at construction (eagerly, several one-op ones)
+def examples(key: PRNGKeyArray, n: int, n_features: int, p: float) -> FeatureBatch:
+    """`n` sparse inputs uniform in [-1, 1) and their targets `x + ReLU(x)`."""
+    x = sparse_uniform(key, n, n_features, p)
+    return FeatureBatch(x, relu_plus_identity(x))
+
+
 class CompressedComputation(Task):
     """`y = x + ReLU(x)` for sparse features uniform in [-1, 1).
 
@@ -73,8 +80,7 @@ class CompressedComputation(Task):
 
     def sample(self, key: PRNGKeyArray, n: int) -> FeatureBatch:
         """`n` fresh examples and their targets."""
-        x = sparse_uniform(key, n, self.n_features, self.feature_probability)
-        return FeatureBatch(x, relu_plus_identity(x))
+        return examples(key, n, self.n_features, self.feature_probability)
 
     def train_batch(self, key: PRNGKeyArray) -> FeatureBatch:
         return self.sample(key, self.batch_size)

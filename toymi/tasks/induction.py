@@ -124,6 +124,27 @@ def offset_copy_body(key: PRNGKeyArray, n_seqs: int, subseq_len: int, length: in
     return jnp.take_along_axis(tokens, jnp.where(in_copy, idx - dst + src, idx), axis=-1)
 
 
+@eqx.filter_jit  # one compiled program per shape and mode: the eval sets a task builds at construction, eagerly
+def sequences(key: PRNGKeyArray, n_seqs: int, mode: str, subseq_len: int, n_repeats: int, min_subseq_len: int,
+              vocab: int, bos: bool, loss_on: str) -> Batch:  # were dozens of one-op programs, 2.4 s per new task
+    """`n_seqs` sequences of `mode` with their next-token targets and loss mask (`Induction`'s settings)."""
+    body_len = subseq_len * n_repeats
+    if mode == "repeat":
+        body = repeat_body(key, n_seqs, subseq_len, n_repeats, vocab)
+    elif mode == "random_period":
+        body = random_period_body(key, n_seqs, min_subseq_len, subseq_len, body_len, vocab)
+    else:
+        body = offset_copy_body(key, n_seqs, subseq_len, body_len, vocab)
+    tokens = jnp.concatenate([jnp.full((n_seqs, 1), vocab, jnp.int32), body], axis=1) if bos else body
+    targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
+    if loss_on == "repeated":
+        mask = repeated_positions(tokens).astype(jnp.float32)
+    else:
+        seq_len = tokens.shape[1]
+        mask = jnp.broadcast_to(jnp.asarray(np.arange(seq_len) < seq_len - 1, jnp.float32), tokens.shape)
+    return Batch(tokens, targets, mask)
+
+
 class Induction(Task):
     """Repeated random tokens (module docstring for the modes, scoring and metrics).
 
@@ -191,20 +212,8 @@ class Induction(Task):
         return self.subseq_len * self.n_repeats + self.bos
 
     def _sample(self, key: PRNGKeyArray, n_seqs: int, mode: str) -> Batch:
-        body_len = self.subseq_len * self.n_repeats
-        if mode == "repeat":
-            body = repeat_body(key, n_seqs, self.subseq_len, self.n_repeats, self.vocab)
-        elif mode == "random_period":
-            body = random_period_body(key, n_seqs, self.min_subseq_len, self.subseq_len, body_len, self.vocab)
-        else:
-            body = offset_copy_body(key, n_seqs, self.subseq_len, body_len, self.vocab)
-        tokens = jnp.concatenate([jnp.full((n_seqs, 1), self.vocab, jnp.int32), body], axis=1) if self.bos else body
-        targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
-        if self.loss_on == "repeated":
-            mask = repeated_positions(tokens).astype(jnp.float32)
-        else:
-            mask = jnp.broadcast_to(jnp.asarray(np.arange(self.seq_len) < self.seq_len - 1, jnp.float32), tokens.shape)
-        return Batch(tokens, targets, mask)
+        return sequences(key, n_seqs, mode, self.subseq_len, self.n_repeats, self.min_subseq_len, self.vocab,
+                         self.bos, self.loss_on)
 
     def sample(self, key: PRNGKeyArray, n: int) -> Batch:
         """`n` fresh sequences of the training distribution (`mode`)."""

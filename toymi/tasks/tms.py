@@ -28,6 +28,7 @@ from toymi.tasks.render import features_from_string, features_to_string, render_
 from toymi.validate import integer, is_int, is_number, number, optional, probability, problems, require
 
 
+@eqx.filter_jit  # one compiled program, not a dozen one-op ones, for the eval set a task draws at construction
 def sample_features(
     key: PRNGKeyArray, n_batch: int, n_features: int, p: float, n_correlated_pairs: int = 0,
     n_anticorrelated_pairs: int = 0,
