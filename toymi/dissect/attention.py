@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from toymi.jit import jit
 from toymi.tasks.induction import induction_targets, repeat_body
 
 
@@ -73,6 +74,7 @@ def induction_score(pattern, tokens: Int[Array, "*batch pos"]) -> Float[Array, "
     return pattern_score(pattern, induction_targets(tokens))
 
 
+@jit  # one compiled program (eagerly, each op compiles on first use: most of a report's first second)
 def repeated_random_tokens(
     key: PRNGKeyArray, n_seqs: int, half_len: int, vocab: int, bos: int | None = None
 ) -> Int[Array, "n_seqs pos"]:
@@ -89,6 +91,7 @@ def repeated_random_tokens(
     return tokens
 
 
+@jit  # the forward pass and the scores as one program, not op by op
 def head_scores(model, tokens: Int[Array, "batch pos"]) -> dict[str, Float[Array, "layer head"]]:
     """Previous-token, duplicate-token and induction scores of every head on `tokens` (one forward pass).
 

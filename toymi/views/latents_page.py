@@ -166,6 +166,7 @@ def latents_for_run(run, decomposition, site: str = "mlp_post", layer: int = -1,
     map; chess: completed moves, drawn on the board by the square moved to), read at the map's positions; otherwise
     the first `n_inputs` of the task's first eval set, read at `position`. Other arguments go to `latents_view`.
     """
+    from toymi.dissect.probes import capture_site
     from toymi.views.tokens import token_labels
 
     task, model = run.task, run.model
@@ -177,8 +178,8 @@ def latents_for_run(run, decomposition, site: str = "mlp_post", layer: int = -1,
     else:
         tokens, positions = where.tokens, where.positions
         layout = {"grid": where.shape, "cells": where.cells, "grid_labels": where.axes}
-    _, acts = model.run(tokens, capture=[site])
-    values = np.asarray(acts[site, layer] if model.sites[site].per_layer else acts[site])
+    captured = capture_site(model, tokens, site)  # [n, layer, pos, ...] for a per-layer site, else [n, pos, ...]
+    values = np.asarray(captured[:, layer] if model.sites[site].per_layer else captured)
     activations = values[np.arange(len(tokens)), positions]
     return latents_view(decomposition, tokens, activations, [token_labels(task, t) for t in tokens],
                         positions=positions, features=features, **layout,

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from toymi.analysis.addition import per_token_loss, subtask_loss
+from toymi.dissect.probes import capture_site
 from toymi.plot.attention import attention_patterns
 from toymi.tasks.addition import question_digits, subtask_labels
 
@@ -28,7 +29,7 @@ def addition_recipe(run, report, smoke: bool) -> None:
         report.metrics[f"{name}_subtask_loss"] = {k: v.tolist() for k, v in table.items()}
         report.metrics[f"{name}_digit_loss"] = np.asarray(loss).mean(0).tolist()
     tokens = task.eval_batches()["test"].tokens[:1]
-    _, acts = model.run(tokens, capture=["pattern"])
+    pattern = capture_site(model, tokens, "pattern")
     report.section("Attention", "Every head on one test question (tokens: digits, `+` 10, `=` 11).")
     labels = [str(int(t)) if t < 10 else {10: "+", 11: "="}[int(t)] for t in np.asarray(tokens[0])]
-    report.figure("patterns", attention_patterns(np.asarray(acts["pattern"][0]), labels), "attention on one question")
+    report.figure("patterns", attention_patterns(np.asarray(pattern[0]), labels), "attention on one question")

@@ -8,6 +8,7 @@ import numpy as np
 from toymi.analysis.induction import second_copy_head_patching
 from toymi.dissect.attention import head_scores, repeated_random_tokens
 from toymi.dissect.circuits import composition_scores, ov_copying_scores
+from toymi.dissect.probes import capture_site
 from toymi.plot.attention import attention_patterns, composition_heatmaps, head_score_heatmaps
 from toymi.plot.patching import patching_heatmaps
 
@@ -29,8 +30,8 @@ def induction_recipe(run, report, smoke: bool) -> None:
                    | {f"top {name} score": float(scores[name][best[name]]) for name in scores}
                    | {"induction heads (score > 0.4)": [f"L{l}H{h} {scores['induction'][l, h]:.3f}"
                                                         for l, h in zip(*np.nonzero(scores["induction"] > 0.4))]})
-    _, acts = model.run(tokens[:1], capture=["pattern"])
-    report.figure("patterns", attention_patterns(np.asarray(acts["pattern"][0])), "every head's pattern on one "
+    pattern = capture_site(model, tokens[:1], "pattern")[0]
+    report.figure("patterns", attention_patterns(np.asarray(pattern)), "every head's pattern on one "
                   "repeated sequence (induction heads: a stripe one off the diagonal in the second half)")
     _patching(model, tokens[: 8 if smoke else 32], half, bos, report)
     if config.n_layers > 1:
