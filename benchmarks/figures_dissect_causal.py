@@ -74,12 +74,13 @@ def main(argv=None) -> dict:
     p.add_argument("--run", default=None)
     p.add_argument("--out", default=str(ROOT / "docs" / "images"))
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--smoke", action="store_true", help="a tiny model trained 20 steps into --out/run, pairs of 8")
+    p.add_argument("--smoke", action="store_true",
+                   help="pairs of 8, on --run or a tiny model trained 20 steps into --out/run")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.smoke:  # a tiny run of its own, never a full one
-        args.run, args.batch = None, SMOKE_BATCH
+    if args.smoke:
+        args.batch = SMOKE_BATCH
     if args.run is None:
         from toymi.experiment.spec import Spec
         from toymi.experiment import train

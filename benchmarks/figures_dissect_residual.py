@@ -130,12 +130,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--induction", type=Path, help="an existing induction_quick run directory")
     parser.add_argument("--grokking", type=Path, help="an existing grokking_quick run directory")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
-    parser.add_argument("--smoke", action="store_true", help="tiny models trained 20 steps into --out/runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny models trained 20 steps into --out/runs, where --induction / --grokking are not given")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     runs = {"induction_quick": args.induction, "grokking_quick": args.grokking}
-    if args.smoke:  # tiny runs of their own, never the full runs' defaults in /tmp
-        runs = {task: args.out / "runs" / task for task in runs}
+    if args.smoke:  # tiny runs of its own where none is given, never the full runs' defaults in /tmp
+        runs = {task: given or args.out / "runs" / task for task, given in runs.items()}
 
     def run(task: str) -> toymi.Run:
         return trained(task, runs[task], SMOKE_OVERRIDES[task] if args.smoke else [])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import tiny_runs
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # script -> (modules it cannot run without, the results file its smoke run writes): the smoke runs made in a new
@@ -247,10 +249,11 @@ IN_PROCESS_SMOKE = {
     "topk_dead_latents": ((), ["--out", "{tmp}"], "topk_dead_latents.json"),
     "train_speed": (("torch", "transformer_lens"), ["--out", "{tmp}"], "train_speed.json"),
     # the scripts that draw docs/images' dissection figures, from tiny runs of their own
-    "figures_dissect_causal": ((), ["--out", "{tmp}"], "dissect_activation_patching.png"),
+    "figures_dissect_causal": ((), ["--out", "{tmp}", "--run", "{induction}"], "dissect_activation_patching.png"),
     "figures_dissect_layernorm_plateaus": ((), ["--out", "{tmp}"], "dissect_ln_removal.png"),
     "figures_dissect_probes_progress": ((), ["--out", "{tmp}"], "dissect_probes_progress.json"),
-    "figures_dissect_residual": ((), ["--out", "{tmp}"], "dissect_cka.png"),
+    "figures_dissect_residual": ((), ["--out", "{tmp}", "--induction", "{induction}", "--grokking", "{grokking}"],
+                                 "dissect_cka.png"),
 }
 # the part of a results file that is about the run, not what it measured
 _METADATA = {"benchmark", "smoke", "args", "command", "config", "versions", "machine", "total_runtime_s"}
@@ -284,7 +287,11 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location(f"smoke_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.main(["--smoke", *(a.format(tmp=tmp_path) for a in extra)])
+    def value(arg: str) -> str:  # "{tmp}", or "{induction}" / "{grokking}": tiny runs other tests share (tiny_runs)
+        runs = {name: tiny_runs.tiny_run(f"{name}_quick") for name in ("induction", "grokking") if f"{{{name}}}" in arg}
+        return arg.format(tmp=tmp_path, **runs)
+
+    result = module.main(["--smoke", *map(value, extra)])
     assert result in (0, None) or isinstance(result, dict), result
     assert capsys.readouterr().out.strip()  # it reported something
     if results and results.endswith(".png"):
