@@ -124,9 +124,11 @@ def offset_copy_body(key: PRNGKeyArray, n_seqs: int, subseq_len: int, length: in
     return jnp.take_along_axis(tokens, jnp.where(in_copy, idx - dst + src, idx), axis=-1)
 
 
-@eqx.filter_jit  # one compiled program per shape and mode: the eval sets a task builds at construction, eagerly
+# Compiled, one program per shape and mode: the eval sets a task draws at construction were dozens of eager one-op
+# programs (2.4 s for a new task at XLA's defaults). Training traces it as part of its own program.
+@eqx.filter_jit
 def sequences(key: PRNGKeyArray, n_seqs: int, mode: str, subseq_len: int, n_repeats: int, min_subseq_len: int,
-              vocab: int, bos: bool, loss_on: str) -> Batch:  # were dozens of one-op programs, 2.4 s per new task
+              vocab: int, bos: bool, loss_on: str) -> Batch:
     """`n_seqs` sequences of `mode` with their next-token targets and loss mask (`Induction`'s settings)."""
     body_len = subseq_len * n_repeats
     if mode == "repeat":
