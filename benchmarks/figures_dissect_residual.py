@@ -5,7 +5,8 @@
 
 Trains `tasks/induction_quick.toml` (~1 min on 2 cores) and `tasks/grokking_quick.toml` (~2-7 min) into
 /tmp/toymi_dissect_figures/ unless given existing run directories, then prints the numbers the figures show.
-`--smoke` trains tiny versions of both into `--out/runs` and draws the same figures into `--out`.
+`--smoke` draws the same figures into `--out`, from the runs given or from tiny versions of both trained into
+`--out/runs`.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def _finetune_chunked(state: TrainState, task: Task, scales: Array, removed: Arr
     for n in [chunk] * (steps // chunk) + ([steps % chunk] if steps % chunk else []):
         state, chunk_losses = _finetune(state, task, scales, removed, optimizer, n)
         losses.append(np.asarray(chunk_losses))
-    return state, np.concatenate(losses) if losses else np.zeros(0, np.float32)
+    return state, np.concatenate(losses)  # steps >= 1: both callers check it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,6 @@ class FeatureBatch(eqx.Module):
         return self.x
 
 
-# Compiled, so that the eval set a task draws at construction is one program rather than several one-op ones.
-@eqx.filter_jit
 def sparse_uniform(key: PRNGKeyArray, batch: int, n_features: int, p: float, low: float = -1.0,
                    high: float = 1.0) -> Float[Array, "batch n_features"]:
     """Each feature is `U[low, high)` with probability `p`, else exactly 0.
@@ -48,7 +46,6 @@ def sparse_uniform(key: PRNGKeyArray, batch: int, n_features: int, p: float, low
     return jnp.where(on, jax.random.uniform(k_value, (batch, n_features), minval=low, maxval=high), 0.0)
 
 
-@eqx.filter_jit
 def sparse_boolean(key: PRNGKeyArray, batch: int, n_features: int, p: float) -> Float[Array, "batch n_features"]:
     """Each feature is 1.0 with probability `p`, else 0.0 (`[batch, n_features]` float32)."""
     return jax.random.bernoulli(key, p, (batch, n_features)).astype(jnp.float32)
