@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from toymi.decompose.methods import Setting
+from toymi.decompose.parameters.defaults import INDUCTION_SPD, RESIDUAL_MLP_SPD, spd_defaults
 from toymi.decompose.parameters.method import ParameterTruth
 from toymi.decompose.synthetic import sparse_dictionary
 from toymi.errors import ConfigError
@@ -41,11 +42,6 @@ def synthetic_setting(quick: bool = False) -> Setting:
 # README reports from benchmarks/spd_recovery.py. `quick` is a smoke test.
 SPD_STEPS = {"tms": (3000, 512), "compressed": (1500, 128), "and_gates": (5000, 512), "induction": (4000, 16),
              "quick": (60, 64)}
-# Bushnaq et al.'s (C, importance coefficient, p) for TMS 5-2 and 40-10; other shapes take 40-10's with C = 5n.
-TMS_SPD = {(5, 2): (20, 3e-3, 1.0), (40, 10): (200, 1e-4, 2.0)}
-# The reference code's induction config (goodfire-ai/spd `spd/experiments/ih/ih_config.yaml`: coefficient 1e-2,
-# p = 0.1, faithfulness coefficient 100, batch 16, KL output loss), with C 64 rather than 100 to fit 2 CPU cores.
-INDUCTION_SPD = (64, 1e-2, 0.1)
 
 
 def _spd(model, task, score, C: int, coef: float, p: float, truth: str, quick: bool,
@@ -78,10 +74,10 @@ def tms_setting(n_features: int = 40, d_hidden: int = 10, steps: int = 4000, sae
         "train": {"steps": steps, "lr": 1e-2, "weight_decay": 0.0, "seed": seed, "eval_every": steps,
                   "checkpoint_every": steps},
     }))
-    C, coef, p = TMS_SPD.get((n_features, d_hidden), (5 * n_features, 1e-4, 2.0))
+    d = spd_defaults(model)
     spd = _spd(model, task,
                lambda params, seed: score_tms(model, params, task.sample, jax.random.PRNGKey(10_000 + seed)),
-               C, coef, p, "tms", quick)
+               d.C, d.importance_coef, d.p, "tms", quick)
     n_active = max(1, round(0.05 * n_features))
     return Setting(tms_truth(model, task), n_latents=2 * n_features, k=n_active, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512, parameters=spd)
@@ -136,7 +132,7 @@ def compressed_setting(steps: int | None = None, sae_steps: int = 2000, site: st
     model, task = trained(source or shipped_spec("compressed_computation_quick"), steps)
     truth = compressed_computation_truth(model, task, layer=layer, site=site)
     spd = None if site != "mlp_post" else _spd(model, task, lambda params, seed: score_compressed(model, params),
-                                               100, 1e-5, 2.0, "compressed", quick, lr=2e-3)
+                                               *RESIDUAL_MLP_SPD, "compressed", quick, lr=2e-3)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=2, l1=0.1 if site == "mlp_post" else 0.3,
                    l0=0.1, steps=sae_steps, batch_size=512, parameters=spd)
 
@@ -155,8 +151,8 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str
     model, task = trained(source or shipped_spec("and_gates_quick"), steps)
     truth = and_gates_truth(model, task, layer=layer, site=site)
     spd = None if site != "mlp_post" else _spd(model, task,
-                                               lambda params, seed: score_and_gates(model, params, task.pairs), 100,
-                                               1e-5, 2.0, "and_gates", quick)
+                                               lambda params, seed: score_and_gates(model, params, task.pairs),
+                                               *RESIDUAL_MLP_SPD, "and_gates", quick)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512, parameters=spd)
 
