@@ -9,8 +9,10 @@ page: graph, ablations and the induction head's QK attribution); `--only circuit
 `--residual RUN` (a residual-MLP run: AND gates, compressed computation) also view_attribution.png, its attribution
 page. With `--induction-mlp RUN` (an induction run with an MLP in each layer, e.g. `toymi train
 tasks/induction_quick.toml --set model.d_mlp=64 --set model.act_fn=gelu`) also view_induction_attribution_mlp.png,
-its attribution page, whose second heat map splits the induction head's score over graph nodes. Each screenshot is
-checked as the tests check theirs (expected size, not blank).
+its attribution page, whose second heat map splits the induction head's score over graph nodes. With `--tms RUN`
+(e.g. `toymi train tasks/tms_quick.toml`) also view_spd.png, the SPD page of a decomposition of that run's model
+(`--spd-steps`, default 10,000; trained once and kept in RUN/spd/, as `toymi view RUN --spd` keeps it). Each
+screenshot is checked as the tests check theirs (expected size, not blank).
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ def main(argv=None) -> int:
     parser.add_argument("--sae-steps", type=int, default=2000)
     parser.add_argument("--residual", help="a residual-MLP run directory, for the attribution page")
     parser.add_argument("--induction-mlp", help="an induction run with MLPs, for its attribution page")
+    parser.add_argument("--tms", help="a TMS run directory, for the SPD page")
+    parser.add_argument("--spd-steps", type=int, default=10000)
     parser.add_argument("--only", default="run,attention,latents,circuits,induction_attribution,attribution,"
-                                          "induction_attribution_mlp", help="comma-separated screenshots")
+                                          "induction_attribution_mlp,spd", help="comma-separated screenshots")
     args = parser.parse_args(argv)
     only = (set(args.only.split(",")) - (set() if args.residual else {"attribution"})
-            - (set() if args.induction_mlp else {"induction_attribution_mlp"}))
+            - (set() if args.induction_mlp else {"induction_attribution_mlp"}) - (set() if args.tms else {"spd"}))
     for run, needs in ((args.grokking, {"run", "latents"}), (args.induction, {"attention", "circuits",
                                                                              "induction_attribution"})):
         if run is None and only & needs:
@@ -83,11 +87,17 @@ def main(argv=None) -> int:
         write_site(args.residual, sites / "residual", pages=["attribution"])
     if "induction_attribution_mlp" in only:
         write_site(args.induction_mlp, sites / "induction_mlp", pages=["attribution"])
+    if "spd" in only:
+        from toymi.views.spd_page import QuickSPD, spd_page
+
+        write_site(args.tms, sites / "tms", pages=["run"], extra=[spd_page(load_run(args.tms),
+                                                                           QuickSPD(steps=args.spd_steps))])
     shots = {"attribution": sites / "residual" / "attribution.html",
              "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
              "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html",
              "induction_attribution": sites / "induction" / "attribution.html",
-             "induction_attribution_mlp": sites / "induction_mlp" / "attribution.html"}
+             "induction_attribution_mlp": sites / "induction_mlp" / "attribution.html",
+             "spd": sites / "tms" / "spd.html"}
     shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()
     with browser(sync_playwright, path) as b:

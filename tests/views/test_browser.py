@@ -116,7 +116,7 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
         text = (out / page).read_text()
         assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
     assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuit"]) == 2
-    expected = "unknown pages ['circuit']; have ['attention', 'attribution', 'circuits', 'run'] (or 'all')"
+    expected = "unknown pages ['circuit']; have ['attention', 'attribution', 'circuits', 'run', 'spd'] (or 'all')"
     assert expected in capsys.readouterr().err
     with make_server(out, 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()

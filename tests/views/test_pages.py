@@ -211,8 +211,8 @@ def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
     from toymi.errors import ConfigError
     from toymi.views.site import DEFAULT_PAGES, PAGES, page_names
 
-    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention", "attribution"]
-    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits", "attribution"]
+    assert page_names(None) == list(DEFAULT_PAGES) == ["run", "attention", "attribution", "spd"]
+    assert page_names(["all"]) == list(PAGES) == ["run", "attention", "circuits", "attribution", "spd"]
     assert page_names(["circuits"]) == ["circuits"]
     with pytest.raises(ConfigError, match=r"unknown pages \['latent'\]"):
         page_names(["run", "latent"])

@@ -15,7 +15,7 @@ from toymi.decompose.parameters.losses import SPDParams
 from toymi.errors import ConfigError
 from toymi.model.tms import TMS, TMSConfig
 from toymi.run import load_run
-from toymi.views.spd_page import QuickSPD, spd_page, spd_view
+from toymi.views.spd_page import QuickSPD, keep_spd, spd_view
 
 PERM = [3, 0, 4, 1, 2]  # subcomponent c < 5 is feature PERM[c]'s column; c5, c6 are empty
 
@@ -101,18 +101,22 @@ def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(t
 
 
 @pytest.mark.slow
-def test_toymi_view_spd_writes_the_page_and_refuses_a_sweep(tms_run, tmp_path):
-    assert main(["view", str(tms_run), "--pages", "run", "--spd", "--spd-steps", "30", "--out",
-                 str(tmp_path / "site")]) == 0
-    page = (tmp_path / "site" / "spd.html").read_text()
-    assert "SPD of run (step 20): C = 20, 30 steps of 128" in page and 'id="importance"' in page
-    assert 'href="spd.html"' in (tmp_path / "site" / "index.html").read_text()
+def test_toymi_view_spd_keeps_a_decomposition_that_later_views_show(tms_run, tmp_path):
+    site = tmp_path / "site"
+    assert main(["view", str(tms_run), "--out", str(site), "--pages", "run"]) == 0
+    assert not (site / "spd.html").exists()  # nothing kept yet: no page
+    assert main(["view", str(tms_run), "--pages", "run", "--spd", "--spd-steps", "30", "--out", str(site)]) == 0
+    assert "SPD of run (step 20): C = 20, 30 steps of 128" in (site / "spd.html").read_text()
+    (site / "spd.html").unlink()
+    assert main(["view", str(tms_run), "--out", str(site)]) == 0  # the default pages show what is kept
+    assert 'id="importance"' in (site / "spd.html").read_text()
+    assert 'href="spd.html"' in (site / "index.html").read_text()
 
     class Sweep:
         members = ()
 
     with pytest.raises(ConfigError, match="--spd needs a single run"):
-        spd_page(Sweep(), QuickSPD(steps=30))
+        keep_spd(Sweep(), QuickSPD(steps=30))
 
 
 @pytest.mark.slow
@@ -138,3 +142,24 @@ def test_the_page_in_a_browser_follows_clicks_and_the_matrix_menu(chromium, tmp_
                                np.asarray(page.js("() => toymiData.matrices[1].ci"), float).reshape(-1))
     check_screenshot(page.screenshot(tmp_path / "spd.png"), VIEWPORT["width"], VIEWPORT["height"])
     assert page.errors == []
+
+
+def test_attention_subcomponents_are_named_with_the_head_their_head_side_vector_lies_in():
+    from transformer_models import model as transformer
+
+    from toymi.decompose.parameters.spd import SPDConfig, init_params
+    from toymi.decompose.parameters.targets import model_targets
+    from toymi.views.spd_page import matrix_summaries
+
+    model = transformer()  # 2 heads of 8: W_Q's output index h * 8 + i
+    targets = model_targets(model)
+    params = init_params(model, targets, SPDConfig(C=3), jax.random.PRNGKey(0))
+    U = params.components[0].U  # W_Q.0's: [16, 3]
+    U = U.at[:8, 0].set(0.0).at[8:, 1].set(0.0)  # c0 writes into head 1 only, c1 into head 0 only
+    params = SPDParams((Subcomponents(U=U, V=params.components[0].V), *params.components[1:]), params.importance)
+    tokens = jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 9)
+    by_name = {m["name"]: m for m in matrix_summaries(model, params, tokens)}
+    ids = dict(zip(by_name["W_Q.0"]["ids"], by_name["W_Q.0"]["head_share"]))
+    assert ids["c0 H1"] == 1.0 and ids["c1 H0"] == 1.0
+    assert all(" H" not in i for i in by_name["W_in.0"]["ids"]) and set(by_name["W_in.0"]["head_share"]) == {None}
+    assert by_name["W_Q.0"]["ci"].shape == (6, 3)  # a row per position: the mean over the 4 inputs

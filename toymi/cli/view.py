@@ -9,14 +9,15 @@ def add_parser(commands) -> None:
     view = commands.add_parser("view", help="write a run's interactive pages (offline HTML) into RUN/view/")
     view.add_argument("run", help="a run directory")
     view.add_argument("--out", help="site directory (default: RUN/view)")
-    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, attribution, or all "
-                      "(default: run,attention,attribution; each is written where it applies)")
+    view.add_argument("--pages", help="comma-separated pages from run, attention, circuits, attribution, spd, or all "
+                      "(default: run,attention,attribution,spd; each is written where it applies: spd where a "
+                      "decomposition is kept with the run)")
     view.add_argument("--latents", choices=["sae"], help="add a Latents page: train a small TopK SAE now on the "
                       "newest model's MLP neurons (last layer, last position; seconds) and show its latents")
     view.add_argument("--sae-steps", type=int, default=400, help="with --latents sae: training steps (default 400)")
     view.add_argument("--spd", action="store_true", help="add an SPD page: a parameter decomposition of the newest "
                       "model (TMS, residual MLP or transformer), trained now with the model's SPD defaults and kept "
-                      "in RUN/spd/ (the next --spd with the same settings loads it)")
+                      "in RUN/spd/, which later views show (and the next --spd with the same settings loads)")
     view.add_argument("--spd-steps", type=int, default=4000, help="with --spd: training steps (default 4000)")
     view.add_argument("--serve", action="store_true", help="then serve the site on localhost")
     view.add_argument("--port", type=int, default=8000, help="with --serve (default 8000; 0 picks a free one)")
@@ -32,12 +33,15 @@ def run(args: argparse.Namespace) -> int:
         from toymi.views.quick_sae import QuickSAE, latents_page
 
         extra = [latents_page(load_run(args.run), args.latents, QuickSAE(steps=args.sae_steps))]
+    pages = args.pages.split(",") if args.pages else None
     if args.spd:
         from toymi.run import load_run
-        from toymi.views.spd_page import QuickSPD, spd_page
+        from toymi.views.spd_page import QuickSPD, keep_spd
 
-        extra.append(spd_page(load_run(args.run), QuickSPD(steps=args.spd_steps)))
-    index = write_site(args.run, args.out, pages=args.pages.split(",") if args.pages else None, extra=extra)
+        keep_spd(load_run(args.run), QuickSPD(steps=args.spd_steps))  # the SPD page then shows it
+        if pages is not None and pages != ["all"] and "spd" not in pages:
+            pages.append("spd")
+    index = write_site(args.run, args.out, pages=pages, extra=extra)
     print(f"wrote {index}")
     if args.serve:
         serve(index.parent, args.port)

@@ -20,14 +20,16 @@ from toymi.views.attribution_page import attribution_for_run
 from toymi.views.circuits_page import circuits_for_run
 from toymi.views.page import PLOTLY_FILE, View, plotly_js
 from toymi.views.run_page import run_view
+from toymi.views.spd_page import spd_for_run
 
 PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "circuits": circuits_for_run,
-                              "attribution": attribution_for_run}
+                              "attribution": attribution_for_run, "spd": spd_for_run}
 # What `toymi view RUN` writes unless `--pages` says otherwise: the circuits page runs circuit discovery (compiling
 # exact edge patching and EAP: ~5 CPU s on grokking_quick), which would take the site past its 10 s budget. The
 # attribution page applies to residual MLPs, AND-gate transformers and induction models only, where it costs a few
 # seconds (an induction run's: ~3-4 s on induction_quick, nearly all compiling its programs; that site ~8-9 s).
-DEFAULT_PAGES = ("run", "attention", "attribution")
+# The SPD page shows a decomposition kept with the run (`toymi view RUN --spd` trains one): none, no page.
+DEFAULT_PAGES = ("run", "attention", "attribution", "spd")
 
 
 def page_names(pages: Sequence[str] | None) -> list[str]:

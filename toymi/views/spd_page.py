@@ -3,13 +3,15 @@
 For the chosen matrix: the causal importance `g` of its subcomponents on probe inputs (the paper's picture of which
 subcomponent each input needs: for TMS and residual MLPs one feature on at a time, for a transformer the mean over
 task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the subcomponent clicked, what it reads (`V_c`,
-over the matrix's input) and what it writes (`U_c`, over its output). Only subcomponents alive by norm (above 10% of
-the largest) or important (g > 0.1) on some probe are drawn, ordered by the probe they matter most for, so a clean
-decomposition shows as a diagonal. A table above gives every matrix's alive counts and how closely its
+over the matrix's input) and what it writes (`U_c`, over its output); in attention matrices, beside each name, the
+head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive by norm (above
+10% of the largest) or important (g > 0.1) on some probe are drawn, ordered by the probe they matter most for, so a
+clean decomposition shows as a diagonal. A table above gives every matrix's alive counts and how closely its
 subcomponents sum to the weights.
 
 `toymi view RUN --spd` trains a decomposition of the run's newest model (the model's `spd_defaults`, `QuickSPD`'s
-steps and batch) and keeps it with the run (`toymi.decompose.parameters.saved`); `spd_view(model, params)` shows any.
+steps and batch) and keeps it with the run (`keep_spd`, `toymi.decompose.parameters.saved`); every later `toymi view
+RUN` shows it while it belongs to the newest model step (`spd_for_run`); `spd_view(model, params)` shows any.
 """
 
 from __future__ import annotations
@@ -32,11 +34,14 @@ function show() {
   Plotly.restyle('norms', {x: [M.ids], y: [M.norms], 'marker.color': [M.ids.map((_, i) => i === cur ? '#d62728' :
     '#1f77b4')]});
   Plotly.restyle('subcomponent', {y: [M.V[cur], M.U[cur]], x: [M.V[cur].map((_, i) => i), M.U[cur].map((_, i) => i)]});
-  Plotly.relayout('subcomponent', {'title.text': `${M.name}, subcomponent ${M.ids[cur]}: what it reads (V) and writes (U)`});
+  Plotly.relayout('subcomponent',
+    {'title.text': `${M.name}, subcomponent ${M.ids[cur]}: what it reads (V) and writes (U)`});
   document.getElementById('summary').textContent = M.summary;
   const best = M.ci.map(row => row[cur]), top = best.indexOf(Math.max(...best));
+  const head = M.head_share[cur] === null ? '' : ` (head ${M.ids[cur].split(' H')[1]}: ` +
+    `${(100 * M.head_share[cur]).toFixed(0)}% of its head-side energy)`;
   document.getElementById('selected').textContent = `subcomponent ${M.ids[cur]}: norm ${M.norms[cur]}, ` +
-    `most important on ${D.rows[top]} (g = ${best[top]})`;
+    `most important on ${D.rows[top]} (g = ${best[top]})` + head;
   menu.value = m;
 }
 menu.addEventListener('change', e => { m = +e.target.value; cur = 0; show(); });
@@ -94,13 +99,27 @@ def matrix_summaries(model, params, probes: np.ndarray, targets=None) -> list[di
         W = np.asarray(t.get(model), np.float64)
         error = np.linalg.norm(W - np.asarray(comps.weight(), np.float64)) / max(np.linalg.norm(W), 1e-30)
         n_alive, n_important = int((norms > ALIVE_NORM * norms.max()).sum()), int((ci.max(0) > IMPORTANT).sum())
+        heads = _heads(t.name, comps, model)
         out.append({"name": t.name, "site": t.site if t.layer is None else f"{t.site} {t.layer}",
                     "shape": list(W.shape), "C": len(norms), "alive": n_alive, "important": n_important,
-                    "error": float(error), "ids": [f"c{i}" for i in drawn], "ci": ci[:, drawn],
+                    "error": float(error), "ci": ci[:, drawn],
+                    "ids": [f"c{i}" + ("" if heads is None else f" H{heads[i].argmax()}") for i in drawn],
+                    "head_share": [None if heads is None else float(heads[i].max()) for i in drawn],
                     "norms": norms[drawn], "U": np.asarray(comps.U).T[drawn], "V": np.asarray(comps.V).T[drawn],
                     "summary": f"{t.name} {list(W.shape)}: {n_alive} of {len(norms)} subcomponents alive by norm, "
                                f"{n_important} important on some probe; ‖W − Σ U Vᵀ‖ / ‖W‖ = {error:.2g}"})
     return out
+
+
+def _heads(name: str, comps, model) -> np.ndarray | None:
+    """`[C, head]` for an attention matrix: the share of each subcomponent's head-side energy in each head (`U_c`
+    for `W_Q`, `W_K`, `W_V`, what it writes into the heads; `V_c` for `W_O`, what it reads of `z`); else None."""
+    from toymi.decompose.parameters.truths_induction import MATRICES, head_shares
+
+    matrix = name.split(".")[0]
+    if matrix not in MATRICES:
+        return None
+    return head_shares(comps.V if matrix == "W_O" else comps.U, model.config.n_heads)
 
 
 def _table(matrices: list[dict]) -> str:
@@ -108,7 +127,8 @@ def _table(matrices: list[dict]) -> str:
                    f"<td>{m['C']}</td><td>{m['alive']}</td><td>{m['important']}</td><td>{m['error']:.2g}</td></tr>"
                    for m in matrices)
     return ("<table class='latents'><tr><th>matrix</th><th>reads</th><th>[out, in]</th><th>C</th>"
-            "<th>alive by norm</th><th>important on a probe</th><th>‖W − Σ U Vᵀ‖ / ‖W‖</th></tr>" + rows + "</table>")
+            "<th>alive by norm</th><th>important on a probe</th><th>‖W − Σ U Vᵀ‖ / ‖W‖</th></tr>" + rows
+            + "</table>")
 
 
 def _figures(first: dict, rows: list[str]) -> list:
@@ -155,14 +175,15 @@ def spd_view(model, params, task=None, probes=None, title: str = "SPD") -> View:
              "Click a subcomponent in the heat map or the norms to see its vectors.</p>", _table(matrices),
              f'<p>matrix <select id="matrix">{options}</select> <b id="summary"></b></p>', figs[0], figs[1],
              '<p id="selected"></p>', figs[2]]
-    data = {"rows": rows, "matrices": [{k: m[k] for k in ("name", "ids", "ci", "norms", "U", "V", "summary")}
+    data = {"rows": rows, "matrices": [{k: m[k] for k in ("name", "ids", "ci", "norms", "U", "V", "head_share",
+                                                          "summary")}
                                        for m in matrices]}
     return View("spd", title, parts, data, _SCRIPT)
 
 
-def spd_page(run, settings: QuickSPD = QuickSPD()) -> View:
-    """The SPD page of a decomposition of the run's newest model, loaded from the run where one was saved with these
-    settings, else trained now and saved (`toymi.decompose.parameters.saved.spd_for_run`)."""
+def keep_spd(run, settings: QuickSPD = QuickSPD()):
+    """`toymi view RUN --spd`: a decomposition of the run's newest model kept in `RUN/spd/`, loaded where one was
+    kept with these settings, else trained now (`toymi.decompose.parameters.saved.spd_for_run`); returns it."""
     from toymi.decompose.parameters.defaults import spd_defaults
     from toymi.decompose.parameters.saved import spd_for_run
     from toymi.errors import ConfigError
@@ -173,10 +194,21 @@ def spd_page(run, settings: QuickSPD = QuickSPD()) -> View:
         batch = min(settings.batch_size, spd_defaults(run.model).batch_size)
     except TypeError as e:
         raise ConfigError(f"--spd: {e}") from None
-    saved = spd_for_run(run, settings.steps, batch, settings.seed)
-    how = "loaded from " + saved.loaded_from if saved.loaded_from else f"trained now in {saved.seconds:.0f} s"
+    return spd_for_run(run, settings.steps, batch, settings.seed)
+
+
+def spd_for_run(run) -> View | None:
+    """The page of the decomposition kept with the run for its newest model step (`keep_spd`, any settings), or
+    None where there is none."""
+    from toymi.decompose.parameters.saved import DIRECTORY, load_spd
+
+    if not (run.directory / DIRECTORY).is_dir():
+        return None  # before loading anything: most runs have none
+    saved = load_spd(run.directory, run.model, run.model_step)
+    if saved is None:
+        return None
     s = saved.settings
     return spd_view(run.model, saved.params, run.task,
                     title=f"SPD of {run.directory.name} (step {saved.model_step}): C = {s['C']}, {s['steps']} steps "
                           f"of {s['batch_size']}, importance coefficient {s['importance_coef']:g}, p = {s['p']:g}; "
-                          f"{how}")
+                          f"kept in {run.directory.name}/{DIRECTORY}/, trained in {saved.seconds:.0f} s")
