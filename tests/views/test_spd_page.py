@@ -163,3 +163,24 @@ def test_attention_subcomponents_are_named_with_the_head_their_head_side_vector_
     assert ids["c0 H1"] == 1.0 and ids["c1 H0"] == 1.0
     assert all(" H" not in i for i in by_name["W_in.0"]["ids"]) and set(by_name["W_in.0"]["head_share"]) == {None}
     assert by_name["W_Q.0"]["ci"].shape == (6, 3)  # a row per position: the mean over the 4 inputs
+
+
+def test_an_and_gate_model_is_probed_on_each_gates_pair_then_each_input():
+    from types import SimpleNamespace
+
+    from toymi.decompose.parameters.evaluate import causal_importances
+    from toymi.decompose.parameters.spd import SPDConfig, init_params
+    from toymi.decompose.parameters.targets import model_targets
+    from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+
+    model = ResidualMLP(ResidualMLPConfig(n_features=3, d_model=12, d_mlp=4), jax.random.PRNGKey(0))
+    targets = model_targets(model)
+    params = init_params(model, targets, SPDConfig(C=4), jax.random.PRNGKey(1))
+    task = SimpleNamespace(pairs=((0, 1), (1, 2)), known_circuit="and_gates")
+    view = spd_view(model, params, task)
+    assert view.data["rows"] == ["x0 & x1", "x1 & x2", "x0", "x1", "x2"]
+    w_in = view.data["matrices"][0]
+    drawn = [int(i[1:]) for i in w_in["ids"]]
+    g = np.asarray(causal_importances(params, model, targets, jnp.asarray([[1.0, 1, 0], [0, 1, 1]]))[0])
+    np.testing.assert_allclose(np.asarray(w_in["ci"])[:2], g[:, drawn], rtol=1e-5)  # the pair rows: both inputs on
+    assert spd_view(model, params, SimpleNamespace(known_circuit=None)).data["rows"] == ["x0", "x1", "x2"]

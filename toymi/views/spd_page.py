@@ -1,8 +1,8 @@
 """The SPD page: a parameter decomposition (`toymi.decompose.parameters`), one decomposed weight matrix at a time.
 
 For the chosen matrix: the causal importance `g` of its subcomponents on probe inputs (the paper's picture of which
-subcomponent each input needs: for TMS and residual MLPs one feature on at a time, for a transformer the mean over
-task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the subcomponent clicked, what it reads (`V_c`,
+subcomponent each input needs: for TMS and residual MLPs one feature on at a time, for AND gates each gate's two
+inputs too, for a transformer the mean over task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the subcomponent clicked, what it reads (`V_c`,
 over the matrix's input) and what it writes (`U_c`, over its output); in attention matrices, beside each name, the
 head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive by norm (above
 10% of the largest) or important (g > 0.1) on some probe are drawn, ordered by the probe they matter most for, so a
@@ -76,7 +76,20 @@ def position_probes(model, task, n: int = 64) -> tuple[np.ndarray, list[str], st
     return tokens, [f"pos {p}" for p in range(tokens.shape[1])], f"mean over {n} task inputs, per position"
 
 
+def gate_probes(model, task) -> tuple[np.ndarray, list[str], str]:
+    """An AND-gate residual MLP's: each gate's two inputs on, then each input alone (`truths_and_gates`' patterns),
+    so a gate's own subcomponents show on its row and not on its inputs' rows."""
+    from toymi.decompose.parameters.truths_and_gates import gate_patterns
+
+    pairs = np.asarray(task.pairs)
+    labels = [f"x{a} & x{b}" for a, b in pairs] + [f"x{i}" for i in range(model.config.n_features)]
+    return np.asarray(gate_patterns(pairs, model.config.n_features)), labels, \
+        "each gate's two inputs on, then each input alone (value 1)"
+
+
 PROBES = {"tms": one_hot_probes, "residual_mlp": one_hot_probes, "transformer": position_probes}
+# A task that states gates probes them too (`Task.known_circuit`, as the attribution page reads it).
+CIRCUIT_PROBES = {("residual_mlp", "and_gates"): gate_probes}
 
 
 def matrix_summaries(model, params, probes: np.ndarray, targets=None) -> list[dict]:
@@ -137,7 +150,7 @@ def _figures(first: dict, rows: list[str]) -> list:
 
     importance = go.Figure(go.Heatmap(z=first["ci"], x=first["ids"], y=rows, zmin=0, zmax=1, colorscale="Blues",
                                       hovertemplate="%{x} on %{y}: g = %{z:.3f}<extra></extra>"))
-    importance.update_layout(height=max(260, 18 * len(rows) + 120), margin=dict(t=40, b=40, l=70, r=10),
+    importance.update_layout(height=max(260, min(18 * len(rows), 1600) + 120), margin=dict(t=40, b=40, l=70, r=10),
                              title="causal importance g (click a subcomponent)",
                              xaxis=dict(type="category"), yaxis=dict(autorange="reversed", type="category"))
     norms = go.Figure(go.Bar(x=first["ids"], y=first["norms"], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
@@ -157,13 +170,14 @@ def spd_view(model, params, task=None, probes=None, title: str = "SPD") -> View:
 
     - `model`: the decomposed model; `params`: one member's `SPDParams` (`train_spd(...).member(i)`).
     - `task`: the model's task (a transformer's probes are its inputs).
-    - `probes`: `(inputs, row labels, what they are)`, default by model kind (`PROBES`).
+    - `probes`: `(inputs, row labels, what they are)`, default by model kind (`PROBES`), or by the circuit the task
+      states (`CIRCUIT_PROBES`: AND gates).
     """
     kind = getattr(model, "kind", type(model).__name__)
     if probes is None:
         if kind not in PROBES:
             raise TypeError(f"the SPD page has no probes for a {kind} model (kinds: {', '.join(PROBES)})")
-        probes = PROBES[kind](model, task)
+        probes = CIRCUIT_PROBES.get((kind, getattr(task, "known_circuit", None)), PROBES[kind])(model, task)
     x, rows, what = probes
     matrices = [m for m in matrix_summaries(model, params, np.asarray(x)) if m["ids"]]
     if not matrices:
