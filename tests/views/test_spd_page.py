@@ -75,7 +75,7 @@ def tms_run(tmp_path_factory):
 @pytest.mark.slow
 def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(tms_run, monkeypatch):
     run = load_run(tms_run)
-    first = saved.spd_for_run(run, steps=30, batch_size=16)
+    first = saved.spd_for_run(run, steps=30, batch_size=128)
     assert first.loaded_from is None and first.settings["C"] == 20 and first.settings["importance_coef"] == 3e-3
     assert sorted(p.name for p in (tms_run / "spd").iterdir()) == ["spd.eqx", "spd.json"]  # no temporary left
 
@@ -84,19 +84,19 @@ def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(t
 
     real_train = saved.train_saved_spd
     monkeypatch.setattr(saved, "train_saved_spd", train)
-    again = saved.spd_for_run(run, steps=30, batch_size=16)
+    again = saved.spd_for_run(run, steps=30, batch_size=128)
     assert again.loaded_from == str(tms_run / "spd") and again.final_losses == first.final_losses
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)))
     assert saved.load_spd(tms_run, run.model, run.model_step + 10) is None  # the run trained further: stale
     with pytest.raises(AssertionError, match="trained although"):  # other settings are not these
-        saved.spd_for_run(run, steps=40, batch_size=16)
+        saved.spd_for_run(run, steps=40, batch_size=128)
     arrays = tms_run / "spd" / "spd.eqx"
     data = bytearray(arrays.read_bytes())
     data[-1] ^= 1
     arrays.write_bytes(bytes(data))
     assert saved.load_spd(tms_run, run.model, run.model_step) is None  # a damaged file is never read
     monkeypatch.setattr(saved, "train_saved_spd", real_train)
-    assert saved.spd_for_run(run, steps=30, batch_size=16).loaded_from is None  # trained again and resealed
+    assert saved.spd_for_run(run, steps=30, batch_size=128).loaded_from is None  # trained again and resealed
     assert saved.load_spd(tms_run, run.model, run.model_step) is not None
 
 
@@ -152,13 +152,13 @@ def test_attention_subcomponents_are_named_with_the_head_their_head_side_vector_
     from toymi.views.spd_page import matrix_summaries
 
     model = transformer()  # 2 heads of 8: W_Q's output index h * 8 + i
-    targets = model_targets(model)
+    targets = model_targets(model, ["W_Q.0", "W_in.0"])  # an attention matrix and another
     params = init_params(model, targets, SPDConfig(C=3), jax.random.PRNGKey(0))
     U = params.components[0].U  # W_Q.0's: [16, 3]
     U = U.at[:8, 0].set(0.0).at[8:, 1].set(0.0)  # c0 writes into head 1 only, c1 into head 0 only
     params = SPDParams((Subcomponents(U=U, V=params.components[0].V), *params.components[1:]), params.importance)
     tokens = jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 9)
-    by_name = {m["name"]: m for m in matrix_summaries(model, params, tokens)}
+    by_name = {m["name"]: m for m in matrix_summaries(model, params, tokens, targets)}
     ids = dict(zip(by_name["W_Q.0"]["ids"], by_name["W_Q.0"]["head_share"]))
     assert ids["c0 H1"] == 1.0 and ids["c1 H0"] == 1.0
     assert all(" H" not in i for i in by_name["W_in.0"]["ids"]) and set(by_name["W_in.0"]["head_share"]) == {None}
