@@ -184,3 +184,15 @@ def test_an_and_gate_model_is_probed_on_each_gates_pair_then_each_input():
     g = np.asarray(causal_importances(params, model, targets, jnp.asarray([[1.0, 1, 0], [0, 1, 1]]))[0])
     np.testing.assert_allclose(np.asarray(w_in["ci"])[:2], g[:, drawn], rtol=1e-5)  # the pair rows: both inputs on
     assert spd_view(model, params, SimpleNamespace(known_circuit=None)).data["rows"] == ["x0", "x1", "x2"]
+
+
+def test_a_decomposition_reads_the_task_inputs_as_the_model_does():
+    from toymi.decompose.parameters.saved import task_input_sampler
+    from toymi.experiment.spec import Spec
+
+    task = Spec.load("tasks/and_gates_transformer_quick.toml").build_task()
+    features = task.sample(jax.random.PRNGKey(0), 4).inputs  # [4, n_features] of 0/1
+    tokens = task_input_sampler(task, "transformer")(jax.random.PRNGKey(0), 4)  # position j: token 2j + x_j
+    assert tokens.dtype.kind == "i" and tokens.shape == (4, task.n_features + 1)
+    np.testing.assert_array_equal(tokens[:, :-1], 2 * np.arange(task.n_features) + np.asarray(features))
+    np.testing.assert_array_equal(task_input_sampler(task, "residual_mlp")(jax.random.PRNGKey(0), 4), features)

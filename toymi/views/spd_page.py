@@ -72,7 +72,9 @@ def position_probes(model, task, n: int = 64) -> tuple[np.ndarray, list[str], st
     """`n` task inputs (seed 0) of a sequence model: importance is then averaged over them at each position."""
     import jax
 
-    tokens = np.asarray(task.sample(jax.random.PRNGKey(0), n).inputs)
+    from toymi.decompose.parameters.saved import task_input_sampler
+
+    tokens = np.asarray(task_input_sampler(task, model.kind)(jax.random.PRNGKey(0), n))
     return tokens, [f"pos {p}" for p in range(tokens.shape[1])], f"mean over {n} task inputs, per position"
 
 

@@ -101,12 +101,18 @@ def load_spd(run_dir: str | Path, model: eqx.Module, model_step: int, settings: 
     return SavedSPD(params, meta["settings"], meta["model_step"], meta["seconds"], meta["final_losses"], str(where))
 
 
+def task_input_sampler(task, kind: str):
+    """`sample(key, n)`: `n` fresh task inputs as a model of `kind` reads them (`Task.model_inputs`: an AND-gate
+    transformer reads its feature vectors as tokens)."""
+    return lambda key, n: task.model_inputs(task.sample(key, n), kind)
+
+
 def spd_for_run(run, steps: int = 4000, batch_size: int | None = None, seed: int = 0) -> SavedSPD:
     """A decomposition of the run's newest model (`spd_settings`): loaded from `RUN/spd/` where one was saved for
     this model step and these settings, else trained now and saved there."""
     settings = spd_settings(run.model, steps, batch_size, seed)
     saved = load_spd(run.directory, run.model, run.model_step, settings)
     if saved is None:
-        saved = train_saved_spd(run.model, run.task.sample, settings, run.model_step)
+        saved = train_saved_spd(run.model, task_input_sampler(run.task, run.model.kind), settings, run.model_step)
         save_spd(run.directory, saved)
     return saved
