@@ -88,10 +88,10 @@ def main(argv=None) -> int:
     if "induction_attribution_mlp" in only:
         write_site(args.induction_mlp, sites / "induction_mlp", pages=["attribution"])
     if "spd" in only:
-        from toymi.views.spd_page import QuickSPD, spd_page
+        from toymi.views.spd_page import QuickSPD, keep_spd
 
-        write_site(args.tms, sites / "tms", pages=["run"], extra=[spd_page(load_run(args.tms),
-                                                                           QuickSPD(steps=args.spd_steps))])
+        keep_spd(load_run(args.tms), QuickSPD(steps=args.spd_steps))  # as `toymi view RUN --spd`
+        write_site(args.tms, sites / "tms", pages=["run", "spd"])
     shots = {"attribution": sites / "residual" / "attribution.html",
              "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
              "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html",
@@ -107,6 +107,8 @@ def main(argv=None) -> int:
             check_screenshot(image, VIEWPORT["width"], VIEWPORT["height"])
             assert page.errors == [], page.errors
             print(f"wrote {out / name}.png ({image.shape[1]}x{image.shape[0]})")
+            if name == "view_spd":  # the numbers README quotes beside the screenshot
+                print(page.js("() => toymiData.matrices.map(m => m.summary).join('\\n')"))
     shutil.rmtree(sites)
     return 0
 
