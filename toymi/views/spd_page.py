@@ -2,12 +2,12 @@
 
 For the chosen matrix: the causal importance `g` of its subcomponents on probe inputs (the paper's picture of which
 subcomponent each input needs: for TMS and residual MLPs one feature on at a time, for AND gates each gate's two
-inputs too, for a transformer the mean over task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the subcomponent clicked, what it reads (`V_c`,
-over the matrix's input) and what it writes (`U_c`, over its output); in attention matrices, beside each name, the
-head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive by norm (above
-10% of the largest) or important (g > 0.1) on some probe are drawn, ordered by the probe they matter most for, so a
-clean decomposition shows as a diagonal. A table above gives every matrix's alive counts and how closely its
-subcomponents sum to the weights.
+inputs too, for a transformer the mean over task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the
+subcomponent clicked, what it reads (`V_c`, over the matrix's input) and what it writes (`U_c`, over its output); in
+attention matrices, beside each name, the head holding most of its head-side vector
+(`truths_induction.head_shares`). Only subcomponents alive by norm (above 10% of the largest) or important (g > 0.1)
+on some probe are drawn, ordered by the probe they matter most for, so a clean decomposition shows as a diagonal. A
+table above gives every matrix's alive counts and how closely its subcomponents sum to the weights.
 
 `toymi view RUN --spd` trains a decomposition of the run's newest model (the model's `spd_defaults`, `QuickSPD`'s
 steps and batch) and keeps it with the run (`keep_spd`, `toymi.decompose.parameters.saved`); every later `toymi view
@@ -109,11 +109,12 @@ def matrix_summaries(model, params, probes: np.ndarray, targets=None) -> list[di
         g = np.asarray(g, np.float64)
         ci = g.reshape(-1, *g.shape[-2:]).mean(0) if g.ndim == 3 else g  # a sequence model's: mean over inputs
         norms = np.asarray(comps.norms(), np.float64)
-        drawn = np.flatnonzero((norms > ALIVE_NORM * norms.max()) | (ci.max(0) > IMPORTANT))
+        alive, important = norms > ALIVE_NORM * norms.max(), ci.max(0) > IMPORTANT
+        drawn = np.flatnonzero(alive | important)
         drawn = drawn[np.lexsort((-ci[:, drawn].max(0), ci[:, drawn].argmax(0)))]
         W = np.asarray(t.get(model), np.float64)
         error = np.linalg.norm(W - np.asarray(comps.weight(), np.float64)) / max(np.linalg.norm(W), 1e-30)
-        n_alive, n_important = int((norms > ALIVE_NORM * norms.max()).sum()), int((ci.max(0) > IMPORTANT).sum())
+        n_alive, n_important = int(alive.sum()), int(important.sum())
         heads = _heads(t.name, comps, model)
         out.append({"name": t.name, "site": t.site if t.layer is None else f"{t.site} {t.layer}",
                     "shape": list(W.shape), "C": len(norms), "alive": n_alive, "important": n_important,
