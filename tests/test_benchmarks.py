@@ -218,6 +218,25 @@ def test_readme_chess_200k_and_spd_run_numbers_are_their_committed_results():
         assert row in readme, row
 
 
+def test_readme_spd_paper_settings_tables_are_their_committed_results():
+    """TMS 5-2 and TMS 5-2 + identity at the paper's settings on the CPU: README's per-seed rows are their JSON."""
+    readme = (ROOT / "README.md").read_text()
+    spd = ROOT / "benchmarks" / "results" / "spd"
+    for name, alive_rows in (("cpu_tms_5_2_paper_settings", {"alive (by norm, of 20)": "alive_norm"}),
+                             ("cpu_tms_5_2_id_paper_settings", {"alive in `W x` (by norm, of 20)": "alive_norm",
+                                                                "alive in `W_hidden` (of 20)": "alive_norm_hidden"})):
+        r = json.loads((spd / f"{name}.json").read_text())
+        assert r["settings"]["steps"] == 40_000 and r["settings"]["batch"] == 4096 and r["settings"]["tie"] == "updates"
+        per_seed = r["results"][0]["per_seed"]
+        rows = {"MMCS": [f"{m['mmcs']:.3f}" for m in per_seed], "ML2R": [f"{m['ml2r']:.3f}" for m in per_seed]}
+        rows |= {label: [f"{m[key]:.0f}" for m in per_seed] for label, key in alive_rows.items()}
+        for label, cells in rows.items():
+            assert f"| {label} | {' | '.join(cells)} |" in readme, (name, label, cells)
+        met = sum(int(m["success"]) for m in per_seed)
+        suffix = " with the identity" if "alive_norm_hidden" in alive_rows.values() else ""
+        assert f"**{met} of 5 seeds at the bar**{suffix}" in readme, (name, met)
+
+
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
 # runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
 # compiled come from the compilation cache)
