@@ -237,6 +237,24 @@ def test_readme_spd_paper_settings_tables_are_their_committed_results():
         assert f"**{met} of 5 seeds at the bar**{suffix}" in readme, (name, met)
 
 
+def test_readme_compressed_1l_spd_rows_are_their_committed_results():
+    """SPD on 1-layer compressed computation on the CPU: each README row (by truth, steps and batch) states its JSON's
+    features with their own subcomponent and `W_out` subcomponents used, per seed, and the seeds at the bar."""
+    readme = (ROOT / "README.md").read_text()
+    paths = sorted((ROOT / "benchmarks" / "results" / "spd").glob("cpu_compressed_1l*steps_batch*.json"))
+    assert len(paths) >= 5
+    for path in paths:
+        r = json.loads(path.read_text())
+        settings, result = r["settings"], r["results"][0]
+        start = f"| {result['truth']} | {settings['steps']:,} × {settings['batch']} | "
+        assert start in readme, path.name
+        row = readme[readme.index(start):].split("\n")[0].replace("**", "")
+        own = ", ".join(f"{100 * m['own_fraction']:.0f}" for m in result["per_seed"])
+        used = ", ".join(f"{m['w_out_used.0']:.0f}" for m in result["per_seed"])
+        met = sum(int(m["success"]) for m in result["per_seed"])
+        assert f"| {own} | {used} |" in row and f"| {met} of {len(result['per_seed'])} |" in row, (path.name, row)
+
+
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
 # runs that need no timing of their own, run in this process (no new JAX start-up; programs of the shapes other tests
 # compiled come from the compilation cache)
