@@ -52,3 +52,10 @@ def read_sealed(directory: str | Path, stem: str, accept: Callable[[dict], bool]
     if not isinstance(meta, dict) or not accept(meta) or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         return None
     return eqx.tree_deserialise_leaves(io.BytesIO(data), like(meta)), meta  # the bytes checked, not a second read
+
+
+def kept_for(format: int, model_step: int, settings: dict | None = None) -> Callable[[dict], bool]:
+    """`read_sealed`'s `accept` for what a run keeps for one model step: the saver's `format`, that `model_step`, and
+    `settings` where given (any otherwise)."""
+    return lambda meta: (meta.get("format") == format and meta.get("model_step") == model_step
+                         and (settings is None or meta.get("settings") == settings))

@@ -17,7 +17,7 @@ import jax
 
 from toymi.circuits.replacement import Replacement, replacement_for, trained_transcoders, transcoder_settings
 from toymi.decompose.transcoder import Transcoder
-from toymi.sealed import read_sealed, write_sealed
+from toymi.sealed import kept_for, read_sealed, write_sealed
 
 DIRECTORY = "transcoders"
 STEM = "transcoders"
@@ -41,15 +41,12 @@ def load_replacement(run_dir: str | Path, model_step: int, settings: dict | None
     when given: any settings otherwise) and their arrays are the ones their JSON describes; else None."""
     where = Path(run_dir) / DIRECTORY
 
-    def accept(meta: dict) -> bool:
-        return (meta.get("format") == FORMAT and meta.get("model_step") == model_step
-                and (settings is None or meta.get("settings") == settings))
 
     def like(meta: dict) -> list:
         return [eqx.filter_eval_shape(Transcoder, s["d_in"], s["d_out"], s["n_latents"], jax.random.PRNGKey(0),
                                       skip=s["skip"], k=s["k"]) for s in meta["layers"]]
 
-    saved = read_sealed(where, STEM, accept, like)
+    saved = read_sealed(where, STEM, kept_for(FORMAT, model_step, settings), like)
     if saved is None:
         return None
     transcoders, meta = saved

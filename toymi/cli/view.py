@@ -28,17 +28,20 @@ def run(args: argparse.Namespace) -> int:
     from toymi.views import serve, write_site
 
     extra = []
-    if args.latents:
+    loaded = None
+    if args.latents or args.spd:
         from toymi.run import load_run
+
+        loaded = load_run(args.run)
+    if args.latents:
         from toymi.views.quick_sae import QuickSAE, latents_page
 
-        extra = [latents_page(load_run(args.run), args.latents, QuickSAE(steps=args.sae_steps))]
+        extra = [latents_page(loaded, args.latents, QuickSAE(steps=args.sae_steps))]
     pages = args.pages.split(",") if args.pages else None
     if args.spd:
-        from toymi.run import load_run
         from toymi.views.spd_page import QuickSPD, keep_spd
 
-        keep_spd(load_run(args.run), QuickSPD(steps=args.spd_steps))  # the SPD page then shows it
+        keep_spd(loaded, QuickSPD(steps=args.spd_steps))  # the SPD page then shows it
         if pages is not None and pages != ["all"] and "spd" not in pages:
             pages.append("spd")
     index = write_site(args.run, args.out, pages=pages, extra=extra)

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from toymi.decompose.methods import Setting
-from toymi.decompose.parameters.defaults import INDUCTION_SPD, RESIDUAL_MLP_SPD, spd_defaults
+from toymi.decompose.parameters.defaults import RESIDUAL_MLP_SPD, spd_defaults
 from toymi.decompose.parameters.method import ParameterTruth
 from toymi.decompose.synthetic import sparse_dictionary
 from toymi.errors import ConfigError
@@ -187,7 +187,7 @@ def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=No
     """The induction model of `source` (default: the shipped `induction_quick` spec, trained here); layer 1's attention output scored on whether
     latents separate repeated-token positions from first occurrences (`induction_truth`), against random
     directions. 2× dictionary, k = 4; not tuned. SPD decomposes every attention matrix (`score_induction`: the
-    previous-token and induction heads' own subcomponents, K-composition; `INDUCTION_SPD`)."""
+    previous-token and induction heads' own subcomponents, K-composition; `spd_defaults`: the reference's induction config)."""
     import jax
 
     from toymi.decompose.parameters.truths_induction import key_heads, score_induction
@@ -196,9 +196,10 @@ def induction_setting(steps: int | None = None, sae_steps: int = 2000, source=No
     model, task = trained(source or shipped_spec("induction_quick"), steps)
     truth = induction_truth(model, task)
     heads = key_heads(model, task)
+    d = spd_defaults(model)  # the reference's induction config
     spd = _spd(model, task, lambda params, seed: score_induction(
-        model, params, task.sample(jax.random.PRNGKey(10_000 + seed), 128).inputs, heads), *INDUCTION_SPD,
-        "induction", quick, faithfulness_coef=100.0)
+        model, params, task.sample(jax.random.PRNGKey(10_000 + seed), 128).inputs, heads), d.C, d.importance_coef,
+        d.p, "induction", quick, faithfulness_coef=d.faithfulness_coef)
     return Setting(truth, n_latents=2 * truth.d, k=4, l1=0.3, l0=0.1, steps=sae_steps, batch_size=512,
                    parameters=spd)
 

@@ -22,7 +22,7 @@ from toymi.decompose.parameters.defaults import spd_defaults
 from toymi.decompose.parameters.losses import SPDParams
 from toymi.decompose.parameters.spd import SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd
 from toymi.decompose.parameters.targets import model_targets
-from toymi.sealed import read_sealed, write_sealed
+from toymi.sealed import kept_for, read_sealed, write_sealed
 
 DIRECTORY = "spd"
 STEM = "spd"
@@ -85,16 +85,13 @@ def load_spd(run_dir: str | Path, model: eqx.Module, model_step: int, settings: 
     any otherwise) and its arrays are the ones its JSON seals; else None."""
     where = Path(run_dir) / DIRECTORY
 
-    def accept(meta: dict) -> bool:
-        return (meta.get("format") == FORMAT and meta.get("model_step") == model_step
-                and (settings is None or meta.get("settings") == settings))
 
     def like(meta: dict) -> SPDParams:
         config = _config(meta["settings"])
         return eqx.filter_eval_shape(init_params, model, model_targets(model, config.targets), config,
                                      jax.random.PRNGKey(0))
 
-    found = read_sealed(where, STEM, accept, like)
+    found = read_sealed(where, STEM, kept_for(FORMAT, model_step, settings), like)
     if found is None:
         return None
     params, meta = found
