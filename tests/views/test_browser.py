@@ -109,19 +109,23 @@ def test_toymi_view_writes_an_offline_site_and_serves_it(grokking_run, tmp_path,
 
     out = tmp_path / "site"
     assert main(["view", str(grokking_run), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "plotly.min.js", "run.html"]
-    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "circuits"]) == 0  # opt-in: it compiles
-    assert (out / "circuits.html").exists()
-    for page in ("run.html", "attention.html", "circuits.html"):
+    assert sorted(p.name for p in out.iterdir()) == ["attention.html", "index.html", "pages.json", "plotly.min.js",
+                                                     "run.html"]
+    for page in ("run.html", "attention.html"):
         text = (out / page).read_text()
         assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
+    assert main(["view", str(grokking_run), "--out", str(out), "--pages", "circuits"]) == 0  # opt-in: it compiles
+    # the site is what this call wrote: the earlier call's pages, no longer in its index, are gone
+    assert sorted(p.name for p in out.glob("*.html")) == ["circuits.html", "index.html"]
+    text = (out / "circuits.html").read_text()
+    assert '<script src="plotly.min.js"></script>' in text and "cdn." not in text
     assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run,circuit"]) == 2
     expected = "unknown pages ['circuit']; have ['attention', 'attribution', 'circuits', 'run', 'spd'] (or 'all')"
     assert expected in capsys.readouterr().err
     with make_server(out, 0) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/run.html") as response:
-            assert response.read() == (out / "run.html").read_bytes()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/circuits.html") as response:
+            assert response.read() == (out / "circuits.html").read_bytes()
         server.shutdown()
 
 

@@ -218,6 +218,29 @@ def test_page_names_default_to_the_fast_pages_and_all_means_every_page():
         page_names(["run", "latent"])
 
 
+def test_a_site_written_again_removes_only_the_pages_it_wrote_before_and_leaves_out(grokking_run, tmp_path):
+    from toymi.views.site import MANIFEST, write_site
+
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "notes.html").write_text("the user's own")  # never written by the site: never removed
+    write_site(grokking_run, out, pages=["run"], extra=[View("latents", "an SAE's latents")])
+    assert {"run.html", "latents.html", "notes.html", MANIFEST} <= {p.name for p in out.iterdir()}
+    write_site(grokking_run, out, pages=["run"])  # the latents page is not part of this site any more
+    assert not (out / "latents.html").exists() and (out / "run.html").exists()
+    assert (out / "notes.html").read_text() == "the user's own" and 'href="latents.html"' not in (
+        out / "index.html").read_text()
+    # a damaged manifest (or one naming files outside the site) removes nothing and is written afresh
+    (out / "latents.html").write_text("kept")
+    (tmp_path / "outside.html").write_text("outside")
+    for damaged in ("{not json", json.dumps({"pages": ["../outside", "latents", ".."]})):
+        (out / MANIFEST).write_text(damaged)
+        write_site(grokking_run, out, pages=["run"])
+        assert (tmp_path / "outside.html").exists()
+    assert not (out / "latents.html").exists()  # the second manifest did name it: a page of the site, removed
+    assert json.loads((out / MANIFEST).read_text()) == {"pages": ["run"]}
+
+
 @pytest.mark.slow  # trains a TopK SAE for 20 steps: seconds
 def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, tmp_path):
     from toymi.cli import main
@@ -227,7 +250,8 @@ def test_toymi_view_latents_trains_a_topk_sae_on_the_mlp_neurons(grokking_run, t
     out = tmp_path / "site"
     assert main(["view", str(grokking_run), "--out", str(out), "--pages", "run", "--latents", "sae",
                  "--sae-steps", "20"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "latents.html", "plotly.min.js", "run.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "latents.html", "pages.json", "plotly.min.js",
+                                                     "run.html"]
     text = (out / "latents.html").read_text()
     assert "a TopK SAE (256 latents, k = 8, 20 steps) on mlp_post 0" in text
     data = json.loads(re.search(r"const toymiData = (.*?);\n", text, re.S).group(1).replace("<\\/", "</"))

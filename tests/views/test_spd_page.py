@@ -54,6 +54,34 @@ def test_the_page_draws_the_live_subcomponents_in_the_order_of_the_features_they
     assert "<td>W_in</td><td>input</td><td>[2, 5]</td><td>7</td><td>5</td><td>5</td><td>0</td>" in view.body()
 
 
+def test_a_residual_mlps_residual_stream_side_is_drawn_per_feature_through_the_fixed_embedding():
+    """`W_in`'s `V_c` reads the residual stream, where each feature is spread over d_model dimensions: the page draws
+    `W_E V_c` (per input feature) and `W_out`'s `U_c` as `U_c W_U` (per output); the neuron sides as they are."""
+    from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
+
+    model = ResidualMLP(ResidualMLPConfig(n_features=5, d_model=40, d_mlp=3, embedding="orthogonal"),
+                        jax.random.PRNGKey(0))
+    W_E = np.asarray(model.W_E)  # orthonormal rows: feature i's direction read back is exactly e_i
+    neurons = np.eye(3, 7, dtype=np.float32)  # c0-c2 on neurons 0-2; c3-c6 on none
+    V_in = np.zeros((40, 7), np.float32)
+    V_in[:, :3] = W_E[PERM[:3]].T  # c reads feature PERM[c]
+    w_in = Subcomponents(U=jnp.asarray(neurons), V=jnp.asarray(V_in))
+    U_out = np.zeros((40, 7), np.float32)
+    U_out[:, :3] = W_E[PERM[:3]].T  # c writes feature PERM[c]
+    w_out = Subcomponents(U=jnp.asarray(U_out), V=jnp.asarray(neurons))
+    view = spd_view(model, SPDParams((w_in, w_out), (_identity_importance(7), _identity_importance(7))))
+    first, second = view.data["matrices"]
+    assert (first["V_axis"], first["U_axis"]) == ("W_E V_c: reads, per input feature", "U_c: writes (output index)")
+    assert (second["V_axis"], second["U_axis"]) == ("V_c: reads (input index)", "U_c W_U: writes, per output")
+    for m in (first, second):
+        order = [int(i[1:]) for i in m["ids"]]
+        assert sorted(order) == [0, 1, 2]  # the empty c3-c6 are not drawn
+        feature_side, neuron_side = (m["V"], m["U"]) if m is first else (m["U"], m["V"])
+        np.testing.assert_allclose(feature_side, np.eye(5)[[PERM[c] for c in order]], atol=1e-6)
+        np.testing.assert_array_equal(neuron_side, np.eye(3)[order])
+    assert "W_E V_c: reads, per input feature" in view.body()  # the first matrix's subplot title
+
+
 def test_the_page_refuses_a_decomposition_of_another_model_or_with_nothing_alive():
     model = TMS(TMSConfig(n_features=5, d_hidden=2), jax.random.PRNGKey(0))
     params = _exact_decomposition(model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import html
 import http.server
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ PAGES: dict[str, Callable] = {"run": run_view, "attention": attention_for_run, "
 # seconds (an induction run's: ~3-4 s on induction_quick, nearly all compiling its programs; that site ~8-9 s).
 # The SPD page shows a decomposition kept with the run (`toymi view RUN --spd` trains one): none, no page.
 DEFAULT_PAGES = ("run", "attention", "attribution", "spd")
+MANIFEST = "pages.json"  # the pages the last write of a site put there: the next write removes those it leaves out
 
 
 def page_names(pages: Sequence[str] | None) -> list[str]:
@@ -83,7 +85,23 @@ def write_site(run_dir: str | Path, out: str | Path | None = None, pages: Sequen
     _write(out / "index.html", f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(run.directory.name)}'
            f"</title></head><body>{_nav(views, '')}<h1>{html.escape(str(run.directory))}</h1><ul>{items}</ul>"
            "</body></html>\n")
+    _forget_earlier_pages(out, names)
     return out / "index.html"
+
+
+def _forget_earlier_pages(out: Path, names: Sequence[str]) -> None:
+    """Remove the pages an earlier write of this site left that this one did not write again (they would sit there
+    unlinked, showing an older model), then record this write's pages in `MANIFEST`. Only pages the manifest names
+    are removed, so files of the user's own in `out` are never touched; a site without one (or with a damaged one)
+    keeps what it has."""
+    try:
+        earlier = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["pages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier = []
+    for name in earlier:
+        if isinstance(name, str) and name not in names and name == Path(name).name and name not in ("", ".", ".."):
+            (out / f"{name}.html").unlink(missing_ok=True)
+    _write(out / MANIFEST, json.dumps({"pages": list(names)}) + "\n")
 
 
 def make_server(directory: str | Path, port: int = 8000) -> http.server.ThreadingHTTPServer:

@@ -3,9 +3,9 @@
 For the chosen matrix: the causal importance `g` of its subcomponents on probe inputs (the paper's picture of which
 subcomponent each input needs: for TMS and residual MLPs one feature on at a time, for AND gates each gate's two
 inputs too, for a transformer the mean over task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the
-subcomponent clicked, what it reads (`V_c`, over the matrix's input) and what it writes (`U_c`, over its output); in
-attention matrices, beside each name, the head holding most of its head-side vector
-(`truths_induction.head_shares`). Only subcomponents alive by norm (above 10% of the largest) or important (g > 0.1)
+subcomponent clicked, what it reads (`V_c`, over the matrix's input) and what it writes (`U_c`, over its output),
+a residual MLP's residual-stream side per feature (`READ_OUT`: `W_E V_c`, `U_c W_U`); in attention matrices, beside
+each name, the head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive by norm (above 10% of the largest) or important (g > 0.1)
 on some probe are drawn, ordered by the probe they matter most for, so a clean decomposition shows as a diagonal. A
 table above gives every matrix's alive counts and how closely its subcomponents sum to the weights.
 
@@ -34,8 +34,8 @@ function show() {
   Plotly.restyle('norms', {x: [M.ids], y: [M.norms], 'marker.color': [M.ids.map((_, i) => i === cur ? '#d62728' :
     '#1f77b4')]});
   Plotly.restyle('subcomponent', {y: [M.V[cur], M.U[cur]], x: [M.V[cur].map((_, i) => i), M.U[cur].map((_, i) => i)]});
-  Plotly.relayout('subcomponent',
-    {'title.text': `${M.name}, subcomponent ${M.ids[cur]}: what it reads (V) and writes (U)`});
+  Plotly.relayout('subcomponent', {'title.text': `${M.name}, subcomponent ${M.ids[cur]}: what it reads (V) and ` +
+    'writes (U)', 'annotations[0].text': M.V_axis, 'annotations[1].text': M.U_axis});
   document.getElementById('summary').textContent = M.summary;
   const best = M.ci.map(row => row[cur]), top = best.indexOf(Math.max(...best));
   const head = M.head_share[cur] === null ? '' : ` (head ${M.ids[cur].split(' H')[1]}: ` +
@@ -89,7 +89,21 @@ def gate_probes(model, task) -> tuple[np.ndarray, list[str], str]:
         "each gate's two inputs on, then each input alone (value 1)"
 
 
+def residual_stream_sides(model, name: str) -> dict[str, tuple[np.ndarray, str]]:
+    """A residual MLP's `W_in` reads and its `W_out` writes the residual stream, where the fixed embedding spreads
+    each feature over all `d_model` dimensions (1,000 in the paper's model): that side is drawn per feature instead,
+    `W_E V_c` (how much `V_c` reads each input feature: `x W_E V_c` is its inner activation) and `U_c W_U` (what it
+    writes to each output, as the read-out sees it); the neuron side as it is."""
+    if name.startswith("W_in"):
+        return {"V": (np.asarray(model.W_E, np.float64).T, "W_E V_c: reads, per input feature")}
+    return {"U": (np.asarray(model.W_U, np.float64), "U_c W_U: writes, per output")}
+
+
 PROBES = {"tms": one_hot_probes, "residual_mlp": one_hot_probes, "transformer": position_probes}
+# By model kind: the sides of its matrices drawn in another basis than the matrix's own (`{"V" | "U": (basis, axis
+# title)}`, the vectors drawn as `V_cᵀ basis` / `U_cᵀ basis`); other kinds' are drawn as they are (`MATRIX_AXES`).
+READ_OUT = {"residual_mlp": residual_stream_sides}
+MATRIX_AXES = {"V": "V_c: reads (input index)", "U": "U_c: writes (output index)"}
 # A task that states gates probes them too (`Task.known_circuit`, as the attribution page reads it).
 CIRCUIT_PROBES = {("residual_mlp", "and_gates"): gate_probes}
 
@@ -116,12 +130,15 @@ def matrix_summaries(model, params, probes: np.ndarray, targets=None) -> list[di
         error = np.linalg.norm(W - np.asarray(comps.weight(), np.float64)) / max(np.linalg.norm(W), 1e-30)
         n_alive, n_important = int(alive.sum()), int(important.sum())
         heads = _heads(t.name, comps, model)
+        vectors, axes = {"U": np.asarray(comps.U).T[drawn], "V": np.asarray(comps.V).T[drawn]}, dict(MATRIX_AXES)
+        for side, (basis, axis) in READ_OUT.get(getattr(model, "kind", None), lambda m, n: {})(model, t.name).items():
+            vectors[side], axes[side] = vectors[side] @ basis, axis
         out.append({"name": t.name, "site": t.site if t.layer is None else f"{t.site} {t.layer}",
                     "shape": list(W.shape), "C": len(norms), "alive": n_alive, "important": n_important,
                     "error": float(error), "ci": ci[:, drawn],
                     "ids": [f"c{i}" + ("" if heads is None else f" H{heads[i].argmax()}") for i in drawn],
                     "head_share": [None if heads is None else float(heads[i].max()) for i in drawn],
-                    "norms": norms[drawn], "U": np.asarray(comps.U).T[drawn], "V": np.asarray(comps.V).T[drawn],
+                    "norms": norms[drawn], **vectors, "V_axis": axes["V"], "U_axis": axes["U"],
                     "summary": f"{t.name} {list(W.shape)}: {n_alive} of {len(norms)} subcomponents alive by norm, "
                                f"{n_important} important on some probe; ‖W − Σ U Vᵀ‖ / ‖W‖ = {error:.2g}"})
     return out
@@ -159,7 +176,7 @@ def _figures(first: dict, rows: list[str]) -> list:
     norms = go.Figure(go.Bar(x=first["ids"], y=first["norms"], hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     norms.update_layout(height=240, margin=dict(t=40, b=40, l=50, r=10), title="norm ‖U_c V_cᵀ‖",
                         xaxis=dict(type="category"))
-    sub = make_subplots(rows=1, cols=2, subplot_titles=("V_c: reads (input index)", "U_c: writes (output index)"))
+    sub = make_subplots(rows=1, cols=2, subplot_titles=(first["V_axis"], first["U_axis"]))
     sub.add_trace(go.Bar(y=first["V"][0], marker_color="#2ca02c", name="V"), row=1, col=1)
     sub.add_trace(go.Bar(y=first["U"][0], marker_color="#9467bd", name="U"), row=1, col=2)
     sub.update_layout(height=300, margin=dict(t=70, b=40, l=50, r=10), showlegend=False, title=" ")
@@ -192,8 +209,8 @@ def spd_view(model, params, task=None, probes=None, title: str = "SPD") -> View:
              "Click a subcomponent in the heat map or the norms to see its vectors.</p>", _table(matrices),
              f'<p>matrix <select id="matrix">{options}</select> <b id="summary"></b></p>', figs[0], figs[1],
              '<p id="selected"></p>', figs[2]]
-    data = {"rows": rows, "matrices": [{k: m[k] for k in ("name", "ids", "ci", "norms", "U", "V", "head_share",
-                                                          "summary")}
+    data = {"rows": rows, "matrices": [{k: m[k] for k in ("name", "ids", "ci", "norms", "U", "V", "V_axis", "U_axis",
+                                                          "head_share", "summary")}
                                        for m in matrices]}
     return View("spd", title, parts, data, _SCRIPT)
 
