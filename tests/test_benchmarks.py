@@ -274,6 +274,7 @@ IN_PROCESS_SMOKE = {
     "capture_overhead": (("torch", "transformer_lens"), ["--out", "{tmp}"], "capture_overhead.json"),
     "edge_patching": (("torch", "transformer_lens"), ["--out", "{tmp}"], "edge_patching.json"),
     "spd_masked_speed": ((), ["--out", "{tmp}"], "spd_masked_speed.json"),
+    "spd_importance_speed": ((), ["--out", "{tmp}"], "spd_importance_speed.json"),
     "spd_torch_speed": (("torch",), ["--out", "{tmp}"], "spd_torch_speed.json"),
     "chess_generation": ((), ["--out", "{tmp}"], "chess_generation.json"),
     "dissect_residual_vs_transformer_lens": (("torch", "transformer_lens"), [], None),
@@ -356,6 +357,12 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
                                                                              ("gelu", "neurons (exact)")]
         assert all(r["completeness_gap"] < 1e-4 and len(r["digits"]) == 2 for r in report["rows"])
         assert report["rows"][1]["error_share"] < 1e-6, report["rows"][1]  # rounding: the MLP computed twice
+    if name == "spd_importance_speed":  # both forms are one function; the class gets its own method back
+        from toymi.decompose.parameters.importance import ImportanceMLPs
+
+        assert ImportanceMLPs.__call__.__module__ == "toymi.decompose.parameters.importance"
+        assert all(abs(r["loss_broadcast"] - r["loss_dot_general"]) <= 1e-5 * abs(r["loss_broadcast"])
+                   for r in report["rows"]), report["rows"]
     if name == "spd_recovery":
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]

@@ -171,6 +171,27 @@ def test_importance_mlp_uses_the_exact_gelu():
     assert not np.allclose(gamma(s), jnp.sum(jax.nn.gelu(pre) * gamma.w2, axis=-1) + gamma.b2, rtol=1e-5, atol=1e-6)
 
 
+def test_importance_mlp_is_its_per_subcomponent_formula_for_any_batch_shape_with_the_same_gradients():
+    """Written as dot_generals over c (fast gradients on the CPU); the broadcast formula is the definition."""
+    def formula(gamma, s):
+        return jnp.sum(jax.nn.gelu(s[..., None] * gamma.w1 + gamma.b1, approximate=False) * gamma.w2, -1) + gamma.b2
+
+    gamma = init_importance(3, jax.random.PRNGKey(0))
+    gamma = dataclasses.replace(gamma, b1=jax.random.normal(jax.random.PRNGKey(8), gamma.b1.shape),
+                                b2=jnp.asarray([0.5, -1.0, 2.0]))  # biases start at 0: make each count
+    for shape in [(3,), (7, 3), (2, 5, 3)]:  # one input, a batch, a transformer's [batch, pos]
+        s = jax.random.normal(jax.random.PRNGKey(len(shape)), shape)
+        np.testing.assert_allclose(gamma(s), formula(gamma, s), rtol=1e-5, atol=1e-6)
+        grads = [jax.grad(lambda g, x: jnp.sum(jnp.sin(f(g, x))), argnums=(0, 1))(gamma, s)
+                 for f in (lambda g, x: g(x), formula)]
+        for ours, definition in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+            np.testing.assert_allclose(ours, definition, rtol=1e-4, atol=1e-6)
+    members = jax.vmap(lambda k: init_importance(3, k))(jax.random.split(jax.random.PRNGKey(1), 2))
+    s = jax.random.normal(jax.random.PRNGKey(2), (2, 4, 3))
+    np.testing.assert_allclose(jax.vmap(lambda g, x: g(x))(members, s), jax.vmap(formula)(members, s), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_importance_minimality_and_p_annealing_numbers():
     g = [jnp.asarray([[1.0, 0.5], [0.0, 0.5]]), jnp.asarray([[0.25], [0.25]])]
     assert float(importance_minimality(g, jnp.asarray(1.0))) == pytest.approx(0.5 + 0.5 + 0.25)
