@@ -237,6 +237,21 @@ def test_readme_spd_paper_settings_tables_are_their_committed_results():
         assert f"**{met} of 5 seeds at the bar**{suffix}" in readme, (name, met)
 
 
+def test_readme_spd_importance_speed_table_is_its_committed_result():
+    """Both forms of the importance MLPs timed in one run: README's rows are the JSON's times, ratios and losses."""
+    readme = (ROOT / "README.md").read_text()
+    r = json.loads((ROOT / "benchmarks" / "results" / "spd" / "spd_importance_speed.json").read_text())
+    assert not r["smoke"] and len(r["rows"]) == 3
+    for row in r["rows"]:
+        ms = {k: f"{1000 * row[k]:,.1f}" for k in ("mlps_broadcast_s", "mlps_dot_general_s", "step_broadcast_s",
+                                                    "step_dot_general_s")}
+        line = (f"| {ms['mlps_broadcast_s']} → {ms['mlps_dot_general_s']} ms ({row['mlps_speedup']:.1f}×) | "
+                f"{ms['step_broadcast_s']} → {ms['step_dot_general_s']} ms (**{row['step_speedup']:.1f}×**) | "
+                f"{row['loss_dot_general']:.6g} |")
+        assert f"| {row['shape']} (C = {row['C']}, batch {row['batch']:,}, " in readme and line in readme, line
+        assert abs(row["loss_broadcast"] - row["loss_dot_general"]) <= 1e-6 * row["loss_broadcast"]
+
+
 def test_readme_compressed_1l_spd_rows_are_their_committed_results():
     """SPD on 1-layer compressed computation on the CPU: each README row (by truth, steps and batch) states its JSON's
     features with their own subcomponent and `W_out` subcomponents used, per seed, and the seeds at the bar."""
