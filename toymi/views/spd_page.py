@@ -5,9 +5,10 @@ subcomponent each input needs: for TMS and residual MLPs one feature on at a tim
 inputs too, for a transformer the mean over task inputs at each position), their norms `‖U_c V_cᵀ‖`, and, for the
 subcomponent clicked, what it reads (`V_c`, over the matrix's input) and what it writes (`U_c`, over its output),
 a residual MLP's residual-stream side per feature (`READ_OUT`: `W_E V_c`, `U_c W_U`); in attention matrices, beside
-each name, the head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive by norm (above 10% of the largest) or important (g > 0.1)
-on some probe are drawn, ordered by the probe they matter most for, so a clean decomposition shows as a diagonal. A
-table above gives every matrix's alive counts and how closely its subcomponents sum to the weights.
+each name, the head holding most of its head-side vector (`truths_induction.head_shares`). Only subcomponents alive
+by norm (above 10% of the largest) or important (g > 0.1) on some probe are drawn, ordered by the probe they matter
+most for, so a clean decomposition shows as a diagonal. A table above gives every matrix's alive counts and how
+closely its subcomponents sum to the weights.
 
 `toymi view RUN --spd` trains a decomposition of the run's newest model (the model's `spd_defaults`, `QuickSPD`'s
 steps and batch) and keeps it with the run (`keep_spd`, `toymi.decompose.parameters.saved`); every later `toymi view

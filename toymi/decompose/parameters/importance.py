@@ -51,9 +51,9 @@ class ImportanceMLPs(eqx.Module):
         """Pre-sigmoid importance of each subcomponent from its own inner activation."""
         # Both layers as dot_generals batched over c, so that their weight gradients are dots too. Written as
         # broadcast products (`inner[..., None] * w1`, then a sum over hidden), w1's and w2's gradients are
-        # multiply-and-reduce over the batch, which XLA's CPU backend (jax 0.10, YNNPACK reductions) ran ~6× slower
-        # inside a vmap over members: one [4096, 200] × 16 forward and gradient 612 ms against 95 ms, and a whole
-        # TMS 40-10 SPD step ~1.2 s against ~0.2 s (benchmarks/spd_importance_speed.py).
+        # multiply-and-reduce over the batch, which XLA's CPU backend (jax 0.10, YNNPACK reductions) runs several
+        # times slower inside a vmap over members: on TMS 40-10's shapes the MLPs' forward and gradient 5.4× and a
+        # whole SPD step 8.0× (1.30 s against 0.16 s; benchmarks/spd_importance_speed.py times both forms).
         flat = inner.reshape(-1, inner.shape[-1])
         pre = jax.lax.dot_general(flat, self.w1, (((), ()), ((1,), (0,))))  # [C, n, hidden]
         # exact (erf) GELU, as the reference's torch `F.gelu` / `nn.GELU()` (jax's default is the tanh approximation)
