@@ -29,6 +29,8 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
 
     PYTHONPATH=. python benchmarks/spd_recovery.py --out DIR                 # paper settings, 5 seeds, TMS 5-2
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR
+    PYTHONPATH=. python benchmarks/spd_recovery.py --truths compressed_1l --steps 30000 --batch 2048 --lr 2e-3 \
+        --seeds 1 --first-seed 3 --out DIR                                     # the paper's compressed run, seed 3
     PYTHONPATH=. python benchmarks/spd_recovery.py --smoke                   # seconds: tiny steps, 2 seeds
 
 The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
@@ -190,7 +192,7 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     if len(ps) not in (1, len(coefs)):
         raise SystemExit(f"give one p or one per coefficient: {len(coefs)} coefficients, {len(ps)} p")
     settings = [(c, ps[0] if len(ps) == 1 else ps[i]) for i, c in enumerate(coefs)]
-    members = [(c, p, seed) for c, p in settings for seed in range(args.seeds)]
+    members = [(c, p, seed) for c, p in settings for seed in seed_range(args)]
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
@@ -234,15 +236,15 @@ def run_truth(name: str, args) -> dict:
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, tie=args.tie,
                     faithfulness_warmup_weight_decay=args.warmup_wd, **options_2026(args))
-    seeds = jnp.arange(args.seeds)
+    seeds = jnp.asarray(seed_range(args))
     t0 = time.perf_counter()
     run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
-    per_seed = [score_tms(model, run.member(i), task.sample, jax.random.PRNGKey(10_000 + i))
-                for i in range(args.seeds)]
-    for i, s in enumerate(per_seed):
-        print(f"{name} seed {i}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
+    per_seed = [{**score_tms(model, run.member(i), task.sample, jax.random.PRNGKey(10_000 + seed)), "seed": seed}
+                for i, seed in enumerate(seed_range(args))]
+    for s in per_seed:
+        print(f"{name} seed {s['seed']}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.items()), flush=True)
     success = float(np.mean([s["success"] for s in per_seed]))
     print(f"{name}: success rate {success:.2f} ({args.seeds} seeds), SPD {spd_seconds:.1f} s "
           f"(compile included), target model {model_seconds:.1f} s", flush=True)
@@ -250,6 +252,13 @@ def run_truth(name: str, args) -> dict:
     return {"truth": name, "C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
             "spd_seconds": spd_seconds, "model_seconds": model_seconds, "final_losses": final,
             "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
+
+
+def seed_range(args) -> list[int]:
+    """The members' seeds: `--seeds` of them from `--first-seed`. A member's run depends on its own seed only (its
+    initialisation, data and masks), so five seeds can also run as five one-seed runs, one at a time (the same runs
+    up to float rounding: XLA may compile a different batch of members differently)."""
+    return list(range(args.first_seed, args.first_seed + args.seeds))
 
 
 def options_2026(args) -> dict:
@@ -267,6 +276,7 @@ def main(argv=None) -> int:
     ap.add_argument("--truths", default="tms_5_2",
                     help=f"comma-separated, from {', '.join(ALL_TRUTHS)}")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="the first member's seed (the others follow it)")
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=1e-3)
