@@ -252,6 +252,17 @@ def test_readme_spd_importance_speed_table_is_its_committed_result():
         assert abs(row["loss_broadcast"] - row["loss_dot_general"]) <= 1e-6 * row["loss_broadcast"]
 
 
+def test_readme_spd_against_torch_table_is_its_committed_result():
+    readme = (ROOT / "README.md").read_text()
+    r = json.loads((ROOT / "benchmarks" / "results" / "spd" / "spd_torch_speed.json").read_text())
+    assert not r["settings"]["smoke"]
+    for row in r["rows"]:
+        line = (f"| {row['batch']:,} | **{1000 * row['toymi_step_s']:.1f} ms** | "
+                f"{1000 * row['torch_1_threads_step_s']:.1f} ms (")
+        assert line in readme and f"{row['ratio_torch_1_threads']:.2f}×" in readme.split(line)[1].split("\n")[0], line
+        assert f"| {1000 * row['torch_2_threads_step_s']:.1f} ms ({row['ratio_torch_2_threads']:.2f}×) |" in readme
+
+
 def test_readme_compressed_1l_spd_rows_are_their_committed_results():
     """SPD on 1-layer compressed computation on the CPU: each README row (by truth, steps and batch) states its JSON's
     features with their own subcomponent and `W_out` subcomponents used, per seed, and the seeds at the bar."""
