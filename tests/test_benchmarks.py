@@ -290,7 +290,8 @@ IN_PROCESS_SMOKE = {
     "compressed_clean": ((), ["--out", "{tmp}"], "compressed_clean.json"),
     "coactivation_clusters": ((), ["--out", "{tmp}"], "coactivation_clusters.json"),
     "gate_positions": ((), ["--out", "{tmp}"], "gate_positions_smoke.json"),
-    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--out", "{tmp}"], "spd_recovery_smoke.json"),
+    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--first-seed", "3", "--out", "{tmp}"],
+                     "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
     "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
     "induction_attribution": ((), ["--out", "{tmp}"], "induction_attribution.json"),
@@ -393,6 +394,8 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         scored = {r["truth"]: r["per_seed"][0] for r in report["results"]}
         assert "mmcs" in scored["tms_5_2"]
         assert {"gates_found", "reads_own_inputs", "inputs_found", "coef", "p", "seed"} <= set(scored["and_gates"])
+        for r in report["results"]:  # --first-seed 3: the smoke run's two seeds are 3 and 4, in every truth
+            assert [m["seed"] for m in r["per_seed"]] == [3, 4], r["truth"]
 
 
 def test_readme_enriched_addition_row_is_the_committed_results():
