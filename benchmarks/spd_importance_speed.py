@@ -55,8 +55,8 @@ def importance_written_as(form):
 
 
 def mlps_alone(members: int, batch: int, C: int, repeats: int) -> float:
-    """Seconds for the MLPs' forward and gradient on `[members, batch, C]` (one compiled program; median-free: the
-    mean of `repeats` calls after a warm-up)."""
+    """Seconds for the MLPs' forward and gradient on `[members, batch, C]`, one compiled program: the mean of
+    `repeats` calls after a warm-up call."""
     gammas = jax.vmap(lambda k: init_importance(C, k, HIDDEN))(jax.random.split(jax.random.PRNGKey(0), members))
     inner = jax.random.normal(jax.random.PRNGKey(1), (members, batch, C))
     step = jax.jit(jax.vmap(jax.value_and_grad(lambda g, x: jnp.sum(jnp.sin(g(x))))))

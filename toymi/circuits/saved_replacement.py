@@ -41,7 +41,6 @@ def load_replacement(run_dir: str | Path, model_step: int, settings: dict | None
     when given: any settings otherwise) and their arrays are the ones their JSON describes; else None."""
     where = Path(run_dir) / DIRECTORY
 
-
     def like(meta: dict) -> list:
         return [eqx.filter_eval_shape(Transcoder, s["d_in"], s["d_out"], s["n_latents"], jax.random.PRNGKey(0),
                                       skip=s["skip"], k=s["k"]) for s in meta["layers"]]

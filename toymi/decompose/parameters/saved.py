@@ -85,7 +85,6 @@ def load_spd(run_dir: str | Path, model: eqx.Module, model_step: int, settings: 
     any otherwise) and its arrays are the ones its JSON seals; else None."""
     where = Path(run_dir) / DIRECTORY
 
-
     def like(meta: dict) -> SPDParams:
         config = _config(meta["settings"])
         return eqx.filter_eval_shape(init_params, model, model_targets(model, config.targets), config,
