@@ -47,15 +47,10 @@ def tokens():
     return jax.random.randint(jax.random.PRNGKey(1), (3, 8), 0, 11)
 
 
-# ---- one file per worker at a time, the longest files first -----------------------------------------------------
-# pyproject.toml runs pytest-xdist with `--dist loadfile`: a file's tests run in one process, so the programs they
-# compile (the same tiny models, tasks and training chunks, one-op programs of eager code) are compiled once and reused
-# in memory instead of once per worker (fast tier: 6-9% less CPU and wall time, measured in pairs). xdist hands the
-# files out in the order of the collection, so a long file collected last (README's numbers, the notebooks) would run
-# alone at the end while the other worker sat idle: files go first by their expected time, longest first, as in
-# longest-processing-time-first scheduling (`--no-loadscope-reorder` keeps this order). A test's expected time is its
-# `long(seconds)` mark, or a guess by tier; tests keep their order within a file, long ones first.
-SLOW_GUESS_S, FAST_GUESS_S = 3.0, 0.2  # typical times of an unmarked slow test and a fast one (2 cores, suite flags)
+# ---- long tests first, longest first ------------------------------------------------------------------------------
+# pytest-xdist hands out tests in collection order, so a minute-long test collected last (README's numbers) ran alone
+# at the end while the other worker sat idle. Tests marked `long(seconds)` (about how long each runs in the suite) go
+# to the front, longest first, as in longest-processing-time-first scheduling; the rest keep their order.
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,21 +58,13 @@ def pytest_collection_modifyitems(config, items):
                 and not item.get_closest_marker("slow")]
     if unmarked:
         raise pytest.UsageError(f"tests marked long must be marked slow too (the fast tier skips them): {unmarked}")
-    expected = {item.nodeid: _expected_seconds(item) for item in items}
-    per_file: dict[str, float] = {}
-    for item in items:
-        per_file[_file(item)] = per_file.get(_file(item), 0.0) + expected[item.nodeid]
-    items.sort(key=lambda item: (-per_file[_file(item)], _file(item), -expected[item.nodeid]))
-
-
-def _file(item) -> str:
-    return item.nodeid.split("::", 1)[0]
+    items.sort(key=lambda item: -_expected_seconds(item))
 
 
 def _expected_seconds(item) -> float:
     mark = item.get_closest_marker("long")
     if mark is None:
-        return SLOW_GUESS_S if item.get_closest_marker("slow") else FAST_GUESS_S
+        return 0.0
     if len(mark.args) != 1 or not isinstance(mark.args[0], (int, float)):
         raise pytest.UsageError(f"{item.nodeid}: write @pytest.mark.long(seconds), e.g. long(20); got {mark}")
     return float(mark.args[0])
