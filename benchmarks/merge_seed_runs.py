@@ -58,7 +58,8 @@ def merge(reports: list[dict]) -> dict:
     order = np.argsort(seeds, kind="stable")
     per_seed = [[m for r in results for m in r["per_seed"]][i] for i in order]
     spd_seconds = [[s for r in results for s in r["spd_seconds"]][i] for i in order]
-    losses = {k: [[x for r in results for x in r["final_losses"][k]][i] for i in order] for k in results[0]["final_losses"]}
+    losses = {k: [[x for r in results for x in r["final_losses"][k]][i] for i in order]
+              for k in results[0]["final_losses"]}
     runs = sorted((run for r in reports for run in _runs(r)), key=lambda run: run["first_seed"])
     merged = {**results[0], "per_seed": per_seed, "spd_seconds": spd_seconds, "final_losses": losses,
               "success_rate": float(np.mean([m["success"] for m in per_seed]))}
@@ -83,7 +84,8 @@ def split(merged: dict) -> list[dict]:
         report = {k: copy.deepcopy(v) for k, v in merged.items() if k not in ("separate_runs", "note")}
         report["settings"] |= {"seeds": 1, "first_seed": run["first_seed"]}
         report["results"] = [{**copy.deepcopy(result), "per_seed": [copy.deepcopy(result["per_seed"][i])],
-                              "spd_seconds": [result["spd_seconds"][i]], "success_rate": result["per_seed"][i]["success"],
+                              "spd_seconds": [result["spd_seconds"][i]],
+                              "success_rate": result["per_seed"][i]["success"],
                               "final_losses": {k: [v[i]] for k, v in result["final_losses"].items()}}]
         reports.append(report | {"wall_seconds": run["wall_seconds"], "machine": run["machine"]})
     return reports
