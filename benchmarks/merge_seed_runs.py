@@ -6,8 +6,9 @@
 A run at the paper's settings takes ~41 min per seed on 2 CPU cores, so the seeds run one session at a time. Each
 input is a run's `spd_recovery.json` or an earlier merge (OUT.json itself may be one of the inputs). The runs must
 share every setting but the seeds; each seed may appear once. The merge lists `per_seed`, `spd_seconds` and
-`final_losses` in seed order, recomputes `success_rate`, and keeps every run's own wall time, machine and losses in
-`separate_runs`, so nothing measured is lost.
+`final_losses` in seed order (`spd_seconds` one per run: a run times its members together), recomputes
+`success_rate`, and keeps every run's own wall time, machine and losses in `separate_runs`, so nothing measured is
+lost.
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ def merge(reports: list[dict]) -> dict:
         raise ValueError(f"seeds appear twice: {sorted(seeds)}")
     order = np.argsort(seeds, kind="stable")
     per_seed = [[m for r in results for m in r["per_seed"]][i] for i in order]
-    spd_seconds = [[s for r in results for s in r["spd_seconds"]][i] for i in order]
+    runs = sorted((run for r in reports for run in _runs(r)), key=lambda run: run["first_seed"])
+    spd_seconds = [run["spd_seconds"] for run in runs]  # one per run (a run times all its members together)
     losses = {k: [[x for r in results for x in r["final_losses"][k]][i] for i in order]
               for k in results[0]["final_losses"]}
-    runs = sorted((run for r in reports for run in _runs(r)), key=lambda run: run["first_seed"])
     merged = {**results[0], "per_seed": per_seed, "spd_seconds": spd_seconds, "final_losses": losses,
               "success_rate": float(np.mean([m["success"] for m in per_seed]))}
     first = min(reports, key=lambda r: r["settings"]["first_seed"])
@@ -70,7 +71,8 @@ def merge(reports: list[dict]) -> dict:
             "results": [merged], "separate_runs": runs,
             "note": f"{len(runs)} runs of the same command (spd_recovery.py {command} --seeds 1 --first-seed N), "
                     "merged by benchmarks/merge_seed_runs.py: per_seed, final_losses and spd_seconds list the runs in "
-                    "seed order; wall_seconds, machine and versions are the first run's, separate_runs has each run's"}
+                    "seed order (spd_seconds one per run); wall_seconds, machine and versions are the first run's, "
+                    "separate_runs has each run's"}
 
 
 def split(merged: dict) -> list[dict]:
@@ -84,7 +86,7 @@ def split(merged: dict) -> list[dict]:
         report = {k: copy.deepcopy(v) for k, v in merged.items() if k not in ("separate_runs", "note")}
         report["settings"] |= {"seeds": 1, "first_seed": run["first_seed"]}
         report["results"] = [{**copy.deepcopy(result), "per_seed": [copy.deepcopy(result["per_seed"][i])],
-                              "spd_seconds": [result["spd_seconds"][i]],
+                              "spd_seconds": run["spd_seconds"],
                               "success_rate": result["per_seed"][i]["success"],
                               "final_losses": {k: [v[i]] for k, v in result["final_losses"].items()}}]
         reports.append(report | {"wall_seconds": run["wall_seconds"], "machine": run["machine"]})

@@ -30,19 +30,21 @@ def test_the_committed_merge_is_what_its_runs_merge_to(capsys):
 def test_a_merge_takes_more_seeds_and_recounts_success(tmp_path):
     merged = json.loads(MERGED.read_text())
     third = one_seed_run(merged, 1)
-    third["settings"]["first_seed"] = 2
-    third["results"][0]["per_seed"][0] |= {"seed": 2, "success": 0.0}
-    third["results"][0]["spd_seconds"] = [123.0]
+    third["settings"]["first_seed"] = 7
+    third["results"][0]["per_seed"][0] |= {"seed": 7, "success": 0.0}
+    third["results"][0]["spd_seconds"] = 123.0  # as spd_recovery.py writes it: one number for the run
     (tmp_path / "merged.json").write_text(json.dumps(merged))
-    (tmp_path / "seed2.json").write_text(json.dumps(third))
+    (tmp_path / "seed7.json").write_text(json.dumps(third))
     out = tmp_path / "merged.json"  # the merge replaces one of its own inputs
-    assert merge_seed_runs.main([str(out), str(out), str(tmp_path / "seed2.json")]) == 0
+    assert merge_seed_runs.main([str(out), str(out), str(tmp_path / "seed7.json")]) == 0
     again = json.loads(out.read_text())
     result = again["results"][0]
-    assert [m["seed"] for m in result["per_seed"]] == [0, 1, 2] and result["spd_seconds"][2] == 123.0
-    assert result["success_rate"] == pytest.approx(2 / 3) and again["settings"]["seeds"] == 3
-    assert [r["first_seed"] for r in again["separate_runs"]] == [0, 1, 2]
-    assert len(result["final_losses"]["total"]) == 3 and not list(tmp_path.glob("*.tmp"))
+    seeds = [m["seed"] for m in merged["results"][0]["per_seed"]]  # those committed, all at the bar so far
+    assert [m["seed"] for m in result["per_seed"]] == seeds + [7] and result["spd_seconds"][-1] == 123.0
+    assert result["success_rate"] == pytest.approx(len(seeds) / (len(seeds) + 1))
+    assert again["settings"]["seeds"] == len(seeds) + 1
+    assert [r["first_seed"] for r in again["separate_runs"]] == seeds + [7]
+    assert len(result["final_losses"]["total"]) == len(seeds) + 1 and not list(tmp_path.glob("*.tmp"))
 
 
 @pytest.mark.parametrize("change, message", [
