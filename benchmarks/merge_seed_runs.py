@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toymi.train.integrity import write_atomically
+
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "benchmarks" / "results" / "spd" / "cpu_compressed_1l_30000steps_batch2048.json"  # two runs merged
+EXAMPLE = ROOT / "benchmarks" / "results" / "spd" / "cpu_compressed_1l_30000steps_batch2048.json"  # one-seed runs merged
 SEED_SETTINGS = ("seeds", "first_seed")  # what may differ between the runs merged
 # per-truth fields that belong to the target model or the truth, the same in every run
 SHARED_FIELDS = ("truth", "spec", "C", "importance_coef", "p", "published", "at_init", "target_model")
@@ -57,11 +59,12 @@ def merge(reports: list[dict]) -> dict:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds appear twice: {sorted(seeds)}")
     order = np.argsort(seeds, kind="stable")
-    per_seed = [[m for r in results for m in r["per_seed"]][i] for i in order]
+    per_seed = [m for r in results for m in r["per_seed"]]
+    per_seed = [per_seed[i] for i in order]
     runs = sorted((run for r in reports for run in _runs(r)), key=lambda run: run["first_seed"])
     spd_seconds = [run["spd_seconds"] for run in runs]  # one per run (a run times all its members together)
-    losses = {k: [[x for r in results for x in r["final_losses"][k]][i] for i in order]
-              for k in results[0]["final_losses"]}
+    losses = {k: [x for r in results for x in r["final_losses"][k]] for k in results[0]["final_losses"]}
+    losses = {k: [v[i] for i in order] for k, v in losses.items()}
     merged = {**results[0], "per_seed": per_seed, "spd_seconds": spd_seconds, "final_losses": losses,
               "success_rate": float(np.mean([m["success"] for m in per_seed]))}
     first = min(reports, key=lambda r: r["settings"]["first_seed"])
@@ -116,9 +119,7 @@ def main(argv=None) -> int:
     reports = [json.loads(Path(p).read_text()) for p in args.runs]
     merged = merge(reports)
     out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merged, indent=1))
-    tmp.replace(out)  # never a half-written report, even when OUT was an input
+    write_atomically(out, json.dumps(merged, indent=1))  # never a half-written report, even when OUT was an input
     print(f"wrote {out}: seeds {[m['seed'] for m in merged['results'][0]['per_seed']]}, "
           f"success {merged['results'][0]['success_rate']:.2f}")
     return 0
