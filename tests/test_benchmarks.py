@@ -5,6 +5,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,27 @@ def test_readme_compressed_1l_spd_rows_are_their_committed_results():
         used = ", ".join(f"{m['w_out_used.0']:.0f}" for m in result["per_seed"])
         met = sum(int(m["success"]) for m in result["per_seed"])
         assert f"| {own} | {used} |" in row and f"| {met} of {len(result['per_seed'])} |" in row, (path.name, row)
+
+
+def test_readme_and_gates_spd_rows_are_their_committed_results():
+    """SPD on the AND-gate residual MLP at one coefficient: each README row (by steps, batch, coefficient and p)
+    states its JSON's gates found per seed (of 45), the subcomponents alive in each matrix and SPD's wall time."""
+    readme = (ROOT / "README.md").read_text()
+    paths = [path for path in sorted((ROOT / "benchmarks" / "results" / "spd").glob("cpu_and_gates_*.json"))
+             if re.fullmatch(r"cpu_and_gates_\d+k_batch\d+_coef[\de.-]+_p\d+\.json", path.name)]
+    assert len(paths) >= 3
+    for path in paths:
+        r = json.loads(path.read_text())
+        settings, result = r["settings"], r["results"][0]
+        coef = f"{result['importance_coef']:.0e}".replace("e-0", "e-")
+        start = f"| {settings['steps']:,} × {settings['batch']}, coefficient {coef}, p = {result['p']:g}"
+        assert readme.count(start) == 1, (path.name, start)
+        row = readme[readme.index(start):].split("\n")[0].replace("**", "")
+        seeds = result["per_seed"]
+        found = ", ".join(f"{45 * m['gates_found']:.0f}" for m in seeds)
+        alive = {key: sorted({f"{m[key]:.0f}" for m in seeds}, key=float) for key in ("w_in_alive", "w_out_alive")}
+        alive = " / ".join("–".join([v[0], v[-1]] if len(v) > 1 else v) for v in alive.values())
+        assert f"| {found} | {alive} |" in row and f"| {result['spd_seconds']:,.0f} s" in row, (path.name, row)
 
 
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
