@@ -30,7 +30,7 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
     PYTHONPATH=. python benchmarks/spd_recovery.py --out DIR                 # paper settings, 5 seeds, TMS 5-2
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths compressed_1l --steps 30000 --batch 2048 --lr 2e-3 \
-        --seeds 1 --first-seed 4 --out DIR                                     # the paper's compressed run, seed 4
+        --seeds 1 --first-seed N --out DIR                                     # the paper's compressed run, seed N
     PYTHONPATH=. python benchmarks/spd_recovery.py --smoke                   # seconds: tiny steps, 2 seeds
 
 The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
