@@ -12,9 +12,11 @@ solution's, the features with a `W_in` subcomponent of their own per layer and i
 the neurons each feature's important subcomponents use with the model's own single-feature ablations
 (`truths_compressed.neuron_agreement`). `and_gates`: the AND-gate residual MLP of `tasks/and_gates_quick.toml` (45 gates
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
-(`toymi/decompose/parameters/truths_and_gates.py`; success: every gate); C, coefficient and p from `--C`, `--coef`,
-`--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one vmapped run
-of coefficients × seeds), no published number; `and_gates_transformer`: the same gates computed by the 1-layer
+(`toymi/decompose/parameters/truths_and_gates.py`; success: every gate), beside the inputs with a `W_in`
+subcomponent of their own and the gates with an exclusive `W_out` subcomponent; C, coefficient and p from `--C`,
+`--coef`, `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one
+vmapped run of coefficients × seeds), no published number; `--output-loss binary_kl` compares the gate logits as
+sigmoids rather than by MSE (the model's logits reach ±20, so MSE charges changes no prediction sees); `and_gates_transformer`: the same gates computed by the 1-layer
 transformer of `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer
 attention-only model of `tasks/induction_quick.toml`, every attention matrix decomposed whole
 (`truths_induction.py`: subcomponents confined to one head, those of the previous-token and induction heads,
@@ -57,6 +59,7 @@ from _bench import REPO_ROOT, RESULTS_DIR, machine, versions  # noqa: E402
 from toymi.decompose.parameters.spd import (  # noqa: E402
     TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd,
 )
+from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
@@ -194,6 +197,8 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     settings = [(c, ps[0] if len(ps) == 1 else ps[i]) for i, c in enumerate(coefs)]
     members = [(c, p, seed) for c, p in settings for seed in seed_range(args)]
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
+    if args.output_loss != "auto":  # the command line's choice over the truth's own
+        config["output_loss"] = args.output_loss
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
                     faithfulness_coef=args.faithfulness_coef, **options_2026(args), **config)
@@ -234,7 +239,7 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, tie=args.tie,
+                    faithfulness_warmup_steps=args.warmup, tie=args.tie, output_loss=args.output_loss,
                     faithfulness_warmup_weight_decay=args.warmup_wd, **options_2026(args))
     seeds = jnp.asarray(seed_range(args))
     t0 = time.perf_counter()
@@ -304,6 +309,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pgd-step-size", type=float, default=0.1)
     ap.add_argument("--frequency-coef", type=float, default=0.0, help="β of the frequency-minimality term (0: off)")
     ap.add_argument("--frequency-p", type=float, default=2.0, help="p₂ of the frequency-minimality term")
+    ap.add_argument("--output-loss", default="auto", choices=OUTPUT_LOSSES,
+                    help="how the masked model's output is compared with the target's (SPDConfig.output_loss; auto: "
+                         "the truth's own, MSE but for induction's KL; binary_kl: the AND gates' gate sigmoids)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

@@ -12,7 +12,7 @@ from toymi.decompose.parameters.importance import (
     ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
 )
 from toymi.decompose.parameters.losses import (
-    SPDParams, annealed_p, faithfulness, importance_minimality, masked_output, merge_tied_updates, spd_losses,
+    SPDParams, annealed_p, binary_kl_logits, faithfulness, output_distance, importance_minimality, masked_output, merge_tied_updates, spd_losses,
     stochastic_masks, tie,
 )
 from toymi.decompose.parameters.spd import (
@@ -241,3 +241,18 @@ def test_spd_recovers_the_rank_one_mechanisms_of_a_hand_built_model():
     assert scores["mmcs"] > 0.99, scores
     assert 0.9 < scores["ml2r"] < 1.1, scores
     assert scores["alive_norm"] == 3, scores
+
+
+def test_binary_kl_is_the_bernoulli_kl_of_each_sigmoid_and_small_where_logits_are_confident():
+    target, pred = np.array([[8.0, -3.0, 0.5]]), np.array([[6.0, -1.0, -0.5]])
+    p, q = 1 / (1 + np.exp(-target)), 1 / (1 + np.exp(-pred))
+    want = np.mean(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)))
+    assert float(binary_kl_logits(jnp.asarray(pred), jnp.asarray(target))) == pytest.approx(want, rel=1e-5)
+    assert float(binary_kl_logits(jnp.asarray(target), jnp.asarray(target))) == pytest.approx(0.0, abs=1e-7)
+    # logits 30 apart on the confident side barely differ as sigmoids: MSE would charge 900 for it
+    confident = float(binary_kl_logits(jnp.array([[-20.0]]), jnp.array([[-50.0]])))
+    assert 0 < confident < 1e-8
+    model = ResidualMLP(ResidualMLPConfig(n_features=3, d_model=4, d_mlp=2), jax.random.PRNGKey(0))
+    assert output_distance(model, "binary_kl") is binary_kl_logits
+    with pytest.raises(ValueError, match="output loss must be one of"):
+        output_distance(model, "bce")

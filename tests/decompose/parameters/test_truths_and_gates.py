@@ -7,7 +7,7 @@ import pytest
 
 from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.scoring import exclusive
-from toymi.decompose.parameters.truths_and_gates import gate_scores, input_reads
+from toymi.decompose.parameters.truths_and_gates import gate_scores, input_reads, own_gates, per_input
 from toymi.model.residual_mlp import ResidualMLP, ResidualMLPConfig
 
 PAIRS = np.array([[0, 1], [0, 2], [1, 2]])
@@ -99,3 +99,20 @@ def test_gate_patterns_are_each_pair_on_then_each_input_alone():
 
     np.testing.assert_array_equal(gate_patterns(PAIRS, 3), [[1, 1, 0], [1, 0, 1], [0, 1, 1],
                                                            [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_per_input_and_own_gates_by_hand():
+    # rows: pairs (0, 1), (0, 2), (1, 2), then inputs 0, 1, 2 alone; C = 4
+    ci = np.zeros((6, 4))
+    ci[[0, 1, 3], 0] = 0.9  # input 0's own: important on exactly the patterns holding 0
+    ci[[0, 2, 4], 1] = 0.8  # input 1's
+    ci[[1, 2, 5], 2] = 0.7  # input 2's, but also important on pair (0, 1): not its own
+    ci[0, 2] = 0.6
+    ci[2, 3] = 1.0  # gate (1, 2)'s alone
+    pairs, rows = PAIRS, (ci[:3], ci[3:])
+    assert per_input(*rows, pairs) == pytest.approx(2 / 3)
+    assert own_gates(*rows) == pytest.approx(1 / 3)
+    ci[1, 0] = 0.4  # input 0's subcomponent no longer important on pair (0, 2): no longer input 0's own
+    assert per_input(ci[:3], ci[3:], pairs) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="pairs must be"):
+        per_input(ci[:3], ci[3:], PAIRS[:2])

@@ -3,7 +3,8 @@
 - `faithfulness`: ‖W − Σ_c U_c V_cᵀ‖² summed over decomposed matrices, over their total number of entries.
 - `stochastic_reconstruction`: the model with every decomposed matrix replaced by its masked sum, masks
   `m = g + (1 − g) r` with `r ~ U(0, 1)`, against the target model's output (`output_distance`: MSE; for a
-  transformer by default the KL divergence of its next-token distributions).
+  transformer by default the KL divergence of its next-token distributions; for gate logits, optionally the KL of
+  their sigmoids).
 - `layerwise_reconstruction`: the same with one matrix masked at a time (the others the target's), averaged.
 - `tie`: the subcomponents of a target tied to another (TMS's `W_out`, `Target.tied`) set to that one's transposed,
   before every loss, so the gradient of both uses reaches the one shared set (`SPDConfig.tie = "gradients"`);
@@ -116,14 +117,23 @@ def kl_logits(pred: Float[Array, "*lead vocab"], target: Float[Array, "*lead voc
     return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
 
 
-DISTANCES = {"mse": mse, "kl": kl_logits}
+def binary_kl_logits(pred: Float[Array, "*lead out"], target: Float[Array, "*lead out"]) -> Float[Array, ""]:
+    """KL(target ‖ pred) between independent Bernoulli outputs, `σ(logit)` each (a multi-label model's, as the
+    AND gates' BCE-trained gate logits), mean over every output: at confident logits a small change costs little,
+    where MSE on the logits would charge it by the logits' scale."""
+    log_p, log_not_p = jax.nn.log_sigmoid(target), jax.nn.log_sigmoid(-target)
+    log_q, log_not_q = jax.nn.log_sigmoid(pred), jax.nn.log_sigmoid(-pred)
+    return jnp.mean(jnp.exp(log_p) * (log_p - log_q) + jnp.exp(log_not_p) * (log_not_p - log_not_q))
+
+
+DISTANCES = {"mse": mse, "kl": kl_logits, "binary_kl": binary_kl_logits}
 OUTPUT_LOSSES = ("auto", *DISTANCES)  # `SPDConfig.output_loss`
 
 
 def output_distance(model: eqx.Module, name: str = "auto", positions: tuple[int, ...] | None = None
                     ) -> Callable[[Array, Array], Float[Array, ""]]:
-    """How far a masked model's output is from the target model's: `"mse"`, or `"kl"` between next-token
-    distributions; `"auto"` is KL for a transformer (as the reference code compares LMs) and MSE for the other
+    """How far a masked model's output is from the target model's: `"mse"`, `"kl"` between next-token
+    distributions, or `"binary_kl"` between independent sigmoids (a multi-label model's logits); `"auto"` is KL for a transformer (as the reference code compares LMs) and MSE for the other
     kinds. `positions` (a transformer's) compares only those positions' outputs, for a task whose answer is read at
     a few positions (the AND-gate transformer's gate logits at its readout: independent sigmoids, so MSE)."""
     if name not in OUTPUT_LOSSES:

@@ -14,6 +14,13 @@ gate's two inputs), `inputs_found` (inputs with an exclusive subcomponent among 
 `w_in_alive` / `w_out_alive` (subcomponents important on some pattern). `gate_scores` is the same on plain arrays,
 for hand-made decompositions.
 
+`W_in` acts linearly on the inputs, so the shortest description of it on sparse inputs is one subcomponent per
+input, important on exactly the patterns that hold that input; the gates' nonlinearity is in the neurons, so a
+subcomponent that only one gate's pair needs can only be expected in `W_out`, which reads the neurons after the
+ReLU. Two more scores say which of these a decomposition found: `inputs_own_w_in` (the fraction of inputs with a
+`W_in` subcomponent important on exactly the patterns holding that input: `per_input`) and `w_out_gates_found`
+(gates with an exclusive `W_out` subcomponent: `own_gates`).
+
 The AND-gate transformer (`tasks/and_gates_transformer_quick.toml`: attention gathers the inputs at the readout
 position, the MLP computes the gates there) gets the same test at the readout position (`score_and_gates_transformer`):
 causal importances of the MLP's `W_in` there, on each pair and single input written as tokens (`encode_tokens`), and
@@ -59,6 +66,29 @@ def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feat
             "success": float(found.all())}  # the bar: every gate found
 
 
+def own_gates(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"], threshold: float = 0.5
+              ) -> float:
+    """The fraction of gates with a subcomponent important on their pair input and on no other pattern."""
+    ci_pairs = np.asarray(ci_pairs)
+    return float(exclusive(np.concatenate([ci_pairs, np.asarray(ci_singles)]), threshold)[:len(ci_pairs)]
+                 .any(axis=1).mean())
+
+
+def per_input(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"], pairs: Int[Array, "gate 2"],
+              threshold: float = 0.5) -> float:
+    """The fraction of inputs j with a subcomponent important (≥ `threshold`) on exactly the patterns that hold j:
+    j alone and every pair with j in it, and on no other."""
+    ci_pairs, ci_singles, pairs = map(np.asarray, (ci_pairs, ci_singles, pairs))
+    n_features = ci_singles.shape[0]
+    if pairs.shape != (ci_pairs.shape[0], 2):
+        raise ValueError(f"pairs must be [gate, 2] for {ci_pairs.shape[0]} gates, got {pairs.shape}")
+    high = np.concatenate([ci_pairs, ci_singles]) >= threshold  # [pattern, C]
+    holds = np.concatenate([np.eye(n_features, dtype=bool)[pairs].any(axis=1),
+                            np.eye(n_features, dtype=bool)])  # [pattern, feature]: pattern holds input j
+    matches = (high[:, :, None] == holds[:, None, :]).all(axis=0)  # [C, feature]
+    return float(matches.any(axis=0).mean())
+
+
 def gate_patterns(pairs: Int[Array, "gate 2"], n_features: int) -> Float[Array, "gate+feature n_features"]:
     """The inputs the scores read importances on: each gate's pair on (the rest off), then each input alone."""
     eye = jnp.eye(n_features)
@@ -85,6 +115,8 @@ def score_and_gates(model: ResidualMLP, params: SPDParams, pairs, threshold: flo
     w_in = params.components[[t.name for t in targets].index("W_in.0")]
     n = len(pairs)
     out = gate_scores(ci["W_in.0"][:n], ci["W_in.0"][n:], input_reads(model, w_in), pairs, threshold)
+    out["inputs_own_w_in"] = per_input(ci["W_in.0"][:n], ci["W_in.0"][n:], pairs, threshold)
+    out["w_out_gates_found"] = own_gates(ci["W_out.0"][:n], ci["W_out.0"][n:], threshold)
     out["w_in_alive"] = float(alive_by_importance(ci["W_in.0"], threshold))
     out["w_out_alive"] = float(alive_by_importance(ci["W_out.0"], threshold))
     return out
@@ -106,6 +138,8 @@ def score_and_gates_transformer(model, task: AndGates, params: SPDParams, thresh
     mlp_in = np.asarray(model.mlp_input(acts, 0))[:, -1]  # [pattern, d_model]
     change = mlp_in[len(pairs):len(pairs) + n] - mlp_in[-1]  # [feature, d_model]: what input j alone adds
     reads = (change @ np.asarray(params.components[names.index("W_in.0")].V)).T  # [C, feature]
-    g = ci["W_in.0"]
-    out = gate_scores(g[:len(pairs)], g[len(pairs):len(pairs) + n], reads, pairs, threshold)
+    g, g_out, m = ci["W_in.0"], ci["W_out.0"], len(pairs)
+    out = gate_scores(g[:m], g[m:m + n], reads, pairs, threshold)
+    out |= {"inputs_own_w_in": per_input(g[:m], g[m:m + n], pairs, threshold),
+            "w_out_gates_found": own_gates(g_out[:m], g_out[m:m + n], threshold)}
     return out | {f"{name}_alive": float(alive_by_importance(ci[name][:-1], threshold)) for name in names}
