@@ -298,9 +298,41 @@ def test_readme_and_gates_spd_rows_are_their_committed_results():
         row = readme[readme.index(start):].split("\n")[0].replace("**", "")
         seeds = result["per_seed"]
         found = ", ".join(f"{45 * m['gates_found']:.0f}" for m in seeds)
-        values = [sorted({f"{m[key]:.0f}" for m in seeds}, key=float) for key in ("w_in_alive", "w_out_alive")]
-        alive = " / ".join("–".join([v[0], v[-1]] if len(v) > 1 else v) for v in values)  # "99–100 / 100"
+        alive = " / ".join(_span([m[key] for m in seeds]) for key in ("w_in_alive", "w_out_alive"))  # "99–100 / 100"
         assert f"| {found} | {alive} |" in row and f"| {result['spd_seconds']:,.0f} s" in row, (path.name, row)
+
+
+def test_readme_and_gates_output_distance_rows_are_their_committed_results():
+    """The AND-gate SPD runs comparing output distances: one README row per (distance, coefficient) states each
+    seed's inputs with a `W_in` subcomponent of their own, gates with an exclusive `W_out` / `W_in` subcomponent,
+    alive counts, the end's importance-minimality and reconstruction, and the run's wall time."""
+    readme = (ROOT / "README.md").read_text()
+    names = ("coef1e-5_p2_mse_2seeds", "binary_kl_coef1e-4_3e-4_p2", "binary_kl_coef1e-3_3e-3_p2")
+    for name in names:
+        r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"cpu_and_gates_10k_batch512_{name}.json")
+                       .read_text())
+        result, losses = r["results"][0], r["results"][0]["final_losses"]
+        distance = {"auto": "MSE", "binary_kl": "binary KL"}[r["settings"]["output_loss"]]
+        for coef in sorted({m["coef"] for m in result["per_seed"]}):
+            at = [i for i, m in enumerate(result["per_seed"]) if m["coef"] == coef]
+            seeds = [result["per_seed"][i] for i in at]
+
+            def each(key, scale):
+                return ", ".join(f"{scale * m[key]:.0f}" for m in seeds)
+
+            alive = " / ".join(_span([m[key] for m in seeds]) for key in ("w_in_alive", "w_out_alive"))
+            row = (f"| {distance} | {coef:.0e} | ".replace("e-0", "e-")
+                   + " | ".join([each("inputs_own_w_in", 10), each("w_out_gates_found", 45), each("gates_found", 45),
+                                 alive, ", ".join(f"{losses['importance'][i]:.1f}" for i in at),
+                                 ", ".join(f"{losses['recon'][i]:.1e}" for i in at),
+                                 f"{result['spd_seconds']:,.0f} s |"]))
+            assert readme.count(row) == 1, (name, row)
+
+
+def _span(values) -> str:
+    """`"10"` or `"19–24"`: the range of whole numbers as README's tables print it."""
+    v = sorted({f"{x:.0f}" for x in values}, key=float)
+    return "–".join([v[0], v[-1]] if len(v) > 1 else v)
 
 
 # script -> (modules it cannot run without, extra arguments, the results file its smoke run writes or None): smoke
