@@ -329,6 +329,28 @@ def test_readme_and_gates_output_distance_rows_are_their_committed_results():
             assert readme.count(row) == 1, (name, row)
 
 
+def test_readme_and_gates_transformer_binary_kl_rows_are_their_committed_results():
+    """SPD on the AND-gate transformer with the binary-KL output distance: one README row per (coefficient, steps)
+    states each seed's gates with exclusive `W_in` subcomponents, their read, `W_out` gates, inputs, alive counts."""
+    readme = (ROOT / "README.md").read_text()
+    for name in ("1500steps_batch64_binary_kl", "3000steps_batch64_binary_kl_coef1e-4_1e-3"):
+        r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"cpu_and_gates_transformer_{name}.json")
+                       .read_text())
+        result = r["results"][0]
+        assert r["settings"]["output_loss"] == "binary_kl"
+        for coef in sorted({m["coef"] for m in result["per_seed"]}):
+            seeds = [m for m in result["per_seed"] if m["coef"] == coef]
+            cells = [", ".join(f"{45 * m['gates_found']:.0f}" for m in seeds),
+                     ", ".join(f"{m['reads_own_inputs']:.2f}" for m in seeds),
+                     ", ".join(f"{45 * m['w_out_gates_found']:.0f}" for m in seeds),
+                     ", ".join(f"{10 * m['inputs_own_w_in']:.0f}" for m in seeds),
+                     " / ".join(_span([m[key] for m in seeds]) for key in ("W_in.0_alive", "W_out.0_alive")),
+                     f"{result['spd_seconds']:,.0f} s |"]
+            row = (f"| binary KL, {coef:.0e}, {r['settings']['steps']:,} steps | ".replace("e-0", "e-")
+                   + " | ".join(cells))
+            assert readme.count(row) == 1, (name, row)
+
+
 def _span(values) -> str:
     """`"10"` or `"19–24"`: the range of whole numbers as README's tables print it."""
     v = sorted({f"{x:.0f}" for x in values}, key=float)
