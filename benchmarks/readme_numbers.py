@@ -110,6 +110,18 @@ def _and_gates(run) -> dict[str, float]:
             "on_circuit": 100 * float(on_circuit)}
 
 
+def _and_gates_neurons(run) -> dict[str, float]:
+    """`_and_gates`, and how many neurons make each gate's AND (`neuron_interactions`, ≥ 10% of the largest), and in
+    how many gates each neuron takes part: the residual MLP's row."""
+    from toymi.analysis.and_gates import neuron_interactions, neurons_per_gate
+
+    interactions = neuron_interactions(run.task, run.model)
+    per_gate = np.asarray(neurons_per_gate(interactions))
+    per_neuron = np.asarray(neurons_per_gate(np.asarray(interactions).T))
+    return {**_and_gates(run), "neurons_min": per_gate.min(), "neurons_max": per_gate.max(),
+            "gates_min": per_neuron.min(), "gates_max": per_neuron.max()}
+
+
 def _tms(run) -> dict[str, float]:
     from toymi.analysis.tms import feature_dimensionality
 
@@ -136,8 +148,10 @@ ROWS = {
     "chess_quick": (_chess, {"start": rf"test loss {NUMBER} →", "end": rf"→ {NUMBER} \(floor",
                              "floor": rf"random games: {NUMBER}\)", "legal_init": rf"legal {NUMBER}% \(random init\)",
                              "legal_end": rf"init\) → {NUMBER}%", "moves": rf"\({NUMBER} test moves\)"}),
-    "and_gates_quick": (_and_gates, {"start": rf"all gates {NUMBER}% →", "end": rf"→ {NUMBER}%;",
-                                     "on_circuit": rf"; {NUMBER}% of the input-ablation effect"}),
+    "and_gates_quick": (_and_gates_neurons, {"start": rf"all gates {NUMBER}% →", "end": rf"→ {NUMBER}%;",
+                                             "on_circuit": rf"; {NUMBER}% of the input-ablation effect",
+                                             "neurons_min": rf"AND made in {NUMBER}–", "neurons_max": rf"–{NUMBER} of the",
+                                             "gates_min": rf"each neuron in {NUMBER}–", "gates_max": rf"–{NUMBER} gates"}),
     "and_gates_transformer_quick": (_and_gates, {"start": rf"exact match {NUMBER}% →", "end": rf"→ {NUMBER}%;",
                                                  "on_circuit": rf"; {NUMBER}% of the input-ablation effect"}),
     "tms_quick": (_tms, {"start": rf"all-zero loss {NUMBER} →", "end": rf"→ {NUMBER};",

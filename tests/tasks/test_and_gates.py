@@ -13,7 +13,9 @@ from toymi.experiment.spec import Spec
 from toymi.tasks import make_task
 from toymi.model.transformer import ModelConfig
 from toymi.tasks.and_gates import encode_tokens, gate_pairs
-from toymi.analysis.and_gates import circuit_agreement, input_ablation_effects
+from toymi.analysis.and_gates import (
+    circuit_agreement, input_ablation_effects, neuron_interactions, neurons_per_gate,
+)
 from toymi.experiment import train
 from toymi.train import metrics_log
 
@@ -78,6 +80,20 @@ def test_ablation_recovers_the_circuit_of_an_exact_model():
     np.testing.assert_allclose(effects[~truth], 0.0, atol=1e-6)
     np.testing.assert_allclose(circuit_agreement(effects, truth)["on_circuit"], 1.0, atol=1e-6)
 
+
+
+def test_an_exact_models_neurons_each_make_one_gates_and():
+    task = make_task("and_gates", n_features=4, gates=CIRCUIT)
+    model = exact_and_model(task)
+    interactions = neuron_interactions(task, model)  # ReLU(x_a + x_b - 1): 1 on its pair, 0 alone, 0 on the others
+    np.testing.assert_allclose(interactions, np.eye(3), atol=1e-5)
+    np.testing.assert_array_equal(neurons_per_gate(interactions), [1, 1, 1])
+    linear = eqx.tree_at(lambda m: m.b_in, model, jnp.ones_like(model.b_in))  # always active: adds, never ANDs
+    np.testing.assert_allclose(neuron_interactions(task, linear), 0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="layer 1 is not one of the model's 1 layers"):
+        neuron_interactions(task, model, layer=1)
+    with pytest.raises(ValueError, match="reads a residual MLP's neurons"):
+        neuron_interactions(task, object())
 
 @pytest.mark.slow
 def test_ablation_detects_a_dense_circuit():

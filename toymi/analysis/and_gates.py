@@ -1,4 +1,5 @@
-"""What a trained AND-gates model actually uses: per-gate ablation of each input, against the sparse circuit.
+"""What a trained AND-gates model actually uses: per-gate ablation of each input, against the sparse circuit; for a
+residual MLP, which neurons compute each gate (`neuron_interactions`, `neurons_per_gate`).
 
 A model trained on AND gates may not implement each gate from its two inputs alone: it can learn dense circuits in
 which other inputs matter too (Newgas 2025). `input_ablation_effects` measures it directly — set input j to 0 on
@@ -67,3 +68,30 @@ def circuit_agreement(effects: Float[Array, "n_gates n_features"], circuit: Bool
     on = jnp.where(circuit, effects, 0.0)
     return {"on_circuit": on.sum() / jnp.maximum(effects.sum(), 1e-12),
             "per_gate": on.sum(1) / jnp.maximum(effects.sum(1), 1e-12)}
+
+
+def neuron_interactions(task, model, layer: int = 0) -> Float[Array, "n_gates d_mlp"]:
+    """Where a residual MLP computes each gate: every neuron's response that only the gate's pair makes,
+    `h(a, b) − h(a) − h(b) + h(∅)` (the other inputs off; `h` the neuron's activation after its nonlinearity).
+    Zero for a neuron that adds what the two inputs do alone, so a gate's AND lies in the neurons where it is not.
+
+    **Raises:** `ValueError` for a model that is not a residual MLP, or a layer it does not have.
+    """
+    if getattr(model, "kind", None) != "residual_mlp":
+        raise ValueError(f"neuron_interactions reads a residual MLP's neurons, got a {getattr(model, 'kind', model)!r}")
+    if not 0 <= layer < model.config.n_layers:
+        raise ValueError(f"layer {layer} is not one of the model's {model.config.n_layers} layers")
+    pairs = jnp.asarray(task.pairs)
+    eye = jnp.eye(task.n_features)
+    inputs = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye, jnp.zeros((1, task.n_features))])
+    _, acts = jax.vmap(lambda x: model.forward(x, capture=frozenset({"mlp_post"})))(inputs)
+    h = acts["mlp_post", layer]  # [pattern, d_mlp]
+    n = len(pairs)
+    alone = h[n:n + task.n_features]
+    return h[:n] - alone[pairs[:, 0]] - alone[pairs[:, 1]] + h[-1]
+
+
+def neurons_per_gate(interactions: Float[Array, "n_gates d_mlp"], rel: float = 0.1) -> Array:
+    """`[n_gates]`: the neurons whose |interaction| for the gate is at least `rel` × the largest anywhere."""
+    size = jnp.abs(jnp.asarray(interactions))
+    return (size >= rel * size.max()).sum(axis=1)
