@@ -16,8 +16,9 @@ of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of thei
 subcomponent of their own and the gates with an exclusive `W_out` subcomponent; C, coefficient and p from `--C`,
 `--coef`, `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one
 vmapped run of coefficients × seeds), no published number; `--output-loss binary_kl` compares the gate logits as
-sigmoids rather than by MSE (the model's logits reach ±20, so MSE charges changes no prediction sees); `and_gates_transformer`: the same gates computed by the 1-layer
-transformer of `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer
+sigmoids rather than by MSE (a BCE-trained model's logits are large and confident, and MSE charges changes no
+prediction sees); `and_gates_transformer`: the same gates computed by the 1-layer transformer of
+`tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer
 attention-only model of `tasks/induction_quick.toml`, every attention matrix decomposed whole
 (`truths_induction.py`: subcomponents confined to one head, those of the previous-token and induction heads,
 K-composition; success: ≥ 90% of alive subcomponents in one head and the induction head with its own in all four

@@ -133,9 +133,10 @@ OUTPUT_LOSSES = ("auto", *DISTANCES)  # `SPDConfig.output_loss`
 def output_distance(model: eqx.Module, name: str = "auto", positions: tuple[int, ...] | None = None
                     ) -> Callable[[Array, Array], Float[Array, ""]]:
     """How far a masked model's output is from the target model's: `"mse"`, `"kl"` between next-token
-    distributions, or `"binary_kl"` between independent sigmoids (a multi-label model's logits); `"auto"` is KL for a transformer (as the reference code compares LMs) and MSE for the other
-    kinds. `positions` (a transformer's) compares only those positions' outputs, for a task whose answer is read at
-    a few positions (the AND-gate transformer's gate logits at its readout: independent sigmoids, so MSE)."""
+    distributions, or `"binary_kl"` between independent sigmoids (a multi-label model's logits); `"auto"` is KL for
+    a transformer (as the reference code compares LMs) and MSE for the other kinds. `positions` (a transformer's)
+    compares only those positions' outputs, for a task whose answer is read at a few positions (the AND-gate
+    transformer's gate logits at its readout: independent sigmoids, not a next-token distribution)."""
     if name not in OUTPUT_LOSSES:
         raise ValueError(f"output loss must be one of {OUTPUT_LOSSES}, got {name!r}")
     fn = DISTANCES["kl" if model.kind == "transformer" else "mse"] if name == "auto" else DISTANCES[name]

@@ -16,8 +16,8 @@ for hand-made decompositions.
 
 `W_in` acts linearly on the inputs, so the shortest description of it on sparse inputs is one subcomponent per
 input, important on exactly the patterns that hold that input; the gates' nonlinearity is in the neurons, so a
-subcomponent that only one gate's pair needs can only be expected in `W_out`, which reads the neurons after the
-ReLU. Two more scores say which of these a decomposition found: `inputs_own_w_in` (the fraction of inputs with a
+subcomponent that only one gate's pair needs is rather to be expected in `W_out`, which reads the neurons after
+the ReLU. Two more scores say which of these a decomposition found: `inputs_own_w_in` (the fraction of inputs with a
 `W_in` subcomponent important on exactly the patterns holding that input: `per_input`) and `w_out_gates_found`
 (gates with an exclusive `W_out` subcomponent: `own_gates`).
 
