@@ -307,12 +307,14 @@ def test_readme_and_gates_output_distance_rows_are_their_committed_results():
     seed's inputs with a `W_in` subcomponent of their own, gates with an exclusive `W_out` / `W_in` subcomponent,
     alive counts, the end's importance-minimality and reconstruction, and the run's wall time."""
     readme = (ROOT / "README.md").read_text()
-    names = ("coef1e-5_p2_mse_2seeds", "binary_kl_coef1e-4_3e-4_p2", "binary_kl_coef1e-3_3e-3_p2")
+    names = ("10k_batch512_coef1e-5_p2_mse_2seeds", "10k_batch512_binary_kl_coef1e-4_3e-4_p2",
+             "10k_batch512_binary_kl_coef1e-3_3e-3_p2", "30k_batch512_binary_kl_coef3e-4_1e-3_p2")
     for name in names:
-        r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"cpu_and_gates_10k_batch512_{name}.json")
-                       .read_text())
-        result, losses = r["results"][0], r["results"][0]["final_losses"]
-        distance = {"auto": "MSE", "binary_kl": "binary KL"}[r["settings"]["output_loss"]]
+        r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"cpu_and_gates_{name}.json").read_text())
+        result, losses, settings = r["results"][0], r["results"][0]["final_losses"], r["settings"]
+        distance = {"auto": "MSE", "binary_kl": "binary KL"}[settings["output_loss"]]
+        one_seed = settings["seeds"] == 1
+        distance += f", {settings['steps']:,} steps" + (f" (seed {settings['first_seed']})" if one_seed else "")
         for coef in sorted({m["coef"] for m in result["per_seed"]}):
             at = [i for i, m in enumerate(result["per_seed"]) if m["coef"] == coef]
             seeds = [result["per_seed"][i] for i in at]
