@@ -308,13 +308,15 @@ def test_readme_and_gates_output_distance_rows_are_their_committed_results():
     alive counts, the end's importance-minimality and reconstruction, and the run's wall time."""
     readme = (ROOT / "README.md").read_text()
     names = ("10k_batch512_coef1e-5_p2_mse_2seeds", "10k_batch512_binary_kl_coef1e-4_3e-4_p2",
-             "10k_batch512_binary_kl_coef1e-3_3e-3_p2", "30k_batch512_binary_kl_coef3e-4_1e-3_p2")
+             "10k_batch512_binary_kl_coef1e-3_3e-3_p2", "30k_batch512_binary_kl_coef3e-4_1e-3_p2",
+             "30k_batch2048_binary_kl_coef3e-4_1e-3_p2")
     for name in names:
         r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"cpu_and_gates_{name}.json").read_text())
         result, losses, settings = r["results"][0], r["results"][0]["final_losses"], r["settings"]
         distance = {"auto": "MSE", "binary_kl": "binary KL"}[settings["output_loss"]]
-        one_seed = settings["seeds"] == 1
-        distance += f", {settings['steps']:,} steps" + (f" (seed {settings['first_seed']})" if one_seed else "")
+        lr = "" if settings["lr"] == 1e-3 else f", lr {settings['lr']:.0e}".replace("e-0", "e-")
+        distance += f", {settings['steps']:,} × {settings['batch']}{lr}"
+        distance += f" (seed {settings['first_seed']})" if settings["seeds"] == 1 else ""
         for coef in sorted({m["coef"] for m in result["per_seed"]}):
             at = [i for i, m in enumerate(result["per_seed"]) if m["coef"] == coef]
             seeds = [result["per_seed"][i] for i in at]
