@@ -103,22 +103,23 @@ def grokking(args, out: Path) -> dict:
         if args.smoke:
             overrides += ["train.eval_every=10", "train.checkpoint_every=20", *SMOKE_MODULAR]
         spec = Spec.load(_bench.REPO_ROOT / "tasks" / "grokking.toml", overrides)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"grokking-{loss}-")) / "run"
-        t0 = time.perf_counter()
-        train(spec, run_dir, progress=False)
-        wall = time.perf_counter() - t0
-        metrics = read_metrics(run_dir / "metrics.jsonl")
-        grokked = first_step_below(metrics, "test_loss", 0.1)
-        final = metrics[-1]
-        rows[loss] = {"epochs": spec.train.steps, "wall_s": wall, "final": final, "test_loss_below_0.1": grokked,
-                      "slingshots": slingshots(metrics, grokked),
-                      "test_loss_curve": [(m["step"], m["test_loss"]) for m in metrics]}
-        if args.grokking_progress:
-            rows[loss]["progress"] = grokking_progress(run_dir, out, loss)
-        (out / f"grokking_{loss}_metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
-        _say(f"grokking ({loss} loss): {spec.train.steps} epochs in {wall:.1f} s; final test loss "
-             f"{final['test_loss']:.3g}, test accuracy {final['test_accuracy']:.4f}; test loss < 0.1 at {grokked}; "
-             f"{len(rows[loss]['slingshots'])} slingshots")
+        with tempfile.TemporaryDirectory(prefix=f"grokking-{loss}-") as tmp:  # nothing left behind
+            run_dir = Path(tmp) / "run"
+            t0 = time.perf_counter()
+            train(spec, run_dir, progress=False)
+            wall = time.perf_counter() - t0
+            metrics = read_metrics(run_dir / "metrics.jsonl")
+            grokked = first_step_below(metrics, "test_loss", 0.1)
+            final = metrics[-1]
+            rows[loss] = {"epochs": spec.train.steps, "wall_s": wall, "final": final, "test_loss_below_0.1": grokked,
+                          "slingshots": slingshots(metrics, grokked),
+                          "test_loss_curve": [(m["step"], m["test_loss"]) for m in metrics]}
+            if args.grokking_progress:
+                rows[loss]["progress"] = grokking_progress(run_dir, out, loss)
+            (out / f"grokking_{loss}_metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+            _say(f"grokking ({loss} loss): {spec.train.steps} epochs in {wall:.1f} s; final test loss "
+                 f"{final['test_loss']:.3g}, test accuracy {final['test_accuracy']:.4f}; test loss < 0.1 at {grokked}; "
+                 f"{len(rows[loss]['slingshots'])} slingshots")
     return rows
 
 
@@ -200,15 +201,15 @@ def chess(args, out: Path) -> dict:
     if args.smoke:
         overrides += ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.d_head=16", "model.d_mlp=64",
                       "task.max_plies=10", "task.batch_size=8"]
-    cache = Path(tempfile.mkdtemp(prefix="chess-cache-"))
-    spec = Spec.load(_bench.REPO_ROOT / "tasks" / "chess.toml", overrides + [f"task.cache_dir={cache}"])
-    generation_s = _bench.timed(spec.build_task)
-    task = spec.build_task()  # from the cache now
-    optimizer = make_optimizer(spec.train)
-    state = init_state(spec.model, optimizer, 0)
-    chunk = make_train_chunk(optimizer, args.chess_steps)
-    first = _bench.timed(lambda: jax.block_until_ready(chunk(state, task)))
-    steady = [_bench.timed(lambda: jax.block_until_ready(chunk(state, task))) for _ in range(2)]
+    with tempfile.TemporaryDirectory(prefix="chess-cache-") as cache:  # the games, removed after timing
+        spec = Spec.load(_bench.REPO_ROOT / "tasks" / "chess.toml", overrides + [f"task.cache_dir={cache}"])
+        generation_s = _bench.timed(spec.build_task)
+        task = spec.build_task()  # from the cache now
+        optimizer = make_optimizer(spec.train)
+        state = init_state(spec.model, optimizer, 0)
+        chunk = make_train_chunk(optimizer, args.chess_steps)
+        first = _bench.timed(lambda: jax.block_until_ready(chunk(state, task)))
+        steady = [_bench.timed(lambda: jax.block_until_ready(chunk(state, task))) for _ in range(2)]
     step_ms = 1e3 * _bench.median(steady) / args.chess_steps
     m, t = spec.to_dict()["model"], spec.to_dict()["task"]
     row = {"model": f"{m['n_layers']} layers, d_model {m['d_model']}, batch {t['batch_size']}", "games": args.chess_games, "generation_s": generation_s, "steps_timed": args.chess_steps,

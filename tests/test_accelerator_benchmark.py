@@ -18,11 +18,15 @@ def test_accelerator_check_smoke(tmp_path):
     pytest.importorskip("torch")
     # every warning an error, but a read of a shared compilation-cache entry that another process is still writing
     # (JAX compiles the program instead; pyproject.toml's filterwarnings says why)
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
+    scratch = tmp_path / "tmp"  # its temporary directories (the chess games, the grokking runs) must not outlive it
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(scratch),
            "PYTHONWARNINGS": "error,ignore:Error reading persistent compilation cache entry:UserWarning"}
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "accelerator.py"), "--smoke", "--out",
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    left = sorted(p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor"))  # torch's own cache
+    assert not left, left
     report = json.loads((tmp_path / "accelerator.json").read_text())
     for section in ("grokking", "sweep", "tms", "sae", "chess"):
         assert "error" not in report[section], (section, report[section])
