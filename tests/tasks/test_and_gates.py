@@ -81,7 +81,6 @@ def test_ablation_recovers_the_circuit_of_an_exact_model():
     np.testing.assert_allclose(circuit_agreement(effects, truth)["on_circuit"], 1.0, atol=1e-6)
 
 
-
 def test_an_exact_models_neurons_each_make_one_gates_and():
     task = make_task("and_gates", n_features=4, gates=CIRCUIT)
     model = exact_and_model(task)
@@ -94,6 +93,7 @@ def test_an_exact_models_neurons_each_make_one_gates_and():
         neuron_interactions(task, model, layer=1)
     with pytest.raises(ValueError, match="reads a residual MLP's neurons"):
         neuron_interactions(task, object())
+
 
 @pytest.mark.slow
 def test_ablation_detects_a_dense_circuit():

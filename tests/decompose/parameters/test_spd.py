@@ -12,8 +12,8 @@ from toymi.decompose.parameters.importance import (
     ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
 )
 from toymi.decompose.parameters.losses import (
-    SPDParams, annealed_p, binary_kl_logits, faithfulness, output_distance, importance_minimality, masked_output, merge_tied_updates, spd_losses,
-    stochastic_masks, tie,
+    SPDParams, annealed_p, binary_kl_logits, faithfulness, importance_minimality, masked_output, merge_tied_updates,
+    output_distance, spd_losses, stochastic_masks, tie,
 )
 from toymi.decompose.parameters.spd import (
     SPDConfig, _faithfulness_warmup, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
