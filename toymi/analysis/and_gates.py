@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from toymi.tasks.and_gates import gate_patterns
 from toymi.tasks.features import FeatureBatch
 
 
@@ -82,8 +83,7 @@ def neuron_interactions(task, model, layer: int = 0) -> Float[Array, "n_gates d_
     if not 0 <= layer < model.config.n_layers:
         raise ValueError(f"layer {layer} is not one of the model's {model.config.n_layers} layers")
     pairs = jnp.asarray(task.pairs)
-    eye = jnp.eye(task.n_features)
-    inputs = jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye, jnp.zeros((1, task.n_features))])
+    inputs = jnp.concatenate([gate_patterns(pairs, task.n_features), jnp.zeros((1, task.n_features))])  # and none
     _, acts = jax.vmap(lambda x: model.forward(x, capture=frozenset({"mlp_post"})))(inputs)
     h = acts["mlp_post", layer]  # [pattern, d_mlp]
     n = len(pairs)

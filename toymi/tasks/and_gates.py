@@ -97,6 +97,12 @@ def circuit_matrix(pairs, n_features: int) -> Bool[np.ndarray, "n_gates n_featur
     return truth
 
 
+def gate_patterns(pairs: Int[Array, "gate 2"], n_features: int) -> Float[Array, "gate+feature n_features"]:
+    """The probe inputs of a per-gate measurement: each gate's pair on (the rest off), then each input alone."""
+    eye = jnp.eye(n_features)
+    return jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye])
+
+
 def encode_tokens(x: Float[Array, "*batch n_features"]) -> Int[Array, "*batch n_features+1"]:
     """The transformer's input for boolean features `x`: token `2*j + x_j` at position j, then the readout token
     `2*n_features` (e.g. `x = [1, 0, 1]` gives `[1, 2, 5, 6]`). Pure jnp with static shapes (jit-able)."""

@@ -82,7 +82,7 @@ def position_probes(model, task, n: int = 64) -> tuple[np.ndarray, list[str], st
 def gate_probes(model, task) -> tuple[np.ndarray, list[str], str]:
     """An AND-gate residual MLP's: each gate's two inputs on, then each input alone (`truths_and_gates`' patterns),
     so a gate's own subcomponents show on its row and not on its inputs' rows."""
-    from toymi.decompose.parameters.truths_and_gates import gate_patterns
+    from toymi.tasks.and_gates import gate_patterns
 
     pairs = np.asarray(task.pairs)
     labels = [f"x{a} & x{b}" for a, b in pairs] + [f"x{i}" for i in range(model.config.n_features)]

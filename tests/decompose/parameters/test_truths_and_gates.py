@@ -95,7 +95,7 @@ def test_the_transformer_score_reads_the_mlp_at_the_readout():
 
 
 def test_gate_patterns_are_each_pair_on_then_each_input_alone():
-    from toymi.decompose.parameters.truths_and_gates import gate_patterns
+    from toymi.tasks.and_gates import gate_patterns
 
     np.testing.assert_array_equal(gate_patterns(PAIRS, 3), [[1, 1, 0], [1, 0, 1], [0, 1, 1],
                                                            [1, 0, 0], [0, 1, 0], [0, 0, 1]])

@@ -41,7 +41,7 @@ from toymi.decompose.parameters.losses import SPDParams
 from toymi.decompose.parameters.scoring import alive_by_importance, exclusive
 from toymi.decompose.parameters.targets import model_targets
 from toymi.model.residual_mlp import ResidualMLP
-from toymi.tasks.and_gates import AndGates, encode_tokens
+from toymi.tasks.and_gates import AndGates, encode_tokens, gate_patterns
 
 
 def gate_scores(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "feature C"],
@@ -83,16 +83,9 @@ def per_input(ci_pairs: Float[Array, "gate C"], ci_singles: Float[Array, "featur
     if pairs.shape != (ci_pairs.shape[0], 2):
         raise ValueError(f"pairs must be [gate, 2] for {ci_pairs.shape[0]} gates, got {pairs.shape}")
     high = np.concatenate([ci_pairs, ci_singles]) >= threshold  # [pattern, C]
-    holds = np.concatenate([np.eye(n_features, dtype=bool)[pairs].any(axis=1),
-                            np.eye(n_features, dtype=bool)])  # [pattern, feature]: pattern holds input j
+    holds = np.asarray(gate_patterns(pairs, n_features)) > 0  # [pattern, feature]: pattern holds input j
     matches = (high[:, :, None] == holds[:, None, :]).all(axis=0)  # [C, feature]
     return float(matches.any(axis=0).mean())
-
-
-def gate_patterns(pairs: Int[Array, "gate 2"], n_features: int) -> Float[Array, "gate+feature n_features"]:
-    """The inputs the scores read importances on: each gate's pair on (the rest off), then each input alone."""
-    eye = jnp.eye(n_features)
-    return jnp.concatenate([eye[pairs[:, 0]] + eye[pairs[:, 1]], eye])
 
 
 def input_reads(model: ResidualMLP, w_in: Subcomponents) -> Float[Array, "C feature"]:
