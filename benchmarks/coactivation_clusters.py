@@ -21,7 +21,8 @@ example of a fresh sample of the task's inputs:
 - `SPD`: `W_in` and `W_out` subcomponents together, active where their causal importance is ≥ 0.5 (the threshold
   `score_and_gates` uses), trained as the benchmark's row of that model (the setting's `ParameterTruth`, 5,000
   × 512; the transformer: every matrix, as `spd_recovery.py --truths and_gates_transformer`, 1,500 × 64, its MLP's
-  subcomponents read at the readout position) at each `--spd` (coefficient, p), one vmapped run.
+  subcomponents read at the readout position) at each `--spd` (coefficient, p), one vmapped run, the outputs
+  compared by `--output-loss` (default MSE, as README's rows were run; `binary_kl` is the AND gates' own).
 
 A continuous unit (neuron, latent) is active where it exceeds `--floor` (0.1) of its largest value on the sample.
 `toymi.circuits.coactivation` clusters the units (`anchored_clusters`, `--tau` 0.9), reads each unit's conditions
@@ -40,6 +41,7 @@ Writes `DIR/coactivation_clusters.json` (default DIR: benchmarks/results).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -58,6 +60,7 @@ from toymi.circuits.coactivation import (  # noqa: E402
 )
 from toymi.decompose.methods import METHODS  # noqa: E402
 from toymi.decompose.parameters.evaluate import causal_importances  # noqa: E402
+from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
 from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.settings import readout_transcoder_setting  # noqa: E402
@@ -102,14 +105,14 @@ def score(active: np.ndarray, x_on: np.ndarray, circuits: np.ndarray, tau: float
 TRANSFORMER_SPD_STEPS = (1500, 64)  # the README's AND-gate transformer SPD rows (spd_recovery.py): 2 CPU cores
 
 
-def transformer_spd_config(task, smoke: bool) -> SPDConfig:
+def transformer_spd_config(task, smoke: bool, output_loss: str = "mse") -> SPDConfig:
     """SPD on the AND-gate transformer as `spd_recovery.py --truths and_gates_transformer` runs it: every matrix,
-    the gate logits at the readout compared by MSE, 1,500 × 64 (the residual MLP's C = 100, Adam 1e-3 cosine, a
-    200-step faithfulness warmup)."""
+    the gate logits at the readout compared by `output_loss` (MSE as README's rows), 1,500 × 64 (the residual
+    MLP's C = 100, Adam 1e-3 cosine, a 200-step faithfulness warmup)."""
     steps, batch = (60, 64) if smoke else TRANSFORMER_SPD_STEPS
     return SPDConfig(C=100, steps=steps, batch_size=batch, lr=1e-3, schedule="cosine",
                      faithfulness_warmup_steps=20 if smoke else 200, faithfulness_warmup_weight_decay=0.1,
-                     output_loss="mse", output_positions=(task.n_features,))
+                     output_loss=output_loss, output_positions=(task.n_features,))
 
 
 def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarray]]:
@@ -119,10 +122,11 @@ def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarra
     inputs = task.model_inputs(batch, model.kind)
     if readout:
         sample, config = (lambda key, n: task.model_inputs(task.sample(key, n), "transformer"),
-                          transformer_spd_config(task, args.smoke))
+                          transformer_spd_config(task, args.smoke, args.output_loss))
     else:
         truth = build(source=trained.directory, quick=args.smoke).parameters
-        model, sample, config = truth.model, truth.sample, truth.config
+        model, sample = truth.model, truth.sample
+        config = dataclasses.replace(truth.config, output_loss=args.output_loss)
     hypers = stack_spd_hypers([spd_hyper(c, p) for c, p in args.spd])
     run = train_spd(model, sample, config, hypers, jnp.arange(len(args.spd)))
     targets = model_targets(model)
@@ -222,6 +226,9 @@ def main(argv=None) -> None:
     ap.add_argument("--spd", type=_settings, default=_settings("1e-5:2,1e-2:1"),
                     help="SPD (coefficient:p) settings, one member each; '' for none (default 1e-5:2,1e-2:1: the "
                          "benchmark's and the sweep's sparsest)")
+    ap.add_argument("--output-loss", default="mse", choices=OUTPUT_LOSSES,
+                    help="how SPD compares the masked model's outputs with the target's (SPDConfig.output_loss; "
+                         "default mse, as README's rows were run; binary_kl: the AND gates' own comparison)")
     ap.add_argument("--tau", type=float, default=0.9, help="co-activation and condition threshold (default 0.9)")
     ap.add_argument("--floor", type=float, default=0.1, help="a neuron or latent is active above this fraction of "
                     "its largest value (default 0.1)")

@@ -14,10 +14,11 @@ the neurons each feature's important subcomponents use with the model's own sing
 of 10 inputs, 24 neurons), scored by the gates with `W_in` subcomponents of their own and what those read
 (`toymi/decompose/parameters/truths_and_gates.py`; success: every gate), beside the inputs with a `W_in`
 subcomponent of their own and the gates with an exclusive `W_out` subcomponent; C, coefficient and p from `--C`,
-`--coef`, `--p` (default 100, 1e-5, 2: compressed computation's; several comma-separated coefficients are one
-vmapped run of coefficients × seeds), no published number; `--output-loss binary_kl` compares the gate logits as
-sigmoids rather than by MSE (a BCE-trained model's logits are large and confident, and MSE charges changes no
-prediction sees); `and_gates_transformer`: the same gates computed by the 1-layer transformer of
+`--coef`, `--p` (default 100, 1e-3, 2; several comma-separated coefficients are one vmapped run of coefficients ×
+seeds), no published number; the gate logits are compared as sigmoids (binary KL, the task's own comparison:
+a BCE-trained model's logits are large and confident, and MSE on them charges changes no prediction sees;
+`--output-loss mse` as the runs before it, with compressed computation's coefficient 1e-5);
+`and_gates_transformer`: the same gates computed by the 1-layer transformer of
 `tasks/and_gates_transformer_quick.toml`, scored at its readout position. `induction`: the 2-layer
 attention-only model of `tasks/induction_quick.toml`, every attention matrix decomposed whole
 (`truths_induction.py`: subcomponents confined to one head, those of the previous-token and induction heads,
@@ -58,8 +59,9 @@ import numpy as np  # noqa: E402
 from _bench import REPO_ROOT, RESULTS_DIR, machine, versions  # noqa: E402
 
 from toymi.decompose.parameters.spd import (  # noqa: E402
-    TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd,
+    TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, task_output, train_spd,
 )
+from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD  # noqa: E402
 from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
@@ -143,8 +145,7 @@ def run_and_gates(name: str, args) -> dict:
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
                                lambda m, params: score_and_gates(m, params, task.pairs),
-                               args.C or 100, args.coef or (1e-5,),
-                               args.p or (2.0,))
+                               *and_gates_defaults(task, model.kind, args))
     return {"truth": name, "spec": AND_GATES[name], **result, "model_seconds": model_seconds,
             "target_model": {"accuracy": accuracy}}
 
@@ -152,8 +153,8 @@ def run_and_gates(name: str, args) -> dict:
 def run_and_gates_transformer(name: str, args) -> dict:
     """SPD on the 1-layer AND-gate transformer of `tasks/<AND_GATES_TRANSFORMER[name]>.toml` (trained here; its
     inputs are the task's feature vectors as tokens), every matrix decomposed, scored at the readout position by
-    `truths_and_gates.score_and_gates_transformer`; the masked model's gate logits at the readout are compared with
-    the target's by MSE (independent sigmoids, not a next-token distribution). C, coefficient, p as `and_gates`."""
+    `truths_and_gates.score_and_gates_transformer`; the masked model's gate logits are compared with the target's at
+    the readout only (independent sigmoids, not a next-token distribution). C, coefficient, p as `and_gates`."""
     from toymi.decompose.parameters.truths_and_gates import score_and_gates_transformer
 
     model, task, model_seconds = train_spec(AND_GATES_TRANSFORMER[name], args)
@@ -161,10 +162,8 @@ def run_and_gates_transformer(name: str, args) -> dict:
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
                                lambda m, params: score_and_gates_transformer(m, task, params),
-                               args.C or 100, args.coef or (1e-5,),
-                               args.p or (2.0,), sample=lambda key, n: task.model_inputs(task.sample(key, n),
-                                                                                         "transformer"),
-                               output_loss="mse", output_positions=(task.n_features,))
+                               *and_gates_defaults(task, model.kind, args),
+                               sample=lambda key, n: task.model_inputs(task.sample(key, n), "transformer"))
     return {"truth": name, "spec": AND_GATES_TRANSFORMER[name], **result, "model_seconds": model_seconds,
             "target_model": {"accuracy": accuracy}}
 
@@ -187,6 +186,15 @@ def run_induction(name: str, args) -> dict:
             "heads": {"previous_token": heads[0], "induction": heads[1]}}
 
 
+def and_gates_defaults(task, kind: str, args) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """C, coefficients and p of an AND-gate truth: the command line's, else those of the distance its outputs are
+    compared by: binary KL's (`BINARY_KL_SPD`: C 100, 1e-3, p 2; the task's own), or compressed computation's for
+    `--output-loss mse` (C 100, 1e-5, p 2), whose scale is the logits'."""
+    distance = task.output_comparison(kind)[0] if args.output_loss == "auto" else args.output_loss
+    C, coef, p = BINARY_KL_SPD if distance == "binary_kl" else RESIDUAL_MLP_SPD
+    return args.C or C, args.coef or (coef,), args.p or (p,)
+
+
 def decompose_members(name: str, model, task, args, model_seconds: float, score, C: int = 100,
                       coefs=(1e-5,), ps=(2.0,), sample=None, **config) -> dict:
     """SPD on a model trained here (inputs: `sample`, default its task's own; `config`: more `SPDConfig` settings),
@@ -198,7 +206,8 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     settings = [(c, ps[0] if len(ps) == 1 else ps[i]) for i, c in enumerate(coefs)]
     members = [(c, p, seed) for c, p in settings for seed in seed_range(args)]
     steps, batch = (10, 32) if args.smoke else (args.steps, args.batch)
-    if args.output_loss != "auto":  # the command line's choice over the truth's own
+    config = {**task_output(task, model.kind), **config}  # the task compares its outputs (`Task.output_comparison`)
+    if args.output_loss != "auto":  # the command line's choice over the task's
         config["output_loss"] = args.output_loss
     cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
@@ -221,7 +230,7 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     print(f"{name}: success rate {success:.2f} ({len(members)} members), SPD {spd_seconds:.1f} s (compile included), "
           f"target model {model_seconds:.1f} s", flush=True)
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
-    return {"C": C, "importance_coef": coefs[0] if len(coefs) == 1 else list(coefs),
+    return {"C": C, "output_loss": cfg.output_loss, "importance_coef": coefs[0] if len(coefs) == 1 else list(coefs),
             "p": settings[0][1] if len(settings) == 1 else [p for _, p in settings], "per_seed": per_seed,
             "at_init": at_init, "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final}
 
@@ -301,7 +310,7 @@ def main(argv=None) -> int:
                     help="the faithfulness loss's weight (the reference's induction config: 100)")
     ap.add_argument("--coef", type=_floats, default=None,
                     help="importance-minimality coefficients, comma-separated: each one × --seeds members, one run "
-                         "(and_gates; default 1e-5)")
+                         "(and_gates: default 1e-3 with binary KL, 1e-5 with MSE)")
     ap.add_argument("--p", type=_floats, default=None,
                     help="importance-minimality exponents: one, or one per coefficient (and_gates; default 2)")
     ap.add_argument("--pgd-coef", type=float, default=0.0,
@@ -312,7 +321,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frequency-p", type=float, default=2.0, help="p₂ of the frequency-minimality term")
     ap.add_argument("--output-loss", default="auto", choices=OUTPUT_LOSSES,
                     help="how the masked model's output is compared with the target's (SPDConfig.output_loss; auto: "
-                         "the truth's own, MSE but for induction's KL; binary_kl: the AND gates' gate sigmoids)")
+                         "the task's own, Task.output_comparison: MSE for TMS and compressed computation, KL for "
+                         "induction, binary_kl (the gates' sigmoids) for the AND gates)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from toymi.decompose.methods import Setting
-from toymi.decompose.parameters.defaults import RESIDUAL_MLP_SPD, spd_defaults
+from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD, spd_defaults
 from toymi.decompose.parameters.method import ParameterTruth
 from toymi.decompose.synthetic import sparse_dictionary
 from toymi.errors import ConfigError
@@ -48,12 +48,14 @@ def _spd(model, task, score, C: int, coef: float, p: float, truth: str, quick: b
          lr: float = 1e-3, **config) -> ParameterTruth:
     """SPD on `model`, fed its `task`'s inputs, as the benchmark runs it: `SPD_STEPS[truth]` (`"quick"` when
     `quick`), Adam at `lr`, cosine, after a 200-step faithfulness warmup with weight decay 0.1 (the reference code's
-    TMS, residual-MLP and induction configs; 20 steps quick); `config`: other `SPDConfig` settings."""
-    from toymi.decompose.parameters.spd import SPDConfig
+    TMS, residual-MLP and induction configs; 20 steps quick), the outputs compared as the task compares them
+    (`task_output`: binary KL of the AND gates' sigmoids); `config`: other `SPDConfig` settings."""
+    from toymi.decompose.parameters.spd import SPDConfig, task_output
 
     n_steps, batch = SPD_STEPS["quick" if quick else truth]
     config = SPDConfig(C=C, steps=n_steps, batch_size=batch, lr=lr, schedule="cosine",
-                       faithfulness_warmup_steps=20 if quick else 200, faithfulness_warmup_weight_decay=0.1, **config)
+                       faithfulness_warmup_steps=20 if quick else 200, faithfulness_warmup_weight_decay=0.1,
+                       **{**task_output(task, model.kind), **config})
     return ParameterTruth(model, task.sample, score, config, coef, p)
 
 
@@ -143,8 +145,8 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str
     its MLP output's (`mlp_out`, where transcoders are scored too) response to each input and each sparse gate's
     interaction (`and_gates_truth`), with a 2× dictionary and k = 4 (about 3 inputs and their gates are on per
     example at feature probability 0.3). At the neurons, SPD too (`score_and_gates`: gates with `W_in`
-    subcomponents of their own; compressed computation's C = 100, coefficient 1e-5, p = 2). `layer`: as in
-    `compressed_setting`."""
+    subcomponents of their own; the gates' sigmoids compared by binary KL, `BINARY_KL_SPD`: C = 100, coefficient
+    1e-3, p = 2). `layer`: as in `compressed_setting`."""
     from toymi.decompose.parameters.truths_and_gates import score_and_gates
     from toymi.decompose.truths import and_gates_truth
 
@@ -152,7 +154,7 @@ def and_gates_setting(steps: int | None = None, sae_steps: int = 2000, site: str
     truth = and_gates_truth(model, task, layer=layer, site=site)
     spd = None if site != "mlp_post" else _spd(model, task,
                                                lambda params, seed: score_and_gates(model, params, task.pairs),
-                                               *RESIDUAL_MLP_SPD, "and_gates", quick)
+                                               *BINARY_KL_SPD, "and_gates", quick)
     return Setting(truth, n_latents=2 * truth.features.shape[0], k=4, l1=0.3, l0=0.1, steps=sae_steps,
                    batch_size=512, parameters=spd)
 

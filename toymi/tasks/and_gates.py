@@ -218,6 +218,11 @@ class AndGates(Task):
             return jax.vmap(lambda t: model.forward(t, output_positions=readout)[0][0])(encode_tokens(x))
         return model(x)
 
+    def output_comparison(self, kind: str) -> tuple[str, tuple[int, ...] | None]:
+        """Binary KL between the gates' sigmoids (the loss is binary cross-entropy, and the logits are large and
+        confident, so MSE on them would charge changes no sigmoid shows), a transformer's at its readout only."""
+        return "binary_kl", (self.n_features,) if kind == "transformer" else None
+
     def loss(self, model, batch: FeatureBatch) -> Float[Array, ""]:
         return gate_loss(self.gate_logits(model, batch.x), batch.y)
 

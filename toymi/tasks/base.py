@@ -20,6 +20,8 @@ arguments, not baked-in constants) and its settings are static fields. The train
 - `sweep_summary`: what `toymi sweep` summarises and draws by default: `(metric, threshold)`, the steps until
   `metric` is below `threshold` (a phase diagram; Nanda et al.'s "grokked" is test loss < 0.1), or `(metric, None)`,
   its final value, for tasks whose loss scale the swept settings change (TMS, compressed computation);
+- `output_comparison(kind)`: how a second model's output is compared with a `kind` model's on the task (SPD's
+  reconstruction): the distance its training loss implies and the positions compared;
 - `facts()`: what is known about the task before training (a dict), which dissection is scored against
   (a decomposition of a trained model is scored against a `toymi.decompose.GroundTruth` instead);
 - `stack(tasks)` (classmethod): one task for a whole ensemble, every array with a leading member axis;
@@ -183,6 +185,14 @@ class Task(eqx.Module):
     def loss_positions(self) -> tuple[int, ...] | None:
         """Positions that ever carry loss, if the same for every sequence (lets the model skip the rest)."""
         return None
+
+    def output_comparison(self, kind: str) -> tuple[str, tuple[int, ...] | None]:
+        """How a second model's output (SPD's masked model's) is compared with a `kind` model's on this task: a
+        distance of `toymi.decompose.parameters.losses.DISTANCES` that matches the training loss, and the output
+        positions compared (None: every one). Default: KL between next-token distributions at every position (the
+        reference code's comparison of language models)."""
+        del kind
+        return "kl", None
 
     def scored_logits(self, model, batch: Batch) -> tuple[Float[Array, "batch out vocab"], Batch]:
         """Logits at the loss positions (all positions if none are fixed) and the batch restricted to match."""

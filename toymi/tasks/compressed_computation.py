@@ -91,6 +91,11 @@ class CompressedComputation(Task):
     def model_dims(self) -> dict[str, int]:
         return {"n_features": self.n_features}
 
+    def output_comparison(self, kind: str) -> tuple[str, tuple[int, ...] | None]:
+        """MSE between the outputs, as the loss (and the SPD paper)."""
+        del kind
+        return "mse", None
+
     def loss(self, model, batch: FeatureBatch) -> Float[Array, ""]:
         return jnp.mean((model(batch.x) - batch.y) ** 2)
 

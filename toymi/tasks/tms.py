@@ -173,6 +173,11 @@ class ToyModelsOfSuperposition(Task):
         """Importance-weighted squared error, mean over batch and features."""
         return jnp.mean(self.feature_importance * (target - out) ** 2)
 
+    def output_comparison(self, kind: str) -> tuple[str, tuple[int, ...] | None]:
+        """MSE between the reconstructions (as the SPD paper compares TMS models)."""
+        del kind
+        return "mse", None
+
     def loss(self, model, batch: FeatureBatch) -> Float[Array, ""]:
         return self.weighted_error(batch.y, model(batch.x))
 

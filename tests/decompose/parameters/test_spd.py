@@ -16,7 +16,8 @@ from toymi.decompose.parameters.losses import (
     output_distance, spd_losses, stochastic_masks, tie,
 )
 from toymi.decompose.parameters.spd import (
-    SPDConfig, _faithfulness_warmup, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, train_spd,
+    SPDConfig, _faithfulness_warmup, init_params, make_spd_trainer, spd_hyper, stack_spd_hypers, task_output,
+    train_spd,
 )
 from toymi.decompose.parameters.targets import masked_forward, model_targets, substitute
 from toymi.decompose.parameters.truths_tms import score_tms
@@ -256,3 +257,23 @@ def test_binary_kl_is_the_bernoulli_kl_of_each_sigmoid_and_small_where_logits_ar
     assert output_distance(model, "binary_kl") is binary_kl_logits
     with pytest.raises(ValueError, match="output loss must be one of"):
         output_distance(model, "bce")
+
+
+def test_each_task_compares_outputs_as_it_is_trained_and_a_runs_decomposition_follows_its_task():
+    from toymi.decompose.parameters.saved import spd_settings
+    from toymi.tasks.and_gates import AndGates
+    from toymi.tasks.modular import ModularArithmetic
+
+    gates = AndGates(n_features=4, n_eval=8)
+    assert gates.output_comparison("residual_mlp") == ("binary_kl", None)
+    assert gates.output_comparison("transformer") == ("binary_kl", (4,))  # the readout position only
+    assert ToyModelsOfSuperposition(n_features=5).output_comparison("tms") == ("mse", None)
+    assert ModularArithmetic(p=7).output_comparison("transformer") == ("kl", None)
+    assert task_output(gates, "transformer") == {"output_loss": "binary_kl", "output_positions": (4,)}
+    config = ResidualMLPConfig(n_features=4, d_model=6, d_mlp=3, n_outputs=6, unembed="learned")
+    model = ResidualMLP(config, jax.random.PRNGKey(0))
+    of_run = spd_settings(model, steps=10, task=gates)
+    # binary KL's scale is not MSE's on logits: its own coefficient (defaults.BINARY_KL_SPD)
+    assert (of_run["output_loss"], of_run["importance_coef"], of_run["p"]) == ("binary_kl", 1e-3, 2.0)
+    alone = spd_settings(model, steps=10)
+    assert (alone["output_loss"], alone["importance_coef"]) == ("auto", 1e-5)

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 
 from toymi.decompose.parameters.defaults import spd_defaults
 from toymi.decompose.parameters.losses import SPDParams
-from toymi.decompose.parameters.spd import SPDConfig, init_params, spd_hyper, stack_spd_hypers, train_spd
+from toymi.decompose.parameters.spd import (SPDConfig, init_params, spd_hyper, stack_spd_hypers, task_output,
+                                              train_spd)
 from toymi.decompose.parameters.targets import model_targets
 from toymi.sealed import kept_for, read_sealed, write_sealed
 
@@ -42,14 +43,16 @@ class SavedSPD:
     loaded_from: str | None = None
 
 
-def spd_settings(model: eqx.Module, steps: int, batch_size: int | None = None, seed: int = 0) -> dict:
+def spd_settings(model: eqx.Module, steps: int, batch_size: int | None = None, seed: int = 0, task=None) -> dict:
     """The settings `spd_for_run` trains `model`'s decomposition with, as plain JSON values: the model's
     `spd_defaults` (batch size `batch_size` instead, where given), `steps` steps, a 200-step faithfulness warmup with
-    weight decay 0.1 (the reference code's TMS, residual-MLP and induction configs), and `seed`."""
-    d = spd_defaults(model)
+    weight decay 0.1 (the reference code's TMS, residual-MLP and induction configs), and `seed`; the outputs
+    compared as the model's `task` compares them (`task_output`; without a task, `SPDConfig`'s guess by kind)."""
+    output = {} if task is None else task_output(task, model.kind)
+    d = spd_defaults(model, output.get("output_loss", "auto"))
     config = SPDConfig(C=d.C, steps=steps, batch_size=batch_size or d.batch_size, lr=d.lr,
                        faithfulness_coef=d.faithfulness_coef, faithfulness_warmup_steps=200,
-                       faithfulness_warmup_weight_decay=0.1)
+                       faithfulness_warmup_weight_decay=0.1, **output)
     settings = dataclasses.asdict(config) | {"importance_coef": d.importance_coef, "p": d.p, "seed": seed}
     return json.loads(json.dumps(settings))  # tuples as lists: what a saved JSON holds, so the two compare equal
 
@@ -106,7 +109,7 @@ def task_input_sampler(task, kind: str):
 def spd_for_run(run, steps: int = 4000, batch_size: int | None = None, seed: int = 0) -> SavedSPD:
     """A decomposition of the run's newest model (`spd_settings`): loaded from `RUN/spd/` where one was saved for
     this model step and these settings, else trained now and saved there."""
-    settings = spd_settings(run.model, steps, batch_size, seed)
+    settings = spd_settings(run.model, steps, batch_size, seed, run.task)
     saved = load_spd(run.directory, run.model, run.model_step, settings)
     if saved is None:
         saved = train_saved_spd(run.model, task_input_sampler(run.task, run.model.kind), settings, run.model_step)

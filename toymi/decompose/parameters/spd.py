@@ -54,8 +54,8 @@ class SPDConfig(Config):
       updates, `losses.merge_tied_updates`); `"gradients"`: one set of factors, one Adam state, the two uses'
       gradients summed (`losses.tie`); `"none"`: the two uses decomposed independently.
     - `output_loss`, `output_positions`: how the masked model's output is compared with the target's
-      (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise; positions: a transformer's outputs
-      compared, None for all).
+      (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise, a guess from the model alone;
+      `task_output(task, kind)` gives the task's own; positions: a transformer's outputs compared, None for all).
     - The 2026 version's options (`pgd.py`), off by default: `pgd_coef` weighs the adversarial reconstruction
       (`pgd_steps` signed-gradient steps of `pgd_step_size` from `pgd_init`, sources per example or `pgd_shared`
       across the batch); `frequency_coef` (β) and `frequency_p` (p₂) add the frequency-minimality term.
@@ -207,6 +207,13 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
         return tie(params, targets), terms
 
     return eqx.filter_jit(eqx.filter_vmap(one)), targets
+
+
+def task_output(task, kind: str) -> dict:
+    """`SPDConfig`'s `output_loss` and `output_positions` for a `kind` model trained on `task`: the task's own
+    comparison (`Task.output_comparison`), so a BCE-trained model's logits are compared as sigmoids, not by MSE."""
+    loss, positions = task.output_comparison(kind)
+    return {"output_loss": loss, "output_positions": positions}
 
 
 def train_spd(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig, hypers: SPDHyper,
