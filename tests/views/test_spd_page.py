@@ -105,6 +105,7 @@ def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(t
     run = load_run(tms_run)
     first = saved.spd_for_run(run, steps=30, batch_size=128)
     assert first.loaded_from is None and first.settings["C"] == 20 and first.settings["importance_coef"] == 3e-3
+    assert first.settings["output_loss"] == "mse"  # the run's task's comparison (`Task.output_comparison`)
     assert sorted(p.name for p in (tms_run / "spd").iterdir()) == ["spd.eqx", "spd.json"]  # no temporary left
 
     def train(*args):
