@@ -126,8 +126,18 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
     n_features = round(100 * spd["compressed computation mlp_post"]["own_fraction"][0])
     assert f"features with their own `W_in` subcomponent {n_features} of 100 in every seed" in readme
     assert spd["compressed computation mlp_post"]["own_fraction"][1] == 0  # "in every seed"
-    assert f"gates found {round(45 * spd['and gates']['gates_found'][0])} of 45 in every seed" in readme
-    assert spd["and gates"]["gates_found"][1] == 0
+    and_gates = json.loads((results / "spd" / "decompose_spd_and_gates.json").read_text())  # the task's binary KL
+    assert and_gates["settings"][0]["spd"]["output_loss"] == "binary_kl"
+    seeds = and_gates["rows"][0]["per_seed"]
+
+    def each(key, scale):
+        return ", ".join(f"{scale * m[key]:.0f}" for m in seeds)
+
+    assert (f"exclusive `W_in` subcomponent {each('gates_found', 45)} of 45 (chance 4) and an exclusive `W_out` one "
+            f"{each('w_out_gates_found', 45)} (chance 1); inputs with a `W_in` subcomponent of their own "
+            f"{each('inputs_own_w_in', 10)} of 10; {_span([m['w_in_alive'] for m in seeds])} `W_in` / "
+            f"{_span([m['w_out_alive'] for m in seeds])} `W_out` subcomponents alive") in readme
+    assert f"--methods SPD`, {and_gates['wall_seconds']:.0f} s alone" in readme
     induction = json.loads((results / "spd" / "decompose_spd_induction.json").read_text())["rows"][0]
     seeds = induction["per_seed"]
     single = {round(s["single_head_fraction"] * s["alive"]) for s in seeds}
