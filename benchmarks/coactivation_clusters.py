@@ -6,6 +6,8 @@ states (`task.facts()["circuit"]`: a gate reads its two inputs; a compressed-com
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --and-gates-full   # plus tasks/and_gates.toml
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --compressed       # compressed computation alone
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --transformer      # the AND-gate transformer alone
+    PYTHONPATH=. python benchmarks/coactivation_clusters.py --and-gates-full --output-loss binary_kl \
+        --spd 1e-3:2,3e-4:2                                                     # SPD comparing the gates' sigmoids
     PYTHONPATH=. python benchmarks/coactivation_clusters.py --smoke            # tiny: a test runs this
 
 Per model (trained from its spec into `--runs`, reused when already there), the units, each active or not on every
@@ -35,7 +37,8 @@ and the link: per gate with an interaction unit, the largest fraction of that un
 unit of input a is active (and the same for b; the smaller of the two), averaged over those gates. A gate is
 recovered at any `tau` at or below its link, so the link says how far each decomposition is from the test's bar.
 
-Writes `DIR/coactivation_clusters.json` (default DIR: benchmarks/results).
+Writes `DIR/coactivation_clusters.json` (default DIR: benchmarks/results; `_compressed`, `_transformer` and
+`_binary_kl` (`--output-loss binary_kl`) added to the name where those are asked for).
 """
 
 from __future__ import annotations
@@ -241,10 +244,11 @@ def main(argv=None) -> None:
         rows = run(args, Path(args.runs) if args.runs else Path(tmp))
     print("\nMeans over seeds:\n" + summary(rows))
     suffix = "_compressed" if args.compressed else "_transformer" if args.transformer else ""
+    suffix += "" if args.output_loss == "mse" else f"_{args.output_loss}"  # README's MSE rows keep their files
     path = write_json("coactivation_clusters" + suffix, {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
-        "spd": args.spd, "rows": rows, "total_runtime_s": time.perf_counter() - start, "machine": machine(),
-        "versions": versions()}, args.out)
+        "spd": args.spd, "output_loss": args.output_loss, "rows": rows, "total_runtime_s": time.perf_counter() - start,
+        "machine": machine(), "versions": versions()}, args.out)
     print(f"wrote {path}")
 
 
