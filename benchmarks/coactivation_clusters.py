@@ -118,9 +118,10 @@ def transformer_spd_config(task, smoke: bool, output_loss: str = "mse") -> SPDCo
                      output_loss=output_loss, output_positions=(task.n_features,))
 
 
-def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarray]]:
-    """`("SPD coef c, p q", active)` per `--spd` setting: the MLP's `W_in` and `W_out` subcomponents (at the
-    readout position for a transformer), active at causal importance ≥ 0.5."""
+def spd_units(trained, build, batch, args, readout) -> list[tuple[str, int, np.ndarray]]:
+    """`("SPD coef c, p q", seed, active)` per `--spd` setting and seed (`--spd-seeds` of each): the MLP's
+    `W_in` and `W_out` subcomponents (at the readout position for a transformer), active at causal importance
+    ≥ 0.5; `--spd-steps` replaces the benchmark row's step count."""
     model, task = trained.model, trained.task
     inputs = task.model_inputs(batch, model.kind)
     if readout:
@@ -130,16 +131,21 @@ def spd_units(trained, build, batch, args, readout) -> list[tuple[str, np.ndarra
         truth = build(source=trained.directory, quick=args.smoke).parameters
         model, sample = truth.model, truth.sample
         config = dataclasses.replace(truth.config, output_loss=args.output_loss)
-    hypers = stack_spd_hypers([spd_hyper(c, p) for c, p in args.spd])
-    run = train_spd(model, sample, config, hypers, jnp.arange(len(args.spd)))
+    if args.spd_steps:
+        config = dataclasses.replace(config, steps=args.spd_steps)
+    # Setting i's r-th member has seed i + r·(settings): with one seed per setting, each setting's own (as README's
+    # runs were made), and no two members share a seed.
+    members = [(c, p, i + r * len(args.spd)) for i, (c, p) in enumerate(args.spd) for r in range(args.spd_seeds)]
+    hypers = stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members])
+    run = train_spd(model, sample, config, hypers, jnp.array([seed for _, _, seed in members]))
     targets = model_targets(model)
     # A residual MLP's targets are its MLP's matrices; a transformer's MLP among its attention's.
     mlp = [i for i, t in enumerate(targets) if t.name in ("W_in.0", "W_out.0")] if readout else range(len(targets))
     out = []
-    for i, (c, p) in enumerate(args.spd):
+    for i, (c, p, seed) in enumerate(members):
         g = causal_importances(run.member(i), model, targets, inputs)
         g = [np.asarray(g[j])[:, readout[0]] if readout else np.asarray(g[j]) for j in mlp]
-        out.append((f"SPD coef {c:g}, p {p:g}", np.concatenate(g, axis=1) >= 0.5))
+        out.append((f"SPD coef {c:g}, p {p:g}", seed, np.concatenate(g, axis=1) >= 0.5))
     return out
 
 
@@ -173,9 +179,10 @@ def run(args, runs: Path) -> list[dict]:
             print(row_line(rows[-1]), flush=True)
         if args.spd:
             t0 = time.perf_counter()
-            for kind, active in spd_units(trained, build, batch, args, readout):
-                rows.append({"model": label, "units": kind, "seed": 0, **score(active, x_on, circuits, args.tau),
-                             "seconds": (time.perf_counter() - t0) / len(args.spd)})
+            units = spd_units(trained, build, batch, args, readout)
+            for kind, seed, active in units:
+                rows.append({"model": label, "units": kind, "seed": seed, **score(active, x_on, circuits, args.tau),
+                             "seconds": (time.perf_counter() - t0) / len(units)})
                 print(row_line(rows[-1]), flush=True)
     return rows
 
@@ -229,6 +236,10 @@ def main(argv=None) -> None:
     ap.add_argument("--spd", type=_settings, default=_settings("1e-5:2,1e-2:1"),
                     help="SPD (coefficient:p) settings, one member each; '' for none (default 1e-5:2,1e-2:1: the "
                          "benchmark's and the sweep's sparsest)")
+    ap.add_argument("--spd-seeds", type=int, default=1, help="SPD seeds per --spd setting (default 1)")
+    ap.add_argument("--spd-steps", type=int, default=None,
+                    help="SPD steps (default: the decomposition benchmark's row of the model, 5,000; the transformer "
+                         "1,500)")
     ap.add_argument("--output-loss", default="mse", choices=OUTPUT_LOSSES,
                     help="how SPD compares the masked model's outputs with the target's (SPDConfig.output_loss; "
                          "default mse, as README's rows were run; binary_kl: the AND gates' own comparison)")
@@ -245,9 +256,11 @@ def main(argv=None) -> None:
     print("\nMeans over seeds:\n" + summary(rows))
     suffix = "_compressed" if args.compressed else "_transformer" if args.transformer else ""
     suffix += "" if args.output_loss == "mse" else f"_{args.output_loss}"  # README's MSE rows keep their files
+    suffix += f"_spd{args.spd_steps}steps" if args.spd_steps else ""
     path = write_json("coactivation_clusters" + suffix, {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
-        "spd": args.spd, "output_loss": args.output_loss, "rows": rows, "total_runtime_s": time.perf_counter() - start,
+        "spd": args.spd, "spd_seeds": args.spd_seeds, "spd_steps": args.spd_steps, "output_loss": args.output_loss,
+        "rows": rows, "total_runtime_s": time.perf_counter() - start,
         "machine": machine(), "versions": versions()}, args.out)
     print(f"wrote {path}")
 
