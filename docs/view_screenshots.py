@@ -11,8 +11,10 @@ page. With `--induction-mlp RUN` (an induction run with an MLP in each layer, e.
 tasks/induction_quick.toml --set model.d_mlp=64 --set model.act_fn=gelu`) also view_induction_attribution_mlp.png,
 its attribution page, whose second heat map splits the induction head's score over graph nodes. With `--tms RUN`
 (e.g. `toymi train tasks/tms_quick.toml`) also view_spd.png, the SPD page of a decomposition of that run's model
-(`--spd-steps`, default 10,000; trained once and kept in RUN/spd/, as `toymi view RUN --spd` keeps it). Each
-screenshot is checked as the tests check theirs (expected size, not blank).
+(`--spd-steps`, default 10,000; trained once and kept in RUN/spd/, as `toymi view RUN --spd` keeps it). With
+`--and-gates RUN` (e.g. `toymi train tasks/and_gates_quick.toml`) also view_spd_and_gates.png, the SPD page of that
+run's model as `toymi view RUN --spd` makes it (its defaults: 4,000 steps, the gates' sigmoids compared by binary
+KL). Each screenshot is checked as the tests check theirs (expected size, not blank).
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ def main(argv=None) -> int:
     parser.add_argument("--induction-mlp", help="an induction run with MLPs, for its attribution page")
     parser.add_argument("--tms", help="a TMS run directory, for the SPD page")
     parser.add_argument("--spd-steps", type=int, default=10000)
+    parser.add_argument("--and-gates", help="an AND-gate residual-MLP run directory, for its SPD page")
     parser.add_argument("--only", default="run,attention,latents,circuits,induction_attribution,attribution,"
-                                          "induction_attribution_mlp,spd", help="comma-separated screenshots")
+                                          "induction_attribution_mlp,spd,spd_and_gates",
+                        help="comma-separated screenshots")
     args = parser.parse_args(argv)
     only = (set(args.only.split(",")) - (set() if args.residual else {"attribution"})
-            - (set() if args.induction_mlp else {"induction_attribution_mlp"}) - (set() if args.tms else {"spd"}))
+            - (set() if args.induction_mlp else {"induction_attribution_mlp"}) - (set() if args.tms else {"spd"})
+            - (set() if args.and_gates else {"spd_and_gates"}))
     for run, needs in ((args.grokking, {"run", "latents"}), (args.induction, {"attention", "circuits",
                                                                              "induction_attribution"})):
         if run is None and only & needs:
@@ -92,12 +97,17 @@ def main(argv=None) -> int:
 
         keep_spd(load_run(args.tms), QuickSPD(steps=args.spd_steps))  # as `toymi view RUN --spd`
         write_site(args.tms, sites / "tms", pages=["run", "spd"])
+    if "spd_and_gates" in only:
+        from toymi.views.spd_page import QuickSPD, keep_spd
+
+        keep_spd(load_run(args.and_gates), QuickSPD())  # `toymi view RUN --spd` exactly
+        write_site(args.and_gates, sites / "and_gates", pages=["run", "spd"])
     shots = {"attribution": sites / "residual" / "attribution.html",
              "run": sites / "grokking" / "run.html", "latents": sites / "grokking" / "latents.html",
              "attention": sites / "induction" / "attention.html", "circuits": sites / "induction" / "circuits.html",
              "induction_attribution": sites / "induction" / "attribution.html",
              "induction_attribution_mlp": sites / "induction_mlp" / "attribution.html",
-             "spd": sites / "tms" / "spd.html"}
+             "spd": sites / "tms" / "spd.html", "spd_and_gates": sites / "and_gates" / "spd.html"}
     shots = {f"view_{name}": (page, True) for name, page in shots.items() if name in only}
     sync_playwright, path = chromium_or_skip()
     with browser(sync_playwright, path) as b:
@@ -107,7 +117,7 @@ def main(argv=None) -> int:
             check_screenshot(image, VIEWPORT["width"], VIEWPORT["height"])
             assert page.errors == [], page.errors
             print(f"wrote {out / name}.png ({image.shape[1]}x{image.shape[0]})")
-            if name == "view_spd":  # the numbers README quotes beside the screenshot
+            if name in ("view_spd", "view_spd_and_gates"):  # the numbers README quotes beside the screenshot
                 print(page.js("() => toymiData.matrices.map(m => m.summary).join('\\n')"))
     shutil.rmtree(sites)
     return 0

@@ -136,6 +136,7 @@ def test_toymi_view_spd_keeps_a_decomposition_that_later_views_show(tms_run, tmp
     assert not (site / "spd.html").exists()  # nothing kept yet: no page
     assert main(["view", str(tms_run), "--pages", "run", "--spd", "--spd-steps", "30", "--out", str(site)]) == 0
     assert "SPD of run (step 20): C = 20, 30 steps of 128" in (site / "spd.html").read_text()
+    assert "outputs compared by MSE" in (site / "spd.html").read_text()  # the TMS task's comparison
     (site / "spd.html").unlink()
     assert main(["view", str(tms_run), "--out", str(site)]) == 0  # the default pages show what is kept
     assert 'id="importance"' in (site / "spd.html").read_text()

@@ -232,6 +232,11 @@ def keep_spd(run, settings: QuickSPD = QuickSPD()):
     return spd_for_run(run, settings.steps, batch, settings.seed)
 
 
+# How a kept decomposition compared the masked model's outputs (`SPDConfig.output_loss`), in a page title's words.
+DISTANCE_NAMES = {"mse": "MSE", "kl": "next-token KL", "binary_kl": "binary KL (the sigmoids)",
+                  "auto": "the model kind's default"}
+
+
 def spd_for_run(run) -> View | None:
     """The page of the decomposition kept with the run for its newest model step (`keep_spd`, any settings), or
     None where there is none."""
@@ -245,5 +250,5 @@ def spd_for_run(run) -> View | None:
     s = saved.settings
     return spd_view(run.model, saved.params, run.task,
                     title=f"SPD of {run.directory.name} (step {saved.model_step}): C = {s['C']}, {s['steps']} steps "
-                          f"of {s['batch_size']}, importance coefficient {s['importance_coef']:g}, p = {s['p']:g}; "
-                          f"kept in {run.directory.name}/{DIRECTORY}/, trained in {saved.seconds:.0f} s")
+                          f"of {s['batch_size']}, importance coefficient {s['importance_coef']:g}, p = {s['p']:g}, "
+                          f"outputs compared by {DISTANCE_NAMES[s.get('output_loss', 'auto')]}; kept in {run.directory.name}/{DIRECTORY}/, trained in {saved.seconds:.0f} s")
