@@ -47,6 +47,7 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("coactivation_clusters", "coactivation_clusters_compressed"),
                                             ("coactivation_clusters", "coactivation_clusters_transformer"),
                                             ("coactivation_clusters", "coactivation_clusters_binary_kl"),
+                                            ("coactivation_clusters", "coactivation_clusters_transformer_binary_kl"),
                                             ("gate_positions", "gate_positions"),
                                             ("transformer_attribution", "transformer_attribution"),
                                             ("induction_attribution", "induction_attribution"),
