@@ -121,7 +121,7 @@ def transformer_spd_config(task, smoke: bool, output_loss: str = "mse") -> SPDCo
 def spd_units(trained, build, batch, args, readout) -> list[tuple[str, int, np.ndarray]]:
     """`("SPD coef c, p q", seed, active)` per `--spd` setting and seed (`--spd-seeds` of each): the MLP's
     `W_in` and `W_out` subcomponents (at the readout position for a transformer), active at causal importance
-    ≥ 0.5; `--spd-steps` replaces the benchmark row's step count."""
+    ≥ 0.5; `--spd-steps` and `--spd-C` replace the benchmark row's step count and subcomponents per matrix."""
     model, task = trained.model, trained.task
     inputs = task.model_inputs(batch, model.kind)
     if readout:
@@ -131,8 +131,7 @@ def spd_units(trained, build, batch, args, readout) -> list[tuple[str, int, np.n
         truth = build(source=trained.directory, quick=args.smoke).parameters
         model, sample = truth.model, truth.sample
         config = dataclasses.replace(truth.config, output_loss=args.output_loss)
-    if args.spd_steps:
-        config = dataclasses.replace(config, steps=args.spd_steps)
+    config = dataclasses.replace(config, steps=args.spd_steps or config.steps, C=args.spd_C or config.C)
     # Setting i's r-th member has seed i + r·(settings): with one seed per setting, each setting's own (as README's
     # runs were made), and no two members share a seed.
     members = [(c, p, i + r * len(args.spd)) for i, (c, p) in enumerate(args.spd) for r in range(args.spd_seeds)]
@@ -240,6 +239,8 @@ def main(argv=None) -> None:
     ap.add_argument("--spd-steps", type=int, default=None,
                     help="SPD steps (default: the decomposition benchmark's row of the model, 5,000; the transformer "
                          "1,500)")
+    ap.add_argument("--spd-C", type=int, default=None,
+                    help="SPD subcomponents per matrix (default: the benchmark row's, 100)")
     ap.add_argument("--output-loss", default="mse", choices=OUTPUT_LOSSES,
                     help="how SPD compares the masked model's outputs with the target's (SPDConfig.output_loss; "
                          "default mse, as README's rows were run; binary_kl: the AND gates' own comparison)")
@@ -256,10 +257,11 @@ def main(argv=None) -> None:
     print("\nMeans over seeds:\n" + summary(rows))
     suffix = "_compressed" if args.compressed else "_transformer" if args.transformer else ""
     suffix += "" if args.output_loss == "mse" else f"_{args.output_loss}"  # README's MSE rows keep their files
-    suffix += f"_spd{args.spd_steps}steps" if args.spd_steps else ""
+    suffix += (f"_spd{args.spd_steps}steps" if args.spd_steps else "") + (f"_C{args.spd_C}" if args.spd_C else "")
     path = write_json("coactivation_clusters" + suffix, {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
-        "spd": args.spd, "spd_seeds": args.spd_seeds, "spd_steps": args.spd_steps, "output_loss": args.output_loss,
+        "spd": args.spd, "spd_seeds": args.spd_seeds, "spd_steps": args.spd_steps, "spd_C": args.spd_C,
+        "output_loss": args.output_loss,
         "rows": rows, "total_runtime_s": time.perf_counter() - start,
         "machine": machine(), "versions": versions()}, args.out)
     print(f"wrote {path}")
