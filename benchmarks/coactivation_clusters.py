@@ -258,6 +258,7 @@ def main(argv=None) -> None:
     suffix = "_compressed" if args.compressed else "_transformer" if args.transformer else ""
     suffix += "" if args.output_loss == "mse" else f"_{args.output_loss}"  # README's MSE rows keep their files
     suffix += (f"_spd{args.spd_steps}steps" if args.spd_steps else "") + (f"_C{args.spd_C}" if args.spd_C else "")
+    suffix += f"_{args.spd_seeds}seeds" if args.spd_seeds > 1 else ""
     path = write_json("coactivation_clusters" + suffix, {
         "benchmark": "coactivation_clusters", "smoke": args.smoke, "tau": args.tau, "floor": args.floor,
         "spd": args.spd, "spd_seeds": args.spd_seeds, "spd_steps": args.spd_steps, "spd_C": args.spd_C,
