@@ -34,10 +34,12 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Int
 
 from toymi.circuits.forward import graph_for
 from toymi.circuits.gate_positions import position_scores, positions_in_circuit
-from toymi.circuits.methods import discover_all
+from toymi.circuits.graph import Graph
+from toymi.circuits.methods import Found, discover_all
 from toymi.circuits.patching import setup
 from toymi.circuits.planted import TargetLogit
 from toymi.circuits.scoring import roc_auc
@@ -102,6 +104,26 @@ def digit_position_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, d
     one `DigitResult` each: the first `n_inputs` questions of the eval set `eval_set` run (`"test"`: uniform;
     `"cascade"`: built to carry and cascade, where a far digit below reaches s_i more often), patched from the next
     `n_inputs`; the ablation values are computed once and shared by every digit (only the metric changes)."""
+    return [digit_result(d.digit, d.found.method, position_scores(d.graph, d.found.scores, d.at + 1),
+                         positions_in_circuit(d.graph, d.found.circuit, d.at + 1), d.groups,
+                         int(d.found.circuit.sum()), d.found.seconds)
+            for d in digit_discoveries(model, task, methods, n_inputs, digits, eval_set)]
+
+
+class DigitDiscovery(NamedTuple):
+    """One method's discovery for one answer digit: `groups` (`digit_groups`), `at` the position that predicts the
+    digit, `graph` (input split by position), `found` (`toymi.circuits.methods.Found`), `tokens` the clean questions."""
+
+    digit: int
+    groups: dict
+    at: int
+    graph: Graph
+    found: Found
+    tokens: Int[Array, "batch pos"]
+
+
+def digit_discoveries(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digits=None, eval_set: str = "test"):
+    """Yield a `DigitDiscovery` per (digit, method), as `digit_position_study` describes its runs."""
     check_addition(task)
     sets = task.eval_batches()
     if eval_set not in sets:
@@ -114,16 +136,12 @@ def digit_position_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, d
     s = setup(model, tokens[:n_inputs], tokens[n_inputs:], direction="noising", split_input=True)
     graph = graph_for(model, s.other)
     n, predicted_at = task.n_digits, task.facts()["predicted_at"]
-    results = []
     for i in range(n) if digits is None else digits:
         groups, at = digit_groups(n, i), int(predicted_at[i])
         mask = jnp.zeros(tokens[:n_inputs].shape).at[:, at].set(1.0)
         metric = TargetLogit(jnp.where(mask > 0, batch.targets[:n_inputs], 0), mask)
         for found in discover_all(methods, model, s, metric):
-            results.append(digit_result(i, found.method, position_scores(graph, found.scores, at + 1),
-                                        positions_in_circuit(graph, found.circuit, at + 1), groups,
-                                        int(found.circuit.sum()), found.seconds))
-    return results
+            yield DigitDiscovery(i, groups, at, graph, found, tokens[:n_inputs])
 
 
 def digit_result(digit: int, method: str, positions: np.ndarray, kept: np.ndarray, groups: dict, n_edges: int = 0,

@@ -1,0 +1,114 @@
+"""Which heads carry each answer digit's own operands in an addition model: a judged truth per head, and how each
+discovery method's edge scores rank it.
+
+`toymi.circuits.digit_positions` states which positions answer digit s_i reads: a_i's and b_i's, certainly. Which
+heads move them to the position that predicts s_i is the model's choice, so here it is judged from attention, as
+the induction truth judges its heads (`toymi.circuits.trained`): a layer-0 head whose attention from that position
+puts at least `threshold` on a_i's position (the mean over the questions) carries a_i, and its value edge
+`input[a_i] -> a0.h<v>` is in the truth (likewise b_i); the other layer-0 heads' value edges from those two
+positions are not. Judged, not certain: a head below the threshold may still move part of an operand, and a model
+may move one in a later layer instead (`HeadTruth.attention` keeps every head's share so that can be checked).
+
+Scored per digit and method: the ROC AUC of the method's |edge scores| on the judged edges against the other
+layer-0 value edges from the same two positions (NaN where either set is empty), and whether the method's circuit
+(at its threshold) keeps every judged edge.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from toymi.circuits.digit_positions import N_DIGIT_INPUTS, digit_discoveries
+from toymi.circuits.graph import Graph
+from toymi.circuits.scoring import roc_auc
+
+THRESHOLD = 0.3  # the induction truth's head-score threshold (`trained.induction_truth`)
+
+
+class HeadTruth(NamedTuple):
+    """One digit's judged heads: `attention[j, h]`, layer-0 head h's mean attention from the predicting position to
+    own position j (a_i's, then b_i's); `heads[j]`, the heads at or above the threshold for position j."""
+
+    digit: int
+    positions: tuple[int, int]
+    attention: np.ndarray
+    heads: tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def head_truth(pattern: np.ndarray, digit: int, at: int, own: np.ndarray, threshold: float = THRESHOLD) -> HeadTruth:
+    """The judged heads of one digit from layer 0's attention `pattern` (`[batch, head, query, key]`), read at the
+    predicting position `at` on the own positions `own` (a_i's, b_i's)."""
+    attention = np.asarray(pattern)[:, :, at][:, :, own].mean(0).T  # [own position, head]
+    heads = tuple(tuple(int(h) for h in np.flatnonzero(row >= threshold)) for row in attention)
+    return HeadTruth(digit, (int(own[0]), int(own[1])), attention, heads)
+
+
+def judged_edges(graph: Graph, truth: HeadTruth) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the graph's edges `input[p] -> a0.h<v>` from the own positions: `(judged, others)`."""
+    names = [(graph.senders[s], graph.receivers[r]) for s, r in graph.edges]
+    judged, others = [], []
+    for p, heads in zip(truth.positions, truth.heads):
+        for h in range(graph.config.n_heads):
+            index = names.index((f"input[{p}]", f"a0.h{h}<v>"))
+            (judged if h in heads else others).append(index)
+    return np.array(judged, int), np.array(others, int)
+
+
+class HeadResult(NamedTuple):
+    """One method on one digit's judged heads: `auc` of its |edge scores| on the judged value edges against the
+    other heads' from the same positions; `keeps_judged`: whether its circuit keeps every judged edge (False where
+    no head is judged)."""
+
+    digit: int
+    method: str
+    heads: tuple[tuple[int, ...], tuple[int, ...]]
+    auc: float
+    keeps_judged: bool
+
+
+def head_result(graph: Graph, found, truth: HeadTruth) -> HeadResult:
+    judged, others = judged_edges(graph, truth)
+    scores = np.abs(np.asarray(found.scores, np.float64))
+    auc = (roc_auc(scores[np.concatenate([judged, others])], np.arange(len(judged) + len(others)) < len(judged))
+           if len(judged) and len(others) else float("nan"))
+    keeps = bool(len(judged)) and bool(np.asarray(found.circuit)[judged].all())  # nothing judged: nothing kept
+    return HeadResult(truth.digit, found.method, truth.heads, auc, keeps)
+
+
+def digit_head_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digits=None, eval_set: str = "test",
+                     threshold: float = THRESHOLD) -> tuple[list[HeadTruth], list[HeadResult]]:
+    """The judged heads of every answer digit (as `digit_position_study` runs its digits: the same questions,
+    patches and methods) and each method's `HeadResult` on them."""
+    truths, results, pattern = {}, [], None
+    for d in digit_discoveries(model, task, methods, n_inputs, digits, eval_set):
+        if pattern is None:
+            _, acts = model.run(d.tokens, capture=["pattern"])
+            pattern = np.asarray(acts["pattern"])[:, 0]  # layer 0: [batch, head, query, key]
+        truth = truths.setdefault(d.digit, head_truth(pattern, d.digit, d.at, d.groups["own"], threshold))
+        results.append(head_result(d.graph, d.found, truth))
+    return list(truths.values()), results
+
+
+def head_rows(truths: list[HeadTruth], results: list[HeadResult]) -> list[dict]:
+    """One JSON row per digit: its positions, judged heads and every layer-0 head's attention to them, and per method
+    its AUC and whether its circuit keeps every judged edge."""
+    methods: dict[int, dict] = {}
+    for r in results:
+        methods.setdefault(r.digit, {})[r.method] = {"auc": r.auc, "keeps_judged": r.keeps_judged}
+    return [{"digit": t.digit, "positions": list(t.positions), "heads": [list(h) for h in t.heads],
+             "attention": np.asarray(t.attention).tolist(), "methods": methods[t.digit]} for t in truths]
+
+
+def markdown(rows: list[dict]) -> str:
+    """One line per digit (`head_rows`): its judged heads for a_i and for b_i with their attention, then each
+    method's AUC, `✓` where its circuit keeps every judged edge."""
+    methods = list(dict.fromkeys(m for r in rows for m in r["methods"]))
+    lines = ["| digit | heads carrying a_i (attention) | heads carrying b_i (attention) | "
+             + " | ".join(f"{m} AUC" for m in methods) + " |", "|---" * (3 + len(methods)) + "|"]
+    for r in rows:
+        carried = [", ".join(f"L0H{h} ({r['attention'][j][h]:.2f})" for h in r["heads"][j]) or "none" for j in (0, 1)]
+        cells = [f"{r['methods'][m]['auc']:.3f}{' ✓' if r['methods'][m]['keeps_judged'] else ''}" for m in methods]
+        lines.append(f"| s_{r['digit']} | {carried[0]} | {carried[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
