@@ -48,6 +48,7 @@ def test_benchmark_smoke_mode_runs(name, tmp_path):
                                             ("coactivation_clusters", "coactivation_clusters_transformer"),
                                             ("coactivation_clusters", "coactivation_clusters_binary_kl"),
                                             ("coactivation_clusters", "coactivation_clusters_binary_kl_3seeds"),
+                                            ("coactivation_clusters", "coactivation_clusters_binary_kl_C250"),
                                             ("coactivation_clusters",
                                              "coactivation_clusters_binary_kl_spd10000steps_3seeds"),
                                             ("coactivation_clusters", "coactivation_clusters_transformer_binary_kl"),
