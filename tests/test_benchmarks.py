@@ -144,7 +144,7 @@ def test_readme_circuits_and_spd_tables_are_the_committed_outputs():
             f"{each('w_out_gates_found', 45)} (chance 1); inputs with a `W_in` subcomponent of their own "
             f"{each('inputs_own_w_in', 10)} of 10; {_span([m['w_in_alive'] for m in seeds])} `W_in` / "
             f"{_span([m['w_out_alive'] for m in seeds])} `W_out` subcomponents alive") in readme
-    assert f"--methods SPD`, {and_gates['wall_seconds']:.0f} s alone" in readme
+    assert f"--methods SPD`, {and_gates['wall_seconds']:.0f} s beside" in readme
     induction = json.loads((results / "spd" / "decompose_spd_induction.json").read_text())["rows"][0]
     seeds = induction["per_seed"]
     single = {round(s["single_head_fraction"] * s["alive"]) for s in seeds}
