@@ -120,3 +120,6 @@ def test_the_decompose_command_scores_a_trained_model(tmp_path):
     spd = rows[("and gates", "SPD")]["summary"]
     assert 0 <= spd["gates_found"][0] <= 1 and 0 < spd["w_in_alive"][0] <= 100 and "mmcs" not in spd
     assert [s["spd"] and s["spd"]["C"] for s in results["settings"]] == [None, 100]  # SPD settings of each truth
+    # the gates' sigmoids compared as the task compares them, with that distance's coefficient (BINARY_KL_SPD)
+    assert (results["settings"][1]["spd"]["output_loss"], results["settings"][1]["spd"]["importance_coef"]) == (
+        "binary_kl", 1e-3)
