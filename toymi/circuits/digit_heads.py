@@ -86,8 +86,9 @@ def digit_head_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digit
         if pattern is None:
             _, acts = model.run(d.tokens, capture=["pattern"])
             pattern = np.asarray(acts["pattern"])[:, 0]  # layer 0: [batch, head, query, key]
-        truth = truths.setdefault(d.digit, head_truth(pattern, d.digit, d.at, d.groups["own"], threshold))
-        results.append(head_result(d.graph, d.found, truth))
+        if d.digit not in truths:  # once per digit, not per method
+            truths[d.digit] = head_truth(pattern, d.digit, d.at, d.groups["own"], threshold)
+        results.append(head_result(d.graph, d.found, truths[d.digit]))
     return list(truths.values()), results
 
 
