@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "toymi"  # parsed, never importe
 
 # Lowest first. A module's layer is that of the longest dotted prefix listed here.
 LAYERS: list[tuple[str, ...]] = [
-    ("toymi.errors", "toymi.validate", "toymi.trees", "toymi.jit", "toymi.sealed"),  # no toymi dependencies but these
+    # no toymi dependencies but these
+    ("toymi.errors", "toymi.validate", "toymi.trees", "toymi.jit", "toymi.sealed", "toymi.host"),
     ("toymi.model",),
     ("toymi.tasks", "toymi.predict", "toymi.interop"),  # read models; know nothing of training
     ("toymi.train",),  # the engine: plain values, nothing of TOML or sweeps

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymi.host import to_device
+
 
 def stack(trees: Sequence) -> object:
     """Pytrees of one structure stacked on a new leading axis."""
@@ -18,7 +20,7 @@ def stack(trees: Sequence) -> object:
 def stack_on_host(trees: Sequence) -> object:
     """`stack` for concrete arrays on one device (checkpoints restored from disk), stacked in numpy and moved back in
     one transfer per leaf: `jnp.stack` eagerly compiles a program per leaf shape (~2 s for a small transformer)."""
-    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *trees)
+    return jax.tree.map(lambda *xs: to_device(np.stack([np.asarray(x) for x in xs])), *trees)
 
 
 def unstack(tree, i: int) -> object:

@@ -1,4 +1,5 @@
 import dataclasses
+import logging
 
 import equinox as eqx
 import jax
@@ -154,7 +155,7 @@ def test_fixed_norms_are_constant_and_fold_into_a_model_without_normalisation():
 
 
 @pytest.mark.slow
-def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch):
+def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch, caplog):
     """One-digit addition (1 layer, LayerNorm) trained briefly, then every norm removed with fine-tuning between:
     the result has no normalisation and its loss stays close to the trained model's. Training reuses the control
     (`finetune_with_norms`, norms kept) so that one compiled chunk serves training and removal alike."""
@@ -163,13 +164,20 @@ def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch):
                                d_mlp=32, normalization="layernorm")
     optimizer = optax.adamw(1e-2, weight_decay=0.0)
     model = toymi.Transformer(config, jax.random.PRNGKey(0))
-    for i in range(4):
-        model = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(10 + i), steps=50).model
     lengths = []  # every fine-tuning call's scan length: one length, one compiled program for every stage
-    monkeypatch.setattr(ln_removal, "_finetune", lambda *a: lengths.append(a[-1]) or finetune(*a))
-    result = remove_layernorm(model, task, optimizer, key=jax.random.PRNGKey(1), steps_per_removal=50,
-                              final_steps=60)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
+        for i in range(4):
+            model = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(10 + i), steps=50).model
+        model = jax.device_put(model, jax.devices()[0])  # committed to its device, as a run loaded from disk is
+        monkeypatch.setattr(ln_removal, "_finetune", lambda *a: lengths.append(a[-1]) or finetune(*a))
+        result = remove_layernorm(model, task, optimizer, key=jax.random.PRNGKey(1), steps_per_removal=50,
+                                  final_steps=60)
     assert lengths == [50, 50, 50, 50, 10]  # the final 110 steps reuse the stages' program, then the remainder
+    # ... compiled once per length: the removal's first call gets the committed model beside a fresh step, key and
+    # scales, the next ones its own committed outputs, another argument placement unless the loop commits them all
+    # (host.committed)
+    compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(_finetune)")]
+    assert len(compiles) == 2, [r.getMessage()[-300:] for r in compiles]  # 50 steps, then the remainder's 10
     loss = result.metric("test_loss")
     assert [row["stage"] for row in result.stages] == [
         "before", "removed ln2_scale[0]", "tuned ln2_scale[0]", "removed ln1_scale[0]", "tuned ln1_scale[0]",

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from toymi.host import to_device
 from toymi.model.transformer import ModelConfig
 from toymi.model.transformer import Transformer
 
@@ -95,7 +96,7 @@ def _build(config: ModelConfig, w: dict[str, np.ndarray]) -> Transformer:
               for n in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")}
     if not config.attn_only:
         where |= {n: (lambda n: lambda m: getattr(m.blocks.mlp, n))(n) for n in ("W_in", "b_in", "W_out", "b_out")}
-    return eqx.tree_at(lambda m: [where[n](m) for n in w], model, [jnp.asarray(w[n]) for n in w])
+    return eqx.tree_at(lambda m: [where[n](m) for n in w], model, [to_device(w[n]) for n in w])
 
 
 def _config(d_vocab, n_ctx, n_layers, n_heads, d_head, layout, d_mlp=0, d_vocab_out=None) -> ModelConfig:

@@ -26,6 +26,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from toymi.dissect.layernorm import center_writing_weights, fold_ln
+from toymi.host import committed
 from toymi.model.hooked import Intervened
 from toymi.model.transformer import Transformer
 from toymi.tasks import Task
@@ -163,6 +164,8 @@ def _finetune_chunked(state: TrainState, task: Task, scales: Array, removed: Arr
     of the compiled program, so a stage as long as the others reuses theirs. Same steps, same keys, same result."""
     losses = []
     for n in [chunk] * (steps // chunk) + ([steps % chunk] if steps % chunk else []):
+        # one placement for every call: each call's state is the last one's output (host.committed)
+        state, scales, removed = committed((state, scales, removed), state.model)
         state, chunk_losses = _finetune(state, task, scales, removed, optimizer, n)
         losses.append(np.asarray(chunk_losses))
     return state, np.concatenate(losses)  # steps >= 1: both callers check it

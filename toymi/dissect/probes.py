@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from toymi.host import to_device
 from toymi.train.update import update
 
 
@@ -121,7 +122,7 @@ def train_probes(
     labels2 = labels.reshape(labels.shape[0], -1)
     train, test = np.flatnonzero(is_train), np.flatnonzero(~is_train)
     key = jax.random.PRNGKey(0) if key is None else key
-    return _fit_and_score(acts[:, train], jnp.asarray(labels2[train]), acts[:, test], jnp.asarray(labels2[test]),
+    return _fit_and_score(acts[:, train], to_device(labels2[train]), acts[:, test], to_device(labels2[test]),
                           key, n_classes, steps, lr, weight_decay, batch_size)
 
 

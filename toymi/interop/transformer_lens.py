@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from toymi.host import to_device
 from toymi.model.activations import Activations
 from toymi.model.transformer import ACT_FNS, SITES, ModelConfig, Transformer
 from toymi.interop.weights import block_leaves, get_dotted, with_weights
@@ -187,7 +188,7 @@ def cache_to_activations(cache, n_layers: int | None = None) -> Activations:
         names = [pattern.format(i) for i in range(n_layers)] if SITES[site].per_layer else [pattern]
         if not all(n in cache for n in names):
             continue
-        values = [jnp.asarray(cache[n].detach().cpu().numpy()) for n in names]
+        values = [to_device(cache[n].detach().cpu().numpy()) for n in names]
         values = [v[..., 0] for v in values] if site in _SCALES else values
         fields[site] = tuple(values) if SITES[site].per_layer else values[0]
     return Activations(fields, SITES)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.host import to_device
 from toymi.tasks.base import Batch, Task, masked_accuracy, masked_cross_entropy
 from toymi.tasks.render import as_tokens, one_sequence
 from toymi.errors import ConfigError
@@ -106,7 +107,7 @@ class ModularArithmetic(Task):
         targets[:, -1] = _answers(a, b, self.op, self.p)
         loss_mask = np.zeros((n, 3), np.float32)
         loss_mask[:, -1] = 1.0
-        return Batch(jnp.asarray(tokens, jnp.int32), jnp.asarray(targets), jnp.asarray(loss_mask))
+        return Batch(to_device(tokens, np.int32), to_device(targets), to_device(loss_mask))
 
     @classmethod
     def stack(cls, tasks: Sequence["ModularArithmetic"]) -> "ModularArithmetic":

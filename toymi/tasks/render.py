@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from toymi.host import to_device
+
 NO_FEATURES = "(no active features)"  # to_string of an all-zero input: readable, and it reads back as zeros
 _FEATURE = re.compile(r"f(\d+)(?:=(\S+))?")
 
@@ -34,7 +36,7 @@ def one_sequence(tokens, vocab: int, task: str) -> Int[np.ndarray, " pos"]:
 
 def as_tokens(ids: list[int]) -> Int[Array, " pos"]:
     """What `from_string` returns: an int32 array."""
-    return jnp.asarray(np.asarray(ids, np.int32).reshape(-1))
+    return to_device(np.asarray(ids, np.int32).reshape(-1))
 
 
 def float_text(value: float) -> str:

@@ -26,6 +26,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from toymi.analysis.modular.fourier import (component_norms, frequency_mask, frequency_norms, gini, n_frequencies,
                                            neuron_frequency_fractions)
+from toymi.host import to_device
 from toymi.tasks.base import token_nll
 from toymi.tasks.modular import ModularArithmetic, fourier_basis
 
@@ -35,7 +36,7 @@ from toymi.tasks.modular import ModularArithmetic, fourier_basis
 def grid_tokens(p: int) -> Int[Array, "pair 3"]:
     """Every input `a b =` over Z_p, row `a * p + b`."""
     a, b = np.divmod(np.arange(p * p), p)
-    return jnp.asarray(np.stack([a, b, np.full(p * p, p)], 1), jnp.int32)
+    return to_device(np.stack([a, b, np.full(p * p, p)], 1), np.int32)
 
 
 def train_mask(task: ModularArithmetic) -> Bool[Array, "a b"]:
