@@ -61,10 +61,3 @@ def test_demo_groks_at_the_readme_step(tmp_path):
     # the demo's schedule is constant after warmup, so its first 800 steps are the full run's
     lines = _check("grokking_quick", tmp_path, ("train.steps=800",))
     assert lines["grok_step"].startswith("ok") and lines["start"].startswith("ok"), lines
-
-
-@pytest.mark.slow
-@pytest.mark.long(64)
-def test_addition_cascade_accuracy(tmp_path):
-    lines = _check("addition_quick", tmp_path)
-    assert all(line.startswith("ok") for line in lines.values()), lines
