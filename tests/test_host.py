@@ -40,3 +40,22 @@ def test_committed_puts_every_array_on_the_device_of_the_first_one_and_leaves_a_
     sharded = jax.device_put(jnp.ones((2, 3)), NamedSharding(mesh, PartitionSpec("members")))
     fresh = jnp.zeros(2)
     assert committed(fresh, like=sharded) is fresh  # spread over two devices: no single device to commit to
+
+
+def test_the_optimizer_state_is_built_by_one_program_and_is_the_eager_one(caplog):
+    import equinox as eqx
+    import optax
+
+    import transformer_models
+    from toymi.train.state import init_optimizer_state
+
+    model = transformer_models.model(n_layers=2, d_mlp=20)  # weight shapes no other test's optimiser has seen
+    optimizer = optax.adamw(1e-3)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
+        state = init_optimizer_state(optimizer, model)
+    assert len(_compiles(caplog)) == 1, _compiles(caplog)  # eagerly: one per distinct weight shape
+    eager = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    assert jax.tree.structure(state) == jax.tree.structure(eager)
+    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(eager)):
+        assert (got.shape, got.dtype, got.weak_type) == (want.shape, want.dtype, want.weak_type)
+        np.testing.assert_array_equal(got, want)

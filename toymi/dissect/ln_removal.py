@@ -30,7 +30,7 @@ from toymi.host import committed
 from toymi.model.hooked import Intervened
 from toymi.model.transformer import Transformer
 from toymi.tasks import Task
-from toymi.train.state import TrainState
+from toymi.train.state import TrainState, init_optimizer_state
 from toymi.train.step import evaluate, train_step
 
 NormSite = tuple[str, int | None]  # a norm by its scale site: ("ln1_scale", 0), ..., ("ln_final_scale", None)
@@ -263,7 +263,7 @@ def finetune_with_norms(model: Transformer, task: Task, optimizer: optax.Gradien
 
 
 def _start(model: Transformer, optimizer: optax.GradientTransformation, key: PRNGKeyArray) -> TrainState:
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    opt_state = init_optimizer_state(optimizer, model)
     return TrainState(step=jnp.asarray(0, jnp.int32), model=model, opt_state=opt_state, key=key)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from toymi.model.transformer import SITES, ModelConfig, Transformer
+from toymi.train.state import init_optimizer_state
 from toymi.train.update import update
 
 _BASE = dict(d_vocab=13, n_ctx=8, n_layers=2, d_model=16, n_heads=4, d_mlp=32, d_vocab_out=11)
@@ -61,7 +62,7 @@ def train_briefly(model: Transformer, key: jax.Array, steps: int = 10, lr: float
         return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean(), None
 
     step = eqx.filter_jit(lambda m, state: update(loss, opt, m, state, None)[:2])
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
+    state = init_optimizer_state(opt, model)
     for _ in range(steps):
         model, state = step(model, state)
     return model
