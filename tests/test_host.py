@@ -1,19 +1,14 @@
 """`toymi.host`: host data onto the device without a compile, and one placement for a jitted loop's arguments."""
 
-import logging
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from compile_log import compiled
 from toymi.host import committed, to_device
 from toymi.tasks.render import as_tokens
-
-
-def _compiles(caplog) -> list[str]:
-    return [r.getMessage()[:80] for r in caplog.records if r.getMessage().startswith("Compiling ")]
 
 
 @pytest.mark.parametrize("x, dtype", [(np.arange(5), None), (np.ones((2, 3)), None), (np.ones((2, 3)), np.int32),
@@ -21,11 +16,11 @@ def _compiles(caplog) -> list[str]:
 def test_to_device_is_jnp_asarray_without_a_compile(x, dtype, caplog):
     expected = jnp.asarray(x, dtype)
     shape = (7, 11, 13)  # a shape nothing in this process has used
-    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
+    with compiled(caplog) as compiles:
         got = to_device(x, dtype)
         fresh = to_device(np.zeros(shape, np.float64))
         tokens = as_tokens(list(range(17)))
-    assert not _compiles(caplog), _compiles(caplog)
+    assert not compiles, compiles
     assert (got.dtype, got.weak_type, got.shape) == (expected.dtype, expected.weak_type, expected.shape)
     np.testing.assert_array_equal(got, expected)
     assert fresh.dtype == jnp.float32 and tokens.dtype == jnp.int32  # canonicalised as jnp's
@@ -41,21 +36,3 @@ def test_committed_puts_every_array_on_the_device_of_the_first_one_and_leaves_a_
     fresh = jnp.zeros(2)
     assert committed(fresh, like=sharded) is fresh  # spread over two devices: no single device to commit to
 
-
-def test_the_optimizer_state_is_built_by_one_program_and_is_the_eager_one(caplog):
-    import equinox as eqx
-    import optax
-
-    import transformer_models
-    from toymi.train.state import init_optimizer_state
-
-    model = transformer_models.model(n_layers=2, d_mlp=20)  # weight shapes no other test's optimiser has seen
-    optimizer = optax.adamw(1e-3)
-    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
-        state = init_optimizer_state(optimizer, model)
-    assert len(_compiles(caplog)) == 1, _compiles(caplog)  # eagerly: one per distinct weight shape
-    eager = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-    assert jax.tree.structure(state) == jax.tree.structure(eager)
-    for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(eager)):
-        assert (got.shape, got.dtype, got.weak_type) == (want.shape, want.dtype, want.weak_type)
-        np.testing.assert_array_equal(got, want)

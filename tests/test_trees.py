@@ -1,21 +1,19 @@
 """`toymi.trees`: stacking pytrees and taking one entry back out."""
 
-import logging
-
 import jax
 import numpy as np
 import pytest
 
+from compile_log import compiled
 from toymi.trees import stack, unstack
 
 
 def test_unstack_is_each_entry_back_from_one_compiled_program(caplog):
-    trees = [{"w": np.full((3, 5 + k), i, np.float32) for k in range(4)} | {"step": np.int32(i)} for i in range(6)]
-    trees = [{name: np.asarray(x) for name, x in t.items()} for t in trees]
+    trees = [{f"w{k}": np.full((3, 5 + k), i, np.float32) for k in range(4)} | {"step": np.int32(i)}
+             for i in range(6)]  # five leaves of four shapes
     stacked = stack([jax.tree.map(jax.device_put, t) for t in trees])
-    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
+    with compiled(caplog) as compiles:
         entries = [unstack(stacked, i) for i in range(6)] + [unstack(stacked, -1)]
-    compiles = [r.getMessage()[:60] for r in caplog.records if r.getMessage().startswith("Compiling")]
     assert len(compiles) <= 1, compiles  # one program for the structure (none if an earlier test compiled it)
     for got, want in zip(entries, trees + [trees[-1]], strict=True):
         assert jax.tree.structure(got) == jax.tree.structure(want)

@@ -1,5 +1,4 @@
 import dataclasses
-import logging
 
 import equinox as eqx
 import jax
@@ -9,6 +8,7 @@ import optax
 import pytest
 
 import toymi
+from compile_log import compiled
 from toymi import patch
 from toymi.dissect import ln_removal
 from toymi.dissect.layernorm import center_unembed, center_writing_weights, fold_ln
@@ -165,7 +165,7 @@ def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch, caplog
     optimizer = optax.adamw(1e-2, weight_decay=0.0)
     model = toymi.Transformer(config, jax.random.PRNGKey(0))
     lengths = []  # every fine-tuning call's scan length: one length, one compiled program for every stage
-    with jax.log_compiles(True), caplog.at_level(logging.WARNING, logger="jax._src.interpreters.pxla"):
+    with compiled(caplog) as compiles:
         for i in range(4):
             model = finetune_with_norms(model, task, optimizer, key=jax.random.PRNGKey(10 + i), steps=50).model
         model = jax.device_put(model, jax.devices()[0])  # committed to its device, as a run loaded from disk is
@@ -176,8 +176,8 @@ def test_layernorm_removal_on_a_trained_model_keeps_the_loss(monkeypatch, caplog
     # ... compiled once per length: the removal's first call gets the committed model beside a fresh step, key and
     # scales, the next ones its own committed outputs, another argument placement unless the loop commits them all
     # (host.committed)
-    compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(_finetune)")]
-    assert len(compiles) == 2, [r.getMessage()[-300:] for r in compiles]  # 50 steps, then the remainder's 10
+    finetunes = [line for line in compiles if line.startswith("Compiling jit(_finetune)")]
+    assert len(finetunes) == 2, [line[-300:] for line in finetunes]  # 50 steps, then the remainder's 10
     loss = result.metric("test_loss")
     assert [row["stage"] for row in result.stages] == [
         "before", "removed ln2_scale[0]", "tuned ln2_scale[0]", "removed ln1_scale[0]", "tuned ln1_scale[0]",

@@ -7,9 +7,9 @@ element i of a draw depends only on the key and i, so the first n elements of a 
 n elements: drawing a power-of-two length and slicing in numpy compiles one program per length class, shared by
 every model (every weight of up to `SHARED_DRAW` numbers in one class), and the scaling is the same float32
 multiply numpy does. Key splits compile nothing: threefry is integer arithmetic, which numpy does exactly
-(`split`, `split_keys`). Arrays reach the device with `jax.device_put` (`jnp.asarray` of a numpy array compiles a
-copy program per shape). Under a trace (a vmapped or jitted init, as sweeps use) numpy cannot see the values, so it
-falls back to the plain expression.
+(`split`, `split_keys`). Arrays reach the device with `toymi.host.to_device`, a transfer, not a compiled copy.
+Under a trace (a vmapped or jitted init, as sweeps use) numpy cannot see the values, so it falls back to the plain
+expression.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from toymi.host import to_device
 
 SHARED_DRAW = 1 << 16
 
@@ -34,7 +35,7 @@ def normal(key: PRNGKeyArray, shape: tuple[int, ...], scale: float) -> Float[Arr
     # keep a few hundred costs well under a millisecond).
     length = max(SHARED_DRAW, 1 << max(n - 1, 0).bit_length())
     draw = np.asarray(jax.random.normal(key, (length,)))[:n].reshape(shape)
-    return jax.device_put(np.float32(scale) * draw)
+    return to_device(np.float32(scale) * draw)
 
 
 def split_keys(key: PRNGKeyArray, n: int) -> PRNGKeyArray:
@@ -44,7 +45,7 @@ def split_keys(key: PRNGKeyArray, n: int) -> PRNGKeyArray:
     the plain split."""
     if _traced_or_typed(key) or not jax.config.jax_threefry_partitionable:
         return jax.random.split(key, n)
-    return jax.device_put(_split_on_host(key, n))
+    return to_device(_split_on_host(key, n))
 
 
 def _split_on_host(key: PRNGKeyArray, n: int) -> np.ndarray:
@@ -71,7 +72,7 @@ def split(key: PRNGKeyArray, n: int = 2) -> tuple[PRNGKeyArray, ...]:
     """`split_keys` as a tuple to unpack (eagerly split on the host: unpacking a JAX array compiles)."""
     if _traced_or_typed(key) or not jax.config.jax_threefry_partitionable:
         return tuple(jax.random.split(key, n))
-    return tuple(jax.device_put(k) for k in _split_on_host(key, n))
+    return tuple(to_device(k) for k in _split_on_host(key, n))
 
 
 def _traced_or_typed(key) -> bool:
@@ -80,12 +81,12 @@ def _traced_or_typed(key) -> bool:
 
 def zeros(shape: int | tuple[int, ...]) -> Float[Array, "..."]:
     """`jnp.zeros(shape)` made in numpy: eagerly, `jnp.zeros` compiles a program per new shape."""
-    return jax.device_put(np.zeros(shape, np.float32))
+    return to_device(np.zeros(shape, np.float32))
 
 
 def ones(shape: int | tuple[int, ...]) -> Float[Array, "..."]:
     """`jnp.ones(shape)` made in numpy (see `zeros`)."""
-    return jax.device_put(np.ones(shape, np.float32))
+    return to_device(np.ones(shape, np.float32))
 
 
 def stacked(make, keys: PRNGKeyArray):
@@ -96,5 +97,5 @@ def stacked(make, keys: PRNGKeyArray):
 
     if _traced_or_typed(keys):
         return eqx.filter_vmap(make)(keys)
-    layers = [make(jax.device_put(k)) for k in np.asarray(keys)]
-    return jax.tree.map(lambda *xs: jax.device_put(np.stack([np.asarray(x) for x in xs])), *layers)
+    layers = [make(to_device(k)) for k in np.asarray(keys)]
+    return jax.tree.map(lambda *xs: to_device(np.stack([np.asarray(x) for x in xs])), *layers)
