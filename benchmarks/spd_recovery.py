@@ -35,6 +35,8 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_5_2,tms_40_10,tms_5_2_id,tms_40_10_id --out DIR
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths compressed_1l --steps 30000 --batch 2048 --lr 2e-3 \
         --seeds 1 --first-seed N --out DIR                                     # the paper's compressed run, seed N
+    PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_40_10 --seeds 1 --checkpoint-dir CKPT --out DIR
+                                           # in pieces of 2,000 steps, each reported and checkpointed: resumable
     PYTHONPATH=. python benchmarks/spd_recovery.py --smoke                   # seconds: tiny steps, 2 seeds
 
 The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
@@ -63,9 +65,11 @@ from toymi.decompose.parameters.spd import (  # noqa: E402
 )
 from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD  # noqa: E402
 from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
+from toymi.decompose.parameters.resumable import PieceDone, train_spd_in_pieces  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
+from toymi.sealed import read_sealed, write_sealed  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
     "tms_5_2": (5, 2, False, 20, 3e-3, 1.0),
@@ -104,9 +108,9 @@ def model_losses(model, task) -> dict[str, float]:
     return {"model_loss": float(metrics["loss"]), "naive_loss": float(metrics["naive_loss"])}
 
 
-def train_spec(spec_name: str, args):
+def train_spec(spec_name: str, args, truth: str):
     """`(model, task, seconds)`: `tasks/<spec_name>.toml` trained here (50 steps with --smoke; its own steps, or
-    --model-steps)."""
+    --model-steps), or the one kept for `truth` by an earlier run with `--checkpoint-dir` (`kept_target`)."""
     from toymi.decompose.settings import trained
 
     t0 = time.perf_counter()
@@ -118,7 +122,7 @@ def train_spec(spec_name: str, args):
             raise SystemExit(f"--model-run {args.model_run} is not a run of tasks/{spec_name}.toml (its model differs)")
         return run.model, run.task, 0.0
     model, task = trained(REPO_ROOT / "tasks" / f"{spec_name}.toml", 50 if args.smoke else args.model_steps)
-    return model, task, time.perf_counter() - t0
+    return kept_target(truth, model, args), task, time.perf_counter() - t0
 
 
 def run_compressed(name: str, args) -> dict:
@@ -126,7 +130,7 @@ def run_compressed(name: str, args) -> dict:
     C, coefficient and p from `--C`, `--coef`, `--p` (default 100, 1e-5, 2: the paper's 1-layer settings)."""
     from toymi.decompose.parameters.truths_compressed import score_compressed
 
-    model, task, model_seconds = train_spec(COMPRESSED[name], args)
+    model, task, model_seconds = train_spec(COMPRESSED[name], args, name)
     losses = model_losses(model, task)
     print(f"{name} target model: eval MSE {losses['model_loss']:.4g}, naive {losses['naive_loss']:.4g}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds, score_compressed, args.C or 100,
@@ -140,7 +144,7 @@ def run_and_gates(name: str, args) -> dict:
     `truths_and_gates.score_and_gates`: gates with `W_in` subcomponents of their own, and what those read."""
     from toymi.decompose.parameters.truths_and_gates import score_and_gates
 
-    model, task, model_seconds = train_spec(AND_GATES[name], args)
+    model, task, model_seconds = train_spec(AND_GATES[name], args, name)
     accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
@@ -157,7 +161,7 @@ def run_and_gates_transformer(name: str, args) -> dict:
     the readout only (independent sigmoids, not a next-token distribution). C, coefficient, p as `and_gates`."""
     from toymi.decompose.parameters.truths_and_gates import score_and_gates_transformer
 
-    model, task, model_seconds = train_spec(AND_GATES_TRANSFORMER[name], args)
+    model, task, model_seconds = train_spec(AND_GATES_TRANSFORMER[name], args, name)
     accuracy = float(task.evaluate(model, task.eval_batches()["eval"])["accuracy"])
     print(f"{name} target model: eval gate accuracy {accuracy:.4f}", flush=True)
     result = decompose_members(name, model, task, args, model_seconds,
@@ -175,7 +179,7 @@ def run_induction(name: str, args) -> dict:
     coefficient 1e-2, p 0.1, faithfulness coefficient 100, batch 16) except C = 64."""
     from toymi.decompose.parameters.truths_induction import key_heads, score_induction
 
-    model, task, model_seconds = train_spec(INDUCTION[name], args)
+    model, task, model_seconds = train_spec(INDUCTION[name], args, name)
     heads = key_heads(model, task)
     tokens = task.sample(jax.random.PRNGKey(10_000), 128).inputs
     print(f"{name} target model: previous-token head L0H{heads[0]}, induction head L1H{heads[1]}", flush=True)
@@ -213,9 +217,8 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
                     faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
                     faithfulness_coef=args.faithfulness_coef, **options_2026(args), **config)
     t0 = time.perf_counter()
-    run = train_spd(model, sample or task.sample, cfg,
-                    stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
-                    jnp.array([seed for _, _, seed in members]))
+    run = fit(name, model, sample or task.sample, cfg, stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
+              jnp.array([seed for _, _, seed in members]), args)
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
     per_seed = [{**score(model, run.member(i)), "coef": c, "p": p, "seed": seed}
@@ -247,13 +250,14 @@ def run_truth(name: str, args) -> dict:
     n, d, identity, C, coef, p = TRUTHS[name]
     t0 = time.perf_counter()
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
+    model = kept_target(name, model, args)
     model_seconds = time.perf_counter() - t0
     cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
                     faithfulness_warmup_steps=args.warmup, tie=args.tie, output_loss=args.output_loss,
                     faithfulness_warmup_weight_decay=args.warmup_wd, **options_2026(args))
     seeds = jnp.asarray(seed_range(args))
     t0 = time.perf_counter()
-    run = train_spd(model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds)
+    run = fit(name, model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds, args)
     jax.block_until_ready(run.losses["total"])
     spd_seconds = time.perf_counter() - t0
     per_seed = [{**score_tms(model, run.member(i), task.sample, jax.random.PRNGKey(10_000 + seed)), "seed": seed}
@@ -267,6 +271,35 @@ def run_truth(name: str, args) -> dict:
     return {"truth": name, "C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
             "spd_seconds": spd_seconds, "model_seconds": model_seconds, "final_losses": final,
             "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
+
+
+def fit(name: str, model, sample, cfg: SPDConfig, hypers, seeds, args):
+    """`train_spd`, or with `--checkpoint-dir` the same run in pieces of `--piece-steps`, each reported and
+    checkpointed under `DIR/<truth>/` (`resumable.train_spd_in_pieces`): the same command resumes a stopped run."""
+    if args.checkpoint_dir is None:
+        return train_spd(model, sample, cfg, hypers, seeds)
+
+    def report(done: PieceDone) -> None:
+        print(f"{name}: step {done.step:,} of {done.steps:,}, total loss " + ", ".join(
+            f"{x:.4g}" for x in done.losses["total"]) + f" ({done.seconds:.0f} s)", flush=True)
+
+    return train_spd_in_pieces(model, sample, cfg, hypers, seeds, args.piece_steps,
+                               Path(args.checkpoint_dir) / name, report)
+
+
+def kept_target(name: str, model, args):
+    """With `--checkpoint-dir`: the target model kept in `DIR/<truth>/` by an earlier run of the same truth and model
+    steps (a resumed decomposition goes on with the model it began on, even where retraining it here, on another
+    CPU, would differ in the last bits), else `model`, kept there for the next."""
+    if args.checkpoint_dir is None:
+        return model
+    where, meta = Path(args.checkpoint_dir) / name, {"truth": name, "model_steps": args.model_steps}
+    found = read_sealed(where, "target", lambda m: {k: m.get(k) for k in meta} == meta, lambda m: model)
+    if found is None:
+        write_sealed(where, "target", model, meta)
+        return model
+    print(f"{name}: the target model kept in {where}", flush=True)
+    return found[0]
 
 
 def seed_range(args) -> list[int]:
@@ -323,6 +356,10 @@ def main(argv=None) -> int:
                     help="how the masked model's output is compared with the target's (SPDConfig.output_loss; auto: "
                          "the task's own, Task.output_comparison: MSE for TMS and compressed computation, KL for "
                          "induction, binary_kl (the gates' sigmoids) for the AND gates)")
+    ap.add_argument("--checkpoint-dir", default=None,
+                    help="train in pieces, reporting and checkpointing each under DIR/<truth>/ (with the target "
+                         "model); the same command resumes a stopped run")
+    ap.add_argument("--piece-steps", type=int, default=2000, help="steps per piece with --checkpoint-dir")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)

@@ -388,8 +388,8 @@ IN_PROCESS_SMOKE = {
     "coactivation_clusters": ((), ["--out", "{tmp}"], "coactivation_clusters.json"),
     "gate_positions": ((), ["--out", "{tmp}"], "gate_positions_smoke.json"),
     "digit_heads": ((), ["--out", "{tmp}"], "digit_heads_smoke.json"),
-    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--first-seed", "3", "--out", "{tmp}"],
-                     "spd_recovery_smoke.json"),
+    "spd_recovery": ((), ["--truths", "tms_5_2,and_gates", "--first-seed", "3", "--out", "{tmp}",
+                          "--checkpoint-dir", "{tmp}/pieces", "--piece-steps", "40"], "spd_recovery_smoke.json"),
     "tl_parity": (("torch", "transformer_lens"), [], None),
     "transformer_attribution": ((), ["--out", "{tmp}"], "transformer_attribution.json"),
     "induction_attribution": ((), ["--out", "{tmp}"], "induction_attribution.json"),
@@ -432,7 +432,7 @@ def test_every_benchmark_script_has_a_smoke_mode_that_some_test_runs():
 
 
 # about how long the longest of them run in the suite (seconds, 2 quiet cores), so that they start first
-LONG_SMOKE = {"digit_attribution": 13, "spd_recovery": 12, "figures_dissect_layernorm_plateaus": 11,
+LONG_SMOKE = {"digit_attribution": 13, "spd_recovery": 14, "figures_dissect_layernorm_plateaus": 11,
               "compressed_clean": 9, "figures_dissect_causal": 9, "coactivation_clusters": 8, "tl_parity": 8,
               "figures_dissect_probes_progress": 8, "figures_dissect_residual": 7}
 
@@ -456,7 +456,8 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
 
     result = module.main(["--smoke", *map(value, extra)])
     assert result in (0, None) or isinstance(result, dict), result
-    assert capsys.readouterr().out.strip()  # it reported something
+    printed = capsys.readouterr().out
+    assert printed.strip()  # it reported something
     if results and results.endswith(".png"):
         assert (tmp_path / results).stat().st_size > 10_000  # a drawn figure, not an empty canvas
     elif results:
@@ -494,6 +495,13 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         assert {"gates_found", "reads_own_inputs", "inputs_found", "coef", "p", "seed"} <= set(scored["and_gates"])
         for r in report["results"]:  # --first-seed 3: the smoke run's two seeds are 3 and 4, in every truth
             assert [m["seed"] for m in r["per_seed"]] == [3, 4], r["truth"]
+        # run in pieces of 40 of its 100 steps, checkpointed: the same command again finds both runs finished
+        assert "tms_5_2: step 40 of 100" in printed and "and_gates: step 10 of 10" in printed, printed
+        module.main(["--smoke", *map(value, extra)])
+        again = capsys.readouterr().out
+        assert "the target model kept" in again and "step 40 of" not in again, again
+        rerun = json.loads((tmp_path / results).read_text())
+        assert [r["per_seed"] for r in rerun["results"]] == [r["per_seed"] for r in report["results"]]
 
 
 def test_readme_enriched_addition_row_is_the_committed_results():

@@ -172,10 +172,21 @@ def _faithfulness_warmup(params: SPDParams, model, targets, cfg: SPDConfig) -> S
     return tie(SPDParams(comps, params.importance), targets)
 
 
-def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig):
-    """The compiled program: `(seeds [member], hypers) -> (params, losses)`. `sample(key, n)` gives `[n, d]` model
-    inputs, or a task's `sample` (its batches' `inputs`). The same trainer called again with as many members reuses its
-    compiled program."""
+class SPDParts(eqx.Module):
+    """One member's run in three pieces, each pure (vmap them over members): `start(seed, h) -> carry` (the
+    initialisation and the faithfulness warmup), `steps(carry, h, step_indices) -> (carry, terms)` (training steps
+    `step_indices`, in order, as one `lax.scan`; `terms[name]` per step) and `finish(carry) -> SPDParams`.
+    `make_spd_trainer` chains them into one program; `resumable.train_spd_in_pieces` runs the steps piece by piece."""
+
+    start: Callable
+    steps: Callable
+    finish: Callable
+
+
+def spd_parts(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig
+              ) -> tuple[SPDParts, list[Target]]:
+    """`(parts, targets)`: a member's run (`SPDParts`) on `model`, inputs from `sample(key, n)` (`[n, d]` model
+    inputs, or a task's `sample`, whose batches' `inputs` are used)."""
     sample = model_input_sampler(sample)
     targets, loss_targets, after_step = _tying(model_targets(model, cfg.targets), cfg.tie)
     optimizer = cfg.optimizer()
@@ -190,11 +201,13 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
             loss = loss + cfg.pgd_coef * terms["recon_pgd"]
         return loss, terms | {"total": loss}
 
-    def one(seed, h):
+    def start(seed, h):
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         params = tie(init_params(model, targets, cfg, init_key), targets)
         params = _faithfulness_warmup(params, model, targets, cfg)
+        return params, optimizer.init(params), key
 
+    def steps(carry, h, step_indices):
         def body(carry, step):
             old, opt_state, key = carry
             key, k_data, k_mask = jax.random.split(key, 3)
@@ -203,8 +216,19 @@ def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Ar
                                                  sample(k_data, cfg.batch_size))
             return (after_step(old, params), opt_state, key), terms
 
-        (params, _, _), terms = jax.lax.scan(body, (params, optimizer.init(params), key), jnp.arange(cfg.steps))
-        return tie(params, targets), terms
+        return jax.lax.scan(body, carry, step_indices)
+
+    return SPDParts(start, steps, lambda carry: tie(carry[0], targets)), targets
+
+
+def make_spd_trainer(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig):
+    """The compiled program: `(seeds [member], hypers) -> (params, losses)`, every member's whole run (`spd_parts`
+    chained). The same trainer called again with as many members reuses its compiled program."""
+    parts, targets = spd_parts(model, sample, cfg)
+
+    def one(seed, h):
+        carry, terms = parts.steps(parts.start(seed, h), h, jnp.arange(cfg.steps))
+        return parts.finish(carry), terms
 
     return eqx.filter_jit(eqx.filter_vmap(one)), targets
 
@@ -214,6 +238,15 @@ def task_output(task, kind: str) -> dict:
     comparison (`Task.output_comparison`), so a BCE-trained model's logits are compared as sigmoids, not by MSE."""
     loss, positions = task.output_comparison(kind)
     return {"output_loss": loss, "output_positions": positions}
+
+
+def check_members(seeds, hypers: SPDHyper) -> Int[Array, " member"]:
+    """`seeds` as an int32 `[member]` array, or a clear error unless every `hypers` leaf has that member axis."""
+    seeds = jnp.asarray(seeds, jnp.int32)
+    if seeds.ndim != 1 or any(leaf.shape[:1] != seeds.shape for leaf in jax.tree.leaves(hypers)):
+        raise ConfigError(f"seeds must be [member] and every SPDHyper leaf [member]; got seeds {seeds.shape} and "
+                          f"{[leaf.shape for leaf in jax.tree.leaves(hypers)]}")
+    return seeds
 
 
 def train_spd(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig, hypers: SPDHyper,
@@ -229,10 +262,7 @@ def train_spd(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], c
 
     **Returns:** `TrainedSPD`.
     """
-    seeds = jnp.asarray(seeds, jnp.int32)
-    if seeds.ndim != 1 or any(leaf.shape[:1] != seeds.shape for leaf in jax.tree.leaves(hypers)):
-        raise ConfigError(f"seeds must be [member] and every SPDHyper leaf [member]; got seeds {seeds.shape} and "
-                          f"{[leaf.shape for leaf in jax.tree.leaves(hypers)]}")
+    seeds = check_members(seeds, hypers)
     trainer, targets = make_spd_trainer(model, sample, cfg)
     params, terms = trainer(seeds, hypers)
     return TrainedSPD(params, terms, tuple(t.name for t in targets))

@@ -1,0 +1,136 @@
+"""SPD trained piece by piece, resumable: the run `train_spd` makes (the same steps, keys and optimiser, every member
+vmapped), compiled as one program per piece of `piece_steps` steps instead of one for the whole run, with a report
+after each piece and, given a directory, a checkpoint after each piece that the same call resumes from.
+
+For runs of hours: TMS 40-10 at the paper's 40,000 steps of 4,096 is ~2 hours on 2 CPU cores, and a stopped process
+loses the piece in flight, not the run. A checkpoint belongs to one run: the model's arrays, every `SPDConfig`
+setting, the members' seeds and hyperparameters (`run_fingerprint`); a directory holding another run's is refused.
+The inputs' sampler cannot be fingerprinted: resuming with another one is the caller's mistake.
+
+Each checkpoint is sealed (`toymi.sealed`: written under a temporary name, renamed into place, checksummed) under
+its own step, `spd_<step>.{eqx,json}`, and the older ones are removed only once it is in place, so a process stopped
+at any moment leaves at least one intact checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Int, PRNGKeyArray
+
+from toymi.decompose.parameters.spd import SPDConfig, SPDHyper, TrainedSPD, check_members, spd_parts
+from toymi.errors import CheckpointDamaged, ConfigError
+from toymi.sealed import read_sealed, write_sealed
+
+FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PieceDone:
+    """What a report gets after each piece: the steps done of `steps`, this call's seconds so far, and each loss
+    term's value at the piece's last step (`[member]`)."""
+
+    step: int
+    steps: int
+    seconds: float
+    losses: dict[str, np.ndarray]
+
+
+def run_fingerprint(model: eqx.Module, cfg: SPDConfig, hypers: SPDHyper, seeds: Int[Array, " member"]) -> str:
+    """SHA-256 over what makes a run: the model's arrays, `cfg`'s settings, the members' hyperparameters and seeds."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
+    for leaf in jax.tree.leaves((eqx.filter(model, eqx.is_array), hypers, seeds)):
+        leaf = np.asarray(leaf)
+        digest.update(f"{leaf.shape}{leaf.dtype}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()
+
+
+def train_spd_in_pieces(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig,
+                        hypers: SPDHyper, seeds: Int[Array, " member"], piece_steps: int,
+                        checkpoint_dir: str | Path | None = None,
+                        report: Callable[[PieceDone], None] | None = None) -> TrainedSPD:
+    """`train_spd`'s run in pieces of `piece_steps` steps (arguments as `train_spd`'s), each followed by
+    `report(PieceDone)` and, with `checkpoint_dir`, a checkpoint there; a checkpoint of this same run found there is
+    resumed from (a finished run's is returned as it is)."""
+    if isinstance(piece_steps, bool) or not isinstance(piece_steps, int) or piece_steps < 1:
+        raise ConfigError(f"piece_steps must be a whole number of steps ≥ 1; got {piece_steps!r}")
+    seeds = check_members(seeds, hypers)
+    parts, targets = spd_parts(model, sample, cfg)
+    start = eqx.filter_jit(eqx.filter_vmap(parts.start))
+    steps = eqx.filter_jit(eqx.filter_vmap(parts.steps, in_axes=(0, 0, None)))
+    fingerprint = run_fingerprint(model, cfg, hypers, seeds)
+    began = time.perf_counter()
+    found = None if checkpoint_dir is None else _resume(Path(checkpoint_dir), fingerprint, start, steps, seeds, hypers)
+    carry, done, losses = found or (start(seeds, hypers), 0, {})
+    while done < cfg.steps:
+        n = min(piece_steps, cfg.steps - done)  # every piece but a shorter last one reuses one compiled program
+        carry, terms = steps(carry, hypers, jnp.arange(done, done + n))
+        losses = {k: np.concatenate([losses[k], np.asarray(v)], axis=1) if k in losses else np.asarray(v)
+                  for k, v in terms.items()}
+        done += n
+        if checkpoint_dir is not None:
+            _save(Path(checkpoint_dir), fingerprint, done, carry, losses)
+        if report is not None:
+            report(PieceDone(done, cfg.steps, time.perf_counter() - began, {k: v[:, -1] for k, v in losses.items()}))
+    params = eqx.filter_jit(eqx.filter_vmap(parts.finish))(carry)
+    return TrainedSPD(params, {k: jnp.asarray(v) for k, v in losses.items()}, tuple(t.name for t in targets))
+
+
+def _stem(step: int) -> str:
+    return f"spd_{step}"
+
+
+def _checkpoints(directory: Path) -> list[tuple[int, dict | None]]:
+    """`(step, meta or None if unreadable)` of every checkpoint JSON in `directory`, newest first."""
+    found = []
+    for path in directory.glob("spd_*.json"):
+        suffix = path.stem.removeprefix("spd_")
+        if suffix.isdigit():
+            try:
+                found.append((int(suffix), json.loads(path.read_text())))
+            except (OSError, ValueError):
+                found.append((int(suffix), None))
+    return sorted(found, key=lambda entry: -entry[0])
+
+
+def _resume(directory: Path, fingerprint: str, start, steps, seeds, hypers):
+    """`(carry, step, losses)` from the newest intact checkpoint of this run in `directory`; None where there is none."""
+    entries = _checkpoints(directory)
+    foreign = [step for step, meta in entries if meta is not None and meta.get("fingerprint") != fingerprint]
+    if foreign:
+        raise ConfigError(f"{directory} holds a checkpoint of another SPD run (step {foreign[0]}: another model, "
+                          "settings or members); give another directory, or remove it to start this run afresh")
+    carry_like = eqx.filter_eval_shape(start, seeds, hypers)
+    names = eqx.filter_eval_shape(steps, carry_like, hypers, jnp.arange(1))[1].keys()
+    for step, meta in entries:
+        like = {"carry": carry_like,
+                "losses": {k: jax.ShapeDtypeStruct((len(seeds), step), jnp.float32) for k in names}}
+        found = None if meta is None else read_sealed(directory, _stem(step), lambda m: m.get("format") == FORMAT,
+                                                      lambda m: like)
+        if found is not None:
+            tree, _ = found
+            return tree["carry"], step, {k: np.asarray(v) for k, v in tree["losses"].items()}
+    if entries:
+        raise CheckpointDamaged(f"no checkpoint in {directory} matches its checksum (steps {[s for s, _ in entries]}); "
+                                "remove them to start this run afresh")
+    return None
+
+
+def _save(directory: Path, fingerprint: str, step: int, carry, losses: dict[str, np.ndarray]) -> None:
+    """Seal this step's checkpoint, then remove the older ones (never before the new one is in place)."""
+    write_sealed(directory, _stem(step), {"carry": carry, "losses": losses},
+                 {"format": FORMAT, "fingerprint": fingerprint, "step": step})
+    for older, _ in _checkpoints(directory):
+        if older < step:
+            for suffix in (".eqx", ".json"):
+                (directory / f"{_stem(older)}{suffix}").unlink(missing_ok=True)
