@@ -42,7 +42,8 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
 The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
 reconstruction, with `--pgd-steps`, `--pgd-step-size`) and `--frequency-coef` / `--frequency-p`.
 
-Writes `DIR/spd_recovery.json` (default DIR: benchmarks/results).
+Writes `DIR/spd_recovery.json` (default DIR: benchmarks/results). Its `spd_seconds` are this process's: a run resumed
+from `--checkpoint-dir` leaves out the pieces before it (the log's piece lines say where it resumed).
 """
 
 from __future__ import annotations
@@ -280,8 +281,9 @@ def fit(name: str, model, sample, cfg: SPDConfig, hypers, seeds, args):
         return train_spd(model, sample, cfg, hypers, seeds)
 
     def report(done: PieceDone) -> None:
+        resumed = f", resumed at step {done.resumed_at:,}" if done.resumed_at else ""
         print(f"{name}: step {done.step:,} of {done.steps:,}, total loss " + ", ".join(
-            f"{x:.4g}" for x in done.losses["total"]) + f" ({done.seconds:.0f} s)", flush=True)
+            f"{x:.4g}" for x in done.losses["total"]) + f" ({done.seconds:.0f} s in this process{resumed})", flush=True)
 
     return train_spd_in_pieces(model, sample, cfg, hypers, seeds, args.piece_steps,
                                Path(args.checkpoint_dir) / name, report)

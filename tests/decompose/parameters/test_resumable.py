@@ -45,8 +45,8 @@ def test_a_run_in_pieces_is_the_whole_run_and_a_stopped_one_resumes_to_the_same_
         _pieces(tmp_path, stop_after_first)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spd_5.eqx", "spd_5.json"]
     seen = []
-    resumed = _pieces(tmp_path, lambda done: seen.append((done.step, done.losses["total"].shape)))
-    assert seen == [(10, (2,)), (12, (2,))]  # from step 5 on
+    resumed = _pieces(tmp_path, lambda done: seen.append((done.step, done.resumed_at, done.losses["total"].shape)))
+    assert seen == [(10, 5, (2,)), (12, 5, (2,))]  # from step 5 on
     _same(resumed, whole)  # bit for bit: the same programs from the same state
     assert resumed.losses["total"].shape == (2, 12)  # the curve before the stop came back from the checkpoint
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spd_12.eqx", "spd_12.json"]  # older ones removed

@@ -36,11 +36,12 @@ FORMAT = 1
 
 @dataclasses.dataclass(frozen=True)
 class PieceDone:
-    """What a report gets after each piece: the steps done of `steps`, this call's seconds so far, and each loss
-    term's value at the piece's last step (`[member]`)."""
+    """What a report gets after each piece: the steps done of `steps`, the step this call resumed at (0: a fresh
+    run), this call's seconds so far, and each loss term's value at the piece's last step (`[member]`)."""
 
     step: int
     steps: int
+    resumed_at: int
     seconds: float
     losses: dict[str, np.ndarray]
 
@@ -72,6 +73,7 @@ def train_spd_in_pieces(model: eqx.Module, sample: Callable[[PRNGKeyArray, int],
     began = time.perf_counter()
     found = None if checkpoint_dir is None else _resume(Path(checkpoint_dir), fingerprint, start, steps, seeds, hypers)
     carry, done, losses = found or (start(seeds, hypers), 0, {})
+    resumed_at = done
     while done < cfg.steps:
         n = min(piece_steps, cfg.steps - done)  # every piece but a shorter last one reuses one compiled program
         carry, terms = steps(carry, hypers, jnp.arange(done, done + n))
@@ -81,7 +83,8 @@ def train_spd_in_pieces(model: eqx.Module, sample: Callable[[PRNGKeyArray, int],
         if checkpoint_dir is not None:
             _save(Path(checkpoint_dir), fingerprint, done, carry, losses)
         if report is not None:
-            report(PieceDone(done, cfg.steps, time.perf_counter() - began, {k: v[:, -1] for k, v in losses.items()}))
+            report(PieceDone(done, cfg.steps, resumed_at, time.perf_counter() - began,
+                             {k: v[:, -1] for k, v in losses.items()}))
     params = eqx.filter_jit(eqx.filter_vmap(parts.finish))(carry)
     return TrainedSPD(params, {k: jnp.asarray(v) for k, v in losses.items()}, tuple(t.name for t in targets))
 
