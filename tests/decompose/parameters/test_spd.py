@@ -106,7 +106,7 @@ def test_leaky_hard_sigmoids_values_and_gradients():
     assert lo.shape == (4, 3) and bool(jnp.all((lo >= 0) & (lo <= 1))) and bool(jnp.all(up >= lo))
 
 
-@pytest.mark.slow  # two gradients of every loss, ~10-20 s on 2 loaded cores
+@pytest.mark.slow  # two compiled gradients of every loss, ~2.5 s on 2 busy cores
 def test_tms_w_out_subcomponents_are_w_in_transposed_and_get_both_uses_gradient():
     """As the reference code ties linear2's factors to linear1's: W_out's U, V are W_in's V, U, its own arrays get
     no gradient, and W_in's gradient carries the W_out use too (so it differs from the untied one)."""
@@ -124,7 +124,7 @@ def test_tms_w_out_subcomponents_are_w_in_transposed_and_get_both_uses_gradient(
 
     def grads(ts):  # at the tied point, so that the untied W_out arrays hold W_in's transposed
         loss = lambda q: sum(spd_losses(q, model, ts, x, jax.random.PRNGKey(7), jnp.asarray(1.0)).values())
-        return jax.grad(loss)(tied).components
+        return jax.jit(jax.grad(loss))(tied).components  # compiled whole: eagerly, each op is compiled alone
 
     g_tied, g_untied = grads(targets), grads(untied_targets)
     assert float(jnp.abs(g_tied[2].U).max()) == 0.0 and float(jnp.abs(g_untied[2].U).max()) > 0
@@ -180,10 +180,12 @@ def test_importance_mlp_is_its_per_subcomponent_formula_for_any_batch_shape_with
     gamma = init_importance(3, jax.random.PRNGKey(0))
     gamma = dataclasses.replace(gamma, b1=jax.random.normal(jax.random.PRNGKey(8), gamma.b1.shape),
                                 b2=jnp.asarray([0.5, -1.0, 2.0]))  # biases start at 0: make each count
+    # each side compiled whole (run eagerly, every op of the forward and backward pass compiled on its own: 3x slower)
+    ours_fn, formula_fn = jax.jit(lambda g, x: g(x)), jax.jit(formula)
     for shape in [(3,), (7, 3), (2, 5, 3)]:  # one input, a batch, a transformer's [batch, pos]
         s = jax.random.normal(jax.random.PRNGKey(len(shape)), shape)
-        np.testing.assert_allclose(gamma(s), formula(gamma, s), rtol=1e-5, atol=1e-6)
-        grads = [jax.grad(lambda g, x: jnp.sum(jnp.sin(f(g, x))), argnums=(0, 1))(gamma, s)
+        np.testing.assert_allclose(ours_fn(gamma, s), formula_fn(gamma, s), rtol=1e-5, atol=1e-6)
+        grads = [jax.jit(jax.grad(lambda g, x: jnp.sum(jnp.sin(f(g, x))), argnums=(0, 1)))(gamma, s)
                  for f in (lambda g, x: g(x), formula)]
         for ours, definition in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
             np.testing.assert_allclose(ours, definition, rtol=1e-4, atol=1e-6)
