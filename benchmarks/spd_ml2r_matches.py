@@ -8,23 +8,26 @@ subcomponent carries (faithfulness holds the sum at W, so a larger real subcompo
 pointing the other way); the causal importance of every matrix's live subcomponents with one feature on at a time
 (value 1 and 0.5: where they are below 1, the masks `g + (1 − g) r` shrink those subcomponents at random); and the
 stochastic reconstruction losses (mean over 40 draws of masks on batches of 4,096) of the trained decomposition against
-an ideal one: each feature's real subcomponent rescaled to ratio 1 (times `s`), every other `W` subcomponent zeroed.
+an ideal one: each feature's real subcomponent rescaled to ratio `s`, every other `W` subcomponent zeroed; with the
+hidden identity, each also with the identity's live subcomponents unmasked (their importance held at 1).
 
     PYTHONPATH=. python benchmarks/spd_ml2r_matches.py --truth tms_5_2_id --seed 2 --steps 12000 --batch 1024
     PYTHONPATH=. python benchmarks/spd_ml2r_matches.py --truth tms_5_2_id --steps 40000 --batch 4096 --model-steps 10000
     PYTHONPATH=. python benchmarks/spd_ml2r_matches.py --smoke    # seconds: a 20-step target, 10 SPD steps, batch 32
 
-Prints one line per feature and writes nothing.
+Prints what it finds; `--out FILE` also writes it as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,6 +49,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--model-steps", type=int, default=5000)
     ap.add_argument("--tie", default="updates", choices=TIES)
     ap.add_argument("--warmup-wd", type=float, default=0.1)
+    ap.add_argument("--out", default=None, help="also write what it prints as JSON to this file")
     ap.add_argument("--smoke", action="store_true", help="a 20-step target, 10 SPD steps at batch 32")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -82,8 +86,11 @@ def main(argv=None) -> dict:
     recon = rescaled_reconstruction(model, task, params, best, args.batch, 4 if args.smoke else 40)
     for label, terms in recon.items():
         print(f"{label}: " + ", ".join(f"{k} {v:.4g}" for k, v in terms.items()))
-    return {"args": vars(args), "features": features, "others_share": others.tolist(), "importance": importances,
-            "reconstruction": recon}
+    found = {"args": vars(args), "features": features, "others_share": others.tolist(), "importance": importances,
+             "reconstruction": recon}
+    if args.out:
+        Path(args.out).write_text(json.dumps(found, indent=1))
+    return found
 
 
 def rescaled_reconstruction(model, task, params, best, batch: int, draws: int, scales=(0.98, 1.0, 1.01, 1.02, 1.03)):
@@ -107,7 +114,19 @@ def rescaled_reconstruction(model, task, params, best, batch: int, draws: int, s
                   for i in range(draws)]
         return {k: float(np.mean([float(d[k]) for d in draws_])) for k in draws_[0]}
 
-    return {"trained": mean_terms(params), **{f"ideal, ratio {s}": mean_terms(ideal(s)) for s in scales}}
+    out = {"trained": mean_terms(params), **{f"ideal, ratio {s}": mean_terms(ideal(s)) for s in scales}}
+    names = [t.name for t in targets]
+    if "W_hidden" in names:  # the same with the identity's live subcomponents unmasked (importance held at 1)
+        i = names.index("W_hidden")
+        live = np.flatnonzero(np.asarray(params.components[i].norms()) > 0.1)
+        mlp = params.importance[i]
+        held = (*params.importance[:i], eqx.tree_at(lambda m: (m.w2, m.b2), mlp, (mlp.w2.at[live].set(0.0),
+                                                                                    mlp.b2.at[live].set(10.0))),
+                *params.importance[i + 1:])
+        variants = [("trained", params), *((f"ideal, ratio {s}", ideal(s)) for s in sorted({0.99, *scales}))]
+        out |= {f"{label}, identity held at importance 1": mean_terms(SPDParams(q.components, held))
+                for label, q in variants}
+    return out
 
 
 if __name__ == "__main__":
