@@ -1,11 +1,13 @@
 """A pytree of arrays kept in a run directory beside a JSON that describes and seals it: what analyses save with a
 run so the next command reuses them (trained transcoders, `toymi.circuits.saved_replacement`; SPD decompositions,
-`toymi.decompose.parameters.saved`).
+`toymi.decompose.parameters.saved`; SPD checkpoints, `toymi.decompose.parameters.resumable`).
 
-Two files per `stem`: `<stem>.eqx` (the arrays, Equinox's serialisation) and `<stem>.json` (the caller's metadata
-plus the SHA-256 of the arrays). Each is written to a temporary name and renamed into place, the JSON last, so a
-reader sees either the old pair or the new one; arrays whose checksum does not match their JSON (an interrupted
-save, a damaged file) are never read.
+Two files per `stem`: `<stem>.<digest>.eqx` (the arrays, Equinox's serialisation, named by the first hex digits of
+their SHA-256) and `<stem>.json` (the caller's metadata, the arrays' file name and their whole SHA-256). A save writes
+the arrays under their new name, then renames a complete JSON into place — the one step that switches a reader from
+the old pair to the new — and only then removes the old arrays. A stop at any moment leaves either pair whole (and at
+most an unreferenced arrays file, removed by the next save); arrays whose checksum does not match their JSON (a
+damaged file) are never read. Pairs written before the digest was in the name (`<stem>.eqx`) still read.
 """
 
 from __future__ import annotations
@@ -14,28 +16,34 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 
+_SEAL_KEYS = ("sha256", "arrays")
+
 
 def write_sealed(directory: str | Path, stem: str, tree: Any, meta: dict) -> Path:
-    """Write `tree`'s arrays and `meta` (JSON-able, with `sha256` added) as `directory/<stem>.{eqx,json}`,
-    replacing what was there; returns the directory."""
-    if "sha256" in meta:
-        raise ValueError("meta's 'sha256' is the seal this function writes")
+    """Write `tree`'s arrays and `meta` (JSON-able; `sha256` and `arrays` added) as `directory/<stem>.json` and the
+    arrays file it names, replacing the pair that was there; returns the directory."""
+    if any(key in meta for key in _SEAL_KEYS):
+        raise ValueError(f"meta's {_SEAL_KEYS} are the seal this function writes")
     where = Path(directory)
     where.mkdir(parents=True, exist_ok=True)
-    arrays = where / f"{stem}.eqx"
     tmp = where / f"{stem}.eqx.tmp"
     eqx.tree_serialise_leaves(tmp, tree)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    os.replace(tmp, arrays)
+    arrays = f"{stem}.{digest[:16]}.eqx"
+    os.replace(tmp, where / arrays)
     tmp = where / f"{stem}.json.tmp"
-    tmp.write_text(json.dumps({**meta, "sha256": digest}, indent=1))
-    os.replace(tmp, where / f"{stem}.json")
+    tmp.write_text(json.dumps({**meta, "sha256": digest, "arrays": arrays}, indent=1))
+    os.replace(tmp, where / f"{stem}.json")  # the commit: from here on a reader gets the new pair
+    for old in _arrays_files(where, stem):
+        if old.name != arrays:
+            old.unlink(missing_ok=True)
     return where
 
 
@@ -46,12 +54,39 @@ def read_sealed(directory: str | Path, stem: str, accept: Callable[[dict], bool]
     where = Path(directory)
     try:
         meta = json.loads((where / f"{stem}.json").read_text())
-        data = (where / f"{stem}.eqx").read_bytes()
+        data = sealed_arrays(where, stem, meta).read_bytes()
     except (OSError, ValueError):
         return None  # none saved, or a save that never finished
-    if not isinstance(meta, dict) or not accept(meta) or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+    if not accept(meta) or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
         return None
     return eqx.tree_deserialise_leaves(io.BytesIO(data), like(meta)), meta  # the bytes checked, not a second read
+
+
+def sealed_arrays(directory: str | Path, stem: str, meta: dict | None = None) -> Path:
+    """The arrays file that `directory/<stem>.json` (or its already-read `meta`) names; ValueError where the JSON
+    is not a sealed pair's or names a file outside the directory."""
+    where = Path(directory)
+    meta = json.loads((where / f"{stem}.json").read_text()) if meta is None else meta
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where / stem}.json is not a sealed pair's JSON")
+    name = meta.get("arrays", f"{stem}.eqx")
+    if not isinstance(name, str) or Path(name).name != name or not name.startswith(f"{stem}."):
+        raise ValueError(f"{where / stem}.json names arrays {name!r}, not a file of this pair")
+    return where / name
+
+
+def remove_sealed(directory: str | Path, stem: str) -> None:
+    """Remove `directory/<stem>`'s pair: the JSON first, so that no moment leaves a JSON without its arrays."""
+    where = Path(directory)
+    (where / f"{stem}.json").unlink(missing_ok=True)
+    for old in _arrays_files(where, stem):
+        old.unlink(missing_ok=True)
+
+
+def _arrays_files(where: Path, stem: str) -> list[Path]:
+    """Every arrays file of `stem` in `where`: `<stem>.<16 hex digits>.eqx`, and `<stem>.eqx` from older saves."""
+    name = re.compile(rf"{re.escape(stem)}(\.[0-9a-f]{{16}})?\.eqx")
+    return [path for path in where.glob(f"{stem}.*eqx") if name.fullmatch(path.name)]
 
 
 def kept_for(format: int, model_step: int, settings: dict | None = None) -> Callable[[dict], bool]:

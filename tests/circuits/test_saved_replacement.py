@@ -12,6 +12,7 @@ from transformer_models import model
 import toymi.circuits.saved_replacement as saved
 from toymi.circuits.replacement import Replacement, transcoder_settings
 from toymi.decompose.transcoder import Transcoder
+from toymi.sealed import sealed_arrays
 
 SETTINGS = transcoder_settings(8)
 
@@ -29,7 +30,8 @@ def _same(a: Replacement, b: Replacement) -> bool:
 def test_saved_transcoders_come_back_for_their_step_and_settings_only(tmp_path):
     original = _replacement()
     where = saved.save_replacement(tmp_path, original, model_step=20)
-    assert sorted(p.name for p in where.iterdir()) == ["transcoders.eqx", "transcoders.json"]  # no temporary left
+    assert sorted(p.name for p in where.iterdir()) == [sealed_arrays(where, "transcoders").name,
+                                                      "transcoders.json"]  # no temporary left
     loaded = saved.load_replacement(tmp_path, 20, SETTINGS)
     assert _same(loaded, original) and loaded.transcoders[1].k == 3 and loaded.transcoders[0].W_skip is None
     assert loaded[:5] == (loaded.transcoders, original.description, original.fvu, 3.0, SETTINGS)
@@ -44,7 +46,7 @@ def test_saved_transcoders_come_back_for_their_step_and_settings_only(tmp_path):
 
 def test_arrays_their_json_does_not_describe_are_not_used(tmp_path):
     where = saved.save_replacement(tmp_path, _replacement(), model_step=20)
-    arrays = where / "transcoders.eqx"
+    arrays = sealed_arrays(where, "transcoders")
     data = bytearray(arrays.read_bytes())
     data[-1] ^= 1  # one flipped bit, or another save's arrays under this JSON (a save interrupted between files)
     arrays.write_bytes(bytes(data))

@@ -15,6 +15,7 @@ from toymi.decompose.parameters.losses import SPDParams
 from toymi.errors import ConfigError
 from toymi.model.tms import TMS, TMSConfig
 from toymi.run import load_run
+from toymi.sealed import sealed_arrays
 from toymi.views.spd_page import QuickSPD, keep_spd, spd_view
 
 PERM = [3, 0, 4, 1, 2]  # subcomponent c < 5 is feature PERM[c]'s column; c5, c6 are empty
@@ -106,7 +107,8 @@ def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(t
     first = saved.spd_for_run(run, steps=30, batch_size=128)
     assert first.loaded_from is None and first.settings["C"] == 20 and first.settings["importance_coef"] == 3e-3
     assert first.settings["output_loss"] == "mse"  # the run's task's comparison (`Task.output_comparison`)
-    assert sorted(p.name for p in (tms_run / "spd").iterdir()) == ["spd.eqx", "spd.json"]  # no temporary left
+    assert sorted(p.name for p in (tms_run / "spd").iterdir()) == [sealed_arrays(tms_run / "spd", "spd").name,
+                                                                   "spd.json"]  # no temporary left
 
     def train(*args):
         raise AssertionError("trained although a saved decomposition fits")
@@ -119,7 +121,7 @@ def test_a_decomposition_is_trained_once_then_loaded_for_its_step_and_settings(t
     assert saved.load_spd(tms_run, run.model, run.model_step + 10) is None  # the run trained further: stale
     with pytest.raises(AssertionError, match="trained although"):  # other settings are not these
         saved.spd_for_run(run, steps=40, batch_size=128)
-    arrays = tms_run / "spd" / "spd.eqx"
+    arrays = sealed_arrays(tms_run / "spd", "spd")
     data = bytearray(arrays.read_bytes())
     data[-1] ^= 1
     arrays.write_bytes(bytes(data))

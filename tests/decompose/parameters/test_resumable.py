@@ -7,6 +7,7 @@ from toymi.decompose.parameters.resumable import train_spd_in_pieces
 from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd
 from toymi.errors import CheckpointDamaged, ConfigError
 from toymi.model.tms import TMS, TMSConfig
+from toymi.sealed import sealed_arrays
 from toymi.tasks.tms import ToyModelsOfSuperposition
 
 TASK = ToyModelsOfSuperposition(n_features=4, feature_probability=0.1, eval_size=8)
@@ -43,20 +44,21 @@ def test_a_run_in_pieces_is_the_whole_run_and_a_stopped_one_resumes_to_the_same_
             raise Stopped
     with pytest.raises(Stopped):
         _pieces(tmp_path, stop_after_first)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["spd_5.eqx", "spd_5.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [sealed_arrays(tmp_path, "spd_5").name, "spd_5.json"]
     seen = []
     resumed = _pieces(tmp_path, lambda done: seen.append((done.step, done.resumed_at, done.losses["total"].shape)))
     assert seen == [(10, 5, (2,)), (12, 5, (2,))]  # from step 5 on
     _same(resumed, whole)  # bit for bit: the same programs from the same state
     assert resumed.losses["total"].shape == (2, 12)  # the curve before the stop came back from the checkpoint
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["spd_12.eqx", "spd_12.json"]  # older ones removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == [sealed_arrays(tmp_path, "spd_12").name,
+                                                          "spd_12.json"]  # older ones removed
     seen = []
     _same(_pieces(tmp_path, seen.append), whole)  # finished: returned as it is, no step run
     assert seen == []
 
     with pytest.raises(ConfigError, match="another SPD run"):  # other members' settings: not this run's checkpoint
         _pieces(tmp_path, hypers=stack_spd_hypers([spd_hyper(1e-2, 1.0), spd_hyper(1e-2, 1.0)]))
-    arrays = tmp_path / "spd_12.eqx"
+    arrays = sealed_arrays(tmp_path, "spd_12")
     arrays.write_bytes(arrays.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(CheckpointDamaged, match="checksum"):
         _pieces(tmp_path)

@@ -7,8 +7,8 @@ loses the piece in flight, not the run. A checkpoint belongs to one run: the mod
 setting, the members' seeds and hyperparameters (`run_fingerprint`); a directory holding another run's is refused.
 The inputs' sampler cannot be fingerprinted: resuming with another one is the caller's mistake.
 
-Each checkpoint is sealed (`toymi.sealed`: written under a temporary name, renamed into place, checksummed) under
-its own step, `spd_<step>.{eqx,json}`, and the older ones are removed only once it is in place, so a process stopped
+Each checkpoint is sealed (`toymi.sealed`: checksummed, its JSON renamed into place last) under its own step,
+`spd_<step>.json` and the arrays file it names, and the older ones are removed only once it is in place, so a process stopped
 at any moment leaves at least one intact checkpoint.
 """
 
@@ -29,7 +29,7 @@ from jaxtyping import Array, Int, PRNGKeyArray
 
 from toymi.decompose.parameters.spd import SPDConfig, SPDHyper, TrainedSPD, check_members, spd_parts
 from toymi.errors import CheckpointDamaged, ConfigError
-from toymi.sealed import read_sealed, write_sealed
+from toymi.sealed import read_sealed, remove_sealed, write_sealed
 
 FORMAT = 1
 
@@ -93,17 +93,21 @@ def _stem(step: int) -> str:
     return f"spd_{step}"
 
 
+def _steps(directory: Path) -> list[int]:
+    """The steps of every checkpoint JSON in `directory`, newest first."""
+    suffixes = (path.stem.removeprefix("spd_") for path in directory.glob("spd_*.json"))
+    return sorted((int(suffix) for suffix in suffixes if suffix.isdigit()), reverse=True)
+
+
 def _checkpoints(directory: Path) -> list[tuple[int, dict | None]]:
     """`(step, meta or None if unreadable)` of every checkpoint JSON in `directory`, newest first."""
     found = []
-    for path in directory.glob("spd_*.json"):
-        suffix = path.stem.removeprefix("spd_")
-        if suffix.isdigit():
-            try:
-                found.append((int(suffix), json.loads(path.read_text())))
-            except (OSError, ValueError):
-                found.append((int(suffix), None))
-    return sorted(found, key=lambda entry: -entry[0])
+    for step in _steps(directory):
+        try:
+            found.append((step, json.loads((directory / f"{_stem(step)}.json").read_text())))
+        except (OSError, ValueError):
+            found.append((step, None))
+    return found
 
 
 def _resume(directory: Path, fingerprint: str, start, steps, seeds, hypers):
@@ -133,7 +137,6 @@ def _save(directory: Path, fingerprint: str, step: int, carry, losses: dict[str,
     """Seal this step's checkpoint, then remove the older ones (never before the new one is in place)."""
     write_sealed(directory, _stem(step), {"carry": carry, "losses": losses},
                  {"format": FORMAT, "fingerprint": fingerprint, "step": step})
-    for older, _ in _checkpoints(directory):
+    for older in _steps(directory):
         if older < step:
-            for suffix in (".eqx", ".json"):
-                (directory / f"{_stem(older)}{suffix}").unlink(missing_ok=True)
+            remove_sealed(directory, _stem(older))

@@ -2,7 +2,7 @@
 for the model, at the steps and batch asked for) and writes it into `RUN/spd/`; the next call with the same settings
 on the same model step loads it instead (`toymi view RUN --spd` a second time is seconds).
 
-Sealed as `toymi.sealed` keeps them: `spd.eqx` (the `SPDParams`) and `spd.json` (the model step, every setting it
+Sealed as `toymi.sealed` keeps them: the `SPDParams`' arrays (`spd.<digest>.eqx`) and `spd.json` (the model step, every setting it
 was trained with, the training time, the final losses). A decomposition belongs to one model step and one set of
 settings: once the run has trained further, or for other settings, it is trained anew.
 """
