@@ -37,6 +37,8 @@ before), and the 200-step faithfulness warmup is AdamW with weight decay 0.1 (`-
         --seeds 1 --first-seed N --out DIR                                     # the paper's compressed run, seed N
     PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_40_10 --seeds 1 --checkpoint-dir CKPT --out DIR
                                            # in pieces of 2,000 steps, each reported and checkpointed: resumable
+    PYTHONPATH=. python benchmarks/spd_recovery.py --truths tms_40_10 --seeds 1 --checkpoint-dir CKPT --out DIR --peek
+                                           # that run's newest checkpoint scored while it goes on (trains nothing)
     PYTHONPATH=. python benchmarks/spd_recovery.py --smoke                   # seconds: tiny steps, 2 seeds
 
 The 2026 version's options (off by default, `toymi/decompose/parameters/pgd.py`): `--pgd-coef` (adversarial
@@ -66,7 +68,7 @@ from toymi.decompose.parameters.spd import (  # noqa: E402
 )
 from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD  # noqa: E402
 from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
-from toymi.decompose.parameters.resumable import PieceDone, train_spd_in_pieces  # noqa: E402
+from toymi.decompose.parameters.resumable import PieceDone, newest_checkpoint, train_spd_in_pieces  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
@@ -236,7 +238,8 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
     return {"C": C, "output_loss": cfg.output_loss, "importance_coef": coefs[0] if len(coefs) == 1 else list(coefs),
             "p": settings[0][1] if len(settings) == 1 else [p for _, p in settings], "per_seed": per_seed,
-            "at_init": at_init, "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final}
+            "at_init": at_init, "success_rate": success, "spd_seconds": spd_seconds, "final_losses": final,
+            "steps_done": int(run.losses["total"].shape[1])}
 
 
 def run_truth(name: str, args) -> dict:
@@ -271,7 +274,7 @@ def run_truth(name: str, args) -> dict:
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
     return {"truth": name, "C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
             "spd_seconds": spd_seconds, "model_seconds": model_seconds, "final_losses": final,
-            "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
+            "steps_done": int(run.losses["total"].shape[1]), "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
 
 
 def fit(name: str, model, sample, cfg: SPDConfig, hypers, seeds, args):
@@ -279,6 +282,12 @@ def fit(name: str, model, sample, cfg: SPDConfig, hypers, seeds, args):
     checkpointed under `DIR/<truth>/` (`resumable.train_spd_in_pieces`): the same command resumes a stopped run."""
     if args.checkpoint_dir is None:
         return train_spd(model, sample, cfg, hypers, seeds)
+    if args.peek:
+        found = newest_checkpoint(model, sample, cfg, hypers, seeds, Path(args.checkpoint_dir) / name)
+        if found is None:
+            raise SystemExit(f"--peek: no checkpoint of this run in {Path(args.checkpoint_dir) / name}")
+        print(f"{name}: the checkpoint at step {found[1]:,} of {cfg.steps:,}, scored as it is", flush=True)
+        return found[0]
 
     def report(done: PieceDone) -> None:
         resumed = f", resumed at step {done.resumed_at:,}" if done.resumed_at else ""
@@ -297,6 +306,8 @@ def kept_target(name: str, model, args):
         return model
     where, meta = Path(args.checkpoint_dir) / name, {"truth": name, "model_steps": args.model_steps}
     found = read_sealed(where, "target", lambda m: {k: m.get(k) for k in meta} == meta, lambda m: model)
+    if found is None and args.peek:
+        raise SystemExit(f"--peek: no target model kept in {where}: no run of {name} to score there")
     if found is None:
         write_sealed(where, "target", model, meta)
         return model
@@ -362,11 +373,16 @@ def main(argv=None) -> int:
                     help="train in pieces, reporting and checkpointing each under DIR/<truth>/ (with the target "
                          "model); the same command resumes a stopped run")
     ap.add_argument("--piece-steps", type=int, default=2000, help="steps per piece with --checkpoint-dir")
+    ap.add_argument("--peek", action="store_true",
+                    help="with --checkpoint-dir: score a run in progress at its newest checkpoint, training nothing "
+                         "(writes spd_recovery_peek.json; each member's steps_done says how far it had got)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     ap.add_argument("--smoke", action="store_true", help="tiny run: 100 steps, batch 256, 2 seeds")
     args = ap.parse_args(argv)
     if args.smoke:
         args.steps, args.batch, args.seeds, args.model_steps, args.warmup = 100, 256, 2, 300, 20
+    if args.peek and args.checkpoint_dir is None:
+        raise SystemExit("--peek scores a run's newest checkpoint: give its --checkpoint-dir")
     truths = [t.strip() for t in args.truths.split(",") if t.strip()]
     unknown = [t for t in truths if t not in ALL_TRUTHS]
     if unknown:
@@ -378,7 +394,7 @@ def main(argv=None) -> int:
                "device": str(jax.devices()[0])}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("spd_recovery_smoke.json" if args.smoke else "spd_recovery.json")
+    path = out / f"spd_recovery{'_smoke' if args.smoke else ''}{'_peek' if args.peek else ''}.json"
     path.write_text(json.dumps(payload, indent=1))
     print(f"wrote {path}")
     return 0

@@ -502,6 +502,10 @@ def test_benchmark_smoke_mode_runs_in_process(name, tmp_path, capsys):
         assert "the target model kept" in again and "step 40 of" not in again, again
         rerun = json.loads((tmp_path / results).read_text())
         assert [r["per_seed"] for r in rerun["results"]] == [r["per_seed"] for r in report["results"]]
+        module.main(["--smoke", "--peek", *map(value, extra[2:])])  # the newest checkpoint, scored: the same run
+        assert "tms_5_2: the checkpoint at step 100 of 100" in capsys.readouterr().out
+        peeked = json.loads((tmp_path / "spd_recovery_smoke_peek.json").read_text())["results"][0]
+        assert peeked["per_seed"] == report["results"][0]["per_seed"] and peeked["steps_done"] == 100
 
 
 def test_readme_enriched_addition_row_is_the_committed_results():

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.decompose.parameters.resumable import train_spd_in_pieces
+from toymi.decompose.parameters.resumable import newest_checkpoint, train_spd_in_pieces
 from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd
 from toymi.errors import CheckpointDamaged, ConfigError
 from toymi.model.tms import TMS, TMSConfig
@@ -45,6 +45,10 @@ def test_a_run_in_pieces_is_the_whole_run_and_a_stopped_one_resumes_to_the_same_
     with pytest.raises(Stopped):
         _pieces(tmp_path, stop_after_first)
     assert sorted(p.name for p in tmp_path.iterdir()) == [sealed_arrays(tmp_path, "spd_5").name, "spd_5.json"]
+    peeked, step = newest_checkpoint(MODEL, TASK.sample, CFG, HYPERS, SEEDS, tmp_path)  # the run so far, as it is
+    assert step == 5 and peeked.losses["total"].shape == (2, 5)
+    np.testing.assert_array_equal(peeked.losses["total"], whole.losses["total"][:, :5])
+    assert newest_checkpoint(MODEL, TASK.sample, CFG, HYPERS, SEEDS, tmp_path / "none") is None
     seen = []
     resumed = _pieces(tmp_path, lambda done: seen.append((done.step, done.resumed_at, done.losses["total"].shape)))
     assert seen == [(10, 5, (2,)), (12, 5, (2,))]  # from step 5 on

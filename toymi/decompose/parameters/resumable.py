@@ -85,6 +85,27 @@ def train_spd_in_pieces(model: eqx.Module, sample: Callable[[PRNGKeyArray, int],
         if report is not None:
             report(PieceDone(done, cfg.steps, resumed_at, time.perf_counter() - began,
                              {k: v[:, -1] for k, v in losses.items()}))
+    return _finished(parts, targets, carry, losses)
+
+
+def newest_checkpoint(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], Array], cfg: SPDConfig,
+                      hypers: SPDHyper, seeds: Int[Array, " member"], checkpoint_dir: str | Path
+                      ) -> tuple[TrainedSPD, int] | None:
+    """`(decomposition, step)`: a run in progress as its newest checkpoint in `checkpoint_dir` holds it (arguments as
+    `train_spd_in_pieces`'; the loss curves up to `step`), to score it before it ends; None where it has none. Nothing
+    is trained or written."""
+    seeds = check_members(seeds, hypers)
+    parts, targets = spd_parts(model, sample, cfg)
+    start = eqx.filter_jit(eqx.filter_vmap(parts.start))
+    steps = eqx.filter_jit(eqx.filter_vmap(parts.steps, in_axes=(0, 0, None)))
+    found = _resume(Path(checkpoint_dir), run_fingerprint(model, cfg, hypers, seeds), start, steps, seeds, hypers)
+    if found is None:
+        return None
+    carry, step, losses = found
+    return _finished(parts, targets, carry, losses), step
+
+
+def _finished(parts, targets, carry, losses: dict[str, np.ndarray]) -> TrainedSPD:
     params = eqx.filter_jit(eqx.filter_vmap(parts.finish))(carry)
     return TrainedSPD(params, {k: jnp.asarray(v) for k, v in losses.items()}, tuple(t.name for t in targets))
 
