@@ -1,4 +1,4 @@
-"""Which layer-0 heads carry each answer digit's own operands in an addition model (a truth judged from attention),
+"""Which heads carry each answer digit's own operands in an addition model (a truth judged from attention),
 and how every discovery method's edge scores rank those heads' value edges (`toymi/circuits/digit_heads.py`).
 
     toymi train tasks/addition_quick.toml --out RUN --no-plot
@@ -7,7 +7,7 @@ and how every discovery method's edge scores rank those heads' value edges (`toy
 
 Per digit: the same questions, patches and metric as `toymi circuits RUN --per-digit` (128 test questions patched
 from the next 128, the input split by position, the right digit's logit at the position that predicts it). A
-layer-0 head whose mean attention from that position to a_i's (b_i's) position is ≥ 0.3 is judged to carry a_i
+head (of any layer) whose mean attention from that position to a_i's (b_i's) position is ≥ 0.3 is judged to carry a_i
 (b_i); AUC: the method's |edge scores| on those heads' value edges from a_i's and b_i's positions against the other
 heads' value edges from the same positions. Writes `DIR/digit_heads.json` (default DIR: benchmarks/results).
 """

@@ -3,14 +3,15 @@ discovery method's edge scores rank it.
 
 `toymi.circuits.digit_positions` states which positions answer digit s_i reads: a_i's and b_i's, certainly. Which
 heads move them to the position that predicts s_i is the model's choice, so here it is judged from attention, as
-the induction truth judges its heads (`toymi.circuits.trained`): a layer-0 head whose attention from that position
-puts at least `threshold` on a_i's position (the mean over the questions) carries a_i, and its value edge
-`input[a_i] -> a0.h<v>` is in the truth (likewise b_i); the other layer-0 heads' value edges from those two
-positions are not. Judged, not certain: a head below the threshold may still move part of an operand, and a model
-may move one in a later layer instead (`HeadTruth.attention` keeps every head's share so that can be checked).
+the induction truth judges its heads (`toymi.circuits.trained`): a head of any layer whose attention from that
+position puts at least `threshold` on a_i's position (the mean over the questions) carries a_i, and its value edge
+from the embedding, `input[a_i] -> a<layer>.h<v>`, is in the truth (likewise b_i); the other heads' value edges
+from those two positions are not. Judged, not certain: a head below the threshold may still move part of an operand,
+and a later layer's head reads a_i's position after the earlier layers wrote there (`HeadTruth.attention` keeps every
+head's share so that can be checked).
 
 Scored per digit and method: the ROC AUC of the method's |edge scores| on the judged edges against the other
-layer-0 value edges from the same two positions (NaN where either set is empty), and whether the method's circuit
+heads' value edges from the same two positions (NaN where either set is empty), and whether the method's circuit
 (at its threshold) keeps every judged edge.
 """
 
@@ -28,31 +29,37 @@ THRESHOLD = 0.3  # the induction truth's head-score threshold (`trained.inductio
 
 
 class HeadTruth(NamedTuple):
-    """One digit's judged heads: `attention[j, h]`, layer-0 head h's mean attention from the predicting position to
-    own position j (a_i's, then b_i's); `heads[j]`, the heads at or above the threshold for position j."""
+    """One digit's judged heads: `attention[j, l, h]`, head h of layer l's mean attention from the predicting position
+    to own position j (a_i's, then b_i's); `heads[j]`, the `(layer, head)`s at or above the threshold for
+    position j."""
 
     digit: int
     positions: tuple[int, int]
     attention: np.ndarray
-    heads: tuple[tuple[int, ...], tuple[int, ...]]
+    heads: tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
 
 
 def head_truth(pattern: np.ndarray, digit: int, at: int, own: np.ndarray, threshold: float = THRESHOLD) -> HeadTruth:
-    """The judged heads of one digit from layer 0's attention `pattern` (`[batch, head, query, key]`), read at the
-    predicting position `at` on the own positions `own` (a_i's, b_i's)."""
-    attention = np.asarray(pattern)[:, :, at][:, :, own].mean(0).T  # [own position, head]
-    heads = tuple(tuple(int(h) for h in np.flatnonzero(row >= threshold)) for row in attention)
+    """The judged heads of one digit from every layer's attention `pattern` (`[batch, layer, head, query, key]`),
+    read at the predicting position `at` on the own positions `own` (a_i's, b_i's)."""
+    pattern = np.asarray(pattern)
+    if pattern.ndim != 5:
+        raise ValueError(f"pattern must be [batch, layer, head, query, key]; got shape {pattern.shape}")
+    attention = pattern[:, :, :, at][..., own].mean(0).transpose(2, 0, 1)  # [own position, layer, head]
+    heads = tuple(tuple((int(l), int(h)) for l, h in np.argwhere(row >= threshold)) for row in attention)
     return HeadTruth(digit, (int(own[0]), int(own[1])), attention, heads)
 
 
 def judged_edges(graph: Graph, truth: HeadTruth) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the graph's edges `input[p] -> a0.h<v>` from the own positions: `(judged, others)`."""
+    """Indices of the graph's edges `input[p] -> a<layer>.h<v>` from the own positions, every layer's heads:
+    `(judged, others)`."""
     names = [(graph.senders[s], graph.receivers[r]) for s, r in graph.edges]
     judged, others = [], []
     for p, heads in zip(truth.positions, truth.heads):
-        for h in range(graph.config.n_heads):
-            index = names.index((f"input[{p}]", f"a0.h{h}<v>"))
-            (judged if h in heads else others).append(index)
+        for layer in range(graph.config.n_layers):
+            for h in range(graph.config.n_heads):
+                index = names.index((f"input[{p}]", f"a{layer}.h{h}<v>"))
+                (judged if (layer, h) in heads else others).append(index)
     return np.array(judged, int), np.array(others, int)
 
 
@@ -85,7 +92,7 @@ def digit_head_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digit
     for d in digit_discoveries(model, task, methods, n_inputs, digits, eval_set):
         if pattern is None:
             _, acts = model.run(d.tokens, capture=["pattern"])
-            pattern = np.asarray(acts["pattern"])[:, 0]  # layer 0: [batch, head, query, key]
+            pattern = np.asarray(acts["pattern"])  # [batch, layer, head, query, key]
         if d.digit not in truths:  # once per digit, not per method
             truths[d.digit] = head_truth(pattern, d.digit, d.at, d.groups["own"], threshold)
         results.append(head_result(d.graph, d.found, truths[d.digit]))
@@ -93,12 +100,12 @@ def digit_head_study(model, task, methods, n_inputs: int = N_DIGIT_INPUTS, digit
 
 
 def head_rows(truths: list[HeadTruth], results: list[HeadResult]) -> list[dict]:
-    """One JSON row per digit: its positions, judged heads and every layer-0 head's attention to them, and per method
-    its AUC and whether its circuit keeps every judged edge."""
+    """One JSON row per digit: its positions, judged heads (`[layer, head]`s) and every head's attention to them
+    (`[position][layer][head]`), and per method its AUC and whether its circuit keeps every judged edge."""
     methods: dict[int, dict] = {}
     for r in results:
         methods.setdefault(r.digit, {})[r.method] = {"auc": r.auc, "keeps_judged": r.keeps_judged}
-    return [{"digit": t.digit, "positions": list(t.positions), "heads": [list(h) for h in t.heads],
+    return [{"digit": t.digit, "positions": list(t.positions), "heads": [[list(lh) for lh in h] for h in t.heads],
              "attention": np.asarray(t.attention).tolist(), "methods": methods[t.digit]} for t in truths]
 
 
@@ -109,7 +116,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| digit | heads carrying a_i (attention) | heads carrying b_i (attention) | "
              + " | ".join(f"{m} AUC" for m in methods) + " |", "|---" * (3 + len(methods)) + "|"]
     for r in rows:
-        carried = [", ".join(f"L0H{h} ({r['attention'][j][h]:.2f})" for h in r["heads"][j]) or "none" for j in (0, 1)]
+        carried = [", ".join(f"L{l}H{h} ({r['attention'][j][l][h]:.2f})" for l, h in r["heads"][j]) or "none"
+                   for j in (0, 1)]
         cells = [f"{r['methods'][m]['auc']:.3f}{' ✓' if r['methods'][m]['keeps_judged'] else ''}" for m in methods]
         lines.append(f"| s_{r['digit']} | {carried[0]} | {carried[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
