@@ -274,7 +274,8 @@ def run_truth(name: str, args) -> dict:
     final = {k: [float(x) for x in np.asarray(v[:, -1])] for k, v in run.losses.items()}
     return {"truth": name, "C": C, "importance_coef": coef, "p": p, "per_seed": per_seed, "success_rate": success,
             "spd_seconds": spd_seconds, "model_seconds": model_seconds, "final_losses": final,
-            "steps_done": int(run.losses["total"].shape[1]), "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
+            "steps_done": int(run.losses["total"].shape[1]),
+            "published": PUBLISHED[name.replace("tms_", "tms ").replace("_", "-").replace("-id", " id")]}
 
 
 def fit(name: str, model, sample, cfg: SPDConfig, hypers, seeds, args):

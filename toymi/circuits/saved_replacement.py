@@ -3,8 +3,8 @@ on a CPU) and writes them into `RUN/transcoders/`; the next report with the same
 Attribution page of a model without an exact replacement of its own (SoLU), load them instead of training.
 
 Two files, sealed (`toymi.sealed`: written atomically, arrays checked against their SHA-256 before use):
-`transcoders.<digest>.eqx` (the arrays) and `transcoders.json` (what they are: the model step they were trained on, their
-training settings, each layer's FVU, the training time). Transcoders belong to one model step: once the run has
+`transcoders.<digest>.eqx` (the arrays) and `transcoders.json` (what they are: the model step they were trained on,
+their training settings, each layer's FVU, the training time). Transcoders belong to one model step: once the run has
 trained further, or for other settings, they are stale and the caller trains anew.
 """
 

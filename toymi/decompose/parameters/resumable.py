@@ -8,8 +8,8 @@ setting, the members' seeds and hyperparameters (`run_fingerprint`); a directory
 The inputs' sampler cannot be fingerprinted: resuming with another one is the caller's mistake.
 
 Each checkpoint is sealed (`toymi.sealed`: checksummed, its JSON renamed into place last) under its own step,
-`spd_<step>.json` and the arrays file it names, and the older ones are removed only once it is in place, so a process stopped
-at any moment leaves at least one intact checkpoint.
+`spd_<step>.json` and the arrays file it names, and the older ones are removed only once it is in place, so a process
+stopped at any moment leaves at least one intact checkpoint.
 """
 
 from __future__ import annotations
