@@ -255,6 +255,33 @@ def test_readme_spd_paper_settings_tables_are_their_committed_results():
         assert f"**{met} of 5 seeds at the bar**{suffix}" in readme, (name, met)
 
 
+TMS_40_10_RUNS = {  # README's TMS 40-10 rows on the CPU: results file -> (its label there, steps, batch)
+    "cpu_tms_40_10_paper_settings": ("TMS 40-10, the paper's settings", 40_000, 4096),
+    "cpu_tms_40_10_b1024_10k": ("TMS 40-10, ¼ of the batch, ¼ of the steps", 10_000, 1024),
+}
+
+
+def tms_40_10_row(label: str, result: dict) -> str:
+    """README's row of one TMS 40-10 run: its seeds, MMCS, ML2R and live subcomponents per seed, seeds at the bar."""
+    per_seed = result["per_seed"]
+    cells = [", ".join(str(m["seed"]) for m in per_seed), ", ".join(f"{m['mmcs']:.3f}" for m in per_seed),
+             ", ".join(f"{m['ml2r']:.3f}" for m in per_seed),
+             ", ".join(f"{m['alive_norm']:.0f} / {m['alive_norm_out']:.0f}" for m in per_seed),
+             f"**{sum(int(m['success']) for m in per_seed)} of {len(per_seed)}**"]
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def test_readme_tms_40_10_cpu_rows_are_their_committed_results():
+    """TMS 40-10 tied on the CPU (the paper's settings, one seed; five seeds at a sixteenth of its samples): README's
+    rows are their JSON, and each ran the settings its label says."""
+    readme = (ROOT / "README.md").read_text()
+    for name, (label, steps, batch) in TMS_40_10_RUNS.items():
+        r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"{name}.json").read_text())
+        assert (r["settings"]["steps"], r["settings"]["batch"], r["settings"]["tie"]) == (steps, batch, "updates")
+        assert all(res["steps_done"] == steps for res in r["results"]), name
+        assert tms_40_10_row(label, r["results"][0]) in readme, tms_40_10_row(label, r["results"][0])
+
+
 def test_readme_spd_importance_speed_table_is_its_committed_result():
     """Both forms of the importance MLPs timed in one run: README's rows are the JSON's times, ratios and losses."""
     readme = (ROOT / "README.md").read_text()
