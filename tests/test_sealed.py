@@ -61,7 +61,7 @@ def test_arrays_that_are_not_the_pairs_are_never_read(tmp_path):
     write_sealed(tmp_path, "pair", {"w": jnp.ones(3)}, {"n": 1})
     meta = json.loads((tmp_path / "pair.json").read_text())
     arrays = sealed_arrays(tmp_path, "pair")
-    for name in ("../pair.eqx", "other.eqx", 3):  # outside the directory, another pair's, not a name
+    for name in ("../pair.eqx", "other.eqx", "pair.json", 3):  # outside the directory, another pair's, not arrays
         (tmp_path / "pair.json").write_text(json.dumps({**meta, "arrays": name}))
         assert _read(tmp_path) is None
         with pytest.raises(ValueError, match="not a file of this pair"):

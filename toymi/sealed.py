@@ -64,13 +64,13 @@ def read_sealed(directory: str | Path, stem: str, accept: Callable[[dict], bool]
 
 def sealed_arrays(directory: str | Path, stem: str, meta: dict | None = None) -> Path:
     """The arrays file that `directory/<stem>.json` (or its already-read `meta`) names; ValueError where the JSON
-    is not a sealed pair's or names a file outside the directory."""
+    is not a sealed pair's or names a file that is not this pair's arrays."""
     where = Path(directory)
     meta = json.loads((where / f"{stem}.json").read_text()) if meta is None else meta
     if not isinstance(meta, dict):
         raise ValueError(f"{where / stem}.json is not a sealed pair's JSON")
     name = meta.get("arrays", f"{stem}.eqx")
-    if not isinstance(name, str) or Path(name).name != name or not name.startswith(f"{stem}."):
+    if not isinstance(name, str) or not _arrays_name(stem).fullmatch(name):
         raise ValueError(f"{where / stem}.json names arrays {name!r}, not a file of this pair")
     return where / name
 
@@ -83,10 +83,15 @@ def remove_sealed(directory: str | Path, stem: str) -> None:
         old.unlink(missing_ok=True)
 
 
+def _arrays_name(stem: str) -> re.Pattern:
+    """The one naming rule of `stem`'s arrays files: `<stem>.<16 hex digits>.eqx` (`write_sealed`), and `<stem>.eqx`
+    from older saves."""
+    return re.compile(rf"{re.escape(stem)}(\.[0-9a-f]{{16}})?\.eqx")
+
+
 def _arrays_files(where: Path, stem: str) -> list[Path]:
-    """Every arrays file of `stem` in `where`: `<stem>.<16 hex digits>.eqx`, and `<stem>.eqx` from older saves."""
-    name = re.compile(rf"{re.escape(stem)}(\.[0-9a-f]{{16}})?\.eqx")
-    return [path for path in where.glob(f"{stem}.*eqx") if name.fullmatch(path.name)]
+    """Every arrays file of `stem` in `where`."""
+    return [path for path in where.glob(f"{stem}.*eqx") if _arrays_name(stem).fullmatch(path.name)]
 
 
 def kept_for(format: int, model_step: int, settings: dict | None = None) -> Callable[[dict], bool]:
