@@ -65,11 +65,7 @@ def train_spd_in_pieces(model: eqx.Module, sample: Callable[[PRNGKeyArray, int],
     resumed from (a finished run's is returned as it is)."""
     if isinstance(piece_steps, bool) or not isinstance(piece_steps, int) or piece_steps < 1:
         raise ConfigError(f"piece_steps must be a whole number of steps ≥ 1; got {piece_steps!r}")
-    seeds = check_members(seeds, hypers)
-    parts, targets = spd_parts(model, sample, cfg)
-    start = eqx.filter_jit(eqx.filter_vmap(parts.start))
-    steps = eqx.filter_jit(eqx.filter_vmap(parts.steps, in_axes=(0, 0, None)))
-    fingerprint = run_fingerprint(model, cfg, hypers, seeds)
+    seeds, parts, targets, start, steps, fingerprint = _programs(model, sample, cfg, hypers, seeds)
     began = time.perf_counter()
     found = None if checkpoint_dir is None else _resume(Path(checkpoint_dir), fingerprint, start, steps, seeds, hypers)
     carry, done, losses = found or (start(seeds, hypers), 0, {})
@@ -94,15 +90,22 @@ def newest_checkpoint(model: eqx.Module, sample: Callable[[PRNGKeyArray, int], A
     """`(decomposition, step)`: a run in progress as its newest checkpoint in `checkpoint_dir` holds it (arguments as
     `train_spd_in_pieces`'; the loss curves up to `step`), to score it before it ends; None where it has none. Nothing
     is trained or written."""
-    seeds = check_members(seeds, hypers)
-    parts, targets = spd_parts(model, sample, cfg)
-    start = eqx.filter_jit(eqx.filter_vmap(parts.start))
-    steps = eqx.filter_jit(eqx.filter_vmap(parts.steps, in_axes=(0, 0, None)))
-    found = _resume(Path(checkpoint_dir), run_fingerprint(model, cfg, hypers, seeds), start, steps, seeds, hypers)
+    seeds, parts, targets, start, steps, fingerprint = _programs(model, sample, cfg, hypers, seeds)
+    found = _resume(Path(checkpoint_dir), fingerprint, start, steps, seeds, hypers)
     if found is None:
         return None
     carry, step, losses = found
     return _finished(parts, targets, carry, losses), step
+
+
+def _programs(model, sample, cfg: SPDConfig, hypers: SPDHyper, seeds):
+    """What a run in pieces and a look at its checkpoint share: the checked seeds, the run's parts and targets, its
+    vmapped `start` and `steps` programs, and its fingerprint."""
+    seeds = check_members(seeds, hypers)
+    parts, targets = spd_parts(model, sample, cfg)
+    start = eqx.filter_jit(eqx.filter_vmap(parts.start))
+    steps = eqx.filter_jit(eqx.filter_vmap(parts.steps, in_axes=(0, 0, None)))
+    return seeds, parts, targets, start, steps, run_fingerprint(model, cfg, hypers, seeds)
 
 
 def _finished(parts, targets, carry, losses: dict[str, np.ndarray]) -> TrainedSPD:
