@@ -66,6 +66,7 @@ from _bench import REPO_ROOT, RESULTS_DIR, machine, versions  # noqa: E402
 from toymi.decompose.parameters.spd import (  # noqa: E402
     TIES, SPDConfig, init_params, spd_hyper, stack_spd_hypers, task_output, train_spd,
 )
+from toymi.decompose.parameters.components import INITS  # noqa: E402
 from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD  # noqa: E402
 from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
 from toymi.decompose.parameters.resumable import PieceDone, newest_checkpoint, train_spd_in_pieces  # noqa: E402
@@ -73,6 +74,7 @@ from toymi.decompose.parameters.targets import model_targets  # noqa: E402
 from toymi.decompose.parameters.truths_tms import PUBLISHED, score_tms  # noqa: E402
 from toymi.experiment.spec import Spec  # noqa: E402
 from toymi.sealed import read_sealed, write_sealed  # noqa: E402
+from toymi.train.optimizer import SCHEDULES  # noqa: E402
 
 TRUTHS = {  # name: (n_features, d_hidden, hidden identity, C, importance coefficient, p)
     "tms_5_2": (5, 2, False, 20, 3e-3, 1.0),
@@ -202,6 +204,14 @@ def and_gates_defaults(task, kind: str, args) -> tuple[int, tuple[float, ...], t
     return args.C or C, args.coef or (coef,), args.p or (p,)
 
 
+def spd_config(args, C: int, steps: int, batch: int, **config) -> SPDConfig:
+    """The `SPDConfig` of a truth's run: the command line's settings, then the truth's own (`config`) over them."""
+    shared = {"lr": args.lr, "schedule": args.schedule, "init": args.init, "tie": args.tie,
+              "faithfulness_warmup_steps": args.warmup, "faithfulness_warmup_weight_decay": args.warmup_wd,
+              "faithfulness_coef": args.faithfulness_coef, **options_2026(args)}
+    return SPDConfig(C=C, steps=steps, batch_size=batch, **{**shared, **config})
+
+
 def decompose_members(name: str, model, task, args, model_seconds: float, score, C: int = 100,
                       coefs=(1e-5,), ps=(2.0,), sample=None, **config) -> dict:
     """SPD on a model trained here (inputs: `sample`, default its task's own; `config`: more `SPDConfig` settings),
@@ -216,9 +226,7 @@ def decompose_members(name: str, model, task, args, model_seconds: float, score,
     config = {**task_output(task, model.kind), **config}  # the task compares its outputs (`Task.output_comparison`)
     if args.output_loss != "auto":  # the command line's choice over the task's
         config["output_loss"] = args.output_loss
-    cfg = SPDConfig(C=C, steps=steps, batch_size=batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, faithfulness_warmup_weight_decay=args.warmup_wd,
-                    faithfulness_coef=args.faithfulness_coef, **options_2026(args), **config)
+    cfg = spd_config(args, C, steps, batch, **config)
     t0 = time.perf_counter()
     run = fit(name, model, sample or task.sample, cfg, stack_spd_hypers([spd_hyper(c, p) for c, p, _ in members]),
               jnp.array([seed for _, _, seed in members]), args)
@@ -256,9 +264,7 @@ def run_truth(name: str, args) -> dict:
     model, task = train_target(n, d, identity, args.model_steps or 10_000)
     model = kept_target(name, model, args)
     model_seconds = time.perf_counter() - t0
-    cfg = SPDConfig(C=C, steps=args.steps, batch_size=args.batch, lr=args.lr, schedule="cosine",
-                    faithfulness_warmup_steps=args.warmup, tie=args.tie, output_loss=args.output_loss,
-                    faithfulness_warmup_weight_decay=args.warmup_wd, **options_2026(args))
+    cfg = spd_config(args, C, args.steps, args.batch, output_loss=args.output_loss)
     seeds = jnp.asarray(seed_range(args))
     t0 = time.perf_counter()
     run = fit(name, model, task.sample, cfg, stack_spd_hypers([spd_hyper(coef, p)] * args.seeds), seeds, args)
@@ -348,6 +354,10 @@ def main(argv=None) -> int:
     ap.add_argument("--model-run", default=None,
                     help="a trained run of the truth's spec to decompose instead of training one here (one "
                          "compressed or AND-gate truth)")
+    ap.add_argument("--schedule", default="cosine", choices=SCHEDULES,
+                    help="the learning rate's decay (quarter_cosine: the paper's code's)")
+    ap.add_argument("--init", default="gaussian", choices=tuple(INITS),
+                    help="how subcomponents start (overlapping: the paper's code's)")
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")

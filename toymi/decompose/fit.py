@@ -25,7 +25,7 @@ from jaxtyping import Array, Float, Int
 from toymi.decompose.ground_truth import GroundTruth
 from toymi.decompose.sae import KINDS, SAE, BatchTopKSAE, Hyper, aux_k_loss, init_sae, normalise_decoder
 from toymi.errors import ConfigError
-from toymi.train.optimizer import SCHEDULES, adamw
+from toymi.train.optimizer import SCHEDULES, Schedule, adamw
 from toymi.train.state import TrainState
 from toymi.train.update import update
 from toymi.validate import Config, boolean, integer, one_of, optional, positive_number, setting
@@ -55,7 +55,7 @@ class SAEConfig(Config):
     batch_size: int = setting(1024, integer(1))
     lr: float = setting(1e-3, positive_number)
     warmup_steps: int = setting(0, integer(0))
-    schedule: Literal["constant", "cosine", "linear"] = setting("constant", one_of(SCHEDULES))
+    schedule: Schedule = setting("constant", one_of(SCHEDULES))
     b_dec_init: Literal["zeros", "mean", "median"] = setting("zeros", one_of(("zeros", "mean", "median")))
     normalise_decoder: bool | None = setting(None, optional(boolean))
     k_max: int = setting(1, integer(1))

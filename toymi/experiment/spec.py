@@ -18,12 +18,11 @@ import dataclasses
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 import tomli_w
 
 from toymi.errors import ConfigError, SpecFileMissing
-from toymi.train.optimizer import SCHEDULES
+from toymi.train.optimizer import SCHEDULES, Schedule
 from toymi.experiment.spec_memory import check_data_memory, check_memory
 from toymi.model.registry import config_class, kind_of
 from toymi.tasks import Task, make_task, task_class
@@ -45,7 +44,8 @@ class TrainConfig(Config):
     - `steps`: optimiser steps (epochs, for full-batch tasks); a multiple of `eval_every`.
     - `lr`, `weight_decay`, `beta1`, `beta2`, `eps`: AdamW (decoupled weight decay, as torch.optim.AdamW).
     - `warmup_steps`: linear warmup from 0 (Nanda et al.: lr · min(step / 10, 1)).
-    - `schedule`: after warmup, `"constant"`, or `"cosine"` / `"linear"` decay to `lr * final_lr_frac` at `steps`.
+    - `schedule`: after warmup, `"constant"`, or a `"cosine"` / `"linear"` / `"quarter_cosine"` decay to
+      `lr * final_lr_frac` at `steps` (`toymi.train.optimizer.schedule_shape`).
     - `grad_clip`: clip by global norm; 0 turns it off.
     - `seed`: model initialisation and on-device sampling.
     - `eval_every`: steps per compiled chunk; train/test metrics are logged after each chunk.
@@ -62,7 +62,7 @@ class TrainConfig(Config):
     beta2: float = setting(0.999, _FRACTION)
     eps: float = setting(1e-8, positive_number)
     warmup_steps: int = setting(0, integer(0))
-    schedule: Literal["constant", "cosine", "linear"] = setting("constant", one_of(SCHEDULES))
+    schedule: Schedule = setting("constant", one_of(SCHEDULES))
     final_lr_frac: float = setting(0.0, _NON_NEGATIVE)
     grad_clip: float = setting(0.0, _NON_NEGATIVE)
     seed: int = setting(0, integer())

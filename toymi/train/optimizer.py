@@ -11,7 +11,7 @@ Nothing here knows the TOML spec: `toymi.experiment.make_optimizer(train_config)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -20,24 +20,34 @@ import optax
 # `adamw` arguments that live in the optimiser state (name → optax's name), so ensemble members may differ in them.
 STATE_HYPERPARAMS = {"lr": "learning_rate", "weight_decay": "weight_decay", "beta1": "b1", "beta2": "b2",
                      "eps": "eps"}
-Schedule = Literal["constant", "cosine", "linear"]
-SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")  # the names `schedule` accepts
+Schedule = Literal["constant", "cosine", "linear", "quarter_cosine"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)  # the names `schedule` accepts
 
 
 def schedule_shape(steps: int, schedule: Schedule = "constant", warmup_steps: int = 0,
                    final_lr_frac: float = 0.0) -> optax.Schedule:
     """The learning rate's course over `steps` as a factor of `lr`: linear warmup from 0 over `warmup_steps`, then
-    constant, or a cosine / linear decay to `final_lr_frac` at `steps`."""
+    constant, or a decay to `final_lr_frac` at `steps`: half a cosine period (`cosine`), a straight line (`linear`),
+    or a quarter period (`quarter_cosine`: `cos(π/2 · t)`, the schedule the SPD paper's code called "cosine", which
+    stays higher for longer and falls fastest at the end)."""
     decay_steps = max(steps - warmup_steps, 1)
     after = {
         "constant": optax.constant_schedule(1.0),
         "cosine": optax.cosine_decay_schedule(1.0, decay_steps, alpha=final_lr_frac),
         "linear": optax.linear_schedule(1.0, final_lr_frac, decay_steps),
+        "quarter_cosine": _quarter_cosine(decay_steps, final_lr_frac),
     }[schedule]
     if warmup_steps == 0:
         return after
     warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
     return optax.join_schedules([warmup, after], [warmup_steps])
+
+
+def _quarter_cosine(decay_steps: int, final: float) -> optax.Schedule:
+    def shape(step):
+        t = jnp.minimum(step, decay_steps) / decay_steps
+        return final + (1.0 - final) * jnp.cos(0.5 * jnp.pi * t)
+    return shape
 
 
 def adamw(*, steps: int, lr: float = 1e-3, weight_decay: float = 0.0, beta1: float = 0.9, beta2: float = 0.999,

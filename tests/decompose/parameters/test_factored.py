@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.decompose.parameters.components import FactoredMatrix, init_subcomponents
+from toymi.decompose.parameters.components import FactoredMatrix, init_overlapping, init_subcomponents
 from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.losses import SPDParams, masked_output, mse, stochastic_masks
 from toymi.decompose.parameters.targets import model_targets
@@ -76,3 +76,14 @@ def test_factored_matrix_algebra_and_shape_errors():
         f @ b[0]
     with pytest.raises(ValueError, match="cannot multiply"):
         a @ f
+
+
+def test_overlapping_start_scales_unit_factors_by_their_overlap_with_the_weights():
+    # the SPD paper's code's start: unit-norm columns, each U_c then times U_cᵀ W V_c (computed here by hand)
+    weight = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+    comps = init_overlapping(weight, 7, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(np.linalg.norm(comps.V, axis=0), 1.0, rtol=1e-6)
+    u = np.asarray(comps.U) / np.linalg.norm(comps.U, axis=0)
+    overlap = np.array([u[:, c] @ np.asarray(weight) @ np.asarray(comps.V[:, c]) for c in range(7)])
+    np.testing.assert_allclose(np.linalg.norm(comps.U, axis=0), np.abs(overlap), rtol=1e-5)
+    np.testing.assert_allclose(np.sign(np.einsum("oc,oi,ic->c", comps.U, weight, comps.V)), np.sign(overlap) ** 2)

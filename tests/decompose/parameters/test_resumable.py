@@ -1,9 +1,12 @@
+import dataclasses
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from toymi.decompose.parameters.resumable import newest_checkpoint, train_spd_in_pieces
+from toymi.decompose.parameters.resumable import newest_checkpoint, run_fingerprint, train_spd_in_pieces
 from toymi.decompose.parameters.spd import SPDConfig, spd_hyper, stack_spd_hypers, train_spd
 from toymi.errors import CheckpointDamaged, ConfigError
 from toymi.model.tms import TMS, TMSConfig
@@ -72,3 +75,13 @@ def test_a_piece_must_be_a_whole_number_of_steps():
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="piece_steps"):
             train_spd_in_pieces(MODEL, TASK.sample, CFG, HYPERS, SEEDS, bad)
+
+
+def test_a_setting_added_later_keeps_older_runs_fingerprints_at_its_old_value():
+    # Fixed arrays (no PRNG) and the fingerprint this run had before `SPDConfig.init` existed (commit 065ea59): a
+    # checkpoint written then must still resume. A new setting not in `ADDED_SETTINGS` changes it and fails here.
+    model = jax.tree.map(lambda a: jnp.arange(a.size, dtype=a.dtype).reshape(a.shape) / 10
+                         if eqx.is_array(a) else a, MODEL)
+    old = "d4082b752c8e9a65cd7d474d42e201ed188b7c8d227adb6d4990cd2dbde4b440"
+    assert run_fingerprint(model, CFG, HYPERS, SEEDS) == old
+    assert run_fingerprint(model, dataclasses.replace(CFG, init="overlapping"), HYPERS, SEEDS) != old

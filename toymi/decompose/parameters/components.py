@@ -96,3 +96,19 @@ def init_subcomponents(d_out: int, d_in: int, C: int, key: PRNGKeyArray) -> Subc
     k_u, k_v = jax.random.split(key)
     return Subcomponents(U=jax.random.normal(k_u, (d_out, C)) / math.sqrt(C),
                          V=jax.random.normal(k_v, (d_in, C)) / math.sqrt(d_in))
+
+
+def init_overlapping(weight: Float[Array, "d_out d_in"], C: int, key: PRNGKeyArray) -> Subcomponents:
+    """The SPD paper's code's start (goodfire-ai/spd at a1cf5a03, `init_As_and_Bs_`): random unit-norm `U` and `V`
+    columns, then each `U_c` scaled by its subcomponent's overlap with the weights, `U_cᵀ W V_c`, so that each starts
+    at about the size of the part of `W` it lines up with (unlike `init_subcomponents`, which ignores `W`)."""
+    k_u, k_v = jax.random.split(key)
+    U = jax.random.normal(k_u, (weight.shape[0], C))
+    V = jax.random.normal(k_v, (weight.shape[1], C))
+    U, V = U / jnp.linalg.norm(U, axis=0), V / jnp.linalg.norm(V, axis=0)
+    return Subcomponents(U=U * jnp.einsum("oc,oi,ic->c", U, weight, V), V=V)
+
+
+# `SPDConfig.init`: how each decomposed matrix's subcomponents start, from the matrix, C and a key
+INITS = {"gaussian": lambda weight, C, key: init_subcomponents(*weight.shape, C, key),
+         "overlapping": init_overlapping}

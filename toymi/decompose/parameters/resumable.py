@@ -46,9 +46,16 @@ class PieceDone:
     losses: dict[str, np.ndarray]
 
 
+# Settings `SPDConfig` gained after checkpoints were first written, each with the value every run had before it: at
+# that value a setting is left out of the fingerprint, so that those runs' checkpoints still resume (a run that
+# sets another value is another run). Add each new setting here.
+ADDED_SETTINGS = {"init": "gaussian"}
+
+
 def run_fingerprint(model: eqx.Module, cfg: SPDConfig, hypers: SPDHyper, seeds: Int[Array, " member"]) -> str:
     """SHA-256 over what makes a run: the model's arrays, `cfg`'s settings, the members' hyperparameters and seeds."""
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ADDED_SETTINGS or ADDED_SETTINGS[k] != v}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for leaf in jax.tree.leaves((eqx.filter(model, eqx.is_array), hypers, seeds)):
         leaf = np.asarray(leaf)
         digest.update(f"{leaf.shape}{leaf.dtype}".encode())

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from toymi.decompose.parameters.components import init_subcomponents
+from toymi.decompose.parameters.components import INITS
 from toymi.decompose.parameters.importance import init_importance
 from toymi.decompose.parameters.pgd import PGD_INITS, PGDSettings
 from toymi.decompose.parameters.losses import (
@@ -26,7 +26,7 @@ from toymi.decompose.parameters.losses import (
 )
 from toymi.decompose.parameters.targets import Target, model_input_sampler, model_targets
 from toymi.errors import ConfigError
-from toymi.train.optimizer import SCHEDULES, adamw
+from toymi.train.optimizer import SCHEDULES, Schedule, adamw
 from toymi.train.update import update
 from toymi.validate import Config, boolean, integer, number, one_of, positive_number, setting
 
@@ -53,6 +53,8 @@ class SPDConfig(Config):
       use's factors get their own gradient and Adam state, and the shared factors move by the sum of the two
       updates, `losses.merge_tied_updates`); `"gradients"`: one set of factors, one Adam state, the two uses'
       gradients summed (`losses.tie`); `"none"`: the two uses decomposed independently.
+    - `init`: how the subcomponents start: `"gaussian"` (the reference code now: `V ~ N(0, 1/d_in)`, `U ~ N(0, 1/C)`)
+      or `"overlapping"` (the paper's code: unit-norm factors scaled by their overlap with the weights).
     - `output_loss`, `output_positions`: how the masked model's output is compared with the target's
       (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise, a guess from the model alone;
       `task_output(task, kind)` gives the task's own; positions: a transformer's outputs compared, None for all).
@@ -68,7 +70,7 @@ class SPDConfig(Config):
     steps: int = setting(1000, integer(1))
     batch_size: int = setting(1024, integer(1))
     lr: float = setting(1e-3, positive_number)
-    schedule: str = setting("cosine", one_of(SCHEDULES))
+    schedule: Schedule = setting("cosine", one_of(SCHEDULES))
     warmup_steps: int = setting(0, integer(0))
     targets: tuple[str, ...] | None = None
     faithfulness_coef: float = setting(1.0, number(0))
@@ -80,6 +82,7 @@ class SPDConfig(Config):
     faithfulness_warmup_weight_decay: float = setting(0.0, number(0))
     hidden: int = setting(16, integer(1))
     tie: str = setting("updates", one_of(TIES))
+    init: str = setting("gaussian", one_of(tuple(INITS)))
     output_loss: str = setting("auto", one_of(OUTPUT_LOSSES))
     output_positions: tuple[int, ...] | None = None
     pgd_coef: float = setting(0.0, number(0))
@@ -136,7 +139,7 @@ class TrainedSPD(eqx.Module):
 
 def init_params(model: eqx.Module, targets: Sequence[Target], cfg: SPDConfig, key: PRNGKeyArray) -> SPDParams:
     keys = jax.random.split(key, 2 * len(targets))
-    comps = tuple(init_subcomponents(*t.get(model).shape, cfg.C, k) for t, k in zip(targets, keys[::2]))
+    comps = tuple(INITS[cfg.init](t.get(model), cfg.C, k) for t, k in zip(targets, keys[::2]))
     return SPDParams(comps, tuple(init_importance(cfg.C, k, cfg.hidden) for k in keys[1::2]))
 
 
