@@ -68,6 +68,7 @@ from toymi.decompose.parameters.spd import (  # noqa: E402
 )
 from toymi.decompose.parameters.components import INITS  # noqa: E402
 from toymi.decompose.parameters.defaults import BINARY_KL_SPD, RESIDUAL_MLP_SPD  # noqa: E402
+from toymi.decompose.parameters.importance import LOWER_IMPORTANCE  # noqa: E402
 from toymi.decompose.parameters.losses import OUTPUT_LOSSES  # noqa: E402
 from toymi.decompose.parameters.resumable import PieceDone, newest_checkpoint, train_spd_in_pieces  # noqa: E402
 from toymi.decompose.parameters.targets import model_targets  # noqa: E402
@@ -206,7 +207,8 @@ def and_gates_defaults(task, kind: str, args) -> tuple[int, tuple[float, ...], t
 
 def spd_config(args, C: int, steps: int, batch: int, **config) -> SPDConfig:
     """The `SPDConfig` of a truth's run: the command line's settings, then the truth's own (`config`) over them."""
-    shared = {"lr": args.lr, "schedule": args.schedule, "init": args.init, "tie": args.tie,
+    shared = {"lr": args.lr, "schedule": args.schedule, "init": args.init, "lower_importance": args.lower_importance,
+              "tie": args.tie,
               "faithfulness_warmup_steps": args.warmup, "faithfulness_warmup_weight_decay": args.warmup_wd,
               "faithfulness_coef": args.faithfulness_coef, **options_2026(args)}
     return SPDConfig(C=C, steps=steps, batch_size=batch, **{**shared, **config})
@@ -358,6 +360,8 @@ def main(argv=None) -> int:
                     help="the learning rate's decay (quarter_cosine: the paper's code's)")
     ap.add_argument("--init", default="gaussian", choices=tuple(INITS),
                     help="how subcomponents start (overlapping: the paper's code's)")
+    ap.add_argument("--lower-importance", default="hard_sigmoid", choices=tuple(LOWER_IMPORTANCE),
+                    help="the masks' importance function (leaky_relu: the paper's code's)")
     ap.add_argument("--warmup-wd", type=float, default=0.1, help="the faithfulness warmup's AdamW weight decay")
     ap.add_argument("--tie", default="updates", choices=TIES,
                     help="how TMS's two uses of W share subcomponents (SPDConfig.tie; default: as the reference code)")

@@ -9,7 +9,7 @@ import pytest
 
 from toymi.decompose.parameters.components import Subcomponents
 from toymi.decompose.parameters.importance import (
-    ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, upper_leaky_hard_sigmoid,
+    ALPHA, causal_importance, init_importance, lower_leaky_hard_sigmoid, lower_leaky_relu, upper_leaky_hard_sigmoid,
 )
 from toymi.decompose.parameters.losses import (
     SPDParams, annealed_p, binary_kl_logits, faithfulness, importance_minimality, masked_output, merge_tied_updates,
@@ -279,3 +279,21 @@ def test_each_task_compares_outputs_as_it_is_trained_and_a_runs_decomposition_fo
     assert (of_run["output_loss"], of_run["importance_coef"], of_run["p"]) == ("binary_kl", 1e-3, 2.0)
     alone = spd_settings(model, steps=10)
     assert (alone["output_loss"], alone["importance_coef"]) == ("auto", 1e-5)
+
+
+def test_the_papers_lower_importance_is_leaky_forward_and_the_mlps_carry_it():
+    x = jnp.asarray([-2.0, 0.5, 3.0])
+    np.testing.assert_allclose(lower_leaky_relu(x), [-2.0 * ALPHA, 0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(lower_leaky_relu))(x), [ALPHA, 1.0, 0.0])
+    gamma = eqx.tree_at(lambda g: g.b2, init_importance(3, jax.random.PRNGKey(0), lower="leaky_relu"),
+                        jnp.full(3, -10.0))  # pre-activations near -10: the masks' importance goes below 0
+    lo, up = causal_importance(gamma, jnp.zeros((4, 3)))
+    np.testing.assert_allclose(lo, -10.0 * ALPHA, rtol=1e-5)
+    np.testing.assert_array_equal(up, 0.0)  # the minimality loss's never does
+    model = _models()["tms_id"]
+    params = init_params(model, model_targets(model), SPDConfig(C=3, lower_importance="leaky_relu"), jax.random.PRNGKey(1))
+    assert {gamma.lower for gamma in params.importance} == {"leaky_relu"}
+    with pytest.raises(ValueError, match="lower must be one of"):
+        init_importance(3, jax.random.PRNGKey(0), lower="relu")
+    with pytest.raises(ConfigError, match="lower_importance"):
+        SPDConfig(C=3, lower_importance="relu")

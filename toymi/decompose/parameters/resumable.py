@@ -49,7 +49,7 @@ class PieceDone:
 # Settings `SPDConfig` gained after checkpoints were first written, each with the value every run had before it: at
 # that value a setting is left out of the fingerprint, so that those runs' checkpoints still resume (a run that
 # sets another value is another run). Add each new setting here.
-ADDED_SETTINGS = {"init": "gaussian"}
+ADDED_SETTINGS = {"init": "gaussian", "lower_importance": "hard_sigmoid"}
 
 
 def run_fingerprint(model: eqx.Module, cfg: SPDConfig, hypers: SPDHyper, seeds: Int[Array, " member"]) -> str:

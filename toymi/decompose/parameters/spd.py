@@ -19,7 +19,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from toymi.decompose.parameters.components import INITS
-from toymi.decompose.parameters.importance import init_importance
+from toymi.decompose.parameters.importance import LOWER_IMPORTANCE, init_importance
 from toymi.decompose.parameters.pgd import PGD_INITS, PGDSettings
 from toymi.decompose.parameters.losses import (
     OUTPUT_LOSSES, SPDParams, annealed_p, faithfulness, merge_tied_updates, output_distance, spd_losses, tie,
@@ -55,6 +55,8 @@ class SPDConfig(Config):
       gradients summed (`losses.tie`); `"none"`: the two uses decomposed independently.
     - `init`: how the subcomponents start: `"gaussian"` (the reference code now: `V ~ N(0, 1/d_in)`, `U ~ N(0, 1/C)`)
       or `"overlapping"` (the paper's code: unit-norm factors scaled by their overlap with the weights).
+    - `lower_importance`: the masks' importance from its pre-activation: `"hard_sigmoid"` (the reference code now:
+      clipped forward, leaky gradient) or `"leaky_relu"` (the paper's code: leaky below 0 forward too).
     - `output_loss`, `output_positions`: how the masked model's output is compared with the target's
       (`losses.output_distance`: `"auto"` is KL for a transformer, MSE otherwise, a guess from the model alone;
       `task_output(task, kind)` gives the task's own; positions: a transformer's outputs compared, None for all).
@@ -83,6 +85,7 @@ class SPDConfig(Config):
     hidden: int = setting(16, integer(1))
     tie: str = setting("updates", one_of(TIES))
     init: str = setting("gaussian", one_of(tuple(INITS)))
+    lower_importance: str = setting("hard_sigmoid", one_of(tuple(LOWER_IMPORTANCE)))
     output_loss: str = setting("auto", one_of(OUTPUT_LOSSES))
     output_positions: tuple[int, ...] | None = None
     pgd_coef: float = setting(0.0, number(0))
@@ -140,7 +143,7 @@ class TrainedSPD(eqx.Module):
 def init_params(model: eqx.Module, targets: Sequence[Target], cfg: SPDConfig, key: PRNGKeyArray) -> SPDParams:
     keys = jax.random.split(key, 2 * len(targets))
     comps = tuple(INITS[cfg.init](t.get(model), cfg.C, k) for t, k in zip(targets, keys[::2]))
-    return SPDParams(comps, tuple(init_importance(cfg.C, k, cfg.hidden) for k in keys[1::2]))
+    return SPDParams(comps, tuple(init_importance(cfg.C, k, cfg.hidden, cfg.lower_importance) for k in keys[1::2]))
 
 
 def _tying(targets: Sequence[Target], tie_mode: str) -> tuple[list[Target], list[Target], Callable]:
