@@ -208,9 +208,9 @@ def and_gates_defaults(task, kind: str, args) -> tuple[int, tuple[float, ...], t
 def spd_config(args, C: int, steps: int, batch: int, **config) -> SPDConfig:
     """The `SPDConfig` of a truth's run: the command line's settings, then the truth's own (`config`) over them."""
     shared = {"lr": args.lr, "schedule": args.schedule, "init": args.init, "lower_importance": args.lower_importance,
-              "tie": args.tie,
-              "faithfulness_warmup_steps": args.warmup, "faithfulness_warmup_weight_decay": args.warmup_wd,
-              "faithfulness_coef": args.faithfulness_coef, **options_2026(args)}
+              "tie": args.tie, "faithfulness_warmup_steps": args.warmup,
+              "faithfulness_warmup_weight_decay": args.warmup_wd, "faithfulness_coef": args.faithfulness_coef,
+              **options_2026(args)}
     return SPDConfig(C=C, steps=steps, batch_size=batch, **{**shared, **config})
 
 
