@@ -13,6 +13,9 @@ and the same formula here (written to JSON).
         --truth tms_5_2_id --seed 0 --target-dir CKPT/tms_5_2_id --out OUT.json
 
 Its seeds are torch's, so seed i here is not spd_recovery.py's seed i: compare the spread of several.
+
+`--paper-target DIR` decomposes instead a target trained by the paper's own recipe (`train_tms.py`), and keeps it in
+`DIR/<truth>/` where `spd_recovery.py --truths <truth> --checkpoint-dir DIR` finds it, so toymi's SPD runs on it too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from spd_recovery import TRUTHS, train_target  # noqa: E402
 
 from toymi.decompose.parameters.scoring import alive_by_norm  # noqa: E402
-from toymi.sealed import read_sealed  # noqa: E402
+from toymi.sealed import read_sealed, write_sealed  # noqa: E402
 
 
 def toymi_target(truth: str, target_dir: str | None):
@@ -43,6 +46,30 @@ def toymi_target(truth: str, target_dir: str | None):
     if found is None:
         raise SystemExit(f"no target model of {truth} kept in {target_dir}")
     return found[0]
+
+
+def paper_trained_target(truth: str, like):
+    """`truth`'s TMS model trained by the paper's own recipe (`train_tms.py` at a1cf5a03: AdamW lr 5e-3 with torch's
+    default weight decay 0.01, constant, 10,000 steps of 1,024, seed 0, the tied `W` moved by both uses' updates, the
+    identity fixed), as a toymi model shaped like `like`."""
+    import equinox as eqx
+    import jax.numpy as jnp
+    from spd.experiments.tms.models import TMSModelConfig
+    from spd.experiments.tms.train_tms import TMSTrainConfig, get_model_and_dataloader, train
+    from spd.utils import set_seed
+
+    n, d, identity = TRUTHS[truth][:3]
+    config = TMSTrainConfig(
+        tms_model_config=TMSModelConfig(n_features=n, n_hidden=d, n_hidden_layers=int(identity), tied_weights=True,
+                                        init_bias_to_zero=n > 5, device="cpu"),
+        feature_probability=0.05, batch_size=1024, steps=10_000, seed=0, lr=5e-3, lr_schedule="constant",
+        data_generation_type="at_least_zero_active", fixed_identity_hidden_layers=identity)
+    set_seed(0)
+    ref, loader = get_model_and_dataloader(config, "cpu")
+    train(ref, loader, log_wandb=False, importance=1.0, steps=config.steps, print_freq=2_500, lr=config.lr,
+          lr_schedule=config.lr_schedule)
+    return eqx.tree_at(lambda m: (m.W, m.b), like, (jnp.asarray(ref.linear1.weight.detach().numpy()),
+                                                     jnp.asarray(ref.linear2.bias.detach().numpy())))
 
 
 def reference_model(model):
@@ -127,6 +154,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40_000)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--target-dir", default=None, help="spd_recovery.py's --checkpoint-dir DIR/<truth>")
+    ap.add_argument("--paper-target", default=None, metavar="DIR",
+                    help="train the target by the paper's own recipe instead, and keep it in DIR/<truth> for "
+                         "spd_recovery.py --checkpoint-dir DIR")
     ap.add_argument("--threads", type=int, default=1, help="torch's threads")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -135,9 +165,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = toymi_target(args.truth, args.target_dir)
+    if args.paper_target is not None:  # the paper's recipe's target instead, kept where spd_recovery.py looks
+        model = paper_trained_target(args.truth, model)
+        write_sealed(Path(args.paper_target) / args.truth, "target", model, {"truth": args.truth, "model_steps": None})
+        print(f"the paper recipe's target kept in {args.paper_target}/{args.truth}: `spd_recovery.py --truths "
+              f"{args.truth} --checkpoint-dir {args.paper_target}` decomposes it", flush=True)
     t0 = time.perf_counter()
     trained = run(args.truth, reference_model(model), args.seed, args.steps, args.batch)
-    result = {"truth": args.truth, "seed": args.seed, "steps": args.steps, "batch": args.batch,
+    result = {"truth": args.truth, "target": "paper's recipe" if args.paper_target else "toymi's", "seed": args.seed, "steps": args.steps, "batch": args.batch,
               "seconds": time.perf_counter() - t0, **scores(trained, np.asarray(model.W)),
               "reference": "goodfire-ai/spd a1cf5a03", "torch": torch.__version__}
     print(json.dumps(result))
