@@ -172,7 +172,8 @@ def main() -> None:
               f"{args.truth} --checkpoint-dir {args.paper_target}` decomposes it", flush=True)
     t0 = time.perf_counter()
     trained = run(args.truth, reference_model(model), args.seed, args.steps, args.batch)
-    result = {"truth": args.truth, "target": "paper's recipe" if args.paper_target else "toymi's", "seed": args.seed, "steps": args.steps, "batch": args.batch,
+    result = {"truth": args.truth, "target": "paper's recipe" if args.paper_target else "toymi's", "seed": args.seed,
+              "steps": args.steps, "batch": args.batch,
               "seconds": time.perf_counter() - t0, **scores(trained, np.asarray(model.W)),
               "reference": "goodfire-ai/spd a1cf5a03", "torch": torch.__version__}
     print(json.dumps(result))

@@ -291,7 +291,8 @@ def test_the_papers_lower_importance_is_leaky_forward_and_the_mlps_carry_it():
     np.testing.assert_allclose(lo, -10.0 * ALPHA, rtol=1e-5)
     np.testing.assert_array_equal(up, 0.0)  # the minimality loss's never does
     model = _models()["tms_id"]
-    params = init_params(model, model_targets(model), SPDConfig(C=3, lower_importance="leaky_relu"), jax.random.PRNGKey(1))
+    params = init_params(model, model_targets(model), SPDConfig(C=3, lower_importance="leaky_relu"),
+                         jax.random.PRNGKey(1))
     assert {gamma.lower for gamma in params.importance} == {"leaky_relu"}
     with pytest.raises(ValueError, match="lower must be one of"):
         init_importance(3, jax.random.PRNGKey(0), lower="relu")
