@@ -613,3 +613,43 @@ def test_readme_ml2r_excess_table_is_the_committed_output():
                                 "0.98 / 0.99 / 1.0 / 1.01 / 1.02")):
         row = f"| {label} | {with_id[key]} | {plain[key]} |"
         assert row in readme, row
+
+
+TMS_5_2_ID_PAPER_CODE_RUNS = {  # README's rows on the paper's own code: label -> (results files, settings they ran)
+    "toymi, its defaults (the reference code now)": (
+        ["cpu_tms_5_2_id_paper_settings"], {"warmup": 200}),
+    "toymi, the paper code's start, schedule and no warmup": (
+        ["cpu_tms_5_2_id_paper_settings_init_schedule_nowarmup"],
+        {"warmup": 0, "schedule": "quarter_cosine", "init": "overlapping"}),
+    "toymi, all four of the paper code's differences": (
+        ["cpu_tms_5_2_id_paper_settings_papers_code_options"],
+        {"warmup": 0, "schedule": "quarter_cosine", "init": "overlapping", "lower_importance": "leaky_relu"}),
+    "the paper's own code (a1cf5a03), the same target": (
+        ["reference_code_tms_5_2_id_seed0", "reference_code_tms_5_2_id_seed1"], {}),
+    "toymi, its defaults, on the target trained by the paper's recipe": (
+        ["cpu_tms_5_2_id_paper_settings_paper_recipe_target"], {"warmup": 200}),
+}
+
+
+def test_readme_tms_5_2_id_against_the_papers_code_rows_are_their_committed_results():
+    """TMS 5-2 + identity at the paper's settings, run by toymi with and without the paper code's differences and by
+    the paper's own code: README's ML2R / MMCS per seed are the JSON's, and each ran what its label says."""
+    readme = (ROOT / "README.md").read_text()
+    for label, (names, settings) in TMS_5_2_ID_PAPER_CODE_RUNS.items():
+        seeds = []
+        for name in names:
+            r = json.loads((ROOT / "benchmarks" / "results" / "spd" / f"{name}.json").read_text())
+            if "results" in r:  # spd_recovery.py's
+                assert (r["settings"]["steps"], r["settings"]["batch"]) == (40_000, 4096), name
+                assert all(r["settings"].get(k, v) == v for k, v in settings.items()), (name, r["settings"])
+                # (results from before the members named their seeds ran seeds 0, 1, ... in order)
+                seeds += [{"seed": i, **m} for i, m in enumerate(r["results"][0]["per_seed"])]
+            else:  # benchmarks/reference_code/spd_paper_tms.py's, one seed per file
+                # (files written before the script named its target ran on toymi's: it was the only one)
+                target = r.get("target", "toymi's")
+                assert (r["steps"], r["batch"], r["truth"], target) == (40_000, 4096, "tms_5_2_id", "toymi's"), name
+                seeds.append(r)
+        cells = [", ".join(str(s["seed"]) for s in seeds)] + [", ".join(f"{s[k]:.3f}" for s in seeds)
+                                                                for k in ("mmcs", "ml2r")]
+        row = f"| {label} | " + " | ".join(cells) + " |"
+        assert row in readme, row
