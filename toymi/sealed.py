@@ -91,7 +91,8 @@ def _arrays_name(stem: str) -> re.Pattern:
 
 def _arrays_files(where: Path, stem: str) -> list[Path]:
     """Every arrays file of `stem` in `where`."""
-    return [path for path in where.glob(f"{stem}.*eqx") if _arrays_name(stem).fullmatch(path.name)]
+    name = _arrays_name(stem)
+    return [path for path in where.glob(f"{stem}.*eqx") if name.fullmatch(path.name)]
 
 
 def kept_for(format: int, model_step: int, settings: dict | None = None) -> Callable[[dict], bool]:

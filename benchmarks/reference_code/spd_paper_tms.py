@@ -5,7 +5,7 @@ downloaded here: give a checkout with `--reference`) on the very TMS model `benc
 target it keeps under `--checkpoint-dir DIR/<truth>/`, or one trained here with the same recipe), with the paper's
 settings for that truth (`spd_recovery.TRUTHS`: C, coefficient, p; 40,000 steps of 4,096, lr 1e-3, its "cosine",
 no faithfulness warmup, tied `linear1`/`linear2`), and scores the result with the paper's `calc_mmcs_and_ml2r` (printed)
-and the same formula here (written to JSON).
+and toymi's `column_mmcs_ml2r` (the same definition; written to JSON).
 
     git clone https://github.com/goodfire-ai/spd REF && git -C REF checkout a1cf5a03
     pip install --target DEPS fire python-dotenv          # what the reference imports beyond toymi's test extras
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spd_recovery import TRUTHS, train_target  # noqa: E402
 
-from toymi.decompose.parameters.scoring import alive_by_norm  # noqa: E402
+from toymi.decompose.parameters.scoring import alive_by_norm, column_mmcs_ml2r  # noqa: E402
 from toymi.sealed import read_sealed, write_sealed  # noqa: E402
 
 
@@ -129,21 +129,16 @@ def run(truth: str, ref, seed: int, steps: int, batch: int):
 
 
 def scores(component_model, weight: np.ndarray) -> dict:
-    """MMCS and ML2R on `linear1` as the paper's `calc_mmcs_and_ml2r` computes them (which it also prints), and the
-    subcomponents alive by norm as toymi counts them (`scoring.alive_by_norm`)."""
+    """MMCS and ML2R on `linear1` (the paper's `calc_mmcs_and_ml2r` prints its own; toymi's `column_mmcs_ml2r`, the
+    same definition, goes into the JSON), and the subcomponents alive by norm as toymi counts them."""
     from spd.experiments.tms.plotting import calc_mmcs_and_ml2r
 
     calc_mmcs_and_ml2r(component_model)
     layer = component_model.components["linear1"]
-    outer = np.einsum("fc,ch->cfh", layer.A.detach().numpy(), layer.B.detach().numpy())  # [C, features, hidden]
-    target = weight.T  # [features, hidden]
-    cos = np.einsum("cfh,fh->cf", outer / (np.linalg.norm(outer, axis=-1, keepdims=True) + 1e-12),
-                    target / np.linalg.norm(target, axis=-1, keepdims=True))
-    best = cos.argmax(0)
-    ratios = np.linalg.norm(outer[best, np.arange(target.shape[0])], axis=-1) / np.linalg.norm(target, axis=-1)
-    alive = int(alive_by_norm(np.linalg.norm(outer.reshape(outer.shape[0], -1), axis=-1)))  # toymi's rule
-    return {"mmcs": float(cos.max(0).mean()), "ml2r": float(ratios.mean()), "ratios": ratios.tolist(),
-            "alive_norm": alive}
+    matrices = np.einsum("fc,ch->chf", layer.A.detach().numpy(), layer.B.detach().numpy())  # [C, hidden, features]
+    mmcs, ml2r = column_mmcs_ml2r(weight, matrices)
+    return {"mmcs": mmcs, "ml2r": ml2r,
+            "alive_norm": alive_by_norm(np.linalg.norm(matrices.reshape(len(matrices), -1), axis=-1))}
 
 
 def main() -> None:
